@@ -1,0 +1,186 @@
+#include "config.h"
+
+#include <string.h>
+
+#include "config/artifacts.h"
+
+static const cmi_attr_rule_t sequence_attrs[] = {
+    {"name", CMI_ATTR_OK},          {"onError", CMI_ATTR_OK},
+    {"description", CMI_ATTR_OK},   {"trace", CMI_ATTR_COSMETIC},
+    {"statistics", CMI_ATTR_COSMETIC}, {"key", CMI_ATTR_UNSUPPORTED},
+    {NULL, 0},
+};
+
+void cmi_artifact_sequence(cmi_compile_t *cc, xmlNodePtr root)
+{
+    cmi_xml_check_attrs(cc, root, sequence_attrs, NULL);
+    const char *name = cmi_xml_attr(cc, root, "name");
+    if (name == NULL || *name == '\0') {
+        cmi_compile_error(cc, root, "<sequence>: the name attribute is required");
+        return;
+    }
+    const cmi_sequence_t *prev = cmi_htab_gets(&cc->config->sequences, name);
+    if (prev != NULL) {
+        cmi_compile_error(cc, root, "<sequence name=\"%s\">: a sequence of that name is already deployed (%s:%d)",
+                          name, prev->file, prev->line);
+        return;
+    }
+    /* Registered before its body compiles so that the cycle check sees the
+     * body's references as edges from this sequence. */
+    cmi_sequence_t *shell = cmi_arena_calloc(cc->arena, 1, sizeof(*shell));
+    shell->name = name;
+    shell->file = cc->file;
+    shell->line = cmi_xml_line(root);
+    cmi_htab_put(&cc->config->sequences, name, strlen(name), shell);
+    cc->owner = shell;
+    cmi_sequence_t *body = cmi_compile_mediators(cc, root, name);
+    cc->owner = NULL;
+    shell->items = body->items;
+    shell->count = body->count;
+    const char *on_error = cmi_xml_attr(cc, root, "onError");
+    if (on_error != NULL && *on_error != '\0')
+        cmi_compile_ref_sequence(cc, on_error, &shell->on_error, shell->line,
+                                 cmi_arena_sprintf(cc->arena, "<sequence name=\"%s\" onError=\"%s\">", name,
+                                                   on_error));
+}
+
+static const cmi_attr_rule_t local_entry_attrs[] = {
+    {"key", CMI_ATTR_OK},
+    {"src", CMI_ATTR_UNSUPPORTED},
+    {"description", CMI_ATTR_OK},
+    {NULL, 0},
+};
+
+void cmi_artifact_local_entry(cmi_compile_t *cc, xmlNodePtr root)
+{
+    cmi_xml_check_attrs(cc, root, local_entry_attrs, NULL);
+    const char *key = cmi_xml_attr(cc, root, "key");
+    if (key == NULL || *key == '\0') {
+        cmi_compile_error(cc, root, "<localEntry>: the key attribute is required");
+        return;
+    }
+    xmlNodePtr elem = NULL;
+    for (xmlNodePtr c = root->children; c != NULL; c = c->next)
+        if (c->type == XML_ELEMENT_NODE) {
+            if (elem != NULL) {
+                cmi_compile_error(cc, c, "<localEntry key=\"%s\">: more than one element inside", key);
+                return;
+            }
+            elem = c;
+        }
+    cmi_local_entry_t *le = cmi_arena_calloc(cc->arena, 1, sizeof(*le));
+    le->key = key;
+    le->file = cc->file;
+    le->line = cmi_xml_line(root);
+    if (elem != NULL) {
+        const char *name = (const char *)elem->name;
+        const char *dot = strchr(name, '.');
+        if (dot != NULL && strcmp(dot, ".init") == 0)
+            cmi_compile_error(cc, elem, "<%s>: no connector module named '%.*s' is loaded", name,
+                              (int)(dot - name), name);
+        else
+            cmi_compile_error(cc, elem, "<localEntry key=\"%s\">: XML content <%s> is not supported by cmi yet",
+                              key, name);
+        return;
+    }
+    le->text = cmi_xml_text(cc, root);
+    const cmi_local_entry_t *prev = cmi_htab_put(&cc->config->local_entries, key, strlen(key), le);
+    if (prev != NULL)
+        cmi_compile_error(cc, root, "<localEntry key=\"%s\">: a local entry with that key is already deployed (%s:%d)",
+                          key, prev->file, prev->line);
+}
+
+static const cmi_attr_rule_t inbound_attrs[] = {
+    {"name", CMI_ATTR_OK},           {"protocol", CMI_ATTR_OK},    {"class", CMI_ATTR_OK},
+    {"sequence", CMI_ATTR_OK},       {"onError", CMI_ATTR_OK},     {"suspend", CMI_ATTR_OK},
+    {"description", CMI_ATTR_OK},    {"trace", CMI_ATTR_COSMETIC}, {"statistics", CMI_ATTR_COSMETIC},
+    {NULL, 0},
+};
+
+static void compile_params(cmi_compile_t *cc, cmi_inbound_t *ib, xmlNodePtr params)
+{
+    size_t n = 0;
+    for (xmlNodePtr c = params->children; c != NULL; c = c->next)
+        n += c->type == XML_ELEMENT_NODE;
+    ib->params = cmi_arena_calloc(cc->arena, n ? n : 1, sizeof(*ib->params));
+    for (xmlNodePtr c = params->children; c != NULL; c = c->next) {
+        if (c->type != XML_ELEMENT_NODE)
+            continue;
+        if (!cmi_xml_is(c, "parameter")) {
+            cmi_compile_error(cc, c, "<parameters>: unexpected element <%s>", c->name);
+            continue;
+        }
+        const char *name = cmi_xml_attr(cc, c, "name");
+        if (name == NULL || *name == '\0') {
+            cmi_compile_error(cc, c, "<parameter>: the name attribute is required");
+            continue;
+        }
+        const char *key = cmi_xml_attr(cc, c, "key");
+        if (key != NULL) {
+            cmi_compile_error(cc, c, "<parameter name=\"%s\">: registry keys are not supported by cmi yet", name);
+            continue;
+        }
+        cmi_param_t *p = &ib->params[ib->nparams++];
+        p->name = name;
+        p->value = cmi_xml_text(cc, c);
+        p->line = cmi_xml_line(c);
+    }
+}
+
+void cmi_artifact_inbound(cmi_compile_t *cc, xmlNodePtr root)
+{
+    cmi_xml_check_attrs(cc, root, inbound_attrs, NULL);
+    const char *name = cmi_xml_attr(cc, root, "name");
+    if (name == NULL || *name == '\0') {
+        cmi_compile_error(cc, root, "<inboundEndpoint>: the name attribute is required");
+        return;
+    }
+    cmi_inbound_t *ib = cmi_arena_calloc(cc->arena, 1, sizeof(*ib));
+    ib->name = name;
+    ib->file = cc->file;
+    ib->line = cmi_xml_line(root);
+    ib->protocol = cmi_xml_attr(cc, root, "protocol");
+    ib->class_name = cmi_xml_attr(cc, root, "class");
+    if ((ib->protocol == NULL) == (ib->class_name == NULL))
+        cmi_compile_error(cc, root, "<inboundEndpoint name=\"%s\">: give exactly one of protocol and class", name);
+    const char *seq = cmi_xml_attr(cc, root, "sequence");
+    const char *on_error = cmi_xml_attr(cc, root, "onError");
+    if (seq == NULL || *seq == '\0')
+        cmi_compile_error(cc, root, "<inboundEndpoint name=\"%s\">: the sequence attribute is required", name);
+    else
+        cmi_compile_ref_sequence(cc, seq, &ib->sequence, ib->line,
+                                 cmi_arena_sprintf(cc->arena, "<inboundEndpoint sequence=\"%s\">", seq));
+    if (on_error != NULL && *on_error != '\0')
+        cmi_compile_ref_sequence(cc, on_error, &ib->on_error, ib->line,
+                                 cmi_arena_sprintf(cc->arena, "<inboundEndpoint onError=\"%s\">", on_error));
+    for (xmlNodePtr c = root->children; c != NULL; c = c->next) {
+        if (c->type != XML_ELEMENT_NODE)
+            continue;
+        if (cmi_xml_is(c, "parameters"))
+            compile_params(cc, ib, c);
+        else
+            cmi_compile_error(cc, c, "<inboundEndpoint>: unexpected element <%s>", c->name);
+    }
+    /* Listeners come from connector modules; until one declares this class
+     * or protocol the endpoint cannot run. */
+    if (ib->class_name != NULL)
+        cmi_compile_error(cc, root, "<inboundEndpoint name=\"%s\">: no connector module provides class '%s'", name,
+                          ib->class_name);
+    else if (ib->protocol != NULL)
+        cmi_compile_error(cc, root, "<inboundEndpoint name=\"%s\">: protocol '%s' is not supported by cmi yet", name,
+                          ib->protocol);
+    cmi_config_t *cfg = cc->config;
+    cfg->inbounds = cmi_xrealloc(cfg->inbounds, (cfg->ninbounds + 1) * sizeof(*cfg->inbounds));
+    cfg->inbounds[cfg->ninbounds++] = ib;
+}
+
+void cmi_artifact_unsupported(cmi_compile_t *cc, xmlNodePtr root, const char *what, int is_error)
+{
+    const char *name = cmi_xml_attr(cc, root, "name");
+    if (is_error)
+        cmi_compile_error(cc, root, "<%s%s%s%s>: %s are not supported by cmi yet", root->name,
+                          name ? " name=\"" : "", name ? name : "", name ? "\"" : "", what);
+    else
+        cmi_compile_warn(cc, root, "<%s%s%s%s>: %s are not supported by cmi yet (ignored)", root->name,
+                         name ? " name=\"" : "", name ? name : "", name ? "\"" : "", what);
+}

@@ -1,0 +1,18 @@
+/* Compilers for each artifact kind (one root element each), called by the
+ * loader in engine.md §1's order.  Each reports its problems through the
+ * compile context and registers what it built in the configuration. */
+#ifndef CMI_CONFIG_ARTIFACTS_H
+#define CMI_CONFIG_ARTIFACTS_H
+
+#include <libxml/tree.h>
+
+#include "config/compile.h"
+
+void cmi_artifact_local_entry(cmi_compile_t *cc, xmlNodePtr root);
+void cmi_artifact_sequence(cmi_compile_t *cc, xmlNodePtr root);
+void cmi_artifact_api(cmi_compile_t *cc, xmlNodePtr root);
+void cmi_artifact_inbound(cmi_compile_t *cc, xmlNodePtr root);
+/* Kinds cmi recognises but does not run yet (endpoints, templates, ...). */
+void cmi_artifact_unsupported(cmi_compile_t *cc, xmlNodePtr root, const char *what, int is_error);
+
+#endif

@@ -1,0 +1,348 @@
+#include "config.h"
+
+#include "config/compile.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mediators/registry.h"
+
+struct cmi_seqref {
+    cmi_seqref_t *next;
+    const char *key;
+    const cmi_sequence_t **slot;
+    const cmi_sequence_t *owner;
+    const char *file;
+    const char *what;
+    int line;
+};
+
+const cmi_attr_rule_t cmi_common_mediator_attrs[] = {
+    {"description", CMI_ATTR_OK}, /* Integration Studio's note: no effect */
+    {NULL, 0},
+};
+
+int cmi_xml_line(xmlNodePtr node)
+{
+    long line = xmlGetLineNo(node);
+    return line > 0 && line < 1000000000 ? (int)line : 0;
+}
+
+int cmi_xml_is_synapse(xmlNodePtr node)
+{
+    if (node == NULL || node->type != XML_ELEMENT_NODE)
+        return 0;
+    return node->ns == NULL || node->ns->href == NULL ||
+           strcmp((const char *)node->ns->href, CMI_SYNAPSE_NS) == 0;
+}
+
+int cmi_xml_is(xmlNodePtr node, const char *name)
+{
+    return cmi_xml_is_synapse(node) && strcmp((const char *)node->name, name) == 0;
+}
+
+const char *cmi_xml_attr(cmi_compile_t *cc, xmlNodePtr node, const char *name)
+{
+    /* Only unqualified attributes: MI's are never namespaced. */
+    xmlChar *v = xmlGetNoNsProp(node, (const xmlChar *)name);
+    if (v == NULL)
+        return NULL;
+    const char *copy = cmi_arena_strdup(cc->arena, (const char *)v);
+    xmlFree(v);
+    return copy;
+}
+
+const char *cmi_xml_text(cmi_compile_t *cc, xmlNodePtr node)
+{
+    xmlChar *v = xmlNodeGetContent(node);
+    if (v == NULL)
+        return "";
+    const char *copy = cmi_arena_strdup(cc->arena, (const char *)v);
+    xmlFree(v);
+    return copy;
+}
+
+static void vreport(cmi_compile_t *cc, int error, xmlNodePtr node, const char *fmt, va_list ap)
+{
+    char msg[1536];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    if (error)
+        cmi_diag_error(cc->diag, cc->file, node ? cmi_xml_line(node) : 0, "%s", msg);
+    else
+        cmi_diag_warn(cc->diag, cc->file, node ? cmi_xml_line(node) : 0, "%s", msg);
+}
+
+void cmi_compile_error(cmi_compile_t *cc, xmlNodePtr node, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vreport(cc, 1, node, fmt, ap);
+    va_end(ap);
+}
+
+void cmi_compile_warn(cmi_compile_t *cc, xmlNodePtr node, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vreport(cc, 0, node, fmt, ap);
+    va_end(ap);
+}
+
+static const cmi_attr_rule_t *find_rule(const cmi_attr_rule_t *rules, const char *name)
+{
+    for (; rules != NULL && rules->name != NULL; rules++)
+        if (strcmp(rules->name, name) == 0)
+            return rules;
+    return NULL;
+}
+
+int cmi_xml_check_attrs(cmi_compile_t *cc, xmlNodePtr node, const cmi_attr_rule_t *rules,
+                        const cmi_attr_rule_t *extra)
+{
+    int errors = 0;
+    for (xmlAttrPtr a = node->properties; a != NULL; a = a->next) {
+        const char *name = (const char *)a->name;
+        if (a->ns != NULL) /* xsi:..., tooling annotations: not MI's */
+            continue;
+        const cmi_attr_rule_t *r = find_rule(rules, name);
+        if (r == NULL)
+            r = find_rule(extra, name);
+        if (r == NULL) {
+            cmi_compile_error(cc, node, "<%s>: unknown attribute '%s'", node->name, name);
+            errors++;
+        } else if (r->support == CMI_ATTR_COSMETIC) {
+            cmi_compile_warn(cc, node, "<%s>: attribute '%s' is not supported by cmi yet (ignored)",
+                             node->name, name);
+        } else if (r->support == CMI_ATTR_UNSUPPORTED) {
+            cmi_compile_error(cc, node, "<%s>: attribute '%s' is not supported by cmi yet", node->name,
+                              name);
+            errors++;
+        }
+    }
+    return errors;
+}
+
+int cmi_xml_no_children(cmi_compile_t *cc, xmlNodePtr node)
+{
+    for (xmlNodePtr c = node->children; c != NULL; c = c->next) {
+        if (c->type == XML_ELEMENT_NODE) {
+            cmi_compile_error(cc, c, "<%s>: unexpected child element <%s>", node->name, c->name);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+void *cmi_mediator_new(cmi_compile_t *cc, xmlNodePtr node, size_t size, cmi_mediator_run_fn run)
+{
+    cmi_mediator_t *m = cmi_arena_calloc(cc->arena, 1, size);
+    m->run = run;
+    m->kind = cmi_arena_strdup(cc->arena, (const char *)node->name);
+    m->file = cc->file;
+    m->line = cmi_xml_line(node);
+    return m;
+}
+
+static int is_blank(const xmlChar *s)
+{
+    for (; s && *s; s++)
+        if (!isspace(*s))
+            return 0;
+    return 1;
+}
+
+cmi_mediator_t *cmi_compile_mediator(cmi_compile_t *cc, xmlNodePtr node)
+{
+    const char *name = (const char *)node->name;
+    if (!cmi_xml_is_synapse(node)) {
+        cmi_compile_error(cc, node, "unknown mediator <%s> in namespace '%s'", name,
+                          (const char *)node->ns->href);
+        return NULL;
+    }
+    const cmi_mediator_kind_t *kind = cmi_mediator_kind_find(name);
+    if (kind != NULL)
+        return kind->compile(cc, node);
+    if (strchr(name, '.') != NULL) {
+        /* NAME.OPERATION: a connector operation. */
+        size_t n = (size_t)(strchr(name, '.') - name);
+        cmi_compile_error(cc, node, "<%s>: no connector module named '%.*s' is loaded", name, (int)n, name);
+        return NULL;
+    }
+    if (cmi_mediator_is_mi_unsupported(name))
+        cmi_compile_error(cc, node, "mediator <%s> is not supported by cmi yet", name);
+    else
+        cmi_compile_error(cc, node, "unknown mediator <%s>", name);
+    return NULL;
+}
+
+cmi_sequence_t *cmi_compile_mediators(cmi_compile_t *cc, xmlNodePtr parent, const char *name)
+{
+    size_t n = 0;
+    for (xmlNodePtr c = parent->children; c != NULL; c = c->next)
+        if (c->type == XML_ELEMENT_NODE)
+            n++;
+    cmi_sequence_t *seq = cmi_arena_calloc(cc->arena, 1, sizeof(*seq));
+    seq->name = name;
+    seq->file = cc->file;
+    seq->line = cmi_xml_line(parent);
+    seq->items = cmi_arena_calloc(cc->arena, n ? n : 1, sizeof(*seq->items));
+    for (xmlNodePtr c = parent->children; c != NULL; c = c->next) {
+        if (c->type == XML_TEXT_NODE && !is_blank(c->content)) {
+            cmi_compile_error(cc, c, "<%s>: unexpected text inside a mediator list", parent->name);
+            continue;
+        }
+        if (c->type != XML_ELEMENT_NODE)
+            continue;
+        cmi_mediator_t *m = cmi_compile_mediator(cc, c);
+        if (m != NULL)
+            seq->items[seq->count++] = m;
+    }
+    return seq;
+}
+
+void cmi_compile_ref_sequence(cmi_compile_t *cc, const char *key, const cmi_sequence_t **slot,
+                              int line, const char *what)
+{
+    cmi_seqref_t *r = cmi_arena_calloc(cc->arena, 1, sizeof(*r));
+    r->key = key;
+    r->slot = slot;
+    r->owner = cc->owner;
+    r->file = cc->file;
+    r->line = line;
+    r->what = what;
+    /* Appended, so that unresolved references are reported in file order. */
+    cmi_seqref_t **tail = &cc->refs;
+    while (*tail != NULL)
+        tail = &(*tail)->next;
+    *tail = r;
+}
+
+/* ---- reference resolution and the cycle check --------------------------- */
+
+typedef struct {
+    const cmi_sequence_t *seq;
+    int color; /* 0 new, 1 on the DFS stack, 2 done */
+} seq_node_t;
+
+typedef struct {
+    cmi_compile_t *cc;
+    seq_node_t *nodes;
+    size_t count;
+    const cmi_seqref_t **stack; /* references on the current DFS path */
+    size_t depth;
+} cycle_ctx_t;
+
+static seq_node_t *node_of(cycle_ctx_t *x, const cmi_sequence_t *seq)
+{
+    for (size_t i = 0; i < x->count; i++)
+        if (x->nodes[i].seq == seq)
+            return &x->nodes[i];
+    return NULL;
+}
+
+static void report_cycle(cycle_ctx_t *x, const cmi_seqref_t *closing)
+{
+    /* The cycle runs from the first reference on the stack whose owner is
+     * the closing reference's target. */
+    size_t start = 0;
+    for (size_t i = 0; i < x->depth; i++)
+        if (x->stack[i]->owner == *closing->slot) {
+            start = i;
+            break;
+        }
+    char path[1024];
+    size_t off = 0;
+    for (size_t i = start; i < x->depth && off < sizeof(path); i++)
+        off += (size_t)snprintf(path + off, sizeof(path) - off, "%s -> ", x->stack[i]->owner->name);
+    if (off < sizeof(path))
+        snprintf(path + off, sizeof(path) - off, "%s -> %s", closing->owner->name, closing->key);
+    cmi_diag_error(x->cc->diag, closing->file, closing->line, "sequence cycle: %s", path);
+}
+
+static void visit(cycle_ctx_t *x, seq_node_t *n)
+{
+    n->color = 1;
+    for (const cmi_seqref_t *r = x->cc->refs; r != NULL; r = r->next) {
+        if (r->owner != n->seq || *r->slot == NULL)
+            continue;
+        seq_node_t *t = node_of(x, *r->slot);
+        if (t == NULL)
+            continue;
+        if (t->color == 1) {
+            report_cycle(x, r);
+        } else if (t->color == 0) {
+            x->stack[x->depth++] = r;
+            visit(x, t);
+            x->depth--;
+        }
+    }
+    n->color = 2;
+}
+
+static int by_file(const void *a, const void *b)
+{
+    const seq_node_t *x = a, *y = b;
+    int c = strcmp(x->seq->file, y->seq->file);
+    return c ? c : x->seq->line - y->seq->line;
+}
+
+typedef struct {
+    cmi_seqref_t *ref;
+    size_t file_rank; /* order in which its file was loaded */
+    size_t index;
+} ref_order_t;
+
+static int by_position(const void *a, const void *b)
+{
+    const ref_order_t *x = a, *y = b;
+    if (x->file_rank != y->file_rank)
+        return x->file_rank < y->file_rank ? -1 : 1;
+    if (x->ref->line != y->ref->line)
+        return x->ref->line - y->ref->line;
+    return x->index < y->index ? -1 : x->index > y->index;
+}
+
+void cmi_compile_resolve_refs(cmi_compile_t *cc)
+{
+    size_t nrefs = 0;
+    for (cmi_seqref_t *r = cc->refs; r != NULL; r = r->next)
+        nrefs++;
+    /* Unresolved references are reported in file and line order, whatever
+     * order the compilers met them in. */
+    ref_order_t *order = cmi_arena_calloc(cc->arena, nrefs + 1, sizeof(*order));
+    size_t i = 0;
+    for (cmi_seqref_t *r = cc->refs; r != NULL; r = r->next, i++) {
+        order[i].ref = r;
+        order[i].index = i;
+        order[i].file_rank = i;
+        for (size_t k = 0; k < i; k++)
+            if (order[k].ref->file == r->file) {
+                order[i].file_rank = order[k].file_rank;
+                break;
+            }
+    }
+    qsort(order, nrefs, sizeof(*order), by_position);
+    for (i = 0; i < nrefs; i++) {
+        cmi_seqref_t *r = order[i].ref;
+        const cmi_sequence_t *seq = cmi_htab_gets(&cc->config->sequences, r->key);
+        if (seq == NULL)
+            cmi_diag_error(cc->diag, r->file, r->line, "%s: no sequence named '%s' is deployed", r->what,
+                           r->key);
+        *r->slot = seq;
+    }
+    cycle_ctx_t x = {.cc = cc};
+    x.nodes = cmi_arena_calloc(cc->arena, cc->config->sequences.count + 1, sizeof(*x.nodes));
+    x.stack = cmi_arena_calloc(cc->arena, nrefs + 1, sizeof(*x.stack));
+    size_t it = 0;
+    const cmi_htab_slot_t *slot;
+    while (cmi_htab_next(&cc->config->sequences, &it, &slot))
+        x.nodes[x.count++].seq = slot->value;
+    /* Visit in file order so the cycle reported is the same on every run. */
+    qsort(x.nodes, x.count, sizeof(*x.nodes), by_file);
+    for (i = 0; i < x.count; i++)
+        if (x.nodes[i].color == 0)
+            visit(&x, &x.nodes[i]);
+}

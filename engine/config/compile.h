@@ -1,0 +1,82 @@
+/* What artifact compilers share: the compile context, XML helpers that
+ * report problems with file:line, and deferred sequence references.
+ *
+ * The rules of engine.md §1 live here: elements in the Synapse namespace
+ * (or none); every attribute checked against the element's table, where an
+ * attribute is supported, known to MI but cosmetic (a warning), known to MI
+ * but not supported yet (an error, since ignoring it would change
+ * behaviour), or unknown (an error). */
+#ifndef CMI_CONFIG_COMPILE_H
+#define CMI_CONFIG_COMPILE_H
+
+#include <libxml/tree.h>
+
+#include "config/config.h"
+#include "config/diag.h"
+
+#define CMI_SYNAPSE_NS "http://ws.apache.org/ns/synapse"
+
+typedef struct cmi_seqref cmi_seqref_t;
+
+typedef struct cmi_compile {
+    cmi_config_t *config;
+    cmi_diag_t *diag;
+    cmi_arena_t *arena; /* the configuration arena */
+    const char *file;   /* the artifact being compiled, as printed */
+    /* The named sequence being compiled (NULL inside APIs, inbound endpoints):
+     * the source of reference edges for the cycle check. */
+    const cmi_sequence_t *owner;
+    cmi_seqref_t *refs; /* references to resolve once all sequences are known */
+} cmi_compile_t;
+
+typedef enum {
+    CMI_ATTR_OK = 0,       /* supported */
+    CMI_ATTR_COSMETIC,     /* MI attribute without effect on the message: warning */
+    CMI_ATTR_UNSUPPORTED,  /* MI attribute cmi does not implement yet: error */
+} cmi_attr_support_t;
+
+typedef struct {
+    const char *name;
+    cmi_attr_support_t support;
+} cmi_attr_rule_t;
+
+/* Attributes every mediator may carry (description, and MI's tooling ones). */
+extern const cmi_attr_rule_t cmi_common_mediator_attrs[];
+
+int cmi_xml_line(xmlNodePtr node);
+/* An element in the Synapse namespace or in none. */
+int cmi_xml_is_synapse(xmlNodePtr node);
+/* A Synapse element with that local name. */
+int cmi_xml_is(xmlNodePtr node, const char *name);
+/* The attribute's value copied into the config arena, or NULL when absent. */
+const char *cmi_xml_attr(cmi_compile_t *cc, xmlNodePtr node, const char *name);
+/* Concatenated text content of node (arena), "" when none. */
+const char *cmi_xml_text(cmi_compile_t *cc, xmlNodePtr node);
+/* Checks node's attributes against rules (and extra, which may be NULL);
+ * returns the number of errors reported. */
+int cmi_xml_check_attrs(cmi_compile_t *cc, xmlNodePtr node, const cmi_attr_rule_t *rules,
+                        const cmi_attr_rule_t *extra);
+/* Reports an error when node has element children; for elements that
+ * take only attributes or text. */
+int cmi_xml_no_children(cmi_compile_t *cc, xmlNodePtr node);
+
+void cmi_compile_error(cmi_compile_t *cc, xmlNodePtr node, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void cmi_compile_warn(cmi_compile_t *cc, xmlNodePtr node, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Allocates a compiled mediator of size bytes and fills its common part. */
+void *cmi_mediator_new(cmi_compile_t *cc, xmlNodePtr node, size_t size, cmi_mediator_run_fn run);
+
+/* Compiles every element child of parent as a mediator list. */
+cmi_sequence_t *cmi_compile_mediators(cmi_compile_t *cc, xmlNodePtr parent, const char *name);
+/* Compiles one mediator element; NULL after reporting an error. */
+cmi_mediator_t *cmi_compile_mediator(cmi_compile_t *cc, xmlNodePtr node);
+/* Records a reference to the named sequence key; *slot is filled once all
+ * sequences are loaded (an unknown key is an error at line). */
+void cmi_compile_ref_sequence(cmi_compile_t *cc, const char *key, const cmi_sequence_t **slot,
+                              int line, const char *what);
+/* Resolves every recorded reference and checks named sequences for cycles. */
+void cmi_compile_resolve_refs(cmi_compile_t *cc);
+
+#endif

@@ -1,0 +1,105 @@
+/* The compiled deployment: what a folder of MI artifacts becomes after
+ * loading.  Everything here is built once, lives in the configuration
+ * arena, and is read-only while messages run (a running message never
+ * walks an XML tree of the configuration). */
+#ifndef CMI_CONFIG_CONFIG_H
+#define CMI_CONFIG_CONFIG_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+
+#include "config/diag.h"
+#include "core/arena.h"
+#include "core/htab.h"
+#include "runtime/flow.h"
+
+typedef struct cmi_pathmatch cmi_pathmatch_t;
+typedef struct cmi_dispatch cmi_dispatch_t;
+
+/* HTTP methods a resource accepts, as a bit set. */
+enum {
+    CMI_METHOD_GET = 1u << 0,
+    CMI_METHOD_POST = 1u << 1,
+    CMI_METHOD_PUT = 1u << 2,
+    CMI_METHOD_DELETE = 1u << 3,
+    CMI_METHOD_PATCH = 1u << 4,
+    CMI_METHOD_HEAD = 1u << 5,
+    CMI_METHOD_OPTIONS = 1u << 6,
+    CMI_METHOD_ALL = (1u << 7) - 1
+};
+/* The bit for a method name (exact case, as HTTP has it); 0 when unknown. */
+unsigned cmi_method_bit(const char *name, size_t len);
+/* "GET, POST" for a bit set, in a fixed order (for Allow headers). */
+const char *cmi_methods_format(cmi_arena_t *arena, unsigned methods);
+
+typedef struct cmi_api cmi_api_t;
+
+typedef struct cmi_resource {
+    const cmi_api_t *api;
+    unsigned methods;
+    const char *pattern; /* uri-template or url-mapping as written, NULL: any */
+    const cmi_pathmatch_t *match;
+    const cmi_sequence_t *in_seq;
+    const cmi_sequence_t *fault_seq;
+    const char *file;
+    int line;
+    /* Set the first time a flow of this resource ends without a response:
+     * the warning is logged once per resource, not per message. */
+    atomic_flag warned_no_response;
+} cmi_resource_t;
+
+struct cmi_api {
+    const char *name;
+    const char *context; /* effective: version folded in, no trailing '/' ("" for "/") */
+    const char *version; /* NULL when unversioned */
+    cmi_resource_t **resources;
+    size_t count;
+    const char *file;
+    int line;
+};
+
+typedef struct {
+    const char *name;
+    const char *value;
+    int line;
+} cmi_param_t;
+
+typedef struct cmi_inbound {
+    const char *name;
+    const char *protocol; /* protocol="..." or NULL */
+    const char *class_name; /* class="..." or NULL */
+    const cmi_sequence_t *sequence;
+    const cmi_sequence_t *on_error;
+    cmi_param_t *params;
+    size_t nparams;
+    const char *file;
+    int line;
+} cmi_inbound_t;
+
+typedef struct cmi_local_entry {
+    const char *key;
+    const char *text; /* text content (NULL for XML content) */
+    const char *file;
+    int line;
+} cmi_local_entry_t;
+
+typedef struct cmi_config {
+    cmi_arena_t *arena;
+    const char *dir;
+    cmi_htab_t sequences;     /* name -> cmi_sequence_t */
+    cmi_htab_t local_entries; /* key -> cmi_local_entry_t */
+    cmi_api_t **apis;
+    size_t napis;
+    cmi_inbound_t **inbounds;
+    size_t ninbounds;
+    const cmi_sequence_t *main_seq;  /* sequences/main.xml, or NULL */
+    const cmi_sequence_t *fault_seq; /* sequences/fault.xml, or NULL */
+    cmi_dispatch_t *dispatch;
+} cmi_config_t;
+
+/* Loads and compiles the deployment in dir, reporting every problem through
+ * diag.  Returns NULL when there was any error. */
+cmi_config_t *cmi_config_load(const char *dir, cmi_diag_t *diag);
+void cmi_config_destroy(cmi_config_t *config);
+
+#endif

@@ -1,0 +1,230 @@
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <libxml/parser.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "config/artifacts.h"
+#include "config/compile.h"
+#include "core/log.h"
+#include "http/dispatch.h"
+#include "mediators/registry.h"
+
+typedef void (*artifact_fn)(cmi_compile_t *cc, xmlNodePtr root);
+
+/* engine.md §1: the folders, in load order, with the root element each file
+ * must hold.  Folders MI knows that cmi does not serve yet are listed too,
+ * so their files are reported instead of silently ignored. */
+typedef struct {
+    const char *folder;
+    const char *root;
+    artifact_fn compile;
+    const char *unsupported; /* what to call them when not supported */
+    int unsupported_is_error;
+} folder_t;
+
+static const folder_t folders[] = {
+    {"local-entries", "localEntry", cmi_artifact_local_entry, NULL, 0},
+    {"endpoints", "endpoint", NULL, "endpoints", 0},
+    {"sequences", "sequence", cmi_artifact_sequence, NULL, 0},
+    {"templates", "template", NULL, "templates", 0},
+    {"api", "api", cmi_artifact_api, NULL, 0},
+    {"inbound-endpoints", "inboundEndpoint", cmi_artifact_inbound, NULL, 0},
+    {"proxy-services", "proxy", NULL, "proxy services", 1},
+    {"tasks", "task", NULL, "scheduled tasks", 1},
+    {"message-stores", "messageStore", NULL, "message stores", 1},
+    {"message-processors", "messageProcessor", NULL, "message processors", 1},
+    {"priority-executors", "priorityExecutor", NULL, "priority executors", 1},
+    {"event-sources", "eventSource", NULL, "event sources", 1},
+};
+#define NFOLDERS (sizeof(folders) / sizeof(folders[0]))
+
+/* ---- XML parse errors --------------------------------------------------- */
+
+typedef struct {
+    int have;
+    int line;
+    char message[512];
+} parse_error_t;
+
+static void on_xml_error(void *data, xmlErrorPtr e)
+{
+    parse_error_t *pe = data;
+    if (pe->have || e == NULL)
+        return; /* the first error is the one that explains the rest */
+    pe->have = 1;
+    pe->line = e->line;
+    snprintf(pe->message, sizeof(pe->message), "%s", e->message ? e->message : "malformed XML");
+    size_t n = strlen(pe->message);
+    while (n > 0 && (pe->message[n - 1] == '\n' || pe->message[n - 1] == ' '))
+        pe->message[--n] = '\0';
+}
+
+static xmlDocPtr parse_file(cmi_compile_t *cc, const char *path)
+{
+    parse_error_t pe = {0};
+    xmlSetStructuredErrorFunc(&pe, on_xml_error);
+    /* No network, no entity expansion: artifacts cannot pull in anything. */
+    xmlDocPtr doc = xmlReadFile(path, NULL, XML_PARSE_NONET | XML_PARSE_BIG_LINES | XML_PARSE_NOCDATA);
+    xmlSetStructuredErrorFunc(NULL, NULL);
+    if (doc == NULL || pe.have) {
+        cmi_diag_error(cc->diag, cc->file, pe.line, "malformed XML: %s", pe.have ? pe.message : "cannot read file");
+        xmlFreeDoc(doc);
+        return NULL;
+    }
+    return doc;
+}
+
+/* ---- folders ------------------------------------------------------------ */
+
+static int is_xml_name(const char *name)
+{
+    size_t n = strlen(name);
+    return n > 4 && strcmp(name + n - 4, ".xml") == 0 && name[0] != '.';
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The *.xml files of a folder, sorted, in the config arena; -1 when the
+ * folder does not exist. */
+static int list_xml(cmi_arena_t *arena, const char *dir, char ***out, size_t *count)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return -1;
+    size_t cap = 16, n = 0;
+    char **names = cmi_xmalloc(cap * sizeof(*names));
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (!is_xml_name(e->d_name))
+            continue;
+        if (n == cap)
+            names = cmi_xrealloc(names, (cap *= 2) * sizeof(*names));
+        names[n++] = cmi_arena_strdup(arena, e->d_name);
+    }
+    closedir(d);
+    qsort(names, n, sizeof(*names), cmp_names);
+    *out = cmi_arena_memdup(arena, names, n * sizeof(*names));
+    *count = n;
+    free(names);
+    return 0;
+}
+
+static const char *join(cmi_arena_t *arena, const char *dir, const char *a, const char *b)
+{
+    /* Paths are printed relative to the deployment as the user named it. */
+    if (strcmp(dir, ".") == 0)
+        return b ? cmi_arena_sprintf(arena, "%s/%s", a, b) : cmi_arena_strdup(arena, a);
+    return b ? cmi_arena_sprintf(arena, "%s/%s/%s", dir, a, b) : cmi_arena_sprintf(arena, "%s/%s", dir, a);
+}
+
+static void load_file(cmi_compile_t *cc, const folder_t *f, const char *path)
+{
+    xmlDocPtr doc = parse_file(cc, path);
+    if (doc == NULL)
+        return;
+    xmlNodePtr root = xmlDocGetRootElement(doc);
+    if (root == NULL || !cmi_xml_is(root, f->root)) {
+        cmi_diag_error(cc->diag, cc->file, root ? cmi_xml_line(root) : 0, "expected <%s> in %s/, found <%s>",
+                       f->root, f->folder, root ? (const char *)root->name : "nothing");
+    } else if (f->compile != NULL) {
+        f->compile(cc, root);
+    } else {
+        cmi_artifact_unsupported(cc, root, f->unsupported, f->unsupported_is_error);
+    }
+    xmlFreeDoc(doc);
+}
+
+static void load_folder(cmi_compile_t *cc, const char *dir, const folder_t *f)
+{
+    char **names;
+    size_t n;
+    const char *fdir = join(cc->arena, dir, f->folder, NULL);
+    if (list_xml(cc->arena, fdir, &names, &n) != 0)
+        return; /* an absent folder is an empty one */
+    for (size_t i = 0; i < n; i++) {
+        cc->file = join(cc->arena, dir, f->folder, names[i]);
+        load_file(cc, f, cc->file);
+    }
+}
+
+static int known_folder(const char *name)
+{
+    for (size_t i = 0; i < NFOLDERS; i++)
+        if (strcmp(folders[i].folder, name) == 0)
+            return 1;
+    return 0;
+}
+
+static void warn_unknown_folders(cmi_compile_t *cc, const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.' || known_folder(e->d_name))
+            continue;
+        const char *path = join(cc->arena, dir, e->d_name, NULL);
+        struct stat st;
+        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+            cmi_diag_warn(cc->diag, path, 0, "not an artifact folder cmi knows; ignored");
+    }
+    closedir(d);
+}
+
+static void config_arena_free(void *p)
+{
+    free(p);
+}
+
+cmi_config_t *cmi_config_load(const char *dir, cmi_diag_t *diag)
+{
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        cmi_diag_error(diag, dir, 0, "cannot open the deployment folder: %s",
+                       stat(dir, &st) != 0 ? strerror(errno) : "not a folder");
+        return NULL;
+    }
+    const char *test = getenv("CMI_TEST_MEDIATORS");
+    cmi_mediator_enable_test_kinds(test != NULL && strcmp(test, "1") == 0);
+
+    cmi_arena_t *arena = cmi_arena_create(64 * 1024);
+    cmi_config_t *cfg = cmi_arena_calloc(arena, 1, sizeof(*cfg));
+    cfg->arena = arena;
+    cfg->dir = cmi_arena_strdup(arena, dir);
+    cmi_htab_init(&cfg->sequences, arena);
+    cmi_htab_init(&cfg->local_entries, arena);
+
+    size_t errors_before = diag->errors;
+    cmi_compile_t cc = {.config = cfg, .diag = diag, .arena = arena};
+    for (size_t i = 0; i < NFOLDERS; i++)
+        load_folder(&cc, dir, &folders[i]);
+    warn_unknown_folders(&cc, dir);
+    cmi_compile_resolve_refs(&cc);
+    cfg->main_seq = cmi_htab_gets(&cfg->sequences, "main");
+    cfg->fault_seq = cmi_htab_gets(&cfg->sequences, "fault");
+    cfg->dispatch = cmi_dispatch_build(cfg, diag);
+
+    if (cfg->apis != NULL)
+        cmi_arena_cleanup_add(arena, config_arena_free, cfg->apis);
+    if (cfg->inbounds != NULL)
+        cmi_arena_cleanup_add(arena, config_arena_free, cfg->inbounds);
+    if (diag->errors > errors_before) {
+        cmi_config_destroy(cfg);
+        return NULL;
+    }
+    return cfg;
+}
+
+void cmi_config_destroy(cmi_config_t *cfg)
+{
+    if (cfg != NULL)
+        cmi_arena_destroy(cfg->arena);
+}

@@ -1,0 +1,111 @@
+#include "config.h"
+
+#include "core/log.h"
+
+#include <jansson.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+static atomic_int log_min_level = CMI_LOG_INFO;
+static atomic_int log_format = CMI_LOG_FORMAT_TEXT;
+
+static const char *const level_names[] = {"TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF"};
+
+void cmi_log_configure(cmi_log_level_t min_level, cmi_log_format_t format)
+{
+    atomic_store(&log_min_level, (int)min_level);
+    atomic_store(&log_format, (int)format);
+}
+
+int cmi_log_enabled(cmi_log_level_t level)
+{
+    return (int)level >= atomic_load_explicit(&log_min_level, memory_order_relaxed);
+}
+
+int cmi_log_level_parse(const char *name)
+{
+    for (int i = 0; i <= CMI_LOG_OFF; i++)
+        if (strcasecmp(name, level_names[i]) == 0)
+            return i;
+    if (strcasecmp(name, "warning") == 0)
+        return CMI_LOG_WARN;
+    return -1;
+}
+
+const char *cmi_log_level_name(cmi_log_level_t level)
+{
+    return (unsigned)level <= CMI_LOG_OFF ? level_names[level] : "?";
+}
+
+static void format_time(char *buf, size_t size)
+{
+    struct timeval tv;
+    struct tm tm;
+    gettimeofday(&tv, NULL);
+    gmtime_r(&tv.tv_sec, &tm);
+    snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000));
+}
+
+static void write_all(const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(STDERR_FILENO, p, n);
+        if (w <= 0)
+            return; /* nowhere left to report it */
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
+static void write_json(const char *when, cmi_log_level_t level, const char *component, const char *msg)
+{
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s}", "time", when, "level", level_names[level],
+                          "component", component, "message", msg);
+    if (o == NULL)
+        return;
+    char *s = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII);
+    json_decref(o);
+    if (s == NULL)
+        return;
+    size_t n = strlen(s);
+    s[n] = '\n'; /* replaces the NUL: write exactly n + 1 bytes */
+    write_all(s, n + 1);
+    free(s);
+}
+
+void cmi_log_vwrite(cmi_log_level_t level, const char *component, const char *fmt, va_list ap)
+{
+    char when[64], msg[4096], line[4300];
+    format_time(when, sizeof(when));
+    int n = vsnprintf(msg, sizeof(msg), fmt, ap);
+    if (n < 0)
+        return;
+    if ((size_t)n >= sizeof(msg)) /* a long message is cut, never dropped */
+        memcpy(msg + sizeof(msg) - 4, "...", 4);
+    if (atomic_load_explicit(&log_format, memory_order_relaxed) == CMI_LOG_FORMAT_JSON) {
+        write_json(when, level, component, msg);
+        return;
+    }
+    int len = snprintf(line, sizeof(line), "%s %-5s [%s] %s\n", when, level_names[level], component, msg);
+    if (len < 0)
+        return;
+    if ((size_t)len >= sizeof(line)) {
+        len = (int)sizeof(line) - 1;
+        line[len - 1] = '\n';
+    }
+    write_all(line, (size_t)len);
+}
+
+void cmi_log_write(cmi_log_level_t level, const char *component, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    cmi_log_vwrite(level, component, fmt, ap);
+    va_end(ap);
+}

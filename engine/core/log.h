@@ -1,0 +1,50 @@
+/* Logging: one line per event with time, level, component and message.
+ *
+ * Text:  2026-11-21T23:33:29.123Z INFO  [http] listening on 0.0.0.0:8290
+ * JSON:  {"time":"...","level":"INFO","component":"http","message":"..."}
+ *
+ * The component names the module and, where there is one, the instance
+ * ("rabbitmq:RabbitMQConnection", "api:HelloAPI").  A line is written with
+ * one write(2) so lines from several threads never interleave.  Secrets
+ * never reach this module: callers format redacted values. */
+#ifndef CMI_CORE_LOG_H
+#define CMI_CORE_LOG_H
+
+#include <stdarg.h>
+
+typedef enum {
+    CMI_LOG_TRACE = 0,
+    CMI_LOG_DEBUG,
+    CMI_LOG_INFO,
+    CMI_LOG_WARN,
+    CMI_LOG_ERROR,
+    CMI_LOG_FATAL,
+    CMI_LOG_OFF
+} cmi_log_level_t;
+
+typedef enum { CMI_LOG_FORMAT_TEXT = 0, CMI_LOG_FORMAT_JSON } cmi_log_format_t;
+
+void cmi_log_configure(cmi_log_level_t min_level, cmi_log_format_t format);
+int cmi_log_enabled(cmi_log_level_t level);
+/* Parses "trace".."fatal" (any case); -1 when unknown. */
+int cmi_log_level_parse(const char *name);
+const char *cmi_log_level_name(cmi_log_level_t level);
+
+void cmi_log_write(cmi_log_level_t level, const char *component, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void cmi_log_vwrite(cmi_log_level_t level, const char *component, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+
+#define CMI_LOG(level, component, ...)                                                             \
+    do {                                                                                           \
+        if (cmi_log_enabled(level))                                                                \
+            cmi_log_write((level), (component), __VA_ARGS__);                                      \
+    } while (0)
+
+#define cmi_log_trace(component, ...) CMI_LOG(CMI_LOG_TRACE, component, __VA_ARGS__)
+#define cmi_log_debug(component, ...) CMI_LOG(CMI_LOG_DEBUG, component, __VA_ARGS__)
+#define cmi_log_info(component, ...) CMI_LOG(CMI_LOG_INFO, component, __VA_ARGS__)
+#define cmi_log_warn(component, ...) CMI_LOG(CMI_LOG_WARN, component, __VA_ARGS__)
+#define cmi_log_error(component, ...) CMI_LOG(CMI_LOG_ERROR, component, __VA_ARGS__)
+
+#endif

@@ -1,0 +1,227 @@
+#include "config.h"
+
+#include "core/str.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+int cmi_str_eq(cmi_str_t a, const char *b)
+{
+    size_t n = strlen(b);
+    return a.len == n && memcmp(a.ptr, b, n) == 0;
+}
+
+int cmi_str_caseeqn(const char *a, size_t alen, const char *b, size_t blen)
+{
+    return alen == blen && strncasecmp(a, b, alen) == 0;
+}
+
+int cmi_str_caseeq(cmi_str_t a, const char *b)
+{
+    return cmi_str_caseeqn(a.ptr, a.len, b, strlen(b));
+}
+
+void cmi_strbuf_init(cmi_strbuf_t *b, cmi_arena_t *arena, size_t initial)
+{
+    b->arena = arena;
+    b->cap = initial < 16 ? 16 : initial;
+    b->data = cmi_arena_alloc(arena, b->cap);
+    b->len = 0;
+    b->data[0] = '\0';
+}
+
+static void strbuf_reserve(cmi_strbuf_t *b, size_t extra)
+{
+    if (b->len + extra + 1 <= b->cap)
+        return;
+    size_t cap = b->cap * 2;
+    while (cap < b->len + extra + 1)
+        cap *= 2;
+    /* The old storage stays in the arena until the arena goes: buffers are
+     * short-lived and doubling bounds the waste to the final size. */
+    char *data = cmi_arena_alloc(b->arena, cap);
+    memcpy(data, b->data, b->len + 1);
+    b->data = data;
+    b->cap = cap;
+}
+
+void cmi_strbuf_append(cmi_strbuf_t *b, const char *p, size_t n)
+{
+    strbuf_reserve(b, n);
+    if (n)
+        memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+
+void cmi_strbuf_puts(cmi_strbuf_t *b, const char *s)
+{
+    cmi_strbuf_append(b, s, strlen(s));
+}
+
+void cmi_strbuf_putc(cmi_strbuf_t *b, char c)
+{
+    cmi_strbuf_append(b, &c, 1);
+}
+
+void cmi_strbuf_printf(cmi_strbuf_t *b, const char *fmt, ...)
+{
+    va_list ap, ap2;
+    va_start(ap, fmt);
+    va_copy(ap2, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n > 0) {
+        strbuf_reserve(b, (size_t)n);
+        vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap2);
+        b->len += (size_t)n;
+    }
+    va_end(ap2);
+}
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+int cmi_url_decode(cmi_arena_t *arena, const char *src, size_t len, int plus_as_space, char **out,
+                   size_t *out_len)
+{
+    char *dst = cmi_arena_alloc(arena, len + 1);
+    size_t j = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = src[i];
+        if (c == '%') {
+            int hi, lo;
+            if (i + 2 >= len)
+                return -1;
+            hi = hexval((unsigned char)src[i + 1]);
+            lo = hexval((unsigned char)src[i + 2]);
+            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
+                return -1;
+            dst[j++] = (char)(hi * 16 + lo);
+            i += 2;
+        } else if (c == '+' && plus_as_space) {
+            dst[j++] = ' ';
+        } else {
+            dst[j++] = c;
+        }
+    }
+    dst[j] = '\0';
+    *out = dst;
+    if (out_len)
+        *out_len = j;
+    return 0;
+}
+
+int cmi_parse_int64(const char *s, int64_t *out)
+{
+    if (s == NULL || *s == '\0' || isspace((unsigned char)*s))
+        return -1;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno != 0 || *end != '\0')
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int cmi_parse_uint(const char *s, uint64_t max, uint64_t *out)
+{
+    if (s == NULL || !isdigit((unsigned char)*s))
+        return -1;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* Splits "123unit" into its number and the unit that follows. */
+static int split_number(const char *s, uint64_t *num, const char **unit)
+{
+    if (s == NULL || !isdigit((unsigned char)*s))
+        return -1;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0)
+        return -1;
+    while (*end == ' ')
+        end++;
+    *num = v;
+    *unit = end;
+    return 0;
+}
+
+static int mul_checked(uint64_t a, uint64_t b, uint64_t *out)
+{
+    if (a != 0 && b > UINT64_MAX / a)
+        return -1;
+    *out = a * b;
+    return 0;
+}
+
+int cmi_parse_size(const char *s, uint64_t *out)
+{
+    static const struct {
+        const char *unit;
+        uint64_t mult;
+    } units[] = {{"", 1},           {"b", 1},
+                 {"k", 1024},       {"kb", 1000},
+                 {"kib", 1024},     {"m", 1024 * 1024},
+                 {"mb", 1000000},   {"mib", 1024 * 1024},
+                 {"g", 1u << 30},   {"gb", 1000000000},
+                 {"gib", 1u << 30}};
+    uint64_t n;
+    const char *unit;
+    if (split_number(s, &n, &unit) != 0)
+        return -1;
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+        if (strcasecmp(unit, units[i].unit) == 0)
+            return mul_checked(n, units[i].mult, out);
+    return -1;
+}
+
+int cmi_parse_duration_ms(const char *s, uint64_t *out)
+{
+    static const struct {
+        const char *unit;
+        uint64_t mult;
+    } units[] = {{"", 1}, {"ms", 1}, {"s", 1000}, {"m", 60000}, {"min", 60000}, {"h", 3600000}};
+    uint64_t n;
+    const char *unit;
+    if (split_number(s, &n, &unit) != 0)
+        return -1;
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+        if (strcasecmp(unit, units[i].unit) == 0)
+            return mul_checked(n, units[i].mult, out);
+    return -1;
+}
+
+int cmi_parse_bool(const char *s, int *out)
+{
+    if (s != NULL && strcasecmp(s, "true") == 0) {
+        *out = 1;
+        return 0;
+    }
+    if (s != NULL && strcasecmp(s, "false") == 0) {
+        *out = 0;
+        return 0;
+    }
+    return -1;
+}

@@ -1,0 +1,58 @@
+/* Small string helpers: length-delimited slices, an arena-backed growable
+ * buffer, percent-decoding and the number/size/duration parsers shared by
+ * the command line, the server config and the artifact compilers. */
+#ifndef CMI_CORE_STR_H
+#define CMI_CORE_STR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/arena.h"
+
+typedef struct {
+    const char *ptr;
+    size_t len;
+} cmi_str_t;
+
+#define CMI_STR_LIT(s) ((cmi_str_t){(s), sizeof(s) - 1})
+
+static inline cmi_str_t cmi_str(const char *p, size_t n)
+{
+    return (cmi_str_t){p, n};
+}
+
+int cmi_str_eq(cmi_str_t a, const char *b);
+int cmi_str_caseeq(cmi_str_t a, const char *b);
+int cmi_str_caseeqn(const char *a, size_t alen, const char *b, size_t blen);
+
+/* Growable byte buffer whose storage comes from an arena.  The contents are
+ * always NUL-terminated so they can be handed out as C strings. */
+typedef struct {
+    cmi_arena_t *arena;
+    char *data;
+    size_t len, cap;
+} cmi_strbuf_t;
+
+void cmi_strbuf_init(cmi_strbuf_t *b, cmi_arena_t *arena, size_t initial);
+void cmi_strbuf_append(cmi_strbuf_t *b, const char *p, size_t n);
+void cmi_strbuf_puts(cmi_strbuf_t *b, const char *s);
+void cmi_strbuf_putc(cmi_strbuf_t *b, char c);
+void cmi_strbuf_printf(cmi_strbuf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Percent-decodes src into a new NUL-terminated arena string.  With
+ * plus_as_space, '+' becomes ' ' (query strings).  Returns -1 on a malformed
+ * escape or an encoded NUL. */
+int cmi_url_decode(cmi_arena_t *arena, const char *src, size_t len, int plus_as_space, char **out,
+                   size_t *out_len);
+
+/* Parsers: return 0 on success, -1 on malformed input or overflow. */
+int cmi_parse_int64(const char *s, int64_t *out);
+int cmi_parse_uint(const char *s, uint64_t max, uint64_t *out);
+/* "1048576", "512KiB", "10MiB", "1GiB", "10MB" (decimal), case-insensitive. */
+int cmi_parse_size(const char *s, uint64_t *out);
+/* "500" (milliseconds), "500ms", "30s", "2m", "1h". */
+int cmi_parse_duration_ms(const char *s, uint64_t *out);
+/* "true"/"false" in any case. */
+int cmi_parse_bool(const char *s, int *out);
+
+#endif

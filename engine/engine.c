@@ -1,0 +1,140 @@
+#include "config.h"
+
+#include "engine.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "http/server.h"
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static unsigned default_workers(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (unsigned)n : 1;
+}
+
+/* Signals go to the main thread only (sigwait); workers never see them. */
+static void block_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+static int start_workers(cmi_engine_t *e, int *fds)
+{
+    e->workers = cmi_xcalloc(e->nworkers, sizeof(*e->workers));
+    for (unsigned i = 0; i < e->nworkers; i++) {
+        cmi_worker_t *w = &e->workers[i];
+        cmi_worker_init(w, e, i, &e->h2o);
+        w->listen_fd = fds[i];
+        cmi_http_worker_accept(w);
+    }
+    for (unsigned i = 0; i < e->nworkers; i++) {
+        if (cmi_worker_start(&e->workers[i]) != 0) {
+            cmi_log_error("engine", "cannot start worker thread %u", i);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void wait_for_stop(const sigset_t *set)
+{
+    for (;;) {
+        int sig = 0;
+        if (sigwait(set, &sig) != 0)
+            continue;
+        if (sig == SIGHUP) {
+            cmi_log_warn("engine", "SIGHUP: reloading the deployment is not supported by cmi yet; ignored");
+            continue;
+        }
+        cmi_log_info("engine", "%s received: draining", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        return;
+    }
+}
+
+/* Returns the number of messages the drain had to abandon. */
+static size_t stop_workers(cmi_engine_t *e)
+{
+    size_t abandoned = 0;
+    for (unsigned i = 0; i < e->nworkers; i++)
+        cmi_worker_request_drain(&e->workers[i], e->settings.drain_timeout_ms);
+    for (unsigned i = 0; i < e->nworkers; i++)
+        cmi_worker_join(&e->workers[i]);
+    for (unsigned i = 0; i < e->nworkers; i++) {
+        abandoned += e->workers[i].inflight;
+        cmi_worker_dispose(&e->workers[i]);
+    }
+    if (abandoned == 0) {
+        free(e->workers);
+        e->workers = NULL;
+    }
+    return abandoned;
+}
+
+int cmi_engine_run(const cmi_settings_t *settings)
+{
+    uint64_t t0 = now_ms();
+    cmi_engine_t e;
+    memset(&e, 0, sizeof(e));
+    e.settings = *settings;
+    e.nworkers = settings->workers ? settings->workers : default_workers();
+
+    cmi_diag_t diag;
+    cmi_diag_init(&diag, stderr);
+    e.config = cmi_config_load(settings->deploy_dir, &diag);
+    if (e.config == NULL) {
+        cmi_log_error("engine", "%zu error(s) in the deployment %s: not starting", diag.errors, settings->deploy_dir);
+        return 1;
+    }
+    if (settings->connectors_path != NULL)
+        cmi_log_info("engine", "connector path %s (no connector modules are loaded by this version)",
+                     settings->connectors_path);
+
+    int *fds = cmi_xcalloc(e.nworkers, sizeof(int));
+    char err[256];
+    if (cmi_http_listen(settings->http_host, settings->http_port, fds, e.nworkers, &e.http_port, err,
+                        sizeof(err)) != 0) {
+        cmi_log_error("http", "%s", err);
+        free(fds);
+        cmi_config_destroy(e.config);
+        return 1;
+    }
+    cmi_http_configure(&e);
+    sigset_t set;
+    block_signals(&set);
+    int rc = start_workers(&e, fds);
+    free(fds);
+    if (rc == 0) {
+        cmi_log_info("http", "listening on %s:%d (%u worker%s)", settings->http_host, e.http_port, e.nworkers,
+                     e.nworkers == 1 ? "" : "s");
+        cmi_log_info("engine", "cmi %s ready: %zu API(s) from %s in %llu ms", PACKAGE_VERSION, e.config->napis,
+                     settings->deploy_dir, (unsigned long long)(now_ms() - t0));
+        wait_for_stop(&set);
+    }
+    size_t abandoned = stop_workers(&e);
+    if (abandoned > 0) {
+        /* The drain bound passed with messages still suspended: their state
+         * cannot be freed safely, and the process ends now anyway. */
+        cmi_log_warn("engine", "stopped with %zu message(s) abandoned after the drain timeout", abandoned);
+        _exit(0);
+    }
+    h2o_config_dispose(&e.h2o);
+    cmi_config_destroy(e.config);
+    cmi_log_info("engine", "stopped");
+    return rc == 0 ? 0 : 1;
+}

@@ -1,0 +1,46 @@
+/* The engine: settings, the compiled configuration, the HTTP listener and
+ * the worker threads, from start-up to a drained exit. */
+#ifndef CMI_ENGINE_H
+#define CMI_ENGINE_H
+
+#include <h2o.h>
+#include <stdint.h>
+
+#include "config/config.h"
+#include "core/log.h"
+#include "runtime/worker.h"
+
+typedef struct cmi_settings {
+    const char *deploy_dir;      /* synapse-configs/default */
+    const char *http_host;       /* 0.0.0.0 */
+    int http_port;               /* 8290; 0 picks a free port */
+    unsigned workers;            /* 0: number of cores */
+    uint64_t max_body;           /* bytes; 10 MiB */
+    uint64_t idle_timeout_ms;    /* HTTP/1 request and keep-alive idle timeout */
+    uint64_t drain_timeout_ms;   /* how long in-flight messages get at shutdown */
+    const char *connectors_path; /* colon-separated folders */
+    cmi_log_level_t log_level;
+    cmi_log_format_t log_format;
+    cmi_arena_t *arena; /* strings read from a server config file */
+} cmi_settings_t;
+
+void cmi_settings_defaults(cmi_settings_t *s);
+/* Reads a server config file (XML, see README) into s; problems are
+ * reported as file:line errors.  Returns 0 or -1. */
+int cmi_settings_load_file(cmi_settings_t *s, const char *path);
+void cmi_settings_dispose(cmi_settings_t *s);
+
+struct cmi_engine {
+    cmi_settings_t settings;
+    cmi_config_t *config;
+    h2o_globalconf_t h2o;
+    cmi_worker_t *workers;
+    unsigned nworkers;
+    int http_port; /* the port actually bound */
+};
+
+/* Loads the deployment, serves until SIGTERM/SIGINT, drains, and returns
+ * the process exit status. */
+int cmi_engine_run(const cmi_settings_t *settings);
+
+#endif

@@ -1,0 +1,466 @@
+#include "config.h"
+
+#include "http/server.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "config/config.h"
+#include "core/log.h"
+#include "core/str.h"
+#include "engine.h"
+#include "http/dispatch.h"
+#include "runtime/errors.h"
+#include "runtime/msg.h"
+#include "runtime/worker.h"
+
+typedef struct {
+    h2o_handler_t super;
+    cmi_engine_t *engine;
+} http_handler_t;
+
+/* Lives in the request's pool; h2o disposes of it with the request, which
+ * tells the message that its caller is gone (engine.md §2). */
+typedef struct {
+    h2o_req_t *req;
+    cmi_msg_t *msg;
+} http_link_t;
+
+static h2o_generator_t final_generator = {NULL, NULL};
+
+/* ---- answers that need no message ------------------------------------ */
+
+static const char *reason_phrase(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 406: return "Not Acceptable";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 413: return "Payload Too Large";
+    case 415: return "Unsupported Media Type";
+    case 422: return "Unprocessable Content";
+    case 429: return "Too Many Requests";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default:
+        return status < 200 ? "Informational" : status < 300 ? "OK" : status < 400 ? "Redirection"
+             : status < 500 ? "Client Error" : "Server Error";
+    }
+}
+
+/* {"error":{"code":...,"message":...}} straight from the handler. */
+static int send_json_error(h2o_req_t *req, int status, const char *message, const char *allow)
+{
+    json_t *body = json_pack("{s:{s:i, s:s}}", "error", "code", status, "message", message);
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    size_t len = strlen(text);
+    char *copy = h2o_mem_alloc_pool(&req->pool, len);
+    memcpy(copy, text, len);
+    free(text);
+    req->res.status = status;
+    req->res.reason = reason_phrase(status);
+    req->res.content_length = len;
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
+    if (allow != NULL)
+        h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("allow"), 1, "Allow", allow, strlen(allow));
+    h2o_send_inline(req, copy, len);
+    return 0;
+}
+
+/* ---- the HTTP origin of a message --------------------------------------- */
+
+static int status_of(cmi_msg_t *msg)
+{
+    const cmi_value_t *sc = cmi_msg_prop_get(msg, CMI_SCOPE_AXIS2, "HTTP_SC");
+    if (sc == NULL)
+        return 200;
+    int64_t v = 0;
+    if (sc->type == CMI_VAL_INT)
+        v = sc->u.i;
+    else if (sc->type == CMI_VAL_NUMBER)
+        v = (int64_t)sc->u.d;
+    else if (sc->type == CMI_VAL_STRING && cmi_parse_int64(sc->u.s.ptr, &v) != 0)
+        v = 0;
+    if (v < 100 || v > 599) {
+        cmi_log_warn("http", "HTTP_SC '%s' is not an HTTP status; answering 500 (message %s)",
+                     cmi_value_to_text(msg->arena, sc, NULL), msg->id);
+        return 500;
+    }
+    return (int)v;
+}
+
+static int prop_true(cmi_msg_t *msg, const char *name)
+{
+    const cmi_value_t *v = cmi_msg_prop_get(msg, CMI_SCOPE_AXIS2, name);
+    if (v == NULL)
+        return 0;
+    if (v->type == CMI_VAL_BOOL)
+        return v->u.b;
+    const char *t = cmi_value_to_text(msg->arena, v, NULL);
+    return strcasecmp(t, "true") == 0;
+}
+
+static const char *content_type_of(cmi_msg_t *msg, size_t body_len)
+{
+    const char *ct = cmi_msg_prop_text(msg, CMI_SCOPE_AXIS2, "ContentType");
+    if (ct == NULL)
+        ct = cmi_msg_prop_text(msg, CMI_SCOPE_AXIS2, "messageType");
+    if (ct == NULL && body_len > 0)
+        ct = msg->payload.content_type;
+    return ct;
+}
+
+/* Headers that describe the connection or the body framing are h2o's to
+ * write; a flow's value for them would corrupt the response. */
+static int is_framing_header(const char *name, size_t len)
+{
+    static const char *const names[] = {"content-length", "content-type", "transfer-encoding", "connection",
+                                        "keep-alive", "te", "trailer", "upgrade", "proxy-connection", "host",
+                                        "date", "server", NULL};
+    for (const char *const *p = names; *p; p++)
+        if (cmi_str_caseeqn(name, len, *p, strlen(*p)))
+            return 1;
+    return 0;
+}
+
+static void add_response_headers(h2o_req_t *req, cmi_msg_t *msg)
+{
+    for (uint32_t i = 0; i < msg->headers.count; i++) {
+        const cmi_header_t *h = &msg->headers.items[i];
+        if (!h->outbound || is_framing_header(h->name, h->name_len))
+            continue;
+        /* h2o wants lower-case names (HTTP/2 requires them); HTTP/1 keeps
+         * the case the flow used through orig_name. */
+        char *lower = h2o_mem_alloc_pool(&req->pool, h->name_len);
+        for (size_t k = 0; k < h->name_len; k++)
+            lower[k] = (char)tolower((unsigned char)h->name[k]);
+        h2o_add_header_by_str(&req->pool, &req->res.headers, lower, h->name_len, 1, h->name, h->value, h->value_len);
+    }
+}
+
+static void http_respond(cmi_msg_t *msg)
+{
+    http_link_t *link = msg->origin_data;
+    if (link == NULL) {
+        cmi_log_debug("http", "client went away before the response to message %s", msg->id);
+        return;
+    }
+    h2o_req_t *req = link->req;
+    int status = status_of(msg);
+    size_t len = 0;
+    const char *body = NULL;
+    if (!prop_true(msg, "NO_ENTITY_BODY") && status != 204 && status != 304)
+        body = cmi_msg_payload_bytes(msg, &len);
+    const char *ct = content_type_of(msg, len);
+    req->res.status = status;
+    req->res.reason = reason_phrase(status);
+    if (ct != NULL && len > 0)
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, ct, strlen(ct));
+    add_response_headers(req, msg);
+    req->res.content_length = len;
+    h2o_iovec_t buf = h2o_iovec_init(body ? body : "", len);
+    h2o_start_response(req, &final_generator);
+    /* The body lives in the message's arena, and the message lives until
+     * h2o disposes of the request (the link holds a reference). */
+    h2o_send(req, &buf, 1, H2O_SEND_STATE_FINAL);
+}
+
+static void http_finish(cmi_msg_t *msg)
+{
+    if (msg->responded)
+        return;
+    int status;
+    if (msg->dropped) {
+        status = 202;
+    } else if (msg->in_fault) {
+        status = 500; /* a fault sequence that did not answer */
+    } else {
+        status = 202;
+        cmi_resource_t *res = (cmi_resource_t *)msg->resource;
+        if (res != NULL && !atomic_flag_test_and_set(&res->warned_no_response))
+            cmi_log_warn(msg->api ? "http" : "http",
+                         "flows of API '%s' resource %s (%s:%d) end without <respond> or <drop>: the caller "
+                         "gets 202 with no body (logged once)",
+                         msg->api->name, res->pattern ? res->pattern : "(default)", res->file, res->line);
+    }
+    cmi_msg_prop_set(msg, CMI_SCOPE_AXIS2, "HTTP_SC", cmi_value_int(status));
+    cmi_msg_prop_set(msg, CMI_SCOPE_AXIS2, "NO_ENTITY_BODY", cmi_value_bool(1));
+    cmi_flow_respond(msg);
+}
+
+static const cmi_msg_origin_t http_origin = {"http", http_respond, http_finish};
+
+static void on_req_dispose(void *p)
+{
+    http_link_t *link = p;
+    cmi_msg_t *msg = link->msg;
+    link->req = NULL;
+    msg->origin_data = NULL;
+    cmi_msg_release(msg);
+}
+
+/* ---- request -> message ------------------------------------------------- */
+
+static int bind_params(cmi_msg_t *msg, const cmi_dispatch_result_t *r, const char *query, size_t qlen)
+{
+    for (size_t i = 0; i < r->nbindings; i++) {
+        char *v;
+        size_t vlen;
+        if (cmi_url_decode(msg->arena, r->bindings[i].value, r->bindings[i].value_len, r->bindings[i].from_query,
+                           &v, &vlen) != 0)
+            return -1;
+        cmi_kvlist_add(msg->arena, &msg->path_params, r->bindings[i].name, cmi_value_string(v, vlen));
+    }
+    size_t i = 0;
+    while (i < qlen) {
+        const char *amp = memchr(query + i, '&', qlen - i);
+        size_t end = amp ? (size_t)(amp - query) : qlen;
+        const char *eq = memchr(query + i, '=', end - i);
+        size_t klen = eq ? (size_t)(eq - (query + i)) : end - i;
+        if (klen > 0) {
+            char *k, *v;
+            size_t vlen;
+            const char *vs = eq ? eq + 1 : query + end;
+            if (cmi_url_decode(msg->arena, query + i, klen, 1, &k, NULL) != 0 ||
+                cmi_url_decode(msg->arena, vs, (size_t)(query + end - vs), 1, &v, &vlen) != 0)
+                return -1;
+            /* The first value wins, as MI's query.param.X does. */
+            if (cmi_kvlist_get(&msg->query_params, k) == NULL)
+                cmi_kvlist_add(msg->arena, &msg->query_params, k, cmi_value_string(v, vlen));
+        }
+        i = end + 1;
+    }
+    return 0;
+}
+
+static void copy_request(cmi_msg_t *msg, h2o_req_t *req)
+{
+    msg->method = cmi_arena_strndup(msg->arena, req->method.base, req->method.len);
+    msg->request_uri = cmi_arena_strndup(msg->arena, req->path.base, req->path.len);
+    const char *ct = NULL;
+    for (size_t i = 0; i < req->headers.size; i++) {
+        const h2o_header_t *h = &req->headers.entries[i];
+        const char *name = h->orig_name ? h->orig_name : h->name->base;
+        char *n = cmi_arena_strndup(msg->arena, name, h->name->len);
+        char *v = cmi_arena_strndup(msg->arena, h->value.base, h->value.len);
+        cmi_msg_header_add_inbound(msg, n, h->name->len, v, h->value.len);
+        if (h->name == &H2O_TOKEN_CONTENT_TYPE->buf)
+            ct = v;
+    }
+    if (req->entity.base != NULL)
+        cmi_msg_set_payload(msg, cmi_arena_memdup(msg->arena, req->entity.base, req->entity.len), req->entity.len,
+                            ct);
+    else
+        cmi_msg_set_payload(msg, "", 0, ct);
+}
+
+/* One debug line per request: what matched and what got bound, so that an
+ * operator can see why a request went where it went. */
+static void log_dispatch(cmi_msg_t *msg)
+{
+    cmi_strbuf_t b;
+    cmi_strbuf_init(&b, msg->arena, 256);
+    cmi_strbuf_printf(&b, "%s %s -> api:%s resource %s", msg->method, msg->request_uri, msg->api->name,
+                      msg->resource->pattern ? msg->resource->pattern : "(default)");
+    for (uint32_t i = 0; i < msg->path_params.count; i++)
+        cmi_strbuf_printf(&b, " uri.var.%s=\"%s\"", msg->path_params.items[i].name,
+                          msg->path_params.items[i].value.u.s.ptr);
+    for (uint32_t i = 0; i < msg->query_params.count; i++)
+        cmi_strbuf_printf(&b, " query.param.%s=\"%s\"", msg->query_params.items[i].name,
+                          msg->query_params.items[i].value.u.s.ptr);
+    cmi_log_write(CMI_LOG_DEBUG, "http", "%s (message %s)", b.data, msg->id);
+}
+
+static int on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    cmi_engine_t *engine = ((http_handler_t *)self)->engine;
+    cmi_worker_t *w = cmi_worker_of_ctx(req->conn->ctx);
+    const cmi_config_t *cfg = engine->config;
+
+    const char *query = "";
+    size_t qlen = 0;
+    if (req->query_at != SIZE_MAX) {
+        query = req->path.base + req->query_at + 1;
+        qlen = req->path.len - req->query_at - 1;
+    }
+    unsigned mbit = cmi_method_bit(req->method.base, req->method.len);
+    cmi_dispatch_result_t r;
+    int rc = cmi_dispatch_find(cfg->dispatch, mbit, req->path_normalized.base, req->path_normalized.len, query, qlen,
+                               &r);
+    if (rc == CMI_DISPATCH_NO_API)
+        return send_json_error(req, 404, r.api ? "no resource of this API matches the request"
+                                               : "no API matches the request path", NULL);
+    if (rc == CMI_DISPATCH_NO_METHOD) {
+        h2o_mem_pool_t *pool = &req->pool;
+        cmi_arena_t *tmp = cmi_arena_create(256);
+        const char *allow = cmi_methods_format(tmp, r.allow);
+        size_t alen = strlen(allow);
+        char *copy = h2o_mem_alloc_pool(pool, alen + 1);
+        memcpy(copy, allow, alen + 1);
+        cmi_arena_destroy(tmp);
+        return send_json_error(req, 405, "the resource does not accept this method", copy);
+    }
+
+    http_link_t *link = h2o_mem_alloc_shared(&req->pool, sizeof(*link), on_req_dispose);
+    cmi_msg_t *msg = cmi_msg_create(w, &http_origin, link);
+    link->req = req;
+    link->msg = msg;
+    cmi_msg_retain(msg); /* released by on_req_dispose */
+    if (bind_params(msg, &r, query, qlen) != 0) {
+        msg->responded = 1; /* answered here, not by the flow */
+        send_json_error(req, 400, "malformed percent-encoding in the request URI", NULL);
+        cmi_msg_release(msg);
+        return 0;
+    }
+    msg->api = r.api;
+    msg->resource = r.resource;
+    msg->sub_path = cmi_arena_strndup(msg->arena, r.sub_path, r.sub_len);
+    msg->fault_seq = r.resource->fault_seq ? r.resource->fault_seq : cfg->fault_seq;
+    copy_request(msg, req);
+    if (cmi_log_enabled(CMI_LOG_DEBUG))
+        log_dispatch(msg);
+    static const cmi_sequence_t empty = {0};
+    cmi_flow_start(msg, r.resource->in_seq ? r.resource->in_seq : &empty);
+    return 0;
+}
+
+/* ---- set-up -------------------------------------------------------------- */
+
+void cmi_http_configure(cmi_engine_t *engine)
+{
+    h2o_globalconf_t *g = &engine->h2o;
+    h2o_config_init(g);
+    g->server_name = h2o_iovec_init(H2O_STRLIT("cmi/" PACKAGE_VERSION));
+    g->max_request_entity_size = engine->settings.max_body;
+    g->http1.req_timeout = engine->settings.idle_timeout_ms;
+    g->http2.idle_timeout = engine->settings.idle_timeout_ms;
+    h2o_hostconf_t *host = h2o_config_register_host(g, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
+    http_handler_t *h = (http_handler_t *)h2o_create_handler(path, sizeof(*h));
+    h->super.on_req = on_req;
+    h->engine = engine;
+}
+
+static int open_one(const struct addrinfo *ai, int port, char *err, size_t errlen)
+{
+    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        return -1;
+    }
+    int on = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on));
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+    struct sockaddr_storage sa;
+    memcpy(&sa, ai->ai_addr, ai->ai_addrlen);
+    if (sa.ss_family == AF_INET)
+        ((struct sockaddr_in *)&sa)->sin_port = htons((uint16_t)port);
+    else
+        ((struct sockaddr_in6 *)&sa)->sin6_port = htons((uint16_t)port);
+    if (bind(fd, (struct sockaddr *)&sa, ai->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0) {
+        snprintf(err, errlen, "cannot listen on port %d: %s", port, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+int cmi_http_listen(const char *host, int port, int *fds, unsigned n, int *bound_port, char *err, size_t errlen)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE},
+                    *ai = NULL;
+    int gai = getaddrinfo(host, NULL, &hints, &ai);
+    if (gai != 0) {
+        snprintf(err, errlen, "cannot resolve listen address '%s': %s", host, gai_strerror(gai));
+        return -1;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        fds[i] = open_one(ai, port, err, errlen);
+        if (fds[i] < 0) {
+            while (i-- > 0)
+                close(fds[i]);
+            freeaddrinfo(ai);
+            return -1;
+        }
+        if (port == 0) { /* the first socket picks the port; the others share it */
+            struct sockaddr_storage sa;
+            socklen_t sl = sizeof(sa);
+            getsockname(fds[0], (struct sockaddr *)&sa, &sl);
+            port = ntohs(sa.ss_family == AF_INET ? ((struct sockaddr_in *)&sa)->sin_port
+                                                 : ((struct sockaddr_in6 *)&sa)->sin6_port);
+        }
+    }
+    freeaddrinfo(ai);
+    *bound_port = port;
+    return 0;
+}
+
+static void on_accept(h2o_socket_t *listener, const char *err);
+
+static void on_accept_resume(cmi_timer_t *t)
+{
+    cmi_worker_t *w = t->data;
+    if (w->listener != NULL)
+        h2o_socket_read_start(w->listener, on_accept);
+}
+
+static void on_accept(h2o_socket_t *listener, const char *err)
+{
+    if (err != NULL)
+        return;
+    cmi_worker_t *w = listener->data;
+    /* A few per wake-up: fair to the connections already being served.
+     * cmi accepts itself (rather than h2o_evloop_socket_accept) to know each
+     * connection's descriptor for the drain. */
+    for (int i = 0; i < 16; i++) {
+        int fd = accept4(w->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                /* Out of descriptors: the listener would wake us in a
+                 * tight loop.  Pause accepting for a moment instead. */
+                cmi_log_warn("http", "cannot accept connections: %s; pausing 100 ms", strerror(errno));
+                h2o_socket_read_stop(listener);
+                w->accept_pause.cb = on_accept_resume;
+                w->accept_pause.data = w;
+                cmi_worker_timer_start(w, &w->accept_pause, 100);
+            }
+            break;
+        }
+        h2o_socket_t *sock = h2o_evloop_socket_create(w->loop, fd, H2O_SOCKET_FLAG_IS_ACCEPTED_CONNECTION);
+        cmi_worker_conn_opened(w, sock, fd);
+        h2o_accept(&w->accept_ctx, sock);
+    }
+}
+
+void cmi_http_worker_accept(cmi_worker_t *w)
+{
+    w->listener = h2o_evloop_socket_create(w->loop, w->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
+    w->listener->data = w;
+    h2o_socket_read_start(w->listener, on_accept);
+}

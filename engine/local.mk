@@ -1,0 +1,38 @@
+# The engine: everything but main() is a convenience library, so that unit
+# tests link the same objects the binary runs.
+noinst_LTLIBRARIES += engine/libcmi-engine.la
+engine_libcmi_engine_la_SOURCES = \
+	engine/core/arena.c engine/core/arena.h \
+	engine/core/htab.c engine/core/htab.h \
+	engine/core/log.c engine/core/log.h \
+	engine/core/str.c engine/core/str.h \
+	engine/config/api.c \
+	engine/config/artifacts.c engine/config/artifacts.h \
+	engine/config/compile.c engine/config/compile.h \
+	engine/config/config.h \
+	engine/config/diag.c engine/config/diag.h \
+	engine/config/loader.c \
+	engine/runtime/errors.c engine/runtime/errors.h \
+	engine/runtime/flow.c engine/runtime/flow.h \
+	engine/runtime/msg.c engine/runtime/msg.h \
+	engine/runtime/value.c engine/runtime/value.h \
+	engine/runtime/worker.c engine/runtime/worker.h \
+	engine/mediators/registry.c engine/mediators/registry.h \
+	engine/mediators/respond.c \
+	engine/mediators/log.c \
+	engine/mediators/property.c \
+	engine/mediators/payload_factory.c \
+	engine/mediators/header.c \
+	engine/mediators/sequence.c \
+	engine/mediators/test_suspend.c \
+	engine/http/dispatch.c engine/http/dispatch.h \
+	engine/http/pathmatch.c engine/http/pathmatch.h \
+	engine/http/server.c engine/http/server.h \
+	engine/engine.c engine/engine.h \
+	engine/settings.c
+engine_libcmi_engine_la_LIBADD = $(XML2_LIBS) $(H2O_LIBS) $(JANSSON_LIBS) $(CURL_LIBS) $(OPENSSL_LIBS) \
+	$(DL_LIBS) -lm -lpthread
+
+bin_PROGRAMS += cmi
+cmi_SOURCES = engine/main.c
+cmi_LDADD = engine/libcmi-engine.la

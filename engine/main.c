@@ -1,0 +1,184 @@
+/* cmi: the command line (engine.md §6). */
+#include "config.h"
+
+#include <libxml/parser.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/config.h"
+#include "core/str.h"
+#include "engine.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: cmi run [DIR] [options]    serve the deployment in DIR (default synapse-configs/default)\n"
+            "       cmi check DIR [options]    load DIR, print every error as file:line, exit 0 or 1\n"
+            "       cmi version                print the version\n"
+            "       cmi --help                 this text\n"
+            "\n"
+            "options:\n"
+            "  --http-port N          HTTP port (default 8290; 0 picks a free one)\n"
+            "  --http-host ADDR       address to listen on (default 0.0.0.0)\n"
+            "  --workers N            worker threads (default: number of cores)\n"
+            "  --max-body-size SIZE   largest request body, e.g. 10MiB (default); larger gets 413\n"
+            "  --idle-timeout DUR     HTTP request/keep-alive idle timeout, e.g. 10s (default)\n"
+            "  --drain-timeout DUR    time in-flight messages get at shutdown (default 30s)\n"
+            "  --connectors PATH      colon-separated folders of connector modules\n"
+            "                         (also CMI_CONNECTORS_PATH)\n"
+            "  --config FILE          server config file (XML, <cmi>...</cmi>; flags win over it)\n"
+            "  --log-level LEVEL      trace, debug, info (default), warn, error\n"
+            "  --log-format FORMAT    text (default) or json\n");
+}
+
+static int bad_option(const char *opt, const char *value, const char *what)
+{
+    fprintf(stderr, "cmi: %s '%s': %s\n", opt, value ? value : "", what);
+    return -1;
+}
+
+/* Options are applied in two passes so that --config is read before the
+ * flags that override it, wherever it appears. */
+static int parse_option(cmi_settings_t *s, const char *opt, const char *v)
+{
+    uint64_t u;
+    if (strcmp(opt, "--http-port") == 0) {
+        if (cmi_parse_uint(v, 65535, &u) != 0)
+            return bad_option(opt, v, "not a port number (0..65535)");
+        s->http_port = (int)u;
+    } else if (strcmp(opt, "--http-host") == 0) {
+        s->http_host = v;
+    } else if (strcmp(opt, "--workers") == 0) {
+        if (cmi_parse_uint(v, 256, &u) != 0)
+            return bad_option(opt, v, "not a worker count (0..256, 0 = cores)");
+        s->workers = (unsigned)u;
+    } else if (strcmp(opt, "--max-body-size") == 0) {
+        if (cmi_parse_size(v, &s->max_body) != 0)
+            return bad_option(opt, v, "not a size (e.g. 10MiB)");
+    } else if (strcmp(opt, "--idle-timeout") == 0) {
+        if (cmi_parse_duration_ms(v, &s->idle_timeout_ms) != 0 || s->idle_timeout_ms == 0)
+            return bad_option(opt, v, "not a duration (e.g. 10s)");
+    } else if (strcmp(opt, "--drain-timeout") == 0) {
+        if (cmi_parse_duration_ms(v, &s->drain_timeout_ms) != 0)
+            return bad_option(opt, v, "not a duration (e.g. 30s)");
+    } else if (strcmp(opt, "--connectors") == 0) {
+        s->connectors_path = v;
+    } else if (strcmp(opt, "--log-level") == 0) {
+        int l = cmi_log_level_parse(v);
+        if (l < 0)
+            return bad_option(opt, v, "not a log level");
+        s->log_level = (cmi_log_level_t)l;
+    } else if (strcmp(opt, "--log-format") == 0) {
+        if (strcmp(v, "text") == 0)
+            s->log_format = CMI_LOG_FORMAT_TEXT;
+        else if (strcmp(v, "json") == 0)
+            s->log_format = CMI_LOG_FORMAT_JSON;
+        else
+            return bad_option(opt, v, "must be 'text' or 'json'");
+    } else if (strcmp(opt, "--config") != 0) {
+        fprintf(stderr, "cmi: unknown option '%s' (see cmi --help)\n", opt);
+        return -1;
+    }
+    return 0;
+}
+
+static int parse_args(cmi_settings_t *s, int argc, char **argv, int need_dir)
+{
+    const char *dir = NULL;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < argc; i++) {
+            const char *a = argv[i];
+            if (strncmp(a, "--", 2) != 0) {
+                if (pass == 1)
+                    continue;
+                if (dir != NULL) {
+                    fprintf(stderr, "cmi: more than one deployment folder given ('%s' and '%s')\n", dir, a);
+                    return -1;
+                }
+                dir = a;
+                continue;
+            }
+            const char *eq = strchr(a, '=');
+            char opt[64];
+            const char *v;
+            if (eq != NULL) {
+                snprintf(opt, sizeof(opt), "%.*s", (int)(eq - a), a);
+                v = eq + 1;
+            } else {
+                snprintf(opt, sizeof(opt), "%s", a);
+                if (i + 1 >= argc) {
+                    fprintf(stderr, "cmi: option '%s' needs a value\n", a);
+                    return -1;
+                }
+                v = argv[++i];
+            }
+            int is_config = strcmp(opt, "--config") == 0;
+            if (pass == 0 && is_config && cmi_settings_load_file(s, v) != 0)
+                return -1;
+            if (pass == 1 && !is_config && parse_option(s, opt, v) != 0)
+                return -1;
+        }
+    }
+    if (dir != NULL)
+        s->deploy_dir = dir;
+    else if (need_dir) {
+        fprintf(stderr, "cmi: check needs a deployment folder (cmi check DIR)\n");
+        return -1;
+    }
+    return 0;
+}
+
+static int cmd_check(cmi_settings_t *s)
+{
+    cmi_diag_t diag;
+    cmi_diag_init(&diag, stderr);
+    cmi_config_t *cfg = cmi_config_load(s->deploy_dir, &diag);
+    if (cfg == NULL) {
+        fprintf(stderr, "%s: %zu error(s), %zu warning(s)\n", s->deploy_dir, diag.errors, diag.warnings);
+        return 1;
+    }
+    printf("%s: OK: %zu API(s), %zu sequence(s), %zu local entr%s, %zu warning(s)\n", s->deploy_dir, cfg->napis,
+           cfg->sequences.count, cfg->local_entries.count, cfg->local_entries.count == 1 ? "y" : "ies",
+           diag.warnings);
+    cmi_config_destroy(cfg);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("cmi %s\n", PACKAGE_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "run") != 0 && strcmp(cmd, "check") != 0) {
+        fprintf(stderr, "cmi: unknown command '%s'\n", cmd);
+        usage(stderr);
+        return 2;
+    }
+    LIBXML_TEST_VERSION
+    cmi_settings_t s;
+    cmi_settings_defaults(&s);
+    const char *env_path = getenv("CMI_CONNECTORS_PATH");
+    if (env_path != NULL && *env_path != '\0')
+        s.connectors_path = env_path;
+    int rc;
+    if (parse_args(&s, argc - 2, argv + 2, strcmp(cmd, "check") == 0) != 0) {
+        rc = 2;
+    } else {
+        cmi_log_configure(s.log_level, s.log_format);
+        rc = strcmp(cmd, "check") == 0 ? cmd_check(&s) : cmi_engine_run(&s);
+    }
+    cmi_settings_dispose(&s);
+    xmlCleanupParser();
+    return rc;
+}

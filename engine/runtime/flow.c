@@ -1,0 +1,168 @@
+#include "config.h"
+
+#include "runtime/flow.h"
+
+#include <string.h>
+
+#include "config/config.h"
+#include "core/log.h"
+#include "runtime/errors.h"
+#include "runtime/msg.h"
+
+static void frames_grow(cmi_msg_t *msg)
+{
+    uint32_t cap = msg->frames_cap ? msg->frames_cap * 2 : 8;
+    void *frames = cmi_arena_alloc(msg->arena, cap * sizeof(*msg->frames));
+    if (msg->nframes)
+        memcpy(frames, msg->frames, msg->nframes * sizeof(*msg->frames));
+    msg->frames = frames;
+    msg->frames_cap = cap;
+}
+
+int cmi_flow_push(cmi_msg_t *msg, const cmi_sequence_t *seq)
+{
+    if (msg->nframes >= CMI_FLOW_MAX_DEPTH)
+        return cmi_msg_set_error(msg, CMI_ERR_SEQUENCE_DEPTH, NULL,
+                                 "sequences nested deeper than %d while entering '%s'", CMI_FLOW_MAX_DEPTH,
+                                 seq->name ? seq->name : "(inline)");
+    if (msg->nframes == msg->frames_cap)
+        frames_grow(msg);
+    msg->frames[msg->nframes].seq = seq;
+    msg->frames[msg->nframes].pc = 0;
+    msg->nframes++;
+    return CMI_FLOW_CONTINUE;
+}
+
+void cmi_flow_respond(cmi_msg_t *msg)
+{
+    if (msg->responded)
+        return;
+    msg->responded = 1;
+    if (msg->origin != NULL && msg->origin->respond != NULL)
+        msg->origin->respond(msg);
+}
+
+static const char *log_component(cmi_msg_t *msg)
+{
+    return msg->api ? cmi_arena_sprintf(msg->arena, "api:%s", msg->api->name) : "mediation";
+}
+
+/* The answer when no fault sequence handles an error: JSON with the status
+ * that the error code maps to. */
+static void respond_with_error(cmi_msg_t *msg)
+{
+    if (msg->responded)
+        return;
+    int code = msg->error_code ? msg->error_code : CMI_ERR_MEDIATION;
+    const char *message = msg->error_message ? msg->error_message : "mediation failed";
+    json_t *err = json_pack("{s:i, s:s}", "code", code, "message", message);
+    if (msg->error_detail != NULL)
+        json_object_set_new(err, "detail", json_string(msg->error_detail));
+    cmi_msg_set_payload_json(msg, json_pack("{s:o}", "error", err));
+    /* Whatever the flow set before it failed, this answer is JSON. */
+    cmi_msg_prop_set(msg, CMI_SCOPE_AXIS2, "HTTP_SC", cmi_value_int(cmi_error_status(code)));
+    cmi_msg_prop_set(msg, CMI_SCOPE_AXIS2, "messageType", cmi_value_cstring("application/json"));
+    cmi_msg_prop_set(msg, CMI_SCOPE_AXIS2, "ContentType", cmi_value_cstring("application/json"));
+    cmi_msg_prop_remove(msg, CMI_SCOPE_AXIS2, "NO_ENTITY_BODY");
+    cmi_flow_respond(msg);
+}
+
+static const cmi_sequence_t *fault_handler(cmi_msg_t *msg)
+{
+    /* The innermost sequence with an onError handler, as Synapse's fault
+     * handler stack; then the resource's faultSequence or the deployment's
+     * fault sequence (msg->fault_seq, chosen at dispatch). */
+    for (uint32_t i = msg->nframes; i-- > 0;)
+        if (msg->frames[i].seq->on_error != NULL)
+            return msg->frames[i].seq->on_error;
+    return msg->fault_seq;
+}
+
+static void log_error(cmi_msg_t *msg, const cmi_mediator_t *m)
+{
+    if (!cmi_log_enabled(CMI_LOG_WARN))
+        return;
+    const char *detail = msg->error_detail ? msg->error_detail : "";
+    if (m != NULL)
+        cmi_log_write(CMI_LOG_WARN, log_component(msg), "<%s> at %s:%d failed: %d %s: %s (message %s)",
+                      m->kind, m->file, m->line, msg->error_code, msg->error_message, detail, msg->id);
+    else
+        cmi_log_write(CMI_LOG_WARN, log_component(msg), "mediation failed: %d %s: %s (message %s)",
+                      msg->error_code, msg->error_message, detail, msg->id);
+}
+
+/* Moves the message to its fault handler.  An error inside a fault handler
+ * is answered at once: fault handling never loops. */
+static void flow_error(cmi_msg_t *msg, const cmi_mediator_t *m)
+{
+    if (msg->error_code == 0)
+        cmi_msg_set_error(msg, CMI_ERR_MEDIATION, NULL, "a mediator failed without saying why");
+    log_error(msg, m);
+    cmi_msg_prop_set(msg, CMI_SCOPE_DEFAULT, "ERROR_CODE", cmi_value_int(msg->error_code));
+    cmi_msg_prop_set(msg, CMI_SCOPE_DEFAULT, "ERROR_MESSAGE", cmi_value_cstring(msg->error_message));
+    if (msg->error_detail != NULL)
+        cmi_msg_prop_set(msg, CMI_SCOPE_DEFAULT, "ERROR_DETAIL", cmi_value_cstring(msg->error_detail));
+    const cmi_sequence_t *handler = msg->in_fault ? NULL : fault_handler(msg);
+    msg->nframes = 0;
+    msg->in_fault = 1;
+    if (handler != NULL)
+        cmi_flow_push(msg, handler);
+    else
+        respond_with_error(msg);
+}
+
+static void flow_finish(cmi_msg_t *msg)
+{
+    msg->finished = 1;
+    if (msg->origin != NULL && msg->origin->finish != NULL)
+        msg->origin->finish(msg);
+    cmi_msg_release(msg); /* the flow's reference: msg may be gone now */
+}
+
+static void flow_run(cmi_msg_t *msg)
+{
+    for (;;) {
+        if (msg->nframes == 0) {
+            flow_finish(msg);
+            return;
+        }
+        /* Take the mediator and advance first: a mediator may push frames
+         * (moving the array) or suspend, and resumes after itself. */
+        size_t top = msg->nframes - 1;
+        const cmi_sequence_t *seq = msg->frames[top].seq;
+        if (msg->frames[top].pc >= seq->count) {
+            msg->nframes--;
+            continue;
+        }
+        const cmi_mediator_t *m = seq->items[msg->frames[top].pc++];
+        int rc = m->run(m, msg);
+        switch (rc) {
+        case CMI_FLOW_CONTINUE:
+            break;
+        case CMI_FLOW_SUSPENDED:
+            msg->suspended_by = m;
+            return;
+        case CMI_FLOW_DONE:
+            msg->nframes = 0;
+            break;
+        default:
+            flow_error(msg, m);
+            break;
+        }
+    }
+}
+
+void cmi_flow_start(cmi_msg_t *msg, const cmi_sequence_t *seq)
+{
+    if (cmi_flow_push(msg, seq) != CMI_FLOW_CONTINUE)
+        flow_error(msg, NULL);
+    flow_run(msg);
+}
+
+void cmi_flow_resume(cmi_msg_t *msg, int rc)
+{
+    msg->suspended = 0;
+    if (rc < 0)
+        flow_error(msg, msg->suspended_by);
+    flow_run(msg);
+}

@@ -1,0 +1,70 @@
+/* The sequence runner.
+ *
+ * A compiled sequence is an array of compiled mediators.  Running a message
+ * walks a stack of frames (sequence, next index) kept in the message, so a
+ * mediator can stop the walk at any depth and have it resumed later, on
+ * the message's own worker, at the mediator that follows (nginx's NGX_AGAIN;
+ * no thread is held meanwhile).
+ *
+ * A mediator's run function returns a flow code; 0 is success:
+ *   CMI_FLOW_CONTINUE   go on with the next mediator
+ *   CMI_FLOW_DONE       the flow is over (respond, drop)
+ *   CMI_FLOW_SUSPENDED  the mediator started something that will call
+ *                       cmi_msg_resume() later, from any thread
+ *   CMI_FLOW_ERROR      the mediator set the error slot (cmi_msg_set_error);
+ *                       the fault handling of engine.md §4 runs
+ * Mediators with children (filter, switch, sequence) push a child sequence
+ * with cmi_flow_push() and return CMI_FLOW_CONTINUE. */
+#ifndef CMI_RUNTIME_FLOW_H
+#define CMI_RUNTIME_FLOW_H
+
+#include <stddef.h>
+
+typedef struct cmi_msg cmi_msg_t;
+typedef struct cmi_mediator cmi_mediator_t;
+
+enum {
+    CMI_FLOW_ERROR = -1,
+    CMI_FLOW_CONTINUE = 0,
+    CMI_FLOW_DONE = 1,
+    CMI_FLOW_SUSPENDED = 2,
+};
+
+typedef int (*cmi_mediator_run_fn)(const cmi_mediator_t *m, cmi_msg_t *msg);
+
+/* The first member of every compiled mediator. */
+struct cmi_mediator {
+    cmi_mediator_run_fn run;
+    const char *kind; /* element name, for logs and errors */
+    const char *file; /* artifact it came from */
+    int line;
+};
+
+typedef struct cmi_sequence {
+    const char *name; /* NULL for an inline sequence */
+    const cmi_mediator_t **items;
+    size_t count;
+    /* The sequence's onError handler, resolved at load (NULL: none). */
+    const struct cmi_sequence *on_error;
+    const char *file;
+    int line;
+} cmi_sequence_t;
+
+/* Frames deeper than this are a runaway recursion through dynamic sequence
+ * keys (static cycles are refused at load). */
+#define CMI_FLOW_MAX_DEPTH 64
+
+/* Starts running seq for a new message (owner worker thread). */
+void cmi_flow_start(cmi_msg_t *msg, const cmi_sequence_t *seq);
+/* Continues a suspended message after the mediator that suspended it; rc is
+ * CMI_FLOW_CONTINUE, or CMI_FLOW_ERROR with the error slot set.  Called on
+ * the owner worker (cmi_msg_resume gets it there). */
+void cmi_flow_resume(cmi_msg_t *msg, int rc);
+/* Runs seq next, then returns to the current sequence.  Returns
+ * CMI_FLOW_CONTINUE, or CMI_FLOW_ERROR (error slot set) past the depth limit. */
+int cmi_flow_push(cmi_msg_t *msg, const cmi_sequence_t *seq);
+/* Sends the response to the message's caller now (once; later calls do
+ * nothing).  The respond mediator and the error path use it. */
+void cmi_flow_respond(cmi_msg_t *msg);
+
+#endif

@@ -1,0 +1,505 @@
+#include "config.h"
+
+#include "runtime/msg.h"
+
+#include <libxml/parser.h>
+#include <libxml/xmlsave.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+
+#include "core/log.h"
+#include "core/str.h"
+#include "runtime/errors.h"
+#include "runtime/worker.h"
+
+/* Message arenas start at 8 KiB: a typical JSON request with its headers
+ * and a response of a few hundred bytes fits in one block. */
+#define MSG_ARENA_BLOCK 8192
+
+int cmi_scope_parse(const char *name)
+{
+    if (strcasecmp(name, "default") == 0 || strcasecmp(name, "synapse") == 0)
+        return CMI_SCOPE_DEFAULT;
+    if (strcasecmp(name, "axis2") == 0)
+        return CMI_SCOPE_AXIS2;
+    if (strcasecmp(name, "transport") == 0)
+        return CMI_SCOPE_TRANSPORT;
+    if (strcasecmp(name, "operation") == 0)
+        return CMI_SCOPE_OPERATION;
+    return -1;
+}
+
+/* ---- ids -------------------------------------------------------------- */
+
+static uint64_t fallback_random(void)
+{
+    static _Thread_local uint64_t state;
+    if (state == 0) {
+        if (getrandom(&state, sizeof(state), 0) != (ssize_t)sizeof(state) || state == 0)
+            state = 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)&state;
+    }
+    /* xorshift64* */
+    state ^= state >> 12;
+    state ^= state << 25;
+    state ^= state >> 27;
+    return state * 2685821657736338717ull;
+}
+
+static const char *make_id(cmi_msg_t *msg)
+{
+    uint64_t a = msg->worker ? cmi_worker_random(msg->worker) : fallback_random();
+    uint64_t b = msg->worker ? cmi_worker_random(msg->worker) : fallback_random();
+    /* RFC 4122 version 4 layout */
+    a = (a & 0xffffffffffff0fffull) | 0x0000000000004000ull;
+    b = (b & 0x3fffffffffffffffull) | 0x8000000000000000ull;
+    return cmi_arena_sprintf(msg->arena, "urn:uuid:%08x-%04x-%04x-%04x-%012llx", (unsigned)(a >> 32),
+                             (unsigned)(a >> 16) & 0xffff, (unsigned)a & 0xffff,
+                             (unsigned)(b >> 48) & 0xffff,
+                             (unsigned long long)(b & 0xffffffffffffull));
+}
+
+/* ---- lifetime ----------------------------------------------------------- */
+
+cmi_msg_t *cmi_msg_create(cmi_worker_t *worker, const cmi_msg_origin_t *origin, void *origin_data)
+{
+    cmi_arena_t *arena = cmi_arena_create(MSG_ARENA_BLOCK);
+    cmi_msg_t *msg = cmi_arena_calloc(arena, 1, sizeof(*msg));
+    msg->arena = arena;
+    msg->worker = worker;
+    msg->refs = 1;
+    msg->origin = origin;
+    msg->origin_data = origin_data;
+    msg->id = make_id(msg);
+    if (worker != NULL)
+        cmi_worker_msg_created(worker);
+    return msg;
+}
+
+void cmi_msg_retain(cmi_msg_t *msg)
+{
+    msg->refs++;
+}
+
+void cmi_msg_release(cmi_msg_t *msg)
+{
+    if (--msg->refs > 0)
+        return;
+    cmi_worker_t *worker = msg->worker;
+    cmi_arena_destroy(msg->arena);
+    if (worker != NULL)
+        cmi_worker_msg_destroyed(worker);
+}
+
+/* ---- suspend / resume ----------------------------------------------------- */
+
+int cmi_msg_suspend(cmi_msg_t *msg)
+{
+    msg->suspended = 1;
+    return CMI_FLOW_SUSPENDED;
+}
+
+void cmi_msg_resume(cmi_msg_t *msg, int rc)
+{
+    msg->resume_rc = rc;
+    if (msg->worker != NULL)
+        cmi_worker_post_resume(msg->worker, msg);
+    else
+        cmi_flow_resume(msg, rc); /* unit tests drive messages without workers */
+}
+
+/* ---- errors ------------------------------------------------------------ */
+
+int cmi_msg_set_error(cmi_msg_t *msg, int code, const char *message, const char *detail_fmt, ...)
+{
+    msg->error_code = code;
+    msg->error_message = cmi_arena_strdup(msg->arena, message ? message : cmi_error_name(code));
+    if (detail_fmt != NULL) {
+        va_list ap;
+        va_start(ap, detail_fmt);
+        msg->error_detail = cmi_arena_vsprintf(msg->arena, detail_fmt, ap);
+        va_end(ap);
+    } else {
+        msg->error_detail = NULL;
+    }
+    return CMI_FLOW_ERROR;
+}
+
+/* ---- key/value lists --------------------------------------------------------- */
+
+static cmi_kv_t *kvlist_find(const cmi_kvlist_t *l, const char *name)
+{
+    for (uint32_t i = 0; i < l->count; i++)
+        if (strcmp(l->items[i].name, name) == 0)
+            return &l->items[i];
+    return NULL;
+}
+
+const cmi_value_t *cmi_kvlist_get(const cmi_kvlist_t *l, const char *name)
+{
+    cmi_kv_t *kv = kvlist_find(l, name);
+    return kv ? &kv->value : NULL;
+}
+
+void cmi_kvlist_add(cmi_arena_t *arena, cmi_kvlist_t *l, const char *name, cmi_value_t value)
+{
+    if (l->count == l->cap) {
+        uint32_t cap = l->cap ? l->cap * 2 : 8;
+        cmi_kv_t *items = cmi_arena_alloc(arena, cap * sizeof(*items));
+        if (l->count)
+            memcpy(items, l->items, l->count * sizeof(*items));
+        l->items = items;
+        l->cap = cap;
+    }
+    l->items[l->count].name = name;
+    l->items[l->count].value = value;
+    l->count++;
+}
+
+void cmi_kvlist_set(cmi_arena_t *arena, cmi_kvlist_t *l, const char *name, cmi_value_t value)
+{
+    cmi_kv_t *kv = kvlist_find(l, name);
+    if (kv != NULL)
+        kv->value = value;
+    else
+        cmi_kvlist_add(arena, l, name, value);
+}
+
+int cmi_kvlist_remove(cmi_kvlist_t *l, const char *name)
+{
+    cmi_kv_t *kv = kvlist_find(l, name);
+    if (kv == NULL)
+        return 0;
+    size_t i = (size_t)(kv - l->items);
+    memmove(&l->items[i], &l->items[i + 1], (l->count - i - 1) * sizeof(*kv));
+    l->count--;
+    return 1;
+}
+
+/* ---- properties ---------------------------------------------------------------- */
+
+static cmi_kvlist_t *scope_list(cmi_msg_t *msg, cmi_scope_t scope)
+{
+    return &msg->props[scope == CMI_SCOPE_AXIS2 ? 1 : 0];
+}
+
+static void json_decref_cb(void *p)
+{
+    json_decref(p);
+}
+
+json_t *cmi_msg_own_json(cmi_msg_t *msg, json_t *json)
+{
+    if (json != NULL)
+        cmi_arena_cleanup_add(msg->arena, json_decref_cb, json);
+    return json;
+}
+
+/* uri.var.X and query.param.X are views of the dispatch parameters, as in
+ * MI where the REST dispatcher sets them as properties. */
+static const cmi_value_t *builtin_prop(cmi_msg_t *msg, const char *name)
+{
+    if (strncmp(name, "uri.var.", 8) == 0)
+        return cmi_kvlist_get(&msg->path_params, name + 8);
+    if (strncmp(name, "query.param.", 12) == 0)
+        return cmi_kvlist_get(&msg->query_params, name + 12);
+    return NULL;
+}
+
+const cmi_value_t *cmi_msg_prop_get(cmi_msg_t *msg, cmi_scope_t scope, const char *name)
+{
+    if (scope == CMI_SCOPE_TRANSPORT) {
+        size_t len;
+        const char *v = cmi_msg_header_get(msg, name, &len);
+        if (v == NULL)
+            return NULL;
+        cmi_value_t *val = cmi_arena_alloc(msg->arena, sizeof(*val));
+        *val = cmi_value_string(v, len);
+        return val;
+    }
+    const cmi_value_t *v = cmi_kvlist_get(scope_list(msg, scope), name);
+    if (v == NULL && scope != CMI_SCOPE_AXIS2)
+        v = builtin_prop(msg, name);
+    return v;
+}
+
+const char *cmi_msg_prop_text(cmi_msg_t *msg, cmi_scope_t scope, const char *name)
+{
+    const cmi_value_t *v = cmi_msg_prop_get(msg, scope, name);
+    if (v == NULL || v->type == CMI_VAL_NULL)
+        return NULL;
+    return cmi_value_to_text(msg->arena, v, NULL);
+}
+
+void cmi_msg_prop_set(cmi_msg_t *msg, cmi_scope_t scope, const char *name, cmi_value_t value)
+{
+    if (value.type == CMI_VAL_JSON)
+        cmi_msg_own_json(msg, value.u.json);
+    if (scope == CMI_SCOPE_TRANSPORT) {
+        size_t len;
+        const char *text = cmi_value_to_text(msg->arena, &value, &len);
+        cmi_msg_header_set(msg, name, strlen(name), text, len, 0);
+        return;
+    }
+    cmi_kvlist_set(msg->arena, scope_list(msg, scope), name, value);
+}
+
+void cmi_msg_prop_remove(cmi_msg_t *msg, cmi_scope_t scope, const char *name)
+{
+    if (scope == CMI_SCOPE_TRANSPORT)
+        cmi_msg_header_remove(msg, name, strlen(name));
+    else
+        cmi_kvlist_remove(scope_list(msg, scope), name);
+}
+
+const cmi_value_t *cmi_msg_var_get(cmi_msg_t *msg, const char *name)
+{
+    return cmi_kvlist_get(&msg->vars, name);
+}
+
+void cmi_msg_var_set(cmi_msg_t *msg, const char *name, cmi_value_t value)
+{
+    if (value.type == CMI_VAL_JSON)
+        cmi_msg_own_json(msg, value.u.json);
+    cmi_kvlist_set(msg->arena, &msg->vars, name, value);
+}
+
+void cmi_msg_var_remove(cmi_msg_t *msg, const char *name)
+{
+    cmi_kvlist_remove(&msg->vars, name);
+}
+
+/* ---- headers -------------------------------------------------------------------- */
+
+const char *cmi_msg_header_get(cmi_msg_t *msg, const char *name, size_t *len)
+{
+    size_t n = strlen(name);
+    for (uint32_t i = 0; i < msg->headers.count; i++) {
+        const cmi_header_t *h = &msg->headers.items[i];
+        if (cmi_str_caseeqn(h->name, h->name_len, name, n)) {
+            if (len)
+                *len = h->value_len;
+            return h->value;
+        }
+    }
+    return NULL;
+}
+
+static cmi_header_t *header_append(cmi_msg_t *msg)
+{
+    cmi_headers_t *hs = &msg->headers;
+    if (hs->count == hs->cap) {
+        uint32_t cap = hs->cap ? hs->cap * 2 : 16;
+        cmi_header_t *items = cmi_arena_alloc(msg->arena, cap * sizeof(*items));
+        if (hs->count)
+            memcpy(items, hs->items, hs->count * sizeof(*items));
+        hs->items = items;
+        hs->cap = cap;
+    }
+    cmi_header_t *h = &hs->items[hs->count++];
+    memset(h, 0, sizeof(*h));
+    return h;
+}
+
+void cmi_msg_header_add_inbound(cmi_msg_t *msg, const char *name, size_t name_len, const char *value,
+                                size_t value_len)
+{
+    cmi_header_t *h = header_append(msg);
+    h->name = name;
+    h->name_len = name_len;
+    h->value = value;
+    h->value_len = value_len;
+}
+
+void cmi_msg_header_remove(cmi_msg_t *msg, const char *name, size_t name_len)
+{
+    cmi_headers_t *hs = &msg->headers;
+    uint32_t j = 0;
+    for (uint32_t i = 0; i < hs->count; i++)
+        if (!cmi_str_caseeqn(hs->items[i].name, hs->items[i].name_len, name, name_len))
+            hs->items[j++] = hs->items[i];
+    hs->count = j;
+}
+
+void cmi_msg_header_set(cmi_msg_t *msg, const char *name, size_t name_len, const char *value,
+                        size_t value_len, int copy)
+{
+    cmi_msg_header_remove(msg, name, name_len);
+    cmi_header_t *h = header_append(msg);
+    h->name = copy ? cmi_arena_strndup(msg->arena, name, name_len) : name;
+    h->name_len = name_len;
+    h->value = copy ? cmi_arena_strndup(msg->arena, value, value_len) : value;
+    h->value_len = value_len;
+    h->outbound = 1;
+}
+
+/* ---- payload --------------------------------------------------------------------- */
+
+cmi_payload_kind_t cmi_payload_kind_of(const char *ct)
+{
+    if (ct == NULL || *ct == '\0')
+        return CMI_PAYLOAD_BINARY;
+    size_t n = strcspn(ct, ";");
+    while (n > 0 && ct[n - 1] == ' ')
+        n--;
+    /* media types: type/subtype, with +json / +xml structured suffixes */
+    if (cmi_str_caseeqn(ct, n, "application/json", 16) || (n > 5 && strncasecmp(ct + n - 5, "+json", 5) == 0) ||
+        cmi_str_caseeqn(ct, n, "text/json", 9))
+        return CMI_PAYLOAD_JSON;
+    if (cmi_str_caseeqn(ct, n, "application/xml", 15) || cmi_str_caseeqn(ct, n, "text/xml", 8) ||
+        (n > 4 && strncasecmp(ct + n - 4, "+xml", 4) == 0))
+        return CMI_PAYLOAD_XML;
+    if (n >= 5 && strncasecmp(ct, "text/", 5) == 0)
+        return CMI_PAYLOAD_TEXT;
+    return CMI_PAYLOAD_BINARY;
+}
+
+static void xml_free_cb(void *p)
+{
+    xmlFreeDoc(p);
+}
+
+static void payload_reset(cmi_msg_t *msg)
+{
+    /* Views already handed out stay valid: their cleanup is tied to the
+     * arena, not to the payload slot. */
+    cmi_payload_t *p = &msg->payload;
+    p->json = NULL;
+    p->xml = NULL;
+    p->json_tried = 0;
+    p->xml_tried = 0;
+    p->parse_error = NULL;
+    p->bytes = NULL;
+    p->len = 0;
+    p->bytes_valid = 0;
+}
+
+void cmi_msg_set_payload(cmi_msg_t *msg, const char *bytes, size_t len, const char *content_type)
+{
+    payload_reset(msg);
+    cmi_payload_t *p = &msg->payload;
+    p->bytes = bytes;
+    p->len = len;
+    p->bytes_valid = 1;
+    p->content_type = content_type;
+    p->kind = len == 0 && content_type == NULL ? CMI_PAYLOAD_NONE : cmi_payload_kind_of(content_type);
+}
+
+void cmi_msg_set_payload_json(cmi_msg_t *msg, json_t *json)
+{
+    payload_reset(msg);
+    cmi_payload_t *p = &msg->payload;
+    p->json = cmi_msg_own_json(msg, json);
+    p->json_tried = 1;
+    if (p->kind != CMI_PAYLOAD_JSON)
+        p->content_type = "application/json";
+    p->kind = CMI_PAYLOAD_JSON;
+}
+
+void cmi_msg_set_payload_xml(cmi_msg_t *msg, xmlDocPtr doc, const char *content_type)
+{
+    payload_reset(msg);
+    cmi_payload_t *p = &msg->payload;
+    cmi_arena_cleanup_add(msg->arena, xml_free_cb, doc);
+    p->xml = doc;
+    p->xml_tried = 1;
+    p->content_type = content_type ? content_type : "application/xml";
+    p->kind = CMI_PAYLOAD_XML;
+}
+
+static int dump_cb(const char *buf, size_t n, void *data)
+{
+    cmi_strbuf_append(data, buf, n);
+    return 0;
+}
+
+static void serialize_xml(cmi_msg_t *msg)
+{
+    cmi_payload_t *p = &msg->payload;
+    xmlNodePtr root = xmlDocGetRootElement(p->xml);
+    xmlBufferPtr buf = xmlBufferCreate();
+    /* The root element alone, without an XML declaration, as MI sends it. */
+    if (root != NULL)
+        xmlNodeDump(buf, p->xml, root, 0, 0);
+    p->len = (size_t)xmlBufferLength(buf);
+    p->bytes = cmi_arena_memdup(msg->arena, xmlBufferContent(buf), p->len);
+    xmlBufferFree(buf);
+}
+
+const char *cmi_msg_payload_bytes(cmi_msg_t *msg, size_t *len)
+{
+    cmi_payload_t *p = &msg->payload;
+    if (!p->bytes_valid) {
+        if (p->json != NULL) {
+            cmi_strbuf_t b;
+            cmi_strbuf_init(&b, msg->arena, 256);
+            json_dump_callback(p->json, dump_cb, &b, JSON_COMPACT | JSON_ENCODE_ANY);
+            p->bytes = b.data;
+            p->len = b.len;
+        } else if (p->xml != NULL) {
+            serialize_xml(msg);
+        } else {
+            p->bytes = "";
+            p->len = 0;
+        }
+        p->bytes_valid = 1;
+    }
+    if (len)
+        *len = p->len;
+    return p->bytes;
+}
+
+json_t *cmi_msg_payload_json(cmi_msg_t *msg, const char **err)
+{
+    cmi_payload_t *p = &msg->payload;
+    if (p->json != NULL || p->json_tried) {
+        if (p->json == NULL && err)
+            *err = p->parse_error;
+        return p->json;
+    }
+    p->json_tried = 1;
+    size_t len;
+    const char *bytes = cmi_msg_payload_bytes(msg, &len);
+    json_error_t je;
+    json_t *j = json_loadb(bytes, len, JSON_DECODE_ANY, &je);
+    if (j == NULL) {
+        p->parse_error = cmi_arena_sprintf(msg->arena, "payload is not valid JSON: %s at line %d column %d",
+                                           je.text, je.line, je.column);
+        if (err)
+            *err = p->parse_error;
+        return NULL;
+    }
+    p->json = cmi_msg_own_json(msg, j);
+    return j;
+}
+
+xmlDocPtr cmi_msg_payload_xml(cmi_msg_t *msg, const char **err)
+{
+    cmi_payload_t *p = &msg->payload;
+    if (p->xml != NULL || p->xml_tried) {
+        if (p->xml == NULL && err)
+            *err = p->parse_error;
+        return p->xml;
+    }
+    p->xml_tried = 1;
+    size_t len;
+    const char *bytes = cmi_msg_payload_bytes(msg, &len);
+    /* No network, no entity substitution, no DTD loading: a payload cannot
+     * make the engine fetch or expand anything. */
+    xmlDocPtr doc = len > 0 && len < INT32_MAX
+                        ? xmlReadMemory(bytes, (int)len, NULL, NULL, XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING)
+                        : NULL;
+    if (doc == NULL) {
+        const xmlError *e = xmlGetLastError();
+        p->parse_error = cmi_arena_sprintf(msg->arena, "payload is not valid XML: %s",
+                                           e && e->message ? e->message : "empty document");
+        if (err)
+            *err = p->parse_error;
+        return NULL;
+    }
+    cmi_arena_cleanup_add(msg->arena, xml_free_cb, doc);
+    p->xml = doc;
+    return doc;
+}

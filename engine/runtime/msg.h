@@ -1,0 +1,218 @@
+/* The message context (engine.md §3).
+ *
+ * One per HTTP request or inbound delivery.  Everything it holds lives in
+ * its arena, freed in one step when the last reference goes: the flow holds
+ * one reference while it runs, the HTTP request another until h2o disposes
+ * of it (so a response body in the arena stays valid while h2o sends it).
+ *
+ * A message belongs to one worker thread; only that thread touches it,
+ * except cmi_msg_resume(), which any thread may call once per suspension. */
+#ifndef CMI_RUNTIME_MSG_H
+#define CMI_RUNTIME_MSG_H
+
+#include <h2o/multithread.h>
+#include <jansson.h>
+#include <libxml/tree.h>
+#include <stdint.h>
+
+#include "core/arena.h"
+#include "runtime/flow.h"
+#include "runtime/value.h"
+
+typedef struct cmi_worker cmi_worker_t;
+typedef struct cmi_api cmi_api_t;
+typedef struct cmi_resource cmi_resource_t;
+
+/* Property scopes of the property mediator. */
+typedef enum {
+    CMI_SCOPE_DEFAULT = 0, /* "default" / "synapse" */
+    CMI_SCOPE_AXIS2,
+    CMI_SCOPE_TRANSPORT, /* transport headers */
+    CMI_SCOPE_OPERATION, /* kept with the default scope: cmi has one message per flow */
+} cmi_scope_t;
+
+/* Returns the scope for an attribute value, -1 when unknown. */
+int cmi_scope_parse(const char *name);
+
+typedef struct {
+    const char *name;
+    cmi_value_t value;
+} cmi_kv_t;
+
+typedef struct {
+    cmi_kv_t *items;
+    uint32_t count, cap;
+} cmi_kvlist_t;
+
+typedef struct {
+    const char *name;
+    const char *value;
+    size_t name_len, value_len;
+    /* Set on headers that go out with the response: set by a mediator, or
+     * taken from a backend's response.  Request headers are readable
+     * ($trp:X) but are not echoed back to the client. */
+    unsigned outbound : 1;
+} cmi_header_t;
+
+typedef struct {
+    cmi_header_t *items;
+    uint32_t count, cap;
+} cmi_headers_t;
+
+typedef enum {
+    CMI_PAYLOAD_NONE = 0, /* no body */
+    CMI_PAYLOAD_JSON,
+    CMI_PAYLOAD_XML,
+    CMI_PAYLOAD_TEXT,
+    CMI_PAYLOAD_BINARY
+} cmi_payload_kind_t;
+
+/* The payload: raw bytes plus lazily built views.  Exactly one
+ * representation is authoritative at a time; the others are derived on
+ * demand and dropped when the payload changes. */
+typedef struct {
+    const char *bytes; /* valid when bytes_valid */
+    size_t len;
+    const char *content_type; /* as sent/received, with parameters */
+    cmi_payload_kind_t kind;
+    json_t *json;   /* owned (arena cleanup) when not NULL */
+    xmlDocPtr xml;  /* owned (arena cleanup) when not NULL */
+    const char *parse_error; /* why the last view could not be built */
+    unsigned bytes_valid : 1;
+    unsigned json_tried : 1;
+    unsigned xml_tried : 1;
+} cmi_payload_t;
+
+/* How a message answers whoever sent it (HTTP, an inbound endpoint). */
+typedef struct {
+    const char *name;
+    /* Sends the response now (respond mediator, errors). */
+    void (*respond)(cmi_msg_t *msg);
+    /* The flow is over; called once, after respond if there was one. */
+    void (*finish)(cmi_msg_t *msg);
+} cmi_msg_origin_t;
+
+struct cmi_msg {
+    cmi_arena_t *arena;
+    cmi_worker_t *worker;
+    const char *id; /* "urn:uuid:..." as MI's message ids */
+    unsigned refs;
+
+    const cmi_msg_origin_t *origin;
+    void *origin_data;
+
+    /* What was dispatched (NULL for inbound messages). */
+    const cmi_api_t *api;
+    const cmi_resource_t *resource;
+    const char *method;
+    const char *request_uri; /* path and query as received */
+    const char *sub_path;    /* after the API context, without the query */
+    cmi_kvlist_t path_params;
+    cmi_kvlist_t query_params;
+
+    cmi_headers_t headers; /* transport headers */
+    cmi_kvlist_t props[2]; /* default, axis2 */
+    cmi_kvlist_t vars;
+    cmi_payload_t payload;
+
+    /* Error slot (also visible as ERROR_CODE / ERROR_MESSAGE / ERROR_DETAIL). */
+    int error_code;
+    const char *error_message;
+    const char *error_detail;
+
+    /* Runner state (runtime/flow.c). */
+    struct {
+        const cmi_sequence_t *seq;
+        size_t pc;
+    } *frames;
+    uint32_t nframes, frames_cap;
+    const cmi_sequence_t *fault_seq; /* resource faultSequence, else the fault sequence */
+    const cmi_mediator_t *suspended_by;
+    unsigned suspended : 1;
+    unsigned in_fault : 1;
+    unsigned responded : 1;
+    unsigned dropped : 1;
+    unsigned finished : 1;
+
+    /* Cross-thread resume (runtime/worker.c). */
+    h2o_multithread_message_t resume_link;
+    int resume_rc;
+};
+
+/* Creates a message owned by worker (NULL in unit tests) with one reference
+ * held by the caller. */
+cmi_msg_t *cmi_msg_create(cmi_worker_t *worker, const cmi_msg_origin_t *origin, void *origin_data);
+void cmi_msg_retain(cmi_msg_t *msg);
+/* Drops a reference; the last one frees the arena and everything in it. */
+void cmi_msg_release(cmi_msg_t *msg);
+
+/* --- suspend / resume --------------------------------------------------- */
+
+/* Marks the message suspended; a mediator returns the result. */
+int cmi_msg_suspend(cmi_msg_t *msg);
+/* From any thread: continue the suspended message on its worker with rc
+ * (CMI_FLOW_CONTINUE, or CMI_FLOW_ERROR after cmi_msg_set_error). */
+void cmi_msg_resume(cmi_msg_t *msg, int rc);
+
+/* --- errors ----------------------------------------------------------- */
+
+/* Fills the error slot; returns CMI_FLOW_ERROR so a mediator can
+ * `return cmi_msg_set_error(...)`.  Strings are copied. */
+int cmi_msg_set_error(cmi_msg_t *msg, int code, const char *message, const char *detail_fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* --- properties and variables ----------------------------------------- */
+
+/* Values are stored as given: strings must live at least as long as the
+ * message (arena or configuration); a JSON value's reference passes to the
+ * message.  Transport scope reads and writes headers. */
+const cmi_value_t *cmi_msg_prop_get(cmi_msg_t *msg, cmi_scope_t scope, const char *name);
+void cmi_msg_prop_set(cmi_msg_t *msg, cmi_scope_t scope, const char *name, cmi_value_t value);
+void cmi_msg_prop_remove(cmi_msg_t *msg, cmi_scope_t scope, const char *name);
+/* A property read as text ("" and NULL: absent). */
+const char *cmi_msg_prop_text(cmi_msg_t *msg, cmi_scope_t scope, const char *name);
+
+const cmi_value_t *cmi_msg_var_get(cmi_msg_t *msg, const char *name);
+void cmi_msg_var_set(cmi_msg_t *msg, const char *name, cmi_value_t value);
+void cmi_msg_var_remove(cmi_msg_t *msg, const char *name);
+
+/* Ties a JSON reference to the message's lifetime and returns it. */
+json_t *cmi_msg_own_json(cmi_msg_t *msg, json_t *json);
+
+/* Generic list access, shared with path and query parameters. */
+const cmi_value_t *cmi_kvlist_get(const cmi_kvlist_t *l, const char *name);
+void cmi_kvlist_set(cmi_arena_t *arena, cmi_kvlist_t *l, const char *name, cmi_value_t value);
+void cmi_kvlist_add(cmi_arena_t *arena, cmi_kvlist_t *l, const char *name, cmi_value_t value);
+int cmi_kvlist_remove(cmi_kvlist_t *l, const char *name);
+
+/* --- transport headers ------------------------------------------------- */
+
+/* First header of that name (case-insensitive), or NULL. */
+const char *cmi_msg_header_get(cmi_msg_t *msg, const char *name, size_t *len);
+/* Replaces every header of that name with one outbound header.  Name and
+ * value are copied into the arena unless copy is 0. */
+void cmi_msg_header_set(cmi_msg_t *msg, const char *name, size_t name_len, const char *value,
+                        size_t value_len, int copy);
+/* Appends a header as received (not outbound); strings are not copied. */
+void cmi_msg_header_add_inbound(cmi_msg_t *msg, const char *name, size_t name_len, const char *value,
+                                size_t value_len);
+void cmi_msg_header_remove(cmi_msg_t *msg, const char *name, size_t name_len);
+
+/* --- payload --------------------------------------------------------------- */
+
+cmi_payload_kind_t cmi_payload_kind_of(const char *content_type);
+
+/* Sets the payload to bytes that live as long as the message. */
+void cmi_msg_set_payload(cmi_msg_t *msg, const char *bytes, size_t len, const char *content_type);
+/* Sets a JSON payload; the reference passes to the message. */
+void cmi_msg_set_payload_json(cmi_msg_t *msg, json_t *json);
+/* Sets an XML payload; the document passes to the message. */
+void cmi_msg_set_payload_xml(cmi_msg_t *msg, xmlDocPtr doc, const char *content_type);
+/* The payload as bytes, serialising a JSON or XML view if one was set. */
+const char *cmi_msg_payload_bytes(cmi_msg_t *msg, size_t *len);
+/* The payload as JSON (borrowed, valid until the payload changes), or NULL
+ * with *err set when it is not JSON. */
+json_t *cmi_msg_payload_json(cmi_msg_t *msg, const char **err);
+xmlDocPtr cmi_msg_payload_xml(cmi_msg_t *msg, const char **err);
+
+#endif

@@ -1,0 +1,170 @@
+#include "config.h"
+
+#include "runtime/value.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/str.h"
+
+static const char *const ptype_names[] = {"STRING", "INTEGER", "LONG", "SHORT", "BOOLEAN",
+                                          "DOUBLE", "FLOAT",   "JSON", "OM"};
+
+cmi_value_t cmi_value_cstring(const char *s)
+{
+    return cmi_value_string(s, strlen(s));
+}
+
+int cmi_ptype_parse(const char *name)
+{
+    for (size_t i = 0; i < sizeof(ptype_names) / sizeof(ptype_names[0]); i++)
+        if (strcasecmp(name, ptype_names[i]) == 0)
+            return (int)i;
+    return -1;
+}
+
+const char *cmi_ptype_name(cmi_ptype_t t)
+{
+    return (unsigned)t < sizeof(ptype_names) / sizeof(ptype_names[0]) ? ptype_names[t] : "?";
+}
+
+static int fail(cmi_arena_t *arena, const char **err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(cmi_arena_t *arena, const char **err, const char *fmt, ...)
+{
+    if (err != NULL) {
+        va_list ap;
+        va_start(ap, fmt);
+        *err = cmi_arena_vsprintf(arena, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+static int parse_integer(cmi_arena_t *arena, cmi_ptype_t type, const char *text, cmi_value_t *out,
+                         const char **err)
+{
+    int64_t i;
+    int64_t lo = type == CMI_PTYPE_SHORT ? -32768 : type == CMI_PTYPE_INTEGER ? INT32_MIN : INT64_MIN;
+    int64_t hi = type == CMI_PTYPE_SHORT ? 32767 : type == CMI_PTYPE_INTEGER ? INT32_MAX : INT64_MAX;
+    if (cmi_parse_int64(text, &i) != 0 || i < lo || i > hi)
+        return fail(arena, err, "'%s' is not a whole number in %lld..%lld", text, (long long)lo, (long long)hi);
+    *out = cmi_value_int(i);
+    return 0;
+}
+
+int cmi_value_from_text(cmi_arena_t *arena, cmi_ptype_t type, const char *text, size_t len,
+                        cmi_value_t *out, const char **err)
+{
+    const char *s = cmi_arena_strndup(arena, text, len);
+    switch (type) {
+    case CMI_PTYPE_STRING:
+        *out = cmi_value_string(s, len);
+        return 0;
+    case CMI_PTYPE_INTEGER:
+    case CMI_PTYPE_LONG:
+    case CMI_PTYPE_SHORT:
+        return parse_integer(arena, type, s, out, err);
+    case CMI_PTYPE_BOOLEAN: {
+        /* As Java's Boolean.parseBoolean: "true" in any case, anything else is false. */
+        *out = cmi_value_bool(strcasecmp(s, "true") == 0);
+        return 0;
+    }
+    case CMI_PTYPE_DOUBLE:
+    case CMI_PTYPE_FLOAT: {
+        char *end;
+        errno = 0;
+        double d = strtod(s, &end);
+        if (*s == '\0' || *end != '\0' || errno == ERANGE || isnan(d))
+            return fail(arena, err, "'%s' is not a valid number", s);
+        *out = cmi_value_number(d);
+        return 0;
+    }
+    case CMI_PTYPE_JSON: {
+        json_error_t je;
+        json_t *j = json_loadb(s, len, JSON_DECODE_ANY, &je);
+        if (j == NULL)
+            return fail(arena, err, "invalid JSON: %s", je.text);
+        out->type = CMI_VAL_JSON;
+        out->u.json = j;
+        return 0;
+    }
+    case CMI_PTYPE_OM:
+        /* XML-typed properties hold their text until the expression
+         * language gives them an XML view. */
+        *out = cmi_value_string(s, len);
+        return 0;
+    }
+    return fail(arena, err, "unknown type for '%s'", s);
+}
+
+size_t cmi_format_double(double d, char *buf, size_t size)
+{
+    if (isnan(d))
+        return (size_t)snprintf(buf, size, "NaN");
+    if (isinf(d))
+        return (size_t)snprintf(buf, size, d < 0 ? "-Infinity" : "Infinity");
+    if (d == floor(d) && fabs(d) < 1e15)
+        return (size_t)snprintf(buf, size, "%.0f", d);
+    for (int prec = 15; prec <= 17; prec++) {
+        int n = snprintf(buf, size, "%.*g", prec, d);
+        if (strtod(buf, NULL) == d)
+            return (size_t)n;
+    }
+    return (size_t)snprintf(buf, size, "%.17g", d);
+}
+
+static int dump_to_strbuf(const char *p, size_t n, void *data)
+{
+    cmi_strbuf_append(data, p, n);
+    return 0;
+}
+
+const char *cmi_value_to_text(cmi_arena_t *arena, const cmi_value_t *v, size_t *len)
+{
+    char buf[40];
+    size_t n;
+    switch (v->type) {
+    case CMI_VAL_NULL:
+        if (len)
+            *len = 0;
+        return "";
+    case CMI_VAL_BOOL:
+        if (len)
+            *len = v->u.b ? 4 : 5;
+        return v->u.b ? "true" : "false";
+    case CMI_VAL_INT:
+        n = (size_t)snprintf(buf, sizeof(buf), "%lld", (long long)v->u.i);
+        break;
+    case CMI_VAL_NUMBER:
+        n = cmi_format_double(v->u.d, buf, sizeof(buf));
+        break;
+    case CMI_VAL_STRING:
+        if (len)
+            *len = v->u.s.len;
+        return v->u.s.ptr;
+    case CMI_VAL_JSON: {
+        if (json_is_string(v->u.json)) {
+            if (len)
+                *len = json_string_length(v->u.json);
+            return json_string_value(v->u.json);
+        }
+        cmi_strbuf_t b;
+        cmi_strbuf_init(&b, arena, 128);
+        json_dump_callback(v->u.json, dump_to_strbuf, &b, JSON_COMPACT | JSON_ENCODE_ANY);
+        if (len)
+            *len = b.len;
+        return b.data;
+    }
+    default:
+        n = 0;
+        buf[0] = '\0';
+    }
+    if (len)
+        *len = n;
+    return cmi_arena_strndup(arena, buf, n);
+}

@@ -1,0 +1,102 @@
+/* Typed values: what properties, variables and (later) expressions hold.
+ *
+ * Strings are length-delimited and NUL-terminated, owned by an arena (the
+ * message's, or the configuration's for literals).  A JSON value is a
+ * jansson reference owned by whoever stores the value: storing one into a
+ * message ties a reference to the message's arena (cmi_msg_own_json). */
+#ifndef CMI_RUNTIME_VALUE_H
+#define CMI_RUNTIME_VALUE_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/arena.h"
+
+typedef enum {
+    CMI_VAL_NULL = 0,
+    CMI_VAL_BOOL,
+    CMI_VAL_INT,    /* INTEGER, LONG, SHORT */
+    CMI_VAL_NUMBER, /* DOUBLE, FLOAT */
+    CMI_VAL_STRING,
+    CMI_VAL_JSON /* object, array (or any JSON from a payload) */
+} cmi_vtype_t;
+
+typedef struct {
+    cmi_vtype_t type;
+    union {
+        int b;
+        int64_t i;
+        double d;
+        struct {
+            const char *ptr;
+            size_t len;
+        } s;
+        json_t *json;
+    } u;
+} cmi_value_t;
+
+static inline cmi_value_t cmi_value_null(void)
+{
+    cmi_value_t v = {.type = CMI_VAL_NULL};
+    return v;
+}
+
+static inline cmi_value_t cmi_value_bool(int b)
+{
+    cmi_value_t v = {.type = CMI_VAL_BOOL, .u.b = b != 0};
+    return v;
+}
+
+static inline cmi_value_t cmi_value_int(int64_t i)
+{
+    cmi_value_t v = {.type = CMI_VAL_INT, .u.i = i};
+    return v;
+}
+
+static inline cmi_value_t cmi_value_number(double d)
+{
+    cmi_value_t v = {.type = CMI_VAL_NUMBER, .u.d = d};
+    return v;
+}
+
+static inline cmi_value_t cmi_value_string(const char *p, size_t n)
+{
+    cmi_value_t v = {.type = CMI_VAL_STRING, .u.s = {p, n}};
+    return v;
+}
+
+cmi_value_t cmi_value_cstring(const char *s);
+
+/* The property mediator's type names (STRING, INTEGER, BOOLEAN, DOUBLE,
+ * LONG, SHORT, FLOAT, JSON; any case).  Returns -1 when unknown. */
+typedef enum {
+    CMI_PTYPE_STRING = 0,
+    CMI_PTYPE_INTEGER,
+    CMI_PTYPE_LONG,
+    CMI_PTYPE_SHORT,
+    CMI_PTYPE_BOOLEAN,
+    CMI_PTYPE_DOUBLE,
+    CMI_PTYPE_FLOAT,
+    CMI_PTYPE_JSON,
+    CMI_PTYPE_OM
+} cmi_ptype_t;
+
+int cmi_ptype_parse(const char *name);
+const char *cmi_ptype_name(cmi_ptype_t t);
+
+/* Converts text to a value of the given type.  Strings are copied into the
+ * arena.  A JSON result is a new reference the caller owns.  On failure
+ * returns -1 and, if err is not NULL, a message in *err (arena string). */
+int cmi_value_from_text(cmi_arena_t *arena, cmi_ptype_t type, const char *text, size_t len,
+                        cmi_value_t *out, const char **err);
+
+/* The value as text (strings as they are, numbers shortest round-trip form,
+ * JSON compact, null as ""), NUL-terminated in the arena. */
+const char *cmi_value_to_text(cmi_arena_t *arena, const cmi_value_t *v, size_t *len);
+
+/* Formats a double as the shortest text that reads back to the same value
+ * ("1.5", "3", "1e+21"); buf needs 32 bytes. */
+size_t cmi_format_double(double d, char *buf, size_t size);
+
+#endif

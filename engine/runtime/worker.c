@@ -1,0 +1,278 @@
+#include "config.h"
+
+#include "runtime/worker.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/random.h>
+
+#include "core/arena.h"
+#include "core/log.h"
+#include "runtime/flow.h"
+#include "runtime/msg.h"
+
+struct cmi_worker_timeout {
+    cmi_worker_timeout_t *next;
+    uint64_t delay_ms;
+    h2o_timeout_t timeout;
+};
+
+enum { CONTROL_DRAIN = 1 };
+
+/* After the last message, connections get this long to close once their
+ * sockets are shut down. */
+#define CLOSE_GRACE_MS 2000
+
+typedef struct {
+    h2o_linklist_t link;
+    cmi_worker_t *worker;
+    int fd;
+} tracked_conn_t;
+
+typedef struct {
+    h2o_multithread_message_t super;
+    int op;
+    uint64_t timeout_ms;
+} control_msg_t;
+
+static void on_resume(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+    (void)receiver;
+    while (!h2o_linklist_is_empty(messages)) {
+        h2o_multithread_message_t *m =
+            H2O_STRUCT_FROM_MEMBER(h2o_multithread_message_t, link, messages->next);
+        h2o_linklist_unlink(&m->link);
+        cmi_msg_t *msg = H2O_STRUCT_FROM_MEMBER(cmi_msg_t, resume_link, m);
+        cmi_flow_resume(msg, msg->resume_rc);
+    }
+}
+
+static void on_drain_timeout(cmi_timer_t *t)
+{
+    cmi_worker_t *w = t->data;
+    if (w->inflight > 0)
+        cmi_log_warn("worker", "worker %u: %zu message(s) still in flight when the drain time ran out", w->index,
+                     w->inflight);
+    else
+        cmi_log_warn("worker", "worker %u: %zu connection(s) did not close in time", w->index, w->nconns);
+    w->stop = 1;
+}
+
+/* No message is in flight: shut the client sockets down so that h2o sees
+ * end-of-file and closes each connection the regular way (h2o 2.2 leaves
+ * idle HTTP/1 keep-alive connections open until their idle timeout). */
+static void close_connections(cmi_worker_t *w)
+{
+    if (w->closing)
+        return;
+    w->closing = 1;
+    if (w->nconns == 0) {
+        w->stop = 1;
+        return;
+    }
+    for (h2o_linklist_t *l = w->conns.next; l != &w->conns; l = l->next)
+        shutdown(((tracked_conn_t *)l)->fd, SHUT_RDWR);
+    cmi_worker_timer_stop(&w->drain_timer);
+    cmi_worker_timer_start(w, &w->drain_timer, CLOSE_GRACE_MS);
+}
+
+static void on_conn_close(void *data)
+{
+    tracked_conn_t *c = data;
+    cmi_worker_t *w = c->worker;
+    h2o_linklist_unlink(&c->link);
+    free(c);
+    w->nconns--;
+    if (w->closing && w->nconns == 0) {
+        cmi_worker_timer_stop(&w->drain_timer);
+        w->stop = 1;
+    }
+}
+
+void cmi_worker_conn_opened(cmi_worker_t *w, h2o_socket_t *sock, int fd)
+{
+    tracked_conn_t *c = cmi_xmalloc(sizeof(*c));
+    c->worker = w;
+    c->fd = fd;
+    memset(&c->link, 0, sizeof(c->link));
+    h2o_linklist_insert(&w->conns, &c->link);
+    w->nconns++;
+    sock->on_close.cb = on_conn_close;
+    sock->on_close.data = c;
+}
+
+static void begin_drain(cmi_worker_t *w, uint64_t timeout_ms)
+{
+    if (w->draining)
+        return;
+    w->draining = 1;
+    cmi_worker_timer_stop(&w->accept_pause);
+    if (w->listener != NULL) {
+        h2o_socket_read_stop(w->listener);
+        h2o_socket_close(w->listener);
+        w->listener = NULL;
+    }
+    /* Closes idle keep-alive connections now and the others after their
+     * current response. */
+    h2o_context_request_shutdown(&w->ctx);
+    w->drain_timer.cb = on_drain_timeout;
+    w->drain_timer.data = w;
+    if (w->inflight == 0) {
+        close_connections(w);
+        return;
+    }
+    cmi_log_info("worker", "worker %u: finishing %zu in-flight message(s) (at most %llu ms)", w->index,
+                 w->inflight, (unsigned long long)timeout_ms);
+    cmi_worker_timer_start(w, &w->drain_timer, timeout_ms);
+}
+
+static void on_control(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+    cmi_worker_t *w = H2O_STRUCT_FROM_MEMBER(cmi_worker_t, control_receiver, receiver);
+    while (!h2o_linklist_is_empty(messages)) {
+        control_msg_t *c = H2O_STRUCT_FROM_MEMBER(control_msg_t, super.link, messages->next);
+        h2o_linklist_unlink(&c->super.link);
+        if (c->op == CONTROL_DRAIN)
+            begin_drain(w, c->timeout_ms);
+        free(c);
+    }
+}
+
+void cmi_worker_init(cmi_worker_t *w, cmi_engine_t *engine, unsigned index, h2o_globalconf_t *h2o)
+{
+    memset(w, 0, sizeof(*w));
+    w->engine = engine;
+    w->index = index;
+    w->listen_fd = -1;
+    h2o_linklist_init_anchor(&w->conns);
+    w->loop = h2o_evloop_create();
+    h2o_context_init(&w->ctx, w->loop, h2o);
+    h2o_multithread_register_receiver(w->ctx.queue, &w->resume_receiver, on_resume);
+    h2o_multithread_register_receiver(w->ctx.queue, &w->control_receiver, on_control);
+    w->accept_ctx.ctx = &w->ctx;
+    w->accept_ctx.hosts = h2o->hosts;
+    if (getrandom(&w->rng, sizeof(w->rng), 0) != (ssize_t)sizeof(w->rng) || w->rng == 0)
+        w->rng = 0x9e3779b97f4a7c15ull + index;
+}
+
+static void *worker_main(void *arg)
+{
+    cmi_worker_t *w = arg;
+    while (!w->stop)
+        h2o_evloop_run(w->loop, INT32_MAX);
+    return NULL;
+}
+
+int cmi_worker_start(cmi_worker_t *w)
+{
+    return pthread_create(&w->thread, NULL, worker_main, w);
+}
+
+void cmi_worker_request_drain(cmi_worker_t *w, uint64_t timeout_ms)
+{
+    control_msg_t *c = cmi_xcalloc(1, sizeof(*c));
+    c->op = CONTROL_DRAIN;
+    c->timeout_ms = timeout_ms;
+    h2o_multithread_send_message(&w->control_receiver, &c->super);
+}
+
+void cmi_worker_join(cmi_worker_t *w)
+{
+    pthread_join(w->thread, NULL);
+}
+
+void cmi_worker_dispose(cmi_worker_t *w)
+{
+    if (w->inflight > 0 || w->nconns > 0) {
+        /* A forced stop: h2o cannot dispose of a context with live
+         * connections, and the process is about to exit anyway. */
+        return;
+    }
+    if (w->listener != NULL) {
+        h2o_socket_close(w->listener);
+        w->listener = NULL;
+    }
+    h2o_multithread_unregister_receiver(w->ctx.queue, &w->resume_receiver);
+    h2o_multithread_unregister_receiver(w->ctx.queue, &w->control_receiver);
+    /* h2o_context_request_shutdown() arms a one-second timer that re-sends
+     * HTTP/2 GOAWAY frames; with every connection closed it has nothing left
+     * to do, and h2o refuses to dispose of a context with it still armed. */
+    if (h2o_timeout_is_linked(&w->ctx.http2._graceful_shutdown_timeout))
+        h2o_timeout_unlink(&w->ctx.http2._graceful_shutdown_timeout);
+    h2o_multithread_queue_t *queue = w->ctx.queue;
+    h2o_context_dispose(&w->ctx);
+    /* libh2o 2.2's h2o_context_dispose() closes the queue's socket but
+     * never frees the queue itself (later h2o versions do): free it here. */
+    free(queue);
+    while (w->timeouts != NULL) {
+        cmi_worker_timeout_t *t = w->timeouts;
+        w->timeouts = t->next;
+        /* Entries of messages abandoned by a drain timeout are unlinked
+         * first: h2o refuses to dispose of a timeout that still has some. */
+        while (!h2o_linklist_is_empty(&t->timeout._entries))
+            h2o_timeout_unlink(H2O_STRUCT_FROM_MEMBER(h2o_timeout_entry_t, _link, t->timeout._entries.next));
+        h2o_timeout_dispose(w->loop, &t->timeout);
+        free(t);
+    }
+    h2o_evloop_destroy(w->loop);
+    w->loop = NULL;
+}
+
+static void timer_trampoline(h2o_timeout_entry_t *entry)
+{
+    cmi_timer_t *t = (cmi_timer_t *)entry;
+    t->cb(t);
+}
+
+void cmi_worker_timer_start(cmi_worker_t *w, cmi_timer_t *t, uint64_t delay_ms)
+{
+    /* h2o 2.2 keeps one list per delay value; delays in a deployment are few
+     * (configured timeouts), so the lists are kept for the worker's life. */
+    cmi_worker_timeout_t *to = w->timeouts;
+    while (to != NULL && to->delay_ms != delay_ms)
+        to = to->next;
+    if (to == NULL) {
+        to = cmi_xcalloc(1, sizeof(*to));
+        to->delay_ms = delay_ms;
+        h2o_timeout_init(w->loop, &to->timeout, delay_ms);
+        to->next = w->timeouts;
+        w->timeouts = to;
+    }
+    cmi_worker_timer_stop(t);
+    t->entry.cb = timer_trampoline;
+    h2o_timeout_link(w->loop, &to->timeout, &t->entry);
+}
+
+void cmi_worker_timer_stop(cmi_timer_t *t)
+{
+    if (h2o_timeout_is_linked(&t->entry))
+        h2o_timeout_unlink(&t->entry);
+}
+
+uint64_t cmi_worker_random(cmi_worker_t *w)
+{
+    uint64_t x = w->rng; /* xorshift64* */
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    w->rng = x;
+    return x * 2685821657736338717ull;
+}
+
+void cmi_worker_msg_created(cmi_worker_t *w)
+{
+    w->inflight++;
+}
+
+void cmi_worker_msg_destroyed(cmi_worker_t *w)
+{
+    w->inflight--;
+    if (w->draining && w->inflight == 0)
+        close_connections(w);
+}
+
+void cmi_worker_post_resume(cmi_worker_t *w, cmi_msg_t *msg)
+{
+    h2o_multithread_send_message(&w->resume_receiver, &msg->resume_link);
+}

@@ -1,0 +1,81 @@
+/* Worker threads.
+ *
+ * Each worker runs one h2o event loop with its own listening socket
+ * (SO_REUSEPORT), so an HTTP connection and every message it starts stay on
+ * one thread.  Other threads (AMQP, curl) hand completions back with
+ * cmi_msg_resume(), which posts the message to its worker's queue
+ * (h2o_multithread_*); the worker resumes it from its loop.  Nothing on the
+ * hot path takes a lock except that queue. */
+#ifndef CMI_RUNTIME_WORKER_H
+#define CMI_RUNTIME_WORKER_H
+
+#include <h2o.h>
+#include <pthread.h>
+#include <stdint.h>
+
+typedef struct cmi_msg cmi_msg_t;
+typedef struct cmi_engine cmi_engine_t;
+typedef struct cmi_worker cmi_worker_t;
+typedef struct cmi_worker_timeout cmi_worker_timeout_t;
+
+/* A one-shot timer on a worker's loop.  Embed it; set cb before starting. */
+typedef struct cmi_timer {
+    h2o_timeout_entry_t entry; /* first: the callback gets &entry */
+    void (*cb)(struct cmi_timer *timer);
+    void *data;
+} cmi_timer_t;
+
+struct cmi_worker {
+    cmi_engine_t *engine;
+    unsigned index;
+    pthread_t thread;
+    h2o_evloop_t *loop;
+    h2o_context_t ctx;
+    h2o_accept_ctx_t accept_ctx;
+    int listen_fd;
+    h2o_socket_t *listener;
+    h2o_multithread_receiver_t resume_receiver;
+    h2o_multithread_receiver_t control_receiver;
+    cmi_worker_timeout_t *timeouts; /* one h2o_timeout_t per distinct delay */
+    cmi_timer_t drain_timer;
+    uint64_t rng;
+    size_t inflight; /* messages alive on this worker */
+    h2o_linklist_t conns; /* open client connections (for the drain) */
+    size_t nconns;
+    cmi_timer_t accept_pause; /* out of descriptors: stop accepting briefly */
+    unsigned draining : 1;
+    unsigned closing : 1;
+    unsigned stop : 1;
+};
+
+/* Sets up the loop, the h2o context and the queues (calling thread). */
+void cmi_worker_init(cmi_worker_t *w, cmi_engine_t *engine, unsigned index, h2o_globalconf_t *h2o);
+/* Starts the thread, which serves until drained. */
+int cmi_worker_start(cmi_worker_t *w);
+/* From any thread: stop accepting, finish in-flight messages for at most
+ * timeout_ms, then leave the loop. */
+void cmi_worker_request_drain(cmi_worker_t *w, uint64_t timeout_ms);
+void cmi_worker_join(cmi_worker_t *w);
+void cmi_worker_dispose(cmi_worker_t *w);
+
+/* Owner thread only. */
+void cmi_worker_timer_start(cmi_worker_t *w, cmi_timer_t *t, uint64_t delay_ms);
+void cmi_worker_timer_stop(cmi_timer_t *t);
+uint64_t cmi_worker_random(cmi_worker_t *w);
+void cmi_worker_msg_created(cmi_worker_t *w);
+void cmi_worker_msg_destroyed(cmi_worker_t *w);
+
+/* Tracks an accepted client connection so that a drain can close idle
+ * keep-alive connections once no message is in flight. */
+void cmi_worker_conn_opened(cmi_worker_t *w, h2o_socket_t *sock, int fd);
+
+/* Any thread: resume msg (its resume_rc is set) on w. */
+void cmi_worker_post_resume(cmi_worker_t *w, cmi_msg_t *msg);
+
+/* The worker whose h2o context this is. */
+static inline cmi_worker_t *cmi_worker_of_ctx(h2o_context_t *ctx)
+{
+    return (cmi_worker_t *)((char *)ctx - offsetof(cmi_worker_t, ctx));
+}
+
+#endif

@@ -1,0 +1,171 @@
+"""Drives the real cmi binary for scenario and engine tests.
+
+Starts `cmi run` on a free loopback port (--http-port 0; the port is read
+from cmi's "listening on" log line), collects its log, sends HTTP requests
+and stops it.  Every wait is bounded.  With CMI_WRAPPER set (for example
+"valgrind --error-exitcode=99 --leak-check=full"), cmi runs under it and
+timeouts are stretched.
+"""
+import http.client
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+CMI_BIN = os.environ.get("CMI_BIN") or os.path.join(os.getcwd(), "cmi")
+# ASan builds: suppress only libh2o's thread-local caches (see the file).
+os.environ.setdefault("LSAN_OPTIONS", "suppressions=%s:print_suppressions=0" % os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lsan.supp"))
+WRAPPER = shlex.split(os.environ.get("CMI_WRAPPER", ""))
+SLOW = 10.0 if WRAPPER else 1.0
+
+
+class TestFailure(Exception):
+    pass
+
+
+def check(cond, what):
+    if not cond:
+        raise TestFailure(what)
+
+
+class Cmi:
+    """One cmi process serving one deployment folder."""
+
+    def __init__(self, deploy_dir, workers=1, env=None, args=()):
+        self.deploy_dir = deploy_dir
+        self.workers = workers
+        self.env = dict(os.environ)
+        self.env.setdefault("CMI_TEST_MEDIATORS", "1")
+        self.env.update(env or {})
+        self.args = list(args)
+        self.proc = None
+        self.port = None
+        self.lines = []
+        self.cond = threading.Condition()
+        self.reader = None
+
+    def command(self):
+        return WRAPPER + [CMI_BIN, "run", self.deploy_dir, "--http-host", "127.0.0.1", "--http-port", "0",
+                          "--workers", str(self.workers), "--log-level", "debug"] + self.args
+
+    def start(self, timeout=10.0):
+        self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, env=self.env)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        m = self.wait_log(r"listening on [^ ]+:(\d+) \(", timeout)
+        self.port = int(m.group(1))
+        return self
+
+    def _read(self):
+        for raw in self.proc.stdout:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            with self.cond:
+                self.lines.append(line)
+                self.cond.notify_all()
+        with self.cond:
+            self.cond.notify_all()
+
+    def wait_log(self, pattern, timeout=5.0, start=0):
+        """Waits for a log line matching pattern (from line index start)."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout * SLOW
+        with self.cond:
+            while True:
+                for line in self.lines[start:]:
+                    m = rx.search(line)
+                    if m:
+                        return m
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.proc.poll() is not None and not self.reader.is_alive()):
+                    raise TestFailure("no log line matching %r within %.1fs; log:\n%s"
+                                      % (pattern, timeout * SLOW, "\n".join(self.lines[-30:])))
+                self.cond.wait(min(left, 0.2))
+
+    def log_mark(self):
+        with self.cond:
+            return len(self.lines)
+
+    def log_text(self):
+        with self.cond:
+            return "\n".join(self.lines)
+
+    def connection(self, timeout=10.0):
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout * SLOW)
+
+    def request(self, method, path, body=None, headers=None, conn=None, timeout=10.0):
+        """Returns (status, {lower-case header: value}, body bytes)."""
+        own = conn is None
+        c = conn or self.connection(timeout)
+        try:
+            c.request(method, path, body=body, headers=headers or {})
+            r = c.getresponse()
+            data = r.read()
+            return r.status, {k.lower(): v for k, v in r.getheaders()}, data
+        finally:
+            if own:
+                c.close()
+
+    def stop(self, sig=signal.SIGTERM, timeout=15.0):
+        """Signals cmi and waits for it to exit; returns the exit status."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(timeout * SLOW)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise TestFailure("cmi did not exit within %.0fs of signal %d" % (timeout * SLOW, sig))
+        self.reader.join(5)
+        return rc
+
+    def stop_clean(self, timeout=15.0):
+        """stop(), and fail with the end of the log unless cmi exited 0."""
+        rc = self.stop(timeout=timeout)
+        if rc != 0:
+            raise TestFailure("cmi exited with status %s; end of its log:\n%s"
+                              % (rc, "\n".join(self.log_text().splitlines()[-40:])))
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def raw_exchange(port, data, timeout=5.0):
+    """Sends raw bytes and returns what came back until the peer closed or
+    the first response was complete enough to judge (for malformed HTTP)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout * SLOW)
+    try:
+        s.sendall(data)
+        chunks = []
+        while True:
+            try:
+                b = s.recv(65536)
+            except socket.timeout:
+                break
+            if not b:
+                break
+            chunks.append(b)
+            if b"\r\n\r\n" in b"".join(chunks):
+                break
+        return b"".join(chunks)
+    finally:
+        s.close()
+
+
+def run_cmi(args, cwd=None, env=None, timeout=30.0):
+    """Runs a cmi command to completion; returns (exit status, stdout, stderr)."""
+    e = dict(os.environ)
+    e.setdefault("CMI_TEST_MEDIATORS", "1")
+    e.update(env or {})
+    p = subprocess.run(WRAPPER + [CMI_BIN] + list(args), cwd=cwd, env=e, stdin=subprocess.DEVNULL,
+                       capture_output=True, timeout=timeout * SLOW)
+    return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")

@@ -1,0 +1,206 @@
+/* Unit tests: arena, strings, parsers, hash table, values. */
+#include "config.h"
+
+#include <stdint.h>
+#include <string.h>
+
+#include "core/arena.h"
+#include "core/htab.h"
+#include "core/str.h"
+#include "cu_main.h"
+#include "runtime/value.h"
+
+static int cleanup_order[4];
+static int cleanup_count;
+
+static void record(void *p)
+{
+    cleanup_order[cleanup_count++] = *(int *)p;
+}
+
+static void test_arena_alloc_and_cleanups(void)
+{
+    cmi_arena_t *a = cmi_arena_create(512);
+    char *s = cmi_arena_strdup(a, "hello");
+    CU_ASSERT_STRING_EQUAL(s, "hello");
+    /* Many small allocations span blocks; earlier ones stay intact. */
+    char *first = cmi_arena_sprintf(a, "%d-%s", 42, "x");
+    for (int i = 0; i < 1000; i++) {
+        int *p = cmi_arena_alloc(a, sizeof(int) * 3);
+        CU_ASSERT_EQUAL_FATAL(((uintptr_t)p) % sizeof(void *), 0);
+        p[0] = p[1] = p[2] = i;
+    }
+    CU_ASSERT_STRING_EQUAL(first, "42-x");
+    /* A large allocation gets its own block. */
+    char *big = cmi_arena_alloc(a, 100000);
+    memset(big, 'z', 100000);
+    CU_ASSERT_STRING_EQUAL(s, "hello");
+    CU_ASSERT(cmi_arena_used(a) >= 100000 + 12000);
+    static int ids[3] = {1, 2, 3};
+    cleanup_count = 0;
+    for (int i = 0; i < 3; i++)
+        cmi_arena_cleanup_add(a, record, &ids[i]);
+    cmi_arena_destroy(a);
+    CU_ASSERT_EQUAL(cleanup_count, 3);
+    /* last registered runs first */
+    CU_ASSERT_EQUAL(cleanup_order[0], 3);
+    CU_ASSERT_EQUAL(cleanup_order[2], 1);
+}
+
+static void test_arena_calloc_zeroes(void)
+{
+    cmi_arena_t *a = cmi_arena_create(0);
+    unsigned char *p = cmi_arena_calloc(a, 64, 16);
+    int zero = 1;
+    for (int i = 0; i < 1024; i++)
+        zero &= p[i] == 0;
+    CU_ASSERT(zero);
+    CU_ASSERT_PTR_NOT_NULL(cmi_arena_alloc(a, 0));
+    cmi_arena_destroy(a);
+}
+
+static void test_strbuf(void)
+{
+    cmi_arena_t *a = cmi_arena_create(0);
+    cmi_strbuf_t b;
+    cmi_strbuf_init(&b, a, 4);
+    for (int i = 0; i < 100; i++)
+        cmi_strbuf_printf(&b, "%d,", i % 10);
+    CU_ASSERT_EQUAL(b.len, 200);
+    CU_ASSERT_EQUAL(b.data[b.len], '\0');
+    CU_ASSERT_EQUAL(strncmp(b.data, "0,1,2,", 6), 0);
+    cmi_strbuf_puts(&b, "end");
+    CU_ASSERT_STRING_EQUAL(b.data + 200, "end");
+    cmi_arena_destroy(a);
+}
+
+static void test_url_decode(void)
+{
+    cmi_arena_t *a = cmi_arena_create(0);
+    char *out;
+    size_t n;
+    CU_ASSERT_EQUAL(cmi_url_decode(a, "a%20b+c", 7, 0, &out, &n), 0);
+    CU_ASSERT_STRING_EQUAL(out, "a b+c");
+    CU_ASSERT_EQUAL(cmi_url_decode(a, "a%20b+c", 7, 1, &out, &n), 0);
+    CU_ASSERT_STRING_EQUAL(out, "a b c");
+    CU_ASSERT_EQUAL(cmi_url_decode(a, "%C3%A9", 6, 0, &out, &n), 0);
+    CU_ASSERT_STRING_EQUAL(out, "\xc3\xa9");
+    CU_ASSERT_EQUAL(n, 2);
+    CU_ASSERT_EQUAL(cmi_url_decode(a, "%2", 2, 0, &out, &n), -1);
+    CU_ASSERT_EQUAL(cmi_url_decode(a, "%zz", 3, 0, &out, &n), -1);
+    CU_ASSERT_EQUAL(cmi_url_decode(a, "a%00", 4, 0, &out, &n), -1);
+    CU_ASSERT_EQUAL(cmi_url_decode(a, "%", 1, 0, &out, &n), -1);
+    cmi_arena_destroy(a);
+}
+
+static void test_parsers(void)
+{
+    uint64_t u;
+    int64_t i;
+    int b;
+    CU_ASSERT_EQUAL(cmi_parse_size("10MiB", &u), 0);
+    CU_ASSERT_EQUAL(u, 10u * 1024 * 1024);
+    CU_ASSERT_EQUAL(cmi_parse_size("512", &u), 0);
+    CU_ASSERT_EQUAL(u, 512);
+    CU_ASSERT_EQUAL(cmi_parse_size("2kb", &u), 0);
+    CU_ASSERT_EQUAL(u, 2000);
+    CU_ASSERT_EQUAL(cmi_parse_size("10 parsecs", &u), -1);
+    CU_ASSERT_EQUAL(cmi_parse_size("-1", &u), -1);
+    CU_ASSERT_EQUAL(cmi_parse_size("99999999999999999999GiB", &u), -1);
+    CU_ASSERT_EQUAL(cmi_parse_duration_ms("30s", &u), 0);
+    CU_ASSERT_EQUAL(u, 30000);
+    CU_ASSERT_EQUAL(cmi_parse_duration_ms("250", &u), 0);
+    CU_ASSERT_EQUAL(u, 250);
+    CU_ASSERT_EQUAL(cmi_parse_duration_ms("2m", &u), 0);
+    CU_ASSERT_EQUAL(u, 120000);
+    CU_ASSERT_EQUAL(cmi_parse_duration_ms("soon", &u), -1);
+    CU_ASSERT_EQUAL(cmi_parse_uint("65536", 65535, &u), -1);
+    CU_ASSERT_EQUAL(cmi_parse_uint("8290", 65535, &u), 0);
+    CU_ASSERT_EQUAL(cmi_parse_int64("-42", &i), 0);
+    CU_ASSERT_EQUAL(i, -42);
+    CU_ASSERT_EQUAL(cmi_parse_int64("4x", &i), -1);
+    CU_ASSERT_EQUAL(cmi_parse_int64(" 4", &i), -1);
+    CU_ASSERT_EQUAL(cmi_parse_bool("TRUE", &b), 0);
+    CU_ASSERT_EQUAL(b, 1);
+    CU_ASSERT_EQUAL(cmi_parse_bool("yes", &b), -1);
+}
+
+static void test_htab(void)
+{
+    cmi_arena_t *a = cmi_arena_create(0);
+    cmi_htab_t t;
+    cmi_htab_init(&t, a);
+    char keys[500][16];
+    for (int i = 0; i < 500; i++) {
+        snprintf(keys[i], sizeof(keys[i]), "/api/%d", i);
+        CU_ASSERT_PTR_NULL(cmi_htab_put(&t, keys[i], strlen(keys[i]), &keys[i]));
+    }
+    CU_ASSERT_EQUAL(t.count, 500);
+    for (int i = 0; i < 500; i++)
+        CU_ASSERT_PTR_EQUAL(cmi_htab_gets(&t, keys[i]), &keys[i]);
+    /* lookups by length-delimited prefix, as dispatch does */
+    CU_ASSERT_PTR_EQUAL(cmi_htab_get(&t, "/api/12/extra", 7), &keys[12]);
+    CU_ASSERT_PTR_NULL(cmi_htab_gets(&t, "/api/500"));
+    /* a duplicate key returns the existing value, unchanged */
+    CU_ASSERT_PTR_EQUAL(cmi_htab_put(&t, "/api/3", 6, "other"), &keys[3]);
+    size_t it = 0, seen = 0;
+    const cmi_htab_slot_t *slot;
+    while (cmi_htab_next(&t, &it, &slot))
+        seen++;
+    CU_ASSERT_EQUAL(seen, 500);
+    cmi_arena_destroy(a);
+}
+
+static void test_values(void)
+{
+    cmi_arena_t *a = cmi_arena_create(0);
+    cmi_value_t v;
+    const char *err = NULL;
+    CU_ASSERT_EQUAL(cmi_value_from_text(a, CMI_PTYPE_INTEGER, "42", 2, &v, &err), 0);
+    CU_ASSERT_EQUAL(v.type, CMI_VAL_INT);
+    CU_ASSERT_EQUAL(v.u.i, 42);
+    CU_ASSERT_EQUAL(cmi_value_from_text(a, CMI_PTYPE_INTEGER, "3000000000", 10, &v, &err), -1);
+    CU_ASSERT_PTR_NOT_NULL(err);
+    CU_ASSERT_EQUAL(cmi_value_from_text(a, CMI_PTYPE_LONG, "3000000000", 10, &v, &err), 0);
+    CU_ASSERT_EQUAL(cmi_value_from_text(a, CMI_PTYPE_BOOLEAN, "TRUE", 4, &v, &err), 0);
+    CU_ASSERT_EQUAL(v.u.b, 1);
+    CU_ASSERT_EQUAL(cmi_value_from_text(a, CMI_PTYPE_BOOLEAN, "nope", 4, &v, &err), 0);
+    CU_ASSERT_EQUAL(v.u.b, 0);
+    CU_ASSERT_EQUAL(cmi_value_from_text(a, CMI_PTYPE_DOUBLE, "1.5", 3, &v, &err), 0);
+    CU_ASSERT_STRING_EQUAL(cmi_value_to_text(a, &v, NULL), "1.5");
+    CU_ASSERT_EQUAL(cmi_value_from_text(a, CMI_PTYPE_DOUBLE, "abc", 3, &v, &err), -1);
+    CU_ASSERT_EQUAL(cmi_value_from_text(a, CMI_PTYPE_JSON, "{\"a\":[1,2]}", 11, &v, &err), 0);
+    CU_ASSERT_EQUAL(v.type, CMI_VAL_JSON);
+    CU_ASSERT_STRING_EQUAL(cmi_value_to_text(a, &v, NULL), "{\"a\":[1,2]}");
+    json_decref(v.u.json);
+    CU_ASSERT_EQUAL(cmi_value_from_text(a, CMI_PTYPE_JSON, "{bad", 4, &v, &err), -1);
+    CU_ASSERT_EQUAL(cmi_ptype_parse("integer"), CMI_PTYPE_INTEGER);
+    CU_ASSERT_EQUAL(cmi_ptype_parse("QNAME"), -1);
+    char buf[32];
+    cmi_format_double(3.0, buf, sizeof(buf));
+    CU_ASSERT_STRING_EQUAL(buf, "3");
+    cmi_format_double(0.1, buf, sizeof(buf));
+    CU_ASSERT_STRING_EQUAL(buf, "0.1");
+    cmi_arena_destroy(a);
+}
+
+static CU_TestInfo core_tests[] = {
+    {"arena allocations, blocks and cleanup order", test_arena_alloc_and_cleanups},
+    {"arena calloc zeroes", test_arena_calloc_zeroes},
+    {"strbuf grows and stays terminated", test_strbuf},
+    {"percent-decoding", test_url_decode},
+    {"size, duration, integer and boolean parsers", test_parsers},
+    {"hash table", test_htab},
+    {"typed values from text", test_values},
+    CU_TEST_INFO_NULL,
+};
+
+static CU_SuiteInfo suites[] = {
+    {"core", NULL, NULL, NULL, NULL, core_tests},
+    CU_SUITE_INFO_NULL,
+};
+
+int main(void)
+{
+    return cu_run(suites);
+}

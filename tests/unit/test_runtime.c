@@ -1,0 +1,390 @@
+/* Unit tests: message context, payload views, the sequence runner with
+ * suspend/resume and fault handling, driven without HTTP through a fake
+ * origin that records what the flow answered. */
+#include "config.h"
+
+#include <pthread.h>
+#include <string.h>
+#include <time.h>
+
+#include "config/config.h"
+#include "cu_main.h"
+#include "deploy.h"
+#include "runtime/errors.h"
+#include "runtime/flow.h"
+#include "runtime/msg.h"
+
+/* ---- a fake origin ---------------------------------------------------- */
+
+typedef struct {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int responds;
+    int finishes;
+    int status; /* HTTP_SC at respond time, 200 if unset */
+    char body[512];
+    char content_type[64];
+    char error_code[16];
+} outcome_t;
+
+static outcome_t out;
+
+static void reset_outcome(void)
+{
+    pthread_mutex_lock(&out.lock);
+    out.responds = out.finishes = out.status = 0;
+    out.body[0] = out.content_type[0] = out.error_code[0] = '\0';
+    pthread_mutex_unlock(&out.lock);
+}
+
+static void fake_respond(cmi_msg_t *msg)
+{
+    size_t len;
+    const char *body = cmi_msg_payload_bytes(msg, &len);
+    const char *sc = cmi_msg_prop_text(msg, CMI_SCOPE_AXIS2, "HTTP_SC");
+    const char *code = cmi_msg_prop_text(msg, CMI_SCOPE_DEFAULT, "ERROR_CODE");
+    pthread_mutex_lock(&out.lock);
+    out.responds++;
+    out.status = sc ? atoi(sc) : 200;
+    snprintf(out.body, sizeof(out.body), "%.*s", (int)len, body);
+    snprintf(out.content_type, sizeof(out.content_type), "%s",
+             msg->payload.content_type ? msg->payload.content_type : "");
+    snprintf(out.error_code, sizeof(out.error_code), "%s", code ? code : "");
+    pthread_mutex_unlock(&out.lock);
+}
+
+static void fake_finish(cmi_msg_t *msg)
+{
+    (void)msg;
+    pthread_mutex_lock(&out.lock);
+    out.finishes++;
+    pthread_cond_broadcast(&out.cond);
+    pthread_mutex_unlock(&out.lock);
+}
+
+static const cmi_msg_origin_t fake_origin = {"test", fake_respond, fake_finish};
+
+/* Waits (at most 5 s) for the flow to finish; resumes may come from
+ * another thread. */
+static int wait_finished(void)
+{
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += 5;
+    pthread_mutex_lock(&out.lock);
+    while (out.finishes == 0)
+        if (pthread_cond_timedwait(&out.cond, &out.lock, &deadline) != 0)
+            break;
+    int done = out.finishes;
+    pthread_mutex_unlock(&out.lock);
+    return done;
+}
+
+/* ---- deployment --------------------------------------------------------- */
+
+static test_deploy_t dep;
+static cmi_config_t *cfg;
+
+#define API_HEAD "<api xmlns=\"http://ws.apache.org/ns/synapse\" name=\"T\" context=\"/t\">"
+
+static int setup(void)
+{
+    pthread_mutex_init(&out.lock, NULL);
+    pthread_cond_init(&out.cond, NULL);
+    setenv("CMI_TEST_MEDIATORS", "1", 1);
+    deploy_init(&dep);
+    deploy_file(&dep, "api/t.xml",
+                API_HEAD
+                "<resource methods=\"GET\" uri-template=\"/respond\"><inSequence>"
+                "  <property name=\"HTTP_SC\" scope=\"axis2\" value=\"201\"/>"
+                "  <payloadFactory media-type=\"json\"><format>{\"ok\": true}</format></payloadFactory>"
+                "  <respond/>"
+                "  <property name=\"never\" value=\"reached\"/>"
+                "</inSequence></resource>"
+                "<resource methods=\"GET\" uri-template=\"/noanswer\"><inSequence>"
+                "  <property name=\"x\" value=\"1\"/>"
+                "</inSequence></resource>"
+                "<resource methods=\"GET\" uri-template=\"/suspend\"><inSequence>"
+                "  <property name=\"before\" value=\"1\"/>"
+                "  <testSuspend millis=\"50\" from=\"thread\"/>"
+                "  <sequence key=\"after\"/>"
+                "  <respond/>"
+                "</inSequence></resource>"
+                "<resource methods=\"GET\" uri-template=\"/fail\" faultSequence=\"ownFault\"><inSequence>"
+                "  <testSuspend millis=\"10\" from=\"thread\" fail=\"true\"/>"
+                "  <respond/>"
+                "</inSequence></resource>"
+                "<resource methods=\"GET\" uri-template=\"/failglobal\"><inSequence>"
+                "  <testSuspend millis=\"10\" from=\"thread\" fail=\"true\"/>"
+                "</inSequence></resource>"
+                "<resource methods=\"GET\" uri-template=\"/failinfault\" faultSequence=\"failingFault\"><inSequence>"
+                "  <testSuspend millis=\"10\" from=\"thread\" fail=\"true\"/>"
+                "</inSequence></resource>"
+                "<resource methods=\"GET\" uri-template=\"/onerror\"><inSequence>"
+                "  <sequence key=\"guarded\"/>"
+                "</inSequence></resource>"
+                "<resource methods=\"GET\" uri-template=\"/drop\"><inSequence><drop/><respond/></inSequence></resource>"
+                "</api>");
+    deploy_file(&dep, "sequences/after.xml",
+                "<sequence xmlns=\"http://ws.apache.org/ns/synapse\" name=\"after\">"
+                "<payloadFactory media-type=\"text\"><format>resumed</format></payloadFactory></sequence>");
+    deploy_file(&dep, "sequences/ownFault.xml",
+                "<sequence xmlns=\"http://ws.apache.org/ns/synapse\" name=\"ownFault\">"
+                "<payloadFactory media-type=\"json\"><format>{\"handled\": \"own\"}</format></payloadFactory>"
+                "<property name=\"HTTP_SC\" scope=\"axis2\" value=\"503\"/><respond/></sequence>");
+    deploy_file(&dep, "sequences/failingFault.xml",
+                "<sequence xmlns=\"http://ws.apache.org/ns/synapse\" name=\"failingFault\">"
+                "<testSuspend millis=\"10\" from=\"thread\" fail=\"true\"/><respond/></sequence>");
+    deploy_file(&dep, "sequences/guarded.xml",
+                "<sequence xmlns=\"http://ws.apache.org/ns/synapse\" name=\"guarded\" onError=\"handler\">"
+                "<testSuspend millis=\"10\" from=\"thread\" fail=\"true\"/></sequence>");
+    deploy_file(&dep, "sequences/handler.xml",
+                "<sequence xmlns=\"http://ws.apache.org/ns/synapse\" name=\"handler\">"
+                "<payloadFactory media-type=\"text\"><format>onError ran</format></payloadFactory><respond/>"
+                "</sequence>");
+    cmi_diag_t diag;
+    cfg = deploy_load(&dep, &diag);
+    return cfg == NULL;
+}
+
+static int teardown(void)
+{
+    cmi_config_destroy(cfg);
+    deploy_remove(&dep);
+    return 0;
+}
+
+static const cmi_resource_t *res_of(const char *pattern)
+{
+    const cmi_api_t *api = cfg->apis[0];
+    for (size_t i = 0; i < api->count; i++)
+        if (strcmp(api->resources[i]->pattern, pattern) == 0)
+            return api->resources[i];
+    return NULL;
+}
+
+/* Runs the resource's flow to completion on a fresh message. */
+static void run(const char *pattern)
+{
+    reset_outcome();
+    const cmi_resource_t *res = res_of(pattern);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(res);
+    cmi_msg_t *msg = cmi_msg_create(NULL, &fake_origin, NULL);
+    msg->api = res->api;
+    msg->resource = res;
+    msg->fault_seq = res->fault_seq ? res->fault_seq : cfg->fault_seq;
+    cmi_flow_start(msg, res->in_seq);
+    CU_ASSERT_FATAL(wait_finished() == 1);
+}
+
+static void test_respond_stops_flow(void)
+{
+    run("/respond");
+    CU_ASSERT_EQUAL(out.responds, 1);
+    CU_ASSERT_EQUAL(out.status, 201);
+    CU_ASSERT_STRING_EQUAL(out.body, "{\"ok\": true}");
+    CU_ASSERT_STRING_EQUAL(out.content_type, "application/json");
+}
+
+static void test_flow_end_without_answer(void)
+{
+    run("/noanswer");
+    CU_ASSERT_EQUAL(out.responds, 0);
+    CU_ASSERT_EQUAL(out.finishes, 1);
+}
+
+static void test_suspend_resume_from_thread(void)
+{
+    run("/suspend");
+    CU_ASSERT_EQUAL(out.responds, 1);
+    CU_ASSERT_STRING_EQUAL(out.body, "resumed");
+}
+
+static void test_fault_sequence_of_resource(void)
+{
+    run("/fail");
+    CU_ASSERT_EQUAL(out.responds, 1);
+    CU_ASSERT_EQUAL(out.status, 503);
+    CU_ASSERT_STRING_EQUAL(out.body, "{\"handled\": \"own\"}");
+    CU_ASSERT_STRING_EQUAL(out.error_code, "300001");
+}
+
+static void test_no_fault_sequence_json_error(void)
+{
+    run("/failglobal");
+    CU_ASSERT_EQUAL(out.responds, 1);
+    CU_ASSERT_EQUAL(out.status, 500);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out.body, "\"code\":300001"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(out.body, "TEST_FAILURE"));
+}
+
+static void test_error_in_fault_does_not_loop(void)
+{
+    run("/failinfault");
+    CU_ASSERT_EQUAL(out.responds, 1);
+    CU_ASSERT_EQUAL(out.status, 500);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out.body, "\"error\""));
+}
+
+static void test_on_error_of_sequence(void)
+{
+    run("/onerror");
+    CU_ASSERT_EQUAL(out.responds, 1);
+    CU_ASSERT_STRING_EQUAL(out.body, "onError ran");
+}
+
+static void test_drop(void)
+{
+    run("/drop");
+    CU_ASSERT_EQUAL(out.responds, 0);
+}
+
+static void test_depth_limit(void)
+{
+    cmi_msg_t *msg = cmi_msg_create(NULL, &fake_origin, NULL);
+    static const cmi_sequence_t empty = {.name = "e"};
+    int rc = CMI_FLOW_CONTINUE;
+    int pushed = 0;
+    while (rc == CMI_FLOW_CONTINUE && pushed < 1000) {
+        rc = cmi_flow_push(msg, &empty);
+        pushed += rc == CMI_FLOW_CONTINUE;
+    }
+    CU_ASSERT_EQUAL(pushed, CMI_FLOW_MAX_DEPTH);
+    CU_ASSERT_EQUAL(rc, CMI_FLOW_ERROR);
+    CU_ASSERT_EQUAL(msg->error_code, CMI_ERR_SEQUENCE_DEPTH);
+    cmi_msg_release(msg);
+}
+
+/* ---- message context ---------------------------------------------------- */
+
+static void test_properties_and_headers(void)
+{
+    cmi_msg_t *msg = cmi_msg_create(NULL, &fake_origin, NULL);
+    CU_ASSERT_EQUAL(strncmp(msg->id, "urn:uuid:", 9), 0);
+    CU_ASSERT_EQUAL(strlen(msg->id), 45);
+    cmi_msg_prop_set(msg, CMI_SCOPE_DEFAULT, "a", cmi_value_cstring("1"));
+    cmi_msg_prop_set(msg, CMI_SCOPE_AXIS2, "a", cmi_value_int(2));
+    CU_ASSERT_STRING_EQUAL(cmi_msg_prop_text(msg, CMI_SCOPE_DEFAULT, "a"), "1");
+    CU_ASSERT_STRING_EQUAL(cmi_msg_prop_text(msg, CMI_SCOPE_AXIS2, "a"), "2");
+    cmi_msg_prop_set(msg, CMI_SCOPE_DEFAULT, "a", cmi_value_bool(1));
+    CU_ASSERT_STRING_EQUAL(cmi_msg_prop_text(msg, CMI_SCOPE_DEFAULT, "a"), "true");
+    cmi_msg_prop_remove(msg, CMI_SCOPE_DEFAULT, "a");
+    CU_ASSERT_PTR_NULL(cmi_msg_prop_get(msg, CMI_SCOPE_DEFAULT, "a"));
+    /* operation scope shares the default scope */
+    cmi_msg_prop_set(msg, CMI_SCOPE_OPERATION, "op", cmi_value_cstring("x"));
+    CU_ASSERT_STRING_EQUAL(cmi_msg_prop_text(msg, CMI_SCOPE_DEFAULT, "op"), "x");
+
+    cmi_msg_header_add_inbound(msg, "Content-Type", 12, "text/plain", 10);
+    cmi_msg_header_add_inbound(msg, "X-Req", 5, "r", 1);
+    CU_ASSERT_STRING_EQUAL(cmi_msg_prop_text(msg, CMI_SCOPE_TRANSPORT, "content-type"), "text/plain");
+    cmi_msg_prop_set(msg, CMI_SCOPE_TRANSPORT, "X-Out", cmi_value_int(7));
+    size_t len;
+    CU_ASSERT_STRING_EQUAL(cmi_msg_header_get(msg, "x-out", &len), "7");
+    int outbound = 0, inbound = 0;
+    for (uint32_t i = 0; i < msg->headers.count; i++)
+        msg->headers.items[i].outbound ? outbound++ : inbound++;
+    CU_ASSERT_EQUAL(outbound, 1);
+    CU_ASSERT_EQUAL(inbound, 2);
+    cmi_msg_prop_remove(msg, CMI_SCOPE_TRANSPORT, "X-REQ");
+    CU_ASSERT_PTR_NULL(cmi_msg_header_get(msg, "X-Req", NULL));
+
+    /* uri.var.* and query.param.* read the dispatch parameters */
+    cmi_kvlist_add(msg->arena, &msg->path_params, "id", cmi_value_cstring("42"));
+    cmi_kvlist_add(msg->arena, &msg->query_params, "q", cmi_value_cstring("cats"));
+    CU_ASSERT_STRING_EQUAL(cmi_msg_prop_text(msg, CMI_SCOPE_DEFAULT, "uri.var.id"), "42");
+    CU_ASSERT_STRING_EQUAL(cmi_msg_prop_text(msg, CMI_SCOPE_DEFAULT, "query.param.q"), "cats");
+
+    cmi_msg_var_set(msg, "v", cmi_value_number(1.5));
+    CU_ASSERT_EQUAL(cmi_msg_var_get(msg, "v")->u.d, 1.5);
+    cmi_msg_var_remove(msg, "v");
+    CU_ASSERT_PTR_NULL(cmi_msg_var_get(msg, "v"));
+    cmi_msg_release(msg);
+}
+
+static void test_payload_views(void)
+{
+    cmi_msg_t *msg = cmi_msg_create(NULL, &fake_origin, NULL);
+    const char *body = "{\"a\": {\"b\": [1, 2]}}";
+    cmi_msg_set_payload(msg, body, strlen(body), "application/json; charset=UTF-8");
+    CU_ASSERT_EQUAL(msg->payload.kind, CMI_PAYLOAD_JSON);
+    const char *err = NULL;
+    json_t *j = cmi_msg_payload_json(msg, &err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+    CU_ASSERT_PTR_EQUAL(cmi_msg_payload_json(msg, NULL), j); /* parsed once */
+    CU_ASSERT_EQUAL(json_integer_value(json_array_get(json_object_get(json_object_get(j, "a"), "b"), 1)), 2);
+
+    cmi_msg_set_payload_json(msg, json_pack("{s:i}", "n", 5));
+    size_t len;
+    CU_ASSERT_STRING_EQUAL(cmi_msg_payload_bytes(msg, &len), "{\"n\":5}");
+
+    const char *bad = "{\"a\": ";
+    cmi_msg_set_payload(msg, bad, strlen(bad), "application/json");
+    CU_ASSERT_PTR_NULL(cmi_msg_payload_json(msg, &err));
+    CU_ASSERT_PTR_NOT_NULL(err);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "not valid JSON"));
+
+    const char *xml = "<a xmlns=\"urn:x\"><b>1</b></a>";
+    cmi_msg_set_payload(msg, xml, strlen(xml), "text/xml");
+    CU_ASSERT_EQUAL(msg->payload.kind, CMI_PAYLOAD_XML);
+    xmlDocPtr doc = cmi_msg_payload_xml(msg, &err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(doc);
+    CU_ASSERT_STRING_EQUAL((const char *)xmlDocGetRootElement(doc)->name, "a");
+    const char *notxml = "<a><b></a>";
+    cmi_msg_set_payload(msg, notxml, strlen(notxml), "application/xml");
+    CU_ASSERT_PTR_NULL(cmi_msg_payload_xml(msg, &err));
+    /* an entity that would read a file is not expanded */
+    const char *xxe = "<!DOCTYPE a [<!ENTITY e SYSTEM \"file:///etc/passwd\">]><a>&e;</a>";
+    cmi_msg_set_payload(msg, xxe, strlen(xxe), "application/xml");
+    doc = cmi_msg_payload_xml(msg, &err);
+    if (doc != NULL) {
+        xmlChar *text = xmlNodeGetContent(xmlDocGetRootElement(doc));
+        CU_ASSERT_PTR_NULL(strstr((const char *)text, "root:"));
+        xmlFree(text);
+    }
+    CU_ASSERT_EQUAL(cmi_payload_kind_of("application/vnd.api+json"), CMI_PAYLOAD_JSON);
+    CU_ASSERT_EQUAL(cmi_payload_kind_of("application/soap+xml; charset=utf-8"), CMI_PAYLOAD_XML);
+    CU_ASSERT_EQUAL(cmi_payload_kind_of("text/plain"), CMI_PAYLOAD_TEXT);
+    CU_ASSERT_EQUAL(cmi_payload_kind_of("application/octet-stream"), CMI_PAYLOAD_BINARY);
+    cmi_msg_release(msg);
+}
+
+static void test_error_table(void)
+{
+    CU_ASSERT_EQUAL(cmi_error_status(CMI_ERR_PAYLOAD), 400);
+    CU_ASSERT_EQUAL(cmi_error_status(123456), 500);
+    CU_ASSERT_EQUAL(cmi_error_register(701201, 503, "RABBITMQ:CONNECTION_ERROR"), 0);
+    CU_ASSERT_EQUAL(cmi_error_status(701201), 503);
+    CU_ASSERT_EQUAL(cmi_error_register(701201, 500, "X"), -1);
+    CU_ASSERT_STRING_EQUAL(cmi_error_name(701201), "RABBITMQ:CONNECTION_ERROR");
+}
+
+static CU_TestInfo flow_tests[] = {
+    {"respond answers and stops the flow", test_respond_stops_flow},
+    {"a flow may end without answering", test_flow_end_without_answer},
+    {"suspend, resume from another thread, continue", test_suspend_resume_from_thread},
+    {"error runs the resource's faultSequence", test_fault_sequence_of_resource},
+    {"no fault sequence: JSON error by code", test_no_fault_sequence_json_error},
+    {"an error inside a fault sequence does not loop", test_error_in_fault_does_not_loop},
+    {"a sequence's onError handles its errors", test_on_error_of_sequence},
+    {"drop ends the flow without answering", test_drop},
+    {"nesting is bounded", test_depth_limit},
+    CU_TEST_INFO_NULL,
+};
+
+static CU_TestInfo msg_tests[] = {
+    {"properties in scopes, headers, variables", test_properties_and_headers},
+    {"payload bytes and lazy JSON/XML views", test_payload_views},
+    {"error code to status table", test_error_table},
+    CU_TEST_INFO_NULL,
+};
+
+static CU_SuiteInfo suites[] = {
+    {"flow", setup, teardown, NULL, NULL, flow_tests},
+    {"msg", NULL, NULL, NULL, NULL, msg_tests},
+    CU_SUITE_INFO_NULL,
+};
+
+int main(void)
+{
+    return cu_run(suites);
+}
