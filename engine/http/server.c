@@ -36,6 +36,21 @@ typedef struct {
 
 static h2o_generator_t final_generator = {NULL, NULL};
 
+/* Starts the response and sends the whole body.  A HEAD request gets the
+ * headers a GET would (Content-Length included) and no body: h2o 2.2 does
+ * not drop it, and a body there would corrupt the keep-alive stream. */
+static void send_final(h2o_req_t *req, const char *body, size_t len)
+{
+    req->res.content_length = len;
+    h2o_start_response(req, &final_generator);
+    if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"))) {
+        h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
+        return;
+    }
+    h2o_iovec_t buf = h2o_iovec_init(body ? body : "", len);
+    h2o_send(req, &buf, 1, H2O_SEND_STATE_FINAL);
+}
+
 /* ---- answers that need no message ------------------------------------ */
 
 static const char *reason_phrase(int status)
@@ -84,11 +99,10 @@ static int send_json_error(h2o_req_t *req, int status, const char *message, cons
     free(text);
     req->res.status = status;
     req->res.reason = reason_phrase(status);
-    req->res.content_length = len;
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
     if (allow != NULL)
         h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("allow"), 1, "Allow", allow, strlen(allow));
-    h2o_send_inline(req, copy, len);
+    send_final(req, copy, len);
     return 0;
 }
 
@@ -182,12 +196,9 @@ static void http_respond(cmi_msg_t *msg)
     if (ct != NULL && len > 0)
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, ct, strlen(ct));
     add_response_headers(req, msg);
-    req->res.content_length = len;
-    h2o_iovec_t buf = h2o_iovec_init(body ? body : "", len);
-    h2o_start_response(req, &final_generator);
     /* The body lives in the message's arena, and the message lives until
      * h2o disposes of the request (the link holds a reference). */
-    h2o_send(req, &buf, 1, H2O_SEND_STATE_FINAL);
+    send_final(req, body, len);
 }
 
 static void http_finish(cmi_msg_t *msg)

@@ -330,3 +330,29 @@ def test_http2_client_reset_while_suspended():
             check(status == 200 and body == b"fast", "cmi stopped serving after an HTTP/2 reset")
         finally:
             cmi.stop_clean()
+
+
+def test_head_has_no_body_and_keeps_the_connection_usable():
+    with Deployment({"api/h.xml": '<api xmlns="http://ws.apache.org/ns/synapse" name="H" context="/h">'
+                                  '<resource methods="GET HEAD"><inSequence><payloadFactory media-type="json">'
+                                  '<format>{"status": "UP"}</format></payloadFactory><respond/></inSequence>'
+                                  '</resource></api>'}) as d:
+        cmi = Cmi(d, workers=1).start()
+        try:
+            for path in ("/h", "/nothing-here"):
+                s = socket.create_connection(("127.0.0.1", cmi.port), timeout=5 * SLOW)
+                s.sendall(("HEAD %s HTTP/1.1\r\nHost: x\r\n\r\nGET /h HTTP/1.1\r\nHost: x\r\n\r\n" % path).encode())
+                data = b""
+                deadline = time.monotonic() + 5 * SLOW
+                while data.count(b"HTTP/1.1 ") < 2 or not data.endswith(b'{"status": "UP"}'):
+                    check(time.monotonic() < deadline, "responses incomplete: %r" % data)
+                    chunk = s.recv(4096)
+                    check(chunk != b"", "connection closed early: %r" % data)
+                    data += chunk
+                s.close()
+                head, get = data.split(b"HTTP/1.1 ")[1:3]
+                check(b"content-length: " in head.lower(), "HEAD without Content-Length: %r" % head)
+                check(head.endswith(b"\r\n\r\n"), "HEAD response carried a body: %r" % head)
+                check(get.startswith(b"200") and get.endswith(b'{"status": "UP"}'), "GET after HEAD: %r" % get)
+        finally:
+            cmi.stop_clean()
