@@ -44,8 +44,9 @@ static int start_workers(cmi_engine_t *e, int *fds)
         cmi_http_worker_accept(w);
     }
     for (unsigned i = 0; i < e->nworkers; i++) {
-        if (cmi_worker_start(&e->workers[i]) != 0) {
-            cmi_log_error("engine", "cannot start worker thread %u", i);
+        int rc = cmi_worker_start(&e->workers[i]);
+        if (rc != 0) {
+            cmi_log_error("engine", "cannot start worker thread %u: %s", i, strerror(rc));
             return -1;
         }
     }
@@ -67,17 +68,38 @@ static void wait_for_stop(const sigset_t *set)
     }
 }
 
+/* Waits for the started workers to finish their drain.  A second SIGINT or
+ * SIGTERM meanwhile means "stop now". */
+static void wait_for_workers(cmi_engine_t *e, const sigset_t *set)
+{
+    struct timespec tick = {0, 20 * 1000000L};
+    for (;;) {
+        int all = 1;
+        for (unsigned i = 0; i < e->nworkers; i++)
+            all &= !e->workers[i].started || cmi_worker_finished(&e->workers[i]);
+        if (all)
+            return;
+        int sig = sigtimedwait(set, NULL, &tick);
+        if (sig == SIGINT || sig == SIGTERM) {
+            cmi_log_warn("engine", "second %s: stopping without finishing the drain",
+                         sig == SIGINT ? "SIGINT" : "SIGTERM");
+            _exit(1);
+        }
+    }
+}
+
 /* Returns the number of messages the drain had to abandon. */
-static size_t stop_workers(cmi_engine_t *e)
+static size_t stop_workers(cmi_engine_t *e, const sigset_t *set)
 {
     size_t abandoned = 0;
     for (unsigned i = 0; i < e->nworkers; i++)
-        cmi_worker_request_drain(&e->workers[i], e->settings.drain_timeout_ms);
-    for (unsigned i = 0; i < e->nworkers; i++)
-        cmi_worker_join(&e->workers[i]);
+        if (e->workers[i].started)
+            cmi_worker_request_drain(&e->workers[i], e->settings.drain_timeout_ms);
+    wait_for_workers(e, set);
     for (unsigned i = 0; i < e->nworkers; i++) {
         abandoned += e->workers[i].inflight;
-        cmi_worker_dispose(&e->workers[i]);
+        if (e->workers[i].started)
+            cmi_worker_dispose(&e->workers[i]);
     }
     if (abandoned == 0) {
         free(e->workers);
@@ -126,7 +148,7 @@ int cmi_engine_run(const cmi_settings_t *settings)
                      settings->deploy_dir, (unsigned long long)(now_ms() - t0));
         wait_for_stop(&set);
     }
-    size_t abandoned = stop_workers(&e);
+    size_t abandoned = stop_workers(&e, &set);
     if (abandoned > 0) {
         /* The drain bound passed with messages still suspended: their state
          * cannot be freed safely, and the process ends now anyway. */

@@ -25,6 +25,9 @@ engine_libcmi_engine_la_SOURCES = \
 	engine/mediators/header.c \
 	engine/mediators/sequence.c \
 	engine/mediators/test_suspend.c \
+	engine/expr/ast.h engine/expr/expr.h \
+	engine/expr/eval.c engine/expr/functions.c engine/expr/parser.c \
+	engine/expr/template.c engine/expr/xpath.c \
 	engine/http/dispatch.c engine/http/dispatch.h \
 	engine/http/pathmatch.c engine/http/pathmatch.h \
 	engine/http/server.c engine/http/server.h \

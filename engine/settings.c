@@ -98,8 +98,9 @@ static void read_http(file_ctx_t *f, xmlNodePtr n, cmi_settings_t *s)
     }
     if ((v = attr(n, "maxBodySize")) != NULL && cmi_parse_size(v, &s->max_body) != 0)
         bad(f, n, "maxBodySize", v, "not a size (e.g. 10MiB)");
-    if ((v = attr(n, "idleTimeout")) != NULL && cmi_parse_duration_ms(v, &s->idle_timeout_ms) != 0)
-        bad(f, n, "idleTimeout", v, "not a duration (e.g. 10s)");
+    if ((v = attr(n, "idleTimeout")) != NULL &&
+        (cmi_parse_duration_ms(v, &s->idle_timeout_ms) != 0 || s->idle_timeout_ms == 0))
+        bad(f, n, "idleTimeout", v, "not a positive duration (e.g. 10s)");
 }
 
 static void read_other(file_ctx_t *f, xmlNodePtr n, cmi_settings_t *s)

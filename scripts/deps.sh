@@ -6,7 +6,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential autoconf automake libtool pkg-config
   libxml2-dev libh2o-evloop-dev libjansson-dev libcurl4-openssl-dev libssl-dev libcunit1-dev
-  python3 curl valgrind
+  python3 curl valgrind clang libclang-rt-14-dev
 )
 
 missing=()

@@ -112,8 +112,14 @@ static void compile_handler(cmi_compile_t *cc, xmlNodePtr res, const char *which
         return;
     }
     if (inline_seq != NULL) {
-        cmi_xml_check_attrs(cc, inline_seq, cmi_common_mediator_attrs, NULL);
-        *slot = cmi_compile_mediators(cc, inline_seq, NULL);
+        static const cmi_attr_rule_t inline_attrs[] = {{"onError", CMI_ATTR_OK}, {NULL, 0}};
+        cmi_xml_check_attrs(cc, inline_seq, cmi_common_mediator_attrs, inline_attrs);
+        cmi_sequence_t *seq = cmi_compile_mediators(cc, inline_seq, NULL);
+        const char *on_error = cmi_xml_attr(cc, inline_seq, "onError");
+        if (on_error != NULL && *on_error != '\0')
+            cmi_compile_ref_sequence(cc, on_error, &seq->on_error, cmi_xml_line(inline_seq),
+                                     cmi_arena_sprintf(cc->arena, "<%s onError=\"%s\">", which, on_error));
+        *slot = seq;
     }
 }
 

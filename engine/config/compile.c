@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "expr/expr.h"
 #include "mediators/registry.h"
 
 struct cmi_seqref {
@@ -345,4 +346,142 @@ void cmi_compile_resolve_refs(cmi_compile_t *cc)
     for (i = 0; i < x.count; i++)
         if (x.nodes[i].color == 0)
             visit(&x, &x.nodes[i]);
+}
+
+/* ---- expressions ------------------------------------------------------------ */
+
+/* The start of line `line` (1-based) in the source. */
+static const char *line_start(const char *s, const char *end, int line)
+{
+    for (int ln = 1; s < end && ln < line; s++)
+        if (*s == '\n')
+            ln++;
+    return s;
+}
+
+/* The '<' of node's start tag: the last "<name" that begins at or before the
+ * end of the line libxml2 reports for it (the line where the tag ends). */
+static const char *tag_start(cmi_compile_t *cc, xmlNodePtr node)
+{
+    const char *s = cc->source, *end = s + cc->source_len;
+    const char *eol = line_start(s, end, cmi_xml_line(node) + 1);
+    char qname[256];
+    if (node->ns != NULL && node->ns->prefix != NULL)
+        snprintf(qname, sizeof(qname), "<%s:%s", node->ns->prefix, node->name);
+    else
+        snprintf(qname, sizeof(qname), "<%s", node->name);
+    size_t qlen = strlen(qname);
+    for (const char *p = eol - 1; p >= s; p--)
+        if (*p == '<' && (size_t)(end - p) > qlen && memcmp(p, qname, qlen) == 0 &&
+            (isspace((unsigned char)p[qlen]) || p[qlen] == '>' || p[qlen] == '/'))
+            return p;
+    return NULL;
+}
+
+/* Where the raw text of an attribute's value (or of the element's content)
+ * begins, after the quote or the start tag's '>'. */
+static const char *value_start(cmi_compile_t *cc, const char *tag, const char *attr)
+{
+    const char *end = cc->source + cc->source_len;
+    char quote = 0;
+    for (const char *p = tag + 1; p < end; p++) {
+        if (quote) {
+            if (*p == quote)
+                quote = 0;
+            continue;
+        }
+        if (*p == '"' || *p == '\'') {
+            quote = *p;
+            continue;
+        }
+        if (*p == '>')
+            return attr == NULL ? p + 1 : NULL;
+        size_t n = attr ? strlen(attr) : 0;
+        if (attr != NULL && isspace((unsigned char)p[-1]) && (size_t)(end - p) > n && memcmp(p, attr, n) == 0) {
+            const char *q = p + n;
+            while (q < end && isspace((unsigned char)*q))
+                q++;
+            if (q < end && *q == '=') {
+                q++;
+                while (q < end && isspace((unsigned char)*q))
+                    q++;
+                if (q < end && (*q == '"' || *q == '\''))
+                    return q + 1;
+            }
+        }
+    }
+    return NULL;
+}
+
+/* Maps an offset in the parsed value to a line and column of the file,
+ * stepping over entity references and CDATA markers in the raw text. */
+static int locate(cmi_compile_t *cc, xmlNodePtr node, const char *attr, size_t off, int *line, int *col)
+{
+    if (cc->source == NULL)
+        return -1;
+    const char *tag = tag_start(cc, node);
+    const char *p = tag ? value_start(cc, tag, attr) : NULL;
+    if (p == NULL)
+        return -1;
+    const char *end = cc->source + cc->source_len;
+    size_t d = 0;
+    while (p < end && d < off) {
+        if (*p == '&') {
+            const char *semi = memchr(p, ';', (size_t)(end - p));
+            p = semi ? semi + 1 : p + 1;
+            d++;
+        } else if ((size_t)(end - p) >= 9 && memcmp(p, "<![CDATA[", 9) == 0) {
+            p += 9;
+        } else if ((size_t)(end - p) >= 3 && memcmp(p, "]]>", 3) == 0) {
+            p += 3;
+        } else {
+            p++;
+            d++;
+        }
+    }
+    int ln = 1;
+    const char *bol = cc->source;
+    for (const char *q = cc->source; q < p; q++)
+        if (*q == '\n') {
+            ln++;
+            bol = q + 1;
+        }
+    *line = ln;
+    *col = (int)(p - bol) + 1;
+    return 0;
+}
+
+static void report_expr_error(cmi_compile_t *cc, xmlNodePtr node, const char *attr, const char *text,
+                              const cmi_expr_error_t *err)
+{
+    int line = cmi_xml_line(node), col = 0;
+    locate(cc, node, attr, err->offset, &line, &col);
+    size_t len = strlen(text), off = err->offset <= len ? err->offset : len;
+    const char *where = attr ? cmi_arena_sprintf(cc->arena, "<%s %s=...>", node->name, attr)
+                             : cmi_arena_sprintf(cc->arena, "<%s>", node->name);
+    if (off < len)
+        cmi_diag_error_at(cc->diag, cc->file, line, col, "%s: %s, at '%.24s%s'", where, err->message, text + off,
+                          len - off > 24 ? "..." : "");
+    else
+        cmi_diag_error_at(cc->diag, cc->file, line, col, "%s: %s, at the end of '%.40s%s'", where, err->message,
+                          text, len > 40 ? "..." : "");
+}
+
+struct cmi_expr *cmi_compile_expr(cmi_compile_t *cc, xmlNodePtr node, const char *attr, const char *text)
+{
+    cmi_expr_error_t err = {0};
+    cmi_expr_t *e = cmi_expr_compile(cc->arena, text, node, &err);
+    if (e == NULL)
+        report_expr_error(cc, node, attr, text, &err);
+    return e;
+}
+
+struct cmi_template *cmi_compile_template(cmi_compile_t *cc, xmlNodePtr node, const char *attr, const char *text,
+                                          int mode, size_t nargs)
+{
+    cmi_expr_error_t err = {0};
+    cmi_template_t *t = cmi_template_compile(cc->arena, text, (cmi_template_mode_t)mode, nargs, &err);
+    if (t == NULL)
+        report_expr_error(cc, node, attr, text, &err);
+    return t;
 }

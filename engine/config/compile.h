@@ -27,6 +27,8 @@ typedef struct cmi_compile {
      * the source of reference edges for the cycle check. */
     const cmi_sequence_t *owner;
     cmi_seqref_t *refs; /* references to resolve once all sequences are known */
+    const char *source; /* the artifact's text while it compiles */
+    size_t source_len;
 } cmi_compile_t;
 
 typedef enum {
@@ -76,6 +78,17 @@ cmi_mediator_t *cmi_compile_mediator(cmi_compile_t *cc, xmlNodePtr node);
  * sequences are loaded (an unknown key is an error at line). */
 void cmi_compile_ref_sequence(cmi_compile_t *cc, const char *key, const cmi_sequence_t **slot,
                               int line, const char *what);
+/* Compiles the expression text of node's attribute attr (or, when attr is
+ * NULL, of node's text content); an error is reported with the line and
+ * column of the offending part in the file.  NULL after an error. */
+struct cmi_expr;
+struct cmi_template;
+struct cmi_expr *cmi_compile_expr(cmi_compile_t *cc, xmlNodePtr node, const char *attr, const char *text);
+/* The same for a template (a text with ${...} inside); mode is a
+ * cmi_template_mode_t, nargs the number of legacy $N arguments. */
+struct cmi_template *cmi_compile_template(cmi_compile_t *cc, xmlNodePtr node, const char *attr, const char *text,
+                                          int mode, size_t nargs);
+
 /* Resolves every recorded reference and checks named sequences for cycles. */
 void cmi_compile_resolve_refs(cmi_compile_t *cc);
 

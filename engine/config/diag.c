@@ -11,13 +11,16 @@ void cmi_diag_init(cmi_diag_t *d, FILE *out)
     d->warnings = 0;
 }
 
-static void emit(cmi_diag_t *d, const char *kind, const char *file, int line, const char *fmt, va_list ap)
+static void emit(cmi_diag_t *d, const char *kind, const char *file, int line, int col, const char *fmt,
+                 va_list ap)
 {
     if (d->out == NULL)
         return;
     char msg[2048];
     vsnprintf(msg, sizeof(msg), fmt, ap);
-    if (line > 0)
+    if (line > 0 && col > 0)
+        fprintf(d->out, "%s:%d:%d: %s: %s\n", file, line, col, kind, msg);
+    else if (line > 0)
         fprintf(d->out, "%s:%d: %s: %s\n", file, line, kind, msg);
     else
         fprintf(d->out, "%s: %s: %s\n", file, kind, msg);
@@ -28,7 +31,16 @@ void cmi_diag_error(cmi_diag_t *d, const char *file, int line, const char *fmt, 
 {
     va_list ap;
     va_start(ap, fmt);
-    emit(d, "error", file, line, fmt, ap);
+    emit(d, "error", file, line, 0, fmt, ap);
+    va_end(ap);
+    d->errors++;
+}
+
+void cmi_diag_error_at(cmi_diag_t *d, const char *file, int line, int col, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    emit(d, "error", file, line, col, fmt, ap);
     va_end(ap);
     d->errors++;
 }
@@ -37,7 +49,7 @@ void cmi_diag_warn(cmi_diag_t *d, const char *file, int line, const char *fmt, .
 {
     va_list ap;
     va_start(ap, fmt);
-    emit(d, "warning", file, line, fmt, ap);
+    emit(d, "warning", file, line, 0, fmt, ap);
     va_end(ap);
     d->warnings++;
 }

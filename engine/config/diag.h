@@ -19,5 +19,8 @@ void cmi_diag_error(cmi_diag_t *d, const char *file, int line, const char *fmt, 
     __attribute__((format(printf, 4, 5)));
 void cmi_diag_warn(cmi_diag_t *d, const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* An error with a column: file:line:col: error: message. */
+void cmi_diag_error_at(cmi_diag_t *d, const char *file, int line, int col, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
 
 #endif

@@ -63,18 +63,53 @@ static void on_xml_error(void *data, xmlErrorPtr e)
         pe->message[--n] = '\0';
 }
 
+/* Reads a whole artifact; the text stays available to the compilers so that
+ * an expression error can be pointed at by line and column. */
+static char *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return NULL;
+    size_t cap = 8192, n = 0;
+    char *buf = cmi_xmalloc(cap);
+    size_t r;
+    while ((r = fread(buf + n, 1, cap - n - 1, f)) > 0) {
+        n += r;
+        if (n + 1 == cap)
+            buf = cmi_xrealloc(buf, cap *= 2);
+    }
+    int failed = ferror(f);
+    fclose(f);
+    if (failed || n > INT32_MAX) {
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
 static xmlDocPtr parse_file(cmi_compile_t *cc, const char *path)
 {
+    size_t len = 0;
+    char *text = read_file(path, &len);
+    if (text == NULL) {
+        cmi_diag_error(cc->diag, cc->file, 0, "cannot read the file: %s", strerror(errno));
+        return NULL;
+    }
     parse_error_t pe = {0};
     xmlSetStructuredErrorFunc(&pe, on_xml_error);
     /* No network, no entity expansion: artifacts cannot pull in anything. */
-    xmlDocPtr doc = xmlReadFile(path, NULL, XML_PARSE_NONET | XML_PARSE_BIG_LINES | XML_PARSE_NOCDATA);
+    xmlDocPtr doc = xmlReadMemory(text, (int)len, path, NULL, XML_PARSE_NONET | XML_PARSE_BIG_LINES | XML_PARSE_NOCDATA);
     xmlSetStructuredErrorFunc(NULL, NULL);
     if (doc == NULL || pe.have) {
         cmi_diag_error(cc->diag, cc->file, pe.line, "malformed XML: %s", pe.have ? pe.message : "cannot read file");
         xmlFreeDoc(doc);
+        free(text);
         return NULL;
     }
+    cc->source = text;
+    cc->source_len = len;
     return doc;
 }
 
@@ -139,6 +174,9 @@ static void load_file(cmi_compile_t *cc, const folder_t *f, const char *path)
         cmi_artifact_unsupported(cc, root, f->unsupported, f->unsupported_is_error);
     }
     xmlFreeDoc(doc);
+    free((char *)cc->source);
+    cc->source = NULL;
+    cc->source_len = 0;
 }
 
 static void load_folder(cmi_compile_t *cc, const char *dir, const folder_t *f)

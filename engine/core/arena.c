@@ -204,6 +204,18 @@ char *cmi_arena_sprintf(cmi_arena_t *a, const char *fmt, ...)
     return p;
 }
 
+void *cmi_arena_grow(cmi_arena_t *a, void *items, size_t count, size_t *cap, size_t elem, size_t initial)
+{
+    if (items != NULL && count < *cap)
+        return items;
+    size_t n = *cap ? *cap * 2 : initial;
+    void *grown = cmi_arena_alloc(a, n * elem);
+    if (count)
+        memcpy(grown, items, count * elem);
+    *cap = n;
+    return grown;
+}
+
 void cmi_arena_cleanup_add(cmi_arena_t *a, cmi_cleanup_fn fn, void *data)
 {
     arena_cleanup_t *c = cmi_arena_alloc(a, sizeof(*c));

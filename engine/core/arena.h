@@ -36,6 +36,12 @@ char *cmi_arena_strndup(cmi_arena_t *arena, const char *s, size_t n);
 char *cmi_arena_sprintf(cmi_arena_t *arena, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 char *cmi_arena_vsprintf(cmi_arena_t *arena, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
+/* Growth of an arena-backed array: returns storage for at least count + 1
+ * elements of elem bytes, copying the count existing ones when it moves.
+ * *cap is updated (starts at initial, then doubles); old storage stays in
+ * the arena until it goes. */
+void *cmi_arena_grow(cmi_arena_t *arena, void *items, size_t count, size_t *cap, size_t elem, size_t initial);
+
 /* Registers fn(data) to run when the arena is destroyed. */
 void cmi_arena_cleanup_add(cmi_arena_t *arena, cmi_cleanup_fn fn, void *data);
 

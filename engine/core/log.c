@@ -79,15 +79,56 @@ static void write_json(const char *when, cmi_log_level_t level, const char *comp
     free(s);
 }
 
+/* Length of the valid UTF-8 sequence at s (at most n bytes), 0 if invalid. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    size_t len = s[0] < 0x80 ? 1 : (s[0] & 0xE0) == 0xC0 ? 2 : (s[0] & 0xF0) == 0xE0 ? 3 : (s[0] & 0xF8) == 0xF0 ? 4 : 0;
+    if (len == 0 || len > n || (len == 2 && s[0] < 0xC2))
+        return 0;
+    for (size_t i = 1; i < len; i++)
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+    return len;
+}
+
+/* One event, one line: control characters are written as escapes and
+ * bytes that are not UTF-8 as '?', so that text that came from a request
+ * (a path, a header, a payload) can neither forge a log line nor make the
+ * JSON form unwritable. */
+static void sanitize(const char *in, char *out, size_t size)
+{
+    const unsigned char *s = (const unsigned char *)in;
+    size_t n = strlen(in), o = 0;
+    for (size_t i = 0; i < n && o + 5 < size;) {
+        unsigned char ch = s[i];
+        if (ch < 0x20 || ch == 0x7f) {
+            o += (size_t)snprintf(out + o, size - o, ch == '\n' ? "\\n" : ch == '\r' ? "\\r" : ch == '\t' ? "\\t" : "\\x%02x", ch);
+            i++;
+            continue;
+        }
+        size_t len = utf8_seq(s + i, n - i);
+        if (len == 0) {
+            out[o++] = '?';
+            i++;
+            continue;
+        }
+        memcpy(out + o, s + i, len);
+        o += len;
+        i += len;
+    }
+    out[o] = '\0';
+}
+
 void cmi_log_vwrite(cmi_log_level_t level, const char *component, const char *fmt, va_list ap)
 {
-    char when[64], msg[4096], line[4300];
+    char when[64], raw[4096], msg[4096], line[4300];
     format_time(when, sizeof(when));
-    int n = vsnprintf(msg, sizeof(msg), fmt, ap);
+    int n = vsnprintf(raw, sizeof(raw), fmt, ap);
     if (n < 0)
         return;
-    if ((size_t)n >= sizeof(msg)) /* a long message is cut, never dropped */
-        memcpy(msg + sizeof(msg) - 4, "...", 4);
+    if ((size_t)n >= sizeof(raw)) /* a long message is cut, never dropped */
+        memcpy(raw + sizeof(raw) - 4, "...", 4);
+    sanitize(raw, msg, sizeof(msg));
     if (atomic_load_explicit(&log_format, memory_order_relaxed) == CMI_LOG_FORMAT_JSON) {
         write_json(when, level, component, msg);
         return;

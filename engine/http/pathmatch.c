@@ -174,6 +174,16 @@ cmi_pathmatch_t *cmi_pathmatch_compile_template(cmi_arena_t *a, const char *tmpl
     pm->nsegments = nseg;
     if (qmark != NULL && compile_query(a, pm, qmark + 1, err) != 0)
         return NULL;
+    size_t vars = 0;
+    for (size_t k = 0; k < pm->nsegments; k++)
+        for (size_t i = 0; i < pm->segments[k].count; i++)
+            vars += pm->segments[k].pieces[i].kind != PIECE_LITERAL;
+    for (size_t i = 0; i < pm->nqparams; i++)
+        vars += pm->qparams[i].value.kind != PIECE_LITERAL;
+    if (vars > CMI_MAX_BINDINGS) {
+        *err = cmi_arena_sprintf(a, "%zu variables; at most %d are supported", vars, CMI_MAX_BINDINGS);
+        return NULL;
+    }
     return pm;
 }
 
@@ -209,7 +219,13 @@ cmi_pathmatch_t *cmi_pathmatch_compile_mapping(cmi_arena_t *a, const char *mappi
 typedef struct {
     cmi_binding_t *b;
     size_t n;
+    /* Backtracking inside one segment ("{a}-{b}.json") is bounded: a
+     * request crafted to make it explode stops matching instead of holding
+     * the worker (a segment of thousands of '-' against several variables). */
+    unsigned budget;
 } bind_ctx_t;
+
+#define MATCH_BUDGET 4096u
 
 static int bind(bind_ctx_t *bc, const piece_t *p, const char *v, size_t len, int from_query)
 {
@@ -236,6 +252,9 @@ static int match_pieces(const piece_t *p, size_t n, const char *s, size_t len, b
     for (size_t k = 1; k + lit->len <= len; k++) {
         if (memcmp(s + k, lit->text, lit->len) != 0)
             continue;
+        if (bc->budget == 0)
+            return 0;
+        bc->budget--;
         size_t mark = bc->n;
         if (bind(bc, &p[0], s, k, 0) && match_pieces(p + 1, n - 1, s + k, len - k, bc))
             return 1;
@@ -303,7 +322,7 @@ static int match_template(const cmi_pathmatch_t *pm, const char *path, size_t le
 int cmi_pathmatch_match(const cmi_pathmatch_t *pm, const char *path, size_t len, const char *query,
                         size_t qlen, cmi_binding_t *bindings, size_t *nbindings)
 {
-    bind_ctx_t bc = {bindings, 0};
+    bind_ctx_t bc = {bindings, 0, MATCH_BUDGET};
     len = trim_slash(path, len);
     int ok = 0;
     switch (pm->kind) {

@@ -41,7 +41,11 @@ static h2o_generator_t final_generator = {NULL, NULL};
  * not drop it, and a body there would corrupt the keep-alive stream. */
 static void send_final(h2o_req_t *req, const char *body, size_t len)
 {
-    req->res.content_length = len;
+    /* 204 and 304 carry no body and no Content-Length (RFC 9110 8.6). */
+    int bodiless = req->res.status == 204 || req->res.status == 304;
+    req->res.content_length = bodiless ? SIZE_MAX : len;
+    if (bodiless)
+        len = 0;
     h2o_start_response(req, &final_generator);
     if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"))) {
         h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
@@ -116,27 +120,17 @@ static int status_of(cmi_msg_t *msg)
     int64_t v = 0;
     if (sc->type == CMI_VAL_INT)
         v = sc->u.i;
-    else if (sc->type == CMI_VAL_NUMBER)
+    else if (sc->type == CMI_VAL_NUMBER && sc->u.d >= 0 && sc->u.d < 1000 && sc->u.d == (double)(int)sc->u.d)
         v = (int64_t)sc->u.d;
     else if (sc->type == CMI_VAL_STRING && cmi_parse_int64(sc->u.s.ptr, &v) != 0)
         v = 0;
-    if (v < 100 || v > 599) {
+    /* 1xx are interim answers, not something a flow can end with. */
+    if (v < 200 || v > 599) {
         cmi_log_warn("http", "HTTP_SC '%s' is not an HTTP status; answering 500 (message %s)",
                      cmi_value_to_text(msg->arena, sc, NULL), msg->id);
         return 500;
     }
     return (int)v;
-}
-
-static int prop_true(cmi_msg_t *msg, const char *name)
-{
-    const cmi_value_t *v = cmi_msg_prop_get(msg, CMI_SCOPE_AXIS2, name);
-    if (v == NULL)
-        return 0;
-    if (v->type == CMI_VAL_BOOL)
-        return v->u.b;
-    const char *t = cmi_value_to_text(msg->arena, v, NULL);
-    return strcasecmp(t, "true") == 0;
 }
 
 static const char *content_type_of(cmi_msg_t *msg, size_t body_len)
@@ -164,10 +158,17 @@ static int is_framing_header(const char *name, size_t len)
 
 static void add_response_headers(h2o_req_t *req, cmi_msg_t *msg)
 {
-    for (uint32_t i = 0; i < msg->headers.count; i++) {
+    for (size_t i = 0; i < msg->headers.count; i++) {
         const cmi_header_t *h = &msg->headers.items[i];
         if (!h->outbound || is_framing_header(h->name, h->name_len))
             continue;
+        /* The last line of defence against response splitting: mediators
+         * refuse such values, but a header must never carry CR or LF. */
+        if (!cmi_header_valid(h->name, h->name_len, h->value, h->value_len)) {
+            cmi_log_warn("http", "response header '%.*s' dropped: invalid name or value (message %s)",
+                         (int)h->name_len, h->name, msg->id);
+            continue;
+        }
         /* h2o wants lower-case names (HTTP/2 requires them); HTTP/1 keeps
          * the case the flow used through orig_name. */
         char *lower = h2o_mem_alloc_pool(&req->pool, h->name_len);
@@ -188,7 +189,7 @@ static void http_respond(cmi_msg_t *msg)
     int status = status_of(msg);
     size_t len = 0;
     const char *body = NULL;
-    if (!prop_true(msg, "NO_ENTITY_BODY") && status != 204 && status != 304)
+    if (!cmi_msg_prop_true(msg, CMI_SCOPE_AXIS2, "NO_ENTITY_BODY") && status != 204 && status != 304)
         body = cmi_msg_payload_bytes(msg, &len);
     const char *ct = content_type_of(msg, len);
     req->res.status = status;
@@ -298,13 +299,46 @@ static void log_dispatch(cmi_msg_t *msg)
     cmi_strbuf_init(&b, msg->arena, 256);
     cmi_strbuf_printf(&b, "%s %s -> api:%s resource %s", msg->method, msg->request_uri, msg->api->name,
                       msg->resource->pattern ? msg->resource->pattern : "(default)");
-    for (uint32_t i = 0; i < msg->path_params.count; i++)
+    for (size_t i = 0; i < msg->path_params.count; i++)
         cmi_strbuf_printf(&b, " uri.var.%s=\"%s\"", msg->path_params.items[i].name,
                           msg->path_params.items[i].value.u.s.ptr);
-    for (uint32_t i = 0; i < msg->query_params.count; i++)
+    for (size_t i = 0; i < msg->query_params.count; i++)
         cmi_strbuf_printf(&b, " query.param.%s=\"%s\"", msg->query_params.items[i].name,
                           msg->query_params.items[i].value.u.s.ptr);
     cmi_log_write(CMI_LOG_DEBUG, "http", "%s (message %s)", b.data, msg->id);
+}
+
+/* The path as the client sent it, up to the query, with "." and ".."
+ * segments resolved and nothing decoded.  (h2o's path_normalized decodes
+ * every %XX, so a bound variable would be decoded twice and an encoded '/'
+ * would split a segment.)  Variables are decoded once, when they bind. */
+static h2o_iovec_t dispatch_path(h2o_req_t *req)
+{
+    size_t len = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
+    const char *p = req->path.base;
+    if (len == 0 || p[0] != '/')
+        return req->path_normalized; /* "*" or an odd form: h2o's reading */
+    char *out = h2o_mem_alloc_pool(&req->pool, len + 1);
+    size_t o = 0, i = 0;
+    while (i < len) {
+        size_t j = i + 1; /* p[i] == '/' */
+        while (j < len && p[j] != '/')
+            j++;
+        size_t seg = j - i - 1;
+        if (seg == 1 && p[i + 1] == '.') {
+            /* "." : nothing */
+        } else if (seg == 2 && p[i + 1] == '.' && p[i + 2] == '.') {
+            while (o > 0 && out[--o] != '/')
+                ;
+        } else {
+            memcpy(out + o, p + i, j - i);
+            o += j - i;
+        }
+        i = j;
+    }
+    if (o == 0 || (len > 0 && p[len - 1] == '/' && out[o - 1] != '/'))
+        out[o++] = '/';
+    return h2o_iovec_init(out, o);
 }
 
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
@@ -320,9 +354,9 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         qlen = req->path.len - req->query_at - 1;
     }
     unsigned mbit = cmi_method_bit(req->method.base, req->method.len);
+    h2o_iovec_t path = dispatch_path(req);
     cmi_dispatch_result_t r;
-    int rc = cmi_dispatch_find(cfg->dispatch, mbit, req->path_normalized.base, req->path_normalized.len, query, qlen,
-                               &r);
+    int rc = cmi_dispatch_find(cfg->dispatch, mbit, path.base, path.len, query, qlen, &r);
     if (rc == CMI_DISPATCH_NO_API)
         return send_json_error(req, 404, r.api ? "no resource of this API matches the request"
                                                : "no API matches the request path", NULL);

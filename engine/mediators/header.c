@@ -4,7 +4,9 @@
 
 #include <string.h>
 
+#include "expr/expr.h"
 #include "mediators/registry.h"
+#include "runtime/errors.h"
 #include "runtime/msg.h"
 
 typedef struct {
@@ -13,23 +15,36 @@ typedef struct {
     size_t name_len;
     const char *value;
     size_t value_len;
+    const cmi_expr_t *expr;
     int remove;
 } header_mediator_t;
 
 static int run_header(const cmi_mediator_t *m, cmi_msg_t *msg)
 {
     const header_mediator_t *h = (const header_mediator_t *)m;
-    if (h->remove)
+    if (h->remove) {
         cmi_msg_header_remove(msg, h->name, h->name_len);
-    else
-        cmi_msg_header_set(msg, h->name, h->name_len, h->value, h->value_len, 0);
+        return CMI_FLOW_CONTINUE;
+    }
+    const char *value = h->value;
+    size_t len = h->value_len;
+    if (h->expr != NULL) {
+        if (cmi_expr_eval_text(h->expr, msg, &value, &len) != 0)
+            return CMI_FLOW_ERROR;
+        /* A computed value must not smuggle a second header (or a body)
+         * into the response. */
+        if (memchr(value, '\r', len) != NULL || memchr(value, '\n', len) != NULL || memchr(value, '\0', len) != NULL)
+            return cmi_msg_set_error(msg, CMI_ERR_MEDIATION, NULL, "header '%s': the value of %s contains a line break",
+                                     h->name, cmi_expr_text(h->expr));
+    }
+    cmi_msg_header_set(msg, h->name, h->name_len, value, len, 0);
     return CMI_FLOW_CONTINUE;
 }
 
 static const cmi_attr_rule_t attrs[] = {
     {"name", CMI_ATTR_OK},  {"value", CMI_ATTR_OK},
     {"scope", CMI_ATTR_OK}, {"action", CMI_ATTR_OK},
-    {"expression", CMI_ATTR_UNSUPPORTED},
+    {"expression", CMI_ATTR_OK},
     {NULL, 0},
 };
 
@@ -77,11 +92,14 @@ cmi_mediator_t *cmi_compile_header(cmi_compile_t *cc, xmlNodePtr node)
         return NULL;
     }
     h->remove = action != NULL && strcmp(action, "remove") == 0;
-    if (!h->remove && h->value == NULL) {
-        if (cmi_xml_attr(cc, node, "expression") == NULL)
-            cmi_compile_error(cc, node, "<header name=\"%s\">: give a value (or action=\"remove\")", h->name);
+    const char *expression = cmi_xml_attr(cc, node, "expression");
+    if (!h->remove && (h->value == NULL) == (expression == NULL)) {
+        cmi_compile_error(cc, node, "<header name=\"%s\">: give a value or an expression (or action=\"remove\")",
+                          h->name);
         return NULL;
     }
+    if (!h->remove && expression != NULL && (h->expr = cmi_compile_expr(cc, node, "expression", expression)) == NULL)
+        return NULL;
     if (h->value != NULL && strpbrk(h->value, "\r\n") != NULL) {
         cmi_compile_error(cc, node, "<header name=\"%s\">: a header value may not contain line breaks", h->name);
         return NULL;

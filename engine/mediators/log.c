@@ -12,6 +12,7 @@
 #include "config/config.h"
 #include "core/log.h"
 #include "core/str.h"
+#include "expr/expr.h"
 #include "mediators/registry.h"
 #include "runtime/msg.h"
 
@@ -19,14 +20,15 @@ typedef enum { DETAIL_SIMPLE, DETAIL_FULL, DETAIL_HEADERS, DETAIL_CUSTOM } log_d
 
 typedef struct {
     const char *name;
-    const char *value;
+    const char *value;       /* literal, or */
+    const cmi_expr_t *expr;  /* an expression */
 } log_prop_t;
 
 typedef struct {
     cmi_mediator_t base;
     cmi_log_level_t level;
     log_detail_t detail;
-    const char *message; /* NULL: none */
+    const cmi_template_t *message; /* NULL: none */
     const char *separator;
     log_prop_t *props;
     size_t nprops;
@@ -41,7 +43,7 @@ static void append_simple(cmi_strbuf_t *b, cmi_msg_t *msg, const char *sep)
 
 static void append_headers(cmi_strbuf_t *b, cmi_msg_t *msg, const char *sep)
 {
-    for (uint32_t i = 0; i < msg->headers.count; i++) {
+    for (size_t i = 0; i < msg->headers.count; i++) {
         const cmi_header_t *h = &msg->headers.items[i];
         /* Credentials are never logged, whatever the level. */
         int secret = cmi_str_caseeqn(h->name, h->name_len, "authorization", 13) ||
@@ -62,14 +64,21 @@ static int run_log(const cmi_mediator_t *m, cmi_msg_t *msg)
     const char *sep = lm->separator;
     if (lm->with_message_id)
         cmi_strbuf_printf(&b, "MessageID: %s%s", msg->id, sep);
-    if (lm->message != NULL)
-        cmi_strbuf_puts(&b, lm->message);
-    else if (lm->detail != DETAIL_CUSTOM)
+    if (lm->message != NULL) {
+        if (cmi_template_render(lm->message, msg, NULL, 0, &b) != 0)
+            return CMI_FLOW_ERROR;
+    } else if (lm->detail != DETAIL_CUSTOM) {
         append_simple(&b, msg, sep);
+    }
     if (lm->detail == DETAIL_HEADERS)
         append_headers(&b, msg, sep);
-    for (size_t i = 0; i < lm->nprops; i++)
-        cmi_strbuf_printf(&b, "%s%s = %s", b.len ? sep : "", lm->props[i].name, lm->props[i].value);
+    for (size_t i = 0; i < lm->nprops; i++) {
+        const char *value = lm->props[i].value;
+        size_t len = value ? strlen(value) : 0;
+        if (lm->props[i].expr != NULL && cmi_expr_eval_text(lm->props[i].expr, msg, &value, &len) != 0)
+            return CMI_FLOW_ERROR;
+        cmi_strbuf_printf(&b, "%s%s = %.*s", b.len ? sep : "", lm->props[i].name, (int)len, value);
+    }
     if (lm->detail == DETAIL_FULL) {
         size_t len;
         const char *body = cmi_msg_payload_bytes(msg, &len);
@@ -92,7 +101,7 @@ static const cmi_attr_rule_t attrs[] = {
 static const cmi_attr_rule_t prop_attrs[] = {
     {"name", CMI_ATTR_OK},
     {"value", CMI_ATTR_OK},
-    {"expression", CMI_ATTR_UNSUPPORTED},
+    {"expression", CMI_ATTR_OK},
     {NULL, 0},
 };
 
@@ -135,19 +144,24 @@ static int compile_children(cmi_compile_t *cc, xmlNodePtr node, log_mediator_t *
         if (c->type != XML_ELEMENT_NODE)
             continue;
         if (cmi_xml_is(c, "message")) {
-            lm->message = cmi_xml_text(cc, c);
+            lm->message = cmi_compile_template(cc, c, NULL, cmi_xml_text(cc, c), CMI_TEMPLATE_TEXT, 0);
+            errors += lm->message == NULL;
         } else if (cmi_xml_is(c, "property")) {
             errors += cmi_xml_check_attrs(cc, c, prop_attrs, NULL);
             log_prop_t *p = &lm->props[lm->nprops];
             p->name = cmi_xml_attr(cc, c, "name");
             p->value = cmi_xml_attr(cc, c, "value");
-            if (p->name == NULL || (p->value == NULL && cmi_xml_attr(cc, c, "expression") == NULL)) {
-                cmi_compile_error(cc, c, "<log>: <property> needs a name and a value");
+            const char *expression = cmi_xml_attr(cc, c, "expression");
+            if (p->name == NULL || (p->value == NULL) == (expression == NULL)) {
+                cmi_compile_error(cc, c, "<log>: <property> needs a name and a value or an expression");
                 errors++;
                 continue;
             }
-            if (p->value != NULL)
-                lm->nprops++;
+            if (expression != NULL && (p->expr = cmi_compile_expr(cc, c, "expression", expression)) == NULL) {
+                errors++;
+                continue;
+            }
+            lm->nprops++;
         } else {
             cmi_compile_error(cc, c, "<log>: unexpected element <%s>", c->name);
             errors++;

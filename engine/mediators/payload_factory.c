@@ -1,27 +1,57 @@
-/* <payloadFactory media-type="json|xml|text"><format>...</format>: replace
- * the payload with the format.  The format is prepared once at load (an
- * XML format is serialised with its namespaces, a JSON format is checked
- * when it has no placeholders); each message only points at the bytes. */
+/* <payloadFactory media-type="json|xml|text"><format>...</format>
+ * [<args><arg .../></args>]: replace the payload with the format.
+ *
+ * The format is prepared once at load: an XML format is serialised with its
+ * namespaces, then compiled as a template; ${...} placeholders and the
+ * legacy $1..$N (filled from <args>) are the only work left per message.  A
+ * format without placeholders costs nothing per message: the payload points
+ * at the configuration's bytes. */
 #include "config.h"
 
 #include <ctype.h>
 #include <string.h>
 
 #include "core/str.h"
+#include "expr/expr.h"
 #include "mediators/registry.h"
 #include "runtime/msg.h"
 
 typedef struct {
+    const cmi_expr_t *expr; /* expression="..." */
+    cmi_value_t literal;    /* or value="..." */
+} pf_arg_t;
+
+typedef struct {
     cmi_mediator_t base;
-    const char *bytes;
+    const char *bytes; /* a format without placeholders */
     size_t len;
+    const cmi_template_t *tmpl; /* or a template */
+    pf_arg_t *args;
+    size_t nargs;
     const char *content_type;
 } payload_mediator_t;
 
 static int run_payload(const cmi_mediator_t *m, cmi_msg_t *msg)
 {
     const payload_mediator_t *p = (const payload_mediator_t *)m;
-    cmi_msg_set_payload(msg, p->bytes, p->len, p->content_type);
+    if (p->tmpl == NULL) {
+        cmi_msg_set_payload(msg, p->bytes, p->len, p->content_type);
+        return CMI_FLOW_CONTINUE;
+    }
+    cmi_value_t *values = NULL;
+    if (p->nargs > 0) {
+        values = cmi_arena_alloc(msg->arena, p->nargs * sizeof(*values));
+        for (size_t i = 0; i < p->nargs; i++) {
+            values[i] = p->args[i].literal;
+            if (p->args[i].expr != NULL && cmi_expr_eval(p->args[i].expr, msg, &values[i]) != 0)
+                return CMI_FLOW_ERROR;
+        }
+    }
+    cmi_strbuf_t out;
+    cmi_strbuf_init(&out, msg->arena, p->len + 256);
+    if (cmi_template_render(p->tmpl, msg, values, p->nargs, &out) != 0)
+        return CMI_FLOW_ERROR;
+    cmi_msg_set_payload(msg, out.data, out.len, p->content_type);
     return CMI_FLOW_CONTINUE;
 }
 
@@ -30,6 +60,58 @@ static const cmi_attr_rule_t attrs[] = {
     {"template-type", CMI_ATTR_OK},
     {NULL, 0},
 };
+
+static const cmi_attr_rule_t arg_attrs[] = {
+    {"value", CMI_ATTR_OK},
+    {"expression", CMI_ATTR_OK},
+    {"evaluator", CMI_ATTR_OK},
+    {"literal", CMI_ATTR_OK},
+    {NULL, 0},
+};
+
+/* <arg value="..."/> or <arg expression="..." evaluator="xml|json"/>: with
+ * the json evaluator a bare "$.a.b" is a JSON path, as in MI. */
+static int compile_args(cmi_compile_t *cc, xmlNodePtr args, payload_mediator_t *p)
+{
+    size_t n = 0;
+    for (xmlNodePtr a = args->children; a != NULL; a = a->next)
+        n += a->type == XML_ELEMENT_NODE;
+    p->args = cmi_arena_calloc(cc->arena, n ? n : 1, sizeof(*p->args));
+    for (xmlNodePtr a = args->children; a != NULL; a = a->next) {
+        if (a->type != XML_ELEMENT_NODE)
+            continue;
+        if (!cmi_xml_is(a, "arg")) {
+            cmi_compile_error(cc, a, "<args>: unexpected element <%s>", a->name);
+            return -1;
+        }
+        if (cmi_xml_check_attrs(cc, a, arg_attrs, NULL))
+            return -1;
+        pf_arg_t *arg = &p->args[p->nargs++];
+        const char *value = cmi_xml_attr(cc, a, "value");
+        const char *expression = cmi_xml_attr(cc, a, "expression");
+        const char *evaluator = cmi_xml_attr(cc, a, "evaluator");
+        if ((value == NULL) == (expression == NULL)) {
+            cmi_compile_error(cc, a, "<arg>: give a value or an expression");
+            return -1;
+        }
+        if (evaluator != NULL && strcmp(evaluator, "xml") != 0 && strcmp(evaluator, "json") != 0) {
+            cmi_compile_error(cc, a, "<arg>: evaluator must be 'xml' or 'json', not '%s'", evaluator);
+            return -1;
+        }
+        if (value != NULL) {
+            arg->literal = cmi_value_cstring(value);
+            continue;
+        }
+        const char *text = expression;
+        if (evaluator != NULL && strcmp(evaluator, "json") == 0 && strncmp(text, "${", 2) != 0 &&
+            strncmp(text, "json-eval(", 10) != 0)
+            text = cmi_arena_sprintf(cc->arena, "json-eval(%s)", expression);
+        arg->expr = cmi_compile_expr(cc, a, "expression", text);
+        if (arg->expr == NULL)
+            return -1;
+    }
+    return 0;
+}
 
 static const char *trim(cmi_compile_t *cc, const char *s, size_t *len)
 {
@@ -54,8 +136,10 @@ static int compile_json(cmi_compile_t *cc, xmlNodePtr format, payload_mediator_t
 {
     p->bytes = trim(cc, cmi_xml_text(cc, format), &p->len);
     p->content_type = "application/json";
-    if (has_placeholders(p->bytes))
-        return 0;
+    if (has_placeholders(p->bytes)) {
+        p->tmpl = cmi_compile_template(cc, format, NULL, p->bytes, CMI_TEMPLATE_JSON, p->nargs);
+        return p->tmpl ? 0 : -1;
+    }
     json_error_t je;
     json_t *j = json_loadb(p->bytes, p->len, JSON_DECODE_ANY, &je);
     if (j == NULL) {
@@ -109,6 +193,10 @@ static int compile_xml(cmi_compile_t *cc, xmlNodePtr format, payload_mediator_t 
     xmlBufferFree(buf);
     xmlFreeDoc(tmp);
     p->content_type = "application/xml";
+    if (has_placeholders(p->bytes)) {
+        p->tmpl = cmi_compile_template(cc, format, NULL, p->bytes, CMI_TEMPLATE_XML, p->nargs);
+        return p->tmpl ? 0 : -1;
+    }
     return 0;
 }
 
@@ -132,11 +220,8 @@ cmi_mediator_t *cmi_compile_payload_factory(cmi_compile_t *cc, xmlNodePtr node)
         if (cmi_xml_is(c, "format") && format == NULL) {
             format = c;
         } else if (cmi_xml_is(c, "args")) {
-            for (xmlNodePtr a = c->children; a != NULL; a = a->next)
-                if (a->type == XML_ELEMENT_NODE) {
-                    cmi_compile_error(cc, a, "<payloadFactory>: <args> are not supported by cmi yet");
-                    return NULL;
-                }
+            if (compile_args(cc, c, p) != 0)
+                return NULL;
         } else {
             cmi_compile_error(cc, c, "<payloadFactory>: unexpected element <%s>", c->name);
             errors++;
@@ -162,6 +247,10 @@ cmi_mediator_t *cmi_compile_payload_factory(cmi_compile_t *cc, xmlNodePtr node)
         p->len = strlen(p->bytes);
         p->content_type = "text/plain";
         rc = 0;
+        if (has_placeholders(p->bytes)) {
+            p->tmpl = cmi_compile_template(cc, format, NULL, p->bytes, CMI_TEMPLATE_TEXT, p->nargs);
+            rc = p->tmpl ? 0 : -1;
+        }
     } else {
         cmi_compile_error(cc, node, "<payloadFactory>: media-type must be json, xml or text, not '%s'", media);
         rc = -1;

@@ -1,14 +1,19 @@
-/* <property name value scope type action>: set or remove a property.
+/* <property name value|expression scope type action>: set or remove a
+ * property.
  *
- * The literal value is converted to its type once, at load; a value that
- * does not fit the type is a load error.  JSON values are copied per message
- * so no two messages ever share a mutable jansson object. */
+ * A literal value is converted to its type once, at load; a value that
+ * does not fit the type is a load error.  An expression is evaluated per
+ * message and its result converted to the type (a result that does not fit
+ * is a mediation error).  JSON literals are copied per message so no two
+ * messages ever share a mutable jansson object. */
 #include "config.h"
 
 #include <string.h>
 #include <strings.h>
 
+#include "expr/expr.h"
 #include "mediators/registry.h"
+#include "runtime/errors.h"
 #include "runtime/msg.h"
 
 typedef struct {
@@ -16,8 +21,75 @@ typedef struct {
     const char *name;
     cmi_scope_t scope;
     int remove;
-    cmi_value_t value;
+    int has_type;
+    cmi_ptype_t type;
+    cmi_value_t value;       /* literal */
+    const cmi_expr_t *expr;  /* or an expression */
+    int accept_early_check;  /* FORCE_SC_ACCEPTED or OUT_ONLY */
 } property_mediator_t;
+
+/* Converts an evaluated value to the property's declared type. */
+static int convert_typed(cmi_msg_t *msg, const property_mediator_t *p, cmi_value_t *v)
+{
+    if (!p->has_type)
+        return 0;
+    if (v->type == CMI_VAL_NULL)
+        return 0;
+    switch (p->type) {
+    case CMI_PTYPE_STRING:
+    case CMI_PTYPE_OM: {
+        size_t len;
+        const char *t = cmi_value_to_text(msg->arena, v, &len);
+        *v = cmi_value_string(t, len);
+        return 0;
+    }
+    case CMI_PTYPE_JSON:
+        if (v->type == CMI_VAL_JSON)
+            return 0;
+        if (v->type != CMI_VAL_STRING && v->type != CMI_VAL_XML)
+            return 0; /* numbers and booleans are JSON already */
+        break;
+    case CMI_PTYPE_BOOLEAN:
+        if (v->type == CMI_VAL_BOOL)
+            return 0;
+        break;
+    case CMI_PTYPE_INTEGER:
+    case CMI_PTYPE_LONG:
+    case CMI_PTYPE_SHORT:
+        if (v->type == CMI_VAL_INT)
+            return 0;
+        break;
+    case CMI_PTYPE_DOUBLE:
+    case CMI_PTYPE_FLOAT:
+        if (v->type == CMI_VAL_NUMBER)
+            return 0;
+        if (v->type == CMI_VAL_INT) {
+            *v = cmi_value_number((double)v->u.i);
+            return 0;
+        }
+        break;
+    }
+    size_t len;
+    const char *text = cmi_value_to_text(msg->arena, v, &len), *err = NULL;
+    if (cmi_value_from_text(msg->arena, p->type, text, len, v, &err) != 0)
+        return cmi_msg_set_error(msg, CMI_ERR_MEDIATION, NULL, "property '%s' (type %s): %s", p->name,
+                                 cmi_ptype_name(p->type), err);
+    if (v->type == CMI_VAL_JSON)
+        cmi_msg_own_json(msg, v->u.json);
+    return 0;
+}
+
+/* MI's FORCE_SC_ACCEPTED (axis2) with OUT_ONLY: the caller gets 202 with no
+ * body as soon as both are set, and the flow goes on without a caller. */
+static void accept_early(cmi_msg_t *msg)
+{
+    if (msg->responded || !cmi_msg_prop_true(msg, CMI_SCOPE_AXIS2, "FORCE_SC_ACCEPTED") ||
+        !cmi_msg_prop_true(msg, CMI_SCOPE_DEFAULT, "OUT_ONLY"))
+        return;
+    cmi_msg_prop_set(msg, CMI_SCOPE_AXIS2, "HTTP_SC", cmi_value_int(202));
+    cmi_msg_prop_set(msg, CMI_SCOPE_AXIS2, "NO_ENTITY_BODY", cmi_value_bool(1));
+    cmi_flow_respond(msg);
+}
 
 static int run_property(const cmi_mediator_t *m, cmi_msg_t *msg)
 {
@@ -27,9 +99,23 @@ static int run_property(const cmi_mediator_t *m, cmi_msg_t *msg)
         return CMI_FLOW_CONTINUE;
     }
     cmi_value_t v = p->value;
-    if (v.type == CMI_VAL_JSON)
-        v.u.json = json_deep_copy(v.u.json);
+    if (p->expr != NULL) {
+        if (cmi_expr_eval(p->expr, msg, &v) != 0 || convert_typed(msg, p, &v) != 0)
+            return CMI_FLOW_ERROR;
+        if (p->scope == CMI_SCOPE_TRANSPORT) {
+            size_t len;
+            const char *text = cmi_value_to_text(msg->arena, &v, &len);
+            if (!cmi_header_valid(p->name, strlen(p->name), text, len))
+                return cmi_msg_set_error(msg, CMI_ERR_MEDIATION, NULL,
+                                         "transport property '%s': the value of %s contains a line break", p->name,
+                                         cmi_expr_text(p->expr));
+        }
+    } else if (v.type == CMI_VAL_JSON) { /* the configuration's tree is shared by every worker */
+        v.u.json = cmi_msg_own_json(msg, json_deep_copy(v.u.json));
+    }
     cmi_msg_prop_set(msg, p->scope, p->name, v);
+    if (p->accept_early_check)
+        accept_early(msg);
     return CMI_FLOW_CONTINUE;
 }
 
@@ -44,7 +130,7 @@ static const cmi_attr_rule_t attrs[] = {
     {"scope", CMI_ATTR_OK},
     {"type", CMI_ATTR_OK},
     {"action", CMI_ATTR_OK},
-    {"expression", CMI_ATTR_UNSUPPORTED},
+    {"expression", CMI_ATTR_OK},
     {"pattern", CMI_ATTR_UNSUPPORTED},
     {"group", CMI_ATTR_UNSUPPORTED},
     {NULL, 0},
@@ -70,6 +156,7 @@ cmi_mediator_t *cmi_compile_property(cmi_compile_t *cc, xmlNodePtr node)
     property_mediator_t *p = cmi_mediator_new(cc, node, sizeof(*p), run_property);
     p->name = cmi_xml_attr(cc, node, "name");
     const char *value = cmi_xml_attr(cc, node, "value");
+    const char *expression = cmi_xml_attr(cc, node, "expression");
     const char *scope = cmi_xml_attr(cc, node, "scope");
     const char *type = cmi_xml_attr(cc, node, "type");
     const char *action = cmi_xml_attr(cc, node, "action");
@@ -91,11 +178,18 @@ cmi_mediator_t *cmi_compile_property(cmi_compile_t *cc, xmlNodePtr node)
                               p->name);
             return NULL;
         }
+    p->accept_early_check = strcmp(p->name, "FORCE_SC_ACCEPTED") == 0 || strcmp(p->name, "OUT_ONLY") == 0;
+    if (p->scope == CMI_SCOPE_TRANSPORT && !cmi_header_valid(p->name, strlen(p->name), value ? value : "",
+                                                              value ? strlen(value) : 0)) {
+        cmi_compile_error(cc, node, "<property name=\"%s\" scope=\"transport\">: not a valid HTTP header name or value",
+                          p->name);
+        return NULL;
+    }
     if (p->remove || errors)
         return errors ? NULL : &p->base;
-    if (value == NULL) {
-        if (cmi_xml_attr(cc, node, "expression") == NULL)
-            cmi_compile_error(cc, node, "<property name=\"%s\">: give a value (or action=\"remove\")", p->name);
+    if ((value == NULL) == (expression == NULL)) {
+        cmi_compile_error(cc, node, "<property name=\"%s\">: give a value or an expression (or action=\"remove\")",
+                          p->name);
         return NULL;
     }
     cmi_ptype_t ptype = CMI_PTYPE_STRING;
@@ -106,6 +200,12 @@ cmi_mediator_t *cmi_compile_property(cmi_compile_t *cc, xmlNodePtr node)
             return NULL;
         }
         ptype = (cmi_ptype_t)t;
+        p->has_type = 1;
+        p->type = ptype;
+    }
+    if (expression != NULL) {
+        p->expr = cmi_compile_expr(cc, node, "expression", expression);
+        return p->expr ? &p->base : NULL;
     }
     const char *err = NULL;
     if (cmi_value_from_text(cc->arena, ptype, value, strlen(value), &p->value, &err) != 0) {

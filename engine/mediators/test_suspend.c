@@ -28,18 +28,19 @@ typedef struct {
     const suspend_mediator_t *m;
 } suspend_state_t;
 
-static int resume_code(suspend_state_t *st)
+/* Resumes as a connector would: from whatever thread finished the work,
+ * through cmi_msg_resume / cmi_msg_resume_error only. */
+static void resume(suspend_state_t *st)
 {
-    if (!st->m->fail)
-        return CMI_FLOW_CONTINUE;
-    /* The message is suspended: nothing else touches it until resumed. */
-    return cmi_msg_set_error(st->msg, CMI_ERR_MEDIATION, "TEST_FAILURE", "testSuspend was asked to fail");
+    if (st->m->fail)
+        cmi_msg_resume_error(st->msg, CMI_ERR_MEDIATION, "TEST_FAILURE", "testSuspend was asked to fail");
+    else
+        cmi_msg_resume(st->msg);
 }
 
 static void on_timer(cmi_timer_t *t)
 {
-    suspend_state_t *st = t->data;
-    cmi_flow_resume(st->msg, resume_code(st));
+    resume(t->data);
 }
 
 static void *resume_thread(void *arg)
@@ -47,7 +48,7 @@ static void *resume_thread(void *arg)
     suspend_state_t *st = arg;
     struct timespec ts = {(time_t)(st->m->millis / 1000), (long)(st->m->millis % 1000) * 1000000L};
     nanosleep(&ts, NULL);
-    cmi_msg_resume(st->msg, resume_code(st));
+    resume(st);
     return NULL;
 }
 

@@ -9,24 +9,13 @@
 #include "runtime/errors.h"
 #include "runtime/msg.h"
 
-static void frames_grow(cmi_msg_t *msg)
-{
-    uint32_t cap = msg->frames_cap ? msg->frames_cap * 2 : 8;
-    void *frames = cmi_arena_alloc(msg->arena, cap * sizeof(*msg->frames));
-    if (msg->nframes)
-        memcpy(frames, msg->frames, msg->nframes * sizeof(*msg->frames));
-    msg->frames = frames;
-    msg->frames_cap = cap;
-}
-
 int cmi_flow_push(cmi_msg_t *msg, const cmi_sequence_t *seq)
 {
     if (msg->nframes >= CMI_FLOW_MAX_DEPTH)
         return cmi_msg_set_error(msg, CMI_ERR_SEQUENCE_DEPTH, NULL,
                                  "sequences nested deeper than %d while entering '%s'", CMI_FLOW_MAX_DEPTH,
                                  seq->name ? seq->name : "(inline)");
-    if (msg->nframes == msg->frames_cap)
-        frames_grow(msg);
+    msg->frames = cmi_arena_grow(msg->arena, msg->frames, msg->nframes, &msg->frames_cap, sizeof(*msg->frames), 8);
     msg->frames[msg->nframes].seq = seq;
     msg->frames[msg->nframes].pc = 0;
     msg->nframes++;
@@ -72,7 +61,7 @@ static const cmi_sequence_t *fault_handler(cmi_msg_t *msg)
     /* The innermost sequence with an onError handler, as Synapse's fault
      * handler stack; then the resource's faultSequence or the deployment's
      * fault sequence (msg->fault_seq, chosen at dispatch). */
-    for (uint32_t i = msg->nframes; i-- > 0;)
+    for (size_t i = msg->nframes; i-- > 0;)
         if (msg->frames[i].seq->on_error != NULL)
             return msg->frames[i].seq->on_error;
     return msg->fault_seq;

@@ -2,6 +2,7 @@
 
 #include "runtime/msg.h"
 
+#include <ctype.h>
 #include <libxml/parser.h>
 #include <libxml/xmlsave.h>
 #include <stdarg.h>
@@ -9,8 +10,11 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
+#include <sys/time.h>
+#include <time.h>
 
 #include "core/log.h"
+#include "config/config.h"
 #include "core/str.h"
 #include "runtime/errors.h"
 #include "runtime/worker.h"
@@ -95,19 +99,69 @@ void cmi_msg_release(cmi_msg_t *msg)
 
 /* ---- suspend / resume ----------------------------------------------------- */
 
+struct cmi_resume_error {
+    int code;
+    char *message;
+    char *detail;
+};
+
+static void (*resume_hook)(cmi_msg_t *msg);
+
+void cmi_msg_set_resume_hook(void (*hook)(cmi_msg_t *msg))
+{
+    resume_hook = hook;
+}
+
 int cmi_msg_suspend(cmi_msg_t *msg)
 {
     msg->suspended = 1;
     return CMI_FLOW_SUSPENDED;
 }
 
-void cmi_msg_resume(cmi_msg_t *msg, int rc)
+static void post_resume(cmi_msg_t *msg)
 {
-    msg->resume_rc = rc;
     if (msg->worker != NULL)
         cmi_worker_post_resume(msg->worker, msg);
+    else if (resume_hook != NULL)
+        resume_hook(msg);
     else
-        cmi_flow_resume(msg, rc); /* unit tests drive messages without workers */
+        cmi_msg_resumed(msg); /* unit tests that resume on the owning thread */
+}
+
+void cmi_msg_resume(cmi_msg_t *msg)
+{
+    msg->resume_rc = CMI_FLOW_CONTINUE;
+    post_resume(msg);
+}
+
+void cmi_msg_resume_error(cmi_msg_t *msg, int code, const char *message, const char *detail_fmt, ...)
+{
+    struct cmi_resume_error *e = cmi_xcalloc(1, sizeof(*e));
+    e->code = code;
+    e->message = message ? cmi_xstrdup(message) : NULL;
+    if (detail_fmt != NULL) {
+        va_list ap;
+        va_start(ap, detail_fmt);
+        if (vasprintf(&e->detail, detail_fmt, ap) < 0)
+            e->detail = NULL;
+        va_end(ap);
+    }
+    msg->resume_error = e;
+    msg->resume_rc = CMI_FLOW_ERROR;
+    post_resume(msg);
+}
+
+void cmi_msg_resumed(cmi_msg_t *msg)
+{
+    struct cmi_resume_error *e = msg->resume_error;
+    if (e != NULL) {
+        msg->resume_error = NULL;
+        cmi_msg_set_error(msg, e->code, e->message, e->detail ? "%s" : NULL, e->detail);
+        free(e->message);
+        free(e->detail);
+        free(e);
+    }
+    cmi_flow_resume(msg, msg->resume_rc);
 }
 
 /* ---- errors ------------------------------------------------------------ */
@@ -115,7 +169,9 @@ void cmi_msg_resume(cmi_msg_t *msg, int rc)
 int cmi_msg_set_error(cmi_msg_t *msg, int code, const char *message, const char *detail_fmt, ...)
 {
     msg->error_code = code;
-    msg->error_message = cmi_arena_strdup(msg->arena, message ? message : cmi_error_name(code));
+    if (message == NULL)
+        message = cmi_error_name(code);
+    msg->error_message = cmi_arena_strdup(msg->arena, message ? message : "mediation error");
     if (detail_fmt != NULL) {
         va_list ap;
         va_start(ap, detail_fmt);
@@ -131,7 +187,7 @@ int cmi_msg_set_error(cmi_msg_t *msg, int code, const char *message, const char 
 
 static cmi_kv_t *kvlist_find(const cmi_kvlist_t *l, const char *name)
 {
-    for (uint32_t i = 0; i < l->count; i++)
+    for (size_t i = 0; i < l->count; i++)
         if (strcmp(l->items[i].name, name) == 0)
             return &l->items[i];
     return NULL;
@@ -145,14 +201,7 @@ const cmi_value_t *cmi_kvlist_get(const cmi_kvlist_t *l, const char *name)
 
 void cmi_kvlist_add(cmi_arena_t *arena, cmi_kvlist_t *l, const char *name, cmi_value_t value)
 {
-    if (l->count == l->cap) {
-        uint32_t cap = l->cap ? l->cap * 2 : 8;
-        cmi_kv_t *items = cmi_arena_alloc(arena, cap * sizeof(*items));
-        if (l->count)
-            memcpy(items, l->items, l->count * sizeof(*items));
-        l->items = items;
-        l->cap = cap;
-    }
+    l->items = cmi_arena_grow(arena, l->items, l->count, &l->cap, sizeof(*l->items), 8);
     l->items[l->count].name = name;
     l->items[l->count].value = value;
     l->count++;
@@ -197,14 +246,54 @@ json_t *cmi_msg_own_json(cmi_msg_t *msg, json_t *json)
     return json;
 }
 
-/* uri.var.X and query.param.X are views of the dispatch parameters, as in
- * MI where the REST dispatcher sets them as properties. */
-static const cmi_value_t *builtin_prop(cmi_msg_t *msg, const char *name)
+static const cmi_value_t *text_value(cmi_msg_t *msg, const char *text)
 {
+    if (text == NULL)
+        return NULL;
+    cmi_value_t *v = cmi_arena_alloc(msg->arena, sizeof(*v));
+    *v = cmi_value_cstring(text);
+    return v;
+}
+
+/* Properties MI sets on every message, computed when read: uri.var.X and
+ * query.param.X (the dispatch parameters), the message id, the REST
+ * dispatch facts and the clock. */
+static const cmi_value_t *builtin_prop(cmi_msg_t *msg, cmi_scope_t scope, const char *name)
+{
+    if (scope == CMI_SCOPE_AXIS2) {
+        if (strcmp(name, "HTTP_METHOD") == 0)
+            return text_value(msg, msg->method);
+        if (strcmp(name, "REST_URL_POSTFIX") == 0)
+            return text_value(msg, msg->sub_path);
+        return NULL;
+    }
     if (strncmp(name, "uri.var.", 8) == 0)
         return cmi_kvlist_get(&msg->path_params, name + 8);
     if (strncmp(name, "query.param.", 12) == 0)
         return cmi_kvlist_get(&msg->query_params, name + 12);
+    if (strcmp(name, "MessageID") == 0)
+        return text_value(msg, msg->id);
+    if (strcmp(name, "To") == 0 || strcmp(name, "REST_FULL_REQUEST_PATH") == 0)
+        return text_value(msg, msg->request_uri);
+    if (strcmp(name, "REST_SUB_REQUEST_PATH") == 0)
+        return text_value(msg, msg->sub_path);
+    if (strcmp(name, "REST_METHOD") == 0)
+        return text_value(msg, msg->method);
+    if (msg->api != NULL && strcmp(name, "SYNAPSE_REST_API") == 0)
+        return text_value(msg, msg->api->name);
+    if (msg->api != NULL && strcmp(name, "REST_API_CONTEXT") == 0)
+        return text_value(msg, *msg->api->context ? msg->api->context : "/");
+    if (strcmp(name, "SYSTEM_TIME") == 0 || strcmp(name, "SYSTEM_DATE") == 0) {
+        struct timeval tv;
+        gettimeofday(&tv, NULL);
+        if (name[7] == 'T')
+            return text_value(msg, cmi_arena_sprintf(msg->arena, "%lld", (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000));
+        struct tm tm;
+        gmtime_r(&tv.tv_sec, &tm);
+        return text_value(msg, cmi_arena_sprintf(msg->arena, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                                                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                                                 (int)(tv.tv_usec / 1000)));
+    }
     return NULL;
 }
 
@@ -220,8 +309,8 @@ const cmi_value_t *cmi_msg_prop_get(cmi_msg_t *msg, cmi_scope_t scope, const cha
         return val;
     }
     const cmi_value_t *v = cmi_kvlist_get(scope_list(msg, scope), name);
-    if (v == NULL && scope != CMI_SCOPE_AXIS2)
-        v = builtin_prop(msg, name);
+    if (v == NULL)
+        v = builtin_prop(msg, scope, name);
     return v;
 }
 
@@ -235,8 +324,6 @@ const char *cmi_msg_prop_text(cmi_msg_t *msg, cmi_scope_t scope, const char *nam
 
 void cmi_msg_prop_set(cmi_msg_t *msg, cmi_scope_t scope, const char *name, cmi_value_t value)
 {
-    if (value.type == CMI_VAL_JSON)
-        cmi_msg_own_json(msg, value.u.json);
     if (scope == CMI_SCOPE_TRANSPORT) {
         size_t len;
         const char *text = cmi_value_to_text(msg->arena, &value, &len);
@@ -254,6 +341,16 @@ void cmi_msg_prop_remove(cmi_msg_t *msg, cmi_scope_t scope, const char *name)
         cmi_kvlist_remove(scope_list(msg, scope), name);
 }
 
+int cmi_msg_prop_true(cmi_msg_t *msg, cmi_scope_t scope, const char *name)
+{
+    const cmi_value_t *v = cmi_msg_prop_get(msg, scope, name);
+    if (v == NULL)
+        return 0;
+    if (v->type == CMI_VAL_BOOL)
+        return v->u.b;
+    return strcasecmp(cmi_value_to_text(msg->arena, v, NULL), "true") == 0;
+}
+
 const cmi_value_t *cmi_msg_var_get(cmi_msg_t *msg, const char *name)
 {
     return cmi_kvlist_get(&msg->vars, name);
@@ -261,8 +358,6 @@ const cmi_value_t *cmi_msg_var_get(cmi_msg_t *msg, const char *name)
 
 void cmi_msg_var_set(cmi_msg_t *msg, const char *name, cmi_value_t value)
 {
-    if (value.type == CMI_VAL_JSON)
-        cmi_msg_own_json(msg, value.u.json);
     cmi_kvlist_set(msg->arena, &msg->vars, name, value);
 }
 
@@ -276,7 +371,7 @@ void cmi_msg_var_remove(cmi_msg_t *msg, const char *name)
 const char *cmi_msg_header_get(cmi_msg_t *msg, const char *name, size_t *len)
 {
     size_t n = strlen(name);
-    for (uint32_t i = 0; i < msg->headers.count; i++) {
+    for (size_t i = 0; i < msg->headers.count; i++) {
         const cmi_header_t *h = &msg->headers.items[i];
         if (cmi_str_caseeqn(h->name, h->name_len, name, n)) {
             if (len)
@@ -290,14 +385,7 @@ const char *cmi_msg_header_get(cmi_msg_t *msg, const char *name, size_t *len)
 static cmi_header_t *header_append(cmi_msg_t *msg)
 {
     cmi_headers_t *hs = &msg->headers;
-    if (hs->count == hs->cap) {
-        uint32_t cap = hs->cap ? hs->cap * 2 : 16;
-        cmi_header_t *items = cmi_arena_alloc(msg->arena, cap * sizeof(*items));
-        if (hs->count)
-            memcpy(items, hs->items, hs->count * sizeof(*items));
-        hs->items = items;
-        hs->cap = cap;
-    }
+    hs->items = cmi_arena_grow(msg->arena, hs->items, hs->count, &hs->cap, sizeof(*hs->items), 16);
     cmi_header_t *h = &hs->items[hs->count++];
     memset(h, 0, sizeof(*h));
     return h;
@@ -316,11 +404,26 @@ void cmi_msg_header_add_inbound(cmi_msg_t *msg, const char *name, size_t name_le
 void cmi_msg_header_remove(cmi_msg_t *msg, const char *name, size_t name_len)
 {
     cmi_headers_t *hs = &msg->headers;
-    uint32_t j = 0;
-    for (uint32_t i = 0; i < hs->count; i++)
+    size_t j = 0;
+    for (size_t i = 0; i < hs->count; i++)
         if (!cmi_str_caseeqn(hs->items[i].name, hs->items[i].name_len, name, name_len))
             hs->items[j++] = hs->items[i];
     hs->count = j;
+}
+
+int cmi_header_valid(const char *name, size_t name_len, const char *value, size_t value_len)
+{
+    if (name_len == 0)
+        return 0;
+    for (size_t i = 0; i < name_len; i++) {
+        unsigned char ch = (unsigned char)name[i];
+        if (!(isalnum(ch) || strchr("!#$%&'*+-.^_`|~", ch) != NULL) || ch == '\0')
+            return 0;
+    }
+    for (size_t i = 0; i < value_len; i++)
+        if (value[i] == '\r' || value[i] == '\n' || value[i] == '\0')
+            return 0;
+    return 1;
 }
 
 void cmi_msg_header_set(cmi_msg_t *msg, const char *name, size_t name_len, const char *value,
@@ -368,6 +471,7 @@ static void payload_reset(cmi_msg_t *msg)
     cmi_payload_t *p = &msg->payload;
     p->json = NULL;
     p->xml = NULL;
+    p->xpath_doc = NULL;
     p->json_tried = 0;
     p->xml_tried = 0;
     p->parse_error = NULL;

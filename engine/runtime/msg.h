@@ -41,7 +41,7 @@ typedef struct {
 
 typedef struct {
     cmi_kv_t *items;
-    uint32_t count, cap;
+    size_t count, cap;
 } cmi_kvlist_t;
 
 typedef struct {
@@ -56,7 +56,7 @@ typedef struct {
 
 typedef struct {
     cmi_header_t *items;
-    uint32_t count, cap;
+    size_t count, cap;
 } cmi_headers_t;
 
 typedef enum {
@@ -77,6 +77,7 @@ typedef struct {
     cmi_payload_kind_t kind;
     json_t *json;   /* owned (arena cleanup) when not NULL */
     xmlDocPtr xml;  /* owned (arena cleanup) when not NULL */
+    xmlDocPtr xpath_doc; /* the payload as XPath sees it (expr/xpath.c), owned */
     const char *parse_error; /* why the last view could not be built */
     unsigned bytes_valid : 1;
     unsigned json_tried : 1;
@@ -125,7 +126,7 @@ struct cmi_msg {
         const cmi_sequence_t *seq;
         size_t pc;
     } *frames;
-    uint32_t nframes, frames_cap;
+    size_t nframes, frames_cap;
     const cmi_sequence_t *fault_seq; /* resource faultSequence, else the fault sequence */
     const cmi_mediator_t *suspended_by;
     unsigned suspended : 1;
@@ -137,6 +138,7 @@ struct cmi_msg {
     /* Cross-thread resume (runtime/worker.c). */
     h2o_multithread_message_t resume_link;
     int resume_rc;
+    struct cmi_resume_error *resume_error; /* malloc'd by the resumer, freed on the worker */
 };
 
 /* Creates a message owned by worker (NULL in unit tests) with one reference
@@ -150,9 +152,20 @@ void cmi_msg_release(cmi_msg_t *msg);
 
 /* Marks the message suspended; a mediator returns the result. */
 int cmi_msg_suspend(cmi_msg_t *msg);
-/* From any thread: continue the suspended message on its worker with rc
- * (CMI_FLOW_CONTINUE, or CMI_FLOW_ERROR after cmi_msg_set_error). */
-void cmi_msg_resume(cmi_msg_t *msg, int rc);
+/* From any thread: continue the suspended message on its worker after the
+ * mediator that suspended it. */
+void cmi_msg_resume(cmi_msg_t *msg);
+/* From any thread: continue the suspended message on its worker with an
+ * error (its fault handling runs).  The strings are copied; the message
+ * itself is not touched until the worker has it back. */
+void cmi_msg_resume_error(cmi_msg_t *msg, int code, const char *message, const char *detail_fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Unit tests without workers: resumes go to hook instead of running on the
+ * resuming thread (NULL: run at once). */
+void cmi_msg_set_resume_hook(void (*hook)(cmi_msg_t *msg));
+/* Called on the owner thread for a posted resume: applies a carried error
+ * and continues the flow. */
+void cmi_msg_resumed(cmi_msg_t *msg);
 
 /* --- errors ----------------------------------------------------------- */
 
@@ -163,14 +176,20 @@ int cmi_msg_set_error(cmi_msg_t *msg, int code, const char *message, const char 
 
 /* --- properties and variables ----------------------------------------- */
 
-/* Values are stored as given: strings must live at least as long as the
- * message (arena or configuration); a JSON value's reference passes to the
- * message.  Transport scope reads and writes headers. */
+/* Values are stored as given, borrowed: strings and JSON must live at
+ * least as long as the message (its arena, or the configuration).  A JSON
+ * tree made for one message is tied to it with cmi_msg_own_json() first.
+ * JSON trees in a message are not changed in place once shared: a mediator
+ * that edits one works on a copy.  Transport scope reads and writes
+ * headers. */
 const cmi_value_t *cmi_msg_prop_get(cmi_msg_t *msg, cmi_scope_t scope, const char *name);
 void cmi_msg_prop_set(cmi_msg_t *msg, cmi_scope_t scope, const char *name, cmi_value_t value);
 void cmi_msg_prop_remove(cmi_msg_t *msg, cmi_scope_t scope, const char *name);
 /* A property read as text ("" and NULL: absent). */
 const char *cmi_msg_prop_text(cmi_msg_t *msg, cmi_scope_t scope, const char *name);
+/* Whether a property is boolean true or the text "true" (any case), as MI
+ * reads its switches (NO_ENTITY_BODY, FORCE_SC_ACCEPTED, ...). */
+int cmi_msg_prop_true(cmi_msg_t *msg, cmi_scope_t scope, const char *name);
 
 const cmi_value_t *cmi_msg_var_get(cmi_msg_t *msg, const char *name);
 void cmi_msg_var_set(cmi_msg_t *msg, const char *name, cmi_value_t value);
@@ -197,6 +216,9 @@ void cmi_msg_header_set(cmi_msg_t *msg, const char *name, size_t name_len, const
 void cmi_msg_header_add_inbound(cmi_msg_t *msg, const char *name, size_t name_len, const char *value,
                                 size_t value_len);
 void cmi_msg_header_remove(cmi_msg_t *msg, const char *name, size_t name_len);
+/* A header that may go on the wire: the name an RFC 9110 token, the value
+ * free of CR, LF and NUL. */
+int cmi_header_valid(const char *name, size_t name_len, const char *value, size_t value_len);
 
 /* --- payload --------------------------------------------------------------- */
 

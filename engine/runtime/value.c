@@ -144,6 +144,7 @@ const char *cmi_value_to_text(cmi_arena_t *arena, const cmi_value_t *v, size_t *
         n = cmi_format_double(v->u.d, buf, sizeof(buf));
         break;
     case CMI_VAL_STRING:
+    case CMI_VAL_XML:
         if (len)
             *len = v->u.s.len;
         return v->u.s.ptr;

@@ -19,7 +19,8 @@ typedef enum {
     CMI_VAL_INT,    /* INTEGER, LONG, SHORT */
     CMI_VAL_NUMBER, /* DOUBLE, FLOAT */
     CMI_VAL_STRING,
-    CMI_VAL_JSON /* object, array (or any JSON from a payload) */
+    CMI_VAL_JSON, /* object or array (borrowed; see msg.h for ownership) */
+    CMI_VAL_XML   /* an XML fragment as markup in u.s (an XPath result with elements) */
 } cmi_vtype_t;
 
 typedef struct {

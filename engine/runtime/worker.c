@@ -43,8 +43,7 @@ static void on_resume(h2o_multithread_receiver_t *receiver, h2o_linklist_t *mess
         h2o_multithread_message_t *m =
             H2O_STRUCT_FROM_MEMBER(h2o_multithread_message_t, link, messages->next);
         h2o_linklist_unlink(&m->link);
-        cmi_msg_t *msg = H2O_STRUCT_FROM_MEMBER(cmi_msg_t, resume_link, m);
-        cmi_flow_resume(msg, msg->resume_rc);
+        cmi_msg_resumed(H2O_STRUCT_FROM_MEMBER(cmi_msg_t, resume_link, m));
     }
 }
 
@@ -156,17 +155,39 @@ void cmi_worker_init(cmi_worker_t *w, cmi_engine_t *engine, unsigned index, h2o_
         w->rng = 0x9e3779b97f4a7c15ull + index;
 }
 
+static pthread_mutex_t park_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t park_cond = PTHREAD_COND_INITIALIZER;
+
 static void *worker_main(void *arg)
 {
     cmi_worker_t *w = arg;
     while (!w->stop)
         h2o_evloop_run(w->loop, INT32_MAX);
+    atomic_store(&w->finished, 1);
+    /* A finished worker parks instead of ending: libh2o keeps freed buffers
+     * in per-thread caches it cannot empty, and they stay reachable (not
+     * leaked) while the thread exists.  The process is about to exit; the
+     * main thread disposes of the loop meanwhile. */
+    pthread_mutex_lock(&park_lock);
+    for (;;)
+        pthread_cond_wait(&park_cond, &park_lock);
     return NULL;
 }
 
 int cmi_worker_start(cmi_worker_t *w)
 {
-    return pthread_create(&w->thread, NULL, worker_main, w);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    int rc = pthread_create(&w->thread, &attr, worker_main, w);
+    pthread_attr_destroy(&attr);
+    w->started = rc == 0;
+    return rc;
+}
+
+int cmi_worker_finished(cmi_worker_t *w)
+{
+    return atomic_load(&w->finished);
 }
 
 void cmi_worker_request_drain(cmi_worker_t *w, uint64_t timeout_ms)
@@ -175,11 +196,6 @@ void cmi_worker_request_drain(cmi_worker_t *w, uint64_t timeout_ms)
     c->op = CONTROL_DRAIN;
     c->timeout_ms = timeout_ms;
     h2o_multithread_send_message(&w->control_receiver, &c->super);
-}
-
-void cmi_worker_join(cmi_worker_t *w)
-{
-    pthread_join(w->thread, NULL);
 }
 
 void cmi_worker_dispose(cmi_worker_t *w)

@@ -11,6 +11,7 @@
 
 #include <h2o.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 typedef struct cmi_msg cmi_msg_t;
@@ -46,6 +47,8 @@ struct cmi_worker {
     unsigned draining : 1;
     unsigned closing : 1;
     unsigned stop : 1;
+    unsigned started : 1;
+    atomic_int finished; /* set by the worker when its loop has ended */
 };
 
 /* Sets up the loop, the h2o context and the queues (calling thread). */
@@ -55,7 +58,9 @@ int cmi_worker_start(cmi_worker_t *w);
 /* From any thread: stop accepting, finish in-flight messages for at most
  * timeout_ms, then leave the loop. */
 void cmi_worker_request_drain(cmi_worker_t *w, uint64_t timeout_ms);
-void cmi_worker_join(cmi_worker_t *w);
+/* Whether the worker's loop has ended (its thread then parks: see worker.c). */
+int cmi_worker_finished(cmi_worker_t *w);
+/* Frees the loop and context of a finished worker (any thread). */
 void cmi_worker_dispose(cmi_worker_t *w);
 
 /* Owner thread only. */

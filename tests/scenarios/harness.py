@@ -17,9 +17,6 @@ import threading
 import time
 
 CMI_BIN = os.environ.get("CMI_BIN") or os.path.join(os.getcwd(), "cmi")
-# ASan builds: suppress only libh2o's thread-local caches (see the file).
-os.environ.setdefault("LSAN_OPTIONS", "suppressions=%s:print_suppressions=0" % os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lsan.supp"))
 WRAPPER = shlex.split(os.environ.get("CMI_WRAPPER", ""))
 SLOW = 10.0 if WRAPPER else 1.0
 
@@ -110,6 +107,17 @@ class Cmi:
         finally:
             if own:
                 c.close()
+
+    def wait_exit(self, timeout=15.0):
+        """Waits for cmi to exit on its own (after a signal already sent)."""
+        try:
+            rc = self.proc.wait(timeout * SLOW)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise TestFailure("cmi did not exit within %.0fs" % (timeout * SLOW))
+        self.reader.join(5)
+        return rc
 
     def stop(self, sig=signal.SIGTERM, timeout=15.0):
         """Signals cmi and waits for it to exit; returns the exit status."""

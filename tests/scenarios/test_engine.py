@@ -133,7 +133,7 @@ def test_drain_finishes_in_flight_then_exits():
         check("value" in res, "in-flight request failed during the drain: %r" % res.get("error"))
         status, _, body = res["value"]
         check(status == 200 and body == b"slow done", "in-flight request: %s %r" % (status, body))
-        rc = cmi.stop()
+        rc = cmi.wait_exit()
         check(rc == 0, "exit status %s after the drain" % rc)
         cmi.wait_log(r"\[engine\] stopped", 1)
 
@@ -299,11 +299,12 @@ def test_server_config_file():
         finally:
             cmi.stop_clean()
         with open(conf, "w") as f:
-            f.write('<cmi>\n  <http port="http" bogus="1"/>\n  <nonsense/>\n</cmi>\n')
+            f.write('<cmi>\n  <http port="http" bogus="1" idleTimeout="0"/>\n  <nonsense/>\n</cmi>\n')
         rc, _, err = run_cmi(["run", d, "--config", conf])
         check(rc == 2, "bad server config: exit %s" % rc)
         for line in ('cmi.xml:2: error: <http>: unknown attribute \'bogus\'',
                      'cmi.xml:2: error: <http port="http">: not a port number',
+                     'cmi.xml:2: error: <http idleTimeout="0">: not a positive duration',
                      'cmi.xml:3: error: unknown element <nonsense> in the server config'):
             check(line in err, "missing %r in %r" % (line, err))
 
@@ -354,5 +355,55 @@ def test_head_has_no_body_and_keeps_the_connection_usable():
                 check(b"content-length: " in head.lower(), "HEAD without Content-Length: %r" % head)
                 check(head.endswith(b"\r\n\r\n"), "HEAD response carried a body: %r" % head)
                 check(get.startswith(b"200") and get.endswith(b'{"status": "UP"}'), "GET after HEAD: %r" % get)
+        finally:
+            cmi.stop_clean()
+
+
+def test_second_signal_stops_at_once():
+    with slow_deployment(60000) as d:
+        cmi = Cmi(d, workers=1).start()
+        t, res = in_thread(lambda: cmi.request("GET", "/slow/timer", timeout=30))
+        cmi.wait_log("slow request started", 5)
+        cmi.proc.send_signal(signal.SIGTERM)
+        cmi.wait_log("finishing 1 in-flight message", 5)
+        t0 = time.monotonic()
+        cmi.proc.send_signal(signal.SIGTERM)
+        rc = cmi.wait_exit(10)
+        check(rc == 1, "exit status %s after a second SIGTERM" % rc)
+        check(time.monotonic() - t0 < 3 * SLOW, "a second SIGTERM did not stop cmi at once")
+        cmi.wait_log("second SIGTERM: stopping without finishing the drain", 1)
+
+
+def test_json_log_keeps_lines_with_odd_bytes():
+    # Request text with invalid UTF-8 and control characters is logged as one
+    # line, escaped, in both formats; nothing is dropped.
+    api = ('<api xmlns="http://ws.apache.org/ns/synapse" name="L" context="/l"><resource methods="GET" '
+           'uri-template="/{v}"><inSequence><log><message>v=${params.pathParams.v}</message></log><respond/>'
+           '</inSequence></resource></api>')
+    with Deployment({"api/l.xml": api}) as d:
+        for fmt in ("json", "text"):
+            cmi = Cmi(d, workers=1, args=["--log-format", fmt]).start()
+            try:
+                cmi.request("GET", "/l/%C3%28%0Aforged")
+                line = cmi.wait_log("v=", 5).string
+                check("\\n" in line or "\\\\n" in line, "the newline was not escaped: %r" % line)
+                check("forged" in line and line.count("\n") == 0, "the log line was split: %r" % line)
+            finally:
+                cmi.stop_clean()
+
+
+def test_uri_template_backtracking_is_bounded():
+    api = ('<api xmlns="http://ws.apache.org/ns/synapse" name="D" context="/d"><resource methods="GET" '
+           'uri-template="/{y}-{m}-{d}.json"><inSequence><respond/></inSequence></resource>'
+           '<resource methods="GET" uri-template="/ok"><inSequence><respond/></inSequence></resource></api>')
+    with Deployment({"api/d.xml": api}) as d:
+        cmi = Cmi(d, workers=1).start()
+        try:
+            t0 = time.monotonic()
+            status, _, _ = cmi.request("GET", "/d/" + "-" * 8000)
+            check(status == 404, "status %s" % status)
+            check(time.monotonic() - t0 < 2 * SLOW, "a crafted path held the worker")
+            status, _, _ = cmi.request("GET", "/d/2026-11-21.json")
+            check(status == 200, "a normal dated path: %s" % status)
         finally:
             cmi.stop_clean()

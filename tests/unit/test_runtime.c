@@ -19,6 +19,7 @@
 typedef struct {
     pthread_mutex_t lock;
     pthread_cond_t cond;
+    cmi_msg_t *pending_resume; /* posted by another thread, run by the test's */
     int responds;
     int finishes;
     int status; /* HTTP_SC at respond time, 200 if unset */
@@ -64,17 +65,36 @@ static void fake_finish(cmi_msg_t *msg)
 
 static const cmi_msg_origin_t fake_origin = {"test", fake_respond, fake_finish};
 
-/* Waits (at most 5 s) for the flow to finish; resumes may come from
- * another thread. */
+/* Stands in for a worker's queue: a resume posted from another thread is
+ * handed to the test's thread, which continues the flow, so the message is
+ * only ever touched by one thread at a time. */
+static void post_resume_hook(cmi_msg_t *msg)
+{
+    pthread_mutex_lock(&out.lock);
+    out.pending_resume = msg;
+    pthread_cond_broadcast(&out.cond);
+    pthread_mutex_unlock(&out.lock);
+}
+
+/* Waits (at most 5 s) for the flow to finish, running posted resumes. */
 static int wait_finished(void)
 {
     struct timespec deadline;
     clock_gettime(CLOCK_REALTIME, &deadline);
     deadline.tv_sec += 5;
     pthread_mutex_lock(&out.lock);
-    while (out.finishes == 0)
+    while (out.finishes == 0) {
+        if (out.pending_resume != NULL) {
+            cmi_msg_t *msg = out.pending_resume;
+            out.pending_resume = NULL;
+            pthread_mutex_unlock(&out.lock);
+            cmi_msg_resumed(msg);
+            pthread_mutex_lock(&out.lock);
+            continue;
+        }
         if (pthread_cond_timedwait(&out.cond, &out.lock, &deadline) != 0)
             break;
+    }
     int done = out.finishes;
     pthread_mutex_unlock(&out.lock);
     return done;
@@ -92,6 +112,7 @@ static int setup(void)
     pthread_mutex_init(&out.lock, NULL);
     pthread_cond_init(&out.cond, NULL);
     setenv("CMI_TEST_MEDIATORS", "1", 1);
+    cmi_msg_set_resume_hook(post_resume_hook);
     deploy_init(&dep);
     deploy_file(&dep, "api/t.xml",
                 API_HEAD
@@ -281,7 +302,7 @@ static void test_properties_and_headers(void)
     size_t len;
     CU_ASSERT_STRING_EQUAL(cmi_msg_header_get(msg, "x-out", &len), "7");
     int outbound = 0, inbound = 0;
-    for (uint32_t i = 0; i < msg->headers.count; i++)
+    for (size_t i = 0; i < msg->headers.count; i++)
         msg->headers.items[i].outbound ? outbound++ : inbound++;
     CU_ASSERT_EQUAL(outbound, 1);
     CU_ASSERT_EQUAL(inbound, 2);

@@ -1,0 +1,548 @@
+/* Legacy expressions: XPath 1.0 (libxml2) with Synapse's extension
+ * functions and variables, and json-eval().
+ *
+ * As in MI, XPath sees the payload inside a SOAP envelope: "//order/id",
+ * "$body/order/id" and "/soapenv:Envelope/soapenv:Body/order" all reach the
+ * same element.  A JSON payload is seen through MI's JSON-to-XML mapping
+ * (<jsonObject> at the top, one element per key, an array as repeated
+ * elements), so legacy XPaths written for JSON APIs keep working.
+ *
+ * Synapse's additions:
+ *   get-property('NAME'), get-property('SCOPE', 'NAME')   scopes: default,
+ *       synapse, axis2, transport, operation, env
+ *   base64Encode(s), base64Decode(s), url-encode(s)
+ *   $ctx:NAME  $axis2:NAME  $trp:NAME  $url:NAME  $env:NAME  $body  $header */
+#include "config.h"
+
+#include <libxml/xpathInternals.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <openssl/evp.h>
+#include <string.h>
+#include <strings.h>
+
+#include "expr/ast.h"
+#include "runtime/errors.h"
+#include "runtime/msg.h"
+
+#define SOAP11_NS "http://schemas.xmlsoap.org/soap/envelope/"
+#define SOAP12_NS "http://www.w3.org/2003/05/soap-envelope"
+#define NS_CTX "urn:cmi:xpath:ctx"
+#define NS_AXIS2 "urn:cmi:xpath:axis2"
+#define NS_TRP "urn:cmi:xpath:trp"
+#define NS_URL "urn:cmi:xpath:url"
+#define NS_ENV "urn:cmi:xpath:env"
+
+/* An XPath that runs for ever is cut off (libxml2 counts operations). */
+#define XPATH_OP_LIMIT 50000000ul
+
+typedef struct {
+    ex_ctx_t *c;     /* NULL during the load-time check */
+    char error[256]; /* the first error libxml2 reported */
+} xpath_run_t;
+
+/* ---- the document XPath sees --------------------------------------------- */
+
+static void doc_free(void *p)
+{
+    xmlFreeDoc(p);
+}
+
+static int is_envelope(xmlNodePtr n)
+{
+    return n != NULL && n->ns != NULL && strcmp((const char *)n->name, "Envelope") == 0 &&
+           (xmlStrcmp(n->ns->href, (const xmlChar *)SOAP11_NS) == 0 ||
+            xmlStrcmp(n->ns->href, (const xmlChar *)SOAP12_NS) == 0);
+}
+
+static xmlNodePtr new_envelope(xmlDocPtr doc)
+{
+    xmlNodePtr env = xmlNewDocNode(doc, NULL, (const xmlChar *)"Envelope", NULL);
+    xmlNsPtr ns = xmlNewNs(env, (const xmlChar *)SOAP11_NS, (const xmlChar *)"soapenv");
+    xmlSetNs(env, ns);
+    xmlDocSetRootElement(doc, env);
+    xmlNodePtr body = xmlNewChild(env, ns, (const xmlChar *)"Body", NULL);
+    return body;
+}
+
+/* XML element names must start with a letter or '_' and hold name
+ * characters; a JSON key that is not one is written with '_' in place of
+ * the offending characters. */
+static const xmlChar *element_name(const char *key, char *buf, size_t size)
+{
+    size_t n = strlen(key);
+    if (n == 0 || n >= size)
+        return (const xmlChar *)"_";
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)key[i];
+        int ok = ch >= 0x80 || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_' ||
+                 (i > 0 && ((ch >= '0' && ch <= '9') || ch == '-' || ch == '.'));
+        buf[i] = ok ? (char)ch : '_';
+    }
+    buf[n] = '\0';
+    return (const xmlChar *)buf;
+}
+
+static void json_to_xml(xmlNodePtr parent, const char *name, json_t *j);
+
+/* A child element in no namespace (xmlNewChild would give it the parent's,
+ * soapenv's, and "//name" would not find it). */
+static xmlNodePtr plain_child(xmlNodePtr parent, const xmlChar *name)
+{
+    return xmlAddChild(parent, xmlNewDocNode(parent->doc, NULL, name, NULL));
+}
+
+static void json_scalar_text(xmlNodePtr el, json_t *j)
+{
+    char num[40];
+    switch (json_typeof(j)) {
+    case JSON_STRING:
+        xmlNodeAddContentLen(el, (const xmlChar *)json_string_value(j), (int)json_string_length(j));
+        break;
+    case JSON_INTEGER:
+        snprintf(num, sizeof(num), "%lld", (long long)json_integer_value(j));
+        xmlNodeAddContent(el, (const xmlChar *)num);
+        break;
+    case JSON_REAL:
+        cmi_format_double(json_real_value(j), num, sizeof(num));
+        xmlNodeAddContent(el, (const xmlChar *)num);
+        break;
+    case JSON_TRUE:
+        xmlNodeAddContent(el, (const xmlChar *)"true");
+        break;
+    case JSON_FALSE:
+        xmlNodeAddContent(el, (const xmlChar *)"false");
+        break;
+    default:
+        break;
+    }
+}
+
+static void json_children(xmlNodePtr el, json_t *j)
+{
+    if (json_is_object(j)) {
+        const char *key;
+        json_t *v;
+        json_object_foreach(j, key, v) json_to_xml(el, key, v);
+    } else {
+        json_scalar_text(el, j);
+    }
+}
+
+static void json_to_xml(xmlNodePtr parent, const char *name, json_t *j)
+{
+    char buf[256];
+    const xmlChar *ename = element_name(name, buf, sizeof(buf));
+    if (json_is_array(j)) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(j, i, v) json_children(plain_child(parent, ename), v);
+        return;
+    }
+    json_children(plain_child(parent, ename), j);
+}
+
+static xmlDocPtr xpath_doc(ex_ctx_t *c, int *failed)
+{
+    cmi_msg_t *msg = c->msg;
+    cmi_payload_t *p = &msg->payload;
+    *failed = 0;
+    if (p->xpath_doc != NULL)
+        return p->xpath_doc;
+    xmlDocPtr doc = xmlNewDoc((const xmlChar *)"1.0");
+    cmi_arena_cleanup_add(msg->arena, doc_free, doc);
+    if (p->kind == CMI_PAYLOAD_XML) {
+        const char *err = NULL;
+        xmlDocPtr src = cmi_msg_payload_xml(msg, &err);
+        if (src == NULL) {
+            *failed = 1;
+            cmi_msg_set_error(msg, CMI_ERR_PAYLOAD, NULL, "%s: %s", c->expr->text, err);
+            return NULL;
+        }
+        xmlNodePtr root = xmlDocGetRootElement(src);
+        if (is_envelope(root))
+            xmlDocSetRootElement(doc, xmlDocCopyNode(root, doc, 1));
+        else if (root != NULL)
+            xmlAddChild(new_envelope(doc), xmlDocCopyNode(root, doc, 1));
+    } else if (p->kind == CMI_PAYLOAD_JSON) {
+        const char *err = NULL;
+        json_t *j = cmi_msg_payload_json(msg, &err);
+        xmlNodePtr body = new_envelope(doc);
+        if (j == NULL) {
+            size_t len;
+            cmi_msg_payload_bytes(msg, &len);
+            if (len > 0) {
+                *failed = 1;
+                cmi_msg_set_error(msg, CMI_ERR_PAYLOAD, NULL, "%s: %s", c->expr->text, err);
+                return NULL;
+            }
+        } else if (json_is_array(j)) {
+            json_to_xml(plain_child(body, (const xmlChar *)"jsonArray"), "jsonElement", j);
+        } else {
+            json_children(plain_child(body, (const xmlChar *)"jsonObject"), j);
+        }
+    } else {
+        new_envelope(doc);
+    }
+    p->xpath_doc = doc;
+    return doc;
+}
+
+/* ---- extension functions ----------------------------------------------------- */
+
+static xpath_run_t *run_of(xmlXPathParserContextPtr ctxt)
+{
+    return ctxt->context->userData;
+}
+
+/* A property as get-property() and $ctx: see it: text, "" when absent. */
+static const char *property_text(ex_ctx_t *c, const char *scope, const char *name)
+{
+    cmi_msg_t *msg = c->msg;
+    if (strcasecmp(scope, "env") == 0 || strcasecmp(scope, "system") == 0) {
+        const char *v = getenv(name);
+        return v ? v : "";
+    }
+    int s = cmi_scope_parse(scope);
+    if (s < 0)
+        return NULL;
+    const char *v = cmi_msg_prop_text(msg, (cmi_scope_t)s, name);
+    return v ? v : "";
+}
+
+static void fn_get_property(xmlXPathParserContextPtr ctxt, int nargs)
+{
+    if (nargs < 1 || nargs > 2) {
+        xmlXPathSetArityError(ctxt);
+        return;
+    }
+    xmlChar *second = nargs == 2 ? xmlXPathPopString(ctxt) : NULL;
+    xmlChar *first = xmlXPathPopString(ctxt);
+    xpath_run_t *run = run_of(ctxt);
+    const char *value = "";
+    if (run->c != NULL) {
+        const char *scope = nargs == 2 ? (const char *)first : "default";
+        const char *name = nargs == 2 ? (const char *)second : (const char *)first;
+        if (nargs == 2 && strcmp((const char *)first, "SYSTEM_DATE") == 0) {
+            scope = "default"; /* get-property('SYSTEM_DATE', format): the format is not applied */
+            name = "SYSTEM_DATE";
+        }
+        value = property_text(run->c, scope, name);
+        if (value == NULL) {
+            snprintf(run->error, sizeof(run->error), "get-property(): unknown scope '%s'", scope);
+            value = "";
+        }
+    }
+    xmlXPathReturnString(ctxt, xmlStrdup((const xmlChar *)value));
+    xmlFree(first);
+    xmlFree(second);
+}
+
+static void fn_base64_encode(xmlXPathParserContextPtr ctxt, int nargs)
+{
+    if (nargs < 1 || nargs > 2) {
+        xmlXPathSetArityError(ctxt);
+        return;
+    }
+    if (nargs == 2)
+        xmlFree(xmlXPathPopString(ctxt)); /* charset: strings are UTF-8 */
+    xmlChar *s = xmlXPathPopString(ctxt);
+    int len = xmlStrlen(s);
+    char *buf = xmlMalloc((size_t)(4 * ((len + 2) / 3) + 1));
+    EVP_EncodeBlock((unsigned char *)buf, s, len);
+    xmlXPathReturnString(ctxt, (xmlChar *)buf);
+    xmlFree(s);
+}
+
+static void fn_base64_decode(xmlXPathParserContextPtr ctxt, int nargs)
+{
+    if (nargs < 1 || nargs > 2) {
+        xmlXPathSetArityError(ctxt);
+        return;
+    }
+    if (nargs == 2)
+        xmlFree(xmlXPathPopString(ctxt));
+    xmlChar *s = xmlXPathPopString(ctxt);
+    int len = xmlStrlen(s);
+    unsigned char *buf = xmlMalloc((size_t)(len / 4 * 3 + 1));
+    int w = len % 4 == 0 ? EVP_DecodeBlock(buf, s, len) : -1;
+    if (w < 0) {
+        xmlFree(buf);
+        xmlFree(s);
+        xmlXPathReturnEmptyString(ctxt);
+        return;
+    }
+    if (len >= 1 && s[len - 1] == '=')
+        w--;
+    if (len >= 2 && s[len - 2] == '=')
+        w--;
+    buf[w] = '\0';
+    xmlXPathReturnString(ctxt, buf);
+    xmlFree(s);
+}
+
+static void fn_url_encode(xmlXPathParserContextPtr ctxt, int nargs)
+{
+    if (nargs != 1) {
+        xmlXPathSetArityError(ctxt);
+        return;
+    }
+    xmlChar *s = xmlXPathPopString(ctxt);
+    size_t len = (size_t)xmlStrlen(s);
+    char *out = xmlMalloc(len * 3 + 1), *o = out;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = s[i];
+        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || strchr(".-*_", ch))
+            *o++ = (char)ch;
+        else if (ch == ' ')
+            *o++ = '+';
+        else
+            o += snprintf(o, 4, "%%%02X", ch);
+    }
+    *o = '\0';
+    xmlXPathReturnString(ctxt, (xmlChar *)out);
+    xmlFree(s);
+}
+
+/* $ctx:NAME and friends. */
+static xmlXPathObjectPtr lookup_variable(void *data, const xmlChar *name, const xmlChar *ns_uri)
+{
+    xpath_run_t *run = data;
+    const char *n = (const char *)name, *uri = (const char *)ns_uri;
+    if (uri == NULL) {
+        if (strcmp(n, "body") == 0 || strcmp(n, "header") == 0) {
+            if (run->c == NULL)
+                return xmlXPathNewNodeSet(NULL);
+            int failed;
+            xmlDocPtr doc = xpath_doc(run->c, &failed);
+            xmlNodePtr env = doc ? xmlDocGetRootElement(doc) : NULL;
+            for (xmlNodePtr k = env ? env->children : NULL; k != NULL; k = k->next)
+                if (k->type == XML_ELEMENT_NODE && strcasecmp((const char *)k->name, n) == 0)
+                    return xmlXPathNewNodeSet(k);
+            return xmlXPathNewNodeSet(NULL);
+        }
+        return NULL; /* unknown: libxml2 reports an undefined variable */
+    }
+    if (run->c == NULL)
+        return xmlXPathNewCString("");
+    cmi_msg_t *msg = run->c->msg;
+    const char *v = NULL;
+    if (strcmp(uri, NS_CTX) == 0)
+        v = cmi_msg_prop_text(msg, CMI_SCOPE_DEFAULT, n);
+    else if (strcmp(uri, NS_AXIS2) == 0)
+        v = cmi_msg_prop_text(msg, CMI_SCOPE_AXIS2, n);
+    else if (strcmp(uri, NS_TRP) == 0)
+        v = cmi_msg_header_get(msg, n, NULL);
+    else if (strcmp(uri, NS_URL) == 0) {
+        const cmi_value_t *q = cmi_kvlist_get(&msg->query_params, n);
+        v = q ? q->u.s.ptr : NULL;
+    } else if (strcmp(uri, NS_ENV) == 0)
+        v = getenv(n);
+    else
+        return NULL;
+    return xmlXPathNewCString(v ? v : "");
+}
+
+/* libxml2 also reports some XPath errors through its generic (printf
+ * style) channel; they are caught per thread while cmi evaluates. */
+static void on_generic_error(void *data, const char *fmt, ...)
+{
+    xpath_run_t *run = data;
+    if (run->error[0] != '\0')
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(run->error, sizeof(run->error), fmt, ap);
+    va_end(ap);
+    size_t n = strlen(run->error);
+    while (n > 0 && (run->error[n - 1] == '\n' || run->error[n - 1] == ' '))
+        run->error[--n] = '\0';
+}
+
+static void on_xpath_error(void *data, xmlErrorPtr e)
+{
+    xpath_run_t *run = data;
+    if (run->error[0] != '\0' || e == NULL)
+        return;
+    snprintf(run->error, sizeof(run->error), "%s", e->message ? e->message : "XPath error");
+    size_t n = strlen(run->error);
+    while (n > 0 && (run->error[n - 1] == '\n' || run->error[n - 1] == ' '))
+        run->error[--n] = '\0';
+}
+
+static xmlXPathContextPtr new_context(xmlDocPtr doc, const ex_node_t *n, xpath_run_t *run)
+{
+    xmlXPathContextPtr ctx = xmlXPathNewContext(doc);
+    ctx->userData = run;
+    ctx->error = on_xpath_error;
+    ctx->opLimit = XPATH_OP_LIMIT;
+    xmlXPathRegisterNs(ctx, (const xmlChar *)"ctx", (const xmlChar *)NS_CTX);
+    xmlXPathRegisterNs(ctx, (const xmlChar *)"axis2", (const xmlChar *)NS_AXIS2);
+    xmlXPathRegisterNs(ctx, (const xmlChar *)"trp", (const xmlChar *)NS_TRP);
+    xmlXPathRegisterNs(ctx, (const xmlChar *)"url", (const xmlChar *)NS_URL);
+    xmlXPathRegisterNs(ctx, (const xmlChar *)"env", (const xmlChar *)NS_ENV);
+    xmlXPathRegisterNs(ctx, (const xmlChar *)"soapenv", (const xmlChar *)SOAP11_NS);
+    for (size_t i = 0; i < n->u.xpath.nns; i++)
+        xmlXPathRegisterNs(ctx, (const xmlChar *)n->u.xpath.ns[i].prefix, (const xmlChar *)n->u.xpath.ns[i].href);
+    xmlXPathRegisterFunc(ctx, (const xmlChar *)"get-property", fn_get_property);
+    xmlXPathRegisterFunc(ctx, (const xmlChar *)"base64Encode", fn_base64_encode);
+    xmlXPathRegisterFunc(ctx, (const xmlChar *)"base64Decode", fn_base64_decode);
+    xmlXPathRegisterFunc(ctx, (const xmlChar *)"url-encode", fn_url_encode);
+    xmlXPathRegisterVariableLookup(ctx, lookup_variable, run);
+    return ctx;
+}
+
+/* ---- compiling --------------------------------------------------------------- */
+
+static void comp_free(void *p)
+{
+    xmlXPathFreeCompExpr(p);
+}
+
+static void collect_namespaces(cmi_arena_t *arena, xmlNodePtr scope, ex_node_t *n)
+{
+    if (scope == NULL || scope->doc == NULL)
+        return;
+    xmlNsPtr *list = xmlGetNsList(scope->doc, scope);
+    if (list == NULL)
+        return;
+    size_t count = 0;
+    while (list[count] != NULL)
+        count++;
+    n->u.xpath.ns = cmi_arena_calloc(arena, count, sizeof(ex_ns_t));
+    for (size_t i = 0; i < count; i++) {
+        if (list[i]->prefix == NULL) /* XPath 1.0 has no default namespace */
+            continue;
+        ex_ns_t *ns = &n->u.xpath.ns[n->u.xpath.nns++];
+        ns->prefix = cmi_arena_strdup(arena, (const char *)list[i]->prefix);
+        ns->href = cmi_arena_strdup(arena, (const char *)list[i]->href);
+    }
+    xmlFree(list);
+}
+
+int ex_xpath_compile(cmi_arena_t *arena, const char *text, xmlNodePtr ns_scope, ex_node_t **out,
+                     cmi_expr_error_t *err)
+{
+    xpath_run_t run = {0};
+    xmlSetStructuredErrorFunc(&run, on_xpath_error);
+    xmlXPathCompExprPtr comp = xmlXPathCompile((const xmlChar *)text);
+    xmlSetStructuredErrorFunc(NULL, NULL);
+    if (comp == NULL) {
+        err->message = cmi_arena_sprintf(arena, "invalid XPath: %s", run.error[0] ? run.error : "syntax error");
+        err->offset = 0;
+        return -1;
+    }
+    cmi_arena_cleanup_add(arena, comp_free, comp);
+    ex_node_t *n = cmi_arena_calloc(arena, 1, sizeof(*n));
+    n->kind = EX_XPATH;
+    n->u.xpath.comp = comp;
+    collect_namespaces(arena, ns_scope, n);
+    /* A trial run on an empty document finds what compiling does not:
+     * unknown functions, undeclared prefixes, unknown variables. */
+    xmlDocPtr doc = xmlNewDoc((const xmlChar *)"1.0");
+    new_envelope(doc);
+    xmlXPathContextPtr ctx = new_context(doc, n, &run);
+    xmlSetGenericErrorFunc(&run, on_generic_error);
+    xmlXPathObjectPtr res = xmlXPathCompiledEval(comp, ctx);
+    xmlSetGenericErrorFunc(NULL, NULL);
+    xmlXPathFreeObject(res);
+    xmlXPathFreeContext(ctx);
+    xmlFreeDoc(doc);
+    if (res == NULL) {
+        err->message = cmi_arena_sprintf(arena, "invalid XPath: %s", run.error[0] ? run.error : "cannot be evaluated");
+        err->offset = 0;
+        return -1;
+    }
+    *out = n;
+    return 0;
+}
+
+/* ---- results ------------------------------------------------------------------- */
+
+static int has_element_children(xmlNodePtr n)
+{
+    for (xmlNodePtr k = n->children; k != NULL; k = k->next)
+        if (k->type == XML_ELEMENT_NODE)
+            return 1;
+    return 0;
+}
+
+/* A node as MI's XPath results read: text for text, attributes and simple
+ * elements, the element's XML for elements with elements inside. */
+static void append_node(cmi_strbuf_t *b, xmlNodePtr node)
+{
+    if (node->type == XML_ELEMENT_NODE && has_element_children(node)) {
+        xmlBufferPtr buf = xmlBufferCreate();
+        xmlNodeDump(buf, node->doc, node, 0, 0);
+        cmi_strbuf_append(b, (const char *)xmlBufferContent(buf), (size_t)xmlBufferLength(buf));
+        xmlBufferFree(buf);
+        return;
+    }
+    xmlChar *t = xmlNodeGetContent(node);
+    if (t != NULL) {
+        cmi_strbuf_puts(b, (const char *)t);
+        xmlFree(t);
+    }
+}
+
+static void convert(ex_ctx_t *c, xmlXPathObjectPtr r, cmi_value_t *out)
+{
+    switch (r->type) {
+    case XPATH_BOOLEAN:
+        *out = cmi_value_bool(r->boolval);
+        return;
+    case XPATH_NUMBER:
+        if (isfinite(r->floatval) && r->floatval == floor(r->floatval) && fabs(r->floatval) < 9e15)
+            *out = cmi_value_int((int64_t)r->floatval);
+        else
+            *out = cmi_value_number(r->floatval);
+        return;
+    case XPATH_STRING: {
+        const char *s = cmi_arena_strdup(c->msg->arena, (const char *)r->stringval);
+        *out = cmi_value_cstring(s);
+        return;
+    }
+    case XPATH_NODESET: {
+        if (r->nodesetval == NULL || r->nodesetval->nodeNr == 0) {
+            *out = cmi_value_null();
+            return;
+        }
+        cmi_strbuf_t b;
+        cmi_strbuf_init(&b, c->msg->arena, 64);
+        int markup = 0;
+        for (int i = 0; i < r->nodesetval->nodeNr; i++) {
+            xmlNodePtr node = r->nodesetval->nodeTab[i];
+            markup |= node->type == XML_ELEMENT_NODE && has_element_children(node);
+            append_node(&b, node);
+        }
+        *out = cmi_value_string(b.data, b.len);
+        if (markup) /* inserted as XML, not as text, by XML templates */
+            out->type = CMI_VAL_XML;
+        return;
+    }
+    default:
+        *out = cmi_value_null();
+    }
+}
+
+int ex_xpath_eval(ex_ctx_t *c, const ex_node_t *n, cmi_value_t *out)
+{
+    int failed;
+    xmlDocPtr doc = xpath_doc(c, &failed);
+    if (doc == NULL)
+        return CMI_FLOW_ERROR;
+    xpath_run_t run = {.c = c};
+    xmlXPathContextPtr ctx = new_context(doc, n, &run);
+    xmlSetGenericErrorFunc(&run, on_generic_error);
+    xmlXPathObjectPtr r = xmlXPathCompiledEval(n->u.xpath.comp, ctx);
+    xmlSetGenericErrorFunc(NULL, NULL);
+    xmlXPathFreeContext(ctx);
+    if (r == NULL || run.error[0] != '\0') {
+        xmlXPathFreeObject(r);
+        return ex_fail(c, "XPath evaluation failed: %s", run.error[0] ? run.error : "unknown error");
+    }
+    convert(c, r, out);
+    xmlXPathFreeObject(r);
+    return 0;
+}
