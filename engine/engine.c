@@ -38,13 +38,7 @@ static int start_workers(cmi_engine_t *e, int *fds)
 {
     e->workers = cmi_xcalloc(e->nworkers, sizeof(*e->workers));
     for (unsigned i = 0; i < e->nworkers; i++) {
-        cmi_worker_t *w = &e->workers[i];
-        cmi_worker_init(w, e, i, &e->h2o);
-        w->listen_fd = fds[i];
-        cmi_http_worker_accept(w);
-    }
-    for (unsigned i = 0; i < e->nworkers; i++) {
-        int rc = cmi_worker_start(&e->workers[i]);
+        int rc = cmi_worker_start(&e->workers[i], e, i, &e->h2o, fds[i], cmi_http_worker_accept);
         if (rc != 0) {
             cmi_log_error("engine", "cannot start worker thread %u: %s", i, strerror(rc));
             return -1;
@@ -96,11 +90,8 @@ static size_t stop_workers(cmi_engine_t *e, const sigset_t *set)
         if (e->workers[i].started)
             cmi_worker_request_drain(&e->workers[i], e->settings.drain_timeout_ms);
     wait_for_workers(e, set);
-    for (unsigned i = 0; i < e->nworkers; i++) {
+    for (unsigned i = 0; i < e->nworkers; i++)
         abandoned += e->workers[i].inflight;
-        if (e->workers[i].started)
-            cmi_worker_dispose(&e->workers[i]);
-    }
     if (abandoned == 0) {
         free(e->workers);
         e->workers = NULL;

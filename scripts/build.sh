@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds cmi out of tree: scripts/build.sh [--asan] [--werror] [--debug]
+# Builds cmi out of tree: scripts/build.sh [--asan|--tsan] [--werror] [--debug]
 # Prints the build folder's path on its last line.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -8,6 +8,7 @@ flags=()
 for a in "$@"; do
   case "$a" in
     --asan) dir="$top/build-asan"; flags+=(--enable-asan) ;;
+    --tsan) dir="$top/build-tsan"; flags+=(--enable-tsan) ;;
     --werror) flags+=(--enable-werror) ;;
     --debug) flags+=(CFLAGS="-g -O0") ;;
     *) echo "build: unknown option $a" >&2; exit 2 ;;

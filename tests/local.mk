@@ -24,7 +24,8 @@ TESTS += tests/unit/test_core tests/unit/test_dispatch tests/unit/test_runtime t
 TEST_EXTENSIONS = .py
 PY_LOG_COMPILER = $(PYTHON3)
 AM_TESTS_ENVIRONMENT = CMI_BIN='$(abs_top_builddir)/cmi'; export CMI_BIN; \
-	UBSAN_OPTIONS='print_stacktrace=1:halt_on_error=1'; export UBSAN_OPTIONS;
+	UBSAN_OPTIONS='print_stacktrace=1:halt_on_error=1'; export UBSAN_OPTIONS; \
+	TSAN_OPTIONS='halt_on_error=1:second_deadlock_stack=1'; export TSAN_OPTIONS;
 TESTS += tests/config/run.py tests/scenarios/run.py
 EXTRA_DIST += tests/config tests/scenarios
 

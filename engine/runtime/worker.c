@@ -138,73 +138,14 @@ static void on_control(h2o_multithread_receiver_t *receiver, h2o_linklist_t *mes
     }
 }
 
-void cmi_worker_init(cmi_worker_t *w, cmi_engine_t *engine, unsigned index, h2o_globalconf_t *h2o)
+/* Frees what the loop owns.  Runs on the worker's thread after its loop
+ * has ended, unless messages or connections were abandoned by a drain
+ * timeout: h2o cannot dispose of a context with live connections, and the
+ * process is about to exit anyway. */
+static void worker_dispose(cmi_worker_t *w)
 {
-    memset(w, 0, sizeof(*w));
-    w->engine = engine;
-    w->index = index;
-    w->listen_fd = -1;
-    h2o_linklist_init_anchor(&w->conns);
-    w->loop = h2o_evloop_create();
-    h2o_context_init(&w->ctx, w->loop, h2o);
-    h2o_multithread_register_receiver(w->ctx.queue, &w->resume_receiver, on_resume);
-    h2o_multithread_register_receiver(w->ctx.queue, &w->control_receiver, on_control);
-    w->accept_ctx.ctx = &w->ctx;
-    w->accept_ctx.hosts = h2o->hosts;
-    if (getrandom(&w->rng, sizeof(w->rng), 0) != (ssize_t)sizeof(w->rng) || w->rng == 0)
-        w->rng = 0x9e3779b97f4a7c15ull + index;
-}
-
-static pthread_mutex_t park_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t park_cond = PTHREAD_COND_INITIALIZER;
-
-static void *worker_main(void *arg)
-{
-    cmi_worker_t *w = arg;
-    while (!w->stop)
-        h2o_evloop_run(w->loop, INT32_MAX);
-    atomic_store(&w->finished, 1);
-    /* A finished worker parks instead of ending: libh2o keeps freed buffers
-     * in per-thread caches it cannot empty, and they stay reachable (not
-     * leaked) while the thread exists.  The process is about to exit; the
-     * main thread disposes of the loop meanwhile. */
-    pthread_mutex_lock(&park_lock);
-    for (;;)
-        pthread_cond_wait(&park_cond, &park_lock);
-    return NULL;
-}
-
-int cmi_worker_start(cmi_worker_t *w)
-{
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    int rc = pthread_create(&w->thread, &attr, worker_main, w);
-    pthread_attr_destroy(&attr);
-    w->started = rc == 0;
-    return rc;
-}
-
-int cmi_worker_finished(cmi_worker_t *w)
-{
-    return atomic_load(&w->finished);
-}
-
-void cmi_worker_request_drain(cmi_worker_t *w, uint64_t timeout_ms)
-{
-    control_msg_t *c = cmi_xcalloc(1, sizeof(*c));
-    c->op = CONTROL_DRAIN;
-    c->timeout_ms = timeout_ms;
-    h2o_multithread_send_message(&w->control_receiver, &c->super);
-}
-
-void cmi_worker_dispose(cmi_worker_t *w)
-{
-    if (w->inflight > 0 || w->nconns > 0) {
-        /* A forced stop: h2o cannot dispose of a context with live
-         * connections, and the process is about to exit anyway. */
+    if (w->inflight > 0 || w->nconns > 0)
         return;
-    }
     if (w->listener != NULL) {
         h2o_socket_close(w->listener);
         w->listener = NULL;
@@ -224,15 +165,85 @@ void cmi_worker_dispose(cmi_worker_t *w)
     while (w->timeouts != NULL) {
         cmi_worker_timeout_t *t = w->timeouts;
         w->timeouts = t->next;
-        /* Entries of messages abandoned by a drain timeout are unlinked
-         * first: h2o refuses to dispose of a timeout that still has some. */
-        while (!h2o_linklist_is_empty(&t->timeout._entries))
-            h2o_timeout_unlink(H2O_STRUCT_FROM_MEMBER(h2o_timeout_entry_t, _link, t->timeout._entries.next));
         h2o_timeout_dispose(w->loop, &t->timeout);
         free(t);
     }
     h2o_evloop_destroy(w->loop);
     w->loop = NULL;
+}
+
+static void worker_setup(cmi_worker_t *w)
+{
+    h2o_linklist_init_anchor(&w->conns);
+    w->loop = h2o_evloop_create();
+    h2o_context_init(&w->ctx, w->loop, w->h2o);
+    h2o_multithread_register_receiver(w->ctx.queue, &w->resume_receiver, on_resume);
+    h2o_multithread_register_receiver(w->ctx.queue, &w->control_receiver, on_control);
+    w->accept_ctx.ctx = &w->ctx;
+    w->accept_ctx.hosts = w->h2o->hosts;
+    if (getrandom(&w->rng, sizeof(w->rng), 0) != (ssize_t)sizeof(w->rng) || w->rng == 0)
+        w->rng = 0x9e3779b97f4a7c15ull + w->index;
+    if (w->on_start != NULL)
+        w->on_start(w);
+}
+
+static pthread_mutex_t park_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t park_cond = PTHREAD_COND_INITIALIZER;
+
+static void *worker_main(void *arg)
+{
+    cmi_worker_t *w = arg;
+    worker_setup(w);
+    sem_post(&w->ready);
+    while (!w->stop)
+        h2o_evloop_run(w->loop, INT32_MAX);
+    worker_dispose(w);
+    atomic_store(&w->finished, 1);
+    /* A finished worker parks instead of ending: libh2o keeps freed buffers
+     * in per-thread caches it cannot empty, and they stay reachable (not
+     * leaked) while the thread exists.  The process is about to exit. */
+    pthread_mutex_lock(&park_lock);
+    for (;;)
+        pthread_cond_wait(&park_cond, &park_lock);
+    return NULL;
+}
+
+int cmi_worker_start(cmi_worker_t *w, cmi_engine_t *engine, unsigned index, h2o_globalconf_t *h2o, int listen_fd,
+                     void (*on_start)(cmi_worker_t *w))
+{
+    memset(w, 0, sizeof(*w));
+    w->engine = engine;
+    w->index = index;
+    w->h2o = h2o;
+    w->listen_fd = listen_fd;
+    w->on_start = on_start;
+    sem_init(&w->ready, 0, 0);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    w->started = 1;
+    int rc = pthread_create(&w->thread, &attr, worker_main, w);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
+        w->started = 0;
+        return rc;
+    }
+    while (sem_wait(&w->ready) != 0)
+        ; /* EINTR */
+    return 0;
+}
+
+int cmi_worker_finished(cmi_worker_t *w)
+{
+    return atomic_load(&w->finished);
+}
+
+void cmi_worker_request_drain(cmi_worker_t *w, uint64_t timeout_ms)
+{
+    control_msg_t *c = cmi_xcalloc(1, sizeof(*c));
+    c->op = CONTROL_DRAIN;
+    c->timeout_ms = timeout_ms;
+    h2o_multithread_send_message(&w->control_receiver, &c->super);
 }
 
 static void timer_trampoline(h2o_timeout_entry_t *entry)

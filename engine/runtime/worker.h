@@ -11,6 +11,7 @@
 
 #include <h2o.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdatomic.h>
 #include <stdint.h>
 
@@ -29,7 +30,10 @@ typedef struct cmi_timer {
 struct cmi_worker {
     cmi_engine_t *engine;
     unsigned index;
+    h2o_globalconf_t *h2o;
+    void (*on_start)(cmi_worker_t *w); /* runs on the worker's thread once its loop exists */
     pthread_t thread;
+    sem_t ready;
     h2o_evloop_t *loop;
     h2o_context_t ctx;
     h2o_accept_ctx_t accept_ctx;
@@ -44,24 +48,28 @@ struct cmi_worker {
     h2o_linklist_t conns; /* open client connections (for the drain) */
     size_t nconns;
     cmi_timer_t accept_pause; /* out of descriptors: stop accepting briefly */
+    /* Owner-thread state. */
     unsigned draining : 1;
     unsigned closing : 1;
     unsigned stop : 1;
-    unsigned started : 1;
+    /* Written by the main thread before the worker exists, then only read. */
+    int started;
     atomic_int finished; /* set by the worker when its loop has ended */
 };
 
-/* Sets up the loop, the h2o context and the queues (calling thread). */
-void cmi_worker_init(cmi_worker_t *w, cmi_engine_t *engine, unsigned index, h2o_globalconf_t *h2o);
-/* Starts the thread, which serves until drained. */
-int cmi_worker_start(cmi_worker_t *w);
+/* Starts a worker thread serving listen_fd.  Everything the worker's
+ * sockets allocate must come from the worker's own thread (libh2o keeps
+ * per-thread buffer caches), so the thread itself creates its loop, its
+ * h2o context and queues, then calls on_start; this returns once that is
+ * done.  Returns 0 or an errno value. */
+int cmi_worker_start(cmi_worker_t *w, cmi_engine_t *engine, unsigned index, h2o_globalconf_t *h2o, int listen_fd,
+                     void (*on_start)(cmi_worker_t *w));
 /* From any thread: stop accepting, finish in-flight messages for at most
- * timeout_ms, then leave the loop. */
+ * timeout_ms, then leave the loop.  The worker disposes of its loop on its
+ * own thread and parks (see worker.c). */
 void cmi_worker_request_drain(cmi_worker_t *w, uint64_t timeout_ms);
-/* Whether the worker's loop has ended (its thread then parks: see worker.c). */
+/* Whether the worker's loop has ended. */
 int cmi_worker_finished(cmi_worker_t *w);
-/* Frees the loop and context of a finished worker (any thread). */
-void cmi_worker_dispose(cmi_worker_t *w);
 
 /* Owner thread only. */
 void cmi_worker_timer_start(cmi_worker_t *w, cmi_timer_t *t, uint64_t delay_ms);

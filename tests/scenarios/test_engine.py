@@ -402,7 +402,7 @@ def test_uri_template_backtracking_is_bounded():
             t0 = time.monotonic()
             status, _, _ = cmi.request("GET", "/d/" + "-" * 8000)
             check(status == 404, "status %s" % status)
-            check(time.monotonic() - t0 < 2 * SLOW, "a crafted path held the worker")
+            check(time.monotonic() - t0 < 5 * SLOW, "a crafted path held the worker")  # unbounded: minutes
             status, _, _ = cmi.request("GET", "/d/2026-11-21.json")
             check(status == 200, "a normal dated path: %s" % status)
         finally:
