@@ -5,6 +5,7 @@ engine_libcmi_engine_la_SOURCES = \
 	engine/core/arena.c engine/core/arena.h \
 	engine/core/htab.c engine/core/htab.h \
 	engine/core/log.c engine/core/log.h \
+	engine/core/regex.c engine/core/regex.h \
 	engine/core/str.c engine/core/str.h \
 	engine/config/api.c \
 	engine/config/artifacts.c engine/config/artifacts.h \
@@ -24,6 +25,9 @@ engine_libcmi_engine_la_SOURCES = \
 	engine/mediators/payload_factory.c \
 	engine/mediators/header.c \
 	engine/mediators/sequence.c \
+	engine/mediators/variable.c \
+	engine/mediators/filter.c \
+	engine/mediators/switch.c \
 	engine/mediators/test_suspend.c \
 	engine/expr/ast.h engine/expr/expr.h \
 	engine/expr/eval.c engine/expr/functions.c engine/expr/parser.c \

@@ -473,10 +473,17 @@ static int has_element_children(xmlNodePtr n)
 static void append_node(cmi_strbuf_t *b, xmlNodePtr node)
 {
     if (node->type == XML_ELEMENT_NODE && has_element_children(node)) {
+        /* Serialised from a copy of its own, so that namespaces declared on
+         * its ancestors are declared on it: the fragment stands alone. */
+        xmlDocPtr tmp = xmlNewDoc((const xmlChar *)"1.0");
+        xmlNodePtr copy = xmlDocCopyNode(node, tmp, 1);
+        xmlDocSetRootElement(tmp, copy);
+        xmlReconciliateNs(tmp, copy);
         xmlBufferPtr buf = xmlBufferCreate();
-        xmlNodeDump(buf, node->doc, node, 0, 0);
+        xmlNodeDump(buf, tmp, copy, 0, 0);
         cmi_strbuf_append(b, (const char *)xmlBufferContent(buf), (size_t)xmlBufferLength(buf));
         xmlBufferFree(buf);
+        xmlFreeDoc(tmp);
         return;
     }
     xmlChar *t = xmlNodeGetContent(node);

@@ -33,48 +33,12 @@ static int convert_typed(cmi_msg_t *msg, const property_mediator_t *p, cmi_value
 {
     if (!p->has_type)
         return 0;
-    if (v->type == CMI_VAL_NULL)
-        return 0;
-    switch (p->type) {
-    case CMI_PTYPE_STRING:
-    case CMI_PTYPE_OM: {
-        size_t len;
-        const char *t = cmi_value_to_text(msg->arena, v, &len);
-        *v = cmi_value_string(t, len);
-        return 0;
-    }
-    case CMI_PTYPE_JSON:
-        if (v->type == CMI_VAL_JSON)
-            return 0;
-        if (v->type != CMI_VAL_STRING && v->type != CMI_VAL_XML)
-            return 0; /* numbers and booleans are JSON already */
-        break;
-    case CMI_PTYPE_BOOLEAN:
-        if (v->type == CMI_VAL_BOOL)
-            return 0;
-        break;
-    case CMI_PTYPE_INTEGER:
-    case CMI_PTYPE_LONG:
-    case CMI_PTYPE_SHORT:
-        if (v->type == CMI_VAL_INT)
-            return 0;
-        break;
-    case CMI_PTYPE_DOUBLE:
-    case CMI_PTYPE_FLOAT:
-        if (v->type == CMI_VAL_NUMBER)
-            return 0;
-        if (v->type == CMI_VAL_INT) {
-            *v = cmi_value_number((double)v->u.i);
-            return 0;
-        }
-        break;
-    }
-    size_t len;
-    const char *text = cmi_value_to_text(msg->arena, v, &len), *err = NULL;
-    if (cmi_value_from_text(msg->arena, p->type, text, len, v, &err) != 0)
+    const char *err = NULL;
+    int parsed;
+    if (cmi_value_convert(msg->arena, p->type, v, &err, &parsed) != 0)
         return cmi_msg_set_error(msg, CMI_ERR_MEDIATION, NULL, "property '%s' (type %s): %s", p->name,
                                  cmi_ptype_name(p->type), err);
-    if (v->type == CMI_VAL_JSON)
+    if (parsed)
         cmi_msg_own_json(msg, v->u.json);
     return 0;
 }

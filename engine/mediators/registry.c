@@ -12,6 +12,9 @@ static const cmi_mediator_kind_t kinds[] = {
     {"payloadFactory", cmi_compile_payload_factory},
     {"header", cmi_compile_header},
     {"sequence", cmi_compile_sequence_ref},
+    {"variable", cmi_compile_variable},
+    {"filter", cmi_compile_filter},
+    {"switch", cmi_compile_switch},
     {NULL, NULL},
 };
 
@@ -26,7 +29,7 @@ static int test_kinds_enabled;
  * supported by cmi yet" rather than "unknown", so a user knows the artifact
  * is right and cmi is what is missing. */
 static const char *const mi_unsupported[] = {
-    "variable", "filter", "switch", "call", "send", "callout", "enrich", "class", "script", "xslt",
+    "call", "send", "callout", "enrich", "class", "script", "xslt",
     "fastXSLT", "xquery", "validate", "iterate", "aggregate", "clone", "foreach", "forEach",
     "cache", "throttle", "store", "loopback", "makefault", "datamapper", "dataServiceCall",
     "dblookup", "dbreport", "smooks", "rule", "bean", "ejb", "pojoCommand", "spring",

@@ -32,5 +32,12 @@ cmi_mediator_t *cmi_compile_payload_factory(cmi_compile_t *cc, xmlNodePtr node);
 cmi_mediator_t *cmi_compile_header(cmi_compile_t *cc, xmlNodePtr node);
 cmi_mediator_t *cmi_compile_sequence_ref(cmi_compile_t *cc, xmlNodePtr node);
 cmi_mediator_t *cmi_compile_test_suspend(cmi_compile_t *cc, xmlNodePtr node);
+cmi_mediator_t *cmi_compile_variable(cmi_compile_t *cc, xmlNodePtr node);
+cmi_mediator_t *cmi_compile_filter(cmi_compile_t *cc, xmlNodePtr node);
+cmi_mediator_t *cmi_compile_switch(cmi_compile_t *cc, xmlNodePtr node);
+
+/* <then>/<else> children, or bare mediators as the then branch (filter). */
+int cmi_compile_branches(cmi_compile_t *cc, xmlNodePtr node, const cmi_sequence_t **then_seq,
+                         const cmi_sequence_t **else_seq);
 
 #endif

@@ -3,6 +3,7 @@
 #include "runtime/value.h"
 
 #include <errno.h>
+#include <libxml/parser.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -25,6 +26,8 @@ int cmi_ptype_parse(const char *name)
     for (size_t i = 0; i < sizeof(ptype_names) / sizeof(ptype_names[0]); i++)
         if (strcasecmp(name, ptype_names[i]) == 0)
             return (int)i;
+    if (strcasecmp(name, "XML") == 0) /* the variable mediator's name for OM */
+        return CMI_PTYPE_OM;
     return -1;
 }
 
@@ -93,13 +96,73 @@ int cmi_value_from_text(cmi_arena_t *arena, cmi_ptype_t type, const char *text, 
         out->u.json = j;
         return 0;
     }
-    case CMI_PTYPE_OM:
-        /* XML-typed properties hold their text until the expression
-         * language gives them an XML view. */
-        *out = cmi_value_string(s, len);
+    case CMI_PTYPE_OM: {
+        /* XML values are kept as markup, checked to be well-formed once. */
+        xmlDocPtr doc = len < INT32_MAX ? xmlReadMemory(s, (int)len, NULL, NULL,
+                                                         XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING)
+                                        : NULL;
+        if (doc == NULL)
+            return fail(arena, err, "'%.40s' is not well-formed XML", s);
+        xmlFreeDoc(doc);
+        out->type = CMI_VAL_XML;
+        out->u.s.ptr = s;
+        out->u.s.len = len;
         return 0;
     }
+    }
     return fail(arena, err, "unknown type for '%s'", s);
+}
+
+int cmi_value_convert(cmi_arena_t *arena, cmi_ptype_t type, cmi_value_t *v, const char **err, int *parsed_json)
+{
+    *parsed_json = 0;
+    if (v->type == CMI_VAL_NULL)
+        return 0;
+    switch (type) {
+    case CMI_PTYPE_STRING: {
+        size_t len;
+        const char *t = cmi_value_to_text(arena, v, &len);
+        *v = cmi_value_string(t, len);
+        return 0;
+    }
+    case CMI_PTYPE_JSON:
+        if (v->type != CMI_VAL_STRING && v->type != CMI_VAL_XML)
+            return 0; /* objects, arrays, numbers and booleans are JSON already */
+        break;
+    case CMI_PTYPE_OM:
+        if (v->type == CMI_VAL_XML)
+            return 0;
+        break;
+    case CMI_PTYPE_BOOLEAN:
+        if (v->type == CMI_VAL_BOOL)
+            return 0;
+        break;
+    case CMI_PTYPE_INTEGER:
+    case CMI_PTYPE_LONG:
+    case CMI_PTYPE_SHORT:
+        if (v->type == CMI_VAL_INT)
+            break; /* range-checked by the text path below */
+        if (v->type == CMI_VAL_NUMBER && v->u.d == (double)(int64_t)v->u.d) {
+            *v = cmi_value_int((int64_t)v->u.d);
+            break;
+        }
+        break;
+    case CMI_PTYPE_DOUBLE:
+    case CMI_PTYPE_FLOAT:
+        if (v->type == CMI_VAL_NUMBER)
+            return 0;
+        if (v->type == CMI_VAL_INT) {
+            *v = cmi_value_number((double)v->u.i);
+            return 0;
+        }
+        break;
+    }
+    size_t len;
+    const char *text = cmi_value_to_text(arena, v, &len);
+    if (cmi_value_from_text(arena, type, text, len, v, err) != 0)
+        return -1;
+    *parsed_json = v->type == CMI_VAL_JSON;
+    return 0;
 }
 
 size_t cmi_format_double(double d, char *buf, size_t size)

@@ -69,8 +69,9 @@ static inline cmi_value_t cmi_value_string(const char *p, size_t n)
 
 cmi_value_t cmi_value_cstring(const char *s);
 
-/* The property mediator's type names (STRING, INTEGER, BOOLEAN, DOUBLE,
- * LONG, SHORT, FLOAT, JSON; any case).  Returns -1 when unknown. */
+/* The property and variable mediators' type names (STRING, INTEGER,
+ * BOOLEAN, DOUBLE, LONG, SHORT, FLOAT, JSON, OM or XML; any case).
+ * Returns -1 when unknown. */
 typedef enum {
     CMI_PTYPE_STRING = 0,
     CMI_PTYPE_INTEGER,
@@ -91,6 +92,13 @@ const char *cmi_ptype_name(cmi_ptype_t t);
  * returns -1 and, if err is not NULL, a message in *err (arena string). */
 int cmi_value_from_text(cmi_arena_t *arena, cmi_ptype_t type, const char *text, size_t len,
                         cmi_value_t *out, const char **err);
+
+/* Converts an evaluated value to a declared type (an expression's result
+ * stored by a typed property or variable).  Values already of the type
+ * stay; text is parsed as cmi_value_from_text does.  A JSON result parsed
+ * from text is a new reference the caller owns (*parsed_json = 1).
+ * Returns 0, or -1 with *err. */
+int cmi_value_convert(cmi_arena_t *arena, cmi_ptype_t type, cmi_value_t *v, const char **err, int *parsed_json);
 
 /* The value as text (strings as they are, numbers shortest round-trip form,
  * JSON compact, null as ""), NUL-terminated in the arena. */
