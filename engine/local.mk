@@ -13,6 +13,7 @@ engine_libcmi_engine_la_SOURCES = \
 	engine/config/config.h \
 	engine/config/diag.c engine/config/diag.h \
 	engine/config/loader.c \
+	engine/runtime/convert.c engine/runtime/convert.h \
 	engine/runtime/errors.c engine/runtime/errors.h \
 	engine/runtime/flow.c engine/runtime/flow.h \
 	engine/runtime/msg.c engine/runtime/msg.h \

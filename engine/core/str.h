@@ -39,6 +39,9 @@ void cmi_strbuf_puts(cmi_strbuf_t *b, const char *s);
 void cmi_strbuf_putc(cmi_strbuf_t *b, char c);
 void cmi_strbuf_printf(cmi_strbuf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Appends text escaped for the inside of a JSON string. */
+void cmi_strbuf_json_escaped(cmi_strbuf_t *b, const char *s, size_t len);
+
 /* Percent-decodes src into a new NUL-terminated arena string.  With
  * plus_as_space, '+' becomes ' ' (query strings).  Returns -1 on a malformed
  * escape or an encoded NUL. */

@@ -126,26 +126,7 @@ int cmi_template_is_literal(const cmi_template_t *t)
 
 void cmi_json_append_escaped(cmi_strbuf_t *out, const char *s, size_t len)
 {
-    static const char hex[] = "0123456789abcdef";
-    for (size_t i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        switch (ch) {
-        case '"': cmi_strbuf_append(out, "\\\"", 2); break;
-        case '\\': cmi_strbuf_append(out, "\\\\", 2); break;
-        case '\n': cmi_strbuf_append(out, "\\n", 2); break;
-        case '\r': cmi_strbuf_append(out, "\\r", 2); break;
-        case '\t': cmi_strbuf_append(out, "\\t", 2); break;
-        case '\b': cmi_strbuf_append(out, "\\b", 2); break;
-        case '\f': cmi_strbuf_append(out, "\\f", 2); break;
-        default:
-            if (ch < 0x20) {
-                char u[6] = {'\\', 'u', '0', '0', hex[ch >> 4], hex[ch & 15]};
-                cmi_strbuf_append(out, u, 6);
-            } else {
-                cmi_strbuf_putc(out, (char)ch);
-            }
-        }
-    }
+    cmi_strbuf_json_escaped(out, s, len);
 }
 
 void cmi_json_append_value(cmi_strbuf_t *out, const cmi_value_t *v, cmi_arena_t *arena)

@@ -23,11 +23,10 @@
 #include <strings.h>
 
 #include "expr/ast.h"
+#include "runtime/convert.h"
 #include "runtime/errors.h"
 #include "runtime/msg.h"
 
-#define SOAP11_NS "http://schemas.xmlsoap.org/soap/envelope/"
-#define SOAP12_NS "http://www.w3.org/2003/05/soap-envelope"
 #define NS_CTX "urn:cmi:xpath:ctx"
 #define NS_AXIS2 "urn:cmi:xpath:axis2"
 #define NS_TRP "urn:cmi:xpath:trp"
@@ -49,100 +48,6 @@ static void doc_free(void *p)
     xmlFreeDoc(p);
 }
 
-static int is_envelope(xmlNodePtr n)
-{
-    return n != NULL && n->ns != NULL && strcmp((const char *)n->name, "Envelope") == 0 &&
-           (xmlStrcmp(n->ns->href, (const xmlChar *)SOAP11_NS) == 0 ||
-            xmlStrcmp(n->ns->href, (const xmlChar *)SOAP12_NS) == 0);
-}
-
-static xmlNodePtr new_envelope(xmlDocPtr doc)
-{
-    xmlNodePtr env = xmlNewDocNode(doc, NULL, (const xmlChar *)"Envelope", NULL);
-    xmlNsPtr ns = xmlNewNs(env, (const xmlChar *)SOAP11_NS, (const xmlChar *)"soapenv");
-    xmlSetNs(env, ns);
-    xmlDocSetRootElement(doc, env);
-    xmlNodePtr body = xmlNewChild(env, ns, (const xmlChar *)"Body", NULL);
-    return body;
-}
-
-/* XML element names must start with a letter or '_' and hold name
- * characters; a JSON key that is not one is written with '_' in place of
- * the offending characters. */
-static const xmlChar *element_name(const char *key, char *buf, size_t size)
-{
-    size_t n = strlen(key);
-    if (n == 0 || n >= size)
-        return (const xmlChar *)"_";
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)key[i];
-        int ok = ch >= 0x80 || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_' ||
-                 (i > 0 && ((ch >= '0' && ch <= '9') || ch == '-' || ch == '.'));
-        buf[i] = ok ? (char)ch : '_';
-    }
-    buf[n] = '\0';
-    return (const xmlChar *)buf;
-}
-
-static void json_to_xml(xmlNodePtr parent, const char *name, json_t *j);
-
-/* A child element in no namespace (xmlNewChild would give it the parent's,
- * soapenv's, and "//name" would not find it). */
-static xmlNodePtr plain_child(xmlNodePtr parent, const xmlChar *name)
-{
-    return xmlAddChild(parent, xmlNewDocNode(parent->doc, NULL, name, NULL));
-}
-
-static void json_scalar_text(xmlNodePtr el, json_t *j)
-{
-    char num[40];
-    switch (json_typeof(j)) {
-    case JSON_STRING:
-        xmlNodeAddContentLen(el, (const xmlChar *)json_string_value(j), (int)json_string_length(j));
-        break;
-    case JSON_INTEGER:
-        snprintf(num, sizeof(num), "%lld", (long long)json_integer_value(j));
-        xmlNodeAddContent(el, (const xmlChar *)num);
-        break;
-    case JSON_REAL:
-        cmi_format_double(json_real_value(j), num, sizeof(num));
-        xmlNodeAddContent(el, (const xmlChar *)num);
-        break;
-    case JSON_TRUE:
-        xmlNodeAddContent(el, (const xmlChar *)"true");
-        break;
-    case JSON_FALSE:
-        xmlNodeAddContent(el, (const xmlChar *)"false");
-        break;
-    default:
-        break;
-    }
-}
-
-static void json_children(xmlNodePtr el, json_t *j)
-{
-    if (json_is_object(j)) {
-        const char *key;
-        json_t *v;
-        json_object_foreach(j, key, v) json_to_xml(el, key, v);
-    } else {
-        json_scalar_text(el, j);
-    }
-}
-
-static void json_to_xml(xmlNodePtr parent, const char *name, json_t *j)
-{
-    char buf[256];
-    const xmlChar *ename = element_name(name, buf, sizeof(buf));
-    if (json_is_array(j)) {
-        size_t i;
-        json_t *v;
-        json_array_foreach(j, i, v) json_children(plain_child(parent, ename), v);
-        return;
-    }
-    json_children(plain_child(parent, ename), j);
-}
-
 static xmlDocPtr xpath_doc(ex_ctx_t *c, int *failed)
 {
     cmi_msg_t *msg = c->msg;
@@ -161,14 +66,14 @@ static xmlDocPtr xpath_doc(ex_ctx_t *c, int *failed)
             return NULL;
         }
         xmlNodePtr root = xmlDocGetRootElement(src);
-        if (is_envelope(root))
+        if (cmi_soap_is_envelope(root))
             xmlDocSetRootElement(doc, xmlDocCopyNode(root, doc, 1));
         else if (root != NULL)
-            xmlAddChild(new_envelope(doc), xmlDocCopyNode(root, doc, 1));
+            xmlAddChild(cmi_soap_envelope(doc), xmlDocCopyNode(root, doc, 1));
     } else if (p->kind == CMI_PAYLOAD_JSON) {
         const char *err = NULL;
         json_t *j = cmi_msg_payload_json(msg, &err);
-        xmlNodePtr body = new_envelope(doc);
+        xmlNodePtr body = cmi_soap_envelope(doc);
         if (j == NULL) {
             size_t len;
             cmi_msg_payload_bytes(msg, &len);
@@ -177,13 +82,11 @@ static xmlDocPtr xpath_doc(ex_ctx_t *c, int *failed)
                 cmi_msg_set_error(msg, CMI_ERR_PAYLOAD, NULL, "%s: %s", c->expr->text, err);
                 return NULL;
             }
-        } else if (json_is_array(j)) {
-            json_to_xml(plain_child(body, (const xmlChar *)"jsonArray"), "jsonElement", j);
         } else {
-            json_children(plain_child(body, (const xmlChar *)"jsonObject"), j);
+            cmi_json_to_xml_document(body, j);
         }
     } else {
-        new_envelope(doc);
+        cmi_soap_envelope(doc);
     }
     p->xpath_doc = doc;
     return doc;
@@ -382,7 +285,7 @@ static xmlXPathContextPtr new_context(xmlDocPtr doc, const ex_node_t *n, xpath_r
     xmlXPathRegisterNs(ctx, (const xmlChar *)"trp", (const xmlChar *)NS_TRP);
     xmlXPathRegisterNs(ctx, (const xmlChar *)"url", (const xmlChar *)NS_URL);
     xmlXPathRegisterNs(ctx, (const xmlChar *)"env", (const xmlChar *)NS_ENV);
-    xmlXPathRegisterNs(ctx, (const xmlChar *)"soapenv", (const xmlChar *)SOAP11_NS);
+    xmlXPathRegisterNs(ctx, (const xmlChar *)"soapenv", (const xmlChar *)CMI_SOAP11_NS);
     for (size_t i = 0; i < n->u.xpath.nns; i++)
         xmlXPathRegisterNs(ctx, (const xmlChar *)n->u.xpath.ns[i].prefix, (const xmlChar *)n->u.xpath.ns[i].href);
     xmlXPathRegisterFunc(ctx, (const xmlChar *)"get-property", fn_get_property);
@@ -441,7 +344,7 @@ int ex_xpath_compile(cmi_arena_t *arena, const char *text, xmlNodePtr ns_scope, 
     /* A trial run on an empty document finds what compiling does not:
      * unknown functions, undeclared prefixes, unknown variables. */
     xmlDocPtr doc = xmlNewDoc((const xmlChar *)"1.0");
-    new_envelope(doc);
+    cmi_soap_envelope(doc);
     xmlXPathContextPtr ctx = new_context(doc, n, &run);
     xmlSetGenericErrorFunc(&run, on_generic_error);
     xmlXPathObjectPtr res = xmlXPathCompiledEval(comp, ctx);

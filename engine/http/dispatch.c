@@ -55,6 +55,7 @@ int cmi_dispatch_find(const cmi_dispatch_t *d, unsigned method_bit, const char *
     if (api == NULL)
         return CMI_DISPATCH_NO_API;
     r->api = api;
+    r->ctx_len = ctx_len;
     r->sub_path = ctx_len < len ? path + ctx_len : "/";
     r->sub_len = ctx_len < len ? len - ctx_len : 1;
     for (size_t i = 0; i < api->count; i++) {

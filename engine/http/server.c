@@ -18,6 +18,7 @@
 #include "core/str.h"
 #include "engine.h"
 #include "http/dispatch.h"
+#include "runtime/convert.h"
 #include "runtime/errors.h"
 #include "runtime/msg.h"
 #include "runtime/worker.h"
@@ -133,9 +134,17 @@ static int status_of(cmi_msg_t *msg)
     return (int)v;
 }
 
+/* The response's Content-Type: the axis2 ContentType property, else a
+ * Content-Type header the flow set, else messageType, else the payload's. */
 static const char *content_type_of(cmi_msg_t *msg, size_t body_len)
 {
     const char *ct = cmi_msg_prop_text(msg, CMI_SCOPE_AXIS2, "ContentType");
+    for (size_t i = 0; ct == NULL && i < msg->headers.count; i++) {
+        const cmi_header_t *h = &msg->headers.items[i];
+        if (h->outbound && cmi_str_caseeqn(h->name, h->name_len, "content-type", 12) &&
+            cmi_header_valid(h->name, h->name_len, h->value, h->value_len))
+            ct = h->value;
+    }
     if (ct == NULL)
         ct = cmi_msg_prop_text(msg, CMI_SCOPE_AXIS2, "messageType");
     if (ct == NULL && body_len > 0)
@@ -143,24 +152,11 @@ static const char *content_type_of(cmi_msg_t *msg, size_t body_len)
     return ct;
 }
 
-/* Headers that describe the connection or the body framing are h2o's to
- * write; a flow's value for them would corrupt the response. */
-static int is_framing_header(const char *name, size_t len)
-{
-    static const char *const names[] = {"content-length", "content-type", "transfer-encoding", "connection",
-                                        "keep-alive", "te", "trailer", "upgrade", "proxy-connection", "host",
-                                        "date", "server", NULL};
-    for (const char *const *p = names; *p; p++)
-        if (cmi_str_caseeqn(name, len, *p, strlen(*p)))
-            return 1;
-    return 0;
-}
-
 static void add_response_headers(h2o_req_t *req, cmi_msg_t *msg)
 {
     for (size_t i = 0; i < msg->headers.count; i++) {
         const cmi_header_t *h = &msg->headers.items[i];
-        if (!h->outbound || is_framing_header(h->name, h->name_len))
+        if (!h->outbound || cmi_header_is_framing(h->name, h->name_len))
             continue;
         /* The last line of defence against response splitting: mediators
          * refuse such values, but a header must never carry CR or LF. */
@@ -189,8 +185,22 @@ static void http_respond(cmi_msg_t *msg)
     int status = status_of(msg);
     size_t len = 0;
     const char *body = NULL;
-    if (!cmi_msg_prop_true(msg, CMI_SCOPE_AXIS2, "NO_ENTITY_BODY") && status != 204 && status != 304)
-        body = cmi_msg_payload_bytes(msg, &len);
+    const char *message_type = cmi_msg_prop_text(msg, CMI_SCOPE_AXIS2, "messageType");
+    if (!cmi_msg_prop_true(msg, CMI_SCOPE_AXIS2, "NO_ENTITY_BODY") && status != 204 && status != 304) {
+        /* A messageType the flow chose is a format to write, as MI's
+         * formatters do: XML and JSON convert into each other, SOAP types
+         * get an envelope.  Without one the payload goes out as it is. */
+        if (message_type == NULL) {
+            body = cmi_msg_payload_bytes(msg, &len);
+        } else if (cmi_payload_render_as(msg, message_type, &body, &len) != 0) {
+            cmi_log_warn("http", "message %s: %s", msg->id, msg->error_detail);
+            status = cmi_error_status(msg->error_code);
+            body = cmi_arena_sprintf(msg->arena, "{\"error\":{\"code\":%d,\"message\":\"%s\"}}", msg->error_code,
+                                     msg->error_message);
+            len = strlen(body);
+            cmi_msg_prop_set(msg, CMI_SCOPE_AXIS2, "ContentType", cmi_value_cstring("application/json"));
+        }
+    }
     const char *ct = content_type_of(msg, len);
     req->res.status = status;
     req->res.reason = reason_phrase(status);
@@ -341,6 +351,43 @@ static h2o_iovec_t dispatch_path(h2o_req_t *req)
     return h2o_iovec_init(out, o);
 }
 
+static const cmi_sequence_t empty_sequence = {0};
+
+/* Starts a message for a request: the link that tells it when h2o is done
+ * with the request, the request copied in, and the flow. */
+static cmi_msg_t *start_message(cmi_worker_t *w, h2o_req_t *req)
+{
+    http_link_t *link = h2o_mem_alloc_shared(&req->pool, sizeof(*link), on_req_dispose);
+    cmi_msg_t *msg = cmi_msg_create(w, &http_origin, link);
+    link->req = req;
+    link->msg = msg;
+    cmi_msg_retain(msg); /* released by on_req_dispose */
+    return msg;
+}
+
+/* A request no API claims goes to the deployment's main sequence when
+ * there is one, as in MI (without one: 404). */
+static int run_main(cmi_worker_t *w, h2o_req_t *req, const cmi_config_t *cfg, const char *query, size_t qlen)
+{
+    cmi_msg_t *msg = start_message(w, req);
+    cmi_dispatch_result_t none = {0};
+    if (bind_params(msg, &none, query, qlen) != 0) {
+        msg->responded = 1;
+        send_json_error(req, 400, "malformed percent-encoding in the request URI", NULL);
+        cmi_msg_release(msg);
+        return 0;
+    }
+    msg->fault_seq = cfg->fault_seq;
+    copy_request(msg, req);
+    msg->sub_path = msg->request_uri;
+    msg->rest_postfix = msg->request_uri;
+    if (cmi_log_enabled(CMI_LOG_DEBUG))
+        cmi_log_write(CMI_LOG_DEBUG, "http", "%s %s -> main sequence (message %s)", msg->method, msg->request_uri,
+                      msg->id);
+    cmi_flow_start(msg, cfg->main_seq);
+    return 0;
+}
+
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     cmi_engine_t *engine = ((http_handler_t *)self)->engine;
@@ -357,6 +404,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     h2o_iovec_t path = dispatch_path(req);
     cmi_dispatch_result_t r;
     int rc = cmi_dispatch_find(cfg->dispatch, mbit, path.base, path.len, query, qlen, &r);
+    if (rc == CMI_DISPATCH_NO_API && r.api == NULL && cfg->main_seq != NULL)
+        return run_main(w, req, cfg, query, qlen);
     if (rc == CMI_DISPATCH_NO_API)
         return send_json_error(req, 404, r.api ? "no resource of this API matches the request"
                                                : "no API matches the request path", NULL);
@@ -371,11 +420,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         return send_json_error(req, 405, "the resource does not accept this method", copy);
     }
 
-    http_link_t *link = h2o_mem_alloc_shared(&req->pool, sizeof(*link), on_req_dispose);
-    cmi_msg_t *msg = cmi_msg_create(w, &http_origin, link);
-    link->req = req;
-    link->msg = msg;
-    cmi_msg_retain(msg); /* released by on_req_dispose */
+    cmi_msg_t *msg = start_message(w, req);
     if (bind_params(msg, &r, query, qlen) != 0) {
         msg->responded = 1; /* answered here, not by the flow */
         send_json_error(req, 400, "malformed percent-encoding in the request URI", NULL);
@@ -385,12 +430,15 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     msg->api = r.api;
     msg->resource = r.resource;
     msg->sub_path = cmi_arena_strndup(msg->arena, r.sub_path, r.sub_len);
+    msg->rest_postfix = req->query_at != SIZE_MAX
+                            ? cmi_arena_sprintf(msg->arena, "%.*s?%.*s", (int)(path.len - r.ctx_len), path.base + r.ctx_len,
+                                                (int)qlen, query)
+                            : cmi_arena_strndup(msg->arena, path.base + r.ctx_len, path.len - r.ctx_len);
     msg->fault_seq = r.resource->fault_seq ? r.resource->fault_seq : cfg->fault_seq;
     copy_request(msg, req);
     if (cmi_log_enabled(CMI_LOG_DEBUG))
         log_dispatch(msg);
-    static const cmi_sequence_t empty = {0};
-    cmi_flow_start(msg, r.resource->in_seq ? r.resource->in_seq : &empty);
+    cmi_flow_start(msg, r.resource->in_seq ? r.resource->in_seq : &empty_sequence);
     return 0;
 }
 

@@ -31,11 +31,12 @@ static int run_filter(const cmi_mediator_t *m, cmi_msg_t *msg)
         if (cmi_expr_eval_bool(f->cond, msg, &yes) != 0)
             return CMI_FLOW_ERROR;
     } else {
-        const char *text;
-        size_t len;
-        if (cmi_expr_eval_text(f->source, msg, &text, &len) != 0)
+        cmi_value_t v;
+        if (cmi_expr_eval(f->source, msg, &v) != 0)
             return CMI_FLOW_ERROR;
-        yes = cmi_regex_matches(&f->regex, text, len);
+        size_t len;
+        const char *text = cmi_value_to_text(msg->arena, &v, &len);
+        yes = v.type != CMI_VAL_NULL && cmi_regex_matches(&f->regex, text, len); /* no source: false, as MI */
     }
     const cmi_sequence_t *next = yes ? f->then_seq : f->else_seq;
     return next != NULL ? cmi_flow_push(msg, next) : CMI_FLOW_CONTINUE;
@@ -48,38 +49,52 @@ static const cmi_attr_rule_t attrs[] = {
     {NULL, 0},
 };
 
-/* <then>/<else> children, or a bare list of mediators taken as <then>. */
+static const cmi_attr_rule_t branch_attrs[] = {
+    {"sequence", CMI_ATTR_OK},
+    {NULL, 0},
+};
+
+/* A <then>/<else>: its mediators, or sequence="key" naming a sequence. */
+static void compile_branch(cmi_compile_t *cc, xmlNodePtr el, const cmi_sequence_t **slot)
+{
+    cmi_xml_check_attrs(cc, el, cmi_common_mediator_attrs, branch_attrs);
+    const char *key = cmi_xml_attr(cc, el, "sequence");
+    if (key == NULL) {
+        *slot = cmi_compile_mediators(cc, el, NULL);
+        return;
+    }
+    cmi_xml_no_children(cc, el);
+    cmi_compile_ref_sequence(cc, key, slot, cmi_xml_line(el),
+                             cmi_arena_sprintf(cc->arena, "<%s sequence=\"%s\">", el->name, key));
+}
+
+/* <then>/<else> children, or a bare list of mediators taken as <then>.
+ * With a <then>, other children are ignored, as MI ignores them (with a
+ * warning here, since they are likely a mistake). */
 int cmi_compile_branches(cmi_compile_t *cc, xmlNodePtr node, const cmi_sequence_t **then_seq,
                          const cmi_sequence_t **else_seq)
 {
     xmlNodePtr then_el = NULL, else_el = NULL;
-    int bare = 0;
     for (xmlNodePtr c = node->children; c != NULL; c = c->next) {
-        if (c->type != XML_ELEMENT_NODE)
-            continue;
         if (cmi_xml_is(c, "then") && then_el == NULL)
             then_el = c;
         else if (cmi_xml_is(c, "else") && else_el == NULL)
             else_el = c;
-        else
-            bare = 1;
     }
-    if (bare && (then_el != NULL || else_el != NULL)) {
-        cmi_compile_error(cc, node, "<%s>: use <then>/<else> or mediators directly, not both", node->name);
-        return -1;
-    }
-    if (bare) {
+    if (then_el == NULL) {
+        if (else_el != NULL) {
+            cmi_compile_error(cc, else_el, "<%s>: <else> needs a <then>", node->name);
+            return -1;
+        }
         *then_seq = cmi_compile_mediators(cc, node, NULL);
         return 0;
     }
-    if (then_el != NULL) {
-        cmi_xml_check_attrs(cc, then_el, cmi_common_mediator_attrs, NULL);
-        *then_seq = cmi_compile_mediators(cc, then_el, NULL);
-    }
-    if (else_el != NULL) {
-        cmi_xml_check_attrs(cc, else_el, cmi_common_mediator_attrs, NULL);
-        *else_seq = cmi_compile_mediators(cc, else_el, NULL);
-    }
+    for (xmlNodePtr c = node->children; c != NULL; c = c->next)
+        if (c->type == XML_ELEMENT_NODE && c != then_el && c != else_el)
+            cmi_compile_warn(cc, c, "<%s>: <%s> beside <then>/<else> is ignored (as MI does)", node->name, c->name);
+    compile_branch(cc, then_el, then_seq);
+    if (else_el != NULL)
+        compile_branch(cc, else_el, else_seq);
     return 0;
 }
 

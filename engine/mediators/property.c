@@ -11,6 +11,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/regex.h"
+#include "core/str.h"
 #include "expr/expr.h"
 #include "mediators/registry.h"
 #include "runtime/errors.h"
@@ -26,7 +28,25 @@ typedef struct {
     cmi_value_t value;       /* literal */
     const cmi_expr_t *expr;  /* or an expression */
     int accept_early_check;  /* FORCE_SC_ACCEPTED or OUT_ONLY */
+    cmi_regex_t *pattern;    /* pattern="..." */
+    long group;
 } property_mediator_t;
+
+/* pattern/group, as MI applies them: to a string result only, the whole
+ * text must match (Java's matches()); the value is the group (0: the whole
+ * match), or "" when the text does not match or the group is absent. */
+static cmi_value_t apply_pattern(cmi_msg_t *msg, const property_mediator_t *p, cmi_value_t v)
+{
+    if (v.type != CMI_VAL_STRING)
+        return v;
+    regmatch_t groups[10];
+    size_t n = (size_t)p->group + 1;
+    if (!cmi_regex_find(p->pattern, v.u.s.ptr, v.u.s.len, groups, n) || groups[0].rm_so != 0 ||
+        (size_t)groups[0].rm_eo != v.u.s.len || groups[p->group].rm_so < 0)
+        return cmi_value_string("", 0);
+    size_t off = (size_t)groups[p->group].rm_so, len = (size_t)(groups[p->group].rm_eo - groups[p->group].rm_so);
+    return cmi_value_string(cmi_arena_strndup(msg->arena, v.u.s.ptr + off, len), len);
+}
 
 /* Converts an evaluated value to the property's declared type. */
 static int convert_typed(cmi_msg_t *msg, const property_mediator_t *p, cmi_value_t *v)
@@ -66,6 +86,8 @@ static int run_property(const cmi_mediator_t *m, cmi_msg_t *msg)
     if (p->expr != NULL) {
         if (cmi_expr_eval(p->expr, msg, &v) != 0 || convert_typed(msg, p, &v) != 0)
             return CMI_FLOW_ERROR;
+        if (p->pattern != NULL)
+            v = apply_pattern(msg, p, v);
         if (p->scope == CMI_SCOPE_TRANSPORT) {
             size_t len;
             const char *text = cmi_value_to_text(msg->arena, &v, &len);
@@ -76,6 +98,8 @@ static int run_property(const cmi_mediator_t *m, cmi_msg_t *msg)
         }
     } else if (v.type == CMI_VAL_JSON) { /* the configuration's tree is shared by every worker */
         v.u.json = cmi_msg_own_json(msg, json_deep_copy(v.u.json));
+    } else if (p->pattern != NULL) {
+        v = apply_pattern(msg, p, v);
     }
     cmi_msg_prop_set(msg, p->scope, p->name, v);
     if (p->accept_early_check)
@@ -95,8 +119,8 @@ static const cmi_attr_rule_t attrs[] = {
     {"type", CMI_ATTR_OK},
     {"action", CMI_ATTR_OK},
     {"expression", CMI_ATTR_OK},
-    {"pattern", CMI_ATTR_UNSUPPORTED},
-    {"group", CMI_ATTR_UNSUPPORTED},
+    {"pattern", CMI_ATTR_OK},
+    {"group", CMI_ATTR_OK},
     {NULL, 0},
 };
 
@@ -166,6 +190,27 @@ cmi_mediator_t *cmi_compile_property(cmi_compile_t *cc, xmlNodePtr node)
         ptype = (cmi_ptype_t)t;
         p->has_type = 1;
         p->type = ptype;
+    }
+    const char *pattern = cmi_xml_attr(cc, node, "pattern");
+    const char *group = cmi_xml_attr(cc, node, "group");
+    if (group != NULL && pattern == NULL) {
+        cmi_compile_error(cc, node, "<property name=\"%s\">: group is only allowed with a pattern", p->name);
+        return NULL;
+    }
+    if (pattern != NULL) {
+        const char *err = NULL;
+        uint64_t g = 0;
+        p->pattern = cmi_arena_calloc(cc->arena, 1, sizeof(*p->pattern));
+        if (cmi_regex_compile(cc->arena, p->pattern, pattern, &err) != 0) {
+            cmi_compile_error(cc, node, "<property name=\"%s\" pattern=\"%s\">: %s", p->name, pattern, err);
+            return NULL;
+        }
+        if (group != NULL && (cmi_parse_uint(group, 9, &g) != 0 || g > cmi_regex_groups(p->pattern))) {
+            cmi_compile_error(cc, node, "<property name=\"%s\">: group must be 0..%zu (the pattern's groups), not '%s'",
+                              p->name, cmi_regex_groups(p->pattern) < 9 ? cmi_regex_groups(p->pattern) : 9, group);
+            return NULL;
+        }
+        p->group = (long)g;
     }
     if (expression != NULL) {
         p->expr = cmi_compile_expr(cc, node, "expression", expression);

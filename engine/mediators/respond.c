@@ -3,12 +3,15 @@
  * gets 202 (the origin's finish handler does that). */
 #include "config.h"
 
+#include "core/log.h"
 #include "mediators/registry.h"
 #include "runtime/msg.h"
 
 static int run_respond(const cmi_mediator_t *m, cmi_msg_t *msg)
 {
-    (void)m;
+    if (msg->responded) /* MI: a WARN and nothing sent */
+        cmi_log_warn("mediation", "<respond> at %s:%d: the caller already has its response (message %s)", m->file,
+                     m->line, msg->id);
     cmi_flow_respond(msg);
     return CMI_FLOW_DONE;
 }

@@ -1,6 +1,7 @@
 /* <switch source="..."><case regex="...">...</case>...<default>...</default>:
  * runs the first case whose regex matches the source's whole text (Java's
- * matches()), else the default, else nothing. */
+ * matches()), else the default, else nothing.  A missing source goes to the
+ * default. */
 #include "config.h"
 
 #include <string.h>
@@ -26,11 +27,12 @@ typedef struct {
 static int run_switch(const cmi_mediator_t *m, cmi_msg_t *msg)
 {
     const switch_mediator_t *s = (const switch_mediator_t *)m;
-    const char *text;
-    size_t len;
-    if (cmi_expr_eval_text(s->source, msg, &text, &len) != 0)
+    cmi_value_t v;
+    if (cmi_expr_eval(s->source, msg, &v) != 0)
         return CMI_FLOW_ERROR;
-    for (size_t i = 0; i < s->ncases; i++)
+    size_t len;
+    const char *text = cmi_value_to_text(msg->arena, &v, &len);
+    for (size_t i = 0; i < s->ncases && v.type != CMI_VAL_NULL; i++) /* no source: the default, as MI */
         if (cmi_regex_matches(&s->cases[i].regex, text, len))
             return cmi_flow_push(msg, s->cases[i].seq);
     return s->default_seq != NULL ? cmi_flow_push(msg, s->default_seq) : CMI_FLOW_CONTINUE;

@@ -264,7 +264,7 @@ static const cmi_value_t *builtin_prop(cmi_msg_t *msg, cmi_scope_t scope, const 
         if (strcmp(name, "HTTP_METHOD") == 0)
             return text_value(msg, msg->method);
         if (strcmp(name, "REST_URL_POSTFIX") == 0)
-            return text_value(msg, msg->sub_path);
+            return text_value(msg, msg->rest_postfix);
         return NULL;
     }
     if (strncmp(name, "uri.var.", 8) == 0)
@@ -409,6 +409,17 @@ void cmi_msg_header_remove(cmi_msg_t *msg, const char *name, size_t name_len)
         if (!cmi_str_caseeqn(hs->items[i].name, hs->items[i].name_len, name, name_len))
             hs->items[j++] = hs->items[i];
     hs->count = j;
+}
+
+int cmi_header_is_framing(const char *name, size_t len)
+{
+    static const char *const names[] = {"content-length", "content-type", "transfer-encoding", "connection",
+                                        "keep-alive", "te", "trailer", "upgrade", "proxy-connection", "host",
+                                        "date", "server", NULL};
+    for (const char *const *p = names; *p; p++)
+        if (cmi_str_caseeqn(name, len, *p, strlen(*p)))
+            return 1;
+    return 0;
 }
 
 int cmi_header_valid(const char *name, size_t name_len, const char *value, size_t value_len)
@@ -577,6 +588,15 @@ json_t *cmi_msg_payload_json(cmi_msg_t *msg, const char **err)
     }
     p->json = cmi_msg_own_json(msg, j);
     return j;
+}
+
+void cmi_msg_payload_xml_changed(cmi_msg_t *msg)
+{
+    cmi_payload_t *p = &msg->payload;
+    p->bytes_valid = 0;
+    p->json = NULL;
+    p->json_tried = 0;
+    p->xpath_doc = NULL;
 }
 
 xmlDocPtr cmi_msg_payload_xml(cmi_msg_t *msg, const char **err)

@@ -108,6 +108,7 @@ struct cmi_msg {
     const char *method;
     const char *request_uri; /* path and query as received */
     const char *sub_path;    /* after the API context, without the query */
+    const char *rest_postfix; /* after the API context, with the query (MI's REST_URL_POSTFIX) */
     cmi_kvlist_t path_params;
     cmi_kvlist_t query_params;
 
@@ -219,6 +220,10 @@ void cmi_msg_header_remove(cmi_msg_t *msg, const char *name, size_t name_len);
 /* A header that may go on the wire: the name an RFC 9110 token, the value
  * free of CR, LF and NUL. */
 int cmi_header_valid(const char *name, size_t name_len, const char *value, size_t value_len);
+/* Headers that describe the connection or the body framing: the HTTP
+ * layer writes them, and a flow's value for them is not sent (as MI's
+ * transport drops them). */
+int cmi_header_is_framing(const char *name, size_t len);
 
 /* --- payload --------------------------------------------------------------- */
 
@@ -236,5 +241,8 @@ const char *cmi_msg_payload_bytes(cmi_msg_t *msg, size_t *len);
  * with *err set when it is not JSON. */
 json_t *cmi_msg_payload_json(cmi_msg_t *msg, const char **err);
 xmlDocPtr cmi_msg_payload_xml(cmi_msg_t *msg, const char **err);
+/* After a mediator changed the XML view in place: the bytes and any other
+ * view are derived from it again when next needed. */
+void cmi_msg_payload_xml_changed(cmi_msg_t *msg);
 
 #endif
