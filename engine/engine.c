@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "http/server.h"
+#include "plugin/plugin.h"
 
 static uint64_t now_ms(void)
 {
@@ -36,7 +37,6 @@ static void block_signals(sigset_t *set)
 
 static int start_workers(cmi_engine_t *e, int *fds)
 {
-    e->workers = cmi_xcalloc(e->nworkers, sizeof(*e->workers));
     for (unsigned i = 0; i < e->nworkers; i++) {
         int rc = cmi_worker_start(&e->workers[i], e, i, &e->h2o, fds[i], cmi_http_worker_accept);
         if (rc != 0) {
@@ -92,11 +92,35 @@ static size_t stop_workers(cmi_engine_t *e, const sigset_t *set)
     wait_for_workers(e, set);
     for (unsigned i = 0; i < e->nworkers; i++)
         abandoned += e->workers[i].inflight;
-    if (abandoned == 0) {
-        free(e->workers);
-        e->workers = NULL;
-    }
     return abandoned;
+}
+
+cmi_plugins_t *cmi_engine_load_plugins(const cmi_settings_t *settings, cmi_diag_t *diag)
+{
+    if (settings->connectors_path != NULL)
+        return cmi_plugins_load(settings->connectors_path, 1, diag);
+    cmi_arena_t *a = cmi_arena_create(1024);
+    cmi_plugins_t *p = cmi_plugins_load(cmi_plugins_default_path(a), 0, diag);
+    cmi_arena_destroy(a);
+    return p;
+}
+
+/* The service worker has no listener; its drain ends at once. */
+static void stop_service(cmi_engine_t *e)
+{
+    if (!e->service.started)
+        return;
+    cmi_worker_request_drain(&e->service, 1000);
+    struct timespec tick = {0, 5 * 1000000L};
+    while (!cmi_worker_finished(&e->service))
+        nanosleep(&tick, NULL);
+}
+
+static void log_connectors(const cmi_engine_t *e)
+{
+    for (size_t i = 0; i < e->plugins->count; i++)
+        cmi_log_info("connectors", "connector %s %s loaded from %s", e->plugins->mods[i].desc->name,
+                     e->plugins->mods[i].desc->version, e->plugins->mods[i].path);
 }
 
 int cmi_engine_run(const cmi_settings_t *settings)
@@ -109,14 +133,18 @@ int cmi_engine_run(const cmi_settings_t *settings)
 
     cmi_diag_t diag;
     cmi_diag_init(&diag, stderr);
-    e.config = cmi_config_load(settings->deploy_dir, &diag);
-    if (e.config == NULL) {
-        cmi_log_error("engine", "%zu error(s) in the deployment %s: not starting", diag.errors, settings->deploy_dir);
+    e.plugins = cmi_engine_load_plugins(settings, &diag);
+    if (e.plugins == NULL) {
+        cmi_log_error("engine", "a connector module was refused: not starting");
         return 1;
     }
-    if (settings->connectors_path != NULL)
-        cmi_log_info("engine", "connector path %s (no connector modules are loaded by this version)",
-                     settings->connectors_path);
+    log_connectors(&e);
+    e.config = cmi_config_load_with(settings->deploy_dir, e.plugins, 0, &diag);
+    if (e.config == NULL) {
+        cmi_log_error("engine", "%zu error(s) in the deployment %s: not starting", diag.errors, settings->deploy_dir);
+        cmi_plugins_destroy(e.plugins);
+        return 1;
+    }
 
     int *fds = cmi_xcalloc(e.nworkers, sizeof(int));
     char err[256];
@@ -125,13 +153,28 @@ int cmi_engine_run(const cmi_settings_t *settings)
         cmi_log_error("http", "%s", err);
         free(fds);
         cmi_config_destroy(e.config);
+        cmi_plugins_destroy(e.plugins);
         return 1;
     }
     cmi_http_configure(&e);
     sigset_t set;
     block_signals(&set);
-    int rc = start_workers(&e, fds);
+    /* Connector instances first: a request may use them as soon as a worker
+     * accepts.  Listeners last: they inject into the workers. */
+    e.workers = cmi_xcalloc(e.nworkers, sizeof(*e.workers));
+    int rc = cmi_worker_start(&e.service, &e, e.nworkers, &e.h2o, -1, NULL);
+    if (rc != 0)
+        cmi_log_error("engine", "cannot start the connector service thread: %s", strerror(rc));
+    if (rc == 0 && cmi_connectors_start(&e, &e.service) != 0)
+        rc = -1;
+    if (rc == 0)
+        rc = start_workers(&e, fds);
+    for (unsigned i = 0; i < e.nworkers; i++)
+        if (!e.workers[i].started)
+            close(fds[i]);
     free(fds);
+    if (rc == 0 && cmi_connectors_start_listeners(&e, &e.service) != 0)
+        rc = -1;
     if (rc == 0) {
         cmi_log_info("http", "listening on %s:%d (%u worker%s)", settings->http_host, e.http_port, e.nworkers,
                      e.nworkers == 1 ? "" : "s");
@@ -139,6 +182,8 @@ int cmi_engine_run(const cmi_settings_t *settings)
                      settings->deploy_dir, (unsigned long long)(now_ms() - t0));
         wait_for_stop(&set);
     }
+    if (e.service.started)
+        cmi_connectors_stop_listeners(&e, &e.service);
     size_t abandoned = stop_workers(&e, &set);
     if (abandoned > 0) {
         /* The drain bound passed with messages still suspended: their state
@@ -146,8 +191,15 @@ int cmi_engine_run(const cmi_settings_t *settings)
         cmi_log_warn("engine", "stopped with %zu message(s) abandoned after the drain timeout", abandoned);
         _exit(0);
     }
+    if (e.service.started)
+        cmi_connectors_stop(&e, &e.service);
+    stop_service(&e);
+    /* Only now: a connector thread may look at the workers until its
+     * connector has stopped. */
+    free(e.workers);
     h2o_config_dispose(&e.h2o);
     cmi_config_destroy(e.config);
+    cmi_plugins_destroy(e.plugins);
     cmi_log_info("engine", "stopped");
     return rc == 0 ? 0 : 1;
 }

@@ -30,14 +30,24 @@ void cmi_settings_defaults(cmi_settings_t *s);
 int cmi_settings_load_file(cmi_settings_t *s, const char *path);
 void cmi_settings_dispose(cmi_settings_t *s);
 
+struct cmi_plugins;
+
 struct cmi_engine {
     cmi_settings_t settings;
+    struct cmi_plugins *plugins; /* loaded connector modules */
     cmi_config_t *config;
     h2o_globalconf_t h2o;
     cmi_worker_t *workers;
     unsigned nworkers;
+    /* The connectors' service thread: lifecycle hooks and their timers. */
+    cmi_worker_t service;
     int http_port; /* the port actually bound */
 };
+
+/* Loads the connector modules of settings->connectors_path, or of the
+ * default path when it is NULL; problems go to diag.  NULL when a module
+ * was refused. */
+struct cmi_plugins *cmi_engine_load_plugins(const cmi_settings_t *settings, cmi_diag_t *diag);
 
 /* Loads the deployment, serves until SIGTERM/SIGINT, drains, and returns
  * the process exit status. */

@@ -30,6 +30,8 @@ engine_libcmi_engine_la_SOURCES = \
 	engine/mediators/filter.c \
 	engine/mediators/switch.c \
 	engine/mediators/test_suspend.c \
+	engine/plugin/plugin.h engine/plugin/loader.c engine/plugin/params.c engine/plugin/bind.c \
+	engine/plugin/host.c engine/plugin/lifecycle.c \
 	engine/expr/ast.h engine/expr/expr.h \
 	engine/expr/eval.c engine/expr/functions.c engine/expr/parser.c \
 	engine/expr/template.c engine/expr/xpath.c \
@@ -38,9 +40,20 @@ engine_libcmi_engine_la_SOURCES = \
 	engine/http/server.c engine/http/server.h \
 	engine/engine.c engine/engine.h \
 	engine/settings.c
+engine_libcmi_engine_la_CPPFLAGS = $(AM_CPPFLAGS) -DCMI_CONNECTORS_DIR='"$(connectorsdir)"'
 engine_libcmi_engine_la_LIBADD = $(XML2_LIBS) $(H2O_LIBS) $(JANSSON_LIBS) $(CURL_LIBS) $(OPENSSL_LIBS) \
 	$(DL_LIBS) -lm -lpthread
 
 bin_PROGRAMS += cmi
 cmi_SOURCES = engine/main.c
+cmi_CPPFLAGS = $(AM_CPPFLAGS) -DCMI_CONNECTORS_DIR='"$(connectorsdir)"'
 cmi_LDADD = engine/libcmi-engine.la
+
+# The connector SDK (engine/include/cmi): installed headers and a pkg-config
+# file, so that a connector can be built outside this tree.
+connectorsdir = $(pkglibdir)/connectors
+cmiincludedir = $(includedir)/cmi
+cmiinclude_HEADERS = engine/include/cmi/connector.h engine/include/cmi/host.h \
+	engine/include/cmi/params.h engine/include/cmi/types.h
+pkgconfigdir = $(libdir)/pkgconfig
+pkgconfig_DATA = engine/cmi-connector.pc

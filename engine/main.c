@@ -9,12 +9,14 @@
 #include "config/config.h"
 #include "core/str.h"
 #include "engine.h"
+#include "plugin/plugin.h"
 
 static void usage(FILE *out)
 {
     fprintf(out,
             "usage: cmi run [DIR] [options]    serve the deployment in DIR (default synapse-configs/default)\n"
             "       cmi check DIR [options]    load DIR, print every error as file:line, exit 0 or 1\n"
+            "       cmi describe CONNECTOR     a connector's operations and parameters\n"
             "       cmi version                print the version\n"
             "       cmi --help                 this text\n"
             "\n"
@@ -25,8 +27,9 @@ static void usage(FILE *out)
             "  --max-body-size SIZE   largest request body, e.g. 10MiB (default); larger gets 413\n"
             "  --idle-timeout DUR     HTTP request/keep-alive idle timeout, e.g. 10s (default)\n"
             "  --drain-timeout DUR    time in-flight messages get at shutdown (default 30s)\n"
-            "  --connectors PATH      colon-separated folders of connector modules\n"
-            "                         (also CMI_CONNECTORS_PATH)\n"
+            "  --connectors PATH      colon-separated folders of connector modules (also\n"
+            "                         CMI_CONNECTORS_PATH; default " CMI_CONNECTORS_DIR ",\n"
+            "                         or the modules of the build tree cmi runs from)\n"
             "  --config FILE          server config file (XML, <cmi>...</cmi>; flags win over it)\n"
             "  --log-level LEVEL      trace, debug, info (default), warn, error\n"
             "  --log-format FORMAT    text (default) or json\n");
@@ -133,16 +136,42 @@ static int cmd_check(cmi_settings_t *s)
 {
     cmi_diag_t diag;
     cmi_diag_init(&diag, stderr);
-    cmi_config_t *cfg = cmi_config_load(s->deploy_dir, &diag);
+    cmi_plugins_t *plugins = cmi_engine_load_plugins(s, &diag);
+    cmi_config_t *cfg = plugins ? cmi_config_load_with(s->deploy_dir, plugins, 1, &diag) : NULL;
     if (cfg == NULL) {
         fprintf(stderr, "%s: %zu error(s), %zu warning(s)\n", s->deploy_dir, diag.errors, diag.warnings);
+        cmi_plugins_destroy(plugins);
         return 1;
     }
     printf("%s: OK: %zu API(s), %zu sequence(s), %zu local entr%s, %zu warning(s)\n", s->deploy_dir, cfg->napis,
            cfg->sequences.count, cfg->local_entries.count, cfg->local_entries.count == 1 ? "y" : "ies",
            diag.warnings);
     cmi_config_destroy(cfg);
+    cmi_plugins_destroy(plugins);
     return 0;
+}
+
+static int cmd_describe(cmi_settings_t *s, const char *name)
+{
+    cmi_diag_t diag;
+    cmi_diag_init(&diag, stderr);
+    cmi_plugins_t *plugins = cmi_engine_load_plugins(s, &diag);
+    if (plugins == NULL)
+        return 1;
+    const cmi_module_t *m = cmi_plugins_find(plugins, name, strlen(name));
+    int rc = 0;
+    if (m != NULL) {
+        cmi_module_describe(m, stdout);
+    } else {
+        fprintf(stderr, "cmi: no connector named '%s' on the connectors path (%s)", name,
+                *plugins->search_path ? plugins->search_path : "empty");
+        for (size_t i = 0; i < plugins->count; i++)
+            fprintf(stderr, "%s%s", i ? ", " : "; loaded: ", plugins->mods[i].desc->name);
+        fprintf(stderr, "\n");
+        rc = 1;
+    }
+    cmi_plugins_destroy(plugins);
+    return rc;
 }
 
 int main(int argc, char **argv)
@@ -160,7 +189,7 @@ int main(int argc, char **argv)
         printf("cmi %s\n", PACKAGE_VERSION);
         return 0;
     }
-    if (strcmp(cmd, "run") != 0 && strcmp(cmd, "check") != 0) {
+    if (strcmp(cmd, "run") != 0 && strcmp(cmd, "check") != 0 && strcmp(cmd, "describe") != 0) {
         fprintf(stderr, "cmi: unknown command '%s'\n", cmd);
         usage(stderr);
         return 2;
@@ -172,11 +201,15 @@ int main(int argc, char **argv)
     if (env_path != NULL && *env_path != '\0')
         s.connectors_path = env_path;
     int rc;
-    if (parse_args(&s, argc - 2, argv + 2, strcmp(cmd, "check") == 0) != 0) {
+    int describe = strcmp(cmd, "describe") == 0;
+    if (describe && (argc < 3 || argv[2][0] == '-')) {
+        fprintf(stderr, "cmi: describe needs a connector name (cmi describe rabbitmq)\n");
+        rc = 2;
+    } else if (parse_args(&s, argc - 2 - describe, argv + 2 + describe, strcmp(cmd, "check") == 0) != 0) {
         rc = 2;
     } else {
         cmi_log_configure(s.log_level, s.log_format);
-        rc = strcmp(cmd, "check") == 0 ? cmd_check(&s) : cmi_engine_run(&s);
+        rc = describe ? cmd_describe(&s, argv[2]) : strcmp(cmd, "check") == 0 ? cmd_check(&s) : cmi_engine_run(&s);
     }
     cmi_settings_dispose(&s);
     xmlCleanupParser();

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "config/artifacts.h"
+#include "plugin/plugin.h"
 
 static const cmi_attr_rule_t sequence_attrs[] = {
     {"name", CMI_ATTR_OK},          {"onError", CMI_ATTR_OK},
@@ -75,15 +76,17 @@ void cmi_artifact_local_entry(cmi_compile_t *cc, xmlNodePtr root)
     if (elem != NULL) {
         const char *name = (const char *)elem->name;
         const char *dot = strchr(name, '.');
-        if (dot != NULL && strcmp(dot, ".init") == 0)
-            cmi_compile_error(cc, elem, "<%s>: no connector module named '%.*s' is loaded", name,
-                              (int)(dot - name), name);
-        else
+        if (dot == NULL || strcmp(dot, ".init") != 0 || !cmi_xml_is_synapse(elem)) {
             cmi_compile_error(cc, elem, "<localEntry key=\"%s\">: XML content <%s> is not supported by cmi yet",
                               key, name);
-        return;
+            return;
+        }
+        le->instance = cmi_bind_instance(cc, elem, key);
+        if (le->instance == NULL)
+            return;
+    } else {
+        le->text = cmi_xml_text(cc, root);
     }
-    le->text = cmi_xml_text(cc, root);
     const cmi_local_entry_t *prev = cmi_htab_put(&cc->config->local_entries, key, strlen(key), le);
     if (prev != NULL)
         cmi_compile_error(cc, root, "<localEntry key=\"%s\">: a local entry with that key is already deployed (%s:%d)",
@@ -161,14 +164,9 @@ void cmi_artifact_inbound(cmi_compile_t *cc, xmlNodePtr root)
         else
             cmi_compile_error(cc, c, "<inboundEndpoint>: unexpected element <%s>", c->name);
     }
-    /* Listeners come from connector modules; until one declares this class
-     * or protocol the endpoint cannot run. */
-    if (ib->class_name != NULL)
-        cmi_compile_error(cc, root, "<inboundEndpoint name=\"%s\">: no connector module provides class '%s'", name,
-                          ib->class_name);
-    else if (ib->protocol != NULL)
-        cmi_compile_error(cc, root, "<inboundEndpoint name=\"%s\">: protocol '%s' is not supported by cmi yet", name,
-                          ib->protocol);
+    /* Listeners come from connector modules. */
+    if (ib->class_name != NULL || ib->protocol != NULL)
+        cmi_bind_listener(cc, root, ib);
     cmi_config_t *cfg = cc->config;
     cfg->inbounds = cmi_xrealloc(cfg->inbounds, (cfg->ninbounds + 1) * sizeof(*cfg->inbounds));
     cfg->inbounds[cfg->ninbounds++] = ib;

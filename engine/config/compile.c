@@ -10,6 +10,7 @@
 
 #include "expr/expr.h"
 #include "mediators/registry.h"
+#include "plugin/plugin.h"
 
 struct cmi_seqref {
     cmi_seqref_t *next;
@@ -166,12 +167,8 @@ cmi_mediator_t *cmi_compile_mediator(cmi_compile_t *cc, xmlNodePtr node)
     const cmi_mediator_kind_t *kind = cmi_mediator_kind_find(name);
     if (kind != NULL)
         return kind->compile(cc, node);
-    if (strchr(name, '.') != NULL) {
-        /* NAME.OPERATION: a connector operation. */
-        size_t n = (size_t)(strchr(name, '.') - name);
-        cmi_compile_error(cc, node, "<%s>: no connector module named '%.*s' is loaded", name, (int)n, name);
-        return NULL;
-    }
+    if (strchr(name, '.') != NULL)
+        return cmi_bind_operation(cc, node); /* NAME.OPERATION: a connector operation */
     if (cmi_mediator_is_mi_unsupported(name))
         cmi_compile_error(cc, node, "mediator <%s> is not supported by cmi yet", name);
     else
@@ -451,8 +448,8 @@ static int locate(cmi_compile_t *cc, xmlNodePtr node, const char *attr, size_t o
     return 0;
 }
 
-static void report_expr_error(cmi_compile_t *cc, xmlNodePtr node, const char *attr, const char *text,
-                              const cmi_expr_error_t *err)
+void cmi_compile_report_expr_error(cmi_compile_t *cc, xmlNodePtr node, const char *attr, const char *text,
+                                   const struct cmi_expr_error *err)
 {
     int line = cmi_xml_line(node), col = 0;
     locate(cc, node, attr, err->offset, &line, &col);
@@ -472,7 +469,7 @@ struct cmi_expr *cmi_compile_expr(cmi_compile_t *cc, xmlNodePtr node, const char
     cmi_expr_error_t err = {0};
     cmi_expr_t *e = cmi_expr_compile(cc->arena, text, node, &err);
     if (e == NULL)
-        report_expr_error(cc, node, attr, text, &err);
+        cmi_compile_report_expr_error(cc, node, attr, text, &err);
     return e;
 }
 
@@ -482,6 +479,6 @@ struct cmi_template *cmi_compile_template(cmi_compile_t *cc, xmlNodePtr node, co
     cmi_expr_error_t err = {0};
     cmi_template_t *t = cmi_template_compile(cc->arena, text, (cmi_template_mode_t)mode, nargs, &err);
     if (t == NULL)
-        report_expr_error(cc, node, attr, text, &err);
+        cmi_compile_report_expr_error(cc, node, attr, text, &err);
     return t;
 }

@@ -89,6 +89,12 @@ struct cmi_expr *cmi_compile_expr(cmi_compile_t *cc, xmlNodePtr node, const char
 struct cmi_template *cmi_compile_template(cmi_compile_t *cc, xmlNodePtr node, const char *attr, const char *text,
                                           int mode, size_t nargs);
 
+/* Reports an expression error found in text, the attribute attr's value
+ * (NULL: node's text content), at err->offset: file:line:col. */
+struct cmi_expr_error;
+void cmi_compile_report_expr_error(cmi_compile_t *cc, xmlNodePtr node, const char *attr, const char *text,
+                                   const struct cmi_expr_error *err);
+
 /* Resolves every recorded reference and checks named sequences for cycles. */
 void cmi_compile_resolve_refs(cmi_compile_t *cc);
 

@@ -72,6 +72,7 @@ typedef struct cmi_inbound {
     const cmi_sequence_t *on_error;
     cmi_param_t *params;
     size_t nparams;
+    struct cmi_listener_impl *listener; /* the connector listener that serves it */
     const char *file;
     int line;
 } cmi_inbound_t;
@@ -79,6 +80,7 @@ typedef struct cmi_inbound {
 typedef struct cmi_local_entry {
     const char *key;
     const char *text; /* text content (NULL for XML content) */
+    struct cmi_instance_impl *instance; /* a connector's connection config (<NAME.init>) */
     const char *file;
     int line;
 } cmi_local_entry_t;
@@ -95,11 +97,17 @@ typedef struct cmi_config {
     const cmi_sequence_t *main_seq;  /* sequences/main.xml, or NULL */
     const cmi_sequence_t *fault_seq; /* sequences/fault.xml, or NULL */
     cmi_dispatch_t *dispatch;
+    struct cmi_connector_state *connectors; /* plugin/plugin.h */
 } cmi_config_t;
 
+struct cmi_plugins;
 /* Loads and compiles the deployment in dir, reporting every problem through
  * diag.  Returns NULL when there was any error. */
 cmi_config_t *cmi_config_load(const char *dir, cmi_diag_t *diag);
+/* The same with connector modules (may be NULL); check_only for `cmi check`
+ * (secrets that cannot be read are warnings: a CI pipeline lacks them). */
+cmi_config_t *cmi_config_load_with(const char *dir, const struct cmi_plugins *plugins, int check_only,
+                                   cmi_diag_t *diag);
 void cmi_config_destroy(cmi_config_t *config);
 
 #endif

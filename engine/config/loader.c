@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "http/dispatch.h"
 #include "mediators/registry.h"
+#include "plugin/plugin.h"
 
 typedef void (*artifact_fn)(cmi_compile_t *cc, xmlNodePtr root);
 
@@ -224,6 +225,11 @@ static void config_arena_free(void *p)
 
 cmi_config_t *cmi_config_load(const char *dir, cmi_diag_t *diag)
 {
+    return cmi_config_load_with(dir, NULL, 0, diag);
+}
+
+cmi_config_t *cmi_config_load_with(const char *dir, const cmi_plugins_t *plugins, int check_only, cmi_diag_t *diag)
+{
     struct stat st;
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
         cmi_diag_error(diag, dir, 0, "cannot open the deployment folder: %s",
@@ -239,6 +245,9 @@ cmi_config_t *cmi_config_load(const char *dir, cmi_diag_t *diag)
     cfg->dir = cmi_arena_strdup(arena, dir);
     cmi_htab_init(&cfg->sequences, arena);
     cmi_htab_init(&cfg->local_entries, arena);
+    cfg->connectors = cmi_arena_calloc(arena, 1, sizeof(*cfg->connectors));
+    cfg->connectors->plugins = plugins;
+    cfg->connectors->check_only = check_only;
 
     size_t errors_before = diag->errors;
     cmi_compile_t cc = {.config = cfg, .diag = diag, .arena = arena};

@@ -12,15 +12,7 @@
 
 #include <stdarg.h>
 
-typedef enum {
-    CMI_LOG_TRACE = 0,
-    CMI_LOG_DEBUG,
-    CMI_LOG_INFO,
-    CMI_LOG_WARN,
-    CMI_LOG_ERROR,
-    CMI_LOG_FATAL,
-    CMI_LOG_OFF
-} cmi_log_level_t;
+#include <cmi/types.h> /* cmi_log_level_t, shared with connectors */
 
 typedef enum { CMI_LOG_FORMAT_TEXT = 0, CMI_LOG_FORMAT_JSON } cmi_log_format_t;
 

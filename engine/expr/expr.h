@@ -25,7 +25,7 @@ typedef struct cmi_msg cmi_msg_t;
 typedef struct cmi_expr cmi_expr_t;
 typedef struct cmi_template cmi_template_t;
 
-typedef struct {
+typedef struct cmi_expr_error {
     const char *message; /* arena string */
     size_t offset;       /* byte offset in the text given to the compiler */
 } cmi_expr_error_t;

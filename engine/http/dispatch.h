@@ -20,7 +20,7 @@ typedef struct {
     const char *sub_path; /* slice of path after the context ("/" when empty) */
     size_t sub_len;
     size_t ctx_len;       /* length of the matched context in path */
-    cmi_binding_t bindings[CMI_MAX_BINDINGS];
+    cmi_path_binding_t bindings[CMI_MAX_BINDINGS];
     size_t nbindings;
     unsigned allow; /* for 405: methods of the resources whose pattern matched */
 } cmi_dispatch_result_t;

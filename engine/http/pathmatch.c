@@ -217,7 +217,7 @@ cmi_pathmatch_t *cmi_pathmatch_compile_mapping(cmi_arena_t *a, const char *mappi
 /* ---- matching ---------------------------------------------------------- */
 
 typedef struct {
-    cmi_binding_t *b;
+    cmi_path_binding_t *b;
     size_t n;
     /* Backtracking inside one segment ("{a}-{b}.json") is bounded: a
      * request crafted to make it explode stops matching instead of holding
@@ -231,7 +231,7 @@ static int bind(bind_ctx_t *bc, const piece_t *p, const char *v, size_t len, int
 {
     if (bc->n == CMI_MAX_BINDINGS)
         return 0;
-    bc->b[bc->n++] = (cmi_binding_t){p->text, v, len, from_query};
+    bc->b[bc->n++] = (cmi_path_binding_t){p->text, v, len, from_query};
     return 1;
 }
 
@@ -320,7 +320,7 @@ static int match_template(const cmi_pathmatch_t *pm, const char *path, size_t le
 }
 
 int cmi_pathmatch_match(const cmi_pathmatch_t *pm, const char *path, size_t len, const char *query,
-                        size_t qlen, cmi_binding_t *bindings, size_t *nbindings)
+                        size_t qlen, cmi_path_binding_t *bindings, size_t *nbindings)
 {
     bind_ctx_t bc = {bindings, 0, MATCH_BUDGET};
     len = trim_slash(path, len);

@@ -27,7 +27,7 @@ typedef struct {
     const char *value; /* raw slice of the request path or query */
     size_t value_len;
     int from_query;
-} cmi_binding_t;
+} cmi_path_binding_t;
 
 /* NULL with *err (arena string) when the pattern is malformed. */
 cmi_pathmatch_t *cmi_pathmatch_compile_template(cmi_arena_t *arena, const char *tmpl, const char **err);
@@ -36,7 +36,7 @@ cmi_pathmatch_t *cmi_pathmatch_compile_mapping(cmi_arena_t *arena, const char *m
 /* Matches path (no query) and query (after '?', may be empty).  On a match
  * returns 1 and fills up to CMI_MAX_BINDINGS bindings. */
 int cmi_pathmatch_match(const cmi_pathmatch_t *pm, const char *path, size_t path_len, const char *query,
-                        size_t query_len, cmi_binding_t *bindings, size_t *nbindings);
+                        size_t query_len, cmi_path_binding_t *bindings, size_t *nbindings);
 
 /* Looks up a raw query parameter by name; 1 when present. */
 int cmi_query_find(const char *query, size_t query_len, const char *name, size_t name_len,

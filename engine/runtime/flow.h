@@ -23,12 +23,7 @@
 typedef struct cmi_msg cmi_msg_t;
 typedef struct cmi_mediator cmi_mediator_t;
 
-enum {
-    CMI_FLOW_ERROR = -1,
-    CMI_FLOW_CONTINUE = 0,
-    CMI_FLOW_DONE = 1,
-    CMI_FLOW_SUSPENDED = 2,
-};
+#include <cmi/types.h> /* CMI_FLOW_*, shared with connectors */
 
 typedef int (*cmi_mediator_run_fn)(const cmi_mediator_t *m, cmi_msg_t *msg);
 

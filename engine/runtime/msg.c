@@ -71,6 +71,7 @@ cmi_msg_t *cmi_msg_create(cmi_worker_t *worker, const cmi_msg_origin_t *origin, 
 {
     cmi_arena_t *arena = cmi_arena_create(MSG_ARENA_BLOCK);
     cmi_msg_t *msg = cmi_arena_calloc(arena, 1, sizeof(*msg));
+    msg->magic = CMI_MSG_MAGIC;
     msg->arena = arena;
     msg->worker = worker;
     msg->refs = 1;
@@ -120,8 +121,10 @@ int cmi_msg_suspend(cmi_msg_t *msg)
 
 static void post_resume(cmi_msg_t *msg)
 {
-    if (msg->worker != NULL)
-        cmi_worker_post_resume(msg->worker, msg);
+    if (msg->worker != NULL) {
+        if (cmi_worker_post_resume(msg->worker, msg) != 0)
+            cmi_log_debug("worker", "a completion for message %s arrived after the drain gave it up", msg->id);
+    }
     else if (resume_hook != NULL)
         resume_hook(msg);
     else
@@ -161,7 +164,15 @@ void cmi_msg_resumed(cmi_msg_t *msg)
         free(e->detail);
         free(e);
     }
-    cmi_flow_resume(msg, msg->resume_rc);
+    int rc = msg->resume_rc;
+    if (msg->resume_fn != NULL) {
+        int (*fn)(cmi_msg_t *, void *) = msg->resume_fn;
+        msg->resume_fn = NULL;
+        rc = fn(msg, msg->resume_data);
+        if (rc == CMI_FLOW_SUSPENDED)
+            return; /* the continuation waits for something else */
+    }
+    cmi_flow_resume(msg, rc);
 }
 
 /* ---- errors ------------------------------------------------------------ */

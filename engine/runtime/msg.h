@@ -23,13 +23,7 @@ typedef struct cmi_worker cmi_worker_t;
 typedef struct cmi_api cmi_api_t;
 typedef struct cmi_resource cmi_resource_t;
 
-/* Property scopes of the property mediator. */
-typedef enum {
-    CMI_SCOPE_DEFAULT = 0, /* "default" / "synapse" */
-    CMI_SCOPE_AXIS2,
-    CMI_SCOPE_TRANSPORT, /* transport headers */
-    CMI_SCOPE_OPERATION, /* kept with the default scope: cmi has one message per flow */
-} cmi_scope_t;
+/* Property scopes (cmi_scope_t) come from <cmi/types.h>. */
 
 /* Returns the scope for an attribute value, -1 when unknown. */
 int cmi_scope_parse(const char *name);
@@ -93,7 +87,10 @@ typedef struct {
     void (*finish)(cmi_msg_t *msg);
 } cmi_msg_origin_t;
 
+#define CMI_MSG_MAGIC 0x434d494du /* "CMIM": checked where connectors hand a message back */
+
 struct cmi_msg {
+    uint32_t magic;
     cmi_arena_t *arena;
     cmi_worker_t *worker;
     const char *id; /* "urn:uuid:..." as MI's message ids */
@@ -140,6 +137,11 @@ struct cmi_msg {
     h2o_multithread_message_t resume_link;
     int resume_rc;
     struct cmi_resume_error *resume_error; /* malloc'd by the resumer, freed on the worker */
+    /* A continuation set (on the worker) by whatever suspended the message:
+     * it runs on the worker when the resume arrives and returns the flow
+     * code to continue with (a connector call's result handling). */
+    int (*resume_fn)(cmi_msg_t *msg, void *data);
+    void *resume_data;
 };
 
 /* Creates a message owned by worker (NULL in unit tests) with one reference

@@ -47,6 +47,16 @@ static void on_resume(h2o_multithread_receiver_t *receiver, h2o_linklist_t *mess
     }
 }
 
+static void on_task(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+    cmi_worker_t *w = H2O_STRUCT_FROM_MEMBER(cmi_worker_t, task_receiver, receiver);
+    while (!h2o_linklist_is_empty(messages)) {
+        cmi_task_t *t = H2O_STRUCT_FROM_MEMBER(cmi_task_t, link.link, messages->next);
+        h2o_linklist_unlink(&t->link.link);
+        t->fn(w, t);
+    }
+}
+
 static void on_drain_timeout(cmi_timer_t *t)
 {
     cmi_worker_t *w = t->data;
@@ -150,8 +160,12 @@ static void worker_dispose(cmi_worker_t *w)
         h2o_socket_close(w->listener);
         w->listener = NULL;
     }
+    pthread_mutex_lock(&w->post_lock);
+    w->closed = 1;
+    pthread_mutex_unlock(&w->post_lock);
     h2o_multithread_unregister_receiver(w->ctx.queue, &w->resume_receiver);
     h2o_multithread_unregister_receiver(w->ctx.queue, &w->control_receiver);
+    h2o_multithread_unregister_receiver(w->ctx.queue, &w->task_receiver);
     /* h2o_context_request_shutdown() arms a one-second timer that re-sends
      * HTTP/2 GOAWAY frames; with every connection closed it has nothing left
      * to do, and h2o refuses to dispose of a context with it still armed. */
@@ -165,6 +179,10 @@ static void worker_dispose(cmi_worker_t *w)
     while (w->timeouts != NULL) {
         cmi_worker_timeout_t *t = w->timeouts;
         w->timeouts = t->next;
+        /* A connector may leave a timer armed; h2o refuses to dispose of a
+         * list that still holds entries. */
+        while (!h2o_linklist_is_empty(&t->timeout._entries))
+            h2o_linklist_unlink(t->timeout._entries.next);
         h2o_timeout_dispose(w->loop, &t->timeout);
         free(t);
     }
@@ -179,6 +197,7 @@ static void worker_setup(cmi_worker_t *w)
     h2o_context_init(&w->ctx, w->loop, w->h2o);
     h2o_multithread_register_receiver(w->ctx.queue, &w->resume_receiver, on_resume);
     h2o_multithread_register_receiver(w->ctx.queue, &w->control_receiver, on_control);
+    h2o_multithread_register_receiver(w->ctx.queue, &w->task_receiver, on_task);
     w->accept_ctx.ctx = &w->ctx;
     w->accept_ctx.hosts = w->h2o->hosts;
     if (getrandom(&w->rng, sizeof(w->rng), 0) != (ssize_t)sizeof(w->rng) || w->rng == 0)
@@ -187,17 +206,31 @@ static void worker_setup(cmi_worker_t *w)
         w->on_start(w);
 }
 
+static _Thread_local cmi_worker_t *current_worker;
+
+cmi_worker_t *cmi_worker_current(void)
+{
+    return current_worker;
+}
+
 static pthread_mutex_t park_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t park_cond = PTHREAD_COND_INITIALIZER;
 
 static void *worker_main(void *arg)
 {
     cmi_worker_t *w = arg;
+    current_worker = w;
     worker_setup(w);
     sem_post(&w->ready);
     while (!w->stop)
         h2o_evloop_run(w->loop, INT32_MAX);
     worker_dispose(w);
+    /* A worker that abandoned messages keeps its loop, but nothing may be
+     * posted to it any more. */
+    pthread_mutex_lock(&w->post_lock);
+    w->closed = 1;
+    pthread_mutex_unlock(&w->post_lock);
+    current_worker = NULL;
     atomic_store(&w->finished, 1);
     /* A finished worker parks instead of ending: libh2o keeps freed buffers
      * in per-thread caches it cannot empty, and they stay reachable (not
@@ -218,6 +251,7 @@ int cmi_worker_start(cmi_worker_t *w, cmi_engine_t *engine, unsigned index, h2o_
     w->listen_fd = listen_fd;
     w->on_start = on_start;
     sem_init(&w->ready, 0, 0);
+    pthread_mutex_init(&w->post_lock, NULL);
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -243,7 +277,15 @@ void cmi_worker_request_drain(cmi_worker_t *w, uint64_t timeout_ms)
     control_msg_t *c = cmi_xcalloc(1, sizeof(*c));
     c->op = CONTROL_DRAIN;
     c->timeout_ms = timeout_ms;
-    h2o_multithread_send_message(&w->control_receiver, &c->super);
+    /* Under post_lock like every cross-thread post: h2o writes to the
+     * queue's pipe after queueing, and a worker that drains at once could
+     * otherwise close that pipe under the writer. */
+    pthread_mutex_lock(&w->post_lock);
+    if (!w->closed)
+        h2o_multithread_send_message(&w->control_receiver, &c->super);
+    else
+        free(c);
+    pthread_mutex_unlock(&w->post_lock);
 }
 
 static void timer_trampoline(h2o_timeout_entry_t *entry)
@@ -299,7 +341,51 @@ void cmi_worker_msg_destroyed(cmi_worker_t *w)
         close_connections(w);
 }
 
-void cmi_worker_post_resume(cmi_worker_t *w, cmi_msg_t *msg)
+int cmi_worker_post_resume(cmi_worker_t *w, cmi_msg_t *msg)
 {
-    h2o_multithread_send_message(&w->resume_receiver, &msg->resume_link);
+    pthread_mutex_lock(&w->post_lock);
+    int closed = w->closed;
+    if (!closed)
+        h2o_multithread_send_message(&w->resume_receiver, &msg->resume_link);
+    pthread_mutex_unlock(&w->post_lock);
+    return closed ? -1 : 0;
+}
+
+int cmi_worker_post_task(cmi_worker_t *w, cmi_task_t *task)
+{
+    pthread_mutex_lock(&w->post_lock);
+    int closed = w->closed;
+    if (!closed)
+        h2o_multithread_send_message(&w->task_receiver, &task->link);
+    pthread_mutex_unlock(&w->post_lock);
+    return closed ? -1 : 0;
+}
+
+typedef struct {
+    cmi_task_t task;
+    void (*fn)(void *arg);
+    void *arg;
+    sem_t done;
+} call_task_t;
+
+static void run_call_task(cmi_worker_t *w, cmi_task_t *task)
+{
+    (void)w;
+    call_task_t *c = (call_task_t *)task;
+    c->fn(c->arg);
+    sem_post(&c->done);
+}
+
+void cmi_worker_call(cmi_worker_t *w, void (*fn)(void *arg), void *arg)
+{
+    call_task_t c;
+    memset(&c, 0, sizeof(c));
+    c.task.fn = run_call_task;
+    c.fn = fn;
+    c.arg = arg;
+    sem_init(&c.done, 0, 0);
+    if (cmi_worker_post_task(w, &c.task) == 0)
+        while (sem_wait(&c.done) != 0)
+            ; /* EINTR */
+    sem_destroy(&c.done);
 }

@@ -19,6 +19,15 @@ typedef struct cmi_msg cmi_msg_t;
 typedef struct cmi_engine cmi_engine_t;
 typedef struct cmi_worker cmi_worker_t;
 typedef struct cmi_worker_timeout cmi_worker_timeout_t;
+typedef struct cmi_task cmi_task_t;
+
+/* Work handed to a worker from another thread (an injected message, a
+ * connector lifecycle hook).  Embed it; fn runs on the worker and owns the
+ * task from then on. */
+struct cmi_task {
+    h2o_multithread_message_t link; /* first */
+    void (*fn)(cmi_worker_t *w, cmi_task_t *task);
+};
 
 /* A one-shot timer on a worker's loop.  Embed it; set cb before starting. */
 typedef struct cmi_timer {
@@ -41,6 +50,13 @@ struct cmi_worker {
     h2o_socket_t *listener;
     h2o_multithread_receiver_t resume_receiver;
     h2o_multithread_receiver_t control_receiver;
+    h2o_multithread_receiver_t task_receiver;
+    /* Cross-thread posts take this lock to check that the loop still
+     * exists: a completion that arrives after the worker has finished
+     * (a message abandoned by the drain timeout) is dropped, never sent
+     * to a freed queue. */
+    pthread_mutex_t post_lock;
+    int closed;
     cmi_worker_timeout_t *timeouts; /* one h2o_timeout_t per distinct delay */
     cmi_timer_t drain_timer;
     uint64_t rng;
@@ -82,8 +98,16 @@ void cmi_worker_msg_destroyed(cmi_worker_t *w);
  * keep-alive connections once no message is in flight. */
 void cmi_worker_conn_opened(cmi_worker_t *w, h2o_socket_t *sock, int fd);
 
-/* Any thread: resume msg (its resume_rc is set) on w. */
-void cmi_worker_post_resume(cmi_worker_t *w, cmi_msg_t *msg);
+/* Any thread: resume msg (its resume_rc is set) on w.  Returns 0, or -1
+ * when w has finished (the message was abandoned by the drain). */
+int cmi_worker_post_resume(cmi_worker_t *w, cmi_msg_t *msg);
+/* Any thread: run task->fn on w.  Returns 0, or -1 when w has finished
+ * (the task is then still the caller's). */
+int cmi_worker_post_task(cmi_worker_t *w, cmi_task_t *task);
+/* Another thread: runs fn(arg) on w and waits for it to return. */
+void cmi_worker_call(cmi_worker_t *w, void (*fn)(void *arg), void *arg);
+/* The worker whose thread this is, or NULL on any other thread. */
+cmi_worker_t *cmi_worker_current(void);
 
 /* The worker whose h2o context this is. */
 static inline cmi_worker_t *cmi_worker_of_ctx(h2o_context_t *ctx)

@@ -38,6 +38,9 @@ class Cmi:
         self.workers = workers
         self.env = dict(os.environ)
         self.env.setdefault("CMI_TEST_MEDIATORS", "1")
+        # The test echo connector (tests/connectors/echo) is on the path.
+        if os.environ.get("CMI_TEST_CONNECTORS"):
+            self.env.setdefault("CMI_CONNECTORS_PATH", os.environ["CMI_TEST_CONNECTORS"])
         self.env.update(env or {})
         self.args = list(args)
         self.proc = None
@@ -173,6 +176,8 @@ def run_cmi(args, cwd=None, env=None, timeout=30.0):
     """Runs a cmi command to completion; returns (exit status, stdout, stderr)."""
     e = dict(os.environ)
     e.setdefault("CMI_TEST_MEDIATORS", "1")
+    if os.environ.get("CMI_TEST_CONNECTORS"):
+        e.setdefault("CMI_CONNECTORS_PATH", os.environ["CMI_TEST_CONNECTORS"])
     e.update(env or {})
     p = subprocess.run(WRAPPER + [CMI_BIN] + list(args), cwd=cwd, env=e, stdin=subprocess.DEVNULL,
                        capture_output=True, timeout=timeout * SLOW)

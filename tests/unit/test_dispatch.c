@@ -36,7 +36,7 @@ static const char *match(const cmi_pathmatch_t *pm, const char *uri)
 {
     const char *q = strchr(uri, '?');
     size_t plen = q ? (size_t)(q - uri) : strlen(uri);
-    cmi_binding_t b[CMI_MAX_BINDINGS];
+    cmi_path_binding_t b[CMI_MAX_BINDINGS];
     size_t n = 0;
     if (!cmi_pathmatch_match(pm, uri, plen, q ? q + 1 : "", q ? strlen(q + 1) : 0, b, &n))
         return NULL;

@@ -1,0 +1,471 @@
+/* The deployment side of connectors: XML elements checked against a
+ * module's parameter tables and turned into the module's own structs
+ * (architecture.md practice 3).  Load-time errors name the file and line;
+ * a running message never sees XML. */
+#include "config.h"
+
+#include <ctype.h>
+#include <libxml/tree.h>
+#include <string.h>
+
+#include "config/compile.h"
+#include "core/str.h"
+#include "expr/expr.h"
+#include "plugin/plugin.h"
+
+/* ---- parameter sets ------------------------------------------------------ */
+
+static void pset_init(cmi_compile_t *cc, cmi_pset_t *ps, const cmi_module_t *mod, const char *what,
+                      const cmi_param_def_t *defs, size_t size)
+{
+    static const cmi_param_def_t none[] = {{NULL}};
+    ps->mod = mod;
+    ps->what = what;
+    ps->defs = defs ? defs : none;
+    ps->size = size >= sizeof(cmi_params_head_t) ? size : sizeof(cmi_params_head_t);
+    ps->statics = cmi_arena_calloc(cc->arena, 1, ps->size);
+    for (const cmi_param_def_t *d = ps->defs; d->name != NULL; d++) {
+        char err[256];
+        /* Defaults were checked when the module loaded. */
+        if (d->default_value != NULL)
+            cmi_param_parse(cc->arena, d, d->default_value, (char *)ps->statics + d->offset, err, sizeof(err));
+    }
+}
+
+static const cmi_param_def_t *pset_row(const cmi_pset_t *ps, const char *name, unsigned *row)
+{
+    for (unsigned i = 0; ps->defs[i].name != NULL; i++)
+        if (strcmp(ps->defs[i].name, name) == 0) {
+            *row = i;
+            return &ps->defs[i];
+        }
+    return NULL;
+}
+
+static int bit(const uint64_t *bits, unsigned row)
+{
+    return (bits[row / 64] >> (row % 64)) & 1u;
+}
+
+static void bit_set(uint64_t *bits, unsigned row)
+{
+    bits[row / 64] |= 1ull << (row % 64);
+}
+
+static const char *trim(cmi_compile_t *cc, const char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    size_t n = strlen(s);
+    while (n > 0 && isspace((unsigned char)s[n - 1]))
+        n--;
+    return cmi_arena_strndup(cc->arena, s, n);
+}
+
+/* {...} is a dynamic value, except for a JSON row whose text is JSON. */
+static int is_dynamic_syntax(const cmi_param_def_t *def, const char *v)
+{
+    size_t n = strlen(v);
+    if (n < 2 || v[0] != '{' || v[n - 1] != '}')
+        return 0;
+    if (def->type == CMI_PARAM_JSON) {
+        json_t *j = json_loads(v, JSON_DECODE_ANY, NULL);
+        json_decref(j);
+        return j == NULL;
+    }
+    return 1;
+}
+
+static void add_dynamic(cmi_compile_t *cc, cmi_pset_t *ps, unsigned row, struct cmi_expr *e, struct cmi_template *t,
+                        const char *source)
+{
+    cmi_pdyn_t *dyn = cmi_arena_calloc(cc->arena, ps->ndyn + 1, sizeof(*dyn));
+    if (ps->ndyn > 0)
+        memcpy(dyn, ps->dyn, ps->ndyn * sizeof(*dyn));
+    dyn[ps->ndyn] = (cmi_pdyn_t){row, e, t, source};
+    ps->dyn = dyn;
+    ps->ndyn++;
+    bit_set(((cmi_params_head_t *)ps->statics)->dynamic, row);
+    if (ps->defs[row].flags & CMI_PARAM_LAZY)
+        ps->lazy = 1;
+}
+
+/* A dynamic value: {${expr}} or {legacy-expr}; the error column points into
+ * the element's text. */
+static void compile_dynamic(cmi_compile_t *cc, cmi_pset_t *ps, xmlNodePtr node, unsigned row, const char *raw,
+                            const char *v)
+{
+    const cmi_param_def_t *def = &ps->defs[row];
+    if (!(def->flags & CMI_PARAM_DYNAMIC) && def->type != CMI_PARAM_EXPR) {
+        cmi_compile_error(cc, node, "%s: parameter %s cannot be dynamic (written %s)", ps->what, def->name,
+                          (def->flags & CMI_PARAM_SECRET) ? "{...}" : v);
+        return;
+    }
+    size_t len = strlen(v);
+    const char *inner = cmi_arena_strndup(cc->arena, v + 1, len - 2);
+    cmi_expr_error_t err = {0};
+    struct cmi_expr *e = cmi_expr_compile(cc->arena, inner, node, &err);
+    if (e == NULL) {
+        /* Offsets are reported against the element's text as written. */
+        const char *at = strstr(raw, inner);
+        err.offset += at ? (size_t)(at - raw) : 0;
+        cmi_compile_report_expr_error(cc, node, NULL, raw, &err);
+        return;
+    }
+    add_dynamic(cc, ps, row, e, NULL, v);
+}
+
+static void compile_template(cmi_compile_t *cc, cmi_pset_t *ps, xmlNodePtr node, unsigned row, const char *raw)
+{
+    struct cmi_template *t = cmi_compile_template(cc, node, NULL, raw, CMI_TEMPLATE_TEXT, 0);
+    if (t == NULL)
+        return;
+    const cmi_param_def_t *def = &ps->defs[row];
+    if (!cmi_template_is_literal(t)) {
+        add_dynamic(cc, ps, row, NULL, t, raw);
+        return;
+    }
+    *(const char **)((char *)ps->statics + def->offset) = raw;
+    bit_set(((cmi_params_head_t *)ps->statics)->given, row);
+}
+
+static void compile_static(cmi_compile_t *cc, cmi_pset_t *ps, xmlNodePtr node, int line, unsigned row,
+                           const char *v)
+{
+    const cmi_param_def_t *def = &ps->defs[row];
+    char err[512];
+    if (def->flags & CMI_PARAM_SECRET) {
+        const char *resolved;
+        if (cmi_param_secret(cc->arena, v, &resolved, err, sizeof(err)) != 0) {
+            if (cc->config->connectors->check_only)
+                cmi_diag_warn(cc->diag, cc->file, line, "%s: parameter %s: %s", ps->what, def->name, err);
+            else
+                cmi_diag_error(cc->diag, cc->file, line, "%s: parameter %s: %s", ps->what, def->name, err);
+            return;
+        }
+        v = resolved;
+    }
+    if (cmi_param_parse(cc->arena, def, v, (char *)ps->statics + def->offset, err, sizeof(err)) != 0) {
+        if (def->flags & CMI_PARAM_SECRET)
+            cmi_diag_error(cc->diag, cc->file, line, "%s: parameter %s: the value is %s", ps->what, def->name, err);
+        else
+            cmi_diag_error(cc->diag, cc->file, line, "%s: parameter %s: '%s' is %s", ps->what, def->name, v, err);
+        return;
+    }
+    bit_set(((cmi_params_head_t *)ps->statics)->given, row);
+    (void)node;
+}
+
+/* One parameter as written (node is the element the value came from). */
+static void pset_set(cmi_compile_t *cc, cmi_pset_t *ps, xmlNodePtr node, const char *name, const char *raw,
+                     int may_be_dynamic)
+{
+    int line = cmi_xml_line(node);
+    unsigned row;
+    const cmi_param_def_t *def = pset_row(ps, name, &row);
+    if (def == NULL) {
+        cmi_diag_error(cc->diag, cc->file, line, "%s: unknown parameter '%s' (cmi describe %s lists them)", ps->what,
+                       name, ps->mod->desc->name);
+        return;
+    }
+    if (bit(ps->seen, row)) {
+        cmi_diag_error(cc->diag, cc->file, line, "%s: parameter %s is given twice", ps->what, name);
+        return;
+    }
+    const char *v = def->type == CMI_PARAM_EXPR ? raw : trim(cc, raw);
+    int blank = 1;
+    for (const char *p = v; *p; p++)
+        blank &= isspace((unsigned char)*p) != 0;
+    if (blank)
+        return; /* an empty element is an absent parameter (engine.md §1) */
+    bit_set(ps->seen, row);
+    if (def->flags & CMI_PARAM_UNSUPPORTED) {
+        cmi_diag_error(cc->diag, cc->file, line, "%s: parameter %s is not supported by cmi yet", ps->what, name);
+        return;
+    }
+    if (def->flags & CMI_PARAM_IGNORED)
+        return;
+    const char *t = trim(cc, raw);
+    if (is_dynamic_syntax(def, t)) {
+        if (!may_be_dynamic) {
+            cmi_diag_error(cc->diag, cc->file, line, "%s: parameter %s cannot be dynamic here", ps->what, name);
+            return;
+        }
+        compile_dynamic(cc, ps, node, row, raw, t);
+    } else if (def->type == CMI_PARAM_EXPR && may_be_dynamic) {
+        compile_template(cc, ps, node, row, v);
+    } else {
+        compile_static(cc, ps, node, line, row, v);
+    }
+}
+
+static void pset_finish(cmi_compile_t *cc, cmi_pset_t *ps, xmlNodePtr node)
+{
+    /* A row written but not valid has had its error already. */
+    const cmi_params_head_t *head = ps->statics;
+    for (unsigned i = 0; ps->defs[i].name != NULL; i++)
+        if ((ps->defs[i].flags & CMI_PARAM_REQUIRED) && !bit(head->given, i) && !bit(head->dynamic, i) &&
+            !bit(ps->seen, i))
+            cmi_compile_error(cc, node, "%s: the parameter %s is required", ps->what, ps->defs[i].name);
+}
+
+/* A parameter element's value: its text, or its content serialised when it
+ * holds elements (an XML body written inline). */
+static const char *param_text(cmi_compile_t *cc, xmlNodePtr node)
+{
+    int has_elements = 0;
+    for (xmlNodePtr c = node->children; c != NULL; c = c->next)
+        has_elements |= c->type == XML_ELEMENT_NODE;
+    if (!has_elements)
+        return cmi_xml_text(cc, node);
+    xmlBufferPtr buf = xmlBufferCreate();
+    for (xmlNodePtr c = node->children; c != NULL; c = c->next)
+        xmlNodeDump(buf, node->doc, c, 0, 0);
+    const char *s = cmi_arena_strdup(cc->arena, (const char *)xmlBufferContent(buf));
+    xmlBufferFree(buf);
+    return s;
+}
+
+/* ---- modules by element name -------------------------------------------- */
+
+static const cmi_module_t *find_module(cmi_compile_t *cc, xmlNodePtr node, const char *name, size_t len)
+{
+    const cmi_plugins_t *p = cc->config->connectors->plugins;
+    const cmi_module_t *m = cmi_plugins_find(p, name, len);
+    if (m == NULL)
+        cmi_compile_error(cc, node, "<%s>: no connector module named '%.*s' is loaded (connectors path: %s)",
+                          node->name, (int)len, name, p && *p->search_path ? p->search_path : "none");
+    return m;
+}
+
+/* ---- <localEntry key><NAME.init> ---------------------------------------- */
+
+cmi_instance_impl_t *cmi_bind_instance(cmi_compile_t *cc, xmlNodePtr elem, const char *key)
+{
+    const char *name = (const char *)elem->name;
+    const cmi_module_t *m = find_module(cc, elem, name, (size_t)(strchr(name, '.') - name));
+    if (m == NULL)
+        return NULL;
+    const cmi_config_def_t *def = m->desc->config;
+    if (def == NULL) {
+        cmi_compile_error(cc, elem, "<%s>: the connector '%s' has no connection config", name, m->desc->name);
+        return NULL;
+    }
+    static const cmi_attr_rule_t no_attrs[] = {{NULL, 0}};
+    cmi_xml_check_attrs(cc, elem, no_attrs, NULL);
+    cmi_instance_impl_t *inst = cmi_arena_calloc(cc->arena, 1, sizeof(*inst));
+    inst->mod = m;
+    inst->file = cc->file;
+    inst->line = cmi_xml_line(elem);
+    pset_init(cc, &inst->params, m, cmi_arena_sprintf(cc->arena, "<%s> in local entry '%s'", name, key), def->params,
+              def->params_size);
+    for (xmlNodePtr c = elem->children; c != NULL; c = c->next) {
+        if (c->type != XML_ELEMENT_NODE)
+            continue;
+        /* A connection is made once, not per message: no dynamic values. */
+        pset_set(cc, &inst->params, c, (const char *)c->name, param_text(cc, c), 0);
+    }
+    pset_finish(cc, &inst->params, elem);
+    inst->pub.magic = CMI_INSTANCE_MAGIC;
+    inst->pub.host = &cmi_host_api;
+    inst->pub.name = key;
+    inst->pub.component = cmi_arena_sprintf(cc->arena, "%s:%s", m->desc->name, key);
+    inst->pub.params = inst->params.statics;
+    cmi_connector_state_t *st = cc->config->connectors;
+    cmi_instance_impl_t **tail = &st->instances;
+    while (*tail != NULL)
+        tail = &(*tail)->next;
+    *tail = inst;
+    return inst;
+}
+
+/* ---- <NAME.OPERATION configKey> ------------------------------------------ */
+
+static const cmi_attr_rule_t op_attrs[] = {
+    {"configKey", CMI_ATTR_OK},
+    {NULL, 0},
+};
+
+static cmi_instance_impl_t *bind_config(cmi_compile_t *cc, xmlNodePtr node, const cmi_module_t *m,
+                                        const cmi_op_def_t *op, int *ok)
+{
+    const char *key = cmi_xml_attr(cc, node, "configKey");
+    *ok = 1;
+    if (key != NULL && *key == '\0')
+        key = NULL;
+    if (key == NULL) {
+        if (op->flags & CMI_OP_NEEDS_CONFIG) {
+            cmi_compile_error(cc, node, "<%s>: the configKey attribute is required (a local entry with <%s.init>)",
+                              node->name, m->desc->name);
+            *ok = 0;
+        }
+        return NULL;
+    }
+    if (op->flags & CMI_OP_NO_CONFIG) {
+        cmi_compile_error(cc, node, "<%s>: this operation takes no configKey", node->name);
+        *ok = 0;
+        return NULL;
+    }
+    if (key[0] == '{') {
+        cmi_compile_error(cc, node, "<%s>: a dynamic configKey is not supported by cmi yet", node->name);
+        *ok = 0;
+        return NULL;
+    }
+    /* Local entries load before everything that uses them. */
+    const cmi_local_entry_t *le = cmi_htab_gets(&cc->config->local_entries, key);
+    if (le == NULL || le->instance == NULL || le->instance->mod != m) {
+        cmi_compile_error(cc, node, "<%s configKey=\"%s\">: %s", node->name, key,
+                          le == NULL              ? "no local entry has that key"
+                          : le->instance == NULL ? "that local entry is not a connection config"
+                                                  : cmi_arena_sprintf(cc->arena, "that local entry configures '%s'",
+                                                                      le->instance->mod->desc->name));
+        *ok = 0;
+        return NULL;
+    }
+    return le->instance;
+}
+
+/* responseVariable and overwriteBody belong to the engine. */
+static int engine_param(cmi_compile_t *cc, cmi_binding_impl_t *b, xmlNodePtr c)
+{
+    const char *name = (const char *)c->name;
+    if (strcmp(name, "responseVariable") == 0) {
+        const char *v = trim(cc, cmi_xml_text(cc, c));
+        if (*v == '\0')
+            return 1;
+        if (v[0] == '{')
+            cmi_compile_error(cc, c, "<responseVariable>: must be a variable name, not an expression");
+        b->response_variable = v;
+        return 1;
+    }
+    if (strcmp(name, "overwriteBody") == 0) {
+        const char *v = trim(cc, cmi_xml_text(cc, c));
+        if (*v != '\0' && cmi_parse_bool(v, &b->overwrite_body) != 0)
+            cmi_compile_error(cc, c, "<overwriteBody>: '%s' is not true or false", v);
+        return 1;
+    }
+    return 0;
+}
+
+static void list_ops(cmi_compile_t *cc, const cmi_module_t *m, cmi_strbuf_t *b)
+{
+    cmi_strbuf_init(b, cc->arena, 64);
+    for (const cmi_op_def_t *op = m->desc->ops; op->name != NULL; op++)
+        cmi_strbuf_printf(b, "%s%s", op == m->desc->ops ? "" : ", ", op->name);
+}
+
+cmi_mediator_t *cmi_bind_operation(cmi_compile_t *cc, xmlNodePtr node)
+{
+    const char *name = (const char *)node->name;
+    const char *dot = strchr(name, '.');
+    const cmi_module_t *m = find_module(cc, node, name, (size_t)(dot - name));
+    if (m == NULL)
+        return NULL;
+    if (strcmp(dot + 1, "init") == 0) {
+        cmi_compile_error(cc, node, "<%s>: a connection config belongs in a local entry (<localEntry key=\"...\">) "
+                          "and is named with configKey; inline configs are not supported by cmi yet", name);
+        return NULL;
+    }
+    const cmi_op_def_t *op = cmi_module_find_op(m, dot + 1);
+    if (op == NULL) {
+        cmi_strbuf_t ops;
+        list_ops(cc, m, &ops);
+        cmi_compile_error(cc, node, "<%s>: the connector '%s' has no operation '%s' (it has: %s)", name, m->desc->name,
+                          dot + 1, ops.data);
+        return NULL;
+    }
+    cmi_xml_check_attrs(cc, node, cmi_common_mediator_attrs, op_attrs);
+    int ok;
+    cmi_instance_impl_t *inst = bind_config(cc, node, m, op, &ok);
+    cmi_binding_impl_t *b = cmi_arena_calloc(cc->arena, 1, sizeof(*b));
+    b->mod = m;
+    b->op = op;
+    b->inst = inst;
+    pset_init(cc, &b->params, m, cmi_arena_sprintf(cc->arena, "<%s>", name), op->params, op->params_size);
+    for (xmlNodePtr c = node->children; c != NULL; c = c->next) {
+        if (c->type != XML_ELEMENT_NODE)
+            continue;
+        if (!cmi_xml_is_synapse(c)) {
+            cmi_compile_error(cc, c, "<%s>: unexpected element <%s> in another namespace", name, c->name);
+            continue;
+        }
+        if (!engine_param(cc, b, c))
+            pset_set(cc, &b->params, c, (const char *)c->name, param_text(cc, c), 1);
+    }
+    pset_finish(cc, &b->params, node);
+    if (!ok)
+        return NULL;
+    b->pub.magic = CMI_BINDING_MAGIC;
+    b->pub.host = &cmi_host_api;
+    b->pub.instance = inst ? &inst->pub : NULL;
+    b->pub.where = cmi_arena_sprintf(cc->arena, "%s:%d", cc->file, cmi_xml_line(node));
+    b->pub.params = b->params.statics;
+    cmi_connector_state_t *st = cc->config->connectors;
+    b->next = st->bindings;
+    st->bindings = b;
+    cmi_op_mediator_t *om = cmi_mediator_new(cc, node, sizeof(*om), cmi_host_op_run);
+    om->binding = b;
+    return &om->base;
+}
+
+/* ---- <inboundEndpoint class|protocol> --------------------------------- */
+
+/* Parameters every MI inbound endpoint may carry; they describe MI's
+ * polling and clustering and have no effect in cmi. */
+static int generic_inbound_param(const char *name)
+{
+    return strcmp(name, "sequential") == 0 || strcmp(name, "coordination") == 0;
+}
+
+void cmi_bind_listener(cmi_compile_t *cc, xmlNodePtr root, cmi_inbound_t *ib)
+{
+    const cmi_listener_def_t *def = NULL;
+    const cmi_module_t *m =
+        cmi_plugins_find_listener(cc->config->connectors->plugins, ib->class_name, ib->protocol, &def);
+    if (m == NULL) {
+        if (ib->class_name != NULL)
+            cmi_compile_error(cc, root, "<inboundEndpoint name=\"%s\">: no connector module provides class '%s'",
+                              ib->name, ib->class_name);
+        else
+            cmi_compile_error(cc, root, "<inboundEndpoint name=\"%s\">: protocol '%s' is not supported by cmi yet",
+                              ib->name, ib->protocol);
+        return;
+    }
+    cmi_listener_impl_t *l = cmi_arena_calloc(cc->arena, 1, sizeof(*l));
+    l->mod = m;
+    l->def = def;
+    l->inbound = ib;
+    l->config = cc->config;
+    pset_init(cc, &l->params, m, cmi_arena_sprintf(cc->arena, "<inboundEndpoint name=\"%s\">", ib->name),
+              def->params, def->params_size);
+    for (xmlNodePtr c = root->children; c != NULL; c = c->next) {
+        if (!cmi_xml_is(c, "parameters"))
+            continue;
+        for (xmlNodePtr p = c->children; p != NULL; p = p->next) {
+            if (!cmi_xml_is(p, "parameter"))
+                continue; /* reported by the inbound endpoint compiler */
+            xmlChar *pname = xmlGetNoNsProp(p, (const xmlChar *)"name");
+            if (pname == NULL || xmlHasProp(p, (const xmlChar *)"key") != NULL) {
+                xmlFree(pname);
+                continue;
+            }
+            unsigned row;
+            if (pset_row(&l->params, (const char *)pname, &row) != NULL ||
+                !generic_inbound_param((const char *)pname))
+                pset_set(cc, &l->params, p, cmi_arena_strdup(cc->arena, (const char *)pname), param_text(cc, p), 0);
+            xmlFree(pname);
+        }
+    }
+    pset_finish(cc, &l->params, root);
+    l->pub.magic = CMI_LISTENER_MAGIC;
+    l->pub.host = &cmi_host_api;
+    l->pub.name = ib->name;
+    l->pub.component = cmi_arena_sprintf(cc->arena, "%s:%s", m->desc->name, ib->name);
+    l->pub.params = l->params.statics;
+    ib->listener = l;
+    cmi_connector_state_t *st = cc->config->connectors;
+    cmi_listener_impl_t **tail = &st->listeners;
+    while (*tail != NULL)
+        tail = &(*tail)->next;
+    *tail = l;
+}

@@ -1,0 +1,618 @@
+/* The host API table (cmi/host.h) and what stands behind it: connector
+ * calls that suspend and resume, host timers, and inbound messages
+ * injected by listeners. */
+#include "config.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "engine.h"
+#include "plugin/plugin.h"
+#include "runtime/errors.h"
+#include "runtime/msg.h"
+#include "runtime/worker.h"
+
+/* Objects crossing the module boundary carry a magic number; a wrong one is
+ * a connector bug, never input, so it stops the process with a message
+ * (Varnish's CHECK_OBJ). */
+#define CHECK_OBJ(obj, m)                                                                                  \
+    do {                                                                                                   \
+        if ((obj) == NULL || (obj)->magic != (m)) {                                                        \
+            cmi_log_write(CMI_LOG_FATAL, "connectors", "%s: bad object passed to the host API", __func__); \
+            abort();                                                                                       \
+        }                                                                                                  \
+    } while (0)
+
+/* ---- logging ------------------------------------------------------------ */
+
+static int host_log_enabled(cmi_log_level_t level)
+{
+    return cmi_log_enabled(level);
+}
+
+static void host_vlog(cmi_log_level_t level, const char *component, const char *fmt, va_list ap)
+{
+    if (cmi_log_enabled(level))
+        cmi_log_vwrite(level, component ? component : "connector", fmt, ap);
+}
+
+static void host_log(cmi_log_level_t level, const char *component, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    host_vlog(level, component, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- the message -------------------------------------------------------- */
+
+static const char *host_msg_id(cmi_msg_t *msg)
+{
+    CHECK_OBJ(msg, CMI_MSG_MAGIC);
+    return msg->id;
+}
+
+static void *host_msg_alloc(cmi_msg_t *msg, size_t size)
+{
+    CHECK_OBJ(msg, CMI_MSG_MAGIC);
+    return cmi_arena_alloc(msg->arena, size);
+}
+
+static char *host_msg_strdup(cmi_msg_t *msg, const char *s)
+{
+    CHECK_OBJ(msg, CMI_MSG_MAGIC);
+    return cmi_arena_strdup(msg->arena, s);
+}
+
+static void host_msg_cleanup(cmi_msg_t *msg, void (*fn)(void *data), void *data)
+{
+    CHECK_OBJ(msg, CMI_MSG_MAGIC);
+    cmi_arena_cleanup_add(msg->arena, fn, data);
+}
+
+static const char *host_msg_payload(cmi_msg_t *msg, size_t *len, const char **content_type)
+{
+    CHECK_OBJ(msg, CMI_MSG_MAGIC);
+    size_t n = 0;
+    const char *bytes = cmi_msg_payload_bytes(msg, &n);
+    if (len != NULL)
+        *len = n;
+    if (content_type != NULL)
+        *content_type = msg->payload.content_type;
+    return bytes;
+}
+
+static json_t *host_msg_payload_json(cmi_msg_t *msg)
+{
+    CHECK_OBJ(msg, CMI_MSG_MAGIC);
+    const char *err = NULL;
+    return cmi_msg_payload_json(msg, &err);
+}
+
+static void host_msg_set_payload(cmi_msg_t *msg, const void *bytes, size_t len, const char *content_type)
+{
+    CHECK_OBJ(msg, CMI_MSG_MAGIC);
+    char *copy = cmi_arena_alloc(msg->arena, len + 1);
+    if (len > 0)
+        memcpy(copy, bytes, len);
+    copy[len] = '\0';
+    cmi_msg_set_payload(msg, copy, len,
+                        content_type ? cmi_arena_strdup(msg->arena, content_type) : "application/octet-stream");
+}
+
+static void host_msg_set_payload_json(cmi_msg_t *msg, json_t *json)
+{
+    CHECK_OBJ(msg, CMI_MSG_MAGIC);
+    cmi_msg_set_payload_json(msg, json);
+}
+
+static const char *host_msg_property(cmi_msg_t *msg, cmi_scope_t scope, const char *name)
+{
+    CHECK_OBJ(msg, CMI_MSG_MAGIC);
+    const cmi_value_t *v = cmi_msg_prop_get(msg, scope, name);
+    if (v == NULL || v->type == CMI_VAL_NULL)
+        return NULL;
+    return cmi_value_to_text(msg->arena, v, NULL);
+}
+
+static void host_msg_set_property(cmi_msg_t *msg, cmi_scope_t scope, const char *name, const char *value)
+{
+    CHECK_OBJ(msg, CMI_MSG_MAGIC);
+    const char *n = cmi_arena_strdup(msg->arena, name);
+    if (value == NULL)
+        cmi_msg_prop_remove(msg, scope, n);
+    else
+        cmi_msg_prop_set(msg, scope, n, cmi_value_cstring(cmi_arena_strdup(msg->arena, value)));
+}
+
+static json_t *value_to_json(const cmi_value_t *v)
+{
+    switch (v->type) {
+    case CMI_VAL_NULL: return json_null();
+    case CMI_VAL_BOOL: return json_boolean(v->u.b);
+    case CMI_VAL_INT: return json_integer(v->u.i);
+    case CMI_VAL_NUMBER: return json_real(v->u.d);
+    case CMI_VAL_JSON: return json_incref(v->u.json);
+    case CMI_VAL_STRING:
+    case CMI_VAL_XML: return json_stringn(v->u.s.ptr, v->u.s.len);
+    }
+    return json_null();
+}
+
+static json_t *host_msg_variable(cmi_msg_t *msg, const char *name)
+{
+    CHECK_OBJ(msg, CMI_MSG_MAGIC);
+    const cmi_value_t *v = cmi_msg_var_get(msg, name);
+    return v ? value_to_json(v) : NULL;
+}
+
+static void host_msg_set_variable(cmi_msg_t *msg, const char *name, json_t *value)
+{
+    CHECK_OBJ(msg, CMI_MSG_MAGIC);
+    if (value == NULL) {
+        cmi_msg_var_remove(msg, name);
+        return;
+    }
+    const char *n = cmi_arena_strdup(msg->arena, name);
+    cmi_value_t v;
+    switch (json_typeof(value)) {
+    case JSON_OBJECT:
+    case JSON_ARRAY: v.type = CMI_VAL_JSON; v.u.json = cmi_msg_own_json(msg, value); break;
+    case JSON_STRING:
+        v = cmi_value_string(cmi_arena_strndup(msg->arena, json_string_value(value), json_string_length(value)),
+                             json_string_length(value));
+        json_decref(value);
+        break;
+    case JSON_INTEGER: v = cmi_value_int(json_integer_value(value)); json_decref(value); break;
+    case JSON_REAL: v = cmi_value_number(json_real_value(value)); json_decref(value); break;
+    case JSON_TRUE:
+    case JSON_FALSE: v = cmi_value_bool(json_is_true(value)); json_decref(value); break;
+    default: v = cmi_value_null(); json_decref(value); break;
+    }
+    cmi_msg_var_set(msg, n, v);
+}
+
+static const char *host_msg_header(cmi_msg_t *msg, const char *name, size_t *len)
+{
+    CHECK_OBJ(msg, CMI_MSG_MAGIC);
+    return cmi_msg_header_get(msg, name, len);
+}
+
+static void host_msg_set_header(cmi_msg_t *msg, const char *name, const char *value)
+{
+    CHECK_OBJ(msg, CMI_MSG_MAGIC);
+    if (value == NULL)
+        cmi_msg_header_remove(msg, name, strlen(name));
+    else
+        cmi_msg_header_set(msg, name, strlen(name), value, strlen(value), 1);
+}
+
+static size_t host_msg_headers(cmi_msg_t *msg,
+                               int (*fn)(void *arg, const char *name, size_t name_len, const char *value,
+                                         size_t value_len),
+                               void *arg)
+{
+    CHECK_OBJ(msg, CMI_MSG_MAGIC);
+    size_t i = 0;
+    while (i < msg->headers.count) {
+        const cmi_header_t *h = &msg->headers.items[i++];
+        if (fn(arg, h->name, h->name_len, h->value, h->value_len) != 0)
+            break;
+    }
+    return i;
+}
+
+/* ---- calls ----------------------------------------------------------------
+ *
+ * A call is malloc'd and reference-counted rather than arena-owned: when a
+ * deadline ends it, the message may be long gone by the time the connector
+ * resumes it, and the connector's reference keeps the call (not the
+ * message) valid until then.  State changes are atomic because a deadline
+ * on the worker and a resume from a connector thread may race; whoever
+ * moves the state out of SUSPENDED first wins. */
+
+enum { CALL_RUNNING, CALL_SUSPENDED, CALL_RESUMING, CALL_TIMED_OUT };
+
+typedef struct {
+    cmi_call_t pub;
+    cmi_binding_impl_t *b;
+    atomic_int state;
+    atomic_uint refs;
+    json_t *result;
+    cmi_resume_fn fn;
+    void *arg;
+    cmi_timer_t deadline;
+    uint64_t deadline_ms;
+    int timeout_code;
+    char *timeout_message;
+} call_t;
+
+static call_t *call_of(cmi_call_t *pub)
+{
+    CHECK_OBJ(pub, CMI_CALL_MAGIC);
+    return (call_t *)pub;
+}
+
+static void call_release(call_t *c)
+{
+    if (atomic_fetch_sub(&c->refs, 1) != 1)
+        return;
+    json_decref(c->result);
+    free(c->timeout_message);
+    c->pub.magic = 0;
+    free(c);
+}
+
+static void apply_result(call_t *c)
+{
+    cmi_msg_t *msg = c->pub.msg;
+    json_t *r = c->result;
+    c->result = NULL;
+    if (r == NULL)
+        return;
+    if (c->b->response_variable != NULL) {
+        json_t *wrapped = json_pack("{s:O}", "payload", r);
+        cmi_value_t v = {.type = CMI_VAL_JSON};
+        v.u.json = cmi_msg_own_json(msg, wrapped);
+        cmi_msg_var_set(msg, c->b->response_variable, v);
+    }
+    if (c->b->overwrite_body)
+        cmi_msg_set_payload_json(msg, json_incref(r));
+    json_decref(r);
+}
+
+/* The end of a call's run or continuation, on the worker. */
+static int call_finish(call_t *c, int rc)
+{
+    cmi_msg_t *msg = c->pub.msg;
+    if (rc == CMI_FLOW_CONTINUE) {
+        apply_result(c);
+        return rc;
+    }
+    json_decref(c->result);
+    c->result = NULL;
+    if (rc != CMI_FLOW_ERROR)
+        cmi_log_error("connectors", "%s at %s returned %d, which an operation may not return", c->b->params.what,
+                      c->b->pub.where, rc);
+    if (rc != CMI_FLOW_ERROR || msg->error_code == 0)
+        cmi_msg_set_error(msg, CMI_ERR_MEDIATION, NULL, "%s failed without saying why", c->b->params.what);
+    return CMI_FLOW_ERROR;
+}
+
+static int call_continue(cmi_msg_t *msg, void *data)
+{
+    call_t *c = data;
+    (void)msg;
+    cmi_worker_timer_stop(&c->deadline);
+    atomic_store(&c->state, CALL_RUNNING);
+    int rc = c->fn != NULL ? c->fn(&c->pub, c->arg) : CMI_FLOW_CONTINUE;
+    /* The connector's reference of the suspension that just ended. */
+    call_release(c);
+    if (atomic_load(&c->state) == CALL_SUSPENDED)
+        return CMI_FLOW_SUSPENDED; /* suspended again: a new reference */
+    rc = call_finish(c, rc);
+    call_release(c); /* the host's */
+    return rc;
+}
+
+static void on_deadline(cmi_timer_t *t)
+{
+    call_t *c = t->data;
+    int expected = CALL_SUSPENDED;
+    if (!atomic_compare_exchange_strong(&c->state, &expected, CALL_TIMED_OUT))
+        return; /* a resume is on its way */
+    cmi_msg_t *msg = c->pub.msg;
+    msg->resume_fn = NULL;
+    json_decref(c->result);
+    c->result = NULL;
+    cmi_msg_set_error(msg, c->timeout_code, c->timeout_message, "%s at %s: no result within %llu ms",
+                      c->b->params.what, c->b->pub.where, (unsigned long long)c->deadline_ms);
+    call_release(c); /* the host's; the connector's goes with its late resume */
+    cmi_flow_resume(msg, CMI_FLOW_ERROR);
+}
+
+int cmi_host_op_run(const cmi_mediator_t *m, cmi_msg_t *msg)
+{
+    cmi_binding_impl_t *b = ((const cmi_op_mediator_t *)m)->binding;
+    void *params;
+    if (cmi_pset_resolve(&b->params, msg, &params) != 0)
+        return CMI_FLOW_ERROR;
+    call_t *c = cmi_xcalloc(1, sizeof(*c));
+    c->pub.magic = CMI_CALL_MAGIC;
+    c->pub.host = &cmi_host_api;
+    c->pub.binding = &b->pub;
+    c->pub.msg = msg;
+    c->pub.params = params;
+    c->b = b;
+    atomic_init(&c->state, CALL_RUNNING);
+    atomic_init(&c->refs, 1);
+    int rc = b->op->run(&c->pub);
+    if (atomic_load(&c->state) == CALL_SUSPENDED) {
+        if (rc != CMI_FLOW_SUSPENDED)
+            cmi_log_error("connectors", "%s at %s suspended the message but returned %d; waiting for its resume",
+                          b->params.what, b->pub.where, rc);
+        return CMI_FLOW_SUSPENDED;
+    }
+    if (rc == CMI_FLOW_SUSPENDED) {
+        cmi_log_error("connectors", "%s at %s returned CMI_FLOW_SUSPENDED without call_suspend()", b->params.what,
+                      b->pub.where);
+        rc = CMI_FLOW_ERROR;
+    }
+    rc = call_finish(c, rc);
+    call_release(c);
+    return rc;
+}
+
+static int host_call_eval_param(cmi_call_t *pub, unsigned row)
+{
+    call_t *c = call_of(pub);
+    if (c->pub.params == c->b->params.statics)
+        return 0; /* nothing dynamic in this binding */
+    return cmi_pset_eval_row(&c->b->params, c->pub.msg, (void *)c->pub.params, row);
+}
+
+static void host_call_set_result(cmi_call_t *pub, json_t *result)
+{
+    call_t *c = call_of(pub);
+    json_decref(c->result);
+    c->result = result;
+}
+
+static int host_call_fail(cmi_call_t *pub, int code, const char *message, const char *detail_fmt, ...)
+{
+    call_t *c = call_of(pub);
+    char *detail = NULL;
+    if (detail_fmt != NULL) {
+        va_list ap;
+        va_start(ap, detail_fmt);
+        if (vasprintf(&detail, detail_fmt, ap) < 0)
+            detail = NULL;
+        va_end(ap);
+    }
+    cmi_msg_set_error(c->pub.msg, code, message, detail ? "%s" : NULL, detail);
+    free(detail);
+    return CMI_FLOW_ERROR;
+}
+
+static int host_call_suspend(cmi_call_t *pub, uint64_t deadline_ms, int timeout_code, const char *timeout_message)
+{
+    call_t *c = call_of(pub);
+    cmi_msg_t *msg = c->pub.msg;
+    int expected = CALL_RUNNING;
+    if (!atomic_compare_exchange_strong(&c->state, &expected, CALL_SUSPENDED)) {
+        cmi_log_error("connectors", "%s at %s: call_suspend() on a call that is not running", c->b->params.what,
+                      c->b->pub.where);
+        abort();
+    }
+    atomic_fetch_add(&c->refs, 1); /* the connector's, until call_resume() */
+    msg->resume_fn = call_continue;
+    msg->resume_data = c;
+    c->deadline_ms = deadline_ms;
+    if (deadline_ms > 0 && msg->worker != NULL) {
+        free(c->timeout_message);
+        c->timeout_message = timeout_message ? cmi_xstrdup(timeout_message) : NULL;
+        c->timeout_code = timeout_code ? timeout_code : CMI_ERR_MEDIATION;
+        c->deadline.cb = on_deadline;
+        c->deadline.data = c;
+        cmi_worker_timer_start(msg->worker, &c->deadline, deadline_ms);
+    }
+    return cmi_msg_suspend(msg);
+}
+
+static int host_call_resume(cmi_call_t *pub, cmi_resume_fn fn, void *arg)
+{
+    call_t *c = call_of(pub);
+    int expected = CALL_SUSPENDED;
+    if (!atomic_compare_exchange_strong(&c->state, &expected, CALL_RESUMING)) {
+        call_release(c);
+        return CMI_CALL_STALE;
+    }
+    c->fn = fn;
+    c->arg = arg;
+    cmi_msg_resume(c->pub.msg);
+    return 0;
+}
+
+/* ---- inbound messages ----------------------------------------------------- */
+
+typedef struct {
+    cmi_task_t task;
+    cmi_arena_t *arena; /* everything below; tied to the message once it exists */
+    cmi_listener_impl_t *l;
+    void *delivery;
+    const char *payload;
+    size_t len;
+    const char *content_type;
+    cmi_nv_t *headers;
+    size_t nheaders;
+    cmi_prop_t *props;
+    size_t nprops;
+} inject_t;
+
+static void inbound_respond(cmi_msg_t *msg)
+{
+    inject_t *in = msg->origin_data;
+    if (in->l->def->respond != NULL)
+        in->l->def->respond(&in->l->pub, in->delivery, msg);
+    else
+        cmi_log_debug(in->l->pub.component, "<respond/> in a flow of inbound endpoint %s: nobody to answer",
+                      in->l->pub.name);
+}
+
+static void inbound_finish(cmi_msg_t *msg)
+{
+    inject_t *in = msg->origin_data;
+    in->l->def->done(&in->l->pub, in->delivery, msg, msg->in_fault ? CMI_FLOW_ERROR : CMI_FLOW_CONTINUE);
+}
+
+static const cmi_msg_origin_t inbound_origin = {"inbound", inbound_respond, inbound_finish};
+
+static void *host_call_delivery(cmi_call_t *pub)
+{
+    call_t *c = call_of(pub);
+    cmi_msg_t *msg = c->pub.msg;
+    if (msg->origin != &inbound_origin)
+        return NULL;
+    inject_t *in = msg->origin_data;
+    return in->l->mod == c->b->mod ? in->delivery : NULL;
+}
+
+static void arena_destroy_cb(void *arena)
+{
+    cmi_arena_destroy(arena);
+}
+
+static void run_inject(cmi_worker_t *w, cmi_task_t *task)
+{
+    inject_t *in = (inject_t *)task;
+    cmi_msg_t *msg = cmi_msg_create(w, &inbound_origin, in);
+    /* The message reads the payload and headers where they are. */
+    cmi_arena_cleanup_add(msg->arena, arena_destroy_cb, in->arena);
+    if (in->len > 0)
+        cmi_msg_set_payload(msg, in->payload, in->len, in->content_type);
+    for (size_t i = 0; i < in->nheaders; i++)
+        cmi_msg_header_add_inbound(msg, in->headers[i].name, strlen(in->headers[i].name), in->headers[i].value,
+                                   strlen(in->headers[i].value));
+    /* As for an HTTP request, the payload's type is a transport header too. */
+    if (cmi_msg_header_get(msg, "Content-Type", NULL) == NULL)
+        cmi_msg_header_add_inbound(msg, "Content-Type", 12, in->content_type, strlen(in->content_type));
+    for (size_t i = 0; i < in->nprops; i++)
+        cmi_msg_prop_set(msg, in->props[i].scope, in->props[i].name, cmi_value_cstring(in->props[i].value));
+    const cmi_inbound_t *ib = in->l->inbound;
+    msg->fault_seq = ib->on_error ? ib->on_error : in->l->config->fault_seq;
+    cmi_flow_start(msg, ib->sequence);
+}
+
+static int host_inject(cmi_listener_t *pub, const cmi_injection_t *src)
+{
+    CHECK_OBJ(pub, CMI_LISTENER_MAGIC);
+    cmi_listener_impl_t *l = (cmi_listener_impl_t *)pub;
+    if (!atomic_load(&l->accepting) || l->engine == NULL || l->engine->nworkers == 0)
+        return -1;
+    cmi_arena_t *a = cmi_arena_create(src->len + 1024);
+    inject_t *in = cmi_arena_calloc(a, 1, sizeof(*in));
+    in->task.fn = run_inject;
+    in->arena = a;
+    in->l = l;
+    in->delivery = src->delivery;
+    in->payload = cmi_arena_memdup(a, src->payload ? src->payload : "", src->len);
+    in->len = src->len;
+    in->content_type = cmi_arena_strdup(a, src->content_type ? src->content_type : "application/octet-stream");
+    in->headers = cmi_arena_calloc(a, src->nheaders + 1, sizeof(*in->headers));
+    for (size_t i = 0; i < src->nheaders; i++) {
+        if (src->headers[i].name == NULL || src->headers[i].value == NULL)
+            continue;
+        in->headers[in->nheaders].name = cmi_arena_strdup(a, src->headers[i].name);
+        in->headers[in->nheaders++].value = cmi_arena_strdup(a, src->headers[i].value);
+    }
+    in->props = cmi_arena_calloc(a, src->nprops + 1, sizeof(*in->props));
+    for (size_t i = 0; i < src->nprops; i++) {
+        if (src->props[i].name == NULL || src->props[i].value == NULL)
+            continue;
+        in->props[in->nprops].scope = src->props[i].scope;
+        in->props[in->nprops].name = cmi_arena_strdup(a, src->props[i].name);
+        in->props[in->nprops++].value = cmi_arena_strdup(a, src->props[i].value);
+    }
+    cmi_engine_t *e = l->engine;
+    unsigned i = atomic_fetch_add(&l->next_worker, 1) % e->nworkers;
+    if (cmi_worker_post_task(&e->workers[i], &in->task) != 0) {
+        cmi_arena_destroy(a);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- timers -------------------------------------------------------------- */
+
+struct cmi_host_timer {
+    cmi_timer_t t;
+    cmi_worker_t *w;
+    void (*cb)(void *arg);
+    void *arg;
+};
+
+static void host_timer_fire(cmi_timer_t *t)
+{
+    cmi_host_timer_t *ht = t->data;
+    ht->cb(ht->arg);
+}
+
+static cmi_host_timer_t *host_timer_create(void (*cb)(void *arg), void *arg)
+{
+    cmi_worker_t *w = cmi_worker_current();
+    if (w == NULL || cb == NULL)
+        return NULL;
+    cmi_host_timer_t *ht = cmi_xcalloc(1, sizeof(*ht));
+    ht->w = w;
+    ht->cb = cb;
+    ht->arg = arg;
+    ht->t.cb = host_timer_fire;
+    ht->t.data = ht;
+    return ht;
+}
+
+static int timer_on_own_thread(cmi_host_timer_t *t, const char *fn)
+{
+    if (t != NULL && cmi_worker_current() == t->w)
+        return 1;
+    cmi_log_error("connectors", "%s: a timer used off the thread that created it; ignored", fn);
+    return 0;
+}
+
+static void host_timer_start(cmi_host_timer_t *t, uint64_t delay_ms)
+{
+    if (timer_on_own_thread(t, __func__))
+        cmi_worker_timer_start(t->w, &t->t, delay_ms);
+}
+
+static void host_timer_stop(cmi_host_timer_t *t)
+{
+    if (timer_on_own_thread(t, __func__))
+        cmi_worker_timer_stop(&t->t);
+}
+
+static void host_timer_destroy(cmi_host_timer_t *t)
+{
+    if (t == NULL || !timer_on_own_thread(t, __func__))
+        return;
+    cmi_worker_timer_stop(&t->t);
+    free(t);
+}
+
+const cmi_host_t cmi_host_api = {
+    .abi_major = CMI_CONNECTOR_ABI_MAJOR,
+    .abi_minor = CMI_CONNECTOR_ABI_MINOR,
+    .struct_size = sizeof(cmi_host_t),
+    .log_enabled = host_log_enabled,
+    .log = host_log,
+    .vlog = host_vlog,
+    .msg_id = host_msg_id,
+    .msg_alloc = host_msg_alloc,
+    .msg_strdup = host_msg_strdup,
+    .msg_cleanup = host_msg_cleanup,
+    .msg_payload = host_msg_payload,
+    .msg_payload_json = host_msg_payload_json,
+    .msg_set_payload = host_msg_set_payload,
+    .msg_set_payload_json = host_msg_set_payload_json,
+    .msg_property = host_msg_property,
+    .msg_set_property = host_msg_set_property,
+    .msg_variable = host_msg_variable,
+    .msg_set_variable = host_msg_set_variable,
+    .msg_header = host_msg_header,
+    .msg_set_header = host_msg_set_header,
+    .msg_headers = host_msg_headers,
+    .call_eval_param = host_call_eval_param,
+    .call_set_result = host_call_set_result,
+    .call_fail = host_call_fail,
+    .call_suspend = host_call_suspend,
+    .call_resume = host_call_resume,
+    .call_delivery = host_call_delivery,
+    .timer_create = host_timer_create,
+    .timer_start = host_timer_start,
+    .timer_stop = host_timer_stop,
+    .timer_destroy = host_timer_destroy,
+    .inject = host_inject,
+};

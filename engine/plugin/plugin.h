@@ -1,0 +1,191 @@
+/* Connector modules, from the shared object to the running operation.
+ *
+ *   loader.c     dlopen of every module on the connectors path, the ABI
+ *                check, validation of the descriptor's tables
+ *   params.c     typed parameter values: parsing, secrets, per-message
+ *                evaluation of dynamic values, `cmi describe`
+ *   bind.c       the deployment side: <NAME.init> local entries,
+ *                <NAME.OPERATION> mediators, inbound endpoints of a class
+ *   host.c       the host API table: message access, calls that suspend
+ *                and resume, timers, injection of inbound messages
+ *   lifecycle.c  starting and stopping instances, bindings and listeners
+ *                on the service thread
+ *
+ * Everything compiled from a deployment lives in the configuration arena;
+ * the public objects of <cmi/connector.h> are the first member of the
+ * engine's own structs here. */
+#ifndef CMI_PLUGIN_PLUGIN_H
+#define CMI_PLUGIN_PLUGIN_H
+
+#include <libxml/tree.h>
+#include <stdatomic.h>
+#include <stdio.h>
+
+#include <cmi/connector.h>
+
+#include "config/config.h"
+#include "config/diag.h"
+#include "core/arena.h"
+
+typedef struct cmi_engine cmi_engine_t;
+typedef struct cmi_worker cmi_worker_t;
+struct cmi_expr;
+struct cmi_template;
+
+/* ---- loaded modules ------------------------------------------------------ */
+
+typedef struct cmi_module {
+    const char *path;
+    void *handle;
+    const cmi_connector_t *desc;
+} cmi_module_t;
+
+typedef struct cmi_plugins {
+    cmi_module_t *mods;
+    size_t count;
+    const char *search_path; /* as searched, for messages */
+} cmi_plugins_t;
+
+/* Loads every *.so in the folders of path (colon-separated).  Folders that
+ * do not exist are errors when explicit, skipped otherwise (the defaults).
+ * Problems are reported through diag.  Returns NULL when any module was
+ * refused. */
+cmi_plugins_t *cmi_plugins_load(const char *path, int explicit, cmi_diag_t *diag);
+/* Calls each module's shutdown and unloads it. */
+void cmi_plugins_destroy(cmi_plugins_t *p);
+const cmi_module_t *cmi_plugins_find(const cmi_plugins_t *p, const char *name, size_t len);
+/* The module and listener kind for an inbound endpoint's class or protocol. */
+const cmi_module_t *cmi_plugins_find_listener(const cmi_plugins_t *p, const char *class_name,
+                                              const char *protocol, const cmi_listener_def_t **def);
+const cmi_op_def_t *cmi_module_find_op(const cmi_module_t *m, const char *name);
+
+/* The default connectors path: the install folder, and the build tree's
+ * modules when cmi runs from a build tree (arena string). */
+const char *cmi_plugins_default_path(cmi_arena_t *arena);
+
+/* Validates the rows of a parameter table against the struct size;
+ * returns 0 or -1 with a reason. */
+int cmi_params_table_check(const cmi_param_def_t *defs, size_t params_size, char *err, size_t err_size);
+
+/* ---- parameter sets: a table plus the values one element gave ---------- */
+
+typedef struct {
+    unsigned row;
+    struct cmi_expr *expr;       /* {...}: an expression */
+    struct cmi_template *tmpl;   /* CMI_PARAM_EXPR: a template */
+    const char *source;          /* as written, for messages */
+} cmi_pdyn_t;
+
+typedef struct {
+    const cmi_module_t *mod;
+    const char *what; /* "rabbitmq.publishMessage", "rabbitmq.init", ... */
+    const cmi_param_def_t *defs;
+    size_t size;
+    void *statics; /* the struct with static values and defaults */
+    cmi_pdyn_t *dyn;
+    size_t ndyn;
+    int lazy; /* some dynamic row is LAZY */
+    uint64_t seen[CMI_PARAMS_MAX / 64]; /* rows written in the XML, valid or not */
+} cmi_pset_t;
+
+/* Parses text as a value of def's type into slot (strings, lists and JSON
+ * live in arena).  Returns 0, or -1 with a reason in err; a secret row's
+ * reason never holds the value. */
+int cmi_param_parse(cmi_arena_t *arena, const cmi_param_def_t *def, const char *text, void *slot, char *err,
+                    size_t err_size);
+/* Resolves $SYSTEM:NAME and $FILE:PATH for a secret row: 0 with *out (arena),
+ * or -1 with a reason (never the secret). */
+int cmi_param_secret(cmi_arena_t *arena, const char *text, const char **out, char *err, size_t err_size);
+
+/* The parameter struct for one message: statics when nothing is dynamic,
+ * else a copy in the message's arena with the dynamic (non-lazy) rows
+ * evaluated.  Returns 0, or CMI_FLOW_ERROR with the message's error set. */
+int cmi_pset_resolve(const cmi_pset_t *ps, cmi_msg_t *msg, void **out);
+/* Evaluates one dynamic row into params (a resolved copy). */
+int cmi_pset_eval_row(const cmi_pset_t *ps, cmi_msg_t *msg, void *params, unsigned row);
+
+/* `cmi describe`: the connector's reference from its tables. */
+void cmi_module_describe(const cmi_module_t *m, FILE *out);
+
+/* ---- the deployment side ----------------------------------------------- */
+
+typedef struct cmi_instance_impl {
+    cmi_instance_t pub;
+    const cmi_module_t *mod;
+    cmi_pset_t params;
+    const char *file;
+    int line;
+    int started;
+    struct cmi_instance_impl *next;
+} cmi_instance_impl_t;
+
+typedef struct cmi_binding_impl {
+    cmi_binding_t pub;
+    const cmi_module_t *mod;
+    const cmi_op_def_t *op;
+    cmi_instance_impl_t *inst;
+    cmi_pset_t params;
+    const char *response_variable; /* NULL: none */
+    int overwrite_body;
+    int prepared;
+    struct cmi_binding_impl *next;
+} cmi_binding_impl_t;
+
+typedef struct cmi_listener_impl {
+    cmi_listener_t pub;
+    const cmi_module_t *mod;
+    const cmi_listener_def_t *def;
+    const cmi_inbound_t *inbound; /* the inboundEndpoint: sequence, onError */
+    const cmi_config_t *config;
+    cmi_engine_t *engine;
+    cmi_pset_t params;
+    atomic_int accepting;
+    atomic_uint next_worker;
+    int started;
+    struct cmi_listener_impl *next;
+} cmi_listener_impl_t;
+
+/* A connector operation in a sequence: the engine's mediator around it. */
+typedef struct {
+    cmi_mediator_t base;
+    cmi_binding_impl_t *binding;
+} cmi_op_mediator_t;
+
+/* What the connector parts of a deployment add to cmi_config_t. */
+typedef struct cmi_connector_state {
+    const cmi_plugins_t *plugins;
+    int check_only; /* `cmi check`: a secret that cannot be read is a warning */
+    cmi_instance_impl_t *instances;
+    cmi_binding_impl_t *bindings;
+    cmi_listener_impl_t *listeners;
+} cmi_connector_state_t;
+
+struct cmi_compile;
+/* <localEntry key><NAME.init>: compiles the connection config. */
+cmi_instance_impl_t *cmi_bind_instance(struct cmi_compile *cc, xmlNodePtr elem, const char *key);
+/* <NAME.OPERATION>: NULL after reporting an error. */
+cmi_mediator_t *cmi_bind_operation(struct cmi_compile *cc, xmlNodePtr node);
+/* The listener for an inbound endpoint with a class or protocol. */
+void cmi_bind_listener(struct cmi_compile *cc, xmlNodePtr root, cmi_inbound_t *ib);
+
+/* ---- the host ---------------------------------------------------------- */
+
+extern const cmi_host_t cmi_host_api;
+
+/* The run function of every connector operation mediator. */
+int cmi_host_op_run(const cmi_mediator_t *m, cmi_msg_t *msg);
+
+/* ---- lifecycle (engine.c) ---------------------------------------------- */
+
+/* On the service worker, before the HTTP workers exist (so that nothing
+ * runs an operation of an instance that has not started): starts
+ * instances and prepares bindings.  Returns 0, or -1 after logging why. */
+int cmi_connectors_start(cmi_engine_t *e, cmi_worker_t *service);
+/* Once the workers serve (listeners inject into them): starts listeners. */
+int cmi_connectors_start_listeners(cmi_engine_t *e, cmi_worker_t *service);
+/* Stops listeners (no new messages); called when the drain begins. */
+void cmi_connectors_stop_listeners(cmi_engine_t *e, cmi_worker_t *service);
+/* After the drain: destroys listeners, releases bindings, stops instances. */
+void cmi_connectors_stop(cmi_engine_t *e, cmi_worker_t *service);
+
+#endif

@@ -1,0 +1,516 @@
+/* echo: the example connector of the SDK (README "Writing a connector").
+ *
+ *   <localEntry key="EchoConn"><echo.init>...</echo.init></localEntry>
+ *   <echo.echo configKey="EchoConn"><message>hi ${payload.name}</message></echo.echo>
+ *   <echo.fail><code>709001</code></echo.fail>
+ *   <echo.decide><decision>ACCEPT</decision></echo.decide>
+ *   <inboundEndpoint class="org.example.cmi.EchoTimer" sequence="onTick">
+ *
+ * It shows each part of the SDK: typed tables with every parameter type,
+ * an instance that owns a thread (as a broker connection's I/O thread
+ * would), an operation that suspends the message and resumes it from that
+ * thread (with an optional deadline), a listener that injects a message per
+ * timer tick and hears how each flow ended, and per-message decisions
+ * through call_delivery (as accept/discard/requeue do for RabbitMQ). */
+#define _GNU_SOURCE /* clock_gettime, pthread_condattr_setclock */
+#include <ctype.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "echo.h"
+
+/* ---- parameter tables ----------------------------------------------------- */
+
+static const char *const mode_names[] = {"KEEP", "UPPER", "LOWER", NULL};
+static const char *const decision_names[] = {"ACCEPT", "DISCARD", "REQUEUE", NULL};
+
+static int check_host_port(const char *v, char *err, size_t n)
+{
+    const char *colon = strrchr(v, ':');
+    char *end = NULL;
+    long port = colon ? strtol(colon + 1, &end, 10) : 0;
+    if (colon == NULL || colon == v || end == colon + 1 || *end != '\0' || port < 1 || port > 65535) {
+        snprintf(err, n, "expected host:port");
+        return -1;
+    }
+    return 0;
+}
+
+#define I echo_init_params_t
+static const cmi_param_def_t init_params[] = {
+    [ECHO_INIT_NAME] = CMI_PARAM("name", CMI_PARAM_STRING, CMI_PARAM_REQUIRED, I, name, NULL, "connection name"),
+    [ECHO_INIT_PREFIX] = CMI_PARAM("prefix", CMI_PARAM_STRING, 0, I, prefix, "", "text put before every echo"),
+    [ECHO_INIT_MODE] = CMI_PARAM_CHOICE("mode", 0, I, mode, "KEEP", "letter case of echoes", mode_names),
+    [ECHO_INIT_SERVERS] = {.name = "serverUrls", .type = CMI_PARAM_LIST, .offset = offsetof(I, servers),
+                           .description = "host:port,... (checked, not contacted)", .check = check_host_port},
+    [ECHO_INIT_TOKEN] = CMI_PARAM("token", CMI_PARAM_STRING, CMI_PARAM_SECRET, I, token, NULL,
+                                  "a secret: $SYSTEM:NAME or $FILE:PATH; never logged"),
+    [ECHO_INIT_MAX_DELAY] = CMI_PARAM_RANGE("maxDelay", CMI_PARAM_DURATION, 0, I, max_delay_ms, "10s",
+                                            "longest delay an echo may ask for", 1, 3600000),
+    [ECHO_INIT_CONNECTION_TYPE] = CMI_PARAM("connectionType", CMI_PARAM_STRING, CMI_PARAM_IGNORED, I,
+                                            connection_type, NULL, "written by MI tooling; ignored"),
+    [ECHO_INIT_KEYSTORE] = CMI_PARAM("keyStoreLocation", CMI_PARAM_STRING, CMI_PARAM_UNSUPPORTED, I, keystore, NULL,
+                                     "client certificates (not supported)"),
+    [ECHO_INIT_COUNT] = CMI_PARAM_END,
+};
+#undef I
+
+#define O echo_op_params_t
+#define DYN CMI_PARAM_DYNAMIC
+static const cmi_param_def_t echo_params[] = {
+    [ECHO_OP_MESSAGE] = CMI_PARAM("message", CMI_PARAM_EXPR, CMI_PARAM_REQUIRED, O, message, NULL,
+                                  "the text to echo, with ${...} inside"),
+    [ECHO_OP_DELAY] = CMI_PARAM("delay", CMI_PARAM_DURATION, DYN, O, delay_ms, "0",
+                                "answer from the connector's thread after this long"),
+    [ECHO_OP_TIMEOUT] = CMI_PARAM("timeout", CMI_PARAM_DURATION, DYN, O, timeout_ms, "0",
+                                  "fail with 709004 when the answer takes longer (0: never)"),
+    [ECHO_OP_REPEAT] = CMI_PARAM_RANGE("repeat", CMI_PARAM_INT, DYN, O, repeat, "1", "how many times to repeat the text",
+                                       1, 100),
+    [ECHO_OP_TAGS] = CMI_PARAM("tags", CMI_PARAM_LIST, DYN, O, tags, NULL, "comma-separated tags copied to the result"),
+    /* LAZY: evaluated only when run asks (call_eval_param). */
+    [ECHO_OP_ATTRIBUTES] = CMI_PARAM("attributes", CMI_PARAM_JSON, DYN | CMI_PARAM_LAZY, O, attributes, NULL,
+                                     "JSON copied to the result"),
+    [ECHO_OP_UPPER] = CMI_PARAM("upper", CMI_PARAM_BOOL, DYN, O, upper, "false", "upper-case this echo"),
+    [ECHO_OP_COUNT] = CMI_PARAM_END,
+};
+#undef O
+
+static const cmi_param_def_t fail_params[] = {
+    [ECHO_FAIL_CODE] = CMI_PARAM("code", CMI_PARAM_INT, CMI_PARAM_REQUIRED | DYN, echo_fail_params_t, code, NULL,
+                                 "the ERROR_CODE to raise"),
+    [ECHO_FAIL_REASON] = CMI_PARAM("reason", CMI_PARAM_STRING, DYN, echo_fail_params_t, reason, "asked to fail",
+                                   "ERROR_DETAIL"),
+    [ECHO_FAIL_COUNT] = CMI_PARAM_END,
+};
+#undef DYN
+
+static const cmi_param_def_t decide_params[] = {
+    [ECHO_DECIDE_DECISION] = CMI_PARAM_CHOICE("decision", CMI_PARAM_REQUIRED, echo_decide_params_t, decision, NULL,
+                                              "what the listener should do with this message", decision_names),
+    [ECHO_DECIDE_COUNT] = CMI_PARAM_END,
+};
+
+#define T echo_timer_params_t
+static const cmi_param_def_t timer_params[] = {
+    [ECHO_TIMER_INTERVAL] = CMI_PARAM_RANGE("echo.interval", CMI_PARAM_DURATION, 0, T, interval_ms, "100",
+                                            "time between ticks", 1, 3600000),
+    [ECHO_TIMER_COUNT] = CMI_PARAM_RANGE("echo.count", CMI_PARAM_INT, 0, T, count, "3", "ticks to inject, then stop",
+                                         1, 100000),
+    [ECHO_TIMER_MESSAGE] = CMI_PARAM("echo.message", CMI_PARAM_STRING, 0, T, message, "tick",
+                                     "the message field of each tick's payload"),
+    [ECHO_TIMER_CONTENT_TYPE] = CMI_PARAM("echo.content.type", CMI_PARAM_STRING, 0, T, content_type,
+                                          "application/json", "content type of the payload"),
+    [ECHO_TIMER_ROWS] = CMI_PARAM_END,
+};
+#undef T
+
+/* ---- the instance: a thread that answers delayed echoes --------------------- */
+
+typedef struct job {
+    struct job *next;
+    cmi_call_t *call;
+    uint64_t due_ms;
+    uint64_t delay_ms;
+    json_t *result;
+} job_t;
+
+typedef struct {
+    const cmi_host_t *host;
+    const char *component;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    job_t *jobs; /* sorted by due time */
+    int stopping;
+} echo_instance_t;
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* On the worker, after the echo thread resumed the call. */
+static int finish_delayed(cmi_call_t *call, void *arg)
+{
+    job_t *job = arg;
+    json_object_set_new(job->result, "thread", json_string("echo"));
+    json_object_set_new(job->result, "delayedMs", json_integer((json_int_t)job->delay_ms));
+    call->host->call_set_result(call, job->result);
+    free(job);
+    return CMI_FLOW_CONTINUE;
+}
+
+static int finish_stopping(cmi_call_t *call, void *arg)
+{
+    job_t *job = arg;
+    json_decref(job->result);
+    free(job);
+    return call->host->call_fail(call, ECHO_ERR_FAILED, "ECHO:FAILED", "the echo connection is stopping");
+}
+
+static void resume_job(echo_instance_t *ei, job_t *job, cmi_resume_fn fn)
+{
+    if (ei->host->call_resume(job->call, fn, job) == CMI_CALL_STALE) {
+        /* The deadline came first; the message has moved on. */
+        ei->host->log(CMI_LOG_DEBUG, ei->component, "a delayed echo arrived after its deadline; dropped");
+        json_decref(job->result);
+        free(job);
+    }
+}
+
+static void *echo_thread(void *arg)
+{
+    echo_instance_t *ei = arg;
+    pthread_mutex_lock(&ei->lock);
+    for (;;) {
+        while (!ei->stopping && ei->jobs == NULL)
+            pthread_cond_wait(&ei->cond, &ei->lock);
+        if (ei->stopping)
+            break;
+        uint64_t now = now_ms();
+        if (ei->jobs->due_ms > now) {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            uint64_t wait = ei->jobs->due_ms - now;
+            ts.tv_sec += (time_t)(wait / 1000);
+            ts.tv_nsec += (long)(wait % 1000) * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&ei->cond, &ei->lock, &ts);
+            continue;
+        }
+        job_t *job = ei->jobs;
+        ei->jobs = job->next;
+        pthread_mutex_unlock(&ei->lock);
+        resume_job(ei, job, finish_delayed);
+        pthread_mutex_lock(&ei->lock);
+    }
+    /* Stopping: whatever is left is answered with an error at once. */
+    job_t *left = ei->jobs;
+    ei->jobs = NULL;
+    pthread_mutex_unlock(&ei->lock);
+    while (left != NULL) {
+        job_t *next = left->next;
+        resume_job(ei, left, finish_stopping);
+        left = next;
+    }
+    return NULL;
+}
+
+static int instance_start(cmi_instance_t *inst, char *err, size_t n)
+{
+    const echo_init_params_t *p = inst->params;
+    echo_instance_t *ei = calloc(1, sizeof(*ei));
+    if (ei == NULL) {
+        snprintf(err, n, "out of memory");
+        return -1;
+    }
+    ei->host = inst->host;
+    ei->component = inst->component;
+    pthread_mutex_init(&ei->lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&ei->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    if (pthread_create(&ei->thread, NULL, echo_thread, ei) != 0) {
+        snprintf(err, n, "cannot start the echo thread");
+        pthread_cond_destroy(&ei->cond);
+        pthread_mutex_destroy(&ei->lock);
+        free(ei);
+        return -1;
+    }
+    inst->data = ei;
+    inst->host->log(CMI_LOG_INFO, inst->component, "connection %s started: %zu server(s), mode %s, token %s", p->name,
+                    p->servers.count, mode_names[p->mode], p->token ? "set" : "not set");
+    return 0;
+}
+
+static void instance_stop(cmi_instance_t *inst)
+{
+    echo_instance_t *ei = inst->data;
+    pthread_mutex_lock(&ei->lock);
+    ei->stopping = 1;
+    pthread_cond_signal(&ei->cond);
+    pthread_mutex_unlock(&ei->lock);
+    pthread_join(ei->thread, NULL);
+    pthread_cond_destroy(&ei->cond);
+    pthread_mutex_destroy(&ei->lock);
+    inst->host->log(CMI_LOG_INFO, inst->component, "connection stopped");
+    free(ei);
+    inst->data = NULL;
+}
+
+/* ---- operations ------------------------------------------------------------- */
+
+static json_t *list_json(const cmi_param_list_t *l)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < l->count; i++)
+        json_array_append_new(a, json_string(l->items[i]));
+    return a;
+}
+
+static char *echo_text(const echo_init_params_t *ip, const echo_op_params_t *p)
+{
+    size_t mlen = strlen(p->message), plen = strlen(ip->prefix);
+    size_t n = plen + (size_t)p->repeat * (mlen + 1) + 1;
+    char *s = malloc(n), *w = s;
+    if (s == NULL)
+        return NULL;
+    memcpy(w, ip->prefix, plen);
+    w += plen;
+    for (int64_t i = 0; i < p->repeat; i++) {
+        if (i > 0)
+            *w++ = ' ';
+        memcpy(w, p->message, mlen);
+        w += mlen;
+    }
+    *w = '\0';
+    int mode = p->upper ? ECHO_MODE_UPPER : ip->mode;
+    for (char *c = s + plen; *c; c++)
+        *c = (char)(mode == ECHO_MODE_UPPER ? toupper((unsigned char)*c)
+                    : mode == ECHO_MODE_LOWER ? tolower((unsigned char)*c)
+                                              : *c);
+    return s;
+}
+
+static int op_echo(cmi_call_t *call)
+{
+    const cmi_host_t *h = call->host;
+    const echo_op_params_t *p = call->params;
+    const echo_init_params_t *ip = call->binding->instance->params;
+    echo_instance_t *ei = call->binding->instance->data;
+    /* attributes is LAZY: evaluated only when this echo uses it. */
+    if (CMI_PARAM_IS_DYNAMIC(p, ECHO_OP_ATTRIBUTES) && h->call_eval_param(call, ECHO_OP_ATTRIBUTES) != 0)
+        return CMI_FLOW_ERROR;
+    if (p->delay_ms > ip->max_delay_ms)
+        return h->call_fail(call, ECHO_ERR_CONFIG, "ECHO:INVALID_CONFIGURATION", "delay %llu ms exceeds maxDelay %llu ms",
+                            (unsigned long long)p->delay_ms, (unsigned long long)ip->max_delay_ms);
+    char *text = echo_text(ip, p);
+    if (text == NULL)
+        return h->call_fail(call, ECHO_ERR_FAILED, "ECHO:FAILED", "out of memory");
+    json_t *r = json_pack("{s:s, s:s, s:s, s:o, s:b, s:I}", "echo", text, "instance", ip->name, "messageId",
+                          h->msg_id(call->msg), "tags", list_json(&p->tags), "tokenSet", ip->token != NULL, "servers",
+                          (json_int_t)ip->servers.count);
+    free(text);
+    if (CMI_PARAM_GIVEN(p, ECHO_OP_ATTRIBUTES))
+        json_object_set(r, "attributes", p->attributes);
+    if (p->delay_ms == 0) {
+        json_object_set_new(r, "thread", json_string("worker"));
+        h->call_set_result(call, r);
+        return CMI_FLOW_CONTINUE;
+    }
+    job_t *job = calloc(1, sizeof(*job));
+    if (job == NULL) {
+        json_decref(r);
+        return h->call_fail(call, ECHO_ERR_FAILED, "ECHO:FAILED", "out of memory");
+    }
+    job->call = call;
+    job->delay_ms = p->delay_ms;
+    job->due_ms = now_ms() + p->delay_ms;
+    job->result = r;
+    /* Suspend before handing the job over: from then on the echo thread may
+     * resume it at any moment. */
+    int rc = h->call_suspend(call, p->timeout_ms, ECHO_ERR_TIMEOUT, "ECHO:TIMEOUT");
+    pthread_mutex_lock(&ei->lock);
+    job_t **at = &ei->jobs;
+    while (*at != NULL && (*at)->due_ms <= job->due_ms)
+        at = &(*at)->next;
+    job->next = *at;
+    *at = job;
+    pthread_cond_signal(&ei->cond);
+    pthread_mutex_unlock(&ei->lock);
+    return rc;
+}
+
+static int op_fail(cmi_call_t *call)
+{
+    const echo_fail_params_t *p = call->params;
+    return call->host->call_fail(call, (int)p->code, "ECHO:FAILED", "%s", p->reason);
+}
+
+typedef struct {
+    int tick;
+    atomic_int decision; /* 0: none yet, else 1 + index in decision_names */
+} delivery_t;
+
+static int op_decide(cmi_call_t *call)
+{
+    const cmi_host_t *h = call->host;
+    const echo_decide_params_t *p = call->params;
+    delivery_t *d = h->call_delivery(call);
+    if (d == NULL)
+        return h->call_fail(call, ECHO_ERR_NO_DELIVERY, "ECHO:NO_DELIVERY",
+                            "the message did not come from an echo listener");
+    int none = 0;
+    int first = atomic_compare_exchange_strong(&d->decision, &none, p->decision + 1);
+    h->call_set_result(call, json_pack("{s:s, s:s, s:b}", "success", "true", "decision", decision_names[p->decision],
+                                       "first", first));
+    return CMI_FLOW_CONTINUE;
+}
+
+static const cmi_op_def_t ops[] = {
+    {"echo", "echoes a text, now or later from the connector's thread", CMI_OP_NEEDS_CONFIG, echo_params,
+     sizeof(echo_op_params_t), NULL, NULL, op_echo},
+    {"fail", "fails with the given code (for fault handling tests)", CMI_OP_NO_CONFIG, fail_params,
+     sizeof(echo_fail_params_t), NULL, NULL, op_fail},
+    {"decide", "records a decision for a message an echo listener injected", CMI_OP_NO_CONFIG, decide_params,
+     sizeof(echo_decide_params_t), NULL, NULL, op_decide},
+    {NULL},
+};
+
+/* ---- the listener: a message per timer tick --------------------------------- */
+
+typedef struct {
+    const cmi_host_t *host;
+    cmi_listener_t *l;
+    cmi_host_timer_t *timer;
+    int ticks;
+    atomic_int done;
+    int stopped;
+} echo_timer_t;
+
+static void on_tick(void *arg)
+{
+    echo_timer_t *t = arg;
+    const echo_timer_params_t *p = t->l->params;
+    if (t->stopped)
+        return;
+    int tick = ++t->ticks;
+    delivery_t *d = calloc(1, sizeof(*d));
+    if (d != NULL)
+        d->tick = tick;
+    json_t *payload = json_pack("{s:i, s:s, s:s}", "tick", tick, "message", p->message, "listener", t->l->name);
+    char *body = json_dumps(payload, JSON_COMPACT);
+    json_decref(payload);
+    char tick_text[16];
+    snprintf(tick_text, sizeof(tick_text), "%d", tick);
+    cmi_nv_t headers[] = {{"X-Echo-Tick", tick_text}};
+    cmi_prop_t props[] = {{CMI_SCOPE_AXIS2, "echo.tick", tick_text}};
+    cmi_injection_t in = {body, body ? strlen(body) : 0, p->content_type, headers, 1, props, 1, d};
+    if (d == NULL || body == NULL || t->host->inject(t->l, &in) != 0) {
+        t->host->log(CMI_LOG_WARN, t->l->component, "tick %d not injected", tick);
+        free(d);
+    }
+    free(body);
+    if (tick < p->count)
+        t->host->timer_start(t->timer, p->interval_ms);
+}
+
+static int listener_start(cmi_listener_t *l, char *err, size_t n)
+{
+    echo_timer_t *t = calloc(1, sizeof(*t));
+    if (t == NULL) {
+        snprintf(err, n, "out of memory");
+        return -1;
+    }
+    t->host = l->host;
+    t->l = l;
+    t->timer = l->host->timer_create(on_tick, t);
+    if (t->timer == NULL) {
+        snprintf(err, n, "no timer (not on a host thread?)");
+        free(t);
+        return -1;
+    }
+    l->data = t;
+    l->host->timer_start(t->timer, ((const echo_timer_params_t *)l->params)->interval_ms);
+    return 0;
+}
+
+static void listener_stop(cmi_listener_t *l)
+{
+    echo_timer_t *t = l->data;
+    t->stopped = 1;
+    t->host->timer_stop(t->timer);
+}
+
+static void listener_destroy(cmi_listener_t *l)
+{
+    echo_timer_t *t = l->data;
+    t->host->timer_destroy(t->timer);
+    free(t);
+    l->data = NULL;
+}
+
+static void listener_done(cmi_listener_t *l, void *delivery, cmi_msg_t *msg, int outcome)
+{
+    echo_timer_t *t = l->data;
+    delivery_t *d = delivery;
+    const echo_timer_params_t *p = l->params;
+    int decision = atomic_load(&d->decision);
+    const char *prop = l->host->msg_property(msg, CMI_SCOPE_DEFAULT, "ECHO_DECISION");
+    l->host->log(CMI_LOG_INFO, l->component, "tick %d done: %s, decision %s", d->tick,
+                 outcome == CMI_FLOW_CONTINUE ? "ok" : "error",
+                 decision ? decision_names[decision - 1] : prop ? prop : "none");
+    free(d);
+    if (atomic_fetch_add(&t->done, 1) + 1 == p->count)
+        l->host->log(CMI_LOG_INFO, l->component, "all %lld ticks done", (long long)p->count);
+}
+
+static void listener_respond(cmi_listener_t *l, void *delivery, cmi_msg_t *msg)
+{
+    (void)delivery;
+    size_t len = 0;
+    const char *body = l->host->msg_payload(msg, &len, NULL);
+    const char *tick = l->host->msg_header(msg, "X-Echo-Tick", NULL);
+    l->host->log(CMI_LOG_INFO, l->component, "tick %s answered: %.*s", tick ? tick : "?", (int)len, body);
+}
+
+static const char *const timer_classes[] = {"org.example.cmi.EchoTimer", NULL};
+
+static const cmi_listener_def_t listeners[] = {
+    {timer_classes, "echo-timer", "injects a JSON message per tick into the sequence", timer_params,
+     sizeof(echo_timer_params_t), listener_start, listener_stop, listener_destroy, listener_done, listener_respond},
+    {NULL},
+};
+
+/* ---- the descriptor ---------------------------------------------------------- */
+
+static const cmi_config_def_t config = {
+    "a pretend connection: a thread that answers delayed echoes",
+    init_params,
+    sizeof(echo_init_params_t),
+    instance_start,
+    instance_stop,
+};
+
+static const cmi_error_def_t errors[] = {
+    {ECHO_ERR_FAILED, 502, "ECHO:FAILED"},
+    {ECHO_ERR_CONFIG, 500, "ECHO:INVALID_CONFIGURATION"},
+    {ECHO_ERR_NO_DELIVERY, 409, "ECHO:NO_DELIVERY"},
+    {ECHO_ERR_TIMEOUT, 504, "ECHO:TIMEOUT"},
+    {0},
+};
+
+static int echo_init(const cmi_host_t *host, char *err, size_t n)
+{
+    /* A host older than these headers would lack functions we call. */
+    if (host->abi_major != CMI_CONNECTOR_ABI_MAJOR || host->struct_size < sizeof(cmi_host_t)) {
+        snprintf(err, n, "host API %u.%u is older than this module's %d.%d", (unsigned)host->abi_major,
+                 (unsigned)host->abi_minor, CMI_CONNECTOR_ABI_MAJOR, CMI_CONNECTOR_ABI_MINOR);
+        return -1;
+    }
+    return 0;
+}
+
+CMI_CONNECTOR_EXPORT const cmi_connector_t cmi_connector = {
+    CMI_CONNECTOR_HEADER,
+    .name = "echo",
+    .version = "1.0.0",
+    .description = "The SDK's example connector: echoes, failures, delays from its own thread, timer messages.",
+    .config = &config,
+    .ops = ops,
+    .listeners = listeners,
+    .errors = errors,
+    .param_error_code = ECHO_ERR_CONFIG,
+    .init = echo_init,
+};

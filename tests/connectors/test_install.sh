@@ -1,0 +1,63 @@
+# The connector SDK as an outside author gets it: `make install` into a
+# temporary folder, build tests/connectors/outoftree/hello.c with nothing but
+# the installed headers and cmi-connector.pc, and have the installed cmi
+# load, describe and validate it.
+set -eu
+: "${CMI_BUILDDIR:?}" "${CMI_SRCDIR:?}"
+MAKE=${MAKE:-make}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+$MAKE -C "$CMI_BUILDDIR" install DESTDIR="$tmp/root" >"$tmp/install.log" 2>&1 ||
+    { cat "$tmp/install.log" >&2; fail "make install"; }
+pc=$(find "$tmp/root" -name cmi-connector.pc | head -n1)
+[ -n "$pc" ] || fail "cmi-connector.pc is not installed"
+cmi=$(find "$tmp/root" -path '*/bin/cmi' | head -n1)
+[ -x "$cmi" ] || fail "cmi is not installed"
+for h in connector.h host.h params.h types.h; do
+    find "$tmp/root" -path "*/include/cmi/$h" | grep -q . || fail "cmi/$h is not installed"
+done
+
+# The .pc file names the install prefix; the staged copy lives under $tmp.
+prefix=$(sed -n 's/^prefix=//p' "$pc")
+export PKG_CONFIG_PATH="$(dirname "$pc")"
+cflags=$(pkg-config --define-variable=prefix="$tmp/root$prefix" --cflags cmi-connector)
+case "$cflags" in *"$tmp/root"*) ;; *) fail "pkg-config --cflags does not point at the staged headers: $cflags";; esac
+mkdir "$tmp/mods"
+${CC:-cc} -std=c11 -Wall -Wextra -Werror -shared -fPIC $cflags "$CMI_SRCDIR/tests/connectors/outoftree/hello.c" \
+    -o "$tmp/mods/hello.so" $(pkg-config --libs jansson) || fail "building hello.so against the installed SDK"
+
+# Only the descriptor is exported (the .pc file brings -fvisibility=hidden).
+exported=$(nm -D --defined-only "$tmp/mods/hello.so" | awk '{print $3}' | grep -v '^_' | sort | tr '\n' ' ')
+[ "$exported" = "cmi_connector " ] || fail "hello.so exports more than cmi_connector: $exported"
+
+# The same holds for the modules this tree builds.
+for so in "$CMI_BUILDDIR"/tests/connectors/*/.libs/*.so; do
+    exported=$(nm -D --defined-only "$so" | awk '{print $3}' | grep -v '^_' | sort | tr '\n' ' ')
+    [ "$exported" = "cmi_connector " ] || fail "$so exports more than cmi_connector: $exported"
+done
+
+out=$("$cmi" describe hello --connectors "$tmp/mods") || fail "cmi describe hello"
+echo "$out" | grep -q '^hello 0.1.0 (connector ABI 1.0' || fail "describe: no header line: $out"
+echo "$out" | grep -q 'Operation: <hello.greet>' || fail "describe: no greet operation: $out"
+
+mkdir -p "$tmp/deploy/api"
+cat >"$tmp/deploy/api/hello.xml" <<'XML'
+<api xmlns="http://ws.apache.org/ns/synapse" name="Hello" context="/hello">
+  <resource methods="GET" uri-template="/{who}">
+    <inSequence>
+      <hello.greet><name>${params.pathParams.who}</name><responseVariable>g</responseVariable></hello.greet>
+      <respond/>
+    </inSequence>
+  </resource>
+</api>
+XML
+"$cmi" check "$tmp/deploy" --connectors "$tmp/mods" >"$tmp/check.log" 2>&1 ||
+    { cat "$tmp/check.log" >&2; fail "cmi check with the out-of-tree connector"; }
+# The same element is an error when the module is not on the path.
+if "$cmi" check "$tmp/deploy" --connectors "$tmp" >"$tmp/check2.log" 2>&1; then
+    fail "cmi check passed without the hello module"
+fi
+grep -q "no connector module named 'hello' is loaded" "$tmp/check2.log" || { cat "$tmp/check2.log" >&2; fail "missing-module message"; }
+echo "PASS: out-of-tree connector built against the installed SDK loads, describes and validates"

@@ -1,0 +1,155 @@
+"""Connector modules through the real engine, beyond what a scenario file
+can say: a suspended connector call holds no worker thread, secrets stay
+out of logs, the drain waits for connector calls, a client that goes away
+does not cancel one, `cmi describe`, and refused modules."""
+import json
+import os
+import signal
+import socket
+import tempfile
+import time
+
+from harness import SLOW, Cmi, check, run_cmi
+from test_engine import Deployment, in_thread
+
+SECRET = "s3cr3t-Zq9-value"
+
+CONN = """<localEntry xmlns="http://ws.apache.org/ns/synapse" key="EchoConn">
+  <echo.init><name>Conn</name><token>%s</token></echo.init>
+</localEntry>
+"""
+
+API = """<api xmlns="http://ws.apache.org/ns/synapse" name="E" context="/e">
+  <resource methods="GET" uri-template="/slow/{ms}">
+    <inSequence>
+      <log><message>slow echo started</message></log>
+      <echo.echo configKey="EchoConn">
+        <message>slow</message><delay>{${params.pathParams.ms}}</delay><overwriteBody>true</overwriteBody>
+      </echo.echo>
+      <log><message>slow echo resumed on ${payload.thread}</message></log>
+      <respond/>
+    </inSequence>
+  </resource>
+  <resource methods="GET" uri-template="/fast">
+    <inSequence>
+      <echo.echo configKey="EchoConn"><message>fast</message><overwriteBody>true</overwriteBody></echo.echo>
+      <respond/>
+    </inSequence>
+  </resource>
+</api>
+"""
+
+
+def echo_deployment(token="plain-token"):
+    return Deployment({"local-entries/conn.xml": CONN % token, "api/e.xml": API})
+
+
+def test_suspended_call_holds_no_worker():
+    # One worker: a delayed echo (resumed from the connector's thread) must
+    # not keep the worker from answering another request meanwhile.
+    with echo_deployment() as d:
+        cmi = Cmi(d, workers=1).start()
+        try:
+            t, slow = in_thread(lambda: (cmi.request("GET", "/e/slow/1500"), time.monotonic()))
+            cmi.wait_log("slow echo started", 5)
+            status, _, body = cmi.request("GET", "/e/fast")
+            fast_done = time.monotonic()
+            check(status == 200 and json.loads(body)["echo"] == "fast", "fast echo: %s %r" % (status, body))
+            t.join(10 * SLOW)
+            check("value" in slow, "slow echo failed: %r" % slow.get("error"))
+            (s_status, _, s_body), slow_done = slow["value"]
+            check(s_status == 200 and json.loads(s_body)["thread"] == "echo", "slow echo: %s %r" % (s_status, s_body))
+            check(fast_done < slow_done, "the fast echo waited for the suspended one")
+        finally:
+            cmi.stop_clean()
+
+
+def test_secrets_never_reach_the_log():
+    with tempfile.NamedTemporaryFile("w", suffix=".secret", delete=False) as f:
+        f.write(SECRET + "\n")
+        path = f.name
+    try:
+        with echo_deployment("$FILE:" + path) as d:
+            cmi = Cmi(d, workers=1).start()
+            try:
+                status, _, body = cmi.request("GET", "/e/fast")
+                check(status == 200 and json.loads(body)["tokenSet"] is True, "echo with a token: %s %r" % (status, body))
+            finally:
+                cmi.stop_clean()
+            check(SECRET not in cmi.log_text(), "the secret reached the log")
+        # A secret that cannot be read stops `run` with an error naming the
+        # file; `cmi check` (a CI pipeline without the secrets) warns.
+        os.unlink(path)
+        with echo_deployment("$FILE:" + path) as d:
+            rc, out, err = run_cmi(["run", d, "--http-port", "0"])
+            check(rc == 1 and "error: <echo.init> in local entry 'EchoConn': parameter token: cannot read %s" % path
+                  in err, "missing secret file, run: %d %s" % (rc, err))
+            rc, out, err = run_cmi(["check", d])
+            check(rc == 0 and "warning: <echo.init> in local entry 'EchoConn': parameter token: cannot read" in err,
+                  "missing secret file, check: %d %s" % (rc, err))
+    finally:
+        if os.path.exists(path):
+            os.unlink(path)
+
+
+def test_drain_waits_for_a_connector_call():
+    with echo_deployment() as d:
+        cmi = Cmi(d, workers=1).start()
+        try:
+            t, slow = in_thread(lambda: cmi.request("GET", "/e/slow/800"))
+            cmi.wait_log("slow echo started", 5)
+            cmi.proc.send_signal(signal.SIGTERM)
+            t.join(10 * SLOW)
+            check("value" in slow, "the in-flight echo failed: %r" % slow.get("error"))
+            check(slow["value"][0] == 200, "in-flight echo: %r" % (slow["value"],))
+            rc = cmi.wait_exit()
+            check(rc == 0, "exit status %s after the drain" % rc)
+            cmi.wait_log(r"\[echo:EchoConn\] connection stopped", 1)
+        finally:
+            cmi.kill()
+
+
+def test_client_gone_while_connector_call_suspended():
+    with echo_deployment() as d:
+        cmi = Cmi(d, workers=1).start()
+        try:
+            s = socket.create_connection(("127.0.0.1", cmi.port))
+            s.sendall(b"GET /e/slow/300 HTTP/1.1\r\nHost: x\r\n\r\n")
+            cmi.wait_log("slow echo started", 5)
+            s.close()
+            cmi.wait_log("slow echo resumed on echo", 5)
+            status, _, _ = cmi.request("GET", "/e/fast")
+            check(status == 200, "cmi stopped serving after a disconnect during a connector call")
+        finally:
+            cmi.stop_clean()
+
+
+def test_describe():
+    rc, out, err = run_cmi(["describe", "echo"])
+    check(rc == 0, "describe echo: %d %s" % (rc, err))
+    for want in ("echo 1.0.0 (connector ABI 1.0", "Connection config: <localEntry key=\"KEY\"><echo.init>",
+                 "Operation: <echo.echo configKey=\"KEY\">", "Operation: <echo.fail>",
+                 "Inbound endpoint: <inboundEndpoint class=\"org.example.cmi.EchoTimer\"",
+                 "(enum, default KEEP; one of KEEP, UPPER, LOWER)", "(string, secret)",
+                 "709004  ECHO:TIMEOUT"):
+        check(want in out, "describe output lacks %r:\n%s" % (want, out))
+    rc, out, err = run_cmi(["describe", "nosuch"])
+    check(rc == 1 and "no connector named 'nosuch'" in err and "loaded: echo" in err, "describe nosuch: %d %s" % (rc, err))
+
+
+def test_wrong_abi_module_is_refused_at_start():
+    badabi = os.environ.get("CMI_TEST_BADABI")
+    check(badabi, "CMI_TEST_BADABI is not set (run through make check)")
+    with echo_deployment() as d:
+        rc, out, err = run_cmi(["run", d, "--http-port", "0", "--connectors", badabi])
+        check(rc == 1, "cmi run with a wrong-ABI module exited %d" % rc)
+        check("badabi.so: error: connector module refused: built for connector ABI 2.0, but this cmi runs ABI 1.0"
+              in err, "refusal message: %s" % err)
+        check("listening on" not in out + err, "a port was opened")
+
+
+def test_missing_connectors_folder_is_an_error():
+    with echo_deployment() as d:
+        rc, out, err = run_cmi(["check", d, "--connectors", "/nonexistent/cmi-connectors"])
+        check(rc == 1 and "/nonexistent/cmi-connectors: error: cannot open the connectors folder" in err,
+              "missing folder: %d %s" % (rc, err))
