@@ -62,12 +62,16 @@ static const char *trim(cmi_compile_t *cc, const char *s)
     return cmi_arena_strndup(cc->arena, s, n);
 }
 
-/* {...} is a dynamic value, except for a JSON row whose text is JSON. */
+/* {...} is a dynamic value, except for a JSON row whose text is JSON; a
+ * template row is a template unless the whole value is one {${...}} (its
+ * text may well be a JSON object with ${...} inside). */
 static int is_dynamic_syntax(const cmi_param_def_t *def, const char *v)
 {
     size_t n = strlen(v);
     if (n < 2 || v[0] != '{' || v[n - 1] != '}')
         return 0;
+    if (def->type == CMI_PARAM_EXPR)
+        return n >= 5 && v[1] == '$' && v[2] == '{' && v[n - 2] == '}' && strstr(v + 3, "${") == NULL;
     if (def->type == CMI_PARAM_JSON) {
         json_t *j = json_loads(v, JSON_DECODE_ANY, NULL);
         json_decref(j);
@@ -105,6 +109,10 @@ static void compile_dynamic(cmi_compile_t *cc, cmi_pset_t *ps, xmlNodePtr node, 
     const char *inner = cmi_arena_strndup(cc->arena, v + 1, len - 2);
     cmi_expr_error_t err = {0};
     struct cmi_expr *e = cmi_expr_compile(cc->arena, inner, node, &err);
+    if (e == NULL && (def->flags & CMI_PARAM_SECRET)) {
+        cmi_compile_error(cc, node, "%s: parameter %s: not a valid expression", ps->what, def->name);
+        return;
+    }
     if (e == NULL) {
         /* Offsets are reported against the element's text as written. */
         const char *at = strstr(raw, inner);

@@ -26,6 +26,17 @@
         }                                                                                                  \
     } while (0)
 
+/* A message is touched only on its worker: a connector that calls a msg_*
+ * function from its own thread is stopped here, not left to corrupt it. */
+#define CHECK_MSG(msg)                                                                                     \
+    do {                                                                                                   \
+        CHECK_OBJ(msg, CMI_MSG_MAGIC);                                                                     \
+        if ((msg)->worker != NULL && cmi_worker_current() != (msg)->worker) {                              \
+            cmi_log_write(CMI_LOG_FATAL, "connectors", "%s: a message used off its worker thread", __func__); \
+            abort();                                                                                       \
+        }                                                                                                  \
+    } while (0)
+
 /* ---- logging ------------------------------------------------------------ */
 
 static int host_log_enabled(cmi_log_level_t level)
@@ -51,31 +62,31 @@ static void host_log(cmi_log_level_t level, const char *component, const char *f
 
 static const char *host_msg_id(cmi_msg_t *msg)
 {
-    CHECK_OBJ(msg, CMI_MSG_MAGIC);
+    CHECK_MSG(msg);
     return msg->id;
 }
 
 static void *host_msg_alloc(cmi_msg_t *msg, size_t size)
 {
-    CHECK_OBJ(msg, CMI_MSG_MAGIC);
+    CHECK_MSG(msg);
     return cmi_arena_alloc(msg->arena, size);
 }
 
 static char *host_msg_strdup(cmi_msg_t *msg, const char *s)
 {
-    CHECK_OBJ(msg, CMI_MSG_MAGIC);
+    CHECK_MSG(msg);
     return cmi_arena_strdup(msg->arena, s);
 }
 
 static void host_msg_cleanup(cmi_msg_t *msg, void (*fn)(void *data), void *data)
 {
-    CHECK_OBJ(msg, CMI_MSG_MAGIC);
+    CHECK_MSG(msg);
     cmi_arena_cleanup_add(msg->arena, fn, data);
 }
 
 static const char *host_msg_payload(cmi_msg_t *msg, size_t *len, const char **content_type)
 {
-    CHECK_OBJ(msg, CMI_MSG_MAGIC);
+    CHECK_MSG(msg);
     size_t n = 0;
     const char *bytes = cmi_msg_payload_bytes(msg, &n);
     if (len != NULL)
@@ -87,14 +98,14 @@ static const char *host_msg_payload(cmi_msg_t *msg, size_t *len, const char **co
 
 static json_t *host_msg_payload_json(cmi_msg_t *msg)
 {
-    CHECK_OBJ(msg, CMI_MSG_MAGIC);
+    CHECK_MSG(msg);
     const char *err = NULL;
     return cmi_msg_payload_json(msg, &err);
 }
 
 static void host_msg_set_payload(cmi_msg_t *msg, const void *bytes, size_t len, const char *content_type)
 {
-    CHECK_OBJ(msg, CMI_MSG_MAGIC);
+    CHECK_MSG(msg);
     char *copy = cmi_arena_alloc(msg->arena, len + 1);
     if (len > 0)
         memcpy(copy, bytes, len);
@@ -105,13 +116,13 @@ static void host_msg_set_payload(cmi_msg_t *msg, const void *bytes, size_t len, 
 
 static void host_msg_set_payload_json(cmi_msg_t *msg, json_t *json)
 {
-    CHECK_OBJ(msg, CMI_MSG_MAGIC);
+    CHECK_MSG(msg);
     cmi_msg_set_payload_json(msg, json);
 }
 
 static const char *host_msg_property(cmi_msg_t *msg, cmi_scope_t scope, const char *name)
 {
-    CHECK_OBJ(msg, CMI_MSG_MAGIC);
+    CHECK_MSG(msg);
     const cmi_value_t *v = cmi_msg_prop_get(msg, scope, name);
     if (v == NULL || v->type == CMI_VAL_NULL)
         return NULL;
@@ -120,7 +131,7 @@ static const char *host_msg_property(cmi_msg_t *msg, cmi_scope_t scope, const ch
 
 static void host_msg_set_property(cmi_msg_t *msg, cmi_scope_t scope, const char *name, const char *value)
 {
-    CHECK_OBJ(msg, CMI_MSG_MAGIC);
+    CHECK_MSG(msg);
     const char *n = cmi_arena_strdup(msg->arena, name);
     if (value == NULL)
         cmi_msg_prop_remove(msg, scope, n);
@@ -144,14 +155,14 @@ static json_t *value_to_json(const cmi_value_t *v)
 
 static json_t *host_msg_variable(cmi_msg_t *msg, const char *name)
 {
-    CHECK_OBJ(msg, CMI_MSG_MAGIC);
+    CHECK_MSG(msg);
     const cmi_value_t *v = cmi_msg_var_get(msg, name);
     return v ? value_to_json(v) : NULL;
 }
 
 static void host_msg_set_variable(cmi_msg_t *msg, const char *name, json_t *value)
 {
-    CHECK_OBJ(msg, CMI_MSG_MAGIC);
+    CHECK_MSG(msg);
     if (value == NULL) {
         cmi_msg_var_remove(msg, name);
         return;
@@ -177,13 +188,13 @@ static void host_msg_set_variable(cmi_msg_t *msg, const char *name, json_t *valu
 
 static const char *host_msg_header(cmi_msg_t *msg, const char *name, size_t *len)
 {
-    CHECK_OBJ(msg, CMI_MSG_MAGIC);
+    CHECK_MSG(msg);
     return cmi_msg_header_get(msg, name, len);
 }
 
 static void host_msg_set_header(cmi_msg_t *msg, const char *name, const char *value)
 {
-    CHECK_OBJ(msg, CMI_MSG_MAGIC);
+    CHECK_MSG(msg);
     if (value == NULL)
         cmi_msg_header_remove(msg, name, strlen(name));
     else
@@ -195,7 +206,7 @@ static size_t host_msg_headers(cmi_msg_t *msg,
                                          size_t value_len),
                                void *arg)
 {
-    CHECK_OBJ(msg, CMI_MSG_MAGIC);
+    CHECK_MSG(msg);
     size_t i = 0;
     while (i < msg->headers.count) {
         const cmi_header_t *h = &msg->headers.items[i++];
@@ -221,9 +232,16 @@ typedef struct {
     cmi_binding_impl_t *b;
     atomic_int state;
     atomic_uint refs;
+    /* Worker-only: set by call_suspend during the run or continuation in
+     * progress.  The worker decides "did it suspend?" from this, never from
+     * state, which a resume on another thread may already have moved on. */
+    int suspended_here;
+    int failed; /* call_fail was called */
     json_t *result;
     cmi_resume_fn fn;
     void *arg;
+    void (*cancel_fn)(cmi_call_t *call, void *arg);
+    void *cancel_arg;
     cmi_timer_t deadline;
     uint64_t deadline_ms;
     int timeout_code;
@@ -268,16 +286,16 @@ static void apply_result(call_t *c)
 static int call_finish(call_t *c, int rc)
 {
     cmi_msg_t *msg = c->pub.msg;
-    if (rc == CMI_FLOW_CONTINUE) {
+    if (rc == CMI_FLOW_CONTINUE && !c->failed) {
         apply_result(c);
         return rc;
     }
     json_decref(c->result);
     c->result = NULL;
     if (rc != CMI_FLOW_ERROR)
-        cmi_log_error("connectors", "%s at %s returned %d, which an operation may not return", c->b->params.what,
-                      c->b->pub.where, rc);
-    if (rc != CMI_FLOW_ERROR || msg->error_code == 0)
+        cmi_log_error("connectors", "%s at %s returned %d%s; taken as an error", c->b->params.what, c->b->pub.where,
+                      rc, c->failed ? " after call_fail()" : ", which an operation may not return");
+    if (!c->failed)
         cmi_msg_set_error(msg, CMI_ERR_MEDIATION, NULL, "%s failed without saying why", c->b->params.what);
     return CMI_FLOW_ERROR;
 }
@@ -288,10 +306,12 @@ static int call_continue(cmi_msg_t *msg, void *data)
     (void)msg;
     cmi_worker_timer_stop(&c->deadline);
     atomic_store(&c->state, CALL_RUNNING);
+    c->suspended_here = 0;
+    c->cancel_fn = NULL;
     int rc = c->fn != NULL ? c->fn(&c->pub, c->arg) : CMI_FLOW_CONTINUE;
     /* The connector's reference of the suspension that just ended. */
     call_release(c);
-    if (atomic_load(&c->state) == CALL_SUSPENDED)
+    if (c->suspended_here)
         return CMI_FLOW_SUSPENDED; /* suspended again: a new reference */
     rc = call_finish(c, rc);
     call_release(c); /* the host's */
@@ -310,6 +330,12 @@ static void on_deadline(cmi_timer_t *t)
     c->result = NULL;
     cmi_msg_set_error(msg, c->timeout_code, c->timeout_message, "%s at %s: no result within %llu ms",
                       c->b->params.what, c->b->pub.where, (unsigned long long)c->deadline_ms);
+    /* The connector hears of it (and may forget the call: its late
+     * call_resume, even from inside the hook, is answered STALE). */
+    if (c->cancel_fn != NULL)
+        c->cancel_fn(&c->pub, c->cancel_arg);
+    c->pub.msg = NULL;
+    c->pub.params = NULL;
     call_release(c); /* the host's; the connector's goes with its late resume */
     cmi_flow_resume(msg, CMI_FLOW_ERROR);
 }
@@ -330,7 +356,7 @@ int cmi_host_op_run(const cmi_mediator_t *m, cmi_msg_t *msg)
     atomic_init(&c->state, CALL_RUNNING);
     atomic_init(&c->refs, 1);
     int rc = b->op->run(&c->pub);
-    if (atomic_load(&c->state) == CALL_SUSPENDED) {
+    if (c->suspended_here) {
         if (rc != CMI_FLOW_SUSPENDED)
             cmi_log_error("connectors", "%s at %s suspended the message but returned %d; waiting for its resume",
                           b->params.what, b->pub.where, rc);
@@ -374,6 +400,7 @@ static int host_call_fail(cmi_call_t *pub, int code, const char *message, const 
     }
     cmi_msg_set_error(c->pub.msg, code, message, detail ? "%s" : NULL, detail);
     free(detail);
+    c->failed = 1;
     return CMI_FLOW_ERROR;
 }
 
@@ -388,6 +415,7 @@ static int host_call_suspend(cmi_call_t *pub, uint64_t deadline_ms, int timeout_
         abort();
     }
     atomic_fetch_add(&c->refs, 1); /* the connector's, until call_resume() */
+    c->suspended_here = 1;
     msg->resume_fn = call_continue;
     msg->resume_data = c;
     c->deadline_ms = deadline_ms;
@@ -407,6 +435,13 @@ static int host_call_resume(cmi_call_t *pub, cmi_resume_fn fn, void *arg)
     call_t *c = call_of(pub);
     int expected = CALL_SUSPENDED;
     if (!atomic_compare_exchange_strong(&c->state, &expected, CALL_RESUMING)) {
+        if (expected != CALL_TIMED_OUT) {
+            /* Not suspended, or resumed twice: the reference count would
+             * go wrong from here, so stop with the culprit named. */
+            cmi_log_write(CMI_LOG_FATAL, "connectors", "%s at %s: call_resume() on a call that is not suspended",
+                          c->b->params.what, c->b->pub.where);
+            abort();
+        }
         call_release(c);
         return CMI_CALL_STALE;
     }
@@ -445,10 +480,17 @@ static void inbound_respond(cmi_msg_t *msg)
 static void inbound_finish(cmi_msg_t *msg)
 {
     inject_t *in = msg->origin_data;
-    in->l->def->done(&in->l->pub, in->delivery, msg, msg->in_fault ? CMI_FLOW_ERROR : CMI_FLOW_CONTINUE);
+    in->l->def->done(&in->l->pub, in->delivery, msg, msg->fault_unhandled ? CMI_FLOW_ERROR : CMI_FLOW_CONTINUE);
 }
 
 static const cmi_msg_origin_t inbound_origin = {"inbound", inbound_respond, inbound_finish};
+
+static void host_call_on_cancel(cmi_call_t *pub, void (*fn)(cmi_call_t *call, void *arg), void *arg)
+{
+    call_t *c = call_of(pub);
+    c->cancel_fn = fn;
+    c->cancel_arg = arg;
+}
 
 static void *host_call_delivery(cmi_call_t *pub)
 {
@@ -486,10 +528,22 @@ static void run_inject(cmi_worker_t *w, cmi_task_t *task)
     cmi_flow_start(msg, ib->sequence);
 }
 
+static int inject_post(cmi_listener_impl_t *l, const cmi_injection_t *src);
+
 static int host_inject(cmi_listener_t *pub, const cmi_injection_t *src)
 {
     CHECK_OBJ(pub, CMI_LISTENER_MAGIC);
     cmi_listener_impl_t *l = (cmi_listener_impl_t *)pub;
+    /* Counted before the check: stopping the listener clears accepting,
+     * then waits for injections under way to be posted. */
+    atomic_fetch_add(&l->injecting, 1);
+    int rc = inject_post(l, src);
+    atomic_fetch_sub(&l->injecting, 1);
+    return rc;
+}
+
+static int inject_post(cmi_listener_impl_t *l, const cmi_injection_t *src)
+{
     if (!atomic_load(&l->accepting) || l->engine == NULL || l->engine->nworkers == 0)
         return -1;
     cmi_arena_t *a = cmi_arena_create(src->len + 1024);
@@ -609,6 +663,7 @@ const cmi_host_t cmi_host_api = {
     .call_fail = host_call_fail,
     .call_suspend = host_call_suspend,
     .call_resume = host_call_resume,
+    .call_on_cancel = host_call_on_cancel,
     .call_delivery = host_call_delivery,
     .timer_create = host_timer_create,
     .timer_start = host_timer_start,

@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include <string.h>
+#include <time.h>
 
 #include "core/log.h"
 #include "engine.h"
@@ -47,20 +48,21 @@ static int prepare_bindings(cmi_connector_state_t *st)
     return 0;
 }
 
+/* inject() is refused until start has returned 0: a listener that fails to
+ * start has injected nothing. */
 static int start_listeners(cmi_engine_t *e, cmi_connector_state_t *st)
 {
     char err[512];
     for (cmi_listener_impl_t *l = st->listeners; l != NULL; l = l->next) {
         l->engine = e;
-        atomic_store(&l->accepting, 1);
         err[0] = '\0';
         if (l->def->start(&l->pub, err, sizeof(err)) != 0) {
-            atomic_store(&l->accepting, 0);
             cmi_log_error(l->pub.component, "cannot start inbound endpoint %s (%s:%d): %s", l->pub.name,
                           l->inbound->file, l->inbound->line, err[0] ? err : "no reason given");
             return -1;
         }
         l->started = 1;
+        atomic_store(&l->accepting, 1);
         cmi_log_info(l->pub.component, "inbound endpoint %s started (sequence %s)", l->pub.name,
                      l->inbound->sequence->name);
     }
@@ -100,6 +102,12 @@ static void stop_listeners_on_service(void *arg)
     for (cmi_listener_impl_t *l = lc->e->config->connectors->listeners; l != NULL; l = l->next) {
         if (!l->started || !atomic_exchange(&l->accepting, 0))
             continue;
+        /* An inject() that saw accepting set finishes posting first: after
+         * this, every message the listener was told it injected is queued on
+         * a worker, and the drain runs it. */
+        struct timespec tick = {0, 100000L};
+        while (atomic_load(&l->injecting) > 0)
+            nanosleep(&tick, NULL);
         if (l->def->stop != NULL)
             l->def->stop(&l->pub);
         cmi_log_info(l->pub.component, "inbound endpoint %s stopped taking messages", l->pub.name);

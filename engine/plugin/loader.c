@@ -137,11 +137,20 @@ static int check_abi(const cmi_connector_t *d, char *err, size_t n)
     return 0;
 }
 
+/* All or nothing: every code is checked before any is registered. */
 static int register_errors(const cmi_connector_t *d, char *err, size_t n)
 {
+    for (const cmi_error_def_t *e = d->errors; e != NULL && e->code != 0; e++) {
+        const char *name = cmi_error_name(e->code);
+        if (name != NULL && (cmi_error_status(e->code) != e->status || strcmp(name, e->name) != 0)) {
+            snprintf(err, n, "error code %d is already registered as %s (status %d)", e->code, name,
+                     cmi_error_status(e->code));
+            return -1;
+        }
+    }
     for (const cmi_error_def_t *e = d->errors; e != NULL && e->code != 0; e++)
         if (cmi_error_register(e->code, e->status, e->name) != 0) {
-            snprintf(err, n, "error code %d is already registered with another status", e->code);
+            snprintf(err, n, "too many error codes (the engine keeps at most %d)", CMI_ERRORS_MAX);
             return -1;
         }
     return 0;

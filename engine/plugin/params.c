@@ -76,7 +76,7 @@ static int parse_list(cmi_arena_t *arena, const cmi_param_def_t *def, const char
         if (b > a) {
             const char *item = cmi_arena_strndup(arena, a, (size_t)(b - a));
             char why[256];
-            if (def->check != NULL && def->check(item, why, sizeof(why)) != 0) {
+            if (def->check != NULL && def->check(def, item, why, sizeof(why)) != 0) {
                 if (def->flags & CMI_PARAM_SECRET)
                     snprintf(err, n, "not valid: an item: %s", why);
                 else
@@ -106,7 +106,7 @@ int cmi_param_parse(cmi_arena_t *arena, const cmi_param_def_t *def, const char *
     case CMI_PARAM_STRING:
     case CMI_PARAM_EXPR: {
         char why[256];
-        if (def->check != NULL && def->check(text, why, sizeof(why)) != 0) {
+        if (def->check != NULL && def->check(def, text, why, sizeof(why)) != 0) {
             snprintf(err, n, "not valid: %s", why);
             return -1;
         }
@@ -161,7 +161,11 @@ int cmi_param_parse(cmi_arena_t *arena, const cmi_param_def_t *def, const char *
         json_error_t je;
         json_t *j = json_loads(text, JSON_DECODE_ANY, &je);
         if (j == NULL) {
-            snprintf(err, n, "not valid JSON: %s", je.text);
+            /* jansson's reason quotes the text near the fault. */
+            if (def->flags & CMI_PARAM_SECRET)
+                snprintf(err, n, "not valid JSON");
+            else
+                snprintf(err, n, "not valid JSON: %s", je.text);
             return -1;
         }
         cmi_arena_cleanup_add(arena, json_cleanup, j);
@@ -300,7 +304,10 @@ static int eval_json(const cmi_pset_t *ps, cmi_msg_t *msg, const cmi_pdyn_t *d, 
         json_error_t je;
         j = json_loadb(text, len, JSON_DECODE_ANY, &je);
         if (j == NULL)
-            return param_error(ps, msg, d, cmi_arena_sprintf(msg->arena, "not valid JSON: %s", je.text));
+            return param_error(ps, msg, d,
+                               (ps->defs[d->row].flags & CMI_PARAM_SECRET)
+                                   ? "not valid JSON"
+                                   : cmi_arena_sprintf(msg->arena, "not valid JSON: %s", je.text));
     }
     }
     *out = cmi_msg_own_json(msg, j);
@@ -318,6 +325,9 @@ int cmi_pset_eval_row(const cmi_pset_t *ps, cmi_msg_t *msg, void *params, unsign
     const cmi_param_def_t *def = &ps->defs[row];
     cmi_params_head_t *head = params;
     void *slot = (char *)params + def->offset;
+    /* Start from the default: a row evaluated twice (in a continuation)
+     * must not keep the first value when the second gives nothing. */
+    memcpy(slot, (const char *)ps->statics + def->offset, slot_size(def->type));
     const char *text = NULL;
     size_t len = 0;
     if (d->tmpl != NULL) {
@@ -345,7 +355,8 @@ int cmi_pset_eval_row(const cmi_pset_t *ps, cmi_msg_t *msg, void *params, unsign
         text = cmi_value_to_text(msg->arena, &v, &len);
     }
     /* A value that evaluates to nothing is an absent parameter, as an
-     * empty element is: the default stays. */
+     * empty element is: the default stays.  (A template that renders to ""
+     * is an empty text, which a body may legitimately be.) */
     if (len == 0 && def->type != CMI_PARAM_EXPR) {
         set_bit(head->given, row, 0);
         if (def->flags & CMI_PARAM_REQUIRED)

@@ -140,6 +140,7 @@ typedef struct cmi_listener_impl {
     cmi_engine_t *engine;
     cmi_pset_t params;
     atomic_int accepting;
+    atomic_int injecting; /* inject() calls under way */
     atomic_uint next_worker;
     int started;
     struct cmi_listener_impl *next;

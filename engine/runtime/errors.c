@@ -3,6 +3,8 @@
 #include "runtime/errors.h"
 
 #include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
 
 typedef struct {
     int code;
@@ -10,7 +12,7 @@ typedef struct {
     const char *name;
 } error_row_t;
 
-#define MAX_ERRORS 128
+#define MAX_ERRORS CMI_ERRORS_MAX
 
 static error_row_t error_rows[MAX_ERRORS] = {
     {CMI_ERR_MEDIATION, 500, "CMI:MEDIATION_ERROR"},
@@ -47,6 +49,9 @@ int cmi_error_register(int code, int status, const char *name)
         return r->status == status ? 0 : -1;
     if (error_count == MAX_ERRORS)
         return -1;
-    error_rows[error_count++] = (error_row_t){code, status, name};
+    char *copy = strdup(name ? name : "");
+    if (copy == NULL)
+        return -1;
+    error_rows[error_count++] = (error_row_t){code, status, copy}; /* kept for the process's life */
     return 0;
 }

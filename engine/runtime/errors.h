@@ -18,8 +18,11 @@ enum {
 int cmi_error_status(int code);
 /* The short message for a code ("CMI:MEDIATION_ERROR"), or NULL. */
 const char *cmi_error_name(int code);
+#define CMI_ERRORS_MAX 128
+
 /* Registers (code, status, name) for a connector; call before workers start.
- * Returns -1 if the code is already registered with another status. */
+ * The name is copied (a module may be unloaded).  Returns -1 if the code is
+ * already registered with another status, or the table is full. */
 int cmi_error_register(int code, int status, const char *name);
 
 #endif

@@ -94,6 +94,7 @@ static void flow_error(cmi_msg_t *msg, const cmi_mediator_t *m)
     const cmi_sequence_t *handler = msg->in_fault ? NULL : fault_handler(msg);
     msg->nframes = 0;
     msg->in_fault = 1;
+    msg->fault_unhandled = handler == NULL;
     if (handler != NULL)
         cmi_flow_push(msg, handler);
     else

@@ -129,6 +129,7 @@ struct cmi_msg {
     const cmi_mediator_t *suspended_by;
     unsigned suspended : 1;
     unsigned in_fault : 1;
+    unsigned fault_unhandled : 1; /* the last error found no fault sequence */
     unsigned responded : 1;
     unsigned dropped : 1;
     unsigned finished : 1;

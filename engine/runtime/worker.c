@@ -12,10 +12,15 @@
 #include "runtime/flow.h"
 #include "runtime/msg.h"
 
+/* h2o 2.2 keeps one list per timeout value and walks every list on each
+ * loop iteration, so a worker keeps a fixed set of lists, one per power of
+ * two milliseconds: a timer waits in the longest list that does not pass
+ * its due time, then in shorter ones (at most 32 hops), whatever delays
+ * connectors and dynamic parameters ask for. */
+#define TIMER_LISTS 33
+
 struct cmi_worker_timeout {
-    cmi_worker_timeout_t *next;
-    uint64_t delay_ms;
-    h2o_timeout_t timeout;
+    h2o_timeout_t lists[TIMER_LISTS]; /* [0]: 0 ms, [k]: 2^(k-1) ms */
 };
 
 enum { CONTROL_DRAIN = 1 };
@@ -47,6 +52,8 @@ static void on_resume(h2o_multithread_receiver_t *receiver, h2o_linklist_t *mess
     }
 }
 
+static void maybe_finish(cmi_worker_t *w);
+
 static void on_task(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
 {
     cmi_worker_t *w = H2O_STRUCT_FROM_MEMBER(cmi_worker_t, task_receiver, receiver);
@@ -54,7 +61,28 @@ static void on_task(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messag
         cmi_task_t *t = H2O_STRUCT_FROM_MEMBER(cmi_task_t, link.link, messages->next);
         h2o_linklist_unlink(&t->link.link);
         t->fn(w, t);
+        atomic_fetch_sub(&w->pending_tasks, 1);
     }
+    maybe_finish(w);
+}
+
+/* The end of a drain: the loop stops only if no task is queued, and from
+ * then on nothing can be posted (the check and the close are one step
+ * under post_lock, so a post either lands before or fails). */
+static void finish(cmi_worker_t *w)
+{
+    pthread_mutex_lock(&w->post_lock);
+    if (atomic_load(&w->pending_tasks) == 0) {
+        w->closed = 1;
+        w->stop = 1;
+    }
+    pthread_mutex_unlock(&w->post_lock);
+}
+
+static void maybe_finish(cmi_worker_t *w)
+{
+    if (w->closing && w->inflight == 0 && w->nconns == 0)
+        finish(w);
 }
 
 static void on_drain_timeout(cmi_timer_t *t)
@@ -65,7 +93,10 @@ static void on_drain_timeout(cmi_timer_t *t)
                      w->inflight);
     else
         cmi_log_warn("worker", "worker %u: %zu connection(s) did not close in time", w->index, w->nconns);
+    pthread_mutex_lock(&w->post_lock);
+    w->closed = 1;
     w->stop = 1;
+    pthread_mutex_unlock(&w->post_lock);
 }
 
 /* No message is in flight: shut the client sockets down so that h2o sees
@@ -77,7 +108,7 @@ static void close_connections(cmi_worker_t *w)
         return;
     w->closing = 1;
     if (w->nconns == 0) {
-        w->stop = 1;
+        maybe_finish(w);
         return;
     }
     for (h2o_linklist_t *l = w->conns.next; l != &w->conns; l = l->next)
@@ -95,7 +126,7 @@ static void on_conn_close(void *data)
     w->nconns--;
     if (w->closing && w->nconns == 0) {
         cmi_worker_timer_stop(&w->drain_timer);
-        w->stop = 1;
+        maybe_finish(w);
     }
 }
 
@@ -154,7 +185,7 @@ static void on_control(h2o_multithread_receiver_t *receiver, h2o_linklist_t *mes
  * process is about to exit anyway. */
 static void worker_dispose(cmi_worker_t *w)
 {
-    if (w->inflight > 0 || w->nconns > 0)
+    if (w->inflight > 0 || w->nconns > 0 || atomic_load(&w->pending_tasks) > 0)
         return;
     if (w->listener != NULL) {
         h2o_socket_close(w->listener);
@@ -176,16 +207,16 @@ static void worker_dispose(cmi_worker_t *w)
     /* libh2o 2.2's h2o_context_dispose() closes the queue's socket but
      * never frees the queue itself (later h2o versions do): free it here. */
     free(queue);
-    while (w->timeouts != NULL) {
-        cmi_worker_timeout_t *t = w->timeouts;
-        w->timeouts = t->next;
+    for (int i = 0; i < TIMER_LISTS; i++) {
+        h2o_timeout_t *to = &w->timeouts->lists[i];
         /* A connector may leave a timer armed; h2o refuses to dispose of a
          * list that still holds entries. */
-        while (!h2o_linklist_is_empty(&t->timeout._entries))
-            h2o_linklist_unlink(t->timeout._entries.next);
-        h2o_timeout_dispose(w->loop, &t->timeout);
-        free(t);
+        while (!h2o_linklist_is_empty(&to->_entries))
+            h2o_linklist_unlink(to->_entries.next);
+        h2o_timeout_dispose(w->loop, to);
     }
+    free(w->timeouts);
+    w->timeouts = NULL;
     h2o_evloop_destroy(w->loop);
     w->loop = NULL;
 }
@@ -194,6 +225,9 @@ static void worker_setup(cmi_worker_t *w)
 {
     h2o_linklist_init_anchor(&w->conns);
     w->loop = h2o_evloop_create();
+    w->timeouts = cmi_xcalloc(1, sizeof(*w->timeouts));
+    for (int i = 0; i < TIMER_LISTS; i++)
+        h2o_timeout_init(w->loop, &w->timeouts->lists[i], i == 0 ? 0 : 1ull << (i - 1));
     h2o_context_init(&w->ctx, w->loop, w->h2o);
     h2o_multithread_register_receiver(w->ctx.queue, &w->resume_receiver, on_resume);
     h2o_multithread_register_receiver(w->ctx.queue, &w->control_receiver, on_control);
@@ -288,29 +322,34 @@ void cmi_worker_request_drain(cmi_worker_t *w, uint64_t timeout_ms)
     pthread_mutex_unlock(&w->post_lock);
 }
 
+static void timer_arm(cmi_timer_t *t);
+
 static void timer_trampoline(h2o_timeout_entry_t *entry)
 {
     cmi_timer_t *t = (cmi_timer_t *)entry;
-    t->cb(t);
+    if (h2o_now(t->worker->loop) < t->due)
+        timer_arm(t); /* on to a shorter list */
+    else
+        t->cb(t);
+}
+
+static void timer_arm(cmi_timer_t *t)
+{
+    uint64_t now = h2o_now(t->worker->loop);
+    uint64_t left = t->due > now ? t->due - now : 0;
+    int list = 0;
+    while (list + 1 < TIMER_LISTS && (1ull << list) <= left)
+        list++; /* list k holds 2^(k-1) ms, the largest not past the due time */
+    t->entry.cb = timer_trampoline;
+    h2o_timeout_link(t->worker->loop, &t->worker->timeouts->lists[list], &t->entry);
 }
 
 void cmi_worker_timer_start(cmi_worker_t *w, cmi_timer_t *t, uint64_t delay_ms)
 {
-    /* h2o 2.2 keeps one list per delay value; delays in a deployment are few
-     * (configured timeouts), so the lists are kept for the worker's life. */
-    cmi_worker_timeout_t *to = w->timeouts;
-    while (to != NULL && to->delay_ms != delay_ms)
-        to = to->next;
-    if (to == NULL) {
-        to = cmi_xcalloc(1, sizeof(*to));
-        to->delay_ms = delay_ms;
-        h2o_timeout_init(w->loop, &to->timeout, delay_ms);
-        to->next = w->timeouts;
-        w->timeouts = to;
-    }
     cmi_worker_timer_stop(t);
-    t->entry.cb = timer_trampoline;
-    h2o_timeout_link(w->loop, &to->timeout, &t->entry);
+    t->worker = w;
+    t->due = h2o_now(w->loop) + delay_ms;
+    timer_arm(t);
 }
 
 void cmi_worker_timer_stop(cmi_timer_t *t)
@@ -337,8 +376,12 @@ void cmi_worker_msg_created(cmi_worker_t *w)
 void cmi_worker_msg_destroyed(cmi_worker_t *w)
 {
     w->inflight--;
-    if (w->draining && w->inflight == 0)
-        close_connections(w);
+    if (w->draining && w->inflight == 0) {
+        if (w->closing)
+            maybe_finish(w); /* a message an injected task started */
+        else
+            close_connections(w);
+    }
 }
 
 int cmi_worker_post_resume(cmi_worker_t *w, cmi_msg_t *msg)
@@ -355,8 +398,10 @@ int cmi_worker_post_task(cmi_worker_t *w, cmi_task_t *task)
 {
     pthread_mutex_lock(&w->post_lock);
     int closed = w->closed;
-    if (!closed)
+    if (!closed) {
+        atomic_fetch_add(&w->pending_tasks, 1);
         h2o_multithread_send_message(&w->task_receiver, &task->link);
+    }
     pthread_mutex_unlock(&w->post_lock);
     return closed ? -1 : 0;
 }

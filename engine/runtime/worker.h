@@ -34,6 +34,8 @@ typedef struct cmi_timer {
     h2o_timeout_entry_t entry; /* first: the callback gets &entry */
     void (*cb)(struct cmi_timer *timer);
     void *data;
+    cmi_worker_t *worker; /* set by cmi_worker_timer_start */
+    uint64_t due;         /* loop time (ms) it fires at */
 } cmi_timer_t;
 
 struct cmi_worker {
@@ -57,7 +59,10 @@ struct cmi_worker {
      * to a freed queue. */
     pthread_mutex_t post_lock;
     int closed;
-    cmi_worker_timeout_t *timeouts; /* one h2o_timeout_t per distinct delay */
+    /* Tasks posted and not yet run: a drain does not end while some are
+     * queued (an injected message must run, not vanish). */
+    atomic_size_t pending_tasks;
+    cmi_worker_timeout_t *timeouts; /* a fixed set of h2o timeout lists (worker.c) */
     cmi_timer_t drain_timer;
     uint64_t rng;
     size_t inflight; /* messages alive on this worker */

@@ -47,6 +47,8 @@ static struct {
     cmi_resume_fn resume_fn;
     void *resume_arg;
     int resume_returns; /* what call_resume answers (0 or CMI_CALL_STALE) */
+    void (*cancel_fn)(cmi_call_t *call, void *arg);
+    void *cancel_arg;
     void *delivery;
     /* the listener */
     struct cmi_host_timer timer;
@@ -165,6 +167,13 @@ static int f_call_resume(cmi_call_t *call, cmi_resume_fn fn, void *arg)
     return rc;
 }
 
+static void f_call_on_cancel(cmi_call_t *call, void (*fn)(cmi_call_t *, void *), void *arg)
+{
+    (void)call;
+    fake.cancel_fn = fn;
+    fake.cancel_arg = arg;
+}
+
 static void *f_call_delivery(cmi_call_t *call)
 {
     (void)call;
@@ -222,6 +231,7 @@ static const cmi_host_t host = {
     .call_fail = f_call_fail,
     .call_suspend = f_call_suspend,
     .call_resume = f_call_resume,
+    .call_on_cancel = f_call_on_cancel,
     .call_delivery = f_call_delivery,
     .timer_create = f_timer_create,
     .timer_start = f_timer_start,
@@ -240,6 +250,8 @@ static void fake_reset(void)
     fake.resume_fn = NULL;
     fake.resume_arg = NULL;
     fake.resume_returns = 0;
+    fake.cancel_fn = NULL;
+    fake.cancel_arg = NULL;
     fake.delivery = NULL;
     fake.log_len = 0;
     fake.log[0] = '\0';
@@ -340,7 +352,7 @@ static void test_echo_now(void)
     CU_ASSERT_PTR_NOT_NULL(strstr(fake.log, "[echo:EchoConn] connection conn started: 2 server(s), mode UPPER"));
     CU_ASSERT_PTR_NULL(strstr(fake.log, "s3cr3t")); /* secrets never reach a log */
     struct cmi_msg msg = {.id = "urn:uuid:1"};
-    echo_op_params_t p = {.message = "hi", .repeat = 2};
+    echo_op_params_t p = {.message = "hi", .repeat = 2, .hops = 1};
     cmi_call_t call = make_call(&f, &msg, &p);
     CU_ASSERT_EQUAL(op("echo")->run(&call), CMI_FLOW_CONTINUE);
     CU_ASSERT_FATAL(fake.result != NULL);
@@ -373,7 +385,7 @@ static void test_echo_delayed_resumes_from_its_thread(void)
     fixture_t f;
     fixture_start(&f, ECHO_MODE_KEEP);
     struct cmi_msg msg = {.id = "urn:uuid:2"};
-    echo_op_params_t p = {.message = "later", .repeat = 1, .delay_ms = 30, .timeout_ms = 500};
+    echo_op_params_t p = {.message = "later", .repeat = 1, .delay_ms = 30, .timeout_ms = 500, .hops = 1};
     cmi_call_t call = make_call(&f, &msg, &p);
     CU_ASSERT_EQUAL(op("echo")->run(&call), CMI_FLOW_SUSPENDED);
     CU_ASSERT_TRUE(fake.suspended);
@@ -396,7 +408,7 @@ static void test_echo_late_resume_is_dropped(void)
     fixture_t f;
     fixture_start(&f, ECHO_MODE_KEEP);
     struct cmi_msg msg = {.id = "urn:uuid:3"};
-    echo_op_params_t p = {.message = "x", .repeat = 1, .delay_ms = 10, .timeout_ms = 1};
+    echo_op_params_t p = {.message = "x", .repeat = 1, .delay_ms = 10, .timeout_ms = 1, .hops = 1};
     cmi_call_t call = make_call(&f, &msg, &p);
     CU_ASSERT_EQUAL(op("echo")->run(&call), CMI_FLOW_SUSPENDED);
     CU_ASSERT_FATAL(wait_resumed());
@@ -405,13 +417,33 @@ static void test_echo_late_resume_is_dropped(void)
     CU_ASSERT_PTR_NULL(fake.result); /* and the job's memory went with it (LeakSanitizer) */
 }
 
+static void test_echo_cancel_takes_the_job_back(void)
+{
+    fake_reset();
+    fixture_t f;
+    fixture_start(&f, ECHO_MODE_KEEP);
+    struct cmi_msg msg = {.id = "urn:uuid:7"};
+    echo_op_params_t p = {.message = "x", .repeat = 1, .delay_ms = 900, .timeout_ms = 5, .hops = 1};
+    cmi_call_t call = make_call(&f, &msg, &p);
+    CU_ASSERT_EQUAL(op("echo")->run(&call), CMI_FLOW_SUSPENDED);
+    CU_ASSERT_FATAL(fake.cancel_fn != NULL);
+    /* The host's deadline: the hook runs on the worker (here) and settles
+     * the resume it owes, which the host answers STALE. */
+    fake.resume_returns = CMI_CALL_STALE;
+    fake.cancel_fn(&call, fake.cancel_arg);
+    CU_ASSERT_TRUE(fake.resumed);
+    CU_ASSERT_PTR_NULL(fake.resume_fn);
+    CU_ASSERT_PTR_NOT_NULL(strstr(fake.log, "an echo call was cancelled by its deadline"));
+    fixture_stop(&f); /* the queue is empty: nothing left for the thread (LeakSanitizer checks the job) */
+}
+
 static void test_echo_delay_over_max_fails(void)
 {
     fake_reset();
     fixture_t f;
     fixture_start(&f, ECHO_MODE_KEEP);
     struct cmi_msg msg = {.id = "urn:uuid:4"};
-    echo_op_params_t p = {.message = "x", .repeat = 1, .delay_ms = 5000};
+    echo_op_params_t p = {.message = "x", .repeat = 1, .delay_ms = 5000, .hops = 1};
     cmi_call_t call = make_call(&f, &msg, &p);
     CU_ASSERT_EQUAL(op("echo")->run(&call), CMI_FLOW_ERROR);
     CU_ASSERT_EQUAL(fake.fail_code, ECHO_ERR_CONFIG);
@@ -492,6 +524,7 @@ int main(void)
         {"echo now", test_echo_now},
         {"echo delayed resumes from its thread", test_echo_delayed_resumes_from_its_thread},
         {"late resume is dropped", test_echo_late_resume_is_dropped},
+        {"cancel takes the job back", test_echo_cancel_takes_the_job_back},
         {"delay over max fails", test_echo_delay_over_max_fails},
         {"fail", test_fail},
         {"listener ticks and decisions", test_listener_ticks_and_decisions},

@@ -153,3 +153,38 @@ def test_missing_connectors_folder_is_an_error():
         rc, out, err = run_cmi(["check", d, "--connectors", "/nonexistent/cmi-connectors"])
         check(rc == 1 and "/nonexistent/cmi-connectors: error: cannot open the connectors folder" in err,
               "missing folder: %d %s" % (rc, err))
+
+
+def test_drain_runs_every_injected_message():
+    # A listener injecting fast, flows that suspend in a connector call, and
+    # SIGTERM in the middle: every message the listener was told it
+    # injected runs to the end and the listener hears of it (done), then
+    # cmi exits 0.  Injections after the stop are refused, not lost.
+    files = {
+        "local-entries/conn.xml": CONN % "t",
+        "inbound-endpoints/fast.xml":
+            '<inboundEndpoint xmlns="http://ws.apache.org/ns/synapse" name="Fast" '
+            'class="org.example.cmi.EchoTimer" sequence="slowTick"><parameters>'
+            '<parameter name="echo.interval">3</parameter><parameter name="echo.count">100000</parameter>'
+            '</parameters></inboundEndpoint>',
+        "sequences/slowTick.xml":
+            '<sequence xmlns="http://ws.apache.org/ns/synapse" name="slowTick">'
+            '<log><message>got tick ${payload.tick}</message></log>'
+            '<echo.echo configKey="EchoConn"><message>x</message><delay>150</delay></echo.echo></sequence>',
+    }
+    import re
+    with Deployment(files) as d:
+        cmi = Cmi(d, workers=2).start()
+        try:
+            cmi.wait_log(r"got tick 30\b", 10)
+            cmi.proc.send_signal(signal.SIGTERM)
+            rc = cmi.wait_exit()
+            check(rc == 0, "exit status %s" % rc)
+        finally:
+            cmi.kill()
+        log = cmi.log_text()
+        got = set(re.findall(r"got tick (\d+)", log))
+        done = set(re.findall(r"\[echo:Fast\] tick (\d+) done", log))
+        check(len(got) >= 30, "only %d ticks ran" % len(got))
+        check(got == done, "ticks that ran but were not reported done: %s; done but never ran: %s"
+              % (sorted(got - done, key=int)[:10], sorted(done - got, key=int)[:10]))

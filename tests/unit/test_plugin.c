@@ -23,8 +23,9 @@ typedef struct {
 
 static const char *const colours[] = {"RED", "GREEN", NULL};
 
-static int no_spaces(const char *v, char *err, size_t n)
+static int no_spaces(const cmi_param_def_t *def, const char *v, char *err, size_t n)
 {
+    (void)def;
     if (strchr(v, ' ') != NULL) {
         snprintf(err, n, "has a space");
         return -1;
@@ -113,6 +114,11 @@ static void test_secrets(void)
     CU_ASSERT_PTR_NULL(strstr(err, "pa55"));
     CU_ASSERT_EQUAL(cmi_param_secret(a, "literal", &out, err, sizeof(err)), 0);
     CU_ASSERT_STRING_EQUAL(out, "literal");
+    /* A malformed secret is reported without the text around the fault. */
+    const cmi_param_def_t secret_json = {.name = "k", .type = CMI_PARAM_JSON, .flags = CMI_PARAM_SECRET};
+    json_t *j = NULL;
+    CU_ASSERT_EQUAL(cmi_param_parse(a, &secret_json, "{\"pw\": hunter2}", &j, err, sizeof(err)), -1);
+    CU_ASSERT_STRING_EQUAL(err, "not valid JSON");
     cmi_arena_destroy(a);
 }
 

@@ -9,9 +9,10 @@
  *                    (cmi/params.h), host API (cmi/host.h).
  *
  * Rules for changing it: adding a field at the end of cmi_connector_t or
- * cmi_host_t, or a new function at the end of the host table, bumps the
- * minor (the engine reads new fields only when struct_size says they are
- * there); anything else bumps the major.
+ * cmi_host_t, or a new function at the end of the host table, or giving a
+ * meaning to a `reserved` slot of a table row (NULL keeps the old
+ * behaviour) bumps the minor (the engine reads new fields only when
+ * struct_size says they are there); anything else bumps the major.
  *
  * A connector module is a shared object that exports exactly one symbol,
  * `cmi_connector`, of type cmi_connector_t (Varnish VMODs).  Build it with
@@ -111,6 +112,7 @@ typedef struct {
     int (*start)(cmi_instance_t *inst, char *err, size_t err_size);
     /* Service thread, after every message is done. */
     void (*stop)(cmi_instance_t *inst);
+    const void *reserved[4]; /* zero */
 } cmi_config_def_t;
 
 enum {
@@ -139,6 +141,7 @@ typedef struct {
      * call_set_result, or with no result), CMI_FLOW_ERROR (after
      * call_fail) or CMI_FLOW_SUSPENDED (from call_suspend). */
     int (*run)(cmi_call_t *call);
+    const void *reserved[4]; /* zero */
 } cmi_op_def_t;
 
 /* An inbound endpoint kind: <inboundEndpoint class="..."> (or
@@ -150,7 +153,8 @@ typedef struct {
     const cmi_param_def_t *params;
     size_t params_size;
     /* Service thread, once the workers serve.  Sets l->data; returns 0, or
-     * -1 with a reason (the engine does not start). */
+     * -1 with a reason (the engine does not start).  inject() is refused
+     * until start has returned 0. */
     int (*start)(cmi_listener_t *l, char *err, size_t err_size);
     /* Service thread, when the engine begins to drain: stop injecting (the
      * host refuses injections from now on); messages in flight go on. */
@@ -158,11 +162,15 @@ typedef struct {
     /* Service thread, after the last done: free l->data. */
     void (*destroy)(cmi_listener_t *l);
     /* Owner worker: the flow of an injected message is over.  outcome is
-     * CMI_FLOW_CONTINUE, or CMI_FLOW_ERROR when it ended in an error that
-     * no fault sequence handled.  msg may be read until this returns. */
+     * CMI_FLOW_ERROR when its last error found no fault sequence (the
+     * engine answered it), else CMI_FLOW_CONTINUE (an error a fault
+     * sequence handled shows in the ERROR_CODE property).  msg may be read
+     * until this returns.  Called once for every message inject() accepted,
+     * also during the drain. */
     void (*done)(cmi_listener_t *l, void *delivery, cmi_msg_t *msg, int outcome);
     /* Owner worker: the flow ran <respond/>.  May be NULL (ignored). */
     void (*respond)(cmi_listener_t *l, void *delivery, cmi_msg_t *msg);
+    const void *reserved[4]; /* zero */
 } cmi_listener_def_t;
 
 /* An error code a connector raises, and the HTTP status a caller gets for

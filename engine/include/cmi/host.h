@@ -19,7 +19,13 @@
  * Memory.  Every function says what it does with what it is given:
  * "copies" (the caller keeps its own), "steals" (a jansson reference
  * passes to the host) or "borrowed" (valid until the stated point).
- * Message allocations come from the message's arena and go with it. */
+ * Message allocations come from the message's arena and go with it, and
+ * so do call->msg and call->params: they are valid in run and in
+ * continuations only.  What a connector's own thread needs later (a
+ * routing key, a correlation id) it copies before call_suspend().  JSON the
+ * host hands out (payload views, variables, JSON parameters) may be shared
+ * with other messages or the deployment: read it, never change it
+ * (json_deep_copy first). */
 #ifndef CMI_HOST_H
 #define CMI_HOST_H
 
@@ -106,7 +112,8 @@ struct cmi_host {
     const char *(*msg_property)(cmi_msg_t *msg, cmi_scope_t scope, const char *name);
     /* Sets (copies) or, with value NULL, removes a property. */
     void (*msg_set_property)(cmi_msg_t *msg, cmi_scope_t scope, const char *name, const char *value);
-    /* A variable as JSON (a new reference), NULL when unset. */
+    /* A variable as JSON (a new reference to a shared value: do not change
+     * it), NULL when unset. */
     json_t *(*msg_variable)(cmi_msg_t *msg, const char *name);
     /* Sets (steals) or, with value NULL, removes a variable. */
     void (*msg_set_variable)(cmi_msg_t *msg, const char *name, json_t *value);
@@ -146,6 +153,11 @@ struct cmi_host {
      * the deadline came first (fn is not called; arg stays the caller's).
      * The call must not be used after this returns. */
     int (*call_resume)(cmi_call_t *call, cmi_resume_fn fn, void *arg);
+    /* Owner worker, while suspending: fn(call, arg) runs on the worker if
+     * the deadline ends the call, so that the connector can forget it (its
+     * call_resume(), which it still owes, may be made from fn and returns
+     * CMI_CALL_STALE).  Cleared at each resume. */
+    void (*call_on_cancel)(cmi_call_t *call, void (*fn)(cmi_call_t *call, void *arg), void *arg);
     /* The listener's delivery handle when the call's message was injected
      * by a listener of the same connector, else NULL. */
     void *(*call_delivery)(cmi_call_t *call);

@@ -100,11 +100,13 @@ typedef struct {
 #define CMI_PARAM_IS_DYNAMIC(params, row)                                                                 \
     ((((const cmi_params_head_t *)(params))->dynamic[(row) / 64] >> ((row) % 64)) & 1u)
 
+struct cmi_param_def;
 /* An extra check of a value (for LIST: of each item) beyond its type, such
- * as "host:port".  Returns 0, or -1 with a reason in err (without the value
- * when the row is secret).  Runs at load for static values and per message
- * for dynamic ones. */
-typedef int (*cmi_param_check_fn)(const char *value, char *err, size_t err_size);
+ * as "host:port".  Returns 0, or -1 with a reason in err, which must not
+ * repeat the value when def->flags has CMI_PARAM_SECRET.  Runs at load for
+ * static values and per message for dynamic ones. */
+typedef int (*cmi_param_check_fn)(const struct cmi_param_def *def, const char *value, char *err,
+                                  size_t err_size);
 
 typedef struct cmi_param_def {
     const char *name;
@@ -116,6 +118,7 @@ typedef struct cmi_param_def {
     const char *const *choices; /* ENUM: the names, NULL-terminated */
     int64_t min, max;          /* INT, DURATION: bounds, applied when min < max */
     cmi_param_check_fn check;  /* may be NULL */
+    const void *reserved[2];   /* zero; later minors may give them a meaning */
 } cmi_param_def_t;
 
 /* Table rows.  Fields a macro does not take (check, say) can be added to

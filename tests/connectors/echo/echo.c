@@ -28,8 +28,9 @@
 static const char *const mode_names[] = {"KEEP", "UPPER", "LOWER", NULL};
 static const char *const decision_names[] = {"ACCEPT", "DISCARD", "REQUEUE", NULL};
 
-static int check_host_port(const char *v, char *err, size_t n)
+static int check_host_port(const cmi_param_def_t *def, const char *v, char *err, size_t n)
 {
+    (void)def;
     const char *colon = strrchr(v, ':');
     char *end = NULL;
     long port = colon ? strtol(colon + 1, &end, 10) : 0;
@@ -75,6 +76,10 @@ static const cmi_param_def_t echo_params[] = {
     [ECHO_OP_ATTRIBUTES] = CMI_PARAM("attributes", CMI_PARAM_JSON, DYN | CMI_PARAM_LAZY, O, attributes, NULL,
                                      "JSON copied to the result"),
     [ECHO_OP_UPPER] = CMI_PARAM("upper", CMI_PARAM_BOOL, DYN, O, upper, "false", "upper-case this echo"),
+    [ECHO_OP_HOPS] = CMI_PARAM_RANGE("hops", CMI_PARAM_INT, DYN, O, hops, "1",
+                                     "delayed answers: suspend this many times in a row", 1, 10),
+    [ECHO_OP_INLINE] = CMI_PARAM("resumeInline", CMI_PARAM_BOOL, DYN, O, resume_inline, "false",
+                                 "resume from inside run, before it returns (no delay)"),
     [ECHO_OP_COUNT] = CMI_PARAM_END,
 };
 #undef O
@@ -112,13 +117,16 @@ static const cmi_param_def_t timer_params[] = {
 
 typedef struct job {
     struct job *next;
+    struct echo_instance *ei;
     cmi_call_t *call;
     uint64_t due_ms;
     uint64_t delay_ms;
+    int64_t hops_left;
+    int64_t hops;
     json_t *result;
 } job_t;
 
-typedef struct {
+typedef struct echo_instance {
     const cmi_host_t *host;
     const char *component;
     pthread_t thread;
@@ -135,22 +143,80 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* On the worker, after the echo thread resumed the call. */
+static void job_free(job_t *job)
+{
+    json_decref(job->result);
+    free(job);
+}
+
+/* Whoever takes a job off the queue owns it: the echo thread when it is
+ * due, or the cancel hook when the host's deadline came first. */
+static void queue_job(echo_instance_t *ei, job_t *job)
+{
+    job->due_ms = now_ms() + job->delay_ms;
+    pthread_mutex_lock(&ei->lock);
+    job_t **at = &ei->jobs;
+    while (*at != NULL && (*at)->due_ms <= job->due_ms)
+        at = &(*at)->next;
+    job->next = *at;
+    *at = job;
+    pthread_cond_signal(&ei->cond);
+    pthread_mutex_unlock(&ei->lock);
+}
+
+static int take_job(echo_instance_t *ei, job_t *job)
+{
+    pthread_mutex_lock(&ei->lock);
+    job_t **at = &ei->jobs;
+    while (*at != NULL && *at != job)
+        at = &(*at)->next;
+    int found = *at != NULL;
+    if (found)
+        *at = job->next;
+    pthread_mutex_unlock(&ei->lock);
+    return found;
+}
+
+/* On the worker, when the deadline ends the call: take the job back and
+ * settle the resume still owed (the host answers it STALE). */
+static void on_cancel(cmi_call_t *call, void *arg)
+{
+    job_t *job = arg;
+    if (!take_job(job->ei, job))
+        return; /* the echo thread has it and is resuming */
+    call->host->log(CMI_LOG_INFO, job->ei->component, "an echo call was cancelled by its deadline");
+    if (call->host->call_resume(call, NULL, NULL) == CMI_CALL_STALE)
+        job_free(job);
+}
+
+static void suspend_job(cmi_call_t *call, job_t *job, uint64_t deadline_ms)
+{
+    call->host->call_suspend(call, deadline_ms, ECHO_ERR_TIMEOUT, "ECHO:TIMEOUT");
+    call->host->call_on_cancel(call, on_cancel, job);
+}
+
+/* On the worker, after the echo thread resumed the call: one more hop
+ * (suspending again from a continuation), or the result. */
 static int finish_delayed(cmi_call_t *call, void *arg)
 {
     job_t *job = arg;
-    json_object_set_new(job->result, "thread", json_string("echo"));
-    json_object_set_new(job->result, "delayedMs", json_integer((json_int_t)job->delay_ms));
+    if (--job->hops_left > 0) {
+        suspend_job(call, job, 0);
+        queue_job(job->ei, job);
+        return CMI_FLOW_SUSPENDED;
+    }
+    json_object_set_new(job->result, "thread", json_string(job->delay_ms ? "echo" : "inline"));
+    json_object_set_new(job->result, "delayedMs", json_integer((json_int_t)(job->delay_ms * job->hops)));
+    json_object_set_new(job->result, "hops", json_integer((json_int_t)job->hops));
     call->host->call_set_result(call, job->result);
-    free(job);
+    job->result = NULL;
+    job_free(job);
     return CMI_FLOW_CONTINUE;
 }
 
 static int finish_stopping(cmi_call_t *call, void *arg)
 {
-    job_t *job = arg;
-    json_decref(job->result);
-    free(job);
+    job_free(arg);
     return call->host->call_fail(call, ECHO_ERR_FAILED, "ECHO:FAILED", "the echo connection is stopping");
 }
 
@@ -159,8 +225,7 @@ static void resume_job(echo_instance_t *ei, job_t *job, cmi_resume_fn fn)
     if (ei->host->call_resume(job->call, fn, job) == CMI_CALL_STALE) {
         /* The deadline came first; the message has moved on. */
         ei->host->log(CMI_LOG_DEBUG, ei->component, "a delayed echo arrived after its deadline; dropped");
-        json_decref(job->result);
-        free(job);
+        job_free(job);
     }
 }
 
@@ -304,7 +369,7 @@ static int op_echo(cmi_call_t *call)
     free(text);
     if (CMI_PARAM_GIVEN(p, ECHO_OP_ATTRIBUTES))
         json_object_set(r, "attributes", p->attributes);
-    if (p->delay_ms == 0) {
+    if (p->delay_ms == 0 && !p->resume_inline) {
         json_object_set_new(r, "thread", json_string("worker"));
         h->call_set_result(call, r);
         return CMI_FLOW_CONTINUE;
@@ -314,22 +379,19 @@ static int op_echo(cmi_call_t *call)
         json_decref(r);
         return h->call_fail(call, ECHO_ERR_FAILED, "ECHO:FAILED", "out of memory");
     }
+    job->ei = ei;
     job->call = call;
-    job->delay_ms = p->delay_ms;
-    job->due_ms = now_ms() + p->delay_ms;
+    job->delay_ms = p->resume_inline ? 0 : p->delay_ms;
+    job->hops = job->hops_left = p->resume_inline ? 1 : p->hops;
     job->result = r;
-    /* Suspend before handing the job over: from then on the echo thread may
-     * resume it at any moment. */
-    int rc = h->call_suspend(call, p->timeout_ms, ECHO_ERR_TIMEOUT, "ECHO:TIMEOUT");
-    pthread_mutex_lock(&ei->lock);
-    job_t **at = &ei->jobs;
-    while (*at != NULL && (*at)->due_ms <= job->due_ms)
-        at = &(*at)->next;
-    job->next = *at;
-    *at = job;
-    pthread_cond_signal(&ei->cond);
-    pthread_mutex_unlock(&ei->lock);
-    return rc;
+    /* Suspend before handing the job over: from then on it may be resumed
+     * at any moment, even before run returns. */
+    suspend_job(call, job, p->timeout_ms);
+    if (p->resume_inline)
+        resume_job(ei, job, finish_delayed);
+    else
+        queue_job(ei, job);
+    return CMI_FLOW_SUSPENDED;
 }
 
 static int op_fail(cmi_call_t *call)
