@@ -67,6 +67,18 @@ const char *cmi_xml_text(cmi_compile_t *cc, xmlNodePtr node)
     return copy;
 }
 
+const char *cmi_compile_trim(cmi_compile_t *cc, const char *s, size_t *len)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    size_t n = strlen(s);
+    while (n > 0 && isspace((unsigned char)s[n - 1]))
+        n--;
+    if (len != NULL)
+        *len = n;
+    return cmi_arena_strndup(cc->arena, s, n);
+}
+
 static void vreport(cmi_compile_t *cc, int error, xmlNodePtr node, const char *fmt, va_list ap)
 {
     char msg[1536];

@@ -58,6 +58,9 @@ const char *cmi_xml_text(cmi_compile_t *cc, xmlNodePtr node);
  * returns the number of errors reported. */
 int cmi_xml_check_attrs(cmi_compile_t *cc, xmlNodePtr node, const cmi_attr_rule_t *rules,
                         const cmi_attr_rule_t *extra);
+/* s without leading and trailing white space, copied into the config
+ * arena; *len (may be NULL) gets its length. */
+const char *cmi_compile_trim(cmi_compile_t *cc, const char *s, size_t *len);
 /* Reports an error when node has element children; for elements that
  * take only attributes or text. */
 int cmi_xml_no_children(cmi_compile_t *cc, xmlNodePtr node);

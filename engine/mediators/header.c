@@ -149,6 +149,21 @@ static int is_token(const char *s)
 
 /* The default (SOAP) scope: a WS-Addressing name, a qualified name, or
  * inline blocks. */
+/* value= or expression= (one of them, unless the header is removed). */
+static int compile_value(cmi_compile_t *cc, xmlNodePtr node, header_mediator_t *h, const char *expression)
+{
+    if (h->remove)
+        return 0;
+    if ((h->value == NULL) == (expression == NULL)) {
+        cmi_compile_error(cc, node, "<header name=\"%s\">: give a value or an expression (or action=\"remove\")",
+                          h->name);
+        return -1;
+    }
+    if (expression != NULL && (h->expr = cmi_compile_expr(cc, node, "expression", expression)) == NULL)
+        return -1;
+    return 0;
+}
+
 static cmi_mediator_t *compile_soap(cmi_compile_t *cc, xmlNodePtr node, header_mediator_t *h, const char *action)
 {
     h->soap = 1;
@@ -202,12 +217,7 @@ static cmi_mediator_t *compile_soap(cmi_compile_t *cc, xmlNodePtr node, header_m
         }
         h->ns_href = cmi_arena_strdup(cc->arena, (const char *)ns->href);
     }
-    if (!h->remove && (h->value == NULL) == (expression == NULL)) {
-        cmi_compile_error(cc, node, "<header name=\"%s\">: give a value or an expression (or action=\"remove\")",
-                          h->name);
-        return NULL;
-    }
-    if (!h->remove && expression != NULL && (h->expr = cmi_compile_expr(cc, node, "expression", expression)) == NULL)
+    if (compile_value(cc, node, h, expression) != 0)
         return NULL;
     h->value_len = h->value ? strlen(h->value) : 0;
     return &h->base;
@@ -242,12 +252,7 @@ cmi_mediator_t *cmi_compile_header(cmi_compile_t *cc, xmlNodePtr node)
     }
     h->remove = action != NULL && strcmp(action, "remove") == 0;
     const char *expression = cmi_xml_attr(cc, node, "expression");
-    if (!h->remove && (h->value == NULL) == (expression == NULL)) {
-        cmi_compile_error(cc, node, "<header name=\"%s\">: give a value or an expression (or action=\"remove\")",
-                          h->name);
-        return NULL;
-    }
-    if (!h->remove && expression != NULL && (h->expr = cmi_compile_expr(cc, node, "expression", expression)) == NULL)
+    if (compile_value(cc, node, h, expression) != 0)
         return NULL;
     if (h->value != NULL && strpbrk(h->value, "\r\n") != NULL) {
         cmi_compile_error(cc, node, "<header name=\"%s\">: a header value may not contain line breaks", h->name);

@@ -113,17 +113,6 @@ static int compile_args(cmi_compile_t *cc, xmlNodePtr args, payload_mediator_t *
     return 0;
 }
 
-static const char *trim(cmi_compile_t *cc, const char *s, size_t *len)
-{
-    while (isspace((unsigned char)*s))
-        s++;
-    size_t n = strlen(s);
-    while (n > 0 && isspace((unsigned char)s[n - 1]))
-        n--;
-    *len = n;
-    return cmi_arena_strndup(cc->arena, s, n);
-}
-
 static int has_placeholders(const char *s)
 {
     for (; *s; s++)
@@ -134,7 +123,7 @@ static int has_placeholders(const char *s)
 
 static int compile_json(cmi_compile_t *cc, xmlNodePtr format, payload_mediator_t *p)
 {
-    p->bytes = trim(cc, cmi_xml_text(cc, format), &p->len);
+    p->bytes = cmi_compile_trim(cc, cmi_xml_text(cc, format), &p->len);
     p->content_type = "application/json";
     if (has_placeholders(p->bytes)) {
         p->tmpl = cmi_compile_template(cc, format, NULL, p->bytes, CMI_TEMPLATE_JSON, p->nargs);

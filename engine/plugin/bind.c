@@ -52,16 +52,6 @@ static void bit_set(uint64_t *bits, unsigned row)
     bits[row / 64] |= 1ull << (row % 64);
 }
 
-static const char *trim(cmi_compile_t *cc, const char *s)
-{
-    while (isspace((unsigned char)*s))
-        s++;
-    size_t n = strlen(s);
-    while (n > 0 && isspace((unsigned char)s[n - 1]))
-        n--;
-    return cmi_arena_strndup(cc->arena, s, n);
-}
-
 /* {...} is a dynamic value, except for a JSON row whose text is JSON; a
  * template row is a template unless the whole value is one {${...}} (its
  * text may well be a JSON object with ${...} inside). */
@@ -180,7 +170,7 @@ static void pset_set(cmi_compile_t *cc, cmi_pset_t *ps, xmlNodePtr node, const c
         cmi_diag_error(cc->diag, cc->file, line, "%s: parameter %s is given twice", ps->what, name);
         return;
     }
-    const char *v = def->type == CMI_PARAM_EXPR ? raw : trim(cc, raw);
+    const char *v = def->type == CMI_PARAM_EXPR ? raw : cmi_compile_trim(cc, raw, NULL);
     int blank = 1;
     for (const char *p = v; *p; p++)
         blank &= isspace((unsigned char)*p) != 0;
@@ -193,7 +183,7 @@ static void pset_set(cmi_compile_t *cc, cmi_pset_t *ps, xmlNodePtr node, const c
     }
     if (def->flags & CMI_PARAM_IGNORED)
         return;
-    const char *t = trim(cc, raw);
+    const char *t = cmi_compile_trim(cc, raw, NULL);
     if (is_dynamic_syntax(def, t)) {
         if (!may_be_dynamic) {
             cmi_diag_error(cc->diag, cc->file, line, "%s: parameter %s cannot be dynamic here", ps->what, name);
@@ -338,7 +328,7 @@ static int engine_param(cmi_compile_t *cc, cmi_binding_impl_t *b, xmlNodePtr c)
 {
     const char *name = (const char *)c->name;
     if (strcmp(name, "responseVariable") == 0) {
-        const char *v = trim(cc, cmi_xml_text(cc, c));
+        const char *v = cmi_compile_trim(cc, cmi_xml_text(cc, c), NULL);
         if (*v == '\0')
             return 1;
         if (v[0] == '{')
@@ -347,7 +337,7 @@ static int engine_param(cmi_compile_t *cc, cmi_binding_impl_t *b, xmlNodePtr c)
         return 1;
     }
     if (strcmp(name, "overwriteBody") == 0) {
-        const char *v = trim(cc, cmi_xml_text(cc, c));
+        const char *v = cmi_compile_trim(cc, cmi_xml_text(cc, c), NULL);
         if (*v != '\0' && cmi_parse_bool(v, &b->overwrite_body) != 0)
             cmi_compile_error(cc, c, "<overwriteBody>: '%s' is not true or false", v);
         return 1;
