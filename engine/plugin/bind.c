@@ -197,14 +197,19 @@ static void pset_set(cmi_compile_t *cc, cmi_pset_t *ps, xmlNodePtr node, const c
     }
 }
 
-static void pset_finish(cmi_compile_t *cc, cmi_pset_t *ps, xmlNodePtr node)
+static void pset_finish(cmi_compile_t *cc, cmi_pset_t *ps, xmlNodePtr node, cmi_validate_fn validate)
 {
+    size_t errors = cc->diag->errors;
     /* A row written but not valid has had its error already. */
     const cmi_params_head_t *head = ps->statics;
     for (unsigned i = 0; ps->defs[i].name != NULL; i++)
         if ((ps->defs[i].flags & CMI_PARAM_REQUIRED) && !bit(head->given, i) && !bit(head->dynamic, i) &&
             !bit(ps->seen, i))
             cmi_compile_error(cc, node, "%s: the parameter %s is required", ps->what, ps->defs[i].name);
+    /* Rules across parameters, once each one is valid on its own. */
+    char err[512] = "";
+    if (validate != NULL && cc->diag->errors == errors && validate(ps->statics, err, sizeof(err)) != 0)
+        cmi_compile_error(cc, node, "%s: %s", ps->what, err[0] ? err : "the parameters do not fit together");
 }
 
 /* A parameter element's value: its text, or its content serialised when it
@@ -263,7 +268,7 @@ cmi_instance_impl_t *cmi_bind_instance(cmi_compile_t *cc, xmlNodePtr elem, const
         /* A connection is made once, not per message: no dynamic values. */
         pset_set(cc, &inst->params, c, (const char *)c->name, param_text(cc, c), 0);
     }
-    pset_finish(cc, &inst->params, elem);
+    pset_finish(cc, &inst->params, elem, def->validate);
     inst->pub.magic = CMI_INSTANCE_MAGIC;
     inst->pub.host = &cmi_host_api;
     inst->pub.name = key;
@@ -390,7 +395,7 @@ cmi_mediator_t *cmi_bind_operation(cmi_compile_t *cc, xmlNodePtr node)
         if (!engine_param(cc, b, c))
             pset_set(cc, &b->params, c, (const char *)c->name, param_text(cc, c), 1);
     }
-    pset_finish(cc, &b->params, node);
+    pset_finish(cc, &b->params, node, op->validate);
     if (!ok)
         return NULL;
     b->pub.magic = CMI_BINDING_MAGIC;
@@ -454,7 +459,7 @@ void cmi_bind_listener(cmi_compile_t *cc, xmlNodePtr root, cmi_inbound_t *ib)
             xmlFree(pname);
         }
     }
-    pset_finish(cc, &l->params, root);
+    pset_finish(cc, &l->params, root, def->validate);
     l->pub.magic = CMI_LISTENER_MAGIC;
     l->pub.host = &cmi_host_api;
     l->pub.name = ib->name;

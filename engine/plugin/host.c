@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/log.h"
 #include "engine.h"
@@ -225,7 +226,11 @@ static size_t host_msg_headers(cmi_msg_t *msg,
  * on the worker and a resume from a connector thread may race; whoever
  * moves the state out of SUSPENDED first wins. */
 
-enum { CALL_RUNNING, CALL_SUSPENDED, CALL_RESUMING, CALL_TIMED_OUT };
+/* SUSPENDED -> RESUMING (a resume won) or -> CANCELLING -> TIMED_OUT (the
+ * deadline won; CANCELLING while the connector's cancel hook runs, so that
+ * a racing resume is answered STALE only once the hook has returned: the
+ * connector frees what the hook may still be looking at on STALE). */
+enum { CALL_RUNNING, CALL_SUSPENDED, CALL_RESUMING, CALL_CANCELLING, CALL_TIMED_OUT };
 
 typedef struct {
     cmi_call_t pub;
@@ -236,7 +241,9 @@ typedef struct {
      * progress.  The worker decides "did it suspend?" from this, never from
      * state, which a resume on another thread may already have moved on. */
     int suspended_here;
-    int failed; /* call_fail was called */
+    int in_cancel; /* worker-only: the cancel hook is running */
+    int failed;    /* call_fail was called */
+    cmi_worker_t *worker;
     json_t *result;
     cmi_resume_fn fn;
     void *arg;
@@ -322,20 +329,26 @@ static void on_deadline(cmi_timer_t *t)
 {
     call_t *c = t->data;
     int expected = CALL_SUSPENDED;
-    if (!atomic_compare_exchange_strong(&c->state, &expected, CALL_TIMED_OUT))
+    if (!atomic_compare_exchange_strong(&c->state, &expected, CALL_CANCELLING))
         return; /* a resume is on its way */
     cmi_msg_t *msg = c->pub.msg;
     msg->resume_fn = NULL;
     json_decref(c->result);
     c->result = NULL;
-    cmi_msg_set_error(msg, c->timeout_code, c->timeout_message, "%s at %s: no result within %llu ms",
-                      c->b->params.what, c->b->pub.where, (unsigned long long)c->deadline_ms);
-    /* The connector hears of it (and may forget the call: its late
-     * call_resume, even from inside the hook, is answered STALE). */
-    if (c->cancel_fn != NULL)
+    /* The connector hears of it first, with the message still there: it
+     * may forget the call (its late call_resume, even from inside the hook,
+     * is answered STALE) and may replace the timeout error with call_fail. */
+    if (c->cancel_fn != NULL) {
+        c->in_cancel = 1;
         c->cancel_fn(&c->pub, c->cancel_arg);
+        c->in_cancel = 0;
+    }
+    if (!c->failed)
+        cmi_msg_set_error(msg, c->timeout_code, c->timeout_message, "%s at %s: no result within %llu ms",
+                          c->b->params.what, c->b->pub.where, (unsigned long long)c->deadline_ms);
     c->pub.msg = NULL;
     c->pub.params = NULL;
+    atomic_store(&c->state, CALL_TIMED_OUT);
     call_release(c); /* the host's; the connector's goes with its late resume */
     cmi_flow_resume(msg, CMI_FLOW_ERROR);
 }
@@ -353,6 +366,7 @@ int cmi_host_op_run(const cmi_mediator_t *m, cmi_msg_t *msg)
     c->pub.msg = msg;
     c->pub.params = params;
     c->b = b;
+    c->worker = msg->worker;
     atomic_init(&c->state, CALL_RUNNING);
     atomic_init(&c->refs, 1);
     int rc = b->op->run(&c->pub);
@@ -435,7 +449,14 @@ static int host_call_resume(cmi_call_t *pub, cmi_resume_fn fn, void *arg)
     call_t *c = call_of(pub);
     int expected = CALL_SUSPENDED;
     if (!atomic_compare_exchange_strong(&c->state, &expected, CALL_RESUMING)) {
-        if (expected != CALL_TIMED_OUT) {
+        if (expected == CALL_CANCELLING && !(c->in_cancel && cmi_worker_current() == c->worker)) {
+            /* The cancel hook is running on the worker: STALE only after it. */
+            struct timespec tick = {0, 20000L};
+            while (atomic_load(&c->state) == CALL_CANCELLING)
+                nanosleep(&tick, NULL);
+            expected = CALL_TIMED_OUT;
+        }
+        if (expected != CALL_TIMED_OUT && expected != CALL_CANCELLING) {
             /* Not suspended, or resumed twice: the reference count would
              * go wrong from here, so stop with the culprit named. */
             cmi_log_write(CMI_LOG_FATAL, "connectors", "%s at %s: call_resume() on a call that is not suspended",

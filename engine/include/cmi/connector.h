@@ -100,6 +100,10 @@ struct cmi_listener {
 
 /* ---- what a connector declares ----------------------------------------- */
 
+/* Checks the static values of a parameter struct as a whole; rows written
+ * as expressions are marked in head.dynamic and hold their defaults. */
+typedef int (*cmi_validate_fn)(const void *params, char *err, size_t err_size);
+
 /* <NAME.init> in a local entry: one instance per local entry, started
  * before the engine serves and stopped after the drain. */
 typedef struct {
@@ -112,6 +116,10 @@ typedef struct {
     int (*start)(cmi_instance_t *inst, char *err, size_t err_size);
     /* Service thread, after every message is done. */
     void (*stop)(cmi_instance_t *inst);
+    /* At load (also for `cmi check`): rules across parameters ("JKS is not
+     * supported: convert the store to PKCS12").  Returns 0, or -1 with a
+     * reason, reported at the element's file:line.  May be NULL. */
+    cmi_validate_fn validate;
     const void *reserved[4]; /* zero */
 } cmi_config_def_t;
 
@@ -141,7 +149,8 @@ typedef struct {
      * call_set_result, or with no result), CMI_FLOW_ERROR (after
      * call_fail) or CMI_FLOW_SUSPENDED (from call_suspend). */
     int (*run)(cmi_call_t *call);
-    const void *reserved[4]; /* zero */
+    cmi_validate_fn validate; /* at load, as for the config; may be NULL */
+    const void *reserved[4];  /* zero */
 } cmi_op_def_t;
 
 /* An inbound endpoint kind: <inboundEndpoint class="..."> (or
@@ -170,7 +179,8 @@ typedef struct {
     void (*done)(cmi_listener_t *l, void *delivery, cmi_msg_t *msg, int outcome);
     /* Owner worker: the flow ran <respond/>.  May be NULL (ignored). */
     void (*respond)(cmi_listener_t *l, void *delivery, cmi_msg_t *msg);
-    const void *reserved[4]; /* zero */
+    cmi_validate_fn validate; /* at load, as for the config; may be NULL */
+    const void *reserved[4];  /* zero */
 } cmi_listener_def_t;
 
 /* An error code a connector raises, and the HTTP status a caller gets for

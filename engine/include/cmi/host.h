@@ -154,9 +154,12 @@ struct cmi_host {
      * The call must not be used after this returns. */
     int (*call_resume)(cmi_call_t *call, cmi_resume_fn fn, void *arg);
     /* Owner worker, while suspending: fn(call, arg) runs on the worker if
-     * the deadline ends the call, so that the connector can forget it (its
-     * call_resume(), which it still owes, may be made from fn and returns
-     * CMI_CALL_STALE).  Cleared at each resume. */
+     * the deadline ends the call, before the flow goes on, with call->msg
+     * still valid: it may forget the call (the call_resume() still owed may
+     * be made from fn and returns CMI_CALL_STALE; one made elsewhere returns
+     * STALE only after fn has returned), and may call call_fail() to raise
+     * another error than the timeout.  Keep it short.  Cleared at each
+     * resume. */
     void (*call_on_cancel)(cmi_call_t *call, void (*fn)(cmi_call_t *call, void *arg), void *arg);
     /* The listener's delivery handle when the call's message was injected
      * by a listener of the same connector, else NULL. */

@@ -394,6 +394,20 @@ static int op_echo(cmi_call_t *call)
     return CMI_FLOW_SUSPENDED;
 }
 
+/* A rule across parameters, checked at load when both values are static. */
+static int validate_echo(const void *params, char *err, size_t n)
+{
+    const echo_op_params_t *p = params;
+    if (CMI_PARAM_IS_DYNAMIC(p, ECHO_OP_DELAY) || CMI_PARAM_IS_DYNAMIC(p, ECHO_OP_TIMEOUT))
+        return 0;
+    if (p->timeout_ms > 0 && p->timeout_ms <= p->delay_ms) {
+        snprintf(err, n, "timeout (%llu ms) is not longer than delay (%llu ms): every echo would time out",
+                 (unsigned long long)p->timeout_ms, (unsigned long long)p->delay_ms);
+        return -1;
+    }
+    return 0;
+}
+
 static int op_fail(cmi_call_t *call)
 {
     const echo_fail_params_t *p = call->params;
@@ -421,8 +435,9 @@ static int op_decide(cmi_call_t *call)
 }
 
 static const cmi_op_def_t ops[] = {
-    {"echo", "echoes a text, now or later from the connector's thread", CMI_OP_NEEDS_CONFIG, echo_params,
-     sizeof(echo_op_params_t), NULL, NULL, op_echo},
+    {.name = "echo", .description = "echoes a text, now or later from the connector's thread",
+     .flags = CMI_OP_NEEDS_CONFIG, .params = echo_params, .params_size = sizeof(echo_op_params_t), .run = op_echo,
+     .validate = validate_echo},
     {"fail", "fails with the given code (for fault handling tests)", CMI_OP_NO_CONFIG, fail_params,
      sizeof(echo_fail_params_t), NULL, NULL, op_fail},
     {"decide", "records a decision for a message an echo listener injected", CMI_OP_NO_CONFIG, decide_params,
