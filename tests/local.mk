@@ -23,8 +23,14 @@ tests_unit_test_plugin_SOURCES = tests/unit/test_plugin.c tests/unit/cu_main.h
 tests_unit_test_plugin_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_plugin_LDADD = $(UNIT_LDADD)
 
+# The RabbitMQ connector's socket-free parts.
+check_PROGRAMS += tests/unit/test_rmq
+tests_unit_test_rmq_SOURCES = tests/unit/test_rmq.c tests/unit/cu_main.h
+tests_unit_test_rmq_CPPFLAGS = $(AM_CPPFLAGS) $(CUNIT_CFLAGS) $(PROTON_CFLAGS)
+tests_unit_test_rmq_LDADD = connectors/rabbitmq/librmq-core.la $(PROTON_LIBS) $(JANSSON_LIBS) $(CUNIT_LIBS)
+
 TESTS += tests/unit/test_core tests/unit/test_dispatch tests/unit/test_runtime tests/unit/test_expr \
-	tests/unit/test_plugin
+	tests/unit/test_plugin tests/unit/test_rmq
 
 # Connector modules for tests, built as a connector author would build one:
 # a libtool module exporting nothing but the cmi_connector descriptor.
@@ -54,14 +60,16 @@ TEST_EXTENSIONS = .py .sh
 PY_LOG_COMPILER = $(PYTHON3)
 SH_LOG_COMPILER = $(SHELL)
 AM_TESTS_ENVIRONMENT = CMI_BIN='$(abs_top_builddir)/cmi'; export CMI_BIN; \
-	CMI_TEST_CONNECTORS='$(abs_top_builddir)/tests/connectors/echo/.libs'; export CMI_TEST_CONNECTORS; \
+	CMI_TEST_CONNECTORS='$(abs_top_builddir)/tests/connectors/echo/.libs:$(abs_top_builddir)/connectors/rabbitmq/.libs'; \
+	export CMI_TEST_CONNECTORS; \
+	CMI_RMQ_CONNECTORS='$(abs_top_builddir)/connectors/rabbitmq/.libs'; export CMI_RMQ_CONNECTORS; \
 	CMI_TEST_BADABI='$(abs_top_builddir)/tests/connectors/badabi/.libs'; export CMI_TEST_BADABI; \
 	CMI_BUILDDIR='$(abs_top_builddir)'; export CMI_BUILDDIR; CMI_SRCDIR='$(abs_top_srcdir)'; export CMI_SRCDIR; \
 	MAKE='$(MAKE)'; export MAKE; \
 	UBSAN_OPTIONS='print_stacktrace=1:halt_on_error=1'; export UBSAN_OPTIONS; \
 	TSAN_OPTIONS='halt_on_error=1:second_deadlock_stack=1'; export TSAN_OPTIONS;
-TESTS += tests/config/run.py tests/scenarios/run.py
-EXTRA_DIST += tests/config tests/scenarios
+TESTS += tests/config/run.py tests/scenarios/run.py tests/integration/run.py
+EXTRA_DIST += tests/config tests/scenarios tests/integration
 
 # The scenario suite under valgrind: fails on any memory error or leak
 # reported in cmi (memcheck's exit status 99).
@@ -69,7 +77,7 @@ VALGRIND_CMD = valgrind --quiet --error-exitcode=99 --leak-check=full --show-lea
 	--errors-for-leak-kinds=definite,indirect
 check-valgrind: cmi $(check_LTLIBRARIES)
 	CMI_BIN='$(abs_top_builddir)/cmi' CMI_WRAPPER='$(VALGRIND_CMD)' \
-	CMI_TEST_CONNECTORS='$(abs_top_builddir)/tests/connectors/echo/.libs' \
+	CMI_TEST_CONNECTORS='$(abs_top_builddir)/tests/connectors/echo/.libs:$(abs_top_builddir)/connectors/rabbitmq/.libs' \
 	CMI_TEST_BADABI='$(abs_top_builddir)/tests/connectors/badabi/.libs' \
 	$(PYTHON3) $(top_srcdir)/tests/scenarios/run.py -j 2
 .PHONY: check-valgrind

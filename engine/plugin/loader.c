@@ -281,10 +281,12 @@ void cmi_plugins_destroy(cmi_plugins_t *p)
 {
     if (p == NULL)
         return;
+    /* Modules stay mapped until the process ends: threads of libraries
+     * they use may outlive shutdown by a moment, and leak reports of the
+     * sanitizers and valgrind can only name code that is still mapped. */
     for (size_t i = p->count; i-- > 0;) {
         if (p->mods[i].desc->shutdown != NULL)
             p->mods[i].desc->shutdown();
-        dlclose(p->mods[i].handle);
         free((char *)p->mods[i].path);
     }
     free(p->mods);

@@ -1,0 +1,341 @@
+/* Where a publish goes and what must exist first (spec §3), worked out on
+ * the worker from the operation's parameters: the 3.x plugin address
+ * (v1), the 4.x address (v2), and the declarations in the order the
+ * broker needs them (exchange, queue, binding), described for both the
+ * HTTP management API and the AMQP management node. */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rmq.h"
+
+static char *xstrdup(const char *s)
+{
+    char *c = strdup(s ? s : "");
+    if (c == NULL)
+        abort(); /* as the engine's allocator: out of memory ends the process */
+    return c;
+}
+
+static char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *xasprintf(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *s = NULL;
+    if (vasprintf(&s, fmt, ap) < 0)
+        abort();
+    va_end(ap);
+    return s;
+}
+
+char *rmq_percent_encode(const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t n = strlen(s);
+    char *out = malloc(n * 3 + 1), *w = out;
+    if (out == NULL)
+        abort();
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (isalnum(*p) || *p == '-' || *p == '.' || *p == '_' || *p == '~') {
+            *w++ = (char)*p;
+        } else {
+            *w++ = '%';
+            *w++ = hex[*p >> 4];
+            *w++ = hex[*p & 15];
+        }
+    }
+    *w = '\0';
+    return out;
+}
+
+int rmq_format_for_version(const char *product, const char *version)
+{
+    (void)product;
+    /* RabbitMQ 4.0 brought native AMQP 1.0 with v2 addresses; the 3.x
+     * plugin understands only v1.  No version: assume the plugin. */
+    if (version == NULL)
+        return RMQ_FORMAT_V1;
+    return atoi(version) >= 4 ? RMQ_FORMAT_V2 : RMQ_FORMAT_V1;
+}
+
+/* ---- queue and exchange arguments ----------------------------------------- */
+
+static json_t *typed_value(const char *v)
+{
+    if (strcmp(v, "true") == 0)
+        return json_true();
+    if (strcmp(v, "false") == 0)
+        return json_false();
+    char *end;
+    errno = 0;
+    long long i = strtoll(v, &end, 10);
+    if (*v != '\0' && *end == '\0' && errno == 0)
+        return json_integer(i);
+    double d = strtod(v, &end);
+    if (*v != '\0' && *end == '\0' && errno == 0)
+        return json_real(d);
+    return json_string(v);
+}
+
+json_t *rmq_parse_arguments(const char *s, char *err, size_t n)
+{
+    json_t *obj = json_object();
+    if (s == NULL)
+        return obj;
+    char *copy = xstrdup(s), *save = NULL;
+    for (char *item = strtok_r(copy, ",", &save); item != NULL; item = strtok_r(NULL, ",", &save)) {
+        while (isspace((unsigned char)*item))
+            item++;
+        if (*item == '\0')
+            continue;
+        char *eq = strchr(item, '=');
+        if (eq == NULL || eq == item) {
+            snprintf(err, n, "'%s' is not key=value", item);
+            json_decref(obj);
+            free(copy);
+            return NULL;
+        }
+        *eq = '\0';
+        char *k = item, *v = eq + 1, *ke = eq;
+        while (ke > k && isspace((unsigned char)ke[-1]))
+            *--ke = '\0';
+        while (isspace((unsigned char)*v))
+            v++;
+        size_t vl = strlen(v);
+        while (vl > 0 && isspace((unsigned char)v[vl - 1]))
+            v[--vl] = '\0';
+        json_object_set_new(obj, k, typed_value(v));
+    }
+    free(copy);
+    return obj;
+}
+
+/* ---- declarations -------------------------------------------------------------- */
+
+static const char *const queue_types[] = {"classic", "quorum", "stream"};
+static const char *const overflow_names[] = {"drop-head", "reject-publish", "reject-publish-dlx"};
+static const char *const exchange_types[] = {"direct", "fanout", "topic", "headers"};
+static const char *const dls_names[] = {"at-most-once", "at-least-once"};
+
+static char *dump(json_t *j)
+{
+    char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+    if (s == NULL)
+        abort();
+    return s;
+}
+
+static void add_declare(rmq_target_t *t, const char *method, char *http_path, json_t *http_body, char *v2_path,
+                        json_t *v2_body, int on_v1)
+{
+    rmq_declare_t *d = realloc(t->declare, (t->ndeclare + 1) * sizeof(*d));
+    if (d == NULL)
+        abort();
+    t->declare = d;
+    d[t->ndeclare++] = (rmq_declare_t){method, http_path, dump(http_body), v2_path, dump(v2_body), on_v1};
+    json_decref(http_body);
+    json_decref(v2_body);
+}
+
+/* The x- arguments of a queue from the dedicated parameters, then the
+ * free-form queueArguments (which win on a clash). */
+static json_t *queue_arguments(const rmq_publish_params_t *p, char *err, size_t n)
+{
+    json_t *a = json_object();
+    if (p->queue_type != RMQ_QUEUE_CLASSIC)
+        json_object_set_new(a, "x-queue-type", json_string(queue_types[p->queue_type]));
+    if (CMI_PARAM_GIVEN(p, RMQ_P_MAX_PRIORITY))
+        json_object_set_new(a, "x-max-priority", json_integer(p->max_priority));
+    if (CMI_PARAM_GIVEN(p, RMQ_P_INITIAL_MEMBER_COUNT))
+        json_object_set_new(a, "x-quorum-initial-group-size", json_integer(p->initial_member_count));
+    if (CMI_PARAM_GIVEN(p, RMQ_P_DELIVERY_LIMIT))
+        json_object_set_new(a, "x-delivery-limit", json_integer(p->delivery_limit));
+    if (CMI_PARAM_GIVEN(p, RMQ_P_DEAD_LETTER_STRATEGY))
+        json_object_set_new(a, "x-dead-letter-strategy", json_string(dls_names[p->dead_letter_strategy]));
+    if (CMI_PARAM_GIVEN(p, RMQ_P_MAX_AGE))
+        json_object_set_new(a, "x-max-age", json_string(p->max_age));
+    if (CMI_PARAM_GIVEN(p, RMQ_P_MAX_SEGMENT_SIZE))
+        json_object_set_new(a, "x-stream-max-segment-size-bytes", json_integer(p->max_segment_size));
+    if (CMI_PARAM_GIVEN(p, RMQ_P_QUEUE_OVERFLOW))
+        json_object_set_new(a, "x-overflow", json_string(overflow_names[p->queue_overflow]));
+    char why[256];
+    json_t *extra = rmq_parse_arguments(p->queue_arguments, why, sizeof(why));
+    if (extra == NULL) {
+        snprintf(err, n, "queueArguments: %s", why);
+        json_decref(a);
+        return NULL;
+    }
+    json_object_update(a, extra);
+    json_decref(extra);
+    return a;
+}
+
+static int declare_exchange(rmq_target_t *t, const rmq_publish_params_t *p, const char *vhost_enc, char *err,
+                            size_t n)
+{
+    char why[256];
+    json_t *args = rmq_parse_arguments(p->exchange_arguments, why, sizeof(why));
+    if (args == NULL) {
+        snprintf(err, n, "exchangeArguments: %s", why);
+        return -1;
+    }
+    json_t *body = json_pack("{s:s, s:b, s:b, s:b, s:O}", "type", exchange_types[p->exchange_type], "durable", 1,
+                             "auto_delete", p->exchange_auto_delete, "internal", 0, "arguments", args);
+    char *x = rmq_percent_encode(p->exchange);
+    add_declare(t, "PUT", xasprintf("/api/exchanges/%s/%s", vhost_enc, x), json_deep_copy(body),
+                xasprintf("/exchanges/%s", x), body, 1);
+    free(x);
+    json_decref(args);
+    return 0;
+}
+
+static int declare_queue(rmq_target_t *t, const rmq_publish_params_t *p, const char *vhost_enc, int on_v1, char *err,
+                         size_t n)
+{
+    json_t *args = queue_arguments(p, err, n);
+    if (args == NULL)
+        return -1;
+    json_t *body = json_pack("{s:b, s:b, s:b, s:O}", "durable", 1, "exclusive", p->queue_exclusive, "auto_delete",
+                             p->queue_auto_delete, "arguments", args);
+    char *q = rmq_percent_encode(p->queue);
+    add_declare(t, "PUT", xasprintf("/api/queues/%s/%s", vhost_enc, q), json_deep_copy(body),
+                xasprintf("/queues/%s", q), body, on_v1);
+    free(q);
+    json_decref(args);
+    return 0;
+}
+
+static int declare_binding(rmq_target_t *t, const rmq_publish_params_t *p, const char *vhost_enc, char *err,
+                           size_t n)
+{
+    char why[256];
+    json_t *args = rmq_parse_arguments(p->header_exchange_arguments, why, sizeof(why));
+    if (args == NULL) {
+        snprintf(err, n, "headerExchangeArguments: %s", why);
+        return -1;
+    }
+    const char *key = p->routing_key ? p->routing_key : "";
+    json_t *http = json_pack("{s:s, s:O}", "routing_key", key, "arguments", args);
+    json_t *v2 = json_pack("{s:s, s:s, s:s, s:O}", "source", p->exchange, "destination_queue", p->queue,
+                           "binding_key", key, "arguments", args);
+    char *x = rmq_percent_encode(p->exchange), *q = rmq_percent_encode(p->queue);
+    add_declare(t, "POST", xasprintf("/api/bindings/%s/e/%s/q/%s", vhost_enc, x, q), http, xstrdup("/bindings"), v2,
+                1);
+    free(x);
+    free(q);
+    json_decref(args);
+    return 0;
+}
+
+/* A plain classic queue without arguments is declared by the 3.x plugin
+ * itself when a sender attaches to /queue/NAME; anything else needs the
+ * management API there. */
+static int queue_needs_management(const rmq_publish_params_t *p)
+{
+    if (p->queue_type != RMQ_QUEUE_CLASSIC || p->queue_exclusive || p->queue_auto_delete || p->exchange != NULL)
+        return 1;
+    static const int arg_rows[] = {RMQ_P_MAX_PRIORITY, RMQ_P_INITIAL_MEMBER_COUNT, RMQ_P_DELIVERY_LIMIT,
+                                   RMQ_P_DEAD_LETTER_STRATEGY, RMQ_P_MAX_AGE, RMQ_P_MAX_SEGMENT_SIZE,
+                                   RMQ_P_QUEUE_OVERFLOW, RMQ_P_QUEUE_ARGUMENTS};
+    for (size_t i = 0; i < sizeof(arg_rows) / sizeof(arg_rows[0]); i++)
+        if (CMI_PARAM_GIVEN(p, arg_rows[i]))
+            return 1;
+    return 0;
+}
+
+static void build_key(rmq_target_t *t)
+{
+    if (t->ndeclare == 0)
+        return;
+    size_t len = 1;
+    for (size_t i = 0; i < t->ndeclare; i++)
+        len += strlen(t->declare[i].method) + strlen(t->declare[i].http_path) + strlen(t->declare[i].http_body) +
+               strlen(t->declare[i].v2_body) + 4;
+    char *k = malloc(len), *w = k;
+    if (k == NULL)
+        abort();
+    for (size_t i = 0; i < t->ndeclare; i++)
+        w += sprintf(w, "%s %s %s %s\n", t->declare[i].method, t->declare[i].http_path, t->declare[i].http_body,
+                     t->declare[i].v2_body);
+    t->key = k;
+}
+
+static int is_amq(const char *exchange)
+{
+    return strncmp(exchange, "amq.", 4) == 0;
+}
+
+int rmq_target_build(rmq_target_t *t, const rmq_publish_params_t *p, const char *vhost, char *err, size_t n)
+{
+    memset(t, 0, sizeof(*t));
+    const char *queue = p->queue, *exchange = p->exchange;
+    if (queue != NULL && queue[0] == '/') {
+        /* An address as it is: a reply-to a responder was given, say. */
+        t->addr_v1 = xstrdup(queue);
+        t->addr_v2 = xstrdup(queue);
+        t->describe = xasprintf("address '%s'", queue);
+        return 0;
+    }
+    if (queue == NULL && exchange == NULL) {
+        snprintf(err, n, "give a queue or an exchange to publish to");
+        return -1;
+    }
+    char *vh = rmq_percent_encode(vhost ? vhost : "/");
+    int rc = 0;
+    if (exchange != NULL && p->exchange_auto_declare && !is_amq(exchange))
+        rc = declare_exchange(t, p, vh, err, n);
+    if (rc == 0 && queue != NULL) {
+        if (p->queue_auto_declare)
+            rc = declare_queue(t, p, vh, queue_needs_management(p), err, n);
+        if (rc == 0 && exchange != NULL && p->queue_auto_declare)
+            rc = declare_binding(t, p, vh, err, n);
+        char *q = rmq_percent_encode(queue);
+        t->addr_v2 = xasprintf("/queues/%s", q);
+        free(q);
+        t->addr_v1 = xasprintf(p->queue_auto_declare && !queue_needs_management(p) ? "/queue/%s" : "/amq/queue/%s",
+                               queue);
+        t->describe = xasprintf("queue '%s'", queue);
+    } else if (rc == 0) {
+        const char *key = p->routing_key ? p->routing_key : "";
+        char *x = rmq_percent_encode(exchange), *k = rmq_percent_encode(key);
+        t->addr_v2 = *key ? xasprintf("/exchanges/%s/%s", x, k) : xasprintf("/exchanges/%s", x);
+        t->addr_v1 = xasprintf("/exchange/%s/%s", exchange, key);
+        t->describe = xasprintf("exchange '%s' (routing key '%s')", exchange, key);
+        free(x);
+        free(k);
+    }
+    free(vh);
+    if (rc != 0) {
+        rmq_target_dispose(t);
+        return -1;
+    }
+    build_key(t);
+    return 0;
+}
+
+void rmq_target_dispose(rmq_target_t *t)
+{
+    for (size_t i = 0; i < t->ndeclare; i++) {
+        free(t->declare[i].http_path);
+        free(t->declare[i].http_body);
+        free(t->declare[i].v2_path);
+        free(t->declare[i].v2_body);
+    }
+    free(t->declare);
+    free(t->addr_v1);
+    free(t->addr_v2);
+    free(t->key);
+    free(t->describe);
+    memset(t, 0, sizeof(*t));
+}
+
+const char *rmq_target_address(const rmq_target_t *t, int format)
+{
+    return format == RMQ_FORMAT_V2 ? t->addr_v2 : t->addr_v1;
+}

@@ -1,0 +1,225 @@
+/* RabbitMQ's HTTP management API, for what AMQP 1.0 cannot declare on 3.x
+ * (exchanges, bindings, queue types and arguments).  Calls run on a thread
+ * of their own, off the proactor and the workers; declarations are rare
+ * (once per target and connection), so one blocking curl handle is enough. */
+#include "config.h"
+
+#include <curl/curl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rmq.h"
+
+#define MGMT_TIMEOUT_MS 10000
+
+typedef struct job {
+    struct job *next;
+    rmq_declare_t *decl;
+    size_t n;
+    rmq_mgmt_done_fn done;
+    void *arg;
+} job_t;
+
+struct rmq_mgmt {
+    const cmi_host_t *host;
+    char *component;
+    char *base; /* "http://host:15672", no trailing slash */
+    char *user;
+    char *password;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    job_t *head, *tail;
+    int stopping;
+};
+
+typedef struct {
+    char buf[512];
+    size_t len;
+} reply_t;
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
+{
+    reply_t *r = arg;
+    size_t n = size * nmemb, room = sizeof(r->buf) - 1 - r->len;
+    memcpy(r->buf + r->len, data, n < room ? n : room);
+    r->len += n < room ? n : room;
+    r->buf[r->len] = '\0';
+    return n;
+}
+
+/* The broker's own words ({"error": ..., "reason": ...}) when it has some. */
+static const char *reason_of(const reply_t *r)
+{
+    json_t *j = json_loadb(r->buf, r->len, 0, NULL);
+    static __thread char out[512];
+    const char *reason = json_string_value(json_object_get(j, "reason"));
+    snprintf(out, sizeof(out), "%s", reason ? reason : r->buf);
+    json_decref(j);
+    return out;
+}
+
+static int run_one(rmq_mgmt_t *m, CURL *curl, const rmq_declare_t *d, char *detail, size_t n)
+{
+    char url[2048];
+    snprintf(url, sizeof(url), "%s%s", m->base, d->http_path);
+    reply_t reply = {.len = 0};
+    struct curl_slist *headers = curl_slist_append(NULL, "Content-Type: application/json");
+    curl_easy_reset(curl);
+    curl_easy_setopt(curl, CURLOPT_URL, url);
+    curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, d->method);
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, d->http_body);
+    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(curl, CURLOPT_USERNAME, m->user ? m->user : "");
+    curl_easy_setopt(curl, CURLOPT_PASSWORD, m->password ? m->password : "");
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long)MGMT_TIMEOUT_MS);
+    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &reply);
+    CURLcode rc = curl_easy_perform(curl);
+    curl_slist_free_all(headers);
+    long status = 0;
+    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+    const char *what = strncmp(d->http_path, "/api/", 5) == 0 ? d->http_path + 4 : d->http_path;
+    if (rc != CURLE_OK) {
+        snprintf(detail, n, "management API at %s unreachable (%s %s): %s", m->base, d->method, what,
+                 curl_easy_strerror(rc));
+        return RMQ_ERR_CONNECTION;
+    }
+    if (status >= 200 && status < 300)
+        return 0;
+    if (status == 401 || status == 403) {
+        snprintf(detail, n, "management API refused %s %s (HTTP %ld): check managementUsername/Password; the user "
+                 "needs the management tag", d->method, what, status);
+        return RMQ_ERR_CONFIG;
+    }
+    snprintf(detail, n, "management API: %s %s answered HTTP %ld: %.300s", d->method, what, status, reason_of(&reply));
+    return status >= 500 ? RMQ_ERR_GENERAL : RMQ_ERR_CONFIG;
+}
+
+static void job_free(job_t *j)
+{
+    for (size_t i = 0; i < j->n; i++) {
+        free(j->decl[i].http_path);
+        free(j->decl[i].http_body);
+        free(j->decl[i].v2_path);
+        free(j->decl[i].v2_body);
+    }
+    free(j->decl);
+    free(j);
+}
+
+static void *mgmt_thread(void *arg)
+{
+    rmq_mgmt_t *m = arg;
+    CURL *curl = curl_easy_init();
+    pthread_mutex_lock(&m->lock);
+    for (;;) {
+        while (m->head == NULL && !m->stopping)
+            pthread_cond_wait(&m->cond, &m->lock);
+        job_t *j = m->head;
+        if (j == NULL)
+            break; /* stopping and nothing left */
+        m->head = j->next;
+        if (m->head == NULL)
+            m->tail = NULL;
+        int stopping = m->stopping;
+        pthread_mutex_unlock(&m->lock);
+        int status = 0;
+        char detail[512] = "";
+        if (stopping || curl == NULL) {
+            status = RMQ_ERR_CONNECTION;
+            snprintf(detail, sizeof(detail), "the connection config is stopping");
+        }
+        for (size_t i = 0; i < j->n && status == 0; i++)
+            if (j->decl[i].on_v1)
+                status = run_one(m, curl, &j->decl[i], detail, sizeof(detail));
+        if (status != 0)
+            m->host->log(CMI_LOG_WARN, m->component, "declaration failed: %s", detail);
+        j->done(j->arg, status, detail);
+        job_free(j);
+        pthread_mutex_lock(&m->lock);
+    }
+    pthread_mutex_unlock(&m->lock);
+    if (curl != NULL)
+        curl_easy_cleanup(curl);
+    return NULL;
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+rmq_mgmt_t *rmq_mgmt_create(const cmi_host_t *host, const char *component, const char *base_url, const char *user,
+                            const char *password)
+{
+    rmq_mgmt_t *m = calloc(1, sizeof(*m));
+    if (m == NULL)
+        return NULL;
+    m->host = host;
+    m->component = strdup(component);
+    m->base = strdup(base_url);
+    m->user = dup_or_null(user);
+    m->password = dup_or_null(password);
+    size_t bl = strlen(m->base);
+    while (bl > 0 && m->base[bl - 1] == '/')
+        m->base[--bl] = '\0';
+    pthread_mutex_init(&m->lock, NULL);
+    pthread_cond_init(&m->cond, NULL);
+    if (pthread_create(&m->thread, NULL, mgmt_thread, m) != 0) {
+        pthread_cond_destroy(&m->cond);
+        pthread_mutex_destroy(&m->lock);
+        free(m->component);
+        free(m->base);
+        free(m->user);
+        free(m->password);
+        free(m);
+        return NULL;
+    }
+    return m;
+}
+
+void rmq_mgmt_destroy(rmq_mgmt_t *m)
+{
+    if (m == NULL)
+        return;
+    pthread_mutex_lock(&m->lock);
+    m->stopping = 1;
+    pthread_cond_signal(&m->cond);
+    pthread_mutex_unlock(&m->lock);
+    pthread_join(m->thread, NULL);
+    pthread_cond_destroy(&m->cond);
+    pthread_mutex_destroy(&m->lock);
+    free(m->component);
+    free(m->base);
+    free(m->user);
+    if (m->password != NULL)
+        memset(m->password, 0, strlen(m->password));
+    free(m->password);
+    free(m);
+}
+
+void rmq_mgmt_submit(rmq_mgmt_t *m, const rmq_declare_t *decl, size_t n, rmq_mgmt_done_fn done, void *arg)
+{
+    job_t *j = calloc(1, sizeof(*j));
+    rmq_declare_t *copy = calloc(n ? n : 1, sizeof(*copy));
+    if (j == NULL || copy == NULL)
+        abort();
+    for (size_t i = 0; i < n; i++)
+        copy[i] = (rmq_declare_t){decl[i].method, strdup(decl[i].http_path), strdup(decl[i].http_body),
+                                  strdup(decl[i].v2_path), strdup(decl[i].v2_body), decl[i].on_v1};
+    j->decl = copy;
+    j->n = n;
+    j->done = done;
+    j->arg = arg;
+    pthread_mutex_lock(&m->lock);
+    if (m->tail != NULL)
+        m->tail->next = j;
+    else
+        m->head = j;
+    m->tail = j;
+    pthread_cond_signal(&m->cond);
+    pthread_mutex_unlock(&m->lock);
+}

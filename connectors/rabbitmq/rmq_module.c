@@ -1,0 +1,364 @@
+/* The RabbitMQ connector's descriptor: parameter tables with MI's names
+ * (spec §1, §3), the error table (§7), load-time validation, and the
+ * connection config's lifecycle (one pool per <rabbitmq.init>). */
+#include "config.h"
+
+#include <curl/curl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rmq.h"
+
+/* ---- checks ----------------------------------------------------------------- */
+
+static int check_host_port(const cmi_param_def_t *def, const char *v, char *err, size_t n)
+{
+    (void)def;
+    const char *colon = strrchr(v, ':');
+    char *end = NULL;
+    long port = colon ? strtol(colon + 1, &end, 10) : 0;
+    if (colon == NULL || colon == v) {
+        snprintf(err, n, "expected host:port");
+        return -1;
+    }
+    if (end == colon + 1 || *end != '\0' || port < 1 || port > 65535) {
+        snprintf(err, n, "the port is not a number from 1 to 65535");
+        return -1;
+    }
+    return 0;
+}
+
+static int check_url(const cmi_param_def_t *def, const char *v, char *err, size_t n)
+{
+    (void)def;
+    if (strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0) {
+        snprintf(err, n, "expected an http:// or https:// URL");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- <rabbitmq.init> ---------------------------------------------------------- */
+
+static const char *const sasl_names[] = {"PLAIN", "EXTERNAL", "ANONYMOUS", NULL};
+static const char *const grant_names[] = {"client_credentials", "password", NULL};
+static const char *const store_names[] = {"PEM", "PKCS12", "JKS", NULL};
+static const char *const policy_names[] = {"FIXED", "FIXED_WITH_INITIAL_DELAY", "FIXED_WITH_INITIAL_DELAY_AND_TIMEOUT",
+                                           "EXPONENTIAL_WITH_JITTER", NULL};
+static const char *const format_names[] = {"auto", "v1", "v2", NULL};
+
+#define I rmq_init_params_t
+#define S CMI_PARAM_STRING
+#define SECRET CMI_PARAM_SECRET
+static const cmi_param_def_t init_params[] = {
+    [RMQ_I_NAME] = CMI_PARAM("name", S, CMI_PARAM_REQUIRED, I, name, NULL,
+                             "connection name (also sent to the broker)"),
+    [RMQ_I_CONNECTION_TYPE] = CMI_PARAM("connectionType", S, CMI_PARAM_IGNORED, I, connection_type, NULL,
+                                        "written by MI's tooling (RABBITMQ); ignored"),
+    [RMQ_I_SERVER_URLS] = {.name = "serverUrls", .type = CMI_PARAM_LIST, .flags = CMI_PARAM_REQUIRED,
+                           .offset = offsetof(I, server_urls), .check = check_host_port,
+                           .description = "host:port,host:port,...: the nodes of one cluster (failover list)"},
+    [RMQ_I_VHOST] = CMI_PARAM("virtualHost", S, 0, I, vhost, "/", "virtual host"),
+    [RMQ_I_SASL] = CMI_PARAM_CHOICE("saslMechanism", 0, I, sasl, "PLAIN", "SASL mechanism", sasl_names),
+    [RMQ_I_USERNAME] = CMI_PARAM("username", S, 0, I, username, NULL, "user for PLAIN"),
+    [RMQ_I_PASSWORD] = CMI_PARAM("password", S, SECRET, I, password, NULL,
+                                 "password for PLAIN ($SYSTEM:NAME, $FILE:PATH)"),
+    [RMQ_I_OAUTH2_ENABLED] = CMI_PARAM("oAuth2Enabled", CMI_PARAM_BOOL, 0, I, oauth2_enabled, "false",
+                                       "fetch a JWT and present it as the password (not supported yet)"),
+    [RMQ_I_TOKEN_ENDPOINT] = CMI_PARAM("tokenEndpoint", S, 0, I, token_endpoint, NULL, "OAuth2 token endpoint"),
+    [RMQ_I_GRANT_TYPE] = CMI_PARAM_CHOICE("grantType", 0, I, grant_type, "client_credentials", "OAuth2 grant type",
+                                          grant_names),
+    [RMQ_I_CLIENT_ID] = CMI_PARAM("clientId", S, 0, I, client_id, NULL, "OAuth2 client id"),
+    [RMQ_I_CLIENT_SECRET] = CMI_PARAM("clientSecret", S, SECRET, I, client_secret, NULL, "OAuth2 client secret"),
+    [RMQ_I_OAUTH2_USER] = CMI_PARAM("oAuth2UserName", S, 0, I, oauth2_user, NULL, "OAuth2 user (password grant)"),
+    [RMQ_I_OAUTH2_PASSWORD] = CMI_PARAM("oAuth2Password", S, SECRET, I, oauth2_password, NULL,
+                                        "OAuth2 password (password grant)"),
+    [RMQ_I_SSL_ENABLED] = CMI_PARAM("sslEnabled", CMI_PARAM_BOOL, 0, I, ssl_enabled, "false",
+                                    "TLS to the broker (not supported yet)"),
+    [RMQ_I_TRUST_EVERYTHING] = CMI_PARAM("trustEverything", CMI_PARAM_BOOL, 0, I, trust_everything, "false",
+                                         "skip certificate verification"),
+    [RMQ_I_HOSTNAME_VERIFICATION] = CMI_PARAM("hostnameVerificationEnabled", CMI_PARAM_BOOL, 0, I,
+                                              hostname_verification, "true", "check the broker's host name"),
+    [RMQ_I_SSL_VERSION] = CMI_PARAM("sslVersion", S, 0, I, ssl_version, "TLSv1.2", "lowest TLS version"),
+    [RMQ_I_KEYSTORE_LOCATION] = CMI_PARAM("keyStoreLocation", S, 0, I, keystore_location, NULL,
+                                          "client certificate and key"),
+    [RMQ_I_KEYSTORE_PASSWORD] = CMI_PARAM("keyStorePassword", S, SECRET, I, keystore_password, NULL,
+                                          "key store password"),
+    [RMQ_I_KEYSTORE_TYPE] = CMI_PARAM_CHOICE("keyStoreType", 0, I, keystore_type, NULL,
+                                             "PEM or PKCS12 (detected when left out)", store_names),
+    [RMQ_I_TRUSTSTORE_LOCATION] = CMI_PARAM("trustStoreLocation", S, 0, I, truststore_location, NULL,
+                                            "CA certificates"),
+    [RMQ_I_TRUSTSTORE_PASSWORD] = CMI_PARAM("trustStorePassword", S, SECRET, I, truststore_password, NULL,
+                                            "trust store password"),
+    [RMQ_I_TRUSTSTORE_TYPE] = CMI_PARAM_CHOICE("trustStoreType", 0, I, truststore_type, NULL,
+                                               "PEM or PKCS12 (detected when left out)", store_names),
+    [RMQ_I_IDLE_TIMEOUT] = CMI_PARAM_RANGE("connectionIdleTimeout", CMI_PARAM_DURATION, 0, I, idle_timeout_ms,
+                                           "60000", "AMQP idle timeout (heartbeats), ms", 0, 3600000),
+    [RMQ_I_RETRY_COUNT] = CMI_PARAM_RANGE("connectionEstablishRetryCount", CMI_PARAM_INT, 0, I, retry_count, "3",
+                                          "retries of the first connect (-1: forever)", -1, 1000000),
+    [RMQ_I_RETRY_INTERVAL] = CMI_PARAM_RANGE("connectionEstablishRetryInterval", CMI_PARAM_DURATION, 0, I,
+                                             retry_interval_ms, "1000", "between first-connect retries, ms", 1,
+                                             3600000),
+    [RMQ_I_RECOVERY_POLICY] = CMI_PARAM_CHOICE("connectionRecoveryPolicyType", 0, I, recovery_policy,
+                                               "FIXED_WITH_INITIAL_DELAY_AND_TIMEOUT",
+                                               "back-off after a lost connection (recovery never gives up)",
+                                               policy_names),
+    [RMQ_I_RECOVERY_INITIAL_DELAY] = CMI_PARAM_RANGE("connectionRecoveryInitialDelay", CMI_PARAM_DURATION, 0, I,
+                                                     recovery_initial_delay_ms, "100", "first retry after a loss, ms",
+                                                     0, 3600000),
+    [RMQ_I_RECOVERY_INTERVAL] = CMI_PARAM_RANGE("connectionRecoveryInterval", CMI_PARAM_DURATION, 0, I,
+                                                recovery_interval_ms, "1000",
+                                                "between retries (the cap for EXPONENTIAL_WITH_JITTER), ms", 1,
+                                                3600000),
+    [RMQ_I_RECOVERY_TIMEOUT] = CMI_PARAM_RANGE("connectionRecoveryTimeout", CMI_PARAM_DURATION, 0, I,
+                                               recovery_timeout_ms, "60000",
+                                               "length of one back-off cycle (logged; recovery goes on), ms", 1,
+                                               86400000),
+    [RMQ_I_POOL_SIZE] = CMI_PARAM_RANGE("connectionPoolSize", CMI_PARAM_INT, 0, I, pool_size, "2",
+                                        "connections, spread round-robin over serverUrls", 1, 64),
+    [RMQ_I_MAX_IN_FLIGHT] = CMI_PARAM_RANGE("maxInFlight", CMI_PARAM_INT, 0, I, max_in_flight, "1000",
+                                            "unsettled publishes per connection before a publish waits", 1, 1000000),
+    [RMQ_I_ADDRESS_FORMAT] = CMI_PARAM_CHOICE("addressFormat", 0, I, address_format, "auto",
+                                              "auto (from the broker's version), v1 (3.x), v2 (4.x)", format_names),
+    [RMQ_I_MGMT_URL] = {.name = "managementUrl", .type = S, .offset = offsetof(I, mgmt_url), .check = check_url,
+                        .description = "HTTP management API (3.x declarations); default http://FIRST-HOST:15672"},
+    [RMQ_I_MGMT_USER] = CMI_PARAM("managementUsername", S, 0, I, mgmt_user, NULL,
+                                  "management API user (default: username); needs the management tag"),
+    [RMQ_I_MGMT_PASSWORD] = CMI_PARAM("managementPassword", S, SECRET, I, mgmt_password, NULL,
+                                      "management API password (default: password)"),
+    [RMQ_I_COUNT] = CMI_PARAM_END,
+};
+#undef I
+
+/* Rules across the config's parameters, and what cmi cannot do yet. */
+static int validate_init(const void *params, char *err, size_t n)
+{
+    const rmq_init_params_t *p = params;
+    if (p->sasl == RMQ_SASL_PLAIN && p->username == NULL && !p->oauth2_enabled) {
+        snprintf(err, n, "saslMechanism PLAIN needs a username (or use ANONYMOUS)");
+        return -1;
+    }
+    if (p->keystore_type == RMQ_STORE_JKS && CMI_PARAM_GIVEN(p, RMQ_I_KEYSTORE_TYPE)) {
+        snprintf(err, n, "keyStoreType JKS cannot be read by cmi: convert it with `keytool -importkeystore "
+                 "-srckeystore in.jks -destkeystore out.p12 -deststoretype PKCS12` and use PKCS12");
+        return -1;
+    }
+    if (p->truststore_type == RMQ_STORE_JKS && CMI_PARAM_GIVEN(p, RMQ_I_TRUSTSTORE_TYPE)) {
+        snprintf(err, n, "trustStoreType JKS cannot be read by cmi: convert it to PKCS12 with keytool "
+                 "-importkeystore, or export the CA certificates as PEM");
+        return -1;
+    }
+    if (p->ssl_enabled) {
+        snprintf(err, n, "sslEnabled: TLS to the broker is not supported by cmi yet");
+        return -1;
+    }
+    if (p->sasl == RMQ_SASL_EXTERNAL) {
+        snprintf(err, n, "saslMechanism EXTERNAL (client certificates) is not supported by cmi yet");
+        return -1;
+    }
+    if (p->oauth2_enabled) {
+        snprintf(err, n, "oAuth2Enabled: OAuth2 tokens are not supported by cmi yet");
+        return -1;
+    }
+    return 0;
+}
+
+typedef struct {
+    rmq_pool_t *pool;
+} rmq_instance_t;
+
+static int instance_start(cmi_instance_t *inst, char *err, size_t n)
+{
+    rmq_pool_t *pool = rmq_pool_create(inst->host, inst->component, inst->params, err, n);
+    if (pool == NULL)
+        return -1;
+    inst->data = pool;
+    const rmq_init_params_t *p = inst->params;
+    inst->host->log(CMI_LOG_INFO, inst->component, "connection pool %s: %lld connection(s) over %zu server(s)",
+                    p->name, (long long)p->pool_size, p->server_urls.count);
+    return 0;
+}
+
+static void instance_stop(cmi_instance_t *inst)
+{
+    rmq_pool_destroy(inst->data);
+    inst->data = NULL;
+    inst->host->log(CMI_LOG_INFO, inst->component, "connection pool closed");
+}
+
+static const cmi_config_def_t config = {
+    .description = "A failover pool of AMQP 1.0 connections to one RabbitMQ cluster.",
+    .params = init_params,
+    .params_size = sizeof(rmq_init_params_t),
+    .start = instance_start,
+    .stop = instance_stop,
+    .validate = validate_init,
+};
+
+/* ---- <rabbitmq.publishMessage> ------------------------------------------------ */
+
+static const char *const queue_type_names[] = {"CLASSIC", "QUORUM", "STREAM", NULL};
+static const char *const overflow_names[] = {"DROP_HEAD", "REJECT_PUBLISH", "REJECT_PUBLISH_DLX", NULL};
+static const char *const exchange_type_names[] = {"DIRECT", "FANOUT", "TOPIC", "HEADERS", NULL};
+static const char *const body_type_names[] = {"JSON", "XML", "TEXT", NULL};
+static const char *const dls_names[] = {"AT_MOST_ONCE", "AT_LEAST_ONCE", NULL};
+
+#define P rmq_publish_params_t
+#define D CMI_PARAM_DYNAMIC
+#define B CMI_PARAM_BOOL
+static const cmi_param_def_t publish_params[] = {
+    [RMQ_P_QUEUE] = CMI_PARAM("queue", S, D, P, queue, NULL, "queue to publish to; a value starting with / is an address"),
+    [RMQ_P_QUEUE_AUTO_DECLARE] = CMI_PARAM("queueAutoDeclare", B, D, P, queue_auto_declare, "true",
+                                           "declare the queue (durable) before the first publish"),
+    [RMQ_P_QUEUE_TYPE] = CMI_PARAM_CHOICE("queueType", D, P, queue_type, "CLASSIC", "queue type", queue_type_names),
+    [RMQ_P_QUEUE_ARGUMENTS] = CMI_PARAM("queueArguments", S, D, P, queue_arguments, NULL,
+                                        "k=v,k=v: more queue arguments (typed: true/false, numbers, text)"),
+    [RMQ_P_MAX_PRIORITY] = CMI_PARAM_RANGE("maxPriority", CMI_PARAM_INT, D, P, max_priority, NULL,
+                                           "x-max-priority (classic)", 1, 255),
+    [RMQ_P_INITIAL_MEMBER_COUNT] = CMI_PARAM_RANGE("initialMemberCount", CMI_PARAM_INT, D, P, initial_member_count,
+                                                   NULL, "x-quorum-initial-group-size (quorum)", 1, 1000),
+    [RMQ_P_DELIVERY_LIMIT] = CMI_PARAM_RANGE("deliveryLimit", CMI_PARAM_INT, D, P, delivery_limit, NULL,
+                                             "x-delivery-limit (quorum)", 0, 1000000000),
+    [RMQ_P_DEAD_LETTER_STRATEGY] = CMI_PARAM_CHOICE("deadLetterStrategy", D, P, dead_letter_strategy, NULL,
+                                                    "x-dead-letter-strategy (quorum)", dls_names),
+    [RMQ_P_MAX_AGE] = CMI_PARAM("maxAge", S, D, P, max_age, NULL, "x-max-age (stream), e.g. 7D"),
+    [RMQ_P_MAX_SEGMENT_SIZE] = CMI_PARAM_RANGE("maxSegmentSize", CMI_PARAM_INT, D, P, max_segment_size, NULL,
+                                               "x-stream-max-segment-size-bytes (stream)", 1, INT64_MAX),
+    [RMQ_P_QUEUE_EXCLUSIVE] = CMI_PARAM("queueExclusive", B, D, P, queue_exclusive, "false", "exclusive queue"),
+    [RMQ_P_QUEUE_AUTO_DELETE] = CMI_PARAM("queueAutoDelete", B, D, P, queue_auto_delete, "false",
+                                          "auto-delete queue"),
+    [RMQ_P_QUEUE_OVERFLOW] = CMI_PARAM_CHOICE("queueOverflowStrategy", D, P, queue_overflow, NULL,
+                                              "x-overflow", overflow_names),
+    [RMQ_P_EXCHANGE] = CMI_PARAM("exchange", S, D, P, exchange, NULL, "exchange to publish to"),
+    [RMQ_P_EXCHANGE_AUTO_DECLARE] = CMI_PARAM("exchangeAutoDeclare", B, D, P, exchange_auto_declare, "true",
+                                              "declare the exchange (durable; not amq.*)"),
+    [RMQ_P_EXCHANGE_TYPE] = CMI_PARAM_CHOICE("exchangeType", D, P, exchange_type, "DIRECT", "exchange type",
+                                             exchange_type_names),
+    [RMQ_P_ROUTING_KEY] = CMI_PARAM("routingKey", S, D, P, routing_key, NULL, "routing key"),
+    [RMQ_P_EXCHANGE_ARGUMENTS] = CMI_PARAM("exchangeArguments", S, D, P, exchange_arguments, NULL,
+                                           "k=v,k=v: exchange arguments"),
+    [RMQ_P_HEADER_EXCHANGE_ARGUMENTS] = CMI_PARAM("headerExchangeArguments", S, D, P, header_exchange_arguments,
+                                                  NULL, "k=v,k=v: binding arguments (x-match=all,...)"),
+    [RMQ_P_EXCHANGE_AUTO_DELETE] = CMI_PARAM("exchangeAutoDelete", B, D, P, exchange_auto_delete, "false",
+                                             "auto-delete exchange"),
+    [RMQ_P_HEADERS] = CMI_PARAM("headers", CMI_PARAM_JSON, D, P, headers, NULL,
+                                "application-properties: [[name,value],...] or {name:value}"),
+    [RMQ_P_BODY_TYPE] = CMI_PARAM_CHOICE("requestBodyType", D, P, body_type, NULL,
+                                         "which requestBody* to send (else the payload)", body_type_names),
+    [RMQ_P_BODY_JSON] = CMI_PARAM("requestBodyJson", CMI_PARAM_EXPR, CMI_PARAM_LAZY, P, body_json, NULL,
+                                  "the body for requestBodyType JSON"),
+    [RMQ_P_BODY_XML] = CMI_PARAM("requestBodyXml", CMI_PARAM_EXPR, CMI_PARAM_LAZY, P, body_xml, NULL,
+                                 "the body for requestBodyType XML"),
+    [RMQ_P_BODY_TEXT] = CMI_PARAM("requestBodyText", CMI_PARAM_EXPR, CMI_PARAM_LAZY, P, body_text, NULL,
+                                  "the body for requestBodyType TEXT"),
+    [RMQ_P_CHARSET] = CMI_PARAM("requestCharSet", S, D, P, charset, "UTF-8", "charset, sent as content-encoding"),
+    [RMQ_P_PUBLISH_TIMEOUT] = CMI_PARAM_RANGE("publishTimeout", CMI_PARAM_DURATION, D, P, publish_timeout_ms,
+                                              "60000", "longest wait for a connection and the broker's outcome, ms",
+                                              1, 86400000),
+    [RMQ_P_CONFIRMS] = CMI_PARAM("publisherConfirms", B, D, P, confirms, "true",
+                                 "wait for the broker's outcome (MI's code does not by default)"),
+    [RMQ_P_PRIORITY] = CMI_PARAM_RANGE("priority", CMI_PARAM_INT, D, P, priority, NULL, "message priority", 0, 255),
+    [RMQ_P_TTL] = CMI_PARAM("ttl", CMI_PARAM_DURATION, D, P, ttl_ms, NULL, "message time-to-live, ms"),
+    [RMQ_P_REPLY_TO] = CMI_PARAM("replyTo", S, D, P, reply_to, NULL, "reply-to address"),
+    [RMQ_P_MESSAGE_ID] = CMI_PARAM("messageId", S, D, P, message_id, NULL, "message-id (default: the message's id)"),
+    [RMQ_P_CORRELATION_ID] = CMI_PARAM("correlationId", S, D, P, correlation_id, NULL,
+                                       "correlation-id (default: rabbitmq.message.correlation.id, else the "
+                                       "message-id)"),
+    [RMQ_P_COUNT] = CMI_PARAM_END,
+};
+#undef P
+#undef D
+#undef B
+
+static int validate_publish(const void *params, char *err, size_t n)
+{
+    const rmq_publish_params_t *p = params;
+    int queue = CMI_PARAM_GIVEN(p, RMQ_P_QUEUE) || CMI_PARAM_IS_DYNAMIC(p, RMQ_P_QUEUE);
+    int exchange = CMI_PARAM_GIVEN(p, RMQ_P_EXCHANGE) || CMI_PARAM_IS_DYNAMIC(p, RMQ_P_EXCHANGE);
+    if (!queue && !exchange) {
+        snprintf(err, n, "give a queue or an exchange to publish to");
+        return -1;
+    }
+    if (CMI_PARAM_GIVEN(p, RMQ_P_BODY_TYPE)) {
+        static const int rows[] = {RMQ_P_BODY_JSON, RMQ_P_BODY_XML, RMQ_P_BODY_TEXT};
+        static const char *const names[] = {"requestBodyJson", "requestBodyXml", "requestBodyText"};
+        int row = rows[p->body_type];
+        if (!CMI_PARAM_GIVEN(p, row) && !CMI_PARAM_IS_DYNAMIC(p, row)) {
+            snprintf(err, n, "requestBodyType %s needs %s", body_type_names[p->body_type], names[p->body_type]);
+            return -1;
+        }
+    }
+    char why[256];
+    const char *args[] = {p->queue_arguments, p->exchange_arguments, p->header_exchange_arguments};
+    const char *names[] = {"queueArguments", "exchangeArguments", "headerExchangeArguments"};
+    static const int arg_rows[] = {RMQ_P_QUEUE_ARGUMENTS, RMQ_P_EXCHANGE_ARGUMENTS, RMQ_P_HEADER_EXCHANGE_ARGUMENTS};
+    for (int i = 0; i < 3; i++) {
+        if (CMI_PARAM_IS_DYNAMIC(p, arg_rows[i]))
+            continue;
+        json_t *j = rmq_parse_arguments(args[i], why, sizeof(why));
+        if (j == NULL) {
+            snprintf(err, n, "%s: %s", names[i], why);
+            return -1;
+        }
+        json_decref(j);
+    }
+    return 0;
+}
+
+static const cmi_op_def_t ops[] = {
+    {.name = "publishMessage",
+     .description = "publishes the payload (or a requestBody*) to a queue or an exchange; with publisherConfirms "
+                    "the flow goes on once the broker has the message",
+     .flags = CMI_OP_NEEDS_CONFIG,
+     .params = publish_params,
+     .params_size = sizeof(rmq_publish_params_t),
+     .prepare = rmq_publish_prepare,
+     .release = rmq_publish_release,
+     .run = rmq_publish_run,
+     .validate = validate_publish},
+    {.name = NULL},
+};
+
+static const cmi_error_def_t errors[] = {
+    {RMQ_ERR_CONNECTION, 503, RMQ_MSG_CONNECTION},
+    {RMQ_ERR_CONFIG, 500, RMQ_MSG_CONFIG},
+    {RMQ_ERR_OPERATION, 502, RMQ_MSG_OPERATION},
+    {RMQ_ERR_TIMEOUT, 504, RMQ_MSG_TIMEOUT},
+    {RMQ_ERR_AMQP, 502, RMQ_MSG_AMQP},
+    {RMQ_ERR_GENERAL, 500, RMQ_MSG_GENERAL},
+    {0},
+};
+
+static int rmq_init(const cmi_host_t *host, char *err, size_t n)
+{
+    if (host->abi_major != CMI_CONNECTOR_ABI_MAJOR || host->struct_size < sizeof(cmi_host_t)) {
+        snprintf(err, n, "the host API is older than this module's");
+        return -1;
+    }
+    /* Process-wide, once, before any thread uses libcurl. */
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        snprintf(err, n, "libcurl failed to initialise");
+        return -1;
+    }
+    return 0;
+}
+
+static void rmq_shutdown(void)
+{
+    curl_global_cleanup();
+}
+
+CMI_CONNECTOR_EXPORT const cmi_connector_t cmi_connector = {
+    CMI_CONNECTOR_HEADER,
+    .name = "rabbitmq",
+    .version = "1.0.0",
+    .description = "RabbitMQ over AMQP 1.0 (qpid-proton): publishMessage over a failover connection pool. "
+                   "Element and parameter names are those of WSO2 MI's RabbitMQ (AMQP 1.0) connector.",
+    .config = &config,
+    .ops = ops,
+    .errors = errors,
+    .param_error_code = RMQ_ERR_CONFIG,
+    .init = rmq_init,
+    .shutdown = rmq_shutdown,
+};

@@ -1,0 +1,1175 @@
+/* The connection pool of one connection config (spec §2): connectionPoolSize
+ * AMQP connections spread over serverUrls, all driven by one proton
+ * proactor on one thread that owns every pn_* object.  Other threads hand
+ * work over through one locked queue and pn_proactor_interrupt(); the
+ * handler is one switch over the event type (qpid-proton's own shape).
+ *
+ * proton flushes a connection's output only for the connection whose events
+ * it is handling: work for another connection (a publish picked for it
+ * while handling an interrupt, say) is queued on that connection and done
+ * in its PN_CONNECTION_WAKE.
+ *
+ * A publish goes to the connection with the fewest messages in flight and
+ * room under maxInFlight; with none up it waits (the host's deadline turns
+ * that into 701201).  A connection that drops is out at once: what was in
+ * flight on it is sent again elsewhere (at-least-once; the message-id is
+ * kept), except a message that was in flight on three connections that
+ * dropped, which fails (a poison message must not become a reconnect
+ * storm).  Dropped connections come back per the recovery policy, trying
+ * the next URL each time, and never give up. */
+#include "config.h"
+
+#include <proton/codec.h>
+#include <proton/condition.h>
+#include <proton/connection.h>
+#include <proton/delivery.h>
+#include <proton/disposition.h>
+#include <proton/event.h>
+#include <proton/link.h>
+#include <proton/proactor.h>
+#include <proton/sasl.h>
+#include <proton/session.h>
+#include <proton/terminus.h>
+#include <proton/transport.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "rmq.h"
+
+#define MAX_ATTEMPTS 3         /* connections a message may be in flight on */
+#define CLOSE_GRACE_MS 2000    /* clean close at shutdown, then disconnect */
+
+enum { CONN_DOWN, CONN_CONNECTING, CONN_UP, CONN_CLOSED };
+enum { DECL_RUNNING, DECL_DONE };
+
+typedef struct {
+    rmq_pub_t *head, *tail;
+    size_t n;
+} pub_list_t;
+
+typedef struct rmq_conn rmq_conn_t;
+typedef struct mgmt_result mgmt_result_t;
+
+typedef struct rmq_link {
+    struct rmq_link *next;
+    rmq_conn_t *conn;
+    char *address;
+    pn_link_t *pn;
+    int ready;
+    pub_list_t pending; /* waiting for the attach or for credit */
+} rmq_link_t;
+
+typedef struct rmq_decl {
+    struct rmq_decl *next;
+    rmq_conn_t *conn;
+    char *key;
+    int state;
+    pub_list_t waiting;
+} rmq_decl_t;
+
+struct rmq_conn {
+    rmq_pool_t *pool;
+    int index;
+    int state;
+    unsigned generation; /* bumped at each connect: late results of an older one are ignored */
+    pn_connection_t *pn;
+    pn_session_t *ssn;
+    unsigned url; /* the server tried last */
+    int format;
+    char broker[64];
+    rmq_link_t *links;
+    rmq_decl_t *decls;
+    pub_list_t inflight;
+    size_t queued; /* pending on its links and declarations, or to do */
+    uint64_t tag;
+    /* Work handed to this connection from outside its own events, done in
+     * its PN_CONNECTION_WAKE. */
+    pub_list_t todo;
+    mgmt_result_t *results;
+    int statics_pending;
+    int close_requested;
+    /* Recovery. */
+    int ever_up;
+    unsigned failures; /* consecutive failed attempts */
+    int64_t retry_at;  /* proactor clock, ms; 0: none */
+    int64_t cycle_start;
+    int logged_state; /* the state last logged, so each change is logged once */
+};
+
+struct mgmt_result {
+    struct mgmt_result *next;
+    rmq_pool_t *pool;
+    int conn;
+    unsigned generation;
+    char *key;
+    int status;
+    char detail[512];
+};
+
+typedef struct static_target {
+    struct static_target *next;
+    rmq_target_t target;
+} static_target_t;
+
+typedef struct {
+    char *host;
+    char *hostport;
+} server_t;
+
+struct rmq_pool {
+    const cmi_host_t *host;
+    char component[RMQ_COMPONENT_MAX];
+    const rmq_init_params_t *p;
+    server_t *servers;
+    size_t nservers;
+    char container[128];
+    pn_proactor_t *proactor;
+    pthread_t thread;
+    /* Handed over from other threads, under lock. */
+    pthread_mutex_t lock;
+    pub_list_t inbox;
+    mgmt_result_t *results;
+    static_target_t *new_statics;
+    int stop_requested;
+    /* Pool thread only. */
+    rmq_conn_t *conns;
+    size_t nconns;
+    pub_list_t waiting;
+    static_target_t *statics;
+    rmq_mgmt_t *mgmt;
+    int stopping;
+    int64_t stop_deadline;
+    uint64_t rng;
+    int started;
+    int inactive;         /* stopping: the proactor has let go of everything */
+    int closed_timeouts;  /* stopping: timeouts seen after the last close */
+    pn_connection_t *cur; /* the connection whose events are being handled */
+};
+
+/* ---- lists ----------------------------------------------------------------- */
+
+static void list_push(pub_list_t *l, rmq_pub_t *p)
+{
+    p->prev = l->tail;
+    p->next = NULL;
+    if (l->tail != NULL)
+        l->tail->next = p;
+    else
+        l->head = p;
+    l->tail = p;
+    p->owner = l;
+    l->n++;
+}
+
+static void list_remove(pub_list_t *l, rmq_pub_t *p)
+{
+    if (p->prev != NULL)
+        p->prev->next = p->next;
+    else
+        l->head = p->next;
+    if (p->next != NULL)
+        p->next->prev = p->prev;
+    else
+        l->tail = p->prev;
+    p->prev = p->next = NULL;
+    p->owner = NULL;
+    l->n--;
+}
+
+static rmq_pub_t *list_pop(pub_list_t *l)
+{
+    rmq_pub_t *p = l->head;
+    if (p != NULL)
+        list_remove(l, p);
+    return p;
+}
+
+/* Moves every element of from to the end of to. */
+static void list_splice(pub_list_t *to, pub_list_t *from)
+{
+    rmq_pub_t *p;
+    while ((p = list_pop(from)) != NULL)
+        list_push(to, p);
+}
+
+/* ---- logging ----------------------------------------------------------------- */
+
+#define LOG(pool, level, ...) (pool)->host->log((level), (pool)->component, __VA_ARGS__)
+
+static const char *server_of(const rmq_conn_t *c)
+{
+    return c->pool->servers[c->url % c->pool->nservers].hostport;
+}
+
+/* ---- completing a publish ------------------------------------------------------ */
+
+static void fail_pub(rmq_pool_t *pool, rmq_pub_t *pub, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void fail_pub(rmq_pool_t *pool, rmq_pub_t *pub, int code, const char *fmt, ...)
+{
+    pub->outcome = RMQ_OUT_ERROR;
+    pub->err_code = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(pub->err_detail, sizeof(pub->err_detail), fmt, ap);
+    va_end(ap);
+    rmq_pub_complete(pool, pub);
+}
+
+static void fail_list(rmq_pool_t *pool, pub_list_t *l, int code, const char *detail)
+{
+    rmq_pub_t *p;
+    while ((p = list_pop(l)) != NULL)
+        fail_pub(pool, p, code, "%s", detail);
+}
+
+/* ---- timing --------------------------------------------------------------------- */
+
+static int64_t now_ms(void)
+{
+    return pn_proactor_now_64();
+}
+
+static uint64_t next_random(rmq_pool_t *pool)
+{
+    uint64_t x = pool->rng; /* xorshift64* */
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    pool->rng = x;
+    return x * 2685821657736338717ull;
+}
+
+/* How long until the next attempt of c (spec §1: the first connect retries
+ * connectionEstablishRetryCount times, then recovery takes over; recovery
+ * never gives up: its timeout only ends a back-off cycle). */
+static uint64_t retry_delay(rmq_pool_t *pool, rmq_conn_t *c)
+{
+    const rmq_init_params_t *p = pool->p;
+    if (!c->ever_up && (p->retry_count < 0 || c->failures <= (unsigned)p->retry_count))
+        return p->retry_interval_ms;
+    if (!c->ever_up && c->failures == (unsigned)p->retry_count + 1)
+        LOG(pool, CMI_LOG_ERROR,
+            "no connection to %s after %u attempt(s); operations fail with 701201 while cmi keeps trying every %llu ms",
+            server_of(c), c->failures, (unsigned long long)p->recovery_interval_ms);
+    unsigned n = c->failures > 0 ? c->failures - 1 : 0;
+    switch (p->recovery_policy) {
+    case RMQ_RECOVERY_FIXED:
+        return p->recovery_interval_ms;
+    case RMQ_RECOVERY_EXPONENTIAL_WITH_JITTER: {
+        uint64_t d = p->recovery_initial_delay_ms ? p->recovery_initial_delay_ms : 1;
+        for (unsigned i = 0; i < n && d < p->recovery_interval_ms; i++)
+            d *= 2;
+        if (d > p->recovery_interval_ms)
+            d = p->recovery_interval_ms;
+        return d / 2 + next_random(pool) % (d / 2 + 1); /* "full jitter" over the upper half */
+    }
+    default: /* FIXED_WITH_INITIAL_DELAY[_AND_TIMEOUT] */
+        if (n == 0)
+            return p->recovery_initial_delay_ms;
+        if (p->recovery_policy == RMQ_RECOVERY_FIXED_WITH_INITIAL_DELAY_AND_TIMEOUT &&
+            now_ms() - c->cycle_start > (int64_t)p->recovery_timeout_ms) {
+            LOG(pool, CMI_LOG_WARN, "connection %d: still no broker after %llu ms (connectionRecoveryTimeout); "
+                "starting a new recovery cycle", c->index, (unsigned long long)p->recovery_timeout_ms);
+            c->cycle_start = now_ms();
+            return p->recovery_initial_delay_ms;
+        }
+        return p->recovery_interval_ms;
+    }
+}
+
+static void arm_timer(rmq_pool_t *pool)
+{
+    int64_t next = 0;
+    for (size_t i = 0; i < pool->nconns; i++)
+        if (pool->conns[i].retry_at > 0 && (next == 0 || pool->conns[i].retry_at < next))
+            next = pool->conns[i].retry_at;
+    if (pool->stopping && pool->stop_deadline > 0 && (next == 0 || pool->stop_deadline < next))
+        next = pool->stop_deadline;
+    if (next == 0) {
+        pn_proactor_cancel_timeout(pool->proactor);
+        return;
+    }
+    int64_t d = next - now_ms();
+    pn_proactor_set_timeout(pool->proactor, d > 0 ? (pn_millis_t)d : 0);
+}
+
+/* ---- connections ----------------------------------------------------------------- */
+
+static void log_state(rmq_conn_t *c, const char *why)
+{
+    if (c->logged_state == c->state)
+        return;
+    c->logged_state = c->state;
+    rmq_pool_t *pool = c->pool;
+    if (c->state == CONN_UP)
+        LOG(pool, CMI_LOG_INFO, "connection %d up: %s (%s, %s addresses)", c->index, server_of(c), c->broker,
+            c->format == RMQ_FORMAT_V2 ? "v2" : "v1");
+    else if (c->state == CONN_DOWN && !pool->stopping)
+        LOG(pool, CMI_LOG_WARN, "connection %d to %s down: %s", c->index, server_of(c), why);
+}
+
+static void connect_conn(rmq_pool_t *pool, rmq_conn_t *c)
+{
+    const rmq_init_params_t *p = pool->p;
+    c->retry_at = 0;
+    c->generation++;
+    c->state = CONN_CONNECTING;
+    c->pn = pn_connection();
+    pn_connection_set_context(c->pn, c);
+    char id[160];
+    snprintf(id, sizeof(id), "%s-%d", pool->container, c->index);
+    pn_connection_set_container(c->pn, id);
+    char vhost[300];
+    snprintf(vhost, sizeof(vhost), "vhost:%s", p->vhost);
+    pn_connection_set_hostname(c->pn, vhost);
+    if (p->sasl == RMQ_SASL_PLAIN) {
+        pn_connection_set_user(c->pn, p->username ? p->username : "guest");
+        pn_connection_set_password(c->pn, p->password ? p->password : "guest");
+    }
+    pn_data_t *props = pn_connection_properties(c->pn);
+    pn_data_put_map(props);
+    pn_data_enter(props);
+    pn_data_put_symbol(props, pn_bytes(15, "connection_name"));
+    pn_data_put_string(props, pn_bytes(strlen(p->name), p->name));
+    pn_data_exit(props);
+    pn_transport_t *t = pn_transport();
+    pn_sasl_t *sasl = pn_sasl(t);
+    pn_sasl_allowed_mechs(sasl, p->sasl == RMQ_SASL_ANONYMOUS ? "ANONYMOUS" : "PLAIN");
+    /* PLAIN without TLS: proton refuses it unless told (spec §1). */
+    pn_sasl_set_allow_insecure_mechs(sasl, true);
+    pn_transport_set_idle_timeout(t, (pn_millis_t)p->idle_timeout_ms);
+    const server_t *s = &pool->servers[c->url % pool->nservers];
+    LOG(pool, CMI_LOG_DEBUG, "connection %d: connecting to %s", c->index, s->hostport);
+    pn_proactor_connect2(pool->proactor, c->pn, t, s->hostport);
+}
+
+static void schedule_retry(rmq_pool_t *pool, rmq_conn_t *c)
+{
+    c->failures++;
+    if (c->failures == 1)
+        c->cycle_start = now_ms();
+    uint64_t d = retry_delay(pool, c);
+    c->url++; /* the next URL each time */
+    c->retry_at = now_ms() + (int64_t)d;
+    arm_timer(pool);
+}
+
+/* ---- links and declarations ---------------------------------------------------------- */
+
+static void pump_link(rmq_pool_t *pool, rmq_link_t *l);
+static void pump_waiting(rmq_pool_t *pool);
+
+static rmq_link_t *link_for(rmq_conn_t *c, const char *address)
+{
+    for (rmq_link_t *l = c->links; l != NULL; l = l->next)
+        if (strcmp(l->address, address) == 0)
+            return l;
+    rmq_link_t *l = calloc(1, sizeof(*l));
+    if (l == NULL)
+        abort();
+    l->conn = c;
+    l->address = strdup(address);
+    char name[64];
+    snprintf(name, sizeof(name), "sender-%llu", (unsigned long long)++c->tag);
+    l->pn = pn_sender(c->ssn, name);
+    pn_terminus_set_address(pn_link_target(l->pn), address);
+    pn_link_set_context(l->pn, l);
+    pn_link_open(l->pn);
+    l->next = c->links;
+    c->links = l;
+    return l;
+}
+
+static void link_free(rmq_link_t *l)
+{
+    free(l->address);
+    free(l);
+}
+
+static void send_pub(rmq_pool_t *pool, rmq_link_t *l, rmq_pub_t *pub)
+{
+    rmq_conn_t *c = l->conn;
+    uint64_t tag = ++c->tag;
+    pn_delivery_t *d = pn_delivery(l->pn, pn_dtag((const char *)&tag, sizeof(tag)));
+    pn_link_send(l->pn, pub->bytes, pub->len);
+    pn_link_advance(l->pn);
+    if (!pub->confirm) {
+        /* publisherConfirms=false: settled as it is sent (at-most-once). */
+        pn_delivery_settle(d);
+        pub->outcome = RMQ_OUT_ACCEPTED;
+        rmq_pub_complete(pool, pub);
+        return;
+    }
+    pn_delivery_set_context(d, pub);
+    pub->conn = c;
+    pub->link = l;
+    atomic_store(&pub->stage, RMQ_PUB_SENT);
+    list_push(&c->inflight, pub);
+}
+
+static void pump_link(rmq_pool_t *pool, rmq_link_t *l)
+{
+    while (l->ready && l->pending.head != NULL && pn_link_credit(l->pn) > 0) {
+        rmq_pub_t *pub = list_pop(&l->pending);
+        l->conn->queued--;
+        if (atomic_load(&pub->cancelled))
+            rmq_pub_complete(pool, pub); /* its deadline passed before it could go */
+        else
+            send_pub(pool, l, pub);
+    }
+}
+
+static void route_to_link(rmq_pool_t *pool, rmq_conn_t *c, rmq_pub_t *pub)
+{
+    rmq_link_t *l = link_for(c, rmq_target_address(&pub->target, c->format));
+    pub->link = l;
+    list_push(&l->pending, pub);
+    c->queued++;
+    pump_link(pool, l);
+}
+
+static int needs_declaring(const rmq_target_t *t, int format)
+{
+    for (size_t i = 0; i < t->ndeclare; i++)
+        if (format == RMQ_FORMAT_V2 || t->declare[i].on_v1)
+            return 1;
+    return 0;
+}
+
+static void on_mgmt_done(void *arg, int status, const char *detail)
+{
+    mgmt_result_t *r = arg;
+    r->status = status;
+    snprintf(r->detail, sizeof(r->detail), "%s", detail ? detail : "");
+    rmq_pool_t *pool = r->pool;
+    pthread_mutex_lock(&pool->lock);
+    r->next = pool->results;
+    pool->results = r;
+    pthread_mutex_unlock(&pool->lock);
+    pn_proactor_interrupt(pool->proactor);
+}
+
+static rmq_decl_t *start_declaring(rmq_pool_t *pool, rmq_conn_t *c, const rmq_target_t *t)
+{
+    rmq_decl_t *d = calloc(1, sizeof(*d));
+    if (d == NULL)
+        abort();
+    d->conn = c;
+    d->key = strdup(t->key);
+    d->state = DECL_RUNNING;
+    d->next = c->decls;
+    c->decls = d;
+    if (c->format == RMQ_FORMAT_V2) {
+        /* RabbitMQ 4.x declares over AMQP (rmq_v2mgmt.c encodes the
+         * requests); the link pair is not wired into the pool yet. */
+        mgmt_result_t *r = calloc(1, sizeof(*r));
+        r->pool = pool;
+        r->conn = c->index;
+        r->generation = c->generation;
+        r->key = strdup(t->key);
+        on_mgmt_done(r, RMQ_ERR_GENERAL,
+                     "declaring on RabbitMQ 4.x is not supported by cmi yet: declare the target beforehand and set "
+                     "queueAutoDeclare/exchangeAutoDeclare to false");
+        return d;
+    }
+    mgmt_result_t *r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        abort();
+    r->pool = pool;
+    r->conn = c->index;
+    r->generation = c->generation;
+    r->key = strdup(t->key);
+    rmq_mgmt_submit(pool->mgmt, t->declare, t->ndeclare, on_mgmt_done, r);
+    return d;
+}
+
+/* A publish on a connection that is up: declare its target first when this
+ * connection has not (since it last connected), then send. */
+static void route(rmq_pool_t *pool, rmq_conn_t *c, rmq_pub_t *pub)
+{
+    if (pub->target.key == NULL || !needs_declaring(&pub->target, c->format)) {
+        route_to_link(pool, c, pub);
+        return;
+    }
+    rmq_decl_t *d = c->decls;
+    while (d != NULL && strcmp(d->key, pub->target.key) != 0)
+        d = d->next;
+    if (d == NULL)
+        d = start_declaring(pool, c, &pub->target);
+    if (d->state == DECL_DONE) {
+        route_to_link(pool, c, pub);
+        return;
+    }
+    list_push(&d->waiting, pub);
+    c->queued++;
+}
+
+static void on_mgmt_result(rmq_pool_t *pool, rmq_conn_t *c, mgmt_result_t *r)
+{
+    rmq_decl_t **at = &c->decls;
+    while (*at != NULL && strcmp((*at)->key, r->key) != 0)
+        at = &(*at)->next;
+    rmq_decl_t *d = *at;
+    if (c->generation != r->generation || c->state != CONN_UP || d == NULL)
+        return; /* the connection dropped meanwhile: its publishes moved on */
+    if (r->status == 0) {
+        d->state = DECL_DONE;
+        rmq_pub_t *p;
+        while ((p = list_pop(&d->waiting)) != NULL) {
+            c->queued--;
+            route_to_link(pool, c, p);
+        }
+        return;
+    }
+    /* Not cached: a later publish tries again. */
+    *at = d->next;
+    c->queued -= d->waiting.n;
+    fail_list(pool, &d->waiting, r->status, r->detail);
+    free(d->key);
+    free(d);
+}
+
+/* ---- dispatch --------------------------------------------------------------------- */
+
+static rmq_conn_t *pick(rmq_pool_t *pool)
+{
+    rmq_conn_t *best = NULL;
+    size_t best_load = 0;
+    for (size_t i = 0; i < pool->nconns; i++) {
+        rmq_conn_t *c = &pool->conns[i];
+        size_t load = c->inflight.n + c->queued;
+        if (c->state != CONN_UP || load >= (size_t)pool->p->max_in_flight)
+            continue;
+        if (best == NULL || load < best_load) {
+            best = c;
+            best_load = load;
+        }
+    }
+    return best;
+}
+
+static void dispatch(rmq_pool_t *pool, rmq_pub_t *pub)
+{
+    if (atomic_load(&pub->cancelled)) {
+        rmq_pub_complete(pool, pub);
+        return;
+    }
+    if (pool->stopping) {
+        fail_pub(pool, pub, RMQ_ERR_CONNECTION, "the connection config is stopping");
+        return;
+    }
+    rmq_conn_t *c = pick(pool);
+    if (c == NULL) {
+        atomic_store(&pub->stage, RMQ_PUB_WAITING);
+        list_push(&pool->waiting, pub);
+        return;
+    }
+    if (c->pn == pool->cur) {
+        route(pool, c, pub);
+        return;
+    }
+    list_push(&c->todo, pub);
+    c->queued++;
+    pn_connection_wake(c->pn);
+}
+
+static void pump_waiting(rmq_pool_t *pool)
+{
+    while (pool->waiting.head != NULL) {
+        rmq_pub_t *pub = pool->waiting.head;
+        if (!atomic_load(&pub->cancelled) && pick(pool) == NULL)
+            return;
+        list_remove(&pool->waiting, pub);
+        dispatch(pool, pub);
+    }
+}
+
+/* ---- connection events --------------------------------------------------------------- */
+
+static void read_broker(rmq_conn_t *c)
+{
+    char product[32] = "", version[32] = "";
+    pn_data_t *props = pn_connection_remote_properties(c->pn);
+    if (props != NULL)
+        pn_data_rewind(props);
+    if (props != NULL && pn_data_next(props) && pn_data_type(props) == PN_MAP) {
+        size_t n = pn_data_get_map(props);
+        pn_data_enter(props);
+        for (size_t i = 0; i + 1 < n; i += 2) {
+            pn_data_next(props);
+            pn_bytes_t k = pn_data_get_symbol(props);
+            pn_data_next(props);
+            pn_bytes_t v = pn_data_get_string(props);
+            char *dst = k.size == 7 && memcmp(k.start, "product", 7) == 0   ? product
+                        : k.size == 7 && memcmp(k.start, "version", 7) == 0 ? version
+                                                                              : NULL;
+            if (dst != NULL && v.start != NULL)
+                snprintf(dst, 32, "%.*s", (int)v.size, v.start);
+        }
+        pn_data_exit(props);
+    }
+    snprintf(c->broker, sizeof(c->broker), "%s %s", *product ? product : "unknown broker", version);
+    int auto_format = rmq_format_for_version(product, *version ? version : NULL);
+    c->format = c->pool->p->address_format == RMQ_FORMAT_AUTO ? auto_format : c->pool->p->address_format;
+}
+
+static void declare_static(rmq_pool_t *pool, rmq_conn_t *c, const rmq_target_t *t)
+{
+    if (t->key != NULL && needs_declaring(t, c->format)) {
+        for (rmq_decl_t *d = c->decls; d != NULL; d = d->next)
+            if (strcmp(d->key, t->key) == 0)
+                return;
+        start_declaring(pool, c, t);
+    } else {
+        link_for(c, rmq_target_address(t, c->format));
+    }
+}
+
+static void on_remote_open(rmq_pool_t *pool, rmq_conn_t *c)
+{
+    read_broker(c);
+    c->state = CONN_UP;
+    c->ever_up = 1;
+    c->failures = 0;
+    log_state(c, NULL);
+    /* Targets known at load: declared (or attached) on every connection. */
+    for (static_target_t *s = pool->statics; s != NULL; s = s->next)
+        declare_static(pool, c, &s->target);
+    pump_waiting(pool);
+}
+
+static const char *condition_text(pn_condition_t *cond, char *buf, size_t n)
+{
+    if (cond == NULL || !pn_condition_is_set(cond)) {
+        snprintf(buf, n, "closed");
+        return buf;
+    }
+    const char *desc = pn_condition_get_description(cond);
+    snprintf(buf, n, "%s%s%s", pn_condition_get_name(cond), desc ? ": " : "", desc ? desc : "");
+    return buf;
+}
+
+/* The connection is gone: every pn_* object of it goes with this event.
+ * What was in flight is sent again elsewhere, at most MAX_ATTEMPTS times. */
+static void on_closed(rmq_pool_t *pool, rmq_conn_t *c, pn_transport_t *t)
+{
+    char why[512];
+    condition_text(pn_transport_condition(t), why, sizeof(why));
+    int was_up = c->state == CONN_UP;
+    c->state = pool->stopping ? CONN_CLOSED : CONN_DOWN;
+    if (was_up || !c->ever_up)
+        log_state(c, why);
+    pub_list_t again = {0};
+    rmq_pub_t *p;
+    while ((p = list_pop(&c->inflight)) != NULL) {
+        if (++p->attempts >= MAX_ATTEMPTS)
+            fail_pub(pool, p, RMQ_ERR_OPERATION,
+                     "%s: the connection dropped %d times with this message in flight (last: %s); not sent again "
+                     "(a full reject-publish queue makes RabbitMQ 3.x drop the connection)",
+                     p->target.describe, p->attempts, why);
+        else
+            list_push(&again, p);
+    }
+    while (c->links != NULL) {
+        rmq_link_t *l = c->links;
+        c->links = l->next;
+        list_splice(&again, &l->pending);
+        pn_link_set_context(l->pn, NULL);
+        link_free(l);
+    }
+    while (c->decls != NULL) {
+        rmq_decl_t *d = c->decls;
+        c->decls = d->next;
+        list_splice(&again, &d->waiting);
+        free(d->key);
+        free(d);
+    }
+    list_splice(&again, &c->todo);
+    while (c->results != NULL) {
+        mgmt_result_t *r = c->results;
+        c->results = r->next;
+        free(r->key);
+        free(r);
+    }
+    c->statics_pending = 0;
+    c->close_requested = 0;
+    c->queued = 0;
+    c->pn = NULL;
+    c->ssn = NULL;
+    if (pool->stopping) {
+        fail_list(pool, &again, RMQ_ERR_CONNECTION, "the connection config stopped before the broker answered");
+        return;
+    }
+    /* Resent before anything newer, in their order. */
+    list_splice(&again, &pool->waiting);
+    list_splice(&pool->waiting, &again);
+    schedule_retry(pool, c);
+    pump_waiting(pool);
+}
+
+static void on_delivery(rmq_pool_t *pool, pn_delivery_t *d)
+{
+    rmq_pub_t *pub = pn_delivery_get_context(d);
+    if (pub == NULL || !pn_delivery_updated(d))
+        return;
+    uint64_t state = pn_delivery_remote_state(d);
+    if (state == 0)
+        return;
+    rmq_conn_t *c = pub->conn;
+    switch (state) {
+    case PN_ACCEPTED: pub->outcome = RMQ_OUT_ACCEPTED; break;
+    case PN_REJECTED: pub->outcome = RMQ_OUT_REJECTED; break;
+    case PN_RELEASED: pub->outcome = RMQ_OUT_RELEASED; break;
+    case PN_MODIFIED: pub->outcome = RMQ_OUT_MODIFIED; break;
+    default: pub->outcome = RMQ_OUT_RELEASED; break;
+    }
+    if (pub->outcome != RMQ_OUT_ACCEPTED) {
+        char why[300];
+        condition_text(pn_disposition_condition(pn_delivery_remote(d)), why, sizeof(why));
+        snprintf(pub->err_detail, sizeof(pub->err_detail), "%s: the broker answered %s (%s)", pub->target.describe,
+                 state == PN_REJECTED ? "rejected" : state == PN_MODIFIED ? "modified" : "released", why);
+    }
+    pn_delivery_set_context(d, NULL);
+    pn_delivery_settle(d);
+    list_remove(&c->inflight, pub);
+    rmq_pub_complete(pool, pub);
+    pump_waiting(pool);
+}
+
+static void on_link_closed(rmq_pool_t *pool, pn_link_t *pl)
+{
+    rmq_link_t *l = pn_link_get_context(pl);
+    if (l == NULL)
+        return;
+    rmq_conn_t *c = l->conn;
+    char why[400];
+    condition_text(pn_link_remote_condition(pl), why, sizeof(why));
+    LOG(pool, CMI_LOG_WARN, "connection %d: the broker closed the sender to %s: %s", c->index, l->address, why);
+    char detail[600];
+    snprintf(detail, sizeof(detail), "the broker refused the address %s: %s", l->address, why);
+    c->queued -= l->pending.n;
+    fail_list(pool, &l->pending, RMQ_ERR_AMQP, detail);
+    /* What was in flight on it will not get an outcome. */
+    for (rmq_pub_t *p = c->inflight.head, *next; p != NULL; p = next) {
+        next = p->next;
+        if (p->link == l) {
+            list_remove(&c->inflight, p);
+            fail_pub(pool, p, RMQ_ERR_AMQP, "%s", detail);
+        }
+    }
+    rmq_link_t **at = &c->links;
+    while (*at != l)
+        at = &(*at)->next;
+    *at = l->next;
+    pn_link_set_context(pl, NULL);
+    pn_link_close(pl);
+    link_free(l);
+    pump_waiting(pool);
+}
+
+/* ---- the inbox ------------------------------------------------------------------------- */
+
+static void begin_stop(rmq_pool_t *pool)
+{
+    pool->stopping = 1;
+    fail_list(pool, &pool->waiting, RMQ_ERR_CONNECTION, "the connection config is stopping");
+    for (size_t i = 0; i < pool->nconns; i++) {
+        rmq_conn_t *c = &pool->conns[i];
+        c->retry_at = 0;
+        if (c->pn != NULL) {
+            c->close_requested = 1;
+            pn_connection_wake(c->pn);
+        } else {
+            c->state = CONN_CLOSED;
+        }
+    }
+    pool->stop_deadline = now_ms() + CLOSE_GRACE_MS;
+    arm_timer(pool);
+}
+
+static int all_closed(rmq_pool_t *pool)
+{
+    for (size_t i = 0; i < pool->nconns; i++)
+        if (pool->conns[i].state != CONN_CLOSED)
+            return 0;
+    return 1;
+}
+
+static void take_inbox(rmq_pool_t *pool)
+{
+    pthread_mutex_lock(&pool->lock);
+    pub_list_t pubs = pool->inbox;
+    memset(&pool->inbox, 0, sizeof(pool->inbox));
+    mgmt_result_t *results = pool->results;
+    pool->results = NULL;
+    static_target_t *statics = pool->new_statics;
+    pool->new_statics = NULL;
+    int stop = pool->stop_requested;
+    pthread_mutex_unlock(&pool->lock);
+    while (statics != NULL) {
+        static_target_t *s = statics;
+        statics = s->next;
+        s->next = pool->statics;
+        pool->statics = s;
+        for (size_t i = 0; i < pool->nconns; i++)
+            if (pool->conns[i].state == CONN_UP) {
+                pool->conns[i].statics_pending = 1;
+                pn_connection_wake(pool->conns[i].pn);
+            }
+    }
+    /* Results were pushed in reverse; their order does not matter.  Each
+     * goes to its connection, which deals with it in its own events. */
+    while (results != NULL) {
+        mgmt_result_t *r = results;
+        results = r->next;
+        rmq_conn_t *c = &pool->conns[r->conn];
+        if (c->pn == NULL || c->generation != r->generation) {
+            free(r->key);
+            free(r);
+            continue;
+        }
+        r->next = c->results;
+        c->results = r;
+        pn_connection_wake(c->pn);
+    }
+    for (rmq_pub_t *p = pubs.head; p != NULL; p = pubs.head) {
+        list_remove(&pubs, p);
+        dispatch(pool, p);
+    }
+    if (stop && !pool->stopping)
+        begin_stop(pool);
+}
+
+/* ---- the event loop --------------------------------------------------------------------- */
+
+static void on_timeout(rmq_pool_t *pool)
+{
+    int64_t now = now_ms();
+    if (pool->stopping && all_closed(pool)) {
+        /* Waiting for PN_PROACTOR_INACTIVE; should it never come, go. */
+        if (++pool->closed_timeouts >= 3)
+            pool->inactive = 1;
+        else
+            pn_proactor_set_timeout(pool->proactor, 100);
+        return;
+    }
+    if (pool->stopping) {
+        if (pool->stop_deadline > 0 && now >= pool->stop_deadline) {
+            pool->stop_deadline = 0;
+            pn_proactor_disconnect(pool->proactor, NULL); /* the broker did not answer the close */
+        }
+        return;
+    }
+    for (size_t i = 0; i < pool->nconns; i++) {
+        rmq_conn_t *c = &pool->conns[i];
+        if (c->retry_at > 0 && c->retry_at <= now)
+            connect_conn(pool, c);
+    }
+    arm_timer(pool);
+}
+
+/* Work handed to c from elsewhere, now that proton will flush c. */
+static void on_wake(rmq_pool_t *pool, rmq_conn_t *c)
+{
+    if (c->close_requested) {
+        c->close_requested = 0;
+        pn_connection_close(c->pn);
+    }
+    while (c->results != NULL) {
+        mgmt_result_t *r = c->results;
+        c->results = r->next;
+        on_mgmt_result(pool, c, r);
+        free(r->key);
+        free(r);
+    }
+    if (c->statics_pending && c->state == CONN_UP) {
+        c->statics_pending = 0;
+        for (static_target_t *s = pool->statics; s != NULL; s = s->next)
+            declare_static(pool, c, &s->target);
+    }
+    rmq_pub_t *pub;
+    while ((pub = list_pop(&c->todo)) != NULL) {
+        c->queued--;
+        if (atomic_load(&pub->cancelled))
+            rmq_pub_complete(pool, pub);
+        else if (c->state != CONN_UP || pool->stopping)
+            dispatch(pool, pub); /* it went down meanwhile: elsewhere, or wait */
+        else
+            route(pool, c, pub);
+    }
+}
+
+static void handle(rmq_pool_t *pool, pn_event_t *e)
+{
+    pool->cur = pn_event_connection(e);
+    switch (pn_event_type(e)) {
+    case PN_CONNECTION_WAKE: {
+        rmq_conn_t *c = pn_connection_get_context(pn_event_connection(e));
+        if (c != NULL)
+            on_wake(pool, c);
+        break;
+    }
+    case PN_CONNECTION_INIT: {
+        rmq_conn_t *c = pn_connection_get_context(pn_event_connection(e));
+        pn_connection_open(c->pn);
+        c->ssn = pn_session(c->pn);
+        pn_session_open(c->ssn);
+        break;
+    }
+    case PN_CONNECTION_REMOTE_OPEN: {
+        rmq_conn_t *c = pn_connection_get_context(pn_event_connection(e));
+        if (c != NULL && !pool->stopping)
+            on_remote_open(pool, c);
+        break;
+    }
+    case PN_CONNECTION_REMOTE_CLOSE: {
+        pn_connection_t *pc = pn_event_connection(e);
+        rmq_conn_t *c = pn_connection_get_context(pc);
+        char why[400];
+        if (c != NULL && !pool->stopping)
+            LOG(pool, CMI_LOG_WARN, "connection %d: the broker closed it: %s", c->index,
+                condition_text(pn_connection_remote_condition(pc), why, sizeof(why)));
+        pn_connection_close(pc);
+        break;
+    }
+    case PN_SESSION_REMOTE_CLOSE:
+        /* The broker ended the session (RabbitMQ does on protocol errors):
+         * without it the connection is of no use; start again. */
+        pn_connection_close(pn_session_connection(pn_event_session(e)));
+        break;
+    case PN_LINK_REMOTE_OPEN: {
+        pn_link_t *pl = pn_event_link(e);
+        rmq_link_t *l = pn_link_get_context(pl);
+        /* A refused attach comes back with no target, then a detach. */
+        if (l != NULL && pn_terminus_get_address(pn_link_remote_target(pl)) != NULL) {
+            l->ready = 1;
+            pump_link(pool, l);
+        }
+        break;
+    }
+    case PN_LINK_FLOW: {
+        rmq_link_t *l = pn_link_get_context(pn_event_link(e));
+        if (l != NULL)
+            pump_link(pool, l);
+        break;
+    }
+    case PN_LINK_REMOTE_CLOSE:
+    case PN_LINK_REMOTE_DETACH:
+        on_link_closed(pool, pn_event_link(e));
+        break;
+    case PN_DELIVERY:
+        on_delivery(pool, pn_event_delivery(e));
+        break;
+    case PN_TRANSPORT_CLOSED: {
+        pn_connection_t *pc = pn_event_connection(e);
+        rmq_conn_t *c = pc ? pn_connection_get_context(pc) : NULL;
+        if (c != NULL) {
+            pn_connection_set_context(pc, NULL);
+            on_closed(pool, c, pn_event_transport(e));
+        }
+        break;
+    }
+    case PN_PROACTOR_INTERRUPT:
+        take_inbox(pool);
+        break;
+    case PN_PROACTOR_TIMEOUT:
+        on_timeout(pool);
+        break;
+    case PN_PROACTOR_INACTIVE:
+        /* Every connection is freed: only now may the proactor go. */
+        if (pool->stopping && all_closed(pool))
+            pool->inactive = 1;
+        break;
+    default:
+        break;
+    }
+}
+
+static void *pool_thread(void *arg)
+{
+    rmq_pool_t *pool = arg;
+    for (size_t i = 0; i < pool->nconns; i++)
+        connect_conn(pool, &pool->conns[i]);
+    int closing_armed = 0;
+    while (!pool->inactive) {
+        pn_event_batch_t *b = pn_proactor_wait(pool->proactor);
+        pn_event_t *e;
+        while ((e = pn_event_batch_next(b)) != NULL)
+            handle(pool, e);
+        pn_proactor_done(pool->proactor, b);
+        if (pool->stopping && all_closed(pool) && !closing_armed) {
+            /* The last connection has closed: proton frees it once this
+             * batch is done; a short timeout makes sure PN_PROACTOR_INACTIVE
+             * follows. */
+            closing_armed = 1;
+            pool->stop_deadline = 0;
+            pn_proactor_set_timeout(pool->proactor, 100);
+        }
+    }
+    /* Every publish held is answered (or freed, when its deadline came). */
+    fail_list(pool, &pool->waiting, RMQ_ERR_CONNECTION, "the connection config is stopping");
+    return NULL;
+}
+
+/* ---- the public side --------------------------------------------------------------------- */
+
+static int parse_servers(rmq_pool_t *pool, char *err, size_t n)
+{
+    const cmi_param_list_t *l = &pool->p->server_urls;
+    pool->servers = calloc(l->count, sizeof(*pool->servers));
+    if (pool->servers == NULL) {
+        snprintf(err, n, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < l->count; i++) {
+        const char *colon = strrchr(l->items[i], ':');
+        pool->servers[i].host = strndup(l->items[i], (size_t)(colon - l->items[i]));
+        pool->servers[i].hostport = strdup(l->items[i]);
+    }
+    pool->nservers = l->count;
+    return 0;
+}
+
+static void container_id(rmq_pool_t *pool)
+{
+    char host[64] = "host";
+    gethostname(host, sizeof(host) - 1);
+    snprintf(pool->container, sizeof(pool->container), "cmi-%s-%ld-%s", host, (long)getpid(), pool->p->name);
+}
+
+static char *management_url(const rmq_pool_t *pool)
+{
+    if (pool->p->mgmt_url != NULL)
+        return strdup(pool->p->mgmt_url);
+    char *url = NULL;
+    if (asprintf(&url, "http://%s:15672", pool->servers[0].host) < 0)
+        abort();
+    return url;
+}
+
+rmq_pool_t *rmq_pool_create(const cmi_host_t *host, const char *component, const rmq_init_params_t *p, char *err,
+                            size_t n)
+{
+    rmq_pool_t *pool = calloc(1, sizeof(*pool));
+    if (pool == NULL) {
+        snprintf(err, n, "out of memory");
+        return NULL;
+    }
+    pool->host = host;
+    snprintf(pool->component, sizeof(pool->component), "%s", component);
+    pool->p = p;
+    if (getrandom(&pool->rng, sizeof(pool->rng), 0) != (ssize_t)sizeof(pool->rng) || pool->rng == 0)
+        pool->rng = 0x9e3779b97f4a7c15ull;
+    pthread_mutex_init(&pool->lock, NULL);
+    if (parse_servers(pool, err, n) != 0) {
+        rmq_pool_destroy(pool);
+        return NULL;
+    }
+    container_id(pool);
+    pool->nconns = (size_t)p->pool_size;
+    pool->conns = calloc(pool->nconns, sizeof(*pool->conns));
+    for (size_t i = 0; i < pool->nconns; i++) {
+        pool->conns[i].pool = pool;
+        pool->conns[i].index = (int)i;
+        pool->conns[i].url = (unsigned)i; /* spread round-robin over serverUrls */
+        pool->conns[i].logged_state = -1; /* the first failure is logged too */
+    }
+    char *url = management_url(pool);
+    pool->mgmt = rmq_mgmt_create(host, component, url, p->mgmt_user ? p->mgmt_user : p->username,
+                                 p->mgmt_password ? p->mgmt_password : p->password);
+    free(url);
+    pool->proactor = pn_proactor();
+    if (pool->mgmt == NULL || pool->proactor == NULL ||
+        pthread_create(&pool->thread, NULL, pool_thread, pool) != 0) {
+        snprintf(err, n, "cannot create the connection pool's threads");
+        rmq_pool_destroy(pool);
+        return NULL;
+    }
+    pool->started = 1;
+    return pool;
+}
+
+
+void rmq_pool_destroy(rmq_pool_t *pool)
+{
+    if (pool == NULL)
+        return;
+    if (pool->started) {
+        pthread_mutex_lock(&pool->lock);
+        pool->stop_requested = 1;
+        pthread_mutex_unlock(&pool->lock);
+        pn_proactor_interrupt(pool->proactor);
+        pthread_join(pool->thread, NULL);
+    }
+    /* The management thread ends after the pool's: its last answers land in
+     * the inbox, freed below. */
+    rmq_mgmt_destroy(pool->mgmt);
+    while (pool->results != NULL) {
+        mgmt_result_t *r = pool->results;
+        pool->results = r->next;
+        free(r->key);
+        free(r);
+    }
+    if (pool->proactor != NULL)
+        pn_proactor_free(pool->proactor);
+    for (rmq_pub_t *p = pool->inbox.head; p != NULL; p = pool->inbox.head) {
+        list_remove(&pool->inbox, p);
+        fail_pub(pool, p, RMQ_ERR_CONNECTION, "the connection config is stopping");
+    }
+    while (pool->new_statics != NULL) {
+        static_target_t *s = pool->new_statics;
+        pool->new_statics = s->next;
+        s->next = pool->statics;
+        pool->statics = s;
+    }
+    while (pool->statics != NULL) {
+        static_target_t *s = pool->statics;
+        pool->statics = s->next;
+        rmq_target_dispose(&s->target);
+        free(s);
+    }
+    for (size_t i = 0; i < pool->nservers; i++) {
+        free(pool->servers[i].host);
+        free(pool->servers[i].hostport);
+    }
+    free(pool->servers);
+    free(pool->conns);
+    pthread_mutex_destroy(&pool->lock);
+    free(pool);
+}
+
+void rmq_pool_submit(rmq_pool_t *pool, rmq_pub_t *pub)
+{
+    atomic_store(&pub->stage, RMQ_PUB_QUEUED);
+    pthread_mutex_lock(&pool->lock);
+    list_push(&pool->inbox, pub);
+    pthread_mutex_unlock(&pool->lock);
+    pn_proactor_interrupt(pool->proactor);
+}
+
+void rmq_pool_add_static_target(rmq_pool_t *pool, const rmq_target_t *t)
+{
+    static_target_t *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        abort();
+    /* A deep copy: the binding's target belongs to the binding. */
+    s->target.addr_v1 = strdup(t->addr_v1);
+    s->target.addr_v2 = strdup(t->addr_v2);
+    s->target.key = t->key ? strdup(t->key) : NULL;
+    s->target.describe = strdup(t->describe);
+    s->target.ndeclare = t->ndeclare;
+    s->target.declare = calloc(t->ndeclare ? t->ndeclare : 1, sizeof(rmq_declare_t));
+    for (size_t i = 0; i < t->ndeclare; i++)
+        s->target.declare[i] = (rmq_declare_t){t->declare[i].method,    strdup(t->declare[i].http_path),
+                                               strdup(t->declare[i].http_body), strdup(t->declare[i].v2_path),
+                                               strdup(t->declare[i].v2_body), t->declare[i].on_v1};
+    pthread_mutex_lock(&pool->lock);
+    s->next = pool->new_statics;
+    pool->new_statics = s;
+    pthread_mutex_unlock(&pool->lock);
+    pn_proactor_interrupt(pool->proactor);
+}

@@ -1,0 +1,185 @@
+"""A real RabbitMQ node for the integration tests, started on loopback in a
+temporary folder (own node name, ports and Erlang cookie) and stopped
+afterwards; plus what the tests use to look at it independently of cmi:
+the HTTP management API (which reads like an AMQP 0.9.1 client), an AMQP
+1.0 receiver (python3-qpid-proton), and rabbitmqctl.
+
+A node that cannot be started is a failure, never a skip."""
+import base64
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+RABBIT_BIN = "/usr/lib/rabbitmq/bin"  # the scripts that run as the calling user
+
+
+class NodeError(Exception):
+    pass
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RabbitNode:
+    def __init__(self, name="cmitest"):
+        self.dir = tempfile.mkdtemp(prefix="cmi-rabbit-")
+        self.name = "%s%d@localhost" % (name, os.getpid())
+        self.amqp_port = free_port()
+        self.mgmt_port = free_port()
+        self.dist_port = free_port()
+        self.proc = None
+        self.log = None
+
+    # ---- lifecycle ----------------------------------------------------------
+
+    def env(self):
+        e = dict(os.environ)
+        home = os.path.join(self.dir, "home")
+        e.update({
+            "HOME": home,
+            "RABBITMQ_NODENAME": self.name,
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(self.amqp_port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "RABBITMQ_MNESIA_BASE": os.path.join(self.dir, "mnesia"),
+            "RABBITMQ_LOG_BASE": os.path.join(self.dir, "log"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": os.path.join(self.dir, "enabled_plugins"),
+            "RABBITMQ_CONFIG_FILE": os.path.join(self.dir, "rabbitmq"),
+        })
+        return e
+
+    def start(self, timeout=120.0):
+        if not os.path.exists(os.path.join(RABBIT_BIN, "rabbitmq-server")):
+            raise NodeError("rabbitmq-server is not installed (Debian package rabbitmq-server)")
+        for d in ("home", "mnesia", "log"):
+            os.makedirs(os.path.join(self.dir, d), exist_ok=True)
+        with open(os.path.join(self.dir, "enabled_plugins"), "w") as f:
+            f.write("[rabbitmq_amqp1_0,rabbitmq_management].\n")
+        with open(os.path.join(self.dir, "rabbitmq.conf"), "w") as f:
+            f.write("listeners.tcp.default = 127.0.0.1:%d\n" % self.amqp_port)
+            f.write("management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = %d\n" % self.mgmt_port)
+            f.write("loopback_users = none\n")
+        self.log = open(os.path.join(self.dir, "server.out"), "wb")
+        self.proc = subprocess.Popen([os.path.join(RABBIT_BIN, "rabbitmq-server")], env=self.env(),
+                                     stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise NodeError("rabbitmq-server exited with %s:\n%s" % (self.proc.returncode, self.server_log()))
+            try:
+                self.api("GET", "/api/overview")
+                return self
+            except (OSError, urllib.error.URLError, NodeError):
+                time.sleep(0.25)
+        raise NodeError("RabbitMQ did not come up within %.0fs:\n%s" % (timeout, self.server_log()))
+
+    def server_log(self):
+        try:
+            with open(os.path.join(self.dir, "server.out"), "rb") as f:
+                return f.read()[-4000:].decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def ctl(self, *args, timeout=60):
+        p = subprocess.run([os.path.join(RABBIT_BIN, "rabbitmqctl"), "-n", self.name] + list(args), env=self.env(),
+                           capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        if p.returncode != 0:
+            raise NodeError("rabbitmqctl %s: %s" % (" ".join(args), (p.stdout + p.stderr).decode(errors="replace")))
+        return p.stdout.decode()
+
+    def stop(self):
+        if self.proc is None:
+            return
+        try:
+            if self.proc.poll() is None:
+                self.ctl("stop", timeout=60)
+                self.proc.wait(30)
+        except (NodeError, subprocess.TimeoutExpired):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        finally:
+            self.proc = None
+            if self.log:
+                self.log.close()
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    # ---- looking at it --------------------------------------------------------
+
+    def api(self, method, path, body=None):
+        req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.mgmt_port, path), method=method,
+                                     data=json.dumps(body).encode() if body is not None else None)
+        req.add_header("Authorization", "Basic " + base64.b64encode(b"guest:guest").decode())
+        req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                data = r.read()
+                return json.loads(data) if data else None
+        except urllib.error.HTTPError as e:
+            raise NodeError("%s %s: HTTP %d %s" % (method, path, e.code, e.read().decode(errors="replace")))
+
+    def queue(self, name):
+        return self.api("GET", "/api/queues/%2F/" + urllib.parse.quote(name, safe=""))
+
+    def depth(self, name):
+        """Messages in the queue now (rabbitmqctl asks the queue itself; the
+        management API's counts lag by up to 5 s)."""
+        out = self.ctl("list_queues", "-p", "/", "name", "messages", "--no-table-headers", "--quiet")
+        for line in out.splitlines():
+            parts = line.split("\t")
+            if len(parts) == 2 and parts[0] == name:
+                return int(parts[1])
+        return None
+
+    def get(self, name, count=1):
+        """Takes messages as an AMQP 0.9.1 client would see them."""
+        return self.api("POST", "/api/queues/%2F/" + urllib.parse.quote(name, safe="") + "/get",
+                        {"count": count, "ackmode": "ack_requeue_false", "encoding": "base64"})
+
+    def declare_queue(self, name, arguments=None):
+        self.api("PUT", "/api/queues/%2F/" + urllib.parse.quote(name, safe=""),
+                 {"durable": True, "arguments": arguments or {}})
+
+    def bind(self, exchange, queue, key="", arguments=None):
+        self.api("POST", "/api/bindings/%%2F/e/%s/q/%s" % (urllib.parse.quote(exchange, safe=""),
+                                                           urllib.parse.quote(queue, safe="")),
+                 {"routing_key": key, "arguments": arguments or {}})
+
+    def receive(self, address, count=1, timeout=10):
+        """Takes messages with an AMQP 1.0 client of its own."""
+        from proton.utils import BlockingConnection
+        conn = BlockingConnection("amqp://127.0.0.1:%d" % self.amqp_port, timeout=timeout, user="guest",
+                                  password="guest", allowed_mechs="PLAIN", allow_insecure_mechs=True,
+                                  virtual_host="/")
+        try:
+            r = conn.create_receiver(address, credit=count)
+            out = []
+            for _ in range(count):
+                out.append(r.receive(timeout=timeout))
+                r.accept()
+            return out
+        finally:
+            conn.close()
+
+
+def wait_for(fn, timeout, what):
+    """Polls fn until it returns something true; fails after timeout."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(0.1)
+    raise AssertionError("%s: not within %.1fs (last: %r)" % (what, timeout, last))
