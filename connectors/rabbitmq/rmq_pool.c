@@ -68,6 +68,10 @@ typedef struct rmq_decl {
     char *key;
     int state;
     pub_list_t waiting;
+    /* RabbitMQ 4.x: the requests, sent one by one over /management. */
+    rmq_declare_t *ops;
+    size_t nops, next_op;
+    char request_id[32]; /* the message-id of the request awaiting its answer */
 } rmq_decl_t;
 
 struct rmq_conn {
@@ -82,6 +86,9 @@ struct rmq_conn {
     char broker[64];
     rmq_link_t *links;
     rmq_decl_t *decls;
+    /* RabbitMQ 4.x's management link pair (/management), made on first use. */
+    pn_link_t *mgmt_out, *mgmt_in;
+    int mgmt_ready;
     pub_list_t inflight;
     size_t queued; /* pending on its links and declarations, or to do */
     uint64_t tag;
@@ -453,6 +460,123 @@ static void on_mgmt_done(void *arg, int status, const char *detail)
     pn_proactor_interrupt(pool->proactor);
 }
 
+/* ---- RabbitMQ 4.x: declarations over the /management node ----------------------
+ *
+ * A link pair of one name, both ends addressed /management, both with the
+ * link property paired=true; requests go pre-settled, one at a time per
+ * declaration, and answers come back on the receiver with the request's
+ * message-id as their correlation-id (rmq_v2mgmt.c encodes and decodes). */
+
+static void decl_finish(rmq_pool_t *pool, rmq_conn_t *c, rmq_decl_t *d, int status, const char *detail);
+
+static void set_paired(pn_link_t *l)
+{
+    pn_data_t *props = pn_link_properties(l);
+    pn_data_put_map(props);
+    pn_data_enter(props);
+    pn_data_put_symbol(props, pn_bytes(6, "paired"));
+    pn_data_put_bool(props, true);
+    pn_data_exit(props);
+}
+
+static void mgmt_links(rmq_conn_t *c)
+{
+    if (c->mgmt_out != NULL)
+        return;
+    c->mgmt_out = pn_sender(c->ssn, "management-link-pair");
+    c->mgmt_in = pn_receiver(c->ssn, "management-link-pair");
+    pn_link_t *both[] = {c->mgmt_out, c->mgmt_in};
+    for (int i = 0; i < 2; i++) {
+        pn_terminus_set_address(pn_link_source(both[i]), "/management");
+        pn_terminus_set_address(pn_link_target(both[i]), "/management");
+        pn_link_set_snd_settle_mode(both[i], PN_SND_SETTLED);
+        pn_link_set_rcv_settle_mode(both[i], PN_RCV_FIRST);
+        set_paired(both[i]);
+        pn_link_open(both[i]);
+    }
+    pn_link_flow(c->mgmt_in, 16);
+}
+
+/* Sends the next request of every declaration that waits for none. */
+static void mgmt_pump(rmq_pool_t *pool, rmq_conn_t *c)
+{
+    if (!c->mgmt_ready)
+        return;
+    for (rmq_decl_t *d = c->decls, *next; d != NULL; d = next) {
+        next = d->next;
+        if (d->ops == NULL || d->state != DECL_RUNNING || d->request_id[0] != '\0')
+            continue;
+        if (pn_link_credit(c->mgmt_out) <= 0)
+            return;
+        snprintf(d->request_id, sizeof(d->request_id), "cmi-decl-%llu", (unsigned long long)++c->tag);
+        size_t len;
+        char err[256];
+        char *bytes = rmq_v2_request_encode(&d->ops[d->next_op], d->request_id, &len, err, sizeof(err));
+        if (bytes == NULL) {
+            decl_finish(pool, c, d, RMQ_ERR_GENERAL, err);
+            continue;
+        }
+        uint64_t tag = ++c->tag;
+        pn_delivery_t *dl = pn_delivery(c->mgmt_out, pn_dtag((const char *)&tag, sizeof(tag)));
+        pn_link_send(c->mgmt_out, bytes, len);
+        pn_link_advance(c->mgmt_out);
+        pn_delivery_settle(dl); /* the node wants requests pre-settled */
+        free(bytes);
+    }
+}
+
+static void mgmt_answer(rmq_pool_t *pool, rmq_conn_t *c, pn_delivery_t *dl)
+{
+    if (!pn_delivery_readable(dl) || pn_delivery_partial(dl))
+        return;
+    size_t size = pn_delivery_pending(dl);
+    char *buf = malloc(size ? size : 1);
+    if (buf == NULL)
+        abort();
+    ssize_t n = pn_link_recv(c->mgmt_in, buf, size);
+    pn_link_advance(c->mgmt_in);
+    pn_delivery_settle(dl);
+    pn_link_flow(c->mgmt_in, 1);
+    char corr[64], detail[400];
+    int rc = n < 0 ? -1 : rmq_v2_response_status(buf, (size_t)n, corr, sizeof(corr), detail, sizeof(detail));
+    free(buf);
+    for (rmq_decl_t *d = c->decls; d != NULL; d = d->next) {
+        if (d->ops == NULL || strcmp(d->request_id, corr) != 0)
+            continue;
+        d->request_id[0] = '\0';
+        if (rc != 0)
+            decl_finish(pool, c, d, RMQ_ERR_CONFIG, detail);
+        else if (++d->next_op == d->nops)
+            decl_finish(pool, c, d, 0, NULL);
+        break;
+    }
+    mgmt_pump(pool, c);
+}
+
+static rmq_declare_t *copy_ops(const rmq_target_t *t)
+{
+    rmq_declare_t *ops = calloc(t->ndeclare ? t->ndeclare : 1, sizeof(*ops));
+    if (ops == NULL)
+        abort();
+    for (size_t i = 0; i < t->ndeclare; i++)
+        ops[i] = (rmq_declare_t){t->declare[i].method, strdup(t->declare[i].http_path), strdup(t->declare[i].http_body),
+                                 strdup(t->declare[i].v2_path), strdup(t->declare[i].v2_body), t->declare[i].on_v1};
+    return ops;
+}
+
+static void decl_free(rmq_decl_t *d)
+{
+    for (size_t i = 0; d->ops != NULL && i < d->nops; i++) {
+        free(d->ops[i].http_path);
+        free(d->ops[i].http_body);
+        free(d->ops[i].v2_path);
+        free(d->ops[i].v2_body);
+    }
+    free(d->ops);
+    free(d->key);
+    free(d);
+}
+
 static rmq_decl_t *start_declaring(rmq_pool_t *pool, rmq_conn_t *c, const rmq_target_t *t)
 {
     rmq_decl_t *d = calloc(1, sizeof(*d));
@@ -464,16 +588,10 @@ static rmq_decl_t *start_declaring(rmq_pool_t *pool, rmq_conn_t *c, const rmq_ta
     d->next = c->decls;
     c->decls = d;
     if (c->format == RMQ_FORMAT_V2) {
-        /* RabbitMQ 4.x declares over AMQP (rmq_v2mgmt.c encodes the
-         * requests); the link pair is not wired into the pool yet. */
-        mgmt_result_t *r = calloc(1, sizeof(*r));
-        r->pool = pool;
-        r->conn = c->index;
-        r->generation = c->generation;
-        r->key = strdup(t->key);
-        on_mgmt_done(r, RMQ_ERR_GENERAL,
-                     "declaring on RabbitMQ 4.x is not supported by cmi yet: declare the target beforehand and set "
-                     "queueAutoDeclare/exchangeAutoDeclare to false");
+        d->ops = copy_ops(t);
+        d->nops = t->ndeclare;
+        mgmt_links(c);
+        mgmt_pump(pool, c);
         return d;
     }
     mgmt_result_t *r = calloc(1, sizeof(*r));
@@ -508,15 +626,10 @@ static void route(rmq_pool_t *pool, rmq_conn_t *c, rmq_pub_t *pub)
     c->queued++;
 }
 
-static void on_mgmt_result(rmq_pool_t *pool, rmq_conn_t *c, mgmt_result_t *r)
+/* A declaration is over: its publishes go on, or fail with it. */
+static void decl_finish(rmq_pool_t *pool, rmq_conn_t *c, rmq_decl_t *d, int status, const char *detail)
 {
-    rmq_decl_t **at = &c->decls;
-    while (*at != NULL && strcmp((*at)->key, r->key) != 0)
-        at = &(*at)->next;
-    rmq_decl_t *d = *at;
-    if (c->generation != r->generation || c->state != CONN_UP || d == NULL)
-        return; /* the connection dropped meanwhile: its publishes moved on */
-    if (r->status == 0) {
+    if (status == 0) {
         d->state = DECL_DONE;
         rmq_pub_t *p;
         while ((p = list_pop(&d->waiting)) != NULL) {
@@ -526,11 +639,23 @@ static void on_mgmt_result(rmq_pool_t *pool, rmq_conn_t *c, mgmt_result_t *r)
         return;
     }
     /* Not cached: a later publish tries again. */
+    rmq_decl_t **at = &c->decls;
+    while (*at != d)
+        at = &(*at)->next;
     *at = d->next;
     c->queued -= d->waiting.n;
-    fail_list(pool, &d->waiting, r->status, r->detail);
-    free(d->key);
-    free(d);
+    fail_list(pool, &d->waiting, status, detail);
+    decl_free(d);
+}
+
+static void on_mgmt_result(rmq_pool_t *pool, rmq_conn_t *c, mgmt_result_t *r)
+{
+    rmq_decl_t *d = c->decls;
+    while (d != NULL && strcmp(d->key, r->key) != 0)
+        d = d->next;
+    if (c->generation != r->generation || c->state != CONN_UP || d == NULL)
+        return; /* the connection dropped meanwhile: its publishes moved on */
+    decl_finish(pool, c, d, r->status, r->detail);
 }
 
 /* ---- dispatch --------------------------------------------------------------------- */
@@ -685,9 +810,10 @@ static void on_closed(rmq_pool_t *pool, rmq_conn_t *c, pn_transport_t *t)
         rmq_decl_t *d = c->decls;
         c->decls = d->next;
         list_splice(&again, &d->waiting);
-        free(d->key);
-        free(d);
+        decl_free(d);
     }
+    c->mgmt_out = c->mgmt_in = NULL;
+    c->mgmt_ready = 0;
     list_splice(&again, &c->todo);
     while (c->results != NULL) {
         mgmt_result_t *r = c->results;
@@ -742,6 +868,24 @@ static void on_delivery(rmq_pool_t *pool, pn_delivery_t *d)
 
 static void on_link_closed(rmq_pool_t *pool, pn_link_t *pl)
 {
+    rmq_conn_t *mc = pn_connection_get_context(pn_session_connection(pn_link_session(pl)));
+    if (mc != NULL && (pl == mc->mgmt_out || pl == mc->mgmt_in)) {
+        /* The node refused the pair (permissions, say): declarations on
+         * this connection fail; a later publish makes a new pair. */
+        char why[400], detail[500];
+        condition_text(pn_link_remote_condition(pl), why, sizeof(why));
+        snprintf(detail, sizeof(detail), "the /management node closed the link: %s", why);
+        pn_link_close(mc->mgmt_out);
+        pn_link_close(mc->mgmt_in);
+        mc->mgmt_out = mc->mgmt_in = NULL;
+        mc->mgmt_ready = 0;
+        for (rmq_decl_t *d = mc->decls, *next; d != NULL; d = next) {
+            next = d->next;
+            if (d->ops != NULL && d->state == DECL_RUNNING)
+                decl_finish(pool, mc, d, RMQ_ERR_AMQP, detail);
+        }
+        return;
+    }
     rmq_link_t *l = pn_link_get_context(pl);
     if (l == NULL)
         return;
@@ -943,6 +1087,13 @@ static void handle(rmq_pool_t *pool, pn_event_t *e)
         break;
     case PN_LINK_REMOTE_OPEN: {
         pn_link_t *pl = pn_event_link(e);
+        rmq_conn_t *mc = pn_connection_get_context(pn_event_connection(e));
+        if (mc != NULL && (pl == mc->mgmt_out || pl == mc->mgmt_in)) {
+            mc->mgmt_ready = pn_link_state(mc->mgmt_out) & PN_REMOTE_ACTIVE &&
+                             pn_link_state(mc->mgmt_in) & PN_REMOTE_ACTIVE;
+            mgmt_pump(pool, mc);
+            break;
+        }
         rmq_link_t *l = pn_link_get_context(pl);
         /* A refused attach comes back with no target, then a detach. */
         if (l != NULL && pn_terminus_get_address(pn_link_remote_target(pl)) != NULL) {
@@ -952,7 +1103,13 @@ static void handle(rmq_pool_t *pool, pn_event_t *e)
         break;
     }
     case PN_LINK_FLOW: {
-        rmq_link_t *l = pn_link_get_context(pn_event_link(e));
+        pn_link_t *pl = pn_event_link(e);
+        rmq_conn_t *mc = pn_connection_get_context(pn_event_connection(e));
+        if (mc != NULL && pl == mc->mgmt_out) {
+            mgmt_pump(pool, mc);
+            break;
+        }
+        rmq_link_t *l = pn_link_get_context(pl);
         if (l != NULL)
             pump_link(pool, l);
         break;
@@ -961,9 +1118,17 @@ static void handle(rmq_pool_t *pool, pn_event_t *e)
     case PN_LINK_REMOTE_DETACH:
         on_link_closed(pool, pn_event_link(e));
         break;
-    case PN_DELIVERY:
-        on_delivery(pool, pn_event_delivery(e));
+    case PN_DELIVERY: {
+        pn_delivery_t *dl = pn_event_delivery(e);
+        rmq_conn_t *mc = pn_connection_get_context(pn_event_connection(e));
+        if (mc != NULL && pn_delivery_link(dl) == mc->mgmt_in)
+            mgmt_answer(pool, mc, dl);
+        else if (mc != NULL && pn_delivery_link(dl) == mc->mgmt_out)
+            break; /* requests are pre-settled */
+        else
+            on_delivery(pool, dl);
         break;
+    }
     case PN_TRANSPORT_CLOSED: {
         pn_connection_t *pc = pn_event_connection(e);
         rmq_conn_t *c = pc ? pn_connection_get_context(pc) : NULL;

@@ -409,3 +409,19 @@ def test_default_deployment_example(node):
             check(base64.b64decode(g["payload"]) == b"Hello from cmi", "message %r" % g)
         finally:
             cmi.stop_clean()
+
+
+def test_sasl_anonymous(node):
+    # ANONYMOUS: the 3.x plugin logs the connection in as its default user.
+    q = unique("anon")
+    entry = ('<localEntry %s key="RMQ"><rabbitmq.init><name>anon</name><serverUrls>127.0.0.1:%d</serverUrls>'
+             '<saslMechanism>ANONYMOUS</saslMechanism></rabbitmq.init></localEntry>' % (NS, node.amqp_port))
+    with Deployment({"local-entries/rmq.xml": entry,
+                     "api/pub.xml": api(resource("/a", "<queue>%s</queue>" % q))}) as d:
+        cmi = start(d, workers=1)
+        try:
+            status, data = post(cmi, "/pub/a", {"anonymous": True})
+            check(status == 200 and json.loads(data)["success"] == "true", "ANONYMOUS publish: %s %r" % (status, data))
+            check(node.depth(q) == 1, "queue depth %r" % node.depth(q))
+        finally:
+            cmi.stop_clean()
