@@ -241,7 +241,10 @@ json_t *rmq_publish_result(const rmq_pub_t *pub);
 
 typedef struct rmq_pool rmq_pool_t;
 
-enum { RMQ_PUB_QUEUED, RMQ_PUB_WAITING, RMQ_PUB_SENT };
+/* Where a publish is, for the deadline's choice of error: not yet on a
+ * connection (701201), or on one waiting for a declaration, credit or the
+ * outcome (701204). */
+enum { RMQ_PUB_QUEUED, RMQ_PUB_WAITING, RMQ_PUB_ROUTED, RMQ_PUB_SENT };
 enum { RMQ_OUT_NONE, RMQ_OUT_ACCEPTED, RMQ_OUT_REJECTED, RMQ_OUT_RELEASED, RMQ_OUT_MODIFIED, RMQ_OUT_ERROR };
 
 /* One publish in flight: built on the worker, owned by the pool's thread
@@ -274,6 +277,9 @@ rmq_pool_t *rmq_pool_create(const cmi_host_t *host, const char *component, const
 void rmq_pool_destroy(rmq_pool_t *pool);
 /* Any thread: hands a publish to the pool. */
 void rmq_pool_submit(rmq_pool_t *pool, rmq_pub_t *pub);
+/* Any thread: a publish's deadline passed; the pool takes the cancelled
+ * ones out of its queues soon (they must not hold room). */
+void rmq_pool_reap_soon(rmq_pool_t *pool);
 /* Service thread at start-up: a target known at load, declared on every
  * connection as it comes up. */
 void rmq_pool_add_static_target(rmq_pool_t *pool, const rmq_target_t *t);

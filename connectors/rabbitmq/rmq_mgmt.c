@@ -132,9 +132,17 @@ static void *mgmt_thread(void *arg)
             status = RMQ_ERR_CONNECTION;
             snprintf(detail, sizeof(detail), "the connection config is stopping");
         }
-        for (size_t i = 0; i < j->n && status == 0; i++)
-            if (j->decl[i].on_v1)
+        for (size_t i = 0; i < j->n && status == 0; i++) {
+            pthread_mutex_lock(&m->lock);
+            stopping = m->stopping;
+            pthread_mutex_unlock(&m->lock);
+            if (stopping) {
+                status = RMQ_ERR_CONNECTION;
+                snprintf(detail, sizeof(detail), "the connection config is stopping");
+            } else if (j->decl[i].on_v1) {
                 status = run_one(m, curl, &j->decl[i], detail, sizeof(detail));
+            }
+        }
         if (status != 0)
             m->host->log(CMI_LOG_WARN, m->component, "declaration failed: %s", detail);
         j->done(j->arg, status, detail);

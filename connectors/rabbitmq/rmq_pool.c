@@ -41,6 +41,10 @@
 
 #define MAX_ATTEMPTS 3         /* connections a message may be in flight on */
 #define CLOSE_GRACE_MS 2000    /* clean close at shutdown, then disconnect */
+#define OPEN_TIMEOUT_MS 30000  /* TCP, SASL and the broker's open, at most */
+#define DECLARE_TIMEOUT_MS 30000 /* a declaration's answer, at most */
+#define MAX_LINKS 256          /* senders kept per connection (dynamic targets) */
+#define MAX_DECLS 1024         /* declarations remembered per connection */
 
 enum { CONN_DOWN, CONN_CONNECTING, CONN_UP, CONN_CLOSED };
 enum { DECL_RUNNING, DECL_DONE };
@@ -60,6 +64,7 @@ typedef struct rmq_link {
     pn_link_t *pn;
     int ready;
     pub_list_t pending; /* waiting for the attach or for credit */
+    size_t inflight;    /* sent on it, no outcome yet */
 } rmq_link_t;
 
 typedef struct rmq_decl {
@@ -72,6 +77,7 @@ typedef struct rmq_decl {
     rmq_declare_t *ops;
     size_t nops, next_op;
     char request_id[32]; /* the message-id of the request awaiting its answer */
+    int64_t deadline;    /* while running: when to give up on the answer */
 } rmq_decl_t;
 
 struct rmq_conn {
@@ -85,7 +91,9 @@ struct rmq_conn {
     int format;
     char broker[64];
     rmq_link_t *links;
+    size_t nlinks;
     rmq_decl_t *decls;
+    size_t ndecls;
     /* RabbitMQ 4.x's management link pair (/management), made on first use. */
     pn_link_t *mgmt_out, *mgmt_in;
     int mgmt_ready;
@@ -98,10 +106,13 @@ struct rmq_conn {
     mgmt_result_t *results;
     int statics_pending;
     int close_requested;
+    int decls_expired; /* some declaration's answer is overdue */
     /* Recovery. */
     int ever_up;
     unsigned failures; /* consecutive failed attempts */
     int64_t retry_at;  /* proactor clock, ms; 0: none */
+    int64_t open_deadline; /* connecting: give up on this attempt then */
+    char close_why[300];   /* the broker's reason, when it closed the connection */
     int64_t cycle_start;
     int logged_state; /* the state last logged, so each change is logged once */
 };
@@ -152,6 +163,7 @@ struct rmq_pool {
     uint64_t rng;
     int started;
     int inactive;         /* stopping: the proactor has let go of everything */
+    atomic_int reap;      /* a deadline passed: take cancelled publishes out */
     int closed_timeouts;  /* stopping: timeouts seen after the last close */
     pn_connection_t *cur; /* the connection whose events are being handled */
 };
@@ -291,9 +303,21 @@ static uint64_t retry_delay(rmq_pool_t *pool, rmq_conn_t *c)
 static void arm_timer(rmq_pool_t *pool)
 {
     int64_t next = 0;
-    for (size_t i = 0; i < pool->nconns; i++)
-        if (pool->conns[i].retry_at > 0 && (next == 0 || pool->conns[i].retry_at < next))
-            next = pool->conns[i].retry_at;
+#define EARLIER(t)                                                                                         \
+    do {                                                                                                   \
+        if ((t) > 0 && (next == 0 || (t) < next))                                                          \
+            next = (t);                                                                                    \
+    } while (0)
+    for (size_t i = 0; i < pool->nconns; i++) {
+        rmq_conn_t *c = &pool->conns[i];
+        EARLIER(c->retry_at);
+        if (c->state == CONN_CONNECTING)
+            EARLIER(c->open_deadline);
+        for (rmq_decl_t *d = c->decls; d != NULL; d = d->next)
+            if (d->state == DECL_RUNNING)
+                EARLIER(d->deadline);
+    }
+#undef EARLIER
     if (pool->stopping && pool->stop_deadline > 0 && (next == 0 || pool->stop_deadline < next))
         next = pool->stop_deadline;
     if (next == 0) {
@@ -325,6 +349,8 @@ static void connect_conn(rmq_pool_t *pool, rmq_conn_t *c)
     c->retry_at = 0;
     c->generation++;
     c->state = CONN_CONNECTING;
+    c->open_deadline = now_ms() + OPEN_TIMEOUT_MS;
+    c->close_why[0] = '\0';
     c->pn = pn_connection();
     pn_connection_set_context(c->pn, c);
     char id[160];
@@ -370,11 +396,33 @@ static void schedule_retry(rmq_pool_t *pool, rmq_conn_t *c)
 static void pump_link(rmq_pool_t *pool, rmq_link_t *l);
 static void pump_waiting(rmq_pool_t *pool);
 
+static void link_free(rmq_link_t *l);
+
+/* Senders for dynamic targets must not pile up: past MAX_LINKS, an idle one
+ * (nothing pending or in flight) is closed, the least recently made first. */
+static void evict_idle_link(rmq_conn_t *c)
+{
+    rmq_link_t **at = &c->links, **victim = NULL;
+    for (; *at != NULL; at = &(*at)->next)
+        if ((*at)->pending.n == 0 && (*at)->inflight == 0)
+            victim = at; /* the list is newest first: keep the last one */
+    if (victim == NULL)
+        return;
+    rmq_link_t *l = *victim;
+    *victim = l->next;
+    pn_link_set_context(l->pn, NULL);
+    pn_link_close(l->pn);
+    c->nlinks--;
+    link_free(l);
+}
+
 static rmq_link_t *link_for(rmq_conn_t *c, const char *address)
 {
     for (rmq_link_t *l = c->links; l != NULL; l = l->next)
         if (strcmp(l->address, address) == 0)
             return l;
+    if (c->nlinks >= MAX_LINKS)
+        evict_idle_link(c);
     rmq_link_t *l = calloc(1, sizeof(*l));
     if (l == NULL)
         abort();
@@ -388,6 +436,7 @@ static rmq_link_t *link_for(rmq_conn_t *c, const char *address)
     pn_link_open(l->pn);
     l->next = c->links;
     c->links = l;
+    c->nlinks++;
     return l;
 }
 
@@ -414,6 +463,7 @@ static void send_pub(rmq_pool_t *pool, rmq_link_t *l, rmq_pub_t *pub)
     pn_delivery_set_context(d, pub);
     pub->conn = c;
     pub->link = l;
+    l->inflight++;
     atomic_store(&pub->stage, RMQ_PUB_SENT);
     list_push(&c->inflight, pub);
 }
@@ -432,6 +482,7 @@ static void pump_link(rmq_pool_t *pool, rmq_link_t *l)
 
 static void route_to_link(rmq_pool_t *pool, rmq_conn_t *c, rmq_pub_t *pub)
 {
+    atomic_store(&pub->stage, RMQ_PUB_ROUTED);
     rmq_link_t *l = link_for(c, rmq_target_address(&pub->target, c->format));
     pub->link = l;
     list_push(&l->pending, pub);
@@ -537,11 +588,21 @@ static void mgmt_answer(rmq_pool_t *pool, rmq_conn_t *c, pn_delivery_t *dl)
     pn_link_advance(c->mgmt_in);
     pn_delivery_settle(dl);
     pn_link_flow(c->mgmt_in, 1);
-    char corr[64], detail[400];
+    char corr[64] = "", detail[400] = "undecodable answer from /management";
     int rc = n < 0 ? -1 : rmq_v2_response_status(buf, (size_t)n, corr, sizeof(corr), detail, sizeof(detail));
     free(buf);
+    if (corr[0] == '\0') {
+        /* An answer that names no request: whatever waits for one cannot
+         * be told apart, so all of them fail (and may be tried again). */
+        for (rmq_decl_t *d = c->decls, *next; d != NULL; d = next) {
+            next = d->next;
+            if (d->ops != NULL && d->request_id[0] != '\0')
+                decl_finish(pool, c, d, RMQ_ERR_AMQP, detail);
+        }
+        return;
+    }
     for (rmq_decl_t *d = c->decls; d != NULL; d = d->next) {
-        if (d->ops == NULL || strcmp(d->request_id, corr) != 0)
+        if (d->ops == NULL || d->request_id[0] == '\0' || strcmp(d->request_id, corr) != 0)
             continue;
         d->request_id[0] = '\0';
         if (rc != 0)
@@ -577,6 +638,22 @@ static void decl_free(rmq_decl_t *d)
     free(d);
 }
 
+/* Past MAX_DECLS, the oldest finished declaration is forgotten: a later
+ * publish to it declares it again (harmless: declarations are idempotent). */
+static void forget_done_decl(rmq_conn_t *c)
+{
+    rmq_decl_t **at = &c->decls, **victim = NULL;
+    for (; *at != NULL; at = &(*at)->next)
+        if ((*at)->state == DECL_DONE)
+            victim = at;
+    if (victim == NULL)
+        return;
+    rmq_decl_t *d = *victim;
+    *victim = d->next;
+    c->ndecls--;
+    decl_free(d);
+}
+
 static rmq_decl_t *start_declaring(rmq_pool_t *pool, rmq_conn_t *c, const rmq_target_t *t)
 {
     rmq_decl_t *d = calloc(1, sizeof(*d));
@@ -585,13 +662,19 @@ static rmq_decl_t *start_declaring(rmq_pool_t *pool, rmq_conn_t *c, const rmq_ta
     d->conn = c;
     d->key = strdup(t->key);
     d->state = DECL_RUNNING;
+    d->deadline = now_ms() + DECLARE_TIMEOUT_MS;
     d->next = c->decls;
     c->decls = d;
+    c->ndecls++;
+    if (c->ndecls > MAX_DECLS)
+        forget_done_decl(c);
+    arm_timer(pool);
     if (c->format == RMQ_FORMAT_V2) {
+        /* Requests go out from mgmt_pump, called once the caller has
+         * queued what waits for this declaration. */
         d->ops = copy_ops(t);
         d->nops = t->ndeclare;
         mgmt_links(c);
-        mgmt_pump(pool, c);
         return d;
     }
     mgmt_result_t *r = calloc(1, sizeof(*r));
@@ -622,8 +705,10 @@ static void route(rmq_pool_t *pool, rmq_conn_t *c, rmq_pub_t *pub)
         route_to_link(pool, c, pub);
         return;
     }
+    atomic_store(&pub->stage, RMQ_PUB_ROUTED);
     list_push(&d->waiting, pub);
     c->queued++;
+    mgmt_pump(pool, c); /* 4.x: its request goes out now, if the pair is ready */
 }
 
 /* A declaration is over: its publishes go on, or fail with it. */
@@ -643,6 +728,7 @@ static void decl_finish(rmq_pool_t *pool, rmq_conn_t *c, rmq_decl_t *d, int stat
     while (*at != d)
         at = &(*at)->next;
     *at = d->next;
+    c->ndecls--;
     c->queued -= d->waiting.n;
     fail_list(pool, &d->waiting, status, detail);
     decl_free(d);
@@ -687,8 +773,9 @@ static void dispatch(rmq_pool_t *pool, rmq_pub_t *pub)
         fail_pub(pool, pub, RMQ_ERR_CONNECTION, "the connection config is stopping");
         return;
     }
-    rmq_conn_t *c = pick(pool);
+    rmq_conn_t *c = pool->waiting.head != NULL && pool->waiting.head != pub ? NULL : pick(pool);
     if (c == NULL) {
+        /* No room (or older publishes wait): in line, in order. */
         atomic_store(&pub->stage, RMQ_PUB_WAITING);
         list_push(&pool->waiting, pub);
         return;
@@ -709,7 +796,18 @@ static void pump_waiting(rmq_pool_t *pool)
         if (!atomic_load(&pub->cancelled) && pick(pool) == NULL)
             return;
         list_remove(&pool->waiting, pub);
-        dispatch(pool, pub);
+        if (atomic_load(&pub->cancelled)) {
+            rmq_pub_complete(pool, pub);
+            continue;
+        }
+        rmq_conn_t *c = pick(pool);
+        if (c->pn == pool->cur) {
+            route(pool, c, pub);
+        } else {
+            list_push(&c->todo, pub);
+            c->queued++;
+            pn_connection_wake(c->pn);
+        }
     }
 }
 
@@ -759,7 +857,8 @@ static void on_remote_open(rmq_pool_t *pool, rmq_conn_t *c)
     read_broker(c);
     c->state = CONN_UP;
     c->ever_up = 1;
-    c->failures = 0;
+    /* failures is reset once a link attaches or an outcome arrives: a peer
+     * that opens and closes at once must keep backing off. */
     log_state(c, NULL);
     /* Targets known at load: declared (or attached) on every connection. */
     for (static_target_t *s = pool->statics; s != NULL; s = s->next)
@@ -783,7 +882,10 @@ static const char *condition_text(pn_condition_t *cond, char *buf, size_t n)
 static void on_closed(rmq_pool_t *pool, rmq_conn_t *c, pn_transport_t *t)
 {
     char why[512];
-    condition_text(pn_transport_condition(t), why, sizeof(why));
+    if (c->close_why[0] != '\0')
+        snprintf(why, sizeof(why), "the broker closed it: %s", c->close_why);
+    else
+        condition_text(pn_transport_condition(t), why, sizeof(why));
     int was_up = c->state == CONN_UP;
     c->state = pool->stopping ? CONN_CLOSED : CONN_DOWN;
     if (was_up || !c->ever_up)
@@ -806,12 +908,14 @@ static void on_closed(rmq_pool_t *pool, rmq_conn_t *c, pn_transport_t *t)
         pn_link_set_context(l->pn, NULL);
         link_free(l);
     }
+    c->nlinks = 0;
     while (c->decls != NULL) {
         rmq_decl_t *d = c->decls;
         c->decls = d->next;
         list_splice(&again, &d->waiting);
         decl_free(d);
     }
+    c->ndecls = 0;
     c->mgmt_out = c->mgmt_in = NULL;
     c->mgmt_ready = 0;
     list_splice(&again, &c->todo);
@@ -830,7 +934,10 @@ static void on_closed(rmq_pool_t *pool, rmq_conn_t *c, pn_transport_t *t)
         fail_list(pool, &again, RMQ_ERR_CONNECTION, "the connection config stopped before the broker answered");
         return;
     }
-    /* Resent before anything newer, in their order. */
+    /* Resent before anything newer, in their order; while they wait they
+     * wait for a connection (701201 if none comes in time). */
+    for (rmq_pub_t *p2 = again.head; p2 != NULL; p2 = p2->next)
+        atomic_store(&p2->stage, RMQ_PUB_WAITING);
     list_splice(&again, &pool->waiting);
     list_splice(&pool->waiting, &again);
     schedule_retry(pool, c);
@@ -843,9 +950,14 @@ static void on_delivery(rmq_pool_t *pool, pn_delivery_t *d)
     if (pub == NULL || !pn_delivery_updated(d))
         return;
     uint64_t state = pn_delivery_remote_state(d);
-    if (state == 0)
-        return;
+    int terminal = state == PN_ACCEPTED || state == PN_REJECTED || state == PN_RELEASED || state == PN_MODIFIED;
+    if (!terminal && !pn_delivery_settled(d))
+        return; /* PN_RECEIVED and the like: not an outcome yet */
+    if (!terminal)
+        state = PN_RELEASED; /* settled by the broker without an outcome */
     rmq_conn_t *c = pub->conn;
+    c->failures = 0; /* the broker works: its back-off starts afresh next time */
+    ((rmq_link_t *)pub->link)->inflight--;
     switch (state) {
     case PN_ACCEPTED: pub->outcome = RMQ_OUT_ACCEPTED; break;
     case PN_REJECTED: pub->outcome = RMQ_OUT_REJECTED; break;
@@ -877,6 +989,8 @@ static void on_link_closed(rmq_pool_t *pool, pn_link_t *pl)
         snprintf(detail, sizeof(detail), "the /management node closed the link: %s", why);
         pn_link_close(mc->mgmt_out);
         pn_link_close(mc->mgmt_in);
+        pn_link_free(mc->mgmt_out);
+        pn_link_free(mc->mgmt_in);
         mc->mgmt_out = mc->mgmt_in = NULL;
         mc->mgmt_ready = 0;
         for (rmq_decl_t *d = mc->decls, *next; d != NULL; d = next) {
@@ -897,7 +1011,13 @@ static void on_link_closed(rmq_pool_t *pool, pn_link_t *pl)
     snprintf(detail, sizeof(detail), "the broker refused the address %s: %s", l->address, why);
     c->queued -= l->pending.n;
     fail_list(pool, &l->pending, RMQ_ERR_AMQP, detail);
-    /* What was in flight on it will not get an outcome. */
+    /* What was in flight on it will not get an outcome: its deliveries are
+     * settled and forget their publishes, which fail. */
+    for (pn_delivery_t *dl = pn_unsettled_head(pl), *nx; dl != NULL; dl = nx) {
+        nx = pn_unsettled_next(dl);
+        pn_delivery_set_context(dl, NULL);
+        pn_delivery_settle(dl);
+    }
     for (rmq_pub_t *p = c->inflight.head, *next; p != NULL; p = next) {
         next = p->next;
         if (p->link == l) {
@@ -909,8 +1029,10 @@ static void on_link_closed(rmq_pool_t *pool, pn_link_t *pl)
     while (*at != l)
         at = &(*at)->next;
     *at = l->next;
+    c->nlinks--;
     pn_link_set_context(pl, NULL);
     pn_link_close(pl);
+    pn_link_free(pl);
     link_free(l);
     pump_waiting(pool);
 }
@@ -943,8 +1065,38 @@ static int all_closed(rmq_pool_t *pool)
     return 1;
 }
 
+/* Publishes whose deadline passed leave every queue (they are answered
+ * already; resuming them returns STALE and frees them). */
+static void reap_list(rmq_pool_t *pool, pub_list_t *l, rmq_conn_t *c)
+{
+    for (rmq_pub_t *p = l->head, *next; p != NULL; p = next) {
+        next = p->next;
+        if (!atomic_load(&p->cancelled))
+            continue;
+        list_remove(l, p);
+        if (c != NULL)
+            c->queued--;
+        rmq_pub_complete(pool, p);
+    }
+}
+
+static void reap_cancelled(rmq_pool_t *pool)
+{
+    reap_list(pool, &pool->waiting, NULL);
+    for (size_t i = 0; i < pool->nconns; i++) {
+        rmq_conn_t *c = &pool->conns[i];
+        reap_list(pool, &c->todo, c);
+        for (rmq_decl_t *d = c->decls; d != NULL; d = d->next)
+            reap_list(pool, &d->waiting, c);
+        for (rmq_link_t *l = c->links; l != NULL; l = l->next)
+            reap_list(pool, &l->pending, c);
+    }
+}
+
 static void take_inbox(rmq_pool_t *pool)
 {
+    if (atomic_exchange(&pool->reap, 0))
+        reap_cancelled(pool);
     pthread_mutex_lock(&pool->lock);
     pub_list_t pubs = pool->inbox;
     memset(&pool->inbox, 0, sizeof(pool->inbox));
@@ -1010,8 +1162,24 @@ static void on_timeout(rmq_pool_t *pool)
     }
     for (size_t i = 0; i < pool->nconns; i++) {
         rmq_conn_t *c = &pool->conns[i];
-        if (c->retry_at > 0 && c->retry_at <= now)
+        if (c->retry_at > 0 && c->retry_at <= now) {
             connect_conn(pool, c);
+            continue;
+        }
+        if (c->state == CONN_CONNECTING && c->open_deadline <= now && c->pn != NULL && !c->close_requested) {
+            /* No AMQP open in time (a black-holed SYN, a peer that never
+             * speaks): closed, then retried like any failure. */
+            snprintf(c->close_why, sizeof(c->close_why), "no AMQP open within %d ms", OPEN_TIMEOUT_MS);
+            c->close_requested = 1;
+            pn_connection_wake(c->pn);
+        }
+        int expired = 0;
+        for (rmq_decl_t *d = c->decls; d != NULL; d = d->next)
+            expired |= d->state == DECL_RUNNING && d->deadline <= now;
+        if (expired && c->pn != NULL) {
+            c->decls_expired = 1;
+            pn_connection_wake(c->pn);
+        }
     }
     arm_timer(pool);
 }
@@ -1022,6 +1190,23 @@ static void on_wake(rmq_pool_t *pool, rmq_conn_t *c)
     if (c->close_requested) {
         c->close_requested = 0;
         pn_connection_close(c->pn);
+        if (c->state == CONN_CONNECTING) {
+            /* Nobody will answer a close frame: the transport ends now. */
+            pn_transport_t *t = pn_connection_transport(c->pn);
+            if (t != NULL) {
+                pn_transport_close_tail(t);
+                pn_transport_close_head(t);
+            }
+        }
+    }
+    if (c->decls_expired) {
+        c->decls_expired = 0;
+        int64_t now = now_ms();
+        for (rmq_decl_t *d = c->decls, *next; d != NULL; d = next) {
+            next = d->next;
+            if (d->state == DECL_RUNNING && d->deadline <= now)
+                decl_finish(pool, c, d, RMQ_ERR_GENERAL, "no answer to the declaration within 30 s");
+        }
     }
     while (c->results != NULL) {
         mgmt_result_t *r = c->results;
@@ -1073,10 +1258,9 @@ static void handle(rmq_pool_t *pool, pn_event_t *e)
     case PN_CONNECTION_REMOTE_CLOSE: {
         pn_connection_t *pc = pn_event_connection(e);
         rmq_conn_t *c = pn_connection_get_context(pc);
-        char why[400];
-        if (c != NULL && !pool->stopping)
-            LOG(pool, CMI_LOG_WARN, "connection %d: the broker closed it: %s", c->index,
-                condition_text(pn_connection_remote_condition(pc), why, sizeof(why)));
+        /* Said once, in the "down" line of PN_TRANSPORT_CLOSED. */
+        if (c != NULL)
+            condition_text(pn_connection_remote_condition(pc), c->close_why, sizeof(c->close_why));
         pn_connection_close(pc);
         break;
     }
@@ -1098,6 +1282,7 @@ static void handle(rmq_pool_t *pool, pn_event_t *e)
         /* A refused attach comes back with no target, then a detach. */
         if (l != NULL && pn_terminus_get_address(pn_link_remote_target(pl)) != NULL) {
             l->ready = 1;
+            l->conn->failures = 0;
             pump_link(pool, l);
         }
         break;
@@ -1166,6 +1351,12 @@ static void *pool_thread(void *arg)
         while ((e = pn_event_batch_next(b)) != NULL)
             handle(pool, e);
         pn_proactor_done(pool->proactor, b);
+        /* Room may have come from anything (a send without confirms, a
+         * failed declaration, credit): publishes in line try again, each
+         * handed to its connection's own events. */
+        pool->cur = NULL;
+        if (!pool->stopping)
+            pump_waiting(pool);
         if (pool->stopping && all_closed(pool) && !closing_armed) {
             /* The last connection has closed: proton frees it once this
              * batch is done; a short timeout makes sure PN_PROACTOR_INACTIVE
@@ -1237,6 +1428,11 @@ rmq_pool_t *rmq_pool_create(const cmi_host_t *host, const char *component, const
     container_id(pool);
     pool->nconns = (size_t)p->pool_size;
     pool->conns = calloc(pool->nconns, sizeof(*pool->conns));
+    if (pool->conns == NULL) {
+        snprintf(err, n, "out of memory");
+        rmq_pool_destroy(pool);
+        return NULL;
+    }
     for (size_t i = 0; i < pool->nconns; i++) {
         pool->conns[i].pool = pool;
         pool->conns[i].index = (int)i;
@@ -1313,6 +1509,12 @@ void rmq_pool_submit(rmq_pool_t *pool, rmq_pub_t *pub)
     pthread_mutex_lock(&pool->lock);
     list_push(&pool->inbox, pub);
     pthread_mutex_unlock(&pool->lock);
+    pn_proactor_interrupt(pool->proactor);
+}
+
+void rmq_pool_reap_soon(rmq_pool_t *pool)
+{
+    atomic_store(&pool->reap, 1);
     pn_proactor_interrupt(pool->proactor);
 }
 

@@ -222,15 +222,18 @@ static int build_message(cmi_call_t *call, const rmq_publish_params_t *p, rmq_pu
 /* ---- the call ---------------------------------------------------------------------- */
 
 /* On the worker when the deadline passed: waiting for a connection is
- * 701201, waiting for the broker's outcome stays 701204. */
+ * 701201; on a connection (declaration, credit, outcome) it stays 701204.
+ * The pool takes the publish out of its queues soon. */
 static void on_cancel(cmi_call_t *call, void *arg)
 {
     rmq_pub_t *pub = arg;
     atomic_store(&pub->cancelled, 1);
-    if (atomic_load(&pub->stage) != RMQ_PUB_SENT)
+    int stage = atomic_load(&pub->stage);
+    if (stage == RMQ_PUB_QUEUED || stage == RMQ_PUB_WAITING)
         call->host->call_fail(call, RMQ_ERR_CONNECTION, RMQ_MSG_CONNECTION,
                               "%s: no connection to RabbitMQ could be had within publishTimeout",
                               pub->target.describe);
+    rmq_pool_reap_soon(call->binding->instance->data);
 }
 
 /* On the worker, with the outcome the pool found. */

@@ -425,3 +425,42 @@ def test_sasl_anonymous(node):
             check(node.depth(q) == 1, "queue depth %r" % node.depth(q))
         finally:
             cmi.stop_clean()
+
+
+def test_small_max_in_flight_queues_and_drains(node):
+    # maxInFlight 3 per connection: publishes beyond it wait in line and go
+    # out as room comes, with confirms and without (a send without confirms
+    # makes room at once; nothing must wait for an outcome that never comes).
+    q1, q2 = unique("mif-confirm"), unique("mif-noconfirm")
+    res = (resource("/c", "<queue>%s</queue><queueType>QUORUM</queueType><publishTimeout>8000</publishTimeout>" % q1)
+           + resource("/n", "<queue>%s</queue><queueType>QUORUM</queueType><publisherConfirms>false"
+                            "</publisherConfirms><publishTimeout>8000</publishTimeout>" % q2))
+    files = {"local-entries/rmq.xml": connection(node, extra="<maxInFlight>3</maxInFlight>"),
+             "api/pub.xml": api(res)}
+    with Deployment(files) as d:
+        cmi = start(d)
+        try:
+            for path, q in (("/pub/c", q1), ("/pub/n", q2)):
+                errors, ok = [], []
+                lock = threading.Lock()
+
+                def client():
+                    conn = cmi.connection()
+                    try:
+                        for i in range(10):
+                            status, data = post(cmi, path, {"i": i}, conn=conn)
+                            with lock:
+                                (ok if status == 200 and json.loads(data)["success"] == "true" else errors).append(
+                                    (status, data))
+                    finally:
+                        conn.close()
+
+                threads = [threading.Thread(target=client) for _ in range(6)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join(60)
+                check(not errors and len(ok) == 60, "%s: %d ok, errors %r" % (path, len(ok), errors[:2]))
+                wait_for(lambda: node.depth(q) == 60, 10, "60 messages in %s (has %r)" % (q, node.depth(q)))
+        finally:
+            cmi.stop_clean()
