@@ -24,6 +24,7 @@ static void pset_init(cmi_compile_t *cc, cmi_pset_t *ps, const cmi_module_t *mod
     ps->defs = defs ? defs : none;
     ps->size = size >= sizeof(cmi_params_head_t) ? size : sizeof(cmi_params_head_t);
     ps->statics = cmi_arena_calloc(cc->arena, 1, ps->size);
+    ps->errors_before = cc->diag->errors;
     for (const cmi_param_def_t *d = ps->defs; d->name != NULL; d++) {
         char err[256];
         /* Defaults were checked when the module loaded. */
@@ -199,7 +200,6 @@ static void pset_set(cmi_compile_t *cc, cmi_pset_t *ps, xmlNodePtr node, const c
 
 static void pset_finish(cmi_compile_t *cc, cmi_pset_t *ps, xmlNodePtr node, cmi_validate_fn validate)
 {
-    size_t errors = cc->diag->errors;
     /* A row written but not valid has had its error already. */
     const cmi_params_head_t *head = ps->statics;
     for (unsigned i = 0; ps->defs[i].name != NULL; i++)
@@ -208,7 +208,7 @@ static void pset_finish(cmi_compile_t *cc, cmi_pset_t *ps, xmlNodePtr node, cmi_
             cmi_compile_error(cc, node, "%s: the parameter %s is required", ps->what, ps->defs[i].name);
     /* Rules across parameters, once each one is valid on its own. */
     char err[512] = "";
-    if (validate != NULL && cc->diag->errors == errors && validate(ps->statics, err, sizeof(err)) != 0)
+    if (validate != NULL && cc->diag->errors == ps->errors_before && validate(ps->statics, err, sizeof(err)) != 0)
         cmi_compile_error(cc, node, "%s: %s", ps->what, err[0] ? err : "the parameters do not fit together");
 }
 

@@ -86,6 +86,7 @@ typedef struct {
     size_t ndyn;
     int lazy; /* some dynamic row is LAZY */
     uint64_t seen[CMI_PARAMS_MAX / 64]; /* rows written in the XML, valid or not */
+    size_t errors_before; /* load errors before this element's parameters */
 } cmi_pset_t;
 
 /* Parses text as a value of def's type into slot (strings, lists and JSON
