@@ -106,7 +106,7 @@ typedef struct {
     int64_t pool_size;
     int64_t max_in_flight;
     int address_format;
-    const char *mgmt_url;
+    cmi_param_list_t mgmt_url;
     const char *mgmt_user;
     const char *mgmt_password;
 } rmq_init_params_t;
@@ -301,7 +301,9 @@ typedef struct rmq_mgmt rmq_mgmt_t;
  * else an error code (RMQ_ERR_*) with detail. */
 typedef void (*rmq_mgmt_done_fn)(void *arg, int status, const char *detail);
 
-rmq_mgmt_t *rmq_mgmt_create(const cmi_host_t *host, const char *component, const char *base_url,
+/* base_urls: the management API of each node, tried in turn (the first
+ * that answers is kept until it fails). */
+rmq_mgmt_t *rmq_mgmt_create(const cmi_host_t *host, const char *component, char *const *base_urls, size_t n,
                             const char *user, const char *password);
 void rmq_mgmt_destroy(rmq_mgmt_t *m);
 /* Any thread: runs the declarations in order; done(arg, ...) when finished. */

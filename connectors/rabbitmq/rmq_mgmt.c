@@ -24,7 +24,9 @@ typedef struct job {
 struct rmq_mgmt {
     const cmi_host_t *host;
     char *component;
-    char *base; /* "http://host:15672", no trailing slash */
+    char **bases; /* "http://host:15672", no trailing slash; one per node */
+    size_t nbases;
+    size_t cur;   /* the one that answered last */
     char *user;
     char *password;
     pthread_t thread;
@@ -60,10 +62,10 @@ static const char *reason_of(const reply_t *r)
     return out;
 }
 
-static int run_one(rmq_mgmt_t *m, CURL *curl, const rmq_declare_t *d, char *detail, size_t n)
+static int run_at(rmq_mgmt_t *m, const char *base, CURL *curl, const rmq_declare_t *d, char *detail, size_t n)
 {
     char url[2048];
-    snprintf(url, sizeof(url), "%s%s", m->base, d->http_path);
+    snprintf(url, sizeof(url), "%s%s", base, d->http_path);
     reply_t reply = {.len = 0};
     struct curl_slist *headers = curl_slist_append(NULL, "Content-Type: application/json");
     curl_easy_reset(curl);
@@ -83,7 +85,7 @@ static int run_one(rmq_mgmt_t *m, CURL *curl, const rmq_declare_t *d, char *deta
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
     const char *what = strncmp(d->http_path, "/api/", 5) == 0 ? d->http_path + 4 : d->http_path;
     if (rc != CURLE_OK) {
-        snprintf(detail, n, "management API at %s unreachable (%s %s): %s", m->base, d->method, what,
+        snprintf(detail, n, "management API at %s unreachable (%s %s): %s", base, d->method, what,
                  curl_easy_strerror(rc));
         return RMQ_ERR_CONNECTION;
     }
@@ -96,6 +98,22 @@ static int run_one(rmq_mgmt_t *m, CURL *curl, const rmq_declare_t *d, char *deta
     }
     snprintf(detail, n, "management API: %s %s answered HTTP %ld: %.300s", d->method, what, status, reason_of(&reply));
     return status >= 500 ? RMQ_ERR_GENERAL : RMQ_ERR_CONFIG;
+}
+
+/* The node that answered last first, then the others: a dead node's API
+ * is skipped like its AMQP port is. */
+static int run_one(rmq_mgmt_t *m, CURL *curl, const rmq_declare_t *d, char *detail, size_t n)
+{
+    int status = RMQ_ERR_CONNECTION;
+    for (size_t k = 0; k < m->nbases; k++) {
+        size_t i = (m->cur + k) % m->nbases;
+        status = run_at(m, m->bases[i], curl, d, detail, n);
+        if (status != RMQ_ERR_CONNECTION) {
+            m->cur = i;
+            return status;
+        }
+    }
+    return status;
 }
 
 static void job_free(job_t *j)
@@ -155,32 +173,43 @@ static void *mgmt_thread(void *arg)
     return NULL;
 }
 
+static void free_urls(rmq_mgmt_t *m)
+{
+    for (size_t i = 0; i < m->nbases; i++)
+        free(m->bases[i]);
+    free(m->bases);
+}
+
 static char *dup_or_null(const char *s)
 {
     return s ? strdup(s) : NULL;
 }
 
-rmq_mgmt_t *rmq_mgmt_create(const cmi_host_t *host, const char *component, const char *base_url, const char *user,
-                            const char *password)
+rmq_mgmt_t *rmq_mgmt_create(const cmi_host_t *host, const char *component, char *const *base_urls, size_t n,
+                            const char *user, const char *password)
 {
     rmq_mgmt_t *m = calloc(1, sizeof(*m));
     if (m == NULL)
         return NULL;
     m->host = host;
     m->component = strdup(component);
-    m->base = strdup(base_url);
+    m->bases = calloc(n ? n : 1, sizeof(*m->bases));
+    m->nbases = n;
+    for (size_t i = 0; i < n; i++) {
+        m->bases[i] = strdup(base_urls[i]);
+        size_t bl = strlen(m->bases[i]);
+        while (bl > 0 && m->bases[i][bl - 1] == '/')
+            m->bases[i][--bl] = '\0';
+    }
     m->user = dup_or_null(user);
     m->password = dup_or_null(password);
-    size_t bl = strlen(m->base);
-    while (bl > 0 && m->base[bl - 1] == '/')
-        m->base[--bl] = '\0';
     pthread_mutex_init(&m->lock, NULL);
     pthread_cond_init(&m->cond, NULL);
     if (pthread_create(&m->thread, NULL, mgmt_thread, m) != 0) {
         pthread_cond_destroy(&m->cond);
         pthread_mutex_destroy(&m->lock);
+        free_urls(m);
         free(m->component);
-        free(m->base);
         free(m->user);
         free(m->password);
         free(m);
@@ -201,7 +230,7 @@ void rmq_mgmt_destroy(rmq_mgmt_t *m)
     pthread_cond_destroy(&m->cond);
     pthread_mutex_destroy(&m->lock);
     free(m->component);
-    free(m->base);
+    free_urls(m);
     free(m->user);
     if (m->password != NULL)
         memset(m->password, 0, strlen(m->password));

@@ -121,8 +121,10 @@ static const cmi_param_def_t init_params[] = {
                                             "unsettled publishes per connection before a publish waits", 1, 1000000),
     [RMQ_I_ADDRESS_FORMAT] = CMI_PARAM_CHOICE("addressFormat", 0, I, address_format, "auto",
                                               "auto (from the broker's version), v1 (3.x), v2 (4.x)", format_names),
-    [RMQ_I_MGMT_URL] = {.name = "managementUrl", .type = S, .offset = offsetof(I, mgmt_url), .check = check_url,
-                        .description = "HTTP management API (3.x declarations); default http://FIRST-HOST:15672"},
+    [RMQ_I_MGMT_URL] = {.name = "managementUrl", .type = CMI_PARAM_LIST, .offset = offsetof(I, mgmt_url),
+                        .check = check_url,
+                        .description = "HTTP management API for 3.x declarations; several URLs (comma-separated) "
+                                       "are tried in turn; default http://HOST:15672 for each server"},
     [RMQ_I_MGMT_USER] = CMI_PARAM("managementUsername", S, 0, I, mgmt_user, NULL,
                                   "management API user (default: username); needs the management tag"),
     [RMQ_I_MGMT_PASSWORD] = CMI_PARAM("managementPassword", S, SECRET, I, mgmt_password, NULL,

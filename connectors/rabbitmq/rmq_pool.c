@@ -432,6 +432,10 @@ static rmq_link_t *link_for(rmq_conn_t *c, const char *address)
     snprintf(name, sizeof(name), "sender-%llu", (unsigned long long)++c->tag);
     l->pn = pn_sender(c->ssn, name);
     pn_terminus_set_address(pn_link_target(l->pn), address);
+    /* The 3.x plugin declares /queue/NAME with the target's durability:
+     * without this the queue is transient and a broker restart empties it
+     * (spec §3: everything declared is durable). */
+    pn_terminus_set_durability(pn_link_target(l->pn), PN_CONFIGURATION);
     pn_link_set_context(l->pn, l);
     pn_link_open(l->pn);
     l->next = c->links;
@@ -1397,14 +1401,22 @@ static void container_id(rmq_pool_t *pool)
     snprintf(pool->container, sizeof(pool->container), "cmi-%s-%ld-%s", host, (long)getpid(), pool->p->name);
 }
 
-static char *management_url(const rmq_pool_t *pool)
+/* The management API of every node: the given URLs, else port 15672 of
+ * each server (declarations fail over with the nodes). */
+static char **management_urls(const rmq_pool_t *pool, size_t *n)
 {
-    if (pool->p->mgmt_url != NULL)
-        return strdup(pool->p->mgmt_url);
-    char *url = NULL;
-    if (asprintf(&url, "http://%s:15672", pool->servers[0].host) < 0)
+    const cmi_param_list_t *l = &pool->p->mgmt_url;
+    *n = l->count ? l->count : pool->nservers;
+    char **urls = calloc(*n, sizeof(*urls));
+    if (urls == NULL)
         abort();
-    return url;
+    for (size_t i = 0; i < *n; i++) {
+        if (l->count)
+            urls[i] = strdup(l->items[i]);
+        else if (asprintf(&urls[i], "http://%s:15672", pool->servers[i].host) < 0)
+            abort();
+    }
+    return urls;
 }
 
 rmq_pool_t *rmq_pool_create(const cmi_host_t *host, const char *component, const rmq_init_params_t *p, char *err,
@@ -1439,10 +1451,13 @@ rmq_pool_t *rmq_pool_create(const cmi_host_t *host, const char *component, const
         pool->conns[i].url = (unsigned)i; /* spread round-robin over serverUrls */
         pool->conns[i].logged_state = -1; /* the first failure is logged too */
     }
-    char *url = management_url(pool);
-    pool->mgmt = rmq_mgmt_create(host, component, url, p->mgmt_user ? p->mgmt_user : p->username,
+    size_t nurls;
+    char **urls = management_urls(pool, &nurls);
+    pool->mgmt = rmq_mgmt_create(host, component, urls, nurls, p->mgmt_user ? p->mgmt_user : p->username,
                                  p->mgmt_password ? p->mgmt_password : p->password);
-    free(url);
+    for (size_t i = 0; i < nurls; i++)
+        free(urls[i]);
+    free(urls);
     pool->proactor = pn_proactor();
     if (pool->mgmt == NULL || pool->proactor == NULL ||
         pthread_create(&pool->thread, NULL, pool_thread, pool) != 0) {

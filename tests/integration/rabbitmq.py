@@ -32,12 +32,13 @@ def free_port():
 
 
 class RabbitNode:
-    def __init__(self, name="cmitest"):
+    def __init__(self, name="cmitest", cookie=None):
         self.dir = tempfile.mkdtemp(prefix="cmi-rabbit-")
         self.name = "%s%d@localhost" % (name, os.getpid())
         self.amqp_port = free_port()
         self.mgmt_port = free_port()
         self.dist_port = free_port()
+        self.cookie = cookie  # nodes of one cluster share one
         self.proc = None
         self.log = None
 
@@ -64,13 +65,20 @@ class RabbitNode:
             raise NodeError("rabbitmq-server is not installed (Debian package rabbitmq-server)")
         for d in ("home", "mnesia", "log"):
             os.makedirs(os.path.join(self.dir, d), exist_ok=True)
+        if self.cookie is not None:
+            path = os.path.join(self.dir, "home", ".erlang.cookie")
+            if os.path.exists(path):
+                os.chmod(path, 0o600)
+            with open(path, "w") as f:
+                f.write(self.cookie)
+            os.chmod(path, 0o400)
         with open(os.path.join(self.dir, "enabled_plugins"), "w") as f:
             f.write("[rabbitmq_amqp1_0,rabbitmq_management].\n")
         with open(os.path.join(self.dir, "rabbitmq.conf"), "w") as f:
             f.write("listeners.tcp.default = 127.0.0.1:%d\n" % self.amqp_port)
             f.write("management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = %d\n" % self.mgmt_port)
             f.write("loopback_users = none\n")
-        self.log = open(os.path.join(self.dir, "server.out"), "wb")
+        self.log = open(os.path.join(self.dir, "server.out"), "ab")
         self.proc = subprocess.Popen([os.path.join(RABBIT_BIN, "rabbitmq-server")], env=self.env(),
                                      stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
@@ -99,8 +107,42 @@ class RabbitNode:
             raise NodeError("rabbitmqctl %s: %s" % (" ".join(args), (p.stdout + p.stderr).decode(errors="replace")))
         return p.stdout.decode()
 
+    def kill(self):
+        """Ends the node the hard way (SIGKILL to its Erlang VM), keeping its
+        data so that start() brings it back as the same cluster member."""
+        pid = int(self.ctl("eval", "list_to_integer(os:getpid()).").strip())
+        os.kill(pid, signal.SIGKILL)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self.proc = None
+        self.log.close()
+        self.log = None
+
+    def stop_app(self):
+        """The broker stops (every client connection drops), the node stays."""
+        self.ctl("stop_app", timeout=120)
+
+    def start_app(self, timeout=60.0):
+        self.ctl("start_app", timeout=120)
+        self.wait_up(timeout)
+
+    def wait_up(self, timeout=60.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                self.api("GET", "/api/overview")
+                with socket.create_connection(("127.0.0.1", self.amqp_port), timeout=1):
+                    return
+            except (OSError, urllib.error.URLError, NodeError):
+                time.sleep(0.1)
+        raise NodeError("RabbitMQ did not come back within %.0fs" % timeout)
+
     def stop(self):
         if self.proc is None:
+            shutil.rmtree(self.dir, ignore_errors=True)
             return
         try:
             if self.proc.poll() is None:
@@ -156,6 +198,15 @@ class RabbitNode:
                                                            urllib.parse.quote(queue, safe="")),
                  {"routing_key": key, "arguments": arguments or {}})
 
+    def drain(self, name, batch=5000):
+        """Takes every message of the queue (0.9.1 view): a list of bodies."""
+        out = []
+        while True:
+            got = self.get(name, batch)
+            out += [base64.b64decode(m["payload"]) for m in got]
+            if len(got) < batch:
+                return out
+
     def receive(self, address, count=1, timeout=10):
         """Takes messages with an AMQP 1.0 client of its own."""
         from proton.utils import BlockingConnection
@@ -183,3 +234,31 @@ def wait_for(fn, timeout, what):
             return last
         time.sleep(0.1)
     raise AssertionError("%s: not within %.1fs (last: %r)" % (what, timeout, last))
+
+
+class RabbitCluster:
+    """Three (or n) nodes on loopback in one cluster, one cookie."""
+
+    def __init__(self, n=3):
+        cookie = base64.b32encode(os.urandom(20)).decode()
+        self.nodes = [RabbitNode(name="cmiclu%d-" % i, cookie=cookie) for i in range(n)]
+
+    def start(self):
+        self.nodes[0].start()
+        for node in self.nodes[1:]:
+            node.start()
+            node.ctl("stop_app")
+            node.ctl("join_cluster", self.nodes[0].name)
+            node.ctl("start_app")
+            node.wait_up()
+        return self
+
+    def stop(self):
+        for node in reversed(self.nodes):
+            try:
+                node.stop()
+            except Exception:
+                pass
+
+    def alive(self):
+        return [n for n in self.nodes if n.proc is not None]

@@ -98,6 +98,10 @@ def test_classic_queue_body_properties_and_headers(node):
             p = g["properties"]
             check(p.get("content_type") == "application/json" and p.get("delivery_mode") == 2 and
                   p.get("message_id") == json.loads(data)["messageId"], "0.9.1 properties %r" % p)
+            # Declared by attaching to /queue/NAME: durable, as everything cmi declares.
+            info = node.queue(q)
+            check(info["durable"] and not info["auto_delete"], "queue %r" % {k: info[k] for k in ("durable",
+                                                                                            "auto_delete")})
         finally:
             cmi.stop_clean()
 
