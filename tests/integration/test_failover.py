@@ -6,6 +6,7 @@ figures (sent, confirmed, found, duplicated, longest outage seen by the
 clients) are printed."""
 import json
 import os
+import re
 import threading
 import time
 import uuid
@@ -153,6 +154,14 @@ def test_broker_restart_under_load(node):
                 load.wait_for_successes(100, 20)
             load.finish()
             verify(load, node.drain(q), "broker restarted twice")
+            # Each state change is logged once: per restart, each of the two
+            # connections goes down once and comes up once, however many
+            # attempts it took.
+            log = cmi.log_text()
+            downs = len(re.findall(r"\[rabbitmq:RMQ\] connection \d to \S+ down", log))
+            ups = len(re.findall(r"\[rabbitmq:RMQ\] connection \d up", log))
+            check(downs == 4 and ups == 6, "%d 'down' and %d 'up' lines for 2 restarts of 2 connections:\n%s"
+                  % (downs, ups, "\n".join(l for l in log.splitlines() if "[rabbitmq:RMQ]" in l)))
         finally:
             cmi.stop_clean()
 
