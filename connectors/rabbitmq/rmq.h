@@ -196,6 +196,9 @@ typedef struct {
  * paths).  Returns 0, or -1 with a reason (701202). */
 int rmq_target_build(rmq_target_t *t, const rmq_publish_params_t *p, const char *vhost, char *err, size_t n);
 void rmq_target_dispose(rmq_target_t *t);
+/* Moves first's declarations in front of t's (first is disposed): what
+ * must exist before t's own, such as a dead-letter exchange and queue. */
+void rmq_target_prepend(rmq_target_t *t, rmq_target_t *first);
 /* The address for a connection that speaks format (RMQ_FORMAT_V1/V2). */
 const char *rmq_target_address(const rmq_target_t *t, int format);
 
@@ -207,6 +210,8 @@ char *rmq_percent_encode(const char *s);
 json_t *rmq_parse_arguments(const char *s, char *err, size_t n);
 /* "3.10.8" -> RMQ_FORMAT_V1, "4.0.2" -> RMQ_FORMAT_V2. */
 int rmq_format_for_version(const char *product, const char *version);
+
+typedef struct rmq_pool rmq_pool_t;
 
 /* ---- messages ---------------------------------------------------------------- */
 
@@ -239,7 +244,6 @@ json_t *rmq_publish_result(const rmq_pub_t *pub);
 
 /* ---- the pool ------------------------------------------------------------------- */
 
-typedef struct rmq_pool rmq_pool_t;
 
 /* Where a publish is, for the deadline's choice of error: not yet on a
  * connection (701201), or on one waiting for a declaration, credit or the
@@ -288,9 +292,62 @@ void rmq_pool_add_static_target(rmq_pool_t *pool, const rmq_target_t *t);
 void rmq_pub_complete(rmq_pool_t *pool, rmq_pub_t *pub);
 void rmq_pub_free(rmq_pub_t *pub);
 
+/* ---- consuming (rmq_consume.c) --------------------------------------------------- */
+
+typedef struct rmq_delivery rmq_delivery_t;
+
+/* Decisions on a delivery; the first one wins. */
+enum { RMQ_DECIDE_NONE, RMQ_DECIDE_ACCEPT, RMQ_DECIDE_DISCARD, RMQ_DECIDE_REQUEUE, RMQ_DECIDE_TIMEOUT };
+
+/* A message a receiver got, decoded on the pool thread (all borrowed until
+ * the deliver callback returns). */
+typedef struct {
+    const char *body;
+    size_t len;
+    const char *content_type;     /* NULL when the message has none */
+    const char *content_encoding; /* NULL when the message has none */
+    const char *message_id;
+    const char *correlation_id;
+    const char *reply_to;
+    int redelivered; /* not the first acquirer (RabbitMQ 3.x sets this on requeued messages) */
+    cmi_nv_t *props; /* application-properties as text */
+    size_t nprops;
+} rmq_incoming_t;
+
+/* Pool thread: hands the message to mediation.  Returns 0 (the flow will
+ * call rmq_delivery_flow_done), -1 (refused: released) or -2 (the payload
+ * is unusable: rejected). */
+typedef int (*rmq_deliver_fn)(void *arg, rmq_delivery_t *d, const rmq_incoming_t *m);
+
+typedef struct {
+    rmq_target_t target; /* the queue, and what to declare first */
+    int links;           /* receivers per connection */
+    int credit;          /* deliveries in mediation at once, per receiver */
+    int auto_ack;
+    uint64_t ack_wait_ms;      /* a flow still running then: requeued */
+    uint64_t requeue_delay_ms; /* a flow over without a decision: requeued after this */
+    rmq_deliver_fn deliver;
+    void *arg;
+} rmq_consumer_spec_t;
+
+/* Any thread: starts consuming (the target passes to the pool). */
+void rmq_pool_consume(rmq_pool_t *pool, rmq_consumer_spec_t *spec);
+/* Any thread: no new deliveries; those in mediation go on. */
+void rmq_pool_stop_consuming(rmq_pool_t *pool);
+/* Any thread: records a decision; returns 1 when it is the first one. */
+int rmq_delivery_decide(rmq_delivery_t *d, int decision);
+/* Any thread, once: the flow that mediated d is over. */
+void rmq_delivery_flow_done(rmq_delivery_t *d);
+const char *rmq_delivery_message_id(const rmq_delivery_t *d);
+
 /* ---- operations (rmq_publish.c) ------------------------------------------------ */
 
 int rmq_publish_run(cmi_call_t *call);
+/* rmq_listener.c: the inbound endpoint and the decisions. */
+extern const cmi_listener_def_t rmq_listeners[];
+int rmq_accept_run(cmi_call_t *call);
+int rmq_discard_run(cmi_call_t *call);
+int rmq_requeue_run(cmi_call_t *call);
 int rmq_publish_prepare(cmi_binding_t *b, char *err, size_t n);
 void rmq_publish_release(cmi_binding_t *b);
 

@@ -335,6 +335,25 @@ void rmq_target_dispose(rmq_target_t *t)
     memset(t, 0, sizeof(*t));
 }
 
+void rmq_target_prepend(rmq_target_t *t, rmq_target_t *first)
+{
+    rmq_declare_t *all = calloc(first->ndeclare + t->ndeclare + 1, sizeof(*all));
+    if (all == NULL)
+        abort();
+    memcpy(all, first->declare, first->ndeclare * sizeof(*all));
+    memcpy(all + first->ndeclare, t->declare, t->ndeclare * sizeof(*all));
+    free(t->declare);
+    t->declare = all;
+    t->ndeclare += first->ndeclare;
+    free(first->declare);
+    first->declare = NULL;
+    first->ndeclare = 0;
+    rmq_target_dispose(first);
+    free(t->key);
+    t->key = NULL;
+    build_key(t);
+}
+
 const char *rmq_target_address(const rmq_target_t *t, int format)
 {
     return format == RMQ_FORMAT_V2 ? t->addr_v2 : t->addr_v1;

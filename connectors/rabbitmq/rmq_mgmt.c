@@ -161,8 +161,8 @@ static void *mgmt_thread(void *arg)
                 status = run_one(m, curl, &j->decl[i], detail, sizeof(detail));
             }
         }
-        if (status != 0)
-            m->host->log(CMI_LOG_WARN, m->component, "declaration failed: %s", detail);
+        if (status != 0) /* the pool says what failed with it */
+            m->host->log(CMI_LOG_DEBUG, m->component, "declaration failed: %s", detail);
         j->done(j->arg, status, detail);
         job_free(j);
         pthread_mutex_lock(&m->lock);

@@ -319,6 +319,19 @@ static const cmi_op_def_t ops[] = {
      .release = rmq_publish_release,
      .run = rmq_publish_run,
      .validate = validate_publish},
+    {.name = "accept",
+     .description = "accepts the message an inbound endpoint delivered (removed from the queue)",
+     .flags = CMI_OP_NO_CONFIG,
+     .run = rmq_accept_run},
+    {.name = "discard",
+     .description = "rejects the message an inbound endpoint delivered (dead-lettered where the queue has a "
+                    "dead-letter exchange, else dropped)",
+     .flags = CMI_OP_NO_CONFIG,
+     .run = rmq_discard_run},
+    {.name = "requeue",
+     .description = "releases the message an inbound endpoint delivered (delivered again)",
+     .flags = CMI_OP_NO_CONFIG,
+     .run = rmq_requeue_run},
     {.name = NULL},
 };
 
@@ -359,6 +372,7 @@ CMI_CONNECTOR_EXPORT const cmi_connector_t cmi_connector = {
                    "Element and parameter names are those of WSO2 MI's RabbitMQ (AMQP 1.0) connector.",
     .config = &config,
     .ops = ops,
+    .listeners = rmq_listeners,
     .errors = errors,
     .param_error_code = RMQ_ERR_CONFIG,
     .init = rmq_init,

@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "rmq.h"
+#include "rmq_pool.h"
 
 #define MAX_ATTEMPTS 3         /* connections a message may be in flight on */
 #define CLOSE_GRACE_MS 2000    /* clean close at shutdown, then disconnect */
@@ -45,128 +46,6 @@
 #define DECLARE_TIMEOUT_MS 30000 /* a declaration's answer, at most */
 #define MAX_LINKS 256          /* senders kept per connection (dynamic targets) */
 #define MAX_DECLS 1024         /* declarations remembered per connection */
-
-enum { CONN_DOWN, CONN_CONNECTING, CONN_UP, CONN_CLOSED };
-enum { DECL_RUNNING, DECL_DONE };
-
-typedef struct {
-    rmq_pub_t *head, *tail;
-    size_t n;
-} pub_list_t;
-
-typedef struct rmq_conn rmq_conn_t;
-typedef struct mgmt_result mgmt_result_t;
-
-typedef struct rmq_link {
-    struct rmq_link *next;
-    rmq_conn_t *conn;
-    char *address;
-    pn_link_t *pn;
-    int ready;
-    pub_list_t pending; /* waiting for the attach or for credit */
-    size_t inflight;    /* sent on it, no outcome yet */
-} rmq_link_t;
-
-typedef struct rmq_decl {
-    struct rmq_decl *next;
-    rmq_conn_t *conn;
-    char *key;
-    int state;
-    pub_list_t waiting;
-    /* RabbitMQ 4.x: the requests, sent one by one over /management. */
-    rmq_declare_t *ops;
-    size_t nops, next_op;
-    char request_id[32]; /* the message-id of the request awaiting its answer */
-    int64_t deadline;    /* while running: when to give up on the answer */
-} rmq_decl_t;
-
-struct rmq_conn {
-    rmq_pool_t *pool;
-    int index;
-    int state;
-    unsigned generation; /* bumped at each connect: late results of an older one are ignored */
-    pn_connection_t *pn;
-    pn_session_t *ssn;
-    unsigned url; /* the server tried last */
-    int format;
-    char broker[64];
-    rmq_link_t *links;
-    size_t nlinks;
-    rmq_decl_t *decls;
-    size_t ndecls;
-    /* RabbitMQ 4.x's management link pair (/management), made on first use. */
-    pn_link_t *mgmt_out, *mgmt_in;
-    int mgmt_ready;
-    pub_list_t inflight;
-    size_t queued; /* pending on its links and declarations, or to do */
-    uint64_t tag;
-    /* Work handed to this connection from outside its own events, done in
-     * its PN_CONNECTION_WAKE. */
-    pub_list_t todo;
-    mgmt_result_t *results;
-    int statics_pending;
-    int close_requested;
-    int decls_expired; /* some declaration's answer is overdue */
-    /* Recovery. */
-    int ever_up;
-    unsigned failures; /* consecutive failed attempts */
-    int64_t retry_at;  /* proactor clock, ms; 0: none */
-    int64_t open_deadline; /* connecting: give up on this attempt then */
-    char close_why[300];   /* the broker's reason, when it closed the connection */
-    int64_t cycle_start;
-    int logged_state; /* the state last logged, so each change is logged once */
-};
-
-struct mgmt_result {
-    struct mgmt_result *next;
-    rmq_pool_t *pool;
-    int conn;
-    unsigned generation;
-    char *key;
-    int status;
-    char detail[512];
-};
-
-typedef struct static_target {
-    struct static_target *next;
-    rmq_target_t target;
-} static_target_t;
-
-typedef struct {
-    char *host;
-    char *hostport;
-} server_t;
-
-struct rmq_pool {
-    const cmi_host_t *host;
-    char component[RMQ_COMPONENT_MAX];
-    const rmq_init_params_t *p;
-    server_t *servers;
-    size_t nservers;
-    char container[128];
-    pn_proactor_t *proactor;
-    pthread_t thread;
-    /* Handed over from other threads, under lock. */
-    pthread_mutex_t lock;
-    pub_list_t inbox;
-    mgmt_result_t *results;
-    static_target_t *new_statics;
-    int stop_requested;
-    /* Pool thread only. */
-    rmq_conn_t *conns;
-    size_t nconns;
-    pub_list_t waiting;
-    static_target_t *statics;
-    rmq_mgmt_t *mgmt;
-    int stopping;
-    int64_t stop_deadline;
-    uint64_t rng;
-    int started;
-    int inactive;         /* stopping: the proactor has let go of everything */
-    atomic_int reap;      /* a deadline passed: take cancelled publishes out */
-    int closed_timeouts;  /* stopping: timeouts seen after the last close */
-    pn_connection_t *cur; /* the connection whose events are being handled */
-};
 
 /* ---- lists ----------------------------------------------------------------- */
 
@@ -247,6 +126,11 @@ static void fail_list(rmq_pool_t *pool, pub_list_t *l, int code, const char *det
 
 /* ---- timing --------------------------------------------------------------------- */
 
+int64_t rmq_pool_now(void)
+{
+    return pn_proactor_now_64();
+}
+
 static int64_t now_ms(void)
 {
     return pn_proactor_now_64();
@@ -300,7 +184,7 @@ static uint64_t retry_delay(rmq_pool_t *pool, rmq_conn_t *c)
     }
 }
 
-static void arm_timer(rmq_pool_t *pool)
+void rmq_pool_arm_timer(rmq_pool_t *pool)
 {
     int64_t next = 0;
 #define EARLIER(t)                                                                                         \
@@ -317,6 +201,7 @@ static void arm_timer(rmq_pool_t *pool)
             if (d->state == DECL_RUNNING)
                 EARLIER(d->deadline);
     }
+    EARLIER(rmq_consume_next_deadline(pool));
 #undef EARLIER
     if (pool->stopping && pool->stop_deadline > 0 && (next == 0 || pool->stop_deadline < next))
         next = pool->stop_deadline;
@@ -388,7 +273,7 @@ static void schedule_retry(rmq_pool_t *pool, rmq_conn_t *c)
     uint64_t d = retry_delay(pool, c);
     c->url++; /* the next URL each time */
     c->retry_at = now_ms() + (int64_t)d;
-    arm_timer(pool);
+    rmq_pool_arm_timer(pool);
 }
 
 /* ---- links and declarations ---------------------------------------------------------- */
@@ -494,7 +379,7 @@ static void route_to_link(rmq_pool_t *pool, rmq_conn_t *c, rmq_pub_t *pub)
     pump_link(pool, l);
 }
 
-static int needs_declaring(const rmq_target_t *t, int format)
+int rmq_target_needs_declaring(const rmq_target_t *t, int format)
 {
     for (size_t i = 0; i < t->ndeclare; i++)
         if (format == RMQ_FORMAT_V2 || t->declare[i].on_v1)
@@ -658,7 +543,7 @@ static void forget_done_decl(rmq_conn_t *c)
     decl_free(d);
 }
 
-static rmq_decl_t *start_declaring(rmq_pool_t *pool, rmq_conn_t *c, const rmq_target_t *t)
+rmq_decl_t *rmq_pool_declare(rmq_pool_t *pool, rmq_conn_t *c, const rmq_target_t *t)
 {
     rmq_decl_t *d = calloc(1, sizeof(*d));
     if (d == NULL)
@@ -672,7 +557,7 @@ static rmq_decl_t *start_declaring(rmq_pool_t *pool, rmq_conn_t *c, const rmq_ta
     c->ndecls++;
     if (c->ndecls > MAX_DECLS)
         forget_done_decl(c);
-    arm_timer(pool);
+    rmq_pool_arm_timer(pool);
     if (c->format == RMQ_FORMAT_V2) {
         /* Requests go out from mgmt_pump, called once the caller has
          * queued what waits for this declaration. */
@@ -692,11 +577,16 @@ static rmq_decl_t *start_declaring(rmq_pool_t *pool, rmq_conn_t *c, const rmq_ta
     return d;
 }
 
+void rmq_pool_declare_flush(rmq_pool_t *pool, rmq_conn_t *c)
+{
+    mgmt_pump(pool, c);
+}
+
 /* A publish on a connection that is up: declare its target first when this
  * connection has not (since it last connected), then send. */
 static void route(rmq_pool_t *pool, rmq_conn_t *c, rmq_pub_t *pub)
 {
-    if (pub->target.key == NULL || !needs_declaring(&pub->target, c->format)) {
+    if (pub->target.key == NULL || !rmq_target_needs_declaring(&pub->target, c->format)) {
         route_to_link(pool, c, pub);
         return;
     }
@@ -704,7 +594,7 @@ static void route(rmq_pool_t *pool, rmq_conn_t *c, rmq_pub_t *pub)
     while (d != NULL && strcmp(d->key, pub->target.key) != 0)
         d = d->next;
     if (d == NULL)
-        d = start_declaring(pool, c, &pub->target);
+        d = rmq_pool_declare(pool, c, &pub->target);
     if (d->state == DECL_DONE) {
         route_to_link(pool, c, pub);
         return;
@@ -718,6 +608,7 @@ static void route(rmq_pool_t *pool, rmq_conn_t *c, rmq_pub_t *pub)
 /* A declaration is over: its publishes go on, or fail with it. */
 static void decl_finish(rmq_pool_t *pool, rmq_conn_t *c, rmq_decl_t *d, int status, const char *detail)
 {
+    rmq_consume_on_declared(pool, c, d->key, status, detail);
     if (status == 0) {
         d->state = DECL_DONE;
         rmq_pub_t *p;
@@ -727,7 +618,11 @@ static void decl_finish(rmq_pool_t *pool, rmq_conn_t *c, rmq_decl_t *d, int stat
         }
         return;
     }
-    /* Not cached: a later publish tries again. */
+    /* Not cached: a later publish tries again.  Consumers log their own
+     * failures (once per distinct reason, they retry on a timer). */
+    if (d->waiting.n > 0)
+        LOG(pool, CMI_LOG_WARN, "connection %d: declaration failed (%zu publish(es) fail with it): %s", c->index,
+            d->waiting.n, detail ? detail : "no reason given");
     rmq_decl_t **at = &c->decls;
     while (*at != d)
         at = &(*at)->next;
@@ -846,11 +741,11 @@ static void read_broker(rmq_conn_t *c)
 
 static void declare_static(rmq_pool_t *pool, rmq_conn_t *c, const rmq_target_t *t)
 {
-    if (t->key != NULL && needs_declaring(t, c->format)) {
+    if (t->key != NULL && rmq_target_needs_declaring(t, c->format)) {
         for (rmq_decl_t *d = c->decls; d != NULL; d = d->next)
             if (strcmp(d->key, t->key) == 0)
                 return;
-        start_declaring(pool, c, t);
+        rmq_pool_declare(pool, c, t);
     } else {
         link_for(c, rmq_target_address(t, c->format));
     }
@@ -867,10 +762,11 @@ static void on_remote_open(rmq_pool_t *pool, rmq_conn_t *c)
     /* Targets known at load: declared (or attached) on every connection. */
     for (static_target_t *s = pool->statics; s != NULL; s = s->next)
         declare_static(pool, c, &s->target);
+    rmq_consume_on_up(pool, c);
     pump_waiting(pool);
 }
 
-static const char *condition_text(pn_condition_t *cond, char *buf, size_t n)
+const char *rmq_condition_text(pn_condition_t *cond, char *buf, size_t n)
 {
     if (cond == NULL || !pn_condition_is_set(cond)) {
         snprintf(buf, n, "closed");
@@ -889,7 +785,7 @@ static void on_closed(rmq_pool_t *pool, rmq_conn_t *c, pn_transport_t *t)
     if (c->close_why[0] != '\0')
         snprintf(why, sizeof(why), "the broker closed it: %s", c->close_why);
     else
-        condition_text(pn_transport_condition(t), why, sizeof(why));
+        rmq_condition_text(pn_transport_condition(t), why, sizeof(why));
     int was_up = c->state == CONN_UP;
     c->state = pool->stopping ? CONN_CLOSED : CONN_DOWN;
     if (was_up || !c->ever_up)
@@ -932,6 +828,7 @@ static void on_closed(rmq_pool_t *pool, rmq_conn_t *c, pn_transport_t *t)
     c->statics_pending = 0;
     c->close_requested = 0;
     c->queued = 0;
+    rmq_consume_on_closed(pool, c);
     c->pn = NULL;
     c->ssn = NULL;
     if (pool->stopping) {
@@ -971,7 +868,7 @@ static void on_delivery(rmq_pool_t *pool, pn_delivery_t *d)
     }
     if (pub->outcome != RMQ_OUT_ACCEPTED) {
         char why[300];
-        condition_text(pn_disposition_condition(pn_delivery_remote(d)), why, sizeof(why));
+        rmq_condition_text(pn_disposition_condition(pn_delivery_remote(d)), why, sizeof(why));
         snprintf(pub->err_detail, sizeof(pub->err_detail), "%s: the broker answered %s (%s)", pub->target.describe,
                  state == PN_REJECTED ? "rejected" : state == PN_MODIFIED ? "modified" : "released", why);
     }
@@ -989,7 +886,7 @@ static void on_link_closed(rmq_pool_t *pool, pn_link_t *pl)
         /* The node refused the pair (permissions, say): declarations on
          * this connection fail; a later publish makes a new pair. */
         char why[400], detail[500];
-        condition_text(pn_link_remote_condition(pl), why, sizeof(why));
+        rmq_condition_text(pn_link_remote_condition(pl), why, sizeof(why));
         snprintf(detail, sizeof(detail), "the /management node closed the link: %s", why);
         pn_link_close(mc->mgmt_out);
         pn_link_close(mc->mgmt_in);
@@ -1009,7 +906,7 @@ static void on_link_closed(rmq_pool_t *pool, pn_link_t *pl)
         return;
     rmq_conn_t *c = l->conn;
     char why[400];
-    condition_text(pn_link_remote_condition(pl), why, sizeof(why));
+    rmq_condition_text(pn_link_remote_condition(pl), why, sizeof(why));
     LOG(pool, CMI_LOG_WARN, "connection %d: the broker closed the sender to %s: %s", c->index, l->address, why);
     char detail[600];
     snprintf(detail, sizeof(detail), "the broker refused the address %s: %s", l->address, why);
@@ -1058,7 +955,7 @@ static void begin_stop(rmq_pool_t *pool)
         }
     }
     pool->stop_deadline = now_ms() + CLOSE_GRACE_MS;
-    arm_timer(pool);
+    rmq_pool_arm_timer(pool);
 }
 
 static int all_closed(rmq_pool_t *pool)
@@ -1101,6 +998,7 @@ static void take_inbox(rmq_pool_t *pool)
 {
     if (atomic_exchange(&pool->reap, 0))
         reap_cancelled(pool);
+    rmq_consume_take_inbox(pool);
     pthread_mutex_lock(&pool->lock);
     pub_list_t pubs = pool->inbox;
     memset(&pool->inbox, 0, sizeof(pool->inbox));
@@ -1185,7 +1083,8 @@ static void on_timeout(rmq_pool_t *pool)
             pn_connection_wake(c->pn);
         }
     }
-    arm_timer(pool);
+    rmq_consume_on_timeout(pool, now);
+    rmq_pool_arm_timer(pool);
 }
 
 /* Work handed to c from elsewhere, now that proton will flush c. */
@@ -1193,6 +1092,7 @@ static void on_wake(rmq_pool_t *pool, rmq_conn_t *c)
 {
     if (c->close_requested) {
         c->close_requested = 0;
+        rmq_consume_release_all(pool, c); /* nothing is left hanging */
         pn_connection_close(c->pn);
         if (c->state == CONN_CONNECTING) {
             /* Nobody will answer a close frame: the transport ends now. */
@@ -1224,6 +1124,7 @@ static void on_wake(rmq_pool_t *pool, rmq_conn_t *c)
         for (static_target_t *s = pool->statics; s != NULL; s = s->next)
             declare_static(pool, c, &s->target);
     }
+    rmq_consume_on_wake(pool, c);
     rmq_pub_t *pub;
     while ((pub = list_pop(&c->todo)) != NULL) {
         c->queued--;
@@ -1239,6 +1140,8 @@ static void on_wake(rmq_pool_t *pool, rmq_conn_t *c)
 static void handle(rmq_pool_t *pool, pn_event_t *e)
 {
     pool->cur = pn_event_connection(e);
+    if (rmq_consume_on_event(pool, e))
+        return;
     switch (pn_event_type(e)) {
     case PN_CONNECTION_WAKE: {
         rmq_conn_t *c = pn_connection_get_context(pn_event_connection(e));
@@ -1264,7 +1167,7 @@ static void handle(rmq_pool_t *pool, pn_event_t *e)
         rmq_conn_t *c = pn_connection_get_context(pc);
         /* Said once, in the "down" line of PN_TRANSPORT_CLOSED. */
         if (c != NULL)
-            condition_text(pn_connection_remote_condition(pc), c->close_why, sizeof(c->close_why));
+            rmq_condition_text(pn_connection_remote_condition(pc), c->close_why, sizeof(c->close_why));
         pn_connection_close(pc);
         break;
     }
@@ -1496,6 +1399,7 @@ void rmq_pool_destroy(rmq_pool_t *pool)
         list_remove(&pool->inbox, p);
         fail_pub(pool, p, RMQ_ERR_CONNECTION, "the connection config is stopping");
     }
+    rmq_consume_dispose(pool);
     while (pool->new_statics != NULL) {
         static_target_t *s = pool->new_statics;
         pool->new_statics = s->next;

@@ -189,6 +189,35 @@ class RabbitNode:
         return self.api("POST", "/api/queues/%2F/" + urllib.parse.quote(name, safe="") + "/get",
                         {"count": count, "ackmode": "ack_requeue_false", "encoding": "base64"})
 
+    def publish(self, queue, payload, content_type=None, headers=None):
+        """Publishes through the default exchange as an AMQP 0.9.1 client
+        would (the management API)."""
+        props = {"delivery_mode": 2, "headers": headers or {}}
+        if content_type:
+            props["content_type"] = content_type
+        r = self.api("POST", "/api/exchanges/%2F/amq.default/publish",
+                     {"properties": props, "routing_key": queue, "payload": payload, "payload_encoding": "string"})
+        if not r.get("routed"):
+            raise NodeError("message to %s was not routed" % queue)
+
+    def send(self, address, bodies, content_type="application/json"):
+        """Sends many messages with an AMQP 1.0 client of its own."""
+        from proton import Message
+        from proton.utils import BlockingConnection
+        conn = BlockingConnection("amqp://127.0.0.1:%d" % self.amqp_port, timeout=30, user="guest",
+                                  password="guest", allowed_mechs="PLAIN", allow_insecure_mechs=True,
+                                  virtual_host="/")
+        try:
+            snd = conn.create_sender(address)
+            for b in bodies:
+                snd.send(Message(body=b.encode() if isinstance(b, str) else b, content_type=content_type,
+                                 durable=True, inferred=True))
+        finally:
+            conn.close()
+
+    def policy(self, name, pattern, definition):
+        self.ctl("set_policy", name, pattern, json.dumps(definition), "--apply-to", "queues")
+
     def declare_queue(self, name, arguments=None):
         self.api("PUT", "/api/queues/%2F/" + urllib.parse.quote(name, safe=""),
                  {"durable": True, "arguments": arguments or {}})

@@ -4,6 +4,7 @@ clients, every message carrying a unique id, while the broker is broken in
 some way; afterwards every id that got a 2xx must be in the queue, and the
 figures (sent, confirmed, found, duplicated, longest outage seen by the
 clients) are printed."""
+import glob
 import json
 import os
 import re
@@ -11,7 +12,7 @@ import threading
 import time
 import uuid
 
-from harness import Cmi, check
+from harness import Cmi, TestFailure, check
 from proxy import Proxy
 from rabbitmq import RabbitCluster, wait_for
 from test_engine import Deployment
@@ -66,6 +67,9 @@ class Load:
         start = self.ok_count()
         wait_for(lambda: self.ok_count() >= start + count or not any(t.is_alive() for t in self.threads), timeout,
                  "%d more confirmed publishes" % count)
+
+    def running(self):
+        return any(t.is_alive() for t in self.threads)
 
     def ok_count(self):
         with self.lock:
@@ -131,6 +135,35 @@ def start_cmi(d, workers=2):
     return cmi
 
 
+def explained(e, cmi, more=""):
+    """The failure with the connector's part of cmi's log: a fault test that
+    fails once in a while cannot be diagnosed without it."""
+    lines = [ln for ln in cmi.log_text().splitlines() if "[rabbitmq" in ln]
+    return TestFailure("%s\ncmi's rabbitmq log, last 60 lines:\n%s%s" % (e, "\n".join(lines[-60:]), more))
+
+
+def cluster_state(cluster, q, load):
+    """What the brokers and the clients saw, for a failure report."""
+    out = []
+    with load.lock if load else threading.Lock():
+        statuses = {}
+        for r in (load.records[-300:] if load else []):
+            statuses[r[1]] = statuses.get(r[1], 0) + 1
+    out.append("last 300 client answers by status: %r" % statuses)
+    for n in cluster.alive():
+        info = _queue_info(n, q) or {}
+        out.append("%s: leader %s, online %s" % (n.name, info.get("leader"), info.get("online")))
+        for path in glob.glob(os.path.join(n.dir, "log", "*.log")):
+            try:
+                with open(path, "rb") as f:
+                    text = f.read()[-200000:].decode("utf-8", "replace").splitlines()
+            except OSError:
+                continue
+            hits = [ln for ln in text if re.search(r"error|leader|election|quorum|nodedown|partition", ln, re.I)]
+            out.append("  %s, last 25 lines of note:\n    %s" % (os.path.basename(path), "\n    ".join(hits[-25:])))
+    return "\n" + "\n".join(out)
+
+
 def test_broker_restart_under_load(node):
     q = unique("restart")
     files = {"local-entries/rmq.xml": entry("127.0.0.1:%d" % node.amqp_port, "http://127.0.0.1:%d" % node.mgmt_port),
@@ -162,6 +195,8 @@ def test_broker_restart_under_load(node):
             ups = len(re.findall(r"\[rabbitmq:RMQ\] connection \d up", log))
             check(downs == 4 and ups == 6, "%d 'down' and %d 'up' lines for 2 restarts of 2 connections:\n%s"
                   % (downs, ups, "\n".join(l for l in log.splitlines() if "[rabbitmq:RMQ]" in l)))
+        except (TestFailure, AssertionError) as e:
+            raise explained(e, cmi) from None
         finally:
             cmi.stop_clean()
 
@@ -194,6 +229,8 @@ def test_network_faults_half_open_and_reset(node):
                     load.wait_for_successes(200, 20)
                 load.finish()
                 verify(load, node.drain(q), "half-open connections, then resets")
+            except (TestFailure, AssertionError) as e:
+                raise explained(e, cmi) from None
             finally:
                 cmi.stop_clean()
     finally:
@@ -216,15 +253,19 @@ def test_cluster_failover(node):
                                              "<publishTimeout>%d</publishTimeout>" % (q, PUBLISH_TIMEOUT_MS)))}
         with Deployment(files) as d:
             cmi = start_cmi(d)
+            load = None
             try:
                 info = wait_for(lambda: _queue_info(nodes[0], q), 15, "quorum queue declared")
                 check(len(info.get("members", [])) == 3, "quorum members %r" % info.get("members"))
-                load = Load(cmi, "/pub/c", clients=6).start()
+                # Each round waits for a node to rejoin (up to a minute):
+                # the load must outlast both rounds.
+                load = Load(cmi, "/pub/c", clients=6, limit=10000).start()
                 load.wait_for_successes(200, 30)
                 for round_ in (1, 2):
                     alive = cluster.alive()
                     leader = _queue_info(alive[0], q)["leader"]
                     victim = next(n for n in alive if n.name == leader) if round_ == 2 else nodes[0]
+                    check(load.running(), "the load ended before kill %d (raise its limit)" % round_)
                     victim.kill()
                     t = time.monotonic()
                     wait_for(lambda: load.resumed_after(t) is not None, 20, "publishing after killing %s" % victim.name)
@@ -239,6 +280,8 @@ def test_cluster_failover(node):
                     load.wait_for_successes(100, 30)
                 load.finish()
                 verify(load, nodes[0].drain(q), "cluster, two nodes killed one after the other")
+            except (TestFailure, AssertionError) as e:
+                raise explained(e, cmi, cluster_state(cluster, q, load)) from None
             finally:
                 cmi.stop_clean()
     finally:

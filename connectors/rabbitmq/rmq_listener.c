@@ -1,0 +1,531 @@
+/* The inbound endpoint (spec §6) and the decisions on what it delivers
+ * (§5): <inboundEndpoint class="org.wso2.carbon.inbound.rabbitmq.RabbitMQListener">
+ * with MI's parameter names, and rabbitmq.accept / discard / requeue.
+ *
+ * The endpoint has a connection pool of its own (its parameters name the
+ * servers); its receivers hand each message to mediation through the host's
+ * inject(), on the workers, and the flow's decision settles it. */
+#include "config.h"
+
+#include <libxml/parser.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "rmq.h"
+
+/* ---- parameters ------------------------------------------------------------------ */
+
+enum {
+    RMQ_L_FACTORY, RMQ_L_HOSTS, RMQ_L_PORTS, RMQ_L_VHOST, RMQ_L_USER, RMQ_L_PASSWORD, RMQ_L_SASL,
+    RMQ_L_SSL_ENABLED, RMQ_L_SSL_KEYSTORE, RMQ_L_SSL_KEYSTORE_TYPE, RMQ_L_SSL_KEYSTORE_PASSWORD, RMQ_L_SSL_TRUSTSTORE,
+    RMQ_L_SSL_TRUSTSTORE_TYPE, RMQ_L_SSL_TRUSTSTORE_PASSWORD, RMQ_L_SSL_VERSION, RMQ_L_SSL_TRUST_EVERYTHING,
+    RMQ_L_SSL_HOSTNAME_VERIFICATION,
+    RMQ_L_OAUTH2_ENABLED, RMQ_L_OAUTH2_TOKEN_ENDPOINT, RMQ_L_OAUTH2_CLIENT_ID, RMQ_L_OAUTH2_CLIENT_SECRET,
+    RMQ_L_OAUTH2_GRANT_TYPE, RMQ_L_OAUTH2_USER, RMQ_L_OAUTH2_PASSWORD,
+    RMQ_L_IDLE_TIMEOUT, RMQ_L_RETRY_COUNT, RMQ_L_RETRY_INTERVAL, RMQ_L_RECOVERY_POLICY, RMQ_L_RECOVERY_INITIAL_DELAY,
+    RMQ_L_RECOVERY_INTERVAL, RMQ_L_RECOVERY_TIMEOUT,
+    RMQ_L_QUEUE, RMQ_L_QUEUE_TYPE, RMQ_L_QUEUE_AUTO_DECLARE, RMQ_L_QUEUE_ARGUMENTS,
+    RMQ_L_EXCHANGE, RMQ_L_EXCHANGE_TYPE, RMQ_L_ROUTING_KEY,
+    RMQ_L_AUTO_ACK, RMQ_L_ACK_WAIT, RMQ_L_CREDIT, RMQ_L_CONSUMERS, RMQ_L_REQUEUE_DELAY, RMQ_L_CONTENT_TYPE,
+    RMQ_L_CONTENT_ENCODING,
+    RMQ_L_DL_EXCHANGE, RMQ_L_DL_EXCHANGE_TYPE, RMQ_L_DL_ROUTING_KEY, RMQ_L_DL_QUEUE, RMQ_L_MAX_DL_COUNT,
+    RMQ_L_ADDRESS_FORMAT, RMQ_L_MGMT_URL,
+    RMQ_L_COUNT
+};
+
+typedef struct {
+    cmi_params_head_t head;
+    const char *factory;
+    cmi_param_list_t hosts;
+    cmi_param_list_t ports;
+    const char *vhost;
+    const char *user;
+    const char *password;
+    int sasl;
+    int ssl_enabled;
+    const char *ssl_keystore, *ssl_keystore_type, *ssl_keystore_password;
+    const char *ssl_truststore, *ssl_truststore_type, *ssl_truststore_password, *ssl_version;
+    int ssl_trust_everything, ssl_hostname_verification;
+    int oauth2_enabled;
+    const char *oauth2_token_endpoint, *oauth2_client_id, *oauth2_client_secret, *oauth2_grant_type;
+    const char *oauth2_user, *oauth2_password;
+    uint64_t idle_timeout_ms;
+    int64_t retry_count;
+    uint64_t retry_interval_ms;
+    int recovery_policy;
+    uint64_t recovery_initial_delay_ms, recovery_interval_ms, recovery_timeout_ms;
+    const char *queue;
+    int queue_type;
+    int queue_auto_declare;
+    const char *queue_arguments;
+    const char *exchange;
+    int exchange_type;
+    const char *routing_key;
+    int auto_ack;
+    uint64_t ack_wait_ms;
+    int64_t credit;
+    int64_t consumers;
+    uint64_t requeue_delay_ms;
+    const char *content_type;
+    const char *content_encoding;
+    const char *dl_exchange;
+    int dl_exchange_type;
+    const char *dl_routing_key;
+    const char *dl_queue;
+    int64_t max_dl_count;
+    int address_format;
+    cmi_param_list_t mgmt_url;
+} listener_params_t;
+
+static const char *const sasl_names[] = {"PLAIN", "EXTERNAL", "ANONYMOUS", NULL};
+static const char *const policy_names[] = {"FIXED", "FIXED_WITH_INITIAL_DELAY", "FIXED_WITH_INITIAL_DELAY_AND_TIMEOUT",
+                                           "EXPONENTIAL_WITH_JITTER", NULL};
+static const char *const queue_type_names[] = {"CLASSIC", "QUORUM", "STREAM", NULL};
+static const char *const exchange_type_names[] = {"DIRECT", "FANOUT", "TOPIC", "HEADERS", NULL};
+static const char *const format_names[] = {"auto", "v1", "v2", NULL};
+
+#define L listener_params_t
+#define S CMI_PARAM_STRING
+#define B CMI_PARAM_BOOL
+#define DUR CMI_PARAM_DURATION
+static const cmi_param_def_t listener_params[] = {
+    [RMQ_L_FACTORY] = CMI_PARAM("rabbitmq.connection.factory", S, CMI_PARAM_IGNORED, L, factory, NULL,
+                                "MI's connection factory name (the connection is given here); ignored"),
+    [RMQ_L_HOSTS] = CMI_PARAM("rabbitmq.server.host.name", CMI_PARAM_LIST, CMI_PARAM_REQUIRED, L, hosts, NULL,
+                              "host,host,...: the nodes of one cluster"),
+    [RMQ_L_PORTS] = CMI_PARAM("rabbitmq.server.port", CMI_PARAM_LIST, 0, L, ports, "5672",
+                              "port,port,... zipped with the hosts (one port: for every host)"),
+    [RMQ_L_VHOST] = CMI_PARAM("rabbitmq.server.virtual.host", S, 0, L, vhost, "/", "virtual host"),
+    [RMQ_L_USER] = CMI_PARAM("rabbitmq.server.user.name", S, 0, L, user, NULL, "user for PLAIN"),
+    [RMQ_L_PASSWORD] = CMI_PARAM("rabbitmq.server.password", S, CMI_PARAM_SECRET, L, password, NULL,
+                                 "password for PLAIN ($SYSTEM:NAME, $FILE:PATH)"),
+    [RMQ_L_SASL] = CMI_PARAM_CHOICE("rabbitmq.connection.sasl.mechanism", 0, L, sasl, "PLAIN", "SASL mechanism",
+                                    sasl_names),
+    [RMQ_L_SSL_ENABLED] = CMI_PARAM("rabbitmq.connection.ssl.enabled", B, 0, L, ssl_enabled, "false",
+                                    "TLS to the broker (not supported yet)"),
+    [RMQ_L_SSL_KEYSTORE] = CMI_PARAM("rabbitmq.connection.ssl.keystore.location", S, 0, L, ssl_keystore, NULL,
+                                     "client certificate"),
+    [RMQ_L_SSL_KEYSTORE_TYPE] = CMI_PARAM("rabbitmq.connection.ssl.keystore.type", S, 0, L, ssl_keystore_type, NULL,
+                                          "PEM or PKCS12"),
+    [RMQ_L_SSL_KEYSTORE_PASSWORD] = CMI_PARAM("rabbitmq.connection.ssl.keystore.password", S, CMI_PARAM_SECRET, L,
+                                              ssl_keystore_password, NULL, "key store password"),
+    [RMQ_L_SSL_TRUSTSTORE] = CMI_PARAM("rabbitmq.connection.ssl.truststore.location", S, 0, L, ssl_truststore, NULL,
+                                       "CA certificates"),
+    [RMQ_L_SSL_TRUSTSTORE_TYPE] = CMI_PARAM("rabbitmq.connection.ssl.truststore.type", S, 0, L, ssl_truststore_type,
+                                            NULL, "PEM or PKCS12"),
+    [RMQ_L_SSL_TRUSTSTORE_PASSWORD] = CMI_PARAM("rabbitmq.connection.ssl.truststore.password", S, CMI_PARAM_SECRET,
+                                                L, ssl_truststore_password, NULL, "trust store password"),
+    [RMQ_L_SSL_VERSION] = CMI_PARAM("rabbitmq.connection.ssl.version", S, 0, L, ssl_version, "TLSv1.2",
+                                    "lowest TLS version"),
+    [RMQ_L_SSL_TRUST_EVERYTHING] = CMI_PARAM("rabbitmq.connection.ssl.trust.everything", B, 0, L,
+                                             ssl_trust_everything, "false", "skip certificate verification"),
+    [RMQ_L_SSL_HOSTNAME_VERIFICATION] = CMI_PARAM("rabbitmq.connection.ssl.hostname.verification.enabled", B, 0, L,
+                                                  ssl_hostname_verification, "true", "check the broker's host name"),
+    [RMQ_L_OAUTH2_ENABLED] = CMI_PARAM("rabbitmq.connection.oauth2.enabled", B, 0, L, oauth2_enabled, "false",
+                                       "OAuth2 tokens as the password (not supported yet)"),
+    [RMQ_L_OAUTH2_TOKEN_ENDPOINT] = CMI_PARAM("rabbitmq.connection.oauth2.token.endpoint", S, 0, L,
+                                              oauth2_token_endpoint, NULL, "OAuth2 token endpoint"),
+    [RMQ_L_OAUTH2_CLIENT_ID] = CMI_PARAM("rabbitmq.connection.oauth2.client.id", S, 0, L, oauth2_client_id, NULL,
+                                         "OAuth2 client id"),
+    [RMQ_L_OAUTH2_CLIENT_SECRET] = CMI_PARAM("rabbitmq.connection.oauth2.client.secret", S, CMI_PARAM_SECRET, L,
+                                             oauth2_client_secret, NULL, "OAuth2 client secret"),
+    [RMQ_L_OAUTH2_GRANT_TYPE] = CMI_PARAM("rabbitmq.connection.oauth2.grant.type", S, 0, L, oauth2_grant_type, NULL,
+                                          "OAuth2 grant type"),
+    [RMQ_L_OAUTH2_USER] = CMI_PARAM("rabbitmq.connection.oauth2.username", S, 0, L, oauth2_user, NULL,
+                                    "OAuth2 user"),
+    [RMQ_L_OAUTH2_PASSWORD] = CMI_PARAM("rabbitmq.connection.oauth2.password", S, CMI_PARAM_SECRET, L,
+                                        oauth2_password, NULL, "OAuth2 password"),
+    [RMQ_L_IDLE_TIMEOUT] = CMI_PARAM_RANGE("rabbitmq.connection.idle.timeout", DUR, 0, L, idle_timeout_ms, "60000",
+                                           "AMQP idle timeout (heartbeats), ms", 0, 3600000),
+    [RMQ_L_RETRY_COUNT] = CMI_PARAM_RANGE("rabbitmq.connection.retry.count", CMI_PARAM_INT, 0, L, retry_count, "3",
+                                          "retries of the first connect (-1: forever)", -1, 1000000),
+    [RMQ_L_RETRY_INTERVAL] = CMI_PARAM_RANGE("rabbitmq.connection.retry.interval", DUR, 0, L, retry_interval_ms,
+                                             "1000", "between first-connect retries, ms", 1, 3600000),
+    [RMQ_L_RECOVERY_POLICY] = CMI_PARAM_CHOICE("rabbitmq.connection.recovery.policy.type", 0, L, recovery_policy,
+                                               "FIXED_WITH_INITIAL_DELAY_AND_TIMEOUT",
+                                               "back-off after a lost connection (never gives up)", policy_names),
+    [RMQ_L_RECOVERY_INITIAL_DELAY] = CMI_PARAM_RANGE("rabbitmq.connection.recovery.initial.delay", DUR, 0, L,
+                                                     recovery_initial_delay_ms, "100", "first retry after a loss",
+                                                     0, 3600000),
+    [RMQ_L_RECOVERY_INTERVAL] = CMI_PARAM_RANGE("rabbitmq.connection.recovery.interval", DUR, 0, L,
+                                                recovery_interval_ms, "1000", "between retries", 1, 3600000),
+    [RMQ_L_RECOVERY_TIMEOUT] = CMI_PARAM_RANGE("rabbitmq.connection.recovery.timeout", DUR, 0, L,
+                                               recovery_timeout_ms, "60000", "one back-off cycle (logged)", 1,
+                                               86400000),
+    [RMQ_L_QUEUE] = CMI_PARAM("rabbitmq.queue.name", S, CMI_PARAM_REQUIRED, L, queue, NULL, "queue to consume"),
+    [RMQ_L_QUEUE_TYPE] = CMI_PARAM_CHOICE("rabbitmq.queue.type", 0, L, queue_type, "CLASSIC", "queue type",
+                                          queue_type_names),
+    [RMQ_L_QUEUE_AUTO_DECLARE] = CMI_PARAM("rabbitmq.queue.auto.declare", B, 0, L, queue_auto_declare, "true",
+                                           "declare the queue (durable) first"),
+    [RMQ_L_QUEUE_ARGUMENTS] = CMI_PARAM("rabbitmq.queue.arguments", S, 0, L, queue_arguments, NULL,
+                                        "k=v,k=v: queue arguments"),
+    [RMQ_L_EXCHANGE] = CMI_PARAM("rabbitmq.exchange.name", S, 0, L, exchange, NULL,
+                                 "an exchange to declare and bind the queue to"),
+    [RMQ_L_EXCHANGE_TYPE] = CMI_PARAM_CHOICE("rabbitmq.exchange.type", 0, L, exchange_type, "DIRECT",
+                                             "exchange type", exchange_type_names),
+    [RMQ_L_ROUTING_KEY] = CMI_PARAM("rabbitmq.routing.key", S, 0, L, routing_key, NULL, "binding key"),
+    [RMQ_L_AUTO_ACK] = CMI_PARAM("rabbitmq.auto.ack.enabled", B, 0, L, auto_ack, "false",
+                                 "accept on arrival (decisions are then ignored)"),
+    [RMQ_L_ACK_WAIT] = CMI_PARAM_RANGE("rabbitmq.ack.wait.time", DUR, 0, L, ack_wait_ms, "180000",
+                                       "a flow still running after this: the message is requeued, ms", 1, 86400000),
+    [RMQ_L_CREDIT] = CMI_PARAM_RANGE("rabbitmq.consumer.initial.credit", CMI_PARAM_INT, 0, L, credit, "1",
+                                     "messages in mediation at once, per consumer", 1, 100000),
+    [RMQ_L_CONSUMERS] = CMI_PARAM_RANGE("rabbitmq.concurrent.consumers.count", CMI_PARAM_INT, 0, L, consumers, "1",
+                                        "receivers on the queue", 1, 64),
+    [RMQ_L_REQUEUE_DELAY] = CMI_PARAM_RANGE("rabbitmq.message.requeue.delay", DUR, 0, L, requeue_delay_ms, "1000",
+                                            "a flow over without a decision: requeued after this, ms", 0, 3600000),
+    [RMQ_L_CONTENT_TYPE] = CMI_PARAM("rabbitmq.message.content.type", S, 0, L, content_type, NULL,
+                                     "content type of messages that carry none (default text/plain)"),
+    [RMQ_L_CONTENT_ENCODING] = CMI_PARAM("rabbitmq.message.content.encoding", S, 0, L, content_encoding, NULL,
+                                         "charset of messages that carry none"),
+    [RMQ_L_DL_EXCHANGE] = CMI_PARAM("rabbitmq.dead.letter.exchange.name", S, 0, L, dl_exchange, NULL,
+                                    "x-dead-letter-exchange of the queue (declared)"),
+    [RMQ_L_DL_EXCHANGE_TYPE] = CMI_PARAM_CHOICE("rabbitmq.dead.letter.exchange.type", 0, L, dl_exchange_type,
+                                                "DIRECT", "its type", exchange_type_names),
+    [RMQ_L_DL_ROUTING_KEY] = CMI_PARAM("rabbitmq.dead.letter.routing.key", S, 0, L, dl_routing_key, NULL,
+                                       "x-dead-letter-routing-key of the queue"),
+    [RMQ_L_DL_QUEUE] = CMI_PARAM("rabbitmq.dead.letter.queue.name", S, 0, L, dl_queue, NULL,
+                                 "a queue declared and bound to the dead-letter exchange"),
+    [RMQ_L_MAX_DL_COUNT] = CMI_PARAM("rabbitmq.max.dead.lettered.count", CMI_PARAM_INT, CMI_PARAM_UNSUPPORTED, L,
+                                     max_dl_count, NULL,
+                                     "discard after this many dead-letterings (not supported: the 3.x plugin hides "
+                                     "x-death from AMQP 1.0 consumers)"),
+    [RMQ_L_ADDRESS_FORMAT] = CMI_PARAM_CHOICE("rabbitmq.address.format", 0, L, address_format, "auto",
+                                              "auto (from the broker's version), v1 (3.x), v2 (4.x)", format_names),
+    [RMQ_L_MGMT_URL] = CMI_PARAM("rabbitmq.management.url", CMI_PARAM_LIST, 0, L, mgmt_url, NULL,
+                                 "cmi's: the HTTP management API of each node, for what 3.x cannot declare over "
+                                 "AMQP 1.0 (exchanges, bindings, queues with arguments); default http://HOST:15672"),
+    [RMQ_L_COUNT] = CMI_PARAM_END,
+};
+#undef L
+
+static int validate_listener(const void *params, char *err, size_t n)
+{
+    const listener_params_t *p = params;
+    if (p->ports.count != 1 && p->ports.count != p->hosts.count) {
+        snprintf(err, n, "rabbitmq.server.port lists %zu ports for %zu hosts: give one port, or one per host",
+                 p->ports.count, p->hosts.count);
+        return -1;
+    }
+    for (size_t i = 0; i < p->ports.count; i++) {
+        char *end;
+        long port = strtol(p->ports.items[i], &end, 10);
+        if (*end != '\0' || port < 1 || port > 65535) {
+            snprintf(err, n, "rabbitmq.server.port: '%s' is not a port number", p->ports.items[i]);
+            return -1;
+        }
+    }
+    if (p->sasl == RMQ_SASL_PLAIN && p->user == NULL) {
+        snprintf(err, n, "rabbitmq.connection.sasl.mechanism PLAIN needs rabbitmq.server.user.name");
+        return -1;
+    }
+    if (p->ssl_enabled) {
+        snprintf(err, n, "rabbitmq.connection.ssl.enabled: TLS to the broker is not supported by cmi yet");
+        return -1;
+    }
+    if (p->sasl == RMQ_SASL_EXTERNAL) {
+        snprintf(err, n, "rabbitmq.connection.sasl.mechanism EXTERNAL is not supported by cmi yet");
+        return -1;
+    }
+    if (p->oauth2_enabled) {
+        snprintf(err, n, "rabbitmq.connection.oauth2.enabled: OAuth2 tokens are not supported by cmi yet");
+        return -1;
+    }
+    if (p->dl_queue != NULL && p->dl_exchange == NULL) {
+        snprintf(err, n, "rabbitmq.dead.letter.queue.name needs rabbitmq.dead.letter.exchange.name (the exchange "
+                 "it is bound to)");
+        return -1;
+    }
+    char why[256];
+    json_t *args = rmq_parse_arguments(p->queue_arguments, why, sizeof(why));
+    if (args == NULL) {
+        snprintf(err, n, "rabbitmq.queue.arguments: %s", why);
+        return -1;
+    }
+    json_decref(args);
+    return 0;
+}
+
+/* ---- the listener's state ------------------------------------------------------------ */
+
+typedef struct {
+    cmi_listener_t *l;
+    const listener_params_t *p;
+    rmq_init_params_t init; /* the pool's connection parameters */
+    char **urls;            /* host:port, zipped */
+    rmq_pool_t *pool;
+} listener_t;
+
+static void listener_free(listener_t *ls)
+{
+    if (ls == NULL)
+        return;
+    for (size_t i = 0; i < ls->init.server_urls.count; i++)
+        free(ls->urls[i]);
+    free(ls->urls);
+    free(ls);
+}
+
+static void fill_init(listener_t *ls)
+{
+    const listener_params_t *p = ls->p;
+    rmq_init_params_t *i = &ls->init;
+    memset(i, 0, sizeof(*i));
+    i->name = ls->l->name;
+    ls->urls = calloc(p->hosts.count, sizeof(*ls->urls));
+    for (size_t k = 0; k < p->hosts.count; k++)
+        if (asprintf(&ls->urls[k], "%s:%s", p->hosts.items[k], p->ports.items[p->ports.count == 1 ? 0 : k]) < 0)
+            abort();
+    i->server_urls = (cmi_param_list_t){(const char *const *)ls->urls, p->hosts.count};
+    i->vhost = p->vhost;
+    i->sasl = p->sasl;
+    i->username = p->user;
+    i->password = p->password;
+    i->idle_timeout_ms = p->idle_timeout_ms;
+    i->retry_count = p->retry_count;
+    i->retry_interval_ms = p->retry_interval_ms;
+    i->recovery_policy = p->recovery_policy;
+    i->recovery_initial_delay_ms = p->recovery_initial_delay_ms;
+    i->recovery_interval_ms = p->recovery_interval_ms;
+    i->recovery_timeout_ms = p->recovery_timeout_ms;
+    i->pool_size = 1;
+    i->max_in_flight = 1000;
+    i->address_format = p->address_format;
+    i->mgmt_url = p->mgmt_url;
+}
+
+/* The dead-letter exchange (and its queue, bound with the dead-letter
+ * routing key, else the consumed queue's name: the key a message published
+ * to that queue keeps when it is dead-lettered) are declared before the
+ * queue that names them; on 3.x too, through the management API (the
+ * 3.x plugin declares a queue only for a link that attaches to it). */
+static int dead_letter_first(const listener_params_t *p, rmq_target_t *t, char *err, size_t n)
+{
+    rmq_publish_params_t q;
+    memset(&q, 0, sizeof(q));
+    q.exchange = p->dl_exchange;
+    q.exchange_auto_declare = 1;
+    q.exchange_type = p->dl_exchange_type;
+    q.routing_key = p->dl_routing_key ? p->dl_routing_key : p->queue;
+    q.queue = p->dl_queue;
+    q.queue_auto_declare = p->dl_queue != NULL;
+    q.body_type = RMQ_BODY_NONE;
+    rmq_target_t dl;
+    if (rmq_target_build(&dl, &q, p->vhost, err, n) != 0) {
+        rmq_target_dispose(t);
+        return -1;
+    }
+    for (size_t i = 0; i < dl.ndeclare; i++)
+        dl.declare[i].on_v1 = 1;
+    rmq_target_prepend(t, &dl);
+    return 0;
+}
+
+/* The queue to consume, declared like a publish target would be. */
+static int consumer_target(const listener_params_t *p, rmq_target_t *t, char *err, size_t n)
+{
+    rmq_publish_params_t q;
+    memset(&q, 0, sizeof(q));
+    q.queue = p->queue;
+    q.queue_auto_declare = p->queue_auto_declare;
+    q.queue_type = p->queue_type;
+    q.exchange = p->exchange;
+    q.exchange_auto_declare = 1;
+    q.exchange_type = p->exchange_type;
+    q.routing_key = p->routing_key;
+    q.body_type = RMQ_BODY_NONE;
+    q.head.given[RMQ_P_QUEUE / 64] |= 1ull << (RMQ_P_QUEUE % 64);
+    /* The dead-letter parameters become queue arguments. */
+    char *args = NULL;
+    if (asprintf(&args, "%s%s%s%s%s%s%s", p->queue_arguments ? p->queue_arguments : "",
+                 p->dl_exchange ? "," : "", p->dl_exchange ? "x-dead-letter-exchange=" : "",
+                 p->dl_exchange ? p->dl_exchange : "", p->dl_routing_key ? "," : "",
+                 p->dl_routing_key ? "x-dead-letter-routing-key=" : "", p->dl_routing_key ? p->dl_routing_key : "") <
+        0)
+        abort();
+    if (*args != '\0') {
+        q.queue_arguments = args;
+        q.head.given[RMQ_P_QUEUE_ARGUMENTS / 64] |= 1ull << (RMQ_P_QUEUE_ARGUMENTS % 64);
+    }
+    int rc = rmq_target_build(t, &q, p->vhost, err, n);
+    free(args);
+    if (rc == 0 && p->dl_exchange != NULL)
+        rc = dead_letter_first(p, t, err, n);
+    return rc;
+}
+
+/* ---- messages in ------------------------------------------------------------------------ */
+
+static int payload_ok(const char *type, const char *body, size_t len)
+{
+    if (strncasecmp(type, "application/json", 16) == 0 || strstr(type, "+json") != NULL) {
+        json_t *j = json_loadb(body, len, JSON_DECODE_ANY, NULL);
+        json_decref(j);
+        return j != NULL;
+    }
+    if (strstr(type, "xml") != NULL) {
+        xmlDocPtr doc = xmlReadMemory(body, (int)len, NULL, NULL, XML_PARSE_NONET | XML_PARSE_NOERROR |
+                                                                     XML_PARSE_NOWARNING);
+        xmlFreeDoc(doc);
+        return doc != NULL;
+    }
+    return 1;
+}
+
+/* Pool thread: one message to mediate. */
+static int deliver(void *arg, rmq_delivery_t *d, const rmq_incoming_t *m)
+{
+    listener_t *ls = arg;
+    const listener_params_t *p = ls->p;
+    const char *type = m->content_type ? m->content_type : p->content_type ? p->content_type : "text/plain";
+    const char *charset = m->content_encoding ? m->content_encoding : p->content_encoding;
+    if (!payload_ok(type, m->body, m->len)) {
+        ls->l->host->log(CMI_LOG_WARN, ls->l->component, "message %s is not valid %s: discarded (the consumer goes "
+                         "on)", m->message_id[0] ? m->message_id : "without id", type);
+        return -2;
+    }
+    char ctype[256];
+    if (charset != NULL && strstr(type, "charset=") == NULL)
+        snprintf(ctype, sizeof(ctype), "%s; charset=%s", type, charset);
+    else
+        snprintf(ctype, sizeof(ctype), "%s", type);
+    size_t nh = m->nprops + 4;
+    cmi_nv_t *h = calloc(nh, sizeof(*h));
+    size_t k = 0;
+    for (size_t i = 0; i < m->nprops; i++)
+        h[k++] = m->props[i];
+    h[k++] = (cmi_nv_t){"rabbitmq.message.correlation.id", m->correlation_id};
+    h[k++] = (cmi_nv_t){"rabbitmq.message.id", m->message_id};
+    h[k++] = (cmi_nv_t){"rabbitmq.message.redelivered", m->redelivered ? "true" : "false"};
+    if (m->reply_to != NULL)
+        h[k++] = (cmi_nv_t){"RABBITMQ_REPLY_TO", m->reply_to};
+    cmi_prop_t props[] = {{CMI_SCOPE_AXIS2, "rabbitmq.message.correlation.id", m->correlation_id}};
+    cmi_injection_t in = {m->body, m->len, ctype, h, k, props, 1, d};
+    int rc = ls->l->host->inject(ls->l, &in);
+    free(h);
+    return rc == 0 ? 0 : -1;
+}
+
+/* ---- the listener's hooks ---------------------------------------------------------------- */
+
+static int listener_start(cmi_listener_t *l, char *err, size_t n)
+{
+    listener_t *ls = calloc(1, sizeof(*ls));
+    if (ls == NULL) {
+        snprintf(err, n, "out of memory");
+        return -1;
+    }
+    ls->l = l;
+    ls->p = l->params;
+    fill_init(ls);
+    rmq_consumer_spec_t spec;
+    memset(&spec, 0, sizeof(spec));
+    if (consumer_target(ls->p, &spec.target, err, n) != 0) {
+        listener_free(ls);
+        return -1;
+    }
+    ls->pool = rmq_pool_create(l->host, l->component, &ls->init, err, n);
+    if (ls->pool == NULL) {
+        rmq_target_dispose(&spec.target);
+        listener_free(ls);
+        return -1;
+    }
+    spec.links = (int)ls->p->consumers;
+    spec.credit = (int)ls->p->credit;
+    spec.auto_ack = ls->p->auto_ack;
+    spec.ack_wait_ms = ls->p->ack_wait_ms;
+    spec.requeue_delay_ms = ls->p->requeue_delay_ms;
+    spec.deliver = deliver;
+    spec.arg = ls;
+    rmq_pool_consume(ls->pool, &spec);
+    l->data = ls;
+    return 0;
+}
+
+static void listener_stop(cmi_listener_t *l)
+{
+    listener_t *ls = l->data;
+    rmq_pool_stop_consuming(ls->pool);
+}
+
+static void listener_destroy(cmi_listener_t *l)
+{
+    listener_t *ls = l->data;
+    rmq_pool_destroy(ls->pool); /* releases what is still unsettled */
+    listener_free(ls);
+    l->data = NULL;
+}
+
+/* The flow is over: its decision, or one from MI's properties, or none
+ * (requeued after rabbitmq.message.requeue.delay). */
+static void listener_done(cmi_listener_t *l, void *delivery, cmi_msg_t *msg, int outcome)
+{
+    (void)outcome;
+    rmq_delivery_t *d = delivery;
+    const cmi_host_t *h = l->host;
+    const char *ack = h->msg_property(msg, CMI_SCOPE_DEFAULT, "ACKNOWLEDGE");
+    const char *rollback = h->msg_property(msg, CMI_SCOPE_DEFAULT, "SET_ROLLBACK_ONLY");
+    const char *requeue = h->msg_property(msg, CMI_SCOPE_DEFAULT, "SET_REQUEUE_ON_ROLLBACK");
+    int decision = RMQ_DECIDE_NONE;
+    if (requeue != NULL && strcasecmp(requeue, "true") == 0)
+        decision = RMQ_DECIDE_REQUEUE;
+    else if (rollback != NULL && strcasecmp(rollback, "true") == 0)
+        decision = RMQ_DECIDE_DISCARD;
+    else if (ack != NULL && strcasecmp(ack, "true") == 0)
+        decision = RMQ_DECIDE_ACCEPT;
+    if (decision != RMQ_DECIDE_NONE)
+        rmq_delivery_decide(d, decision);
+    rmq_delivery_flow_done(d);
+}
+
+static const char *const listener_classes[] = {"org.wso2.carbon.inbound.rabbitmq.RabbitMQListener", NULL};
+
+const cmi_listener_def_t rmq_listeners[] = {{
+    .classes = listener_classes,
+    .protocol = "rabbitmq",
+    .description = "consumes a queue (AMQP 1.0) and mediates each message in the endpoint's sequence; the flow "
+                   "decides with rabbitmq.accept/discard/requeue or the ACKNOWLEDGE, SET_ROLLBACK_ONLY and "
+                   "SET_REQUEUE_ON_ROLLBACK properties",
+    .params = listener_params,
+    .params_size = sizeof(listener_params_t),
+    .start = listener_start,
+    .stop = listener_stop,
+    .destroy = listener_destroy,
+    .done = listener_done,
+    .validate = validate_listener,
+}, {.classes = NULL}};
+
+/* ---- rabbitmq.accept / discard / requeue -------------------------------------------------- */
+
+static int decide(cmi_call_t *call, int decision)
+{
+    const cmi_host_t *h = call->host;
+    rmq_delivery_t *d = h->call_delivery(call);
+    if (d == NULL)
+        return h->call_fail(call, RMQ_ERR_OPERATION, RMQ_MSG_OPERATION,
+                            "there is no RabbitMQ message to decide on: this message did not come from a RabbitMQ "
+                            "inbound endpoint");
+    int first = rmq_delivery_decide(d, decision);
+    json_t *r = json_pack("{s:s, s:s}", "success", "true", "messageId", rmq_delivery_message_id(d));
+    if (!first)
+        json_object_set_new(r, "note", json_string("a decision was made already; the first one stands"));
+    h->call_set_result(call, r);
+    return CMI_FLOW_CONTINUE;
+}
+
+int rmq_accept_run(cmi_call_t *call)
+{
+    return decide(call, RMQ_DECIDE_ACCEPT);
+}
+
+int rmq_discard_run(cmi_call_t *call)
+{
+    return decide(call, RMQ_DECIDE_DISCARD);
+}
+
+int rmq_requeue_run(cmi_call_t *call)
+{
+    return decide(call, RMQ_DECIDE_REQUEUE);
+}

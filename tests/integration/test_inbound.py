@@ -1,0 +1,362 @@
+"""The RabbitMQ inbound endpoint and accept / discard / requeue against a
+real RabbitMQ 3.10 (issue 8).  Messages are put in the queue by the test
+itself (AMQP 1.0 or the management API); what cmi did is read back from the
+queues and from cmi's log."""
+import json
+import re
+import signal
+import time
+
+from harness import Cmi, check
+from rabbitmq import wait_for
+from test_engine import Deployment
+from test_failover import entry
+from test_publish import NS, RMQ_CONNECTORS, unique
+
+
+def endpoint(node, queue, extra="", sequence="onMessage", on_error="onError"):
+    return ('<inboundEndpoint %s name="In" sequence="%s" onError="%s" '
+            'class="org.wso2.carbon.inbound.rabbitmq.RabbitMQListener" suspend="false"><parameters>'
+            '<parameter name="sequential">true</parameter><parameter name="coordination">true</parameter>'
+            '<parameter name="rabbitmq.server.host.name">127.0.0.1</parameter>'
+            '<parameter name="rabbitmq.server.port">%d</parameter>'
+            '<parameter name="rabbitmq.server.user.name">guest</parameter>'
+            '<parameter name="rabbitmq.server.password">guest</parameter>'
+            '<parameter name="rabbitmq.queue.name">%s</parameter>%s</parameters></inboundEndpoint>'
+            % (NS, sequence, on_error, node.amqp_port, queue, "".join(
+                '<parameter name="%s">%s</parameter>' % kv for kv in extra)))
+
+
+def sequence(name, body):
+    return '<sequence %s name="%s">%s</sequence>' % (NS, name, body)
+
+
+ON_ERROR = sequence("onError", '<log category="WARN"><message>fault: ${props.synapse.ERROR_MESSAGE}</message></log>')
+
+
+def deployment(node, queue, body, params=(), more=None):
+    files = {"inbound-endpoints/in.xml": endpoint(node, queue, params),
+             "sequences/onMessage.xml": sequence("onMessage", body),
+             "sequences/onError.xml": ON_ERROR}
+    files.update(more or {})
+    return Deployment(files)
+
+
+def start(d, workers=2):
+    check(RMQ_CONNECTORS, "CMI_RMQ_CONNECTORS is not set (run through make check)")
+    cmi = Cmi(d, workers=workers, env={"CMI_CONNECTORS_PATH": RMQ_CONNECTORS}).start()
+    cmi.wait_log(r"\[rabbitmq:In\] connection 0: consuming from queue '[^']+' \(credit", 20)
+    return cmi
+
+
+def got_lines(cmi, pattern=r"got (\S+)"):
+    return re.findall(pattern, cmi.log_text())
+
+
+LOG_GOT = ('<log><message>got ${payload.n} redelivered ${headers["rabbitmq.message.redelivered"]} '
+           'reply-to ${headers["RABBITMQ_REPLY_TO"]}</message></log>')
+
+
+def test_accept_removes(node):
+    q = unique("accept")
+    with deployment(node, q, LOG_GOT + "<rabbitmq.accept/>") as d:
+        cmi = start(d)
+        try:
+            node.send("/amq/queue/" + q, [json.dumps({"n": i}) for i in range(5)])
+            wait_for(lambda: len(got_lines(cmi)) == 5, 10, "5 messages mediated")
+            wait_for(lambda: node.depth(q) == 0, 10, "the queue empty")
+            info = node.queue(q)
+            check(info.get("messages_unacknowledged", 0) == 0 or node.depth(q) == 0, "unacked %r" % info)
+        finally:
+            cmi.stop_clean()
+
+
+def test_message_context(node):
+    q = unique("context")
+    body = ('<log><message>ctx type=${headers["Content-Type"]} id=${headers["rabbitmq.message.id"]} '
+            'corr=${headers["rabbitmq.message.correlation.id"]} corrprop=${props.axis2["rabbitmq.message.correlation.id"]} '
+            'app=${headers["x-origin"]} n=${payload.n}</message></log><rabbitmq.accept/>')
+    with deployment(node, q, body) as d:
+        cmi = start(d)
+        try:
+            from proton import Message
+            from proton.utils import BlockingConnection
+            conn = BlockingConnection("amqp://127.0.0.1:%d" % node.amqp_port, user="guest", password="guest",
+                                      allowed_mechs="PLAIN", allow_insecure_mechs=True, virtual_host="/")
+            snd = conn.create_sender("/amq/queue/" + q)
+            snd.send(Message(body=b'{"n": 7}', content_type="application/json", id="m-1", correlation_id="c-1",
+                             properties={"x-origin": "test"}, inferred=True, durable=True))
+            conn.close()
+            m = cmi.wait_log(r"ctx type=(\S+) id=(\S+) corr=(\S+) corrprop=(\S+) app=(\S+) n=(\d+)", 10)
+            check(m.groups() == ("application/json", "m-1", "c-1", "c-1", "test", "7"), "context %r" % (m.groups(),))
+        finally:
+            cmi.stop_clean()
+
+
+def test_discard_dead_letters(node):
+    q, dlq = unique("discard"), unique("dlq")
+    node.declare_queue(dlq)
+    node.policy("dlx-" + q, "^%s$" % q, {"dead-letter-exchange": "", "dead-letter-routing-key": dlq})
+    with deployment(node, q, LOG_GOT + "<rabbitmq.discard/>") as d:
+        cmi = start(d)
+        try:
+            node.send("/amq/queue/" + q, [json.dumps({"n": i}) for i in range(4)])
+            wait_for(lambda: node.depth(dlq) == 4, 10, "4 dead-lettered (has %r)" % node.depth(dlq))
+            check(node.depth(q) == 0, "the queue still holds %r" % node.depth(q))
+        finally:
+            cmi.stop_clean()
+            node.ctl("clear_policy", "dlx-" + q)
+
+
+def test_requeue_redelivers(node):
+    q = unique("requeue")
+    body = (LOG_GOT + '<filter xpath="${headers[\'rabbitmq.message.redelivered\'] == \'true\'}">'
+            '<then><log><message>second time ${payload.n}</message></log><rabbitmq.accept/></then>'
+            '<else><rabbitmq.requeue/></else></filter>')
+    with deployment(node, q, body) as d:
+        cmi = start(d)
+        try:
+            node.send("/amq/queue/" + q, [json.dumps({"n": 1})])
+            cmi.wait_log(r"second time 1", 10)
+            check(got_lines(cmi, r"got 1 redelivered (\w+)") == ["false", "true"],
+                  "deliveries %r" % got_lines(cmi, r"got 1 redelivered (\w+)"))
+            wait_for(lambda: node.depth(q) == 0, 10, "the queue empty")
+        finally:
+            cmi.stop_clean()
+
+
+def test_no_decision_requeues_after_the_delay(node):
+    q = unique("nodecision")
+    body = (LOG_GOT + '<filter xpath="${headers[\'rabbitmq.message.redelivered\'] == \'true\'}">'
+            '<then><rabbitmq.accept/></then></filter>')
+    with deployment(node, q, body, [("rabbitmq.message.requeue.delay", "700")]) as d:
+        cmi = start(d)
+        try:
+            node.send("/amq/queue/" + q, [json.dumps({"n": 1})])
+            wait_for(lambda: len(got_lines(cmi)) == 2, 10, "a second delivery")
+            times = [l[:23] for l in cmi.log_text().splitlines() if "got 1 redelivered" in l]
+            t0, t1 = (time.mktime(time.strptime(t[:19], "%Y-%m-%dT%H:%M:%S")) + float(t[19:23]) for t in times)
+            check(t1 - t0 >= 0.65, "redelivered %.3fs later, requeue delay is 0.7s" % (t1 - t0))
+            cmi.wait_log(r"ended without accept, discard or requeue: the message is requeued in 700 ms", 1)
+            wait_for(lambda: node.depth(q) == 0, 10, "the queue empty")
+        finally:
+            cmi.stop_clean()
+
+
+def test_ack_wait_timeout_requeues(node):
+    q = unique("ackwait")
+    body = (LOG_GOT + '<filter xpath="${headers[\'rabbitmq.message.redelivered\'] == \'true\'}">'
+            '<then><rabbitmq.accept/></then>'
+            '<else><testSuspend millis="1500"/><log><message>late decision</message></log><rabbitmq.accept/>'
+            '</else></filter>')
+    with deployment(node, q, body, [("rabbitmq.ack.wait.time", "400"), ("rabbitmq.consumer.initial.credit", "2")]) as d:
+        cmi = start(d)
+        try:
+            node.send("/amq/queue/" + q, [json.dumps({"n": 1})])
+            cmi.wait_log(r"still in mediation after the ack wait time: requeued", 5)
+            wait_for(lambda: got_lines(cmi, r"got 1 redelivered (\w+)") == ["false", "true"], 10,
+                     "redelivery after the ack wait")
+            cmi.wait_log(r"late decision", 5)  # ignored: the first decision (the timeout) stands
+            wait_for(lambda: node.depth(q) == 0, 10, "the queue empty")
+        finally:
+            cmi.stop_clean()
+
+
+def _consume_time(node, credit, count=20, millis=200):
+    q = unique("credit%d" % credit)
+    body = LOG_GOT + '<testSuspend millis="%d"/><log><message>done ${payload.n}</message></log><rabbitmq.accept/>' % millis
+    with deployment(node, q, body, [("rabbitmq.consumer.initial.credit", str(credit))]) as d:
+        cmi = start(d)
+        try:
+            node.send("/amq/queue/" + q, [json.dumps({"n": i}) for i in range(count)])
+            t0 = time.monotonic()
+            wait_for(lambda: len(re.findall(r"done \d+", cmi.log_text())) == count, 30, "%d flows done" % count)
+            return time.monotonic() - t0
+        finally:
+            cmi.stop_clean()
+
+
+def test_credit_bounds_concurrency(node):
+    # Each flow suspends 200 ms (holding no thread): credit 1 serializes the
+    # 20 messages, credit 50 mediates them at once.
+    one, fifty = _consume_time(node, 1), _consume_time(node, 50)
+    print("      20 flows of 200 ms: credit 1 took %.2fs, credit 50 took %.2fs" % (one, fifty), flush=True)
+    check(one >= 3.5, "credit 1 took only %.2fs for 20 x 200 ms" % one)
+    check(fifty < one / 3, "credit 50 took %.2fs, credit 1 %.2fs" % (fifty, one))
+
+
+def test_malformed_payload_discarded_and_next_processed(node):
+    q = unique("malformed")
+    with deployment(node, q, LOG_GOT + "<rabbitmq.accept/>") as d:
+        cmi = start(d)
+        try:
+            node.publish(q, "{not json", content_type="application/json")
+            node.publish(q, '{"n": 2}', content_type="application/json")
+            cmi.wait_log(r"is not valid application/json: discarded \(the consumer goes on\)", 10)
+            cmi.wait_log(r"got 2 ", 10)
+            wait_for(lambda: node.depth(q) == 0, 10, "the queue empty")
+        finally:
+            cmi.stop_clean()
+
+
+def test_shutdown_releases_what_is_unsettled(node):
+    q = unique("shutdown")
+    body = LOG_GOT + '<testSuspend millis="600"/>'  # no decision
+    with deployment(node, q, body, [("rabbitmq.consumer.initial.credit", "5"),
+                                    ("rabbitmq.message.requeue.delay", "60000")]) as d:
+        cmi = start(d)
+        try:
+            node.send("/amq/queue/" + q, [json.dumps({"n": i}) for i in range(5)])
+            wait_for(lambda: len(got_lines(cmi)) == 5, 10, "5 messages in mediation")
+            cmi.proc.send_signal(signal.SIGTERM)
+            check(cmi.wait_exit() == 0, "exit status")
+        finally:
+            cmi.kill()
+        wait_for(lambda: node.depth(q) == 5, 10, "all 5 back in the queue (has %r)" % node.depth(q))
+
+
+def test_shutdown_keeps_the_decisions_taken(node):
+    # A stop while flows keep accepting: every accepted message is gone
+    # from the queue (not released with the shutdown, which would deliver it
+    # twice) and every other one is back in it (none lost).
+    q, total = unique("stopdecided"), 300
+    body = LOG_GOT + '<testSuspend millis="30"/><rabbitmq.accept/><log><message>accepted ${payload.n}</message></log>'
+    with deployment(node, q, body, [("rabbitmq.consumer.initial.credit", "20")]) as d:
+        cmi = start(d)
+        try:
+            node.send("/amq/queue/" + q, [json.dumps({"n": i}) for i in range(total)])
+            wait_for(lambda: len(got_lines(cmi, r"accepted (\d+)")) >= 40, 20, "40 messages accepted")
+            cmi.proc.send_signal(signal.SIGTERM)
+            check(cmi.wait_exit() == 0, "exit status")
+        finally:
+            cmi.kill()
+        accepted = [int(n) for n in got_lines(cmi, r"accepted (\d+)")]
+        # The depth settles as soon as the connection is gone; a wrong
+        # count is explained by the comparison below.
+        wait_for(lambda: node.depth(q) >= total - len(accepted), 10,
+                 "%d left in the queue (has %r)" % (total - len(accepted), node.depth(q)))
+        left = [json.loads(b)["n"] for b in node.drain(q)]
+        print("      %d accepted before the stop, %d back in the queue" % (len(accepted), len(left)), flush=True)
+        check(not set(accepted) & set(left), "accepted and released: %r" % sorted(set(accepted) & set(left))[:10])
+        check(sorted(accepted + left) == list(range(total)), "lost or duplicated: %d + %d of %d"
+              % (len(accepted), len(left), total))
+
+
+def _consumers(node, q):
+    out = node.ctl("list_queues", "-p", "/", "name", "consumers", "--no-table-headers", "--quiet")
+    return next((int(n) for name, n in (ln.split("\t") for ln in out.splitlines() if "\t" in ln) if name == q), None)
+
+
+def test_exchange_binding_and_concurrent_consumers(node):
+    # cmi declares the queue and a topic exchange and binds them; three
+    # receivers share the queue; only what the binding routes arrives.
+    q, x = unique("bound"), unique("orders-x")
+    params = [("rabbitmq.exchange.name", x), ("rabbitmq.exchange.type", "TOPIC"),
+              ("rabbitmq.routing.key", "orders.*"), ("rabbitmq.concurrent.consumers.count", "3"),
+              ("rabbitmq.management.url", "http://127.0.0.1:%d" % node.mgmt_port)]
+    with deployment(node, q, LOG_GOT + "<rabbitmq.accept/>", params) as d:
+        cmi = start(d)
+        try:
+            wait_for(lambda: len(re.findall(r"consuming from queue", cmi.log_text())) == 3, 10, "3 receivers")
+            wait_for(lambda: _consumers(node, q) == 3, 10, "3 consumers on the queue (has %r)" % _consumers(node, q))
+            node.send("/exchange/%s/orders.eu" % x, [json.dumps({"n": i}) for i in range(6)])
+            node.send("/exchange/%s/invoices.eu" % x, [json.dumps({"n": 100})])
+            wait_for(lambda: len(got_lines(cmi)) == 6, 10, "6 routed messages mediated")
+            check(sorted(int(n) for n in got_lines(cmi)) == list(range(6)), "got %r" % got_lines(cmi))
+            wait_for(lambda: node.depth(q) == 0, 10, "the queue empty")
+        finally:
+            cmi.stop_clean()
+
+
+def test_auto_ack_settles_on_arrival(node):
+    # Auto-ack: the broker forgets the message when it is delivered, so
+    # nothing is unacknowledged while flows are suspended, a flow without a
+    # decision is not requeued, and shutdown has nothing to release.
+    q = unique("autoack")
+    body = LOG_GOT + '<testSuspend millis="1500"/><log><message>done ${payload.n}</message></log>'
+    with deployment(node, q, body, [("rabbitmq.auto.ack.enabled", "true"),
+                                    ("rabbitmq.consumer.initial.credit", "5")]) as d:
+        cmi = start(d)
+        try:
+            node.send("/amq/queue/" + q, [json.dumps({"n": i}) for i in range(5)])
+            wait_for(lambda: len(got_lines(cmi)) == 5, 10, "5 messages in mediation")
+            check(len(re.findall(r"done \d+", cmi.log_text())) == 0, "flows finished too early for the test")
+            check(node.depth(q) == 0, "auto-ack: the broker still holds %r" % node.depth(q))
+            wait_for(lambda: len(re.findall(r"done \d+", cmi.log_text())) == 5, 10, "5 flows done")
+            check("requeued" not in cmi.log_text(), "auto-acked messages requeued")
+            node.send("/amq/queue/" + q, [json.dumps({"n": 9})])
+            wait_for(lambda: len(got_lines(cmi)) == 6, 10, "one more in mediation")
+            cmi.proc.send_signal(signal.SIGTERM)
+            check(cmi.wait_exit() == 0, "exit status")
+        finally:
+            cmi.kill()
+        check(node.depth(q) == 0, "auto-acked message back in the queue after shutdown")
+
+
+def test_on_error_sequence_decides(node):
+    # A flow that fails runs the endpoint's onError sequence, whose
+    # decision (discard: dead-lettered by a policy) is applied.
+    q, dlq = unique("onerror"), unique("onerror-dlq")
+    node.declare_queue(dlq)
+    node.policy("dlx-" + q, "^%s$" % q, {"dead-letter-exchange": "", "dead-letter-routing-key": dlq})
+    on_error = sequence("onError", '<log category="WARN"><message>fault: ${props.synapse.ERROR_MESSAGE}</message>'
+                                   '</log><rabbitmq.discard/>')
+    body = LOG_GOT + '<testSuspend millis="10" fail="true"/><log><message>not reached</message></log>'
+    with deployment(node, q, body, more={"sequences/onError.xml": on_error}) as d:
+        cmi = start(d)
+        try:
+            node.send("/amq/queue/" + q, [json.dumps({"n": 1})])
+            cmi.wait_log(r"fault: ", 10)
+            wait_for(lambda: node.depth(dlq) == 1, 10, "dead-lettered by onError's discard")
+            check(node.depth(q) == 0, "the queue still holds %r" % node.depth(q))
+            check("not reached" not in cmi.log_text(), "the flow went on after its fault")
+        finally:
+            cmi.stop_clean()
+            node.ctl("clear_policy", "dlx-" + q)
+
+
+def test_broker_restart_mid_stream(node):
+    # Every message is processed at least once (each flow republishes its
+    # id to a results queue before accepting), none lost.
+    q, results = unique("stream"), unique("results")
+    total = 2000
+    body = (LOG_GOT + '<testSuspend millis="40"/>'
+            '<rabbitmq.publishMessage configKey="RMQ"><queue>%s</queue><publishTimeout>20000</publishTimeout>'
+            '<responseVariable>r</responseVariable></rabbitmq.publishMessage><rabbitmq.accept/>' % results)
+    more = {"local-entries/rmq.xml": entry("127.0.0.1:%d" % node.amqp_port, "http://127.0.0.1:%d" % node.mgmt_port)}
+    # The messages are all queued before cmi starts consuming them.
+    node.declare_queue(q)
+    node.send("/amq/queue/" + q, [json.dumps({"n": i}) for i in range(total)])
+    with deployment(node, q, body, [("rabbitmq.consumer.initial.credit", "10"),
+                                    ("rabbitmq.connection.recovery.interval", "500")], more) as d:
+        cmi = start(d)
+        try:
+            # cmi's log, not rabbitmqctl (a second per call), says when.
+            wait_for(lambda: len(got_lines(cmi)) >= 200, 20, "consumption under way")
+            left = total - len(got_lines(cmi))
+            node.stop_app()
+            at_stop = len(got_lines(cmi))
+            time.sleep(1.5)
+            node.start_app()
+            back = time.monotonic()
+            # The flows cut off by the restart end as soon as their publishes
+            # go through; their slots must come back to the new receiver then,
+            # not when something else wakes its connection (the publish
+            # timeout, 20 s, would hide a stall here).
+            wait_for(lambda: len(got_lines(cmi)) >= at_stop + 50, 12, "consumption resumed after the restart")
+            wait_for(lambda: node.depth(q) == 0, 60, "the source queue consumed (has %r)" % node.depth(q))
+            took = time.monotonic() - back
+            bodies = node.drain(results)
+            seen = {}
+            for b in bodies:
+                n = json.loads(b)["n"]
+                seen[n] = seen.get(n, 0) + 1
+            missing = [n for n in range(total) if n not in seen]
+            dups = sum(c - 1 for c in seen.values())
+            print("      %d messages, %d still queued at the restart; processed %d times (%d distinct), duplicates "
+                  "%d, missing %d; consumption finished %.1fs after the broker's return"
+                  % (total, left, len(bodies), len(seen), dups, len(missing), took), flush=True)
+            check(left > 1000, "the restart came too late to test anything (%d left)" % left)
+            check(not missing, "%d messages never processed, e.g. %r" % (len(missing), missing[:5]))
+        finally:
+            cmi.stop_clean()
