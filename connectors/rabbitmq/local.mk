@@ -12,7 +12,8 @@ connectors_rabbitmq_librmq_core_la_CFLAGS = $(RMQ_CFLAGS)
 connectors_LTLIBRARIES = connectors/rabbitmq/rabbitmq.la
 connectors_rabbitmq_rabbitmq_la_SOURCES = connectors/rabbitmq/rmq.h connectors/rabbitmq/rmq_module.c \
 	connectors/rabbitmq/rmq_pool.h connectors/rabbitmq/rmq_pool.c connectors/rabbitmq/rmq_publish.c \
-	connectors/rabbitmq/rmq_mgmt.c connectors/rabbitmq/rmq_consume.c connectors/rabbitmq/rmq_listener.c
+	connectors/rabbitmq/rmq_mgmt.c connectors/rabbitmq/rmq_consume.c connectors/rabbitmq/rmq_listener.c \
+	connectors/rabbitmq/rmq_rpc.c
 connectors_rabbitmq_rabbitmq_la_CFLAGS = $(RMQ_CFLAGS)
 connectors_rabbitmq_rabbitmq_la_LDFLAGS = $(AM_LDFLAGS) -module -avoid-version -shared \
 	-export-symbols-regex '^cmi_connector$$'

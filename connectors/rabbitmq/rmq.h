@@ -168,6 +168,53 @@ typedef struct {
     const char *correlation_id;
 } rmq_publish_params_t;
 
+/* ---- <rabbitmq.sendRpc> ------------------------------------------------------------ */
+
+/* The queue options of publishMessage (RMQ_P_QUEUE .. RMQ_P_QUEUE_OVERFLOW,
+ * in that order), once for the request queue and once, prefixed
+ * replyToQueue, for the reply queue. */
+#define RMQ_QUEUE_ROWS (RMQ_P_QUEUE_OVERFLOW + 1)
+
+enum {
+    RMQ_R_QUEUE = 0,
+    RMQ_R_REPLY = RMQ_QUEUE_ROWS, /* replyToQueue, replyToQueueAutoDeclare, ... */
+    RMQ_R_HEADERS = 2 * RMQ_QUEUE_ROWS,
+    RMQ_R_BODY_TYPE, RMQ_R_BODY_JSON, RMQ_R_BODY_XML, RMQ_R_BODY_TEXT, RMQ_R_CHARSET,
+    RMQ_R_REQUEST_TIMEOUT, RMQ_R_RESPONSE_BODY_TYPE, RMQ_R_RESPONSE_CHARSET,
+    RMQ_R_COUNT
+};
+
+typedef struct {
+    const char *queue;
+    int queue_auto_declare;
+    int queue_type;
+    const char *queue_arguments;
+    int64_t max_priority;
+    int64_t initial_member_count;
+    int64_t delivery_limit;
+    int dead_letter_strategy;
+    const char *max_age;
+    int64_t max_segment_size;
+    int queue_exclusive;
+    int queue_auto_delete;
+    int queue_overflow;
+} rmq_queue_opts_t;
+
+typedef struct {
+    cmi_params_head_t head;
+    rmq_queue_opts_t request;
+    rmq_queue_opts_t reply;
+    json_t *headers;
+    int body_type;
+    const char *body_json;
+    const char *body_xml;
+    const char *body_text;
+    const char *charset;
+    uint64_t request_timeout_ms;
+    int response_body_type;
+    const char *response_charset;
+} rmq_rpc_params_t;
+
 /* ---- targets: where a message goes and what must exist first ------------------ */
 
 /* One declaration, described once for both APIs: the HTTP management API
@@ -212,6 +259,8 @@ json_t *rmq_parse_arguments(const char *s, char *err, size_t n);
 int rmq_format_for_version(const char *product, const char *version);
 
 typedef struct rmq_pool rmq_pool_t;
+typedef struct rmq_pub rmq_pub_t;
+typedef struct rmq_rpc rmq_rpc_t;
 
 /* ---- messages ---------------------------------------------------------------- */
 
@@ -233,11 +282,31 @@ typedef struct {
     json_t *app_props; /* object of strings; borrowed */
 } rmq_message_spec_t;
 
+/* What an operation sends, from its own parameter rows (publishMessage
+ * and sendRpc have the same body parameters at different rows). */
+typedef struct {
+    int body_type;           /* RMQ_BODY_*, RMQ_BODY_NONE: the payload */
+    unsigned body_rows[3];   /* the operation's requestBodyJson/Xml/Text rows */
+    const char *const *bodies[3]; /* where call_eval_param() puts their values */
+    const char *charset;
+    json_t *headers;
+    const char *message_id;     /* NULL: the message's id */
+    const char *correlation_id; /* NULL: rabbitmq.message.correlation.id, else the message id */
+    const char *reply_to;
+    int64_t priority; /* -1: none */
+    uint64_t ttl_ms;  /* 0: none */
+} rmq_outgoing_t;
+
+/* On the worker: encodes what out describes into pub (bytes, message_id).
+ * Returns 0, -1 with err (701202) or -2 when the host already set the
+ * error (a body expression failed). */
+int rmq_pub_build_message(cmi_call_t *call, const rmq_outgoing_t *out, rmq_pub_t *pub, char *err, size_t n);
+void rmq_target_copy(rmq_target_t *dst, const rmq_target_t *src);
+
 /* Encodes spec as one AMQP message with a single data section, durable.
  * Returns the malloc'd bytes and their length, or NULL with err. */
 char *rmq_message_encode(const rmq_message_spec_t *spec, size_t *len, char *err, size_t n);
 
-typedef struct rmq_pub rmq_pub_t;
 /* A publish's result for responseVariable (spec §3): success "true" on
  * accepted; "false" with error 701203 on rejected, released or modified. */
 json_t *rmq_publish_result(const rmq_pub_t *pub);
@@ -268,6 +337,7 @@ struct rmq_pub {
     atomic_int stage;     /* RMQ_PUB_*: what the deadline found */
     atomic_int cancelled; /* the deadline ended the call */
     int attempts;         /* connections it was in flight on */
+    rmq_rpc_t *rpc;       /* a sendRpc request: the outcome matters only when it is a failure */
     /* The outcome, set by the pool thread before it resumes the call. */
     int outcome;
     int err_code;
@@ -315,8 +385,8 @@ typedef struct {
 } rmq_incoming_t;
 
 /* Pool thread: hands the message to mediation.  Returns 0 (the flow will
- * call rmq_delivery_flow_done), -1 (refused: released) or -2 (the payload
- * is unusable: rejected). */
+ * call rmq_delivery_flow_done), 1 (dealt with already: accepted), -1
+ * (refused: released) or -2 (the payload is unusable: rejected). */
 typedef int (*rmq_deliver_fn)(void *arg, rmq_delivery_t *d, const rmq_incoming_t *m);
 
 typedef struct {
@@ -339,6 +409,18 @@ int rmq_delivery_decide(rmq_delivery_t *d, int decision);
 /* Any thread, once: the flow that mediated d is over. */
 void rmq_delivery_flow_done(rmq_delivery_t *d);
 const char *rmq_delivery_message_id(const rmq_delivery_t *d);
+
+/* ---- request-reply (rmq_rpc.c) --------------------------------------------------- */
+
+int rmq_rpc_run(cmi_call_t *call);
+int rmq_rpc_prepare(cmi_binding_t *b, char *err, size_t n);
+void rmq_rpc_release(cmi_binding_t *b);
+/* Pool thread: the request's publish is over (its outcome in pub). */
+void rmq_rpc_request_done(rmq_pool_t *pool, rmq_pub_t *pub);
+/* Converts one set of queue options to publishMessage's parameters (rows
+ * base .. base + RMQ_QUEUE_ROWS - 1 of params' head). */
+void rmq_queue_opts_to_publish(const void *params, unsigned base, const rmq_queue_opts_t *o,
+                               rmq_publish_params_t *q);
 
 /* ---- operations (rmq_publish.c) ------------------------------------------------ */
 

@@ -465,6 +465,15 @@ static void mediate(rmq_pool_t *pool, rmq_consumer_t *k, rmq_rlink_t *r, rmq_del
             d->mediating = 1;
             r->in_mediation++;
         }
+    } else if (rc == 1) {
+        /* Dealt with at once (a sendRpc reply): accepted now. */
+        int none = RMQ_DECIDE_NONE;
+        atomic_compare_exchange_strong(&d->decision, &none, RMQ_DECIDE_ACCEPT);
+        d->flow_done = 1;
+        if (d->settled)
+            maybe_finish(pool, d);
+        else
+            settle(pool, d, atomic_load(&d->decision));
     } else {
         int none = RMQ_DECIDE_NONE;
         if (rc == -2) {

@@ -308,6 +308,111 @@ static int validate_publish(const void *params, char *err, size_t n)
     return 0;
 }
 
+/* ---- <rabbitmq.sendRpc> ---------------------------------------------------------- */
+
+#define R rmq_rpc_params_t
+#define D CMI_PARAM_DYNAMIC
+#define B CMI_PARAM_BOOL
+/* The queue options of publishMessage for one queue: NAME_ is the prefix
+ * of the names ("queue" or "replyToQueue"), FLAGS_ 0 for options that
+ * must be static. */
+/* The queue options of publishMessage for one queue, with their names
+ * (publishMessage's for the request queue, replyToQueue* for the reply
+ * queue); FLAGS_ 0 for options that must be static. */
+#define QUEUE_ROWS(BASE_, FIELD_, FLAGS_, WHAT_, QUEUE_, AUTO_DECLARE_, TYPE_, ARGUMENTS_, MAX_PRIORITY_, MEMBERS_,      \
+                   DELIVERY_LIMIT_, DLS_, MAX_AGE_, SEGMENT_, EXCLUSIVE_, AUTO_DELETE_, OVERFLOW_)                   \
+    [BASE_ + RMQ_P_QUEUE] = CMI_PARAM(QUEUE_, S, FLAGS_, R, FIELD_.queue, NULL, WHAT_),                             \
+    [BASE_ + RMQ_P_QUEUE_AUTO_DECLARE] = CMI_PARAM(AUTO_DECLARE_, B, FLAGS_, R, FIELD_.queue_auto_declare, "true",   \
+                                                   "declare the queue (durable) first"),                           \
+    [BASE_ + RMQ_P_QUEUE_TYPE] = CMI_PARAM_CHOICE(TYPE_, FLAGS_, R, FIELD_.queue_type, "CLASSIC", "queue type",       \
+                                                  queue_type_names),                                                \
+    [BASE_ + RMQ_P_QUEUE_ARGUMENTS] = CMI_PARAM(ARGUMENTS_, S, FLAGS_, R, FIELD_.queue_arguments, NULL,              \
+                                                "k=v,k=v: more queue arguments"),                                    \
+    [BASE_ + RMQ_P_MAX_PRIORITY] = CMI_PARAM_RANGE(MAX_PRIORITY_, CMI_PARAM_INT, FLAGS_, R, FIELD_.max_priority,     \
+                                                   NULL, "x-max-priority", 1, 255),                                  \
+    [BASE_ + RMQ_P_INITIAL_MEMBER_COUNT] = CMI_PARAM_RANGE(MEMBERS_, CMI_PARAM_INT, FLAGS_, R,                       \
+                                                           FIELD_.initial_member_count, NULL,                         \
+                                                           "x-quorum-initial-group-size", 1, 1000),                   \
+    [BASE_ + RMQ_P_DELIVERY_LIMIT] = CMI_PARAM_RANGE(DELIVERY_LIMIT_, CMI_PARAM_INT, FLAGS_, R,                      \
+                                                     FIELD_.delivery_limit, NULL, "x-delivery-limit", 0, 1000000000), \
+    [BASE_ + RMQ_P_DEAD_LETTER_STRATEGY] = CMI_PARAM_CHOICE(DLS_, FLAGS_, R, FIELD_.dead_letter_strategy, NULL,       \
+                                                            "x-dead-letter-strategy", dls_names),                     \
+    [BASE_ + RMQ_P_MAX_AGE] = CMI_PARAM(MAX_AGE_, S, FLAGS_, R, FIELD_.max_age, NULL, "x-max-age"),                   \
+    [BASE_ + RMQ_P_MAX_SEGMENT_SIZE] = CMI_PARAM_RANGE(SEGMENT_, CMI_PARAM_INT, FLAGS_, R, FIELD_.max_segment_size,   \
+                                                       NULL, "x-stream-max-segment-size-bytes", 1, INT64_MAX),        \
+    [BASE_ + RMQ_P_QUEUE_EXCLUSIVE] = CMI_PARAM(EXCLUSIVE_, B, FLAGS_, R, FIELD_.queue_exclusive, "false",            \
+                                                "exclusive queue"),                                                 \
+    [BASE_ + RMQ_P_QUEUE_AUTO_DELETE] = CMI_PARAM(AUTO_DELETE_, B, FLAGS_, R, FIELD_.queue_auto_delete, "false",      \
+                                                  "auto-delete queue"),                                             \
+    [BASE_ + RMQ_P_QUEUE_OVERFLOW] = CMI_PARAM_CHOICE(OVERFLOW_, FLAGS_, R, FIELD_.queue_overflow, NULL, "x-overflow", \
+                                                      overflow_names)
+
+static const cmi_param_def_t rpc_params[] = {
+    QUEUE_ROWS(RMQ_R_QUEUE, request, D, "the request queue (required)", "queue", "queueAutoDeclare", "queueType",
+               "queueArguments", "maxPriority", "initialMemberCount", "deliveryLimit", "deadLetterStrategy", "maxAge",
+               "maxSegmentSize", "queueExclusive", "queueAutoDelete", "queueOverflowStrategy"),
+    QUEUE_ROWS(RMQ_R_REPLY, reply, 0, "the reply queue (static); default: a queue of this cmi instance's own",
+               "replyToQueue", "replyToQueueAutoDeclare", "replyToQueueType", "replyToQueueArguments",
+               "replyToQueueMaxPriority", "replyToQueueInitialMemberCount", "replyToQueueDeliveryLimit",
+               "replyToQueueDeadLetterStrategy", "replyToQueueMaxAge", "replyToQueueMaxSegmentSize",
+               "replyToQueueExclusive", "replyToQueueAutoDelete", "replyToQueueOverflowStrategy"),
+    [RMQ_R_HEADERS] = CMI_PARAM("headers", CMI_PARAM_JSON, D, R, headers, NULL,
+                                "application-properties: [[name,value],...] or {name:value}"),
+    [RMQ_R_BODY_TYPE] = CMI_PARAM_CHOICE("requestBodyType", D, R, body_type, NULL,
+                                         "which requestBody* to send (else the payload)", body_type_names),
+    [RMQ_R_BODY_JSON] = CMI_PARAM("requestBodyJson", CMI_PARAM_EXPR, CMI_PARAM_LAZY, R, body_json, NULL,
+                                  "the body for requestBodyType JSON"),
+    [RMQ_R_BODY_XML] = CMI_PARAM("requestBodyXml", CMI_PARAM_EXPR, CMI_PARAM_LAZY, R, body_xml, NULL,
+                                 "the body for requestBodyType XML"),
+    [RMQ_R_BODY_TEXT] = CMI_PARAM("requestBodyText", CMI_PARAM_EXPR, CMI_PARAM_LAZY, R, body_text, NULL,
+                                  "the body for requestBodyType TEXT"),
+    [RMQ_R_CHARSET] = CMI_PARAM("requestCharSet", S, D, R, charset, "UTF-8", "charset, sent as content-encoding"),
+    [RMQ_R_REQUEST_TIMEOUT] = CMI_PARAM_RANGE("requestTimeout", CMI_PARAM_DURATION, D, R, request_timeout_ms,
+                                              "60000", "longest wait for the reply (and a connection), ms", 1,
+                                              86400000),
+    [RMQ_R_RESPONSE_BODY_TYPE] = CMI_PARAM_CHOICE("responseBodyType", D, R, response_body_type, NULL,
+                                                  "the reply's type when it has no content-type (else JSON when "
+                                                  "it parses, text otherwise)", body_type_names),
+    [RMQ_R_RESPONSE_CHARSET] = CMI_PARAM("responseCharSet", S, D, R, response_charset, NULL,
+                                         "the reply's charset when it has no content-encoding"),
+    [RMQ_R_COUNT] = CMI_PARAM_END,
+};
+#undef R
+#undef D
+#undef B
+#undef QUEUE_ROWS
+
+static int validate_rpc(const void *params, char *err, size_t n)
+{
+    const rmq_rpc_params_t *p = params;
+    if (!CMI_PARAM_GIVEN(p, RMQ_R_QUEUE) && !CMI_PARAM_IS_DYNAMIC(p, RMQ_R_QUEUE)) {
+        snprintf(err, n, "give the queue to send the request to");
+        return -1;
+    }
+    if (CMI_PARAM_GIVEN(p, RMQ_R_BODY_TYPE)) {
+        static const char *const names[] = {"requestBodyJson", "requestBodyXml", "requestBodyText"};
+        unsigned row = RMQ_R_BODY_JSON + (unsigned)p->body_type;
+        if (!CMI_PARAM_GIVEN(p, row) && !CMI_PARAM_IS_DYNAMIC(p, row)) {
+            snprintf(err, n, "requestBodyType %s needs %s", body_type_names[p->body_type], names[p->body_type]);
+            return -1;
+        }
+    }
+    char why[256];
+    const char *args[] = {p->request.queue_arguments, p->reply.queue_arguments};
+    const char *names[] = {"queueArguments", "replyToQueueArguments"};
+    for (int i = 0; i < 2; i++) {
+        if (i == 0 && CMI_PARAM_IS_DYNAMIC(p, RMQ_R_QUEUE + RMQ_P_QUEUE_ARGUMENTS))
+            continue;
+        json_t *j = rmq_parse_arguments(args[i], why, sizeof(why));
+        if (j == NULL) {
+            snprintf(err, n, "%s: %s", names[i], why);
+            return -1;
+        }
+        json_decref(j);
+    }
+    return 0;
+}
+
 static const cmi_op_def_t ops[] = {
     {.name = "publishMessage",
      .description = "publishes the payload (or a requestBody*) to a queue or an exchange; with publisherConfirms "
@@ -319,6 +424,16 @@ static const cmi_op_def_t ops[] = {
      .release = rmq_publish_release,
      .run = rmq_publish_run,
      .validate = validate_publish},
+    {.name = "sendRpc",
+     .description = "sends the payload (or a requestBody*) to a queue with a reply-to and a fresh correlation-id, "
+                    "and waits (holding no thread) for the reply, which replaces the payload",
+     .flags = CMI_OP_NEEDS_CONFIG,
+     .params = rpc_params,
+     .params_size = sizeof(rmq_rpc_params_t),
+     .prepare = rmq_rpc_prepare,
+     .release = rmq_rpc_release,
+     .run = rmq_rpc_run,
+     .validate = validate_rpc},
     {.name = "accept",
      .description = "accepts the message an inbound endpoint delivered (removed from the queue)",
      .flags = CMI_OP_NO_CONFIG,
@@ -368,7 +483,8 @@ CMI_CONNECTOR_EXPORT const cmi_connector_t cmi_connector = {
     CMI_CONNECTOR_HEADER,
     .name = "rabbitmq",
     .version = "1.0.0",
-    .description = "RabbitMQ over AMQP 1.0 (qpid-proton): publishMessage over a failover connection pool. "
+    .description = "RabbitMQ over AMQP 1.0 (qpid-proton): publishMessage and sendRpc over a failover connection pool, "
+                   "an inbound endpoint with accept, discard and requeue. "
                    "Element and parameter names are those of WSO2 MI's RabbitMQ (AMQP 1.0) connector.",
     .config = &config,
     .ops = ops,

@@ -737,6 +737,7 @@ static void read_broker(rmq_conn_t *c)
     snprintf(c->broker, sizeof(c->broker), "%s %s", *product ? product : "unknown broker", version);
     int auto_format = rmq_format_for_version(product, *version ? version : NULL);
     c->format = c->pool->p->address_format == RMQ_FORMAT_AUTO ? auto_format : c->pool->p->address_format;
+    atomic_store(&c->pool->format, c->format);
 }
 
 static void declare_static(rmq_pool_t *pool, rmq_conn_t *c, const rmq_target_t *t)
@@ -1336,6 +1337,11 @@ rmq_pool_t *rmq_pool_create(const cmi_host_t *host, const char *component, const
     if (getrandom(&pool->rng, sizeof(pool->rng), 0) != (ssize_t)sizeof(pool->rng) || pool->rng == 0)
         pool->rng = 0x9e3779b97f4a7c15ull;
     pthread_mutex_init(&pool->lock, NULL);
+    pthread_mutex_init(&pool->rpc_lock, NULL);
+    /* Unique even should getrandom fail: the pid and the time mixed in. */
+    snprintf(pool->rpc_prefix, sizeof(pool->rpc_prefix), "%016llx",
+             (unsigned long long)(pool->rng ^ ((uint64_t)getpid() << 32) ^ (uint64_t)now_ms()));
+    atomic_init(&pool->format, p->address_format == RMQ_FORMAT_V2 ? RMQ_FORMAT_V2 : RMQ_FORMAT_V1);
     if (parse_servers(pool, err, n) != 0) {
         rmq_pool_destroy(pool);
         return NULL;
@@ -1400,6 +1406,7 @@ void rmq_pool_destroy(rmq_pool_t *pool)
         fail_pub(pool, p, RMQ_ERR_CONNECTION, "the connection config is stopping");
     }
     rmq_consume_dispose(pool);
+    rmq_rpc_dispose(pool);
     while (pool->new_statics != NULL) {
         static_target_t *s = pool->new_statics;
         pool->new_statics = s->next;
@@ -1419,6 +1426,7 @@ void rmq_pool_destroy(rmq_pool_t *pool)
     free(pool->servers);
     free(pool->conns);
     pthread_mutex_destroy(&pool->lock);
+    pthread_mutex_destroy(&pool->rpc_lock);
     free(pool);
 }
 

@@ -113,6 +113,14 @@ typedef struct {
     char *hostport;
 } server_t;
 
+#define RMQ_RPC_SLOTS 1024
+
+/* A queue the pool consumes replies from (rmq_rpc.c). */
+typedef struct rmq_reply_queue {
+    struct rmq_reply_queue *next;
+    char *name;
+} rmq_reply_queue_t;
+
 struct rmq_pool {
     const cmi_host_t *host;
     char component[RMQ_COMPONENT_MAX];
@@ -149,6 +157,16 @@ struct rmq_pool {
     int stop_consuming;
     rmq_consumer_t *consumers; /* pool thread */
     int consuming_stopped;     /* pool thread */
+    /* Request-reply (rmq_rpc.c): requests waiting for their reply, by
+     * correlation-id, and the reply queues consumed; under rpc_lock. */
+    pthread_mutex_t rpc_lock;
+    rmq_rpc_t *rpc_table[RMQ_RPC_SLOTS];
+    rmq_reply_queue_t *reply_queues;
+    char rpc_prefix[24]; /* random: correlation-ids and reply queues unique to this pool */
+    atomic_ullong rpc_seq;
+    atomic_ulong rpc_late;            /* replies that found no request */
+    atomic_llong rpc_late_logged;     /* when that was last logged */
+    atomic_int format; /* address format of the last connection up (reply-to addresses) */
 };
 
 /* A consumer: the receivers of one inbound endpoint, one per
@@ -249,6 +267,8 @@ void rmq_consume_on_timeout(rmq_pool_t *pool, int64_t now);
 /* Shutdown: what is still unsettled is released before the close. */
 void rmq_consume_release_all(rmq_pool_t *pool, rmq_conn_t *c);
 void rmq_consume_dispose(rmq_pool_t *pool);
+/* Frees what request-reply holds (the pool thread gone). */
+void rmq_rpc_dispose(rmq_pool_t *pool);
 
 int64_t rmq_pool_now(void);
 void rmq_pool_arm_timer(rmq_pool_t *pool);

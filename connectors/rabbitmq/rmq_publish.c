@@ -29,7 +29,7 @@ static int target_is_static(const rmq_publish_params_t *p)
     return 1;
 }
 
-static void target_copy(rmq_target_t *dst, const rmq_target_t *src)
+void rmq_target_copy(rmq_target_t *dst, const rmq_target_t *src)
 {
     memset(dst, 0, sizeof(*dst));
     dst->addr_v1 = strdup(src->addr_v1);
@@ -168,19 +168,16 @@ static void split_content_type(const char *ct, char *type, size_t tn, char *char
     *semi = '\0';
 }
 
-static int build_message(cmi_call_t *call, const rmq_publish_params_t *p, rmq_pub_t *pub, char *err, size_t n)
+int rmq_pub_build_message(cmi_call_t *call, const rmq_outgoing_t *p, rmq_pub_t *pub, char *err, size_t n)
 {
     const cmi_host_t *h = call->host;
     rmq_message_spec_t spec = {.priority = -1};
     char type[128], charset[64];
-    if (CMI_PARAM_GIVEN(p, RMQ_P_BODY_TYPE)) {
-        static const int rows[] = {RMQ_P_BODY_JSON, RMQ_P_BODY_XML, RMQ_P_BODY_TEXT};
+    if (p->body_type != RMQ_BODY_NONE) {
         static const char *const types[] = {"application/json", "application/xml", "text/plain"};
-        if (h->call_eval_param(call, (unsigned)rows[p->body_type]) != 0)
+        if (h->call_eval_param(call, p->body_rows[p->body_type]) != 0)
             return -2; /* the host set the error */
-        const char *body = p->body_type == RMQ_BODY_JSON  ? p->body_json
-                           : p->body_type == RMQ_BODY_XML ? p->body_xml
-                                                          : p->body_text;
+        const char *body = *p->bodies[p->body_type];
         spec.body = body ? body : "";
         spec.body_len = body ? strlen(body) : 0;
         snprintf(type, sizeof(type), "%s", types[p->body_type]);
@@ -203,8 +200,7 @@ static int build_message(cmi_call_t *call, const rmq_publish_params_t *p, rmq_pu
     spec.message_id = mid;
     spec.correlation_id = cid ? cid : mid;
     spec.reply_to = p->reply_to;
-    if (CMI_PARAM_GIVEN(p, RMQ_P_PRIORITY))
-        spec.priority = p->priority;
+    spec.priority = p->priority;
     spec.ttl_ms = p->ttl_ms;
     header_walk_t w = {json_object()};
     h->msg_headers(call->msg, add_header, &w);
@@ -260,7 +256,10 @@ static int publish_continue(cmi_call_t *call, void *arg)
 
 void rmq_pub_complete(rmq_pool_t *pool, rmq_pub_t *pub)
 {
-    (void)pool;
+    if (pub->rpc != NULL) {
+        rmq_rpc_request_done(pool, pub); /* the reply, not the outcome, resumes the call */
+        return;
+    }
     if (pub->call->host->call_resume(pub->call, publish_continue, pub) == CMI_CALL_STALE)
         rmq_pub_free(pub); /* the deadline answered the caller already */
 }
@@ -276,12 +275,24 @@ int rmq_publish_run(cmi_call_t *call)
         return h->call_fail(call, RMQ_ERR_GENERAL, NULL, "out of memory");
     char err[512];
     if (pb != NULL && pb->is_static) {
-        target_copy(&pub->target, &pb->target);
+        rmq_target_copy(&pub->target, &pb->target);
     } else if (rmq_target_build(&pub->target, p, ip->vhost, err, sizeof(err)) != 0) {
         free(pub);
         return h->call_fail(call, RMQ_ERR_CONFIG, RMQ_MSG_CONFIG, "publishMessage: %s", err);
     }
-    int rc = build_message(call, p, pub, err, sizeof(err));
+    rmq_outgoing_t out = {
+        .body_type = CMI_PARAM_GIVEN(p, RMQ_P_BODY_TYPE) ? p->body_type : RMQ_BODY_NONE,
+        .body_rows = {RMQ_P_BODY_JSON, RMQ_P_BODY_XML, RMQ_P_BODY_TEXT},
+        .bodies = {&p->body_json, &p->body_xml, &p->body_text},
+        .charset = p->charset,
+        .headers = p->headers,
+        .message_id = p->message_id,
+        .correlation_id = p->correlation_id,
+        .reply_to = p->reply_to,
+        .priority = CMI_PARAM_GIVEN(p, RMQ_P_PRIORITY) ? p->priority : -1,
+        .ttl_ms = p->ttl_ms,
+    };
+    int rc = rmq_pub_build_message(call, &out, pub, err, sizeof(err));
     if (rc != 0) {
         rmq_pub_free(pub);
         return rc == -2 ? CMI_FLOW_ERROR

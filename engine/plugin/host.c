@@ -513,6 +513,11 @@ static void host_call_on_cancel(cmi_call_t *pub, void (*fn)(cmi_call_t *call, vo
     c->cancel_arg = arg;
 }
 
+static const char *host_call_response_variable(cmi_call_t *pub)
+{
+    return call_of(pub)->b->response_variable;
+}
+
 static void *host_call_delivery(cmi_call_t *pub)
 {
     call_t *c = call_of(pub);
@@ -691,4 +696,5 @@ const cmi_host_t cmi_host_api = {
     .timer_stop = host_timer_stop,
     .timer_destroy = host_timer_destroy,
     .inject = host_inject,
+    .call_response_variable = host_call_response_variable,
 };

@@ -59,3 +59,23 @@ def test_rabbitmq_consumer_sample(node):
             check(node.depth("sample.orders") == 0, "sample.orders holds %r" % node.depth("sample.orders"))
         finally:
             cmi.stop_clean()
+
+
+def test_rabbitmq_rpc_sample(node):
+    # samples/rabbitmq-rpc (MI's request-reply example): one POST to
+    # /orderrequest goes through order-request and comes back over
+    # order-reply as the HTTP answer (what samples/rabbitmq-rpc/try checks).
+    with Deployment({}) as d:
+        sample_deployment(d, "rabbitmq-rpc", node)
+        cmi = Cmi(d, workers=2, env={"CMI_CONNECTORS_PATH": RMQ_CONNECTORS}).start()
+        try:
+            cmi.wait_log(r"\[rabbitmq:OrderRequestListener\] connection 0: consuming from queue 'order-request'", 20)
+            cmi.wait_log(r"\[rabbitmq:RabbitMQConnection\] connection \d: consuming from queue 'order-reply'", 20)
+            order = {"orderId": "1001", "item": "book", "quantity": 2}
+            status, _, body = cmi.request("POST", "/orderrequest", json.dumps(order),
+                                          {"Content-Type": "application/json"})
+            check(status == 200, "orderrequest: %s %r" % (status, body))
+            check(json.loads(body) == dict(order, status="CONFIRMED"), "reply %r" % body)
+            check(node.depth("order-request") == 0, "order-request holds %r" % node.depth("order-request"))
+        finally:
+            cmi.stop_clean()

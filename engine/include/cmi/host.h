@@ -178,6 +178,12 @@ struct cmi_host {
      * the workers.  Returns 0, or -1 when the listener is stopping (the
      * caller still owns delivery). */
     int (*inject)(cmi_listener_t *listener, const cmi_injection_t *in);
+
+    /* ---- since 1.1 ------------------------------------------------------- */
+    /* Owner worker: the call's responseVariable, NULL when it has none (an
+     * operation that, by MI's rules, replaces the payload unless it has
+     * one: sendRpc). */
+    const char *(*call_response_variable)(cmi_call_t *call);
 };
 
 #endif
