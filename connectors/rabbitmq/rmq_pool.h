@@ -119,6 +119,7 @@ typedef struct {
 typedef struct rmq_reply_queue {
     struct rmq_reply_queue *next;
     char *name;
+    char *key; /* its declarations: a second sendRpc must not declare it otherwise */
 } rmq_reply_queue_t;
 
 struct rmq_pool {

@@ -257,7 +257,10 @@ void rmq_rpc_request_done(rmq_pool_t *pool, rmq_pub_t *pub)
         if (pub->outcome == RMQ_OUT_REJECTED || pub->outcome == RMQ_OUT_RELEASED || pub->outcome == RMQ_OUT_MODIFIED) {
             r->err_code = RMQ_ERR_OPERATION;
             snprintf(r->err_detail, sizeof(r->err_detail), "sendRpc: the broker %s the request to %s",
-                     pub->outcome == RMQ_OUT_REJECTED ? "rejected" : "released", pub->target.describe);
+                     pub->outcome == RMQ_OUT_REJECTED   ? "rejected"
+                     : pub->outcome == RMQ_OUT_RELEASED ? "released"
+                                                        : "modified",
+                     pub->target.describe);
         } else {
             r->err_code = pub->err_code ? pub->err_code : RMQ_ERR_GENERAL;
             snprintf(r->err_detail, sizeof(r->err_detail), "sendRpc: %.400s", pub->err_detail);
@@ -344,6 +347,7 @@ void rmq_rpc_dispose(rmq_pool_t *pool)
         rmq_reply_queue_t *q = pool->reply_queues;
         pool->reply_queues = q->next;
         free(q->name);
+        free(q->key);
         free(q);
     }
 }
@@ -389,24 +393,32 @@ static void own_reply_queue(rmq_pool_t *pool, char *name, size_t n)
     snprintf(name, n, "cmi-rpc-%s-%ld-%s", host, (long)getpid(), pool->rpc_prefix);
 }
 
-/* Consumes the reply queue (once per pool and queue name). */
-static void consume_replies(rmq_pool_t *pool, const rmq_target_t *t, const char *name)
+/* Consumes the reply queue (once per pool and queue name).  Returns -1
+ * when another sendRpc of this config declares the same queue otherwise. */
+static int consume_replies(rmq_pool_t *pool, const rmq_target_t *t, const char *name, char *err, size_t n)
 {
     pthread_mutex_lock(&pool->rpc_lock);
     rmq_reply_queue_t *q = pool->reply_queues;
     while (q != NULL && strcmp(q->name, name) != 0)
         q = q->next;
     int known = q != NULL;
+    const char *key = t->key ? t->key : "";
+    int clash = known && strcmp(q->key, key) != 0;
     if (!known) {
         q = calloc(1, sizeof(*q));
-        if (q == NULL || (q->name = strdup(name)) == NULL)
+        if (q == NULL || (q->name = strdup(name)) == NULL || (q->key = strdup(key)) == NULL)
             abort();
         q->next = pool->reply_queues;
         pool->reply_queues = q;
     }
     pthread_mutex_unlock(&pool->rpc_lock);
+    if (clash) {
+        snprintf(err, n, "replyToQueue '%s' is declared with other replyToQueue* options by another sendRpc of this "
+                 "connection config: give them the same options", name);
+        return -1;
+    }
     if (known)
-        return; /* another sendRpc of this config consumes it already */
+        return 0; /* another sendRpc of this config consumes it already */
     rmq_consumer_spec_t spec;
     memset(&spec, 0, sizeof(spec));
     rmq_target_copy(&spec.target, t);
@@ -418,6 +430,7 @@ static void consume_replies(rmq_pool_t *pool, const rmq_target_t *t, const char 
     spec.arg = pool;
     rmq_pool_consume(pool, &spec);
     LOG(pool, CMI_LOG_INFO, "replies to sendRpc come to %s", t->describe);
+    return 0;
 }
 
 int rmq_rpc_prepare(cmi_binding_t *b, char *err, size_t n)
@@ -453,7 +466,13 @@ int rmq_rpc_prepare(cmi_binding_t *b, char *err, size_t n)
         free(rb);
         return -1;
     }
-    consume_replies(pool, &rb->reply, q.queue);
+    char own_name[256];
+    snprintf(own_name, sizeof(own_name), "%s", q.queue);
+    if (consume_replies(pool, &rb->reply, own_name, err, n) != 0) {
+        rmq_target_dispose(&rb->reply);
+        free(rb);
+        return -1;
+    }
     b->data = rb;
     return 0;
 }
@@ -490,6 +509,13 @@ int rmq_rpc_run(cmi_call_t *call)
         return h->call_fail(call, RMQ_ERR_CONFIG, RMQ_MSG_CONFIG, "sendRpc: %s",
                             q.queue == NULL ? "the queue is empty" : err);
     }
+    /* The reply queue is declared (on each connection, cached) before the
+     * request goes: a reply to a queue that does not exist yet is dropped
+     * by the broker (the instance's own queue needs the management API on
+     * 3.x, and expires after a long outage). */
+    rmq_target_t reply;
+    rmq_target_copy(&reply, &rb->reply);
+    rmq_target_prepend(&pub->target, &reply);
     snprintf(r->corr, sizeof(r->corr), "%s-%llu", pool->rpc_prefix,
              (unsigned long long)atomic_fetch_add(&pool->rpc_seq, 1) + 1);
     rmq_outgoing_t out = {
@@ -515,9 +541,9 @@ int rmq_rpc_run(cmi_call_t *call)
     pub->call = call;
     pub->confirm = 1; /* a refused request fails now, not at the timeout */
     pub->rpc = r;
-    table_add(pool, r);
     h->call_suspend(call, p->request_timeout_ms, RMQ_ERR_TIMEOUT, RMQ_MSG_TIMEOUT);
     h->call_on_cancel(call, rpc_cancel, r);
+    table_add(pool, r); /* after the suspend: a reply may resume it from now on */
     rmq_pool_submit(pool, pub);
     return CMI_FLOW_SUSPENDED;
 }

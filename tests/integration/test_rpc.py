@@ -7,7 +7,7 @@ import signal
 import threading
 import time
 
-from harness import Cmi, TestFailure, check
+from harness import Cmi, TestFailure, check, run_cmi
 from rabbitmq import wait_for
 from test_engine import Deployment
 from test_failover import entry, explained
@@ -196,6 +196,39 @@ def test_response_variable_keeps_the_payload_and_reply_queue_options(node):
             check(args.get("x-max-length") == 1000 and args.get("x-max-priority") == 5, "reply queue args %r" % args)
         finally:
             cmi.stop_clean()
+
+
+def test_first_request_at_start_up_waits_for_its_reply_queue(node):
+    # The request goes out only once the reply queue is declared on its
+    # connection (the instance's own queue needs the management API on
+    # 3.x): a request made the moment cmi is up still gets its reply.
+    q = unique("rpcearly")
+    with Deployment(client_files(node, q)) as dc, Deployment(responder_files(node, q)) as dr:
+        resp = start(dr, endpoint=True)
+        cmi = Cmi(dc, workers=2, env={"CMI_CONNECTORS_PATH": RMQ_CONNECTORS}).start()
+        try:
+            status, _, data = call(cmi, 3)
+            check(status == 200 and echo_of(data) == 3, "first RPC: %d %r" % (status, data))
+        except (TestFailure, AssertionError) as e:
+            raise explained(e, cmi) from None
+        finally:
+            cmi.stop_clean()
+            resp.stop_clean()
+
+
+def test_one_reply_queue_with_two_sets_of_options_is_refused(node):
+    q, rq = unique("rpcclash"), unique("rpcclashreply")
+    api = ('<api %s name="Rpc" context="/rpc"><resource methods="POST" uri-template="/a"><inSequence>'
+           '<rabbitmq.sendRpc configKey="RMQ"><queue>%s</queue><replyToQueue>%s</replyToQueue></rabbitmq.sendRpc>'
+           '</inSequence></resource><resource methods="POST" uri-template="/b"><inSequence>'
+           '<rabbitmq.sendRpc configKey="RMQ"><queue>%s</queue><replyToQueue>%s</replyToQueue>'
+           '<replyToQueueType>QUORUM</replyToQueueType></rabbitmq.sendRpc></inSequence></resource></api>'
+           % (NS, q, rq, q, rq))
+    with Deployment({"local-entries/rmq.xml": rmq_entry(node), "api/rpc.xml": api}) as d:
+        rc, out, err = run_cmi(["run", d, "--http-host", "127.0.0.1", "--http-port", "0"],
+                               env={"CMI_CONNECTORS_PATH": RMQ_CONNECTORS})
+        check(rc == 1, "cmi run exited %d" % rc)
+        check("is declared with other replyToQueue* options" in out + err, "output: %s" % (out + err)[-800:])
 
 
 def test_overwrite_body_makes_the_reply_the_payload(node):
