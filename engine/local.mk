@@ -35,6 +35,7 @@ engine_libcmi_engine_la_SOURCES = \
 	engine/expr/ast.h engine/expr/expr.h \
 	engine/expr/eval.c engine/expr/functions.c engine/expr/parser.c \
 	engine/expr/template.c engine/expr/xpath.c \
+	engine/http/client.c engine/http/client.h \
 	engine/http/dispatch.c engine/http/dispatch.h \
 	engine/http/pathmatch.c engine/http/pathmatch.h \
 	engine/http/server.c engine/http/server.h \
