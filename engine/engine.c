@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include "engine.h"
+#include "http/client.h"
 
 #include <signal.h>
 #include <stdlib.h>
@@ -159,6 +160,18 @@ int cmi_engine_run(const cmi_settings_t *settings)
     cmi_http_configure(&e);
     sigset_t set;
     block_signals(&set);
+    /* After block_signals: the curl thread inherits the mask (SIGTERM
+     * must reach sigwait, not end the process in that thread). */
+    e.http_client = cmi_http_client_create(err, sizeof(err));
+    if (e.http_client == NULL) {
+        cmi_log_error("engine", "%s", err);
+        for (unsigned i = 0; i < e.nworkers; i++)
+            close(fds[i]);
+        free(fds);
+        cmi_config_destroy(e.config);
+        cmi_plugins_destroy(e.plugins);
+        return 1;
+    }
     /* Connector instances first: a request may use them as soon as a worker
      * accepts.  Listeners last: they inject into the workers. */
     e.workers = cmi_xcalloc(e.nworkers, sizeof(*e.workers));
@@ -194,6 +207,8 @@ int cmi_engine_run(const cmi_settings_t *settings)
     if (e.service.started)
         cmi_connectors_stop(&e, &e.service);
     stop_service(&e);
+    /* After the workers: no call is in flight any more. */
+    cmi_http_client_destroy(e.http_client);
     /* Only now: a connector thread may look at the workers until its
      * connector has stopped. */
     free(e.workers);

@@ -42,6 +42,8 @@ struct cmi_engine {
     /* The connectors' service thread: lifecycle hooks and their timers. */
     cmi_worker_t service;
     int http_port; /* the port actually bound */
+    /* The curl thread for backend calls (the call mediator). */
+    struct cmi_http_client *http_client;
 };
 
 /* Loads the connector modules of settings->connectors_path, or of the

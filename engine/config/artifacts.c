@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "config/artifacts.h"
+#include "mediators/call.h"
 #include "plugin/plugin.h"
 
 static const cmi_attr_rule_t sequence_attrs[] = {
@@ -170,6 +171,21 @@ void cmi_artifact_inbound(cmi_compile_t *cc, xmlNodePtr root)
     cmi_config_t *cfg = cc->config;
     cfg->inbounds = cmi_xrealloc(cfg->inbounds, (cfg->ninbounds + 1) * sizeof(*cfg->inbounds));
     cfg->inbounds[cfg->ninbounds++] = ib;
+}
+
+/* endpoints/NAME.xml: <endpoint name="NAME"> with its target. */
+void cmi_artifact_endpoint(cmi_compile_t *cc, xmlNodePtr root)
+{
+    const char *name = cmi_xml_attr(cc, root, "name");
+    if (name == NULL || *name == '\0') {
+        cmi_compile_error(cc, root, "<endpoint>: the name attribute is required");
+        return;
+    }
+    cmi_endpoint_t *ep = cmi_compile_endpoint(cc, root);
+    if (ep == NULL)
+        return;
+    if (cmi_htab_put(&cc->config->endpoints, name, strlen(name), ep) != NULL)
+        cmi_compile_error(cc, root, "<endpoint name=\"%s\">: another endpoint has this name", name);
 }
 
 void cmi_artifact_unsupported(cmi_compile_t *cc, xmlNodePtr root, const char *what, int is_error)

@@ -12,6 +12,7 @@ void cmi_artifact_local_entry(cmi_compile_t *cc, xmlNodePtr root);
 void cmi_artifact_sequence(cmi_compile_t *cc, xmlNodePtr root);
 void cmi_artifact_api(cmi_compile_t *cc, xmlNodePtr root);
 void cmi_artifact_inbound(cmi_compile_t *cc, xmlNodePtr root);
+void cmi_artifact_endpoint(cmi_compile_t *cc, xmlNodePtr root);
 /* Kinds cmi recognises but does not run yet (endpoints, templates, ...). */
 void cmi_artifact_unsupported(cmi_compile_t *cc, xmlNodePtr root, const char *what, int is_error);
 

@@ -29,7 +29,7 @@ typedef struct {
 
 static const folder_t folders[] = {
     {"local-entries", "localEntry", cmi_artifact_local_entry, NULL, 0},
-    {"endpoints", "endpoint", NULL, "endpoints", 0},
+    {"endpoints", "endpoint", cmi_artifact_endpoint, NULL, 0},
     {"sequences", "sequence", cmi_artifact_sequence, NULL, 0},
     {"templates", "template", NULL, "templates", 0},
     {"api", "api", cmi_artifact_api, NULL, 0},
@@ -245,6 +245,7 @@ cmi_config_t *cmi_config_load_with(const char *dir, const cmi_plugins_t *plugins
     cfg->dir = cmi_arena_strdup(arena, dir);
     cmi_htab_init(&cfg->sequences, arena);
     cmi_htab_init(&cfg->local_entries, arena);
+    cmi_htab_init(&cfg->endpoints, arena);
     cfg->connectors = cmi_arena_calloc(arena, 1, sizeof(*cfg->connectors));
     cfg->connectors->plugins = plugins;
     cfg->connectors->check_only = check_only;

@@ -15,6 +15,7 @@ static const cmi_mediator_kind_t kinds[] = {
     {"variable", cmi_compile_variable},
     {"filter", cmi_compile_filter},
     {"switch", cmi_compile_switch},
+    {"call", cmi_compile_call},
     {NULL, NULL},
 };
 
@@ -29,7 +30,7 @@ static int test_kinds_enabled;
  * supported by cmi yet" rather than "unknown", so a user knows the artifact
  * is right and cmi is what is missing. */
 static const char *const mi_unsupported[] = {
-    "call", "send", "callout", "enrich", "class", "script", "xslt",
+    "send", "callout", "enrich", "class", "script", "xslt",
     "fastXSLT", "xquery", "validate", "iterate", "aggregate", "clone", "foreach", "forEach",
     "cache", "throttle", "store", "loopback", "makefault", "datamapper", "dataServiceCall",
     "dblookup", "dbreport", "smooks", "rule", "bean", "ejb", "pojoCommand", "spring",

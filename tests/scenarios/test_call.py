@@ -1,0 +1,202 @@
+"""The call mediator against a real HTTP backend started by the test on
+loopback (a threaded Python server): the response replaces the payload,
+HTTP_SC holds the backend's status, headers go both ways, 4xx/5xx are
+responses, and failures to get an answer are MI's faults (issue 10)."""
+import json
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from harness import SLOW, Cmi, check
+from test_engine import Deployment
+
+NS = 'xmlns="http://ws.apache.org/ns/synapse"'
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def answer(self, status, body, ctype="application/json"):
+        data = body.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("X-Backend", "py")
+        self.end_headers()
+        try:
+            self.wfile.write(data)
+        except OSError:
+            pass  # the caller gave up (a timeout test)
+
+    def do_GET(self):
+        self.server.seen.append((self.command, self.path, dict(self.headers)))
+        if self.path.startswith("/status/"):
+            self.answer(int(self.path[8:11]), json.dumps({"status": int(self.path[8:11])}))
+        elif self.path == "/slow":
+            time.sleep(2.0)
+            self.answer(200, json.dumps({"slow": True}))
+        elif self.path == "/close":
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+        else:
+            self.answer(200, json.dumps({"path": self.path, "trace": self.headers.get("X-Trace")}))
+
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length", "0"))
+        body = self.rfile.read(n).decode()
+        self.server.seen.append((self.command, self.path, dict(self.headers)))
+        self.answer(201, json.dumps({"got": json.loads(body), "type": self.headers.get("Content-Type")}))
+
+
+class Backend:
+    def __enter__(self):
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.server.handle_error = lambda *a: None
+        self.server.seen = []
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def closed_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def api(port, resources):
+    return '<api %s name="Call" context="/c">%s</api>' % (NS, resources)
+
+
+def resource(template, body, methods="GET"):
+    return ('<resource methods="%s" uri-template="%s"><inSequence>%s</inSequence>'
+            '<faultSequence><payloadFactory media-type="json"><format>{"code": "${props.synapse.ERROR_CODE}", '
+            '"message": "${props.synapse.ERROR_MESSAGE}"}</format></payloadFactory>'
+            '<property name="HTTP_SC" scope="axis2" value="502"/><respond/></faultSequence></resource>'
+            % (methods, template, body))
+
+
+def deployment(port, extra_files=None):
+    base = "http://127.0.0.1:%d" % port
+    files = {
+        "endpoints/items.xml": '<endpoint %s name="ItemsEP"><http method="get" '
+                               'uri-template="%s/items/{uri.var.id}?tag=${params.queryParams.tag}"/></endpoint>'
+                               % (NS, base),
+        "api/call.xml": api(port, "".join([
+            resource("/items/{id}", '<header name="X-Trace" scope="transport" value="t-1"/>'
+                     '<call><endpoint key="ItemsEP"/></call><respond/>'),
+            resource("/echo", '<call blocking="true"><endpoint><http method="post" uri-template="%s/echo"/>'
+                     '</endpoint></call><respond/>' % base, methods="POST"),
+            resource("/status/{code}", '<call><endpoint><address uri="%s/status/{uri.var.code}"/></endpoint></call>'
+                     '<log><message>status ${props.axis2.HTTP_SC}</message></log><respond/>' % base),
+            resource("/slow", '<call><endpoint><http method="get" uri-template="%s/slow"><timeout>'
+                     '<duration>500</duration><responseAction>fault</responseAction></timeout></http></endpoint>'
+                     '</call><respond/>' % base),
+            resource("/close", '<call><endpoint><http method="get" uri-template="%s/close"/></endpoint></call>'
+                     '<respond/>' % base),
+            resource("/refused", '<call><endpoint><http method="get" uri-template="http://127.0.0.1:%d/x"/>'
+                     '</endpoint></call><respond/>' % closed_port()),
+            resource("/slow2", '<call><endpoint><http method="get" uri-template="%s/slow"/></endpoint></call>'
+                     '<respond/>' % base),
+            resource("/fast", '<payloadFactory media-type="json"><format>{"fast": true}</format></payloadFactory>'
+                     '<respond/>'),
+        ])),
+    }
+    files.update(extra_files or {})
+    return Deployment(files)
+
+
+def test_call_named_endpoint_path_query_and_headers_both_ways():
+    with Backend() as b, deployment(b.port) as d:
+        cmi = Cmi(d, workers=1).start()
+        try:
+            status, headers, data = cmi.request("GET", "/c/items/a%20b?tag=x%26y")
+            check(status == 200, "status %d %r" % (status, data))
+            body = json.loads(data)
+            check(body == {"path": "/items/a%20b?tag=x&y", "trace": "t-1"} or
+                  body == {"path": "/items/a%20b?tag=x%26y", "trace": "t-1"}, "backend saw %r" % body)
+            check(headers.get("x-backend") == "py", "response header from the backend: %r" % headers)
+            check(headers.get("content-type", "").startswith("application/json"), "type %r" % headers)
+        finally:
+            cmi.stop_clean()
+
+
+def test_call_post_body_and_backend_status():
+    with Backend() as b, deployment(b.port) as d:
+        cmi = Cmi(d, workers=1).start()
+        try:
+            status, _, data = cmi.request("POST", "/c/echo", json.dumps({"n": 7}).encode(),
+                                          {"Content-Type": "application/json"})
+            check(status == 201, "the backend's 201 is the answer's status: %d %r" % (status, data))
+            check(json.loads(data) == {"got": {"n": 7}, "type": "application/json"}, "body %r" % data)
+        finally:
+            cmi.stop_clean()
+
+
+def test_call_4xx_and_5xx_are_responses():
+    with Backend() as b, deployment(b.port) as d:
+        cmi = Cmi(d, workers=1).start()
+        try:
+            for code in (404, 503):
+                status, _, data = cmi.request("GET", "/c/status/%d" % code)
+                check(status == code and json.loads(data) == {"status": code}, "%d: %d %r" % (code, status, data))
+            cmi.wait_log(r"status 503", 5)
+        finally:
+            cmi.stop_clean()
+
+
+def test_call_failures_are_faults_with_mi_codes():
+    with Backend() as b, deployment(b.port) as d:
+        cmi = Cmi(d, workers=1).start()
+        try:
+            t0 = time.monotonic()
+            status, _, data = cmi.request("GET", "/c/slow")
+            took = time.monotonic() - t0
+            check(status == 502 and json.loads(data)["code"] == "101504", "timeout: %d %r" % (status, data))
+            check(took < 1.8 * SLOW, "a 500 ms timeout answered after %.1fs" % took)
+            status, _, data = cmi.request("GET", "/c/refused")
+            check(status == 502 and json.loads(data)["code"] == "101503", "refused: %d %r" % (status, data))
+            status, _, data = cmi.request("GET", "/c/close")
+            check(status == 502 and json.loads(data)["code"] == "101505", "closed: %d %r" % (status, data))
+        finally:
+            cmi.stop_clean()
+
+
+def test_a_slow_backend_does_not_hold_the_worker():
+    # One worker: while a call waits 2 s for the backend, the same worker
+    # answers other requests (and makes other calls) meanwhile.
+    with Backend() as b, deployment(b.port) as d:
+        cmi = Cmi(d, workers=1).start()
+        try:
+            out = {}
+            t = threading.Thread(target=lambda: out.update(slow=cmi.request("GET", "/c/slow2")))
+            t.start()
+            deadline = time.monotonic() + 5
+            while not any(p == "/slow" for _, p, _ in b.server.seen) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            for i in range(10):
+                check(cmi.request("GET", "/c/fast")[0] == 200, "fast request %d" % i)
+                check(cmi.request("GET", "/c/status/200")[0] == 200, "call %d" % i)
+            check("slow" not in out, "the slow call ended before the others were answered")
+            t.join(10)
+            check(out["slow"][0] == 200, "slow call: %r" % (out["slow"],))
+        finally:
+            cmi.stop_clean()
+
+
+def test_unknown_endpoint_key_is_a_load_error():
+    with Deployment({"api/a.xml": api(0, resource("/x", '<call><endpoint key="Nope"/></call>'))}) as d:
+        from harness import run_cmi
+        rc, out, err = run_cmi(["check", d])
+        check(rc == 1 and 'no endpoint of that name in endpoints/' in out + err, "check: %d %s" % (rc, out + err))
