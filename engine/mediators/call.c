@@ -49,9 +49,20 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+enum { SRC_BODY, SRC_PROPERTY, SRC_INLINE, SRC_CUSTOM };
+enum { TGT_BODY, TGT_PROPERTY, TGT_VARIABLE };
+
 typedef struct {
     cmi_mediator_t base;
     const cmi_endpoint_t *endpoint; /* named: resolved at load (endpoints load first) */
+    /* <source type>: what is sent (the payload by default). */
+    int source;
+    const char *source_text;        /* property name, or inline content */
+    const cmi_expr_t *source_expr;  /* custom */
+    const char *source_type;        /* contentType */
+    /* <target type>: where the response goes (the payload by default). */
+    int target;
+    const char *target_name;
 } call_mediator_t;
 
 /* ---- endpoints ------------------------------------------------------------------------ */
@@ -434,6 +445,7 @@ typedef struct {
     const char *ct_line;
     const char *body;
     size_t body_len;
+    const call_mediator_t *call;
 } call_state_t;
 
 /* ---- a leaf's health ---------------------------------------------------------------------- */
@@ -615,8 +627,24 @@ static int call_continue(cmi_msg_t *msg, void *data)
         char *body = cmi_arena_alloc(msg->arena, req->response_len + 1);
         memcpy(body, req->response, req->response_len + 1);
         const char *ct = header_value(msg, req->response_headers, req->response_headers_len, "Content-Type");
-        take_headers(msg, req->response_headers, req->response_headers_len);
-        cmi_msg_set_payload(msg, body, req->response_len, ct ? ct : "");
+        const call_mediator_t *c = st->call;
+        if (c->target == TGT_BODY) {
+            take_headers(msg, req->response_headers, req->response_headers_len);
+            cmi_msg_set_payload(msg, body, req->response_len, ct ? ct : "");
+        } else if (c->target == TGT_PROPERTY) {
+            cmi_msg_prop_set(msg, CMI_SCOPE_DEFAULT, c->target_name, cmi_value_string(body, req->response_len));
+        } else {
+            /* A variable: JSON when the response is JSON, else its text. */
+            json_t *j = ct != NULL && strstr(ct, "json") != NULL ? json_loadb(body, req->response_len, JSON_DECODE_ANY,
+                                                                                NULL)
+                                                                   : NULL;
+            cmi_value_t v = cmi_value_string(body, req->response_len);
+            if (j != NULL) {
+                v.type = CMI_VAL_JSON;
+                v.u.json = cmi_msg_own_json(msg, j);
+            }
+            cmi_msg_var_set(msg, c->target_name, v);
+        }
         cmi_msg_prop_set(msg, CMI_SCOPE_AXIS2, "HTTP_SC", cmi_value_int(req->status));
         cmi_log_debug("call", "%s %s -> %ld (%zu bytes) (message %s)", req->method, req->url, req->status,
                       req->response_len, msg->id);
@@ -682,10 +710,23 @@ static int start_attempt(cmi_msg_t *msg, call_state_t *st)
             st->lines[st->nlines++] = cmi_arena_sprintf(msg->arena, "%.*s: %.*s", (int)h->name_len, h->name,
                                                         (int)h->value_len, h->value);
         }
-        const char *ct = msg->payload.content_type;
+        const call_mediator_t *c = st->call;
+        const char *ct = c->source == SRC_BODY ? msg->payload.content_type : c->source_type;
         if (ct != NULL && *ct != '\0')
             st->ct_line = cmi_arena_sprintf(msg->arena, "Content-Type: %s", ct);
-        st->body = cmi_msg_payload_bytes(msg, &st->body_len);
+        if (c->source == SRC_BODY) {
+            st->body = cmi_msg_payload_bytes(msg, &st->body_len);
+        } else if (c->source == SRC_INLINE) {
+            st->body = c->source_text;
+            st->body_len = strlen(c->source_text);
+        } else if (c->source == SRC_PROPERTY) {
+            st->body = cmi_msg_prop_text(msg, CMI_SCOPE_DEFAULT, c->source_text);
+            if (st->body == NULL)
+                st->body = "";
+            st->body_len = strlen(st->body);
+        } else if (cmi_expr_eval_text(c->source_expr, msg, &st->body, &st->body_len) != 0) {
+            return CMI_FLOW_ERROR;
+        }
     }
     st->lines[st->nlines] = st->ct_line;
     req->headers = st->lines;
@@ -708,6 +749,7 @@ static int run_call(const cmi_mediator_t *m, cmi_msg_t *msg)
     call_state_t *st = cmi_arena_calloc(msg->arena, 1, sizeof(*st));
     st->msg = msg;
     st->top = c->endpoint;
+    st->call = c;
     return start_attempt(msg, st);
 }
 
@@ -715,6 +757,90 @@ static const cmi_attr_rule_t call_attrs[] = {
     {"blocking", CMI_ATTR_OK}, /* same result for the caller: nothing blocks in cmi */
     {NULL, 0},
 };
+
+static const cmi_attr_rule_t source_attrs[] = {
+    {"type", CMI_ATTR_OK},
+    {"contentType", CMI_ATTR_OK},
+    {NULL, 0},
+};
+
+/* <source type="body|property|inline|custom" contentType="...">. */
+static int compile_source(cmi_compile_t *cc, xmlNodePtr node, call_mediator_t *c)
+{
+    if (cmi_xml_check_attrs(cc, node, source_attrs, NULL))
+        return -1;
+    const char *type = cmi_xml_attr(cc, node, "type");
+    c->source_type = cmi_xml_attr(cc, node, "contentType");
+    const char *text = cmi_xml_text(cc, node);
+    if (type == NULL || strcmp(type, "body") == 0) {
+        c->source = SRC_BODY;
+        return 0;
+    }
+    if (strcmp(type, "inline") == 0) {
+        /* Inline XML children, else the text. */
+        xmlNodePtr el = node->children;
+        while (el != NULL && el->type != XML_ELEMENT_NODE)
+            el = el->next;
+        if (el != NULL) {
+            xmlBufferPtr buf = xmlBufferCreate();
+            xmlNodeDump(buf, node->doc, el, 0, 0);
+            c->source_text = cmi_arena_strdup(cc->arena, (const char *)xmlBufferContent(buf));
+            xmlBufferFree(buf);
+            if (c->source_type == NULL)
+                c->source_type = "application/xml";
+        } else {
+            c->source_text = text ? text : "";
+        }
+        c->source = SRC_INLINE;
+        return 0;
+    }
+    if (text == NULL || *text == '\0') {
+        cmi_compile_error(cc, node, "<source type=\"%s\">: give the %s", type,
+                          strcmp(type, "property") == 0 ? "property name" : "expression");
+        return -1;
+    }
+    if (strcmp(type, "property") == 0) {
+        c->source = SRC_PROPERTY;
+        c->source_text = text;
+        return 0;
+    }
+    if (strcmp(type, "custom") == 0) {
+        c->source = SRC_CUSTOM;
+        c->source_expr = cmi_compile_expr(cc, node, NULL, text);
+        return c->source_expr != NULL ? 0 : -1;
+    }
+    cmi_compile_error(cc, node, "<source type=\"%s\">: expected body, property, inline or custom", type);
+    return -1;
+}
+
+static const cmi_attr_rule_t target_attrs[] = {
+    {"type", CMI_ATTR_OK},
+    {NULL, 0},
+};
+
+/* <target type="body|property|variable">name</target>. */
+static int compile_target_of_call(cmi_compile_t *cc, xmlNodePtr node, call_mediator_t *c)
+{
+    if (cmi_xml_check_attrs(cc, node, target_attrs, NULL))
+        return -1;
+    const char *type = cmi_xml_attr(cc, node, "type");
+    const char *text = cmi_xml_text(cc, node);
+    if (type == NULL || strcmp(type, "body") == 0) {
+        c->target = TGT_BODY;
+        return 0;
+    }
+    if (strcmp(type, "property") != 0 && strcmp(type, "variable") != 0) {
+        cmi_compile_error(cc, node, "<target type=\"%s\">: expected body, property or variable", type);
+        return -1;
+    }
+    if (text == NULL || *text == '\0') {
+        cmi_compile_error(cc, node, "<target type=\"%s\">: give the %s name", type, type);
+        return -1;
+    }
+    c->target = strcmp(type, "property") == 0 ? TGT_PROPERTY : TGT_VARIABLE;
+    c->target_name = text;
+    return 0;
+}
 
 cmi_mediator_t *cmi_compile_call(cmi_compile_t *cc, xmlNodePtr node)
 {
@@ -727,9 +853,12 @@ cmi_mediator_t *cmi_compile_call(cmi_compile_t *cc, xmlNodePtr node)
             continue;
         if (cmi_xml_is(ch, "endpoint") && ep == NULL) {
             ep = ch;
-        } else if (cmi_xml_is(ch, "source") || cmi_xml_is(ch, "target")) {
-            cmi_compile_error(cc, ch, "<call><%s>: not supported by cmi yet", ch->name);
-            return NULL;
+        } else if (cmi_xml_is(ch, "source")) {
+            if (compile_source(cc, ch, c) != 0)
+                return NULL;
+        } else if (cmi_xml_is(ch, "target")) {
+            if (compile_target_of_call(cc, ch, c) != 0)
+                return NULL;
         } else {
             cmi_compile_error(cc, ch, "<call>: unexpected element <%s>", ch->name);
             return NULL;

@@ -319,3 +319,35 @@ def test_two_hundred_calls_in_flight_while_the_worker_answers():
                   % (peak, during))
         finally:
             cmi.stop_clean()
+
+
+def test_source_and_target_forms():
+    # <source type="custom"> sends part of the payload; <target type="variable">
+    # and type="property" keep the response out of the payload.
+    with Backend() as b:
+        base = "http://127.0.0.1:%d" % b.port
+        api_xml = api(0, "".join([
+            resource("/var", '<call><source type="custom" contentType="application/json">${payload.inner}</source>'
+                     '<target type="variable">resp</target><endpoint><http method="post" uri-template="%s/echo"/>'
+                     '</endpoint></call><payloadFactory media-type="json"><format>{"kept": ${payload.keep}, '
+                     '"backend": ${vars.resp.got}, "sc": ${props.axis2.HTTP_SC}}</format></payloadFactory><respond/>'
+                     % base, methods="POST"),
+            resource("/prop", '<call><source type="inline" contentType="application/json">{"fixed": 1}</source>'
+                     '<target type="property">raw</target><endpoint><http method="post" uri-template="%s/echo"/>'
+                     '</endpoint></call><payloadFactory media-type="json"><format>{"raw": "${props.synapse.raw}"}'
+                     '</format></payloadFactory><respond/>' % base, methods="POST"),
+        ]))
+        with Deployment({"api/a.xml": api_xml}) as d:
+            cmi = Cmi(d, workers=1).start()
+            try:
+                status, _, data = cmi.request("POST", "/c/var", json.dumps({"keep": 1, "inner": {"n": 5}}).encode(),
+                                              {"Content-Type": "application/json"})
+                # HTTP_SC is the backend's status (201), which respond sends, as in MI.
+                check(status == 201 and json.loads(data) == {"kept": 1, "backend": {"n": 5}, "sc": 201},
+                      "variable target: %d %r" % (status, data))
+                status, _, data = cmi.request("POST", "/c/prop", b"{}", {"Content-Type": "application/json"})
+                raw = json.loads(json.loads(data)["raw"])
+                check(status == 201 and raw == {"got": {"fixed": 1}, "type": "application/json"},
+                      "property target: %d %r" % (status, data))
+            finally:
+                cmi.stop_clean()
