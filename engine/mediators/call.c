@@ -382,9 +382,12 @@ cmi_endpoint_t *cmi_compile_endpoint(cmi_compile_t *cc, xmlNodePtr node)
 static void percent_encode(cmi_strbuf_t *out, const char *s, size_t n)
 {
     static const char hex[] = "0123456789ABCDEF";
+    /* A value that is a dot segment would move up the backend's path
+     * (curl and servers resolve "/x/.."): its dots are encoded too. */
+    int dots = (n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.');
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)s[i];
-        if (isalnum(ch) || ch == '-' || ch == '.' || ch == '_' || ch == '~') {
+        if (isalnum(ch) || ch == '-' || (ch == '.' && !dots) || ch == '_' || ch == '~') {
             cmi_strbuf_putc(out, (char)ch);
         } else {
             cmi_strbuf_putc(out, '%');
@@ -495,6 +498,12 @@ static void leaf_failed(const cmi_endpoint_t *leaf, int code)
     int64_t now = now_ms();
     uint64_t for_ms = 0;
     pthread_mutex_lock(&s->lock);
+    if (s->suspended && now < s->until) {
+        /* Calls that were in flight when it was suspended fail too: one
+         * suspension, not one per call (nor a duration grown by each). */
+        pthread_mutex_unlock(&s->lock);
+        return;
+    }
     int suspend = 0;
     if (has_code(leaf->mark_codes, leaf->nmark_codes, code)) {
         if (s->retries_left-- > 0)
@@ -506,7 +515,7 @@ static void leaf_failed(const cmi_endpoint_t *leaf, int code)
         suspend = 1;
     }
     if (suspend) {
-        for_ms = leaf->suspend_on ? s->next_ms : 30000;
+        for_ms = leaf->suspend_on ? (s->next_ms < leaf->max_ms ? s->next_ms : leaf->max_ms) : 30000;
         s->until = now + (int64_t)for_ms;
         double next = (double)s->next_ms * leaf->factor;
         s->next_ms = next > (double)leaf->max_ms ? leaf->max_ms : (uint64_t)next;
@@ -554,8 +563,11 @@ static const cmi_endpoint_t *pick(call_state_t *st)
 
 static int is_hop_by_hop(const char *name, size_t len)
 {
+    /* Accept-Encoding too: curl does not decode, and a compressed answer
+     * would become the payload as it is. */
     static const char *const names[] = {"Host", "Content-Length", "Content-Type", "Transfer-Encoding", "Connection",
-                                        "Keep-Alive", "TE", "Upgrade", "Proxy-Connection", "Expect", NULL};
+                                        "Keep-Alive", "TE", "Upgrade", "Proxy-Connection", "Expect",
+                                        "Accept-Encoding", NULL};
     for (const char *const *n = names; *n != NULL; n++)
         if (strlen(*n) == len && strncasecmp(*n, name, len) == 0)
             return 1;
@@ -707,13 +719,23 @@ static int start_attempt(cmi_msg_t *msg, call_state_t *st)
             const cmi_header_t *h = &msg->headers.items[i];
             if (is_hop_by_hop(h->name, h->name_len))
                 continue;
+            /* A name or value that could not be on the wire (CR, LF: a
+             * header set from a property or a broker message) is not sent:
+             * curl would write it as it is. */
+            if (!cmi_header_valid(h->name, h->name_len, h->value, h->value_len)) {
+                cmi_log_warn("call", "header %.*s not sent to the backend: not a valid HTTP header (message %s)",
+                             (int)h->name_len, h->name, msg->id);
+                continue;
+            }
             st->lines[st->nlines++] = cmi_arena_sprintf(msg->arena, "%.*s: %.*s", (int)h->name_len, h->name,
                                                         (int)h->value_len, h->value);
         }
         const call_mediator_t *c = st->call;
         const char *ct = c->source == SRC_BODY ? msg->payload.content_type : c->source_type;
-        if (ct != NULL && *ct != '\0')
+        if (ct != NULL && *ct != '\0' && cmi_header_valid("Content-Type", 12, ct, strlen(ct)))
             st->ct_line = cmi_arena_sprintf(msg->arena, "Content-Type: %s", ct);
+        else
+            st->ct_line = "Content-Type:"; /* none, rather than curl's form-urlencoded */
         if (c->source == SRC_BODY) {
             st->body = cmi_msg_payload_bytes(msg, &st->body_len);
         } else if (c->source == SRC_INLINE) {

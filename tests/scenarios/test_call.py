@@ -39,6 +39,8 @@ class Handler(BaseHTTPRequestHandler):
         elif self.path == "/slow":
             time.sleep(2.0)
             self.answer(200, json.dumps({"slow": True}))
+        elif self.path == "/headers":
+            self.answer(200, json.dumps({k.lower(): v for k, v in self.headers.items()}))
         elif self.path == "/delay":
             with self.server.lock:
                 self.server.in_flight += 1
@@ -351,3 +353,52 @@ def test_source_and_target_forms():
                       "property target: %d %r" % (status, data))
             finally:
                 cmi.stop_clean()
+
+
+def test_request_headers_forwarded_but_accept_encoding():
+    # Transport headers go to the backend; Accept-Encoding does not (curl
+    # does not decode: the payload would be compressed bytes).
+    with Backend() as b:
+        api_xml = api(0, resource("/h", '<property name="X-Fine" scope="transport" value="ok"/>'
+                                  '<call><endpoint><http method="get" uri-template="http://127.0.0.1:%d/headers"/>'
+                                  '</endpoint></call><respond/>' % b.port))
+        with Deployment({"api/a.xml": api_xml}) as d:
+            cmi = Cmi(d, workers=1).start()
+            try:
+                status, _, data = cmi.request("GET", "/c/h", headers={"Accept-Encoding": "gzip", "X-Client": "c1"})
+                seen = json.loads(data)
+                check(status == 200 and seen.get("x-fine") == "ok" and seen.get("x-client") == "c1",
+                      "backend saw %r" % seen)
+                check("gzip" not in seen.get("accept-encoding", ""), "Accept-Encoding forwarded: %r" % seen)
+            finally:
+                cmi.stop_clean()
+
+
+def test_a_dot_segment_value_stays_in_its_segment():
+    with Backend() as b, deployment(b.port) as d:
+        cmi = Cmi(d, workers=1).start()
+        try:
+            status, _, data = cmi.request("GET", "/c/items/%2E%2E?tag=t")
+            check(status == 200 and json.loads(data)["path"] == "/items/%2E%2E?tag=t", "backend saw %r" % data)
+        finally:
+            cmi.stop_clean()
+
+
+def test_concurrent_failures_suspend_once():
+    port = closed_port()
+    api_xml = api(0, resource("/s", '<call><endpoint name="flaky"><http method="get" '
+                              'uri-template="http://127.0.0.1:%d/x"><suspendOnFailure><initialDuration>2000'
+                              '</initialDuration><progressionFactor>2</progressionFactor></suspendOnFailure></http>'
+                              '</endpoint></call><respond/>' % port))
+    with Deployment({"api/a.xml": api_xml}) as d:
+        cmi = Cmi(d, workers=2).start()
+        try:
+            threads = [threading.Thread(target=lambda: cmi.request("GET", "/c/s")) for _ in range(20)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(10)
+            lines = [ln for ln in cmi.log_text().splitlines() if "endpoint flaky suspended" in ln]
+            check(len(lines) == 1 and "for 2000 ms" in lines[0], "suspensions: %r" % lines)
+        finally:
+            cmi.stop_clean()
