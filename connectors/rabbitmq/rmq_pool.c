@@ -46,6 +46,7 @@
 #define DECLARE_TIMEOUT_MS 30000 /* a declaration's answer, at most */
 #define MAX_LINKS 256          /* senders kept per connection (dynamic targets) */
 #define MAX_DECLS 1024         /* declarations remembered per connection */
+#define REFUSED_MS 10000       /* an address that ended the session is not attached again for this long */
 
 /* ---- lists ----------------------------------------------------------------- */
 
@@ -301,6 +302,78 @@ static void evict_idle_link(rmq_conn_t *c)
     link_free(l);
 }
 
+/* An address whose attach made the broker end the session (RabbitMQ 3.x,
+ * for a queue that exists with other arguments): for REFUSED_MS, publishes
+ * to it fail at once with the broker's reason and it is not attached, rather
+ * than each attempt taking a connection (and everything in flight on it)
+ * down.  Then one attach tries again: the operator may have fixed it. */
+typedef struct rmq_refused {
+    struct rmq_refused *next;
+    char *address;
+    char why[700];
+    int64_t until;
+} rmq_refused_t;
+
+static const rmq_refused_t *refused_now(const rmq_pool_t *pool, const char *address, int64_t now)
+{
+    for (const rmq_refused_t *r = pool->refused; r != NULL; r = r->next)
+        if (strcmp(r->address, address) == 0)
+            return r->until > now ? r : NULL;
+    return NULL;
+}
+
+static void refuse(rmq_pool_t *pool, const char *address, const char *why, int64_t now)
+{
+    rmq_refused_t *r = pool->refused;
+    while (r != NULL && strcmp(r->address, address) != 0)
+        r = r->next;
+    if (r == NULL) {
+        r = calloc(1, sizeof(*r));
+        if (r == NULL || (r->address = strdup(address)) == NULL)
+            abort();
+        r->next = pool->refused;
+        pool->refused = r;
+    }
+    snprintf(r->why, sizeof(r->why), "%s", why);
+    r->until = now + REFUSED_MS;
+}
+
+static void refused_free_all(rmq_pool_t *pool)
+{
+    while (pool->refused != NULL) {
+        rmq_refused_t *r = pool->refused;
+        pool->refused = r->next;
+        free(r->address);
+        free(r);
+    }
+}
+
+/* RabbitMQ names what it refused ("... for queue 'q' in vhost '/'"): the
+ * name, when there is one, as a path segment of an address. */
+static int blamed(const char *why, const char *address)
+{
+    const char *at = strstr(why, "queue '");
+    size_t skip = 7;
+    if (at == NULL) {
+        at = strstr(why, "exchange '");
+        skip = 10;
+    }
+    if (at == NULL)
+        return -1; /* no name given */
+    at += skip;
+    const char *end = strchr(at, '\'');
+    if (end == NULL)
+        return -1;
+    size_t n = (size_t)(end - at);
+    for (const char *seg = address; seg != NULL; seg = strchr(seg, '/')) {
+        if (*seg == '/')
+            seg++;
+        if (strncmp(seg, at, n) == 0 && (seg[n] == '\0' || seg[n] == '/'))
+            return 1;
+    }
+    return 0;
+}
+
 static rmq_link_t *link_for(rmq_conn_t *c, const char *address)
 {
     for (rmq_link_t *l = c->links; l != NULL; l = l->next)
@@ -371,8 +444,14 @@ static void pump_link(rmq_pool_t *pool, rmq_link_t *l)
 
 static void route_to_link(rmq_pool_t *pool, rmq_conn_t *c, rmq_pub_t *pub)
 {
+    const char *address = rmq_target_address(&pub->target, c->format);
+    const rmq_refused_t *r = refused_now(pool, address, now_ms());
+    if (r != NULL) {
+        fail_pub(pool, pub, RMQ_ERR_AMQP, "%s", r->why);
+        return;
+    }
     atomic_store(&pub->stage, RMQ_PUB_ROUTED);
-    rmq_link_t *l = link_for(c, rmq_target_address(&pub->target, c->format));
+    rmq_link_t *l = link_for(c, address);
     pub->link = l;
     list_push(&l->pending, pub);
     c->queued++;
@@ -748,7 +827,9 @@ static void declare_static(rmq_pool_t *pool, rmq_conn_t *c, const rmq_target_t *
                 return;
         rmq_pool_declare(pool, c, t);
     } else {
-        link_for(c, rmq_target_address(t, c->format));
+        const char *address = rmq_target_address(t, c->format);
+        if (refused_now(pool, address, now_ms()) == NULL)
+            link_for(c, address);
     }
 }
 
@@ -782,7 +863,7 @@ const char *rmq_condition_text(pn_condition_t *cond, char *buf, size_t n)
  * What was in flight is sent again elsewhere, at most MAX_ATTEMPTS times. */
 static void on_closed(rmq_pool_t *pool, rmq_conn_t *c, pn_transport_t *t)
 {
-    char why[512];
+    char why[560];
     if (c->close_why[0] != '\0')
         snprintf(why, sizeof(why), "the broker closed it: %s", c->close_why);
     else
@@ -937,6 +1018,44 @@ static void on_link_closed(rmq_pool_t *pool, pn_link_t *pl)
     pn_link_free(pl);
     link_free(l);
     pump_waiting(pool);
+}
+
+/* The broker ended the session.  RabbitMQ 3.x does when the declaration an
+ * attach asks for fails (a queue that exists with other arguments:
+ * PRECONDITION_FAILED) instead of refusing the link.  Without its session
+ * the connection is of no use: start again.  The publishes waiting for an
+ * attach fail now with the broker's reason; sent again, they would take
+ * every next connection down the same way until publishTimeout, and the
+ * log would only say "closed". */
+static void on_session_closed(rmq_pool_t *pool, pn_session_t *ssn)
+{
+    pn_connection_t *pc = pn_session_connection(ssn);
+    rmq_conn_t *c = pn_connection_get_context(pc);
+    pn_condition_t *cond = pn_session_remote_condition(ssn);
+    if (c != NULL && pn_condition_is_set(cond)) {
+        char why[400];
+        rmq_condition_text(cond, why, sizeof(why));
+        snprintf(c->close_why, sizeof(c->close_why), "it ended the session: %s", why);
+        /* The culprit is a sender still attaching: the one the reason names,
+         * or, when it names none of them, each of them. */
+        int named = 0;
+        for (rmq_link_t *l = c->links; l != NULL; l = l->next)
+            named |= !l->ready && blamed(why, l->address) == 1;
+        int64_t now = now_ms();
+        for (rmq_link_t *l = c->links; l != NULL; l = l->next) {
+            if (l->ready || (named && blamed(why, l->address) != 1))
+                continue;
+            char detail[700];
+            snprintf(detail, sizeof(detail), "the broker ended the session while the sender to %s was attaching: %s",
+                     l->address, why);
+            LOG(pool, CMI_LOG_WARN, "connection %d: %s; publishes to it fail for the next %d s (%zu now)",
+                c->index, detail, REFUSED_MS / 1000, l->pending.n);
+            refuse(pool, l->address, detail, now);
+            c->queued -= l->pending.n;
+            fail_list(pool, &l->pending, RMQ_ERR_AMQP, detail);
+        }
+    }
+    pn_connection_close(pc);
 }
 
 /* ---- the inbox ------------------------------------------------------------------------- */
@@ -1166,16 +1285,15 @@ static void handle(rmq_pool_t *pool, pn_event_t *e)
     case PN_CONNECTION_REMOTE_CLOSE: {
         pn_connection_t *pc = pn_event_connection(e);
         rmq_conn_t *c = pn_connection_get_context(pc);
-        /* Said once, in the "down" line of PN_TRANSPORT_CLOSED. */
-        if (c != NULL)
+        /* Said once, in the "down" line of PN_TRANSPORT_CLOSED; an ended
+         * session's reason, when there was one, is the better one. */
+        if (c != NULL && c->close_why[0] == '\0')
             rmq_condition_text(pn_connection_remote_condition(pc), c->close_why, sizeof(c->close_why));
         pn_connection_close(pc);
         break;
     }
     case PN_SESSION_REMOTE_CLOSE:
-        /* The broker ended the session (RabbitMQ does on protocol errors):
-         * without it the connection is of no use; start again. */
-        pn_connection_close(pn_session_connection(pn_event_session(e)));
+        on_session_closed(pool, pn_event_session(e));
         break;
     case PN_LINK_REMOTE_OPEN: {
         pn_link_t *pl = pn_event_link(e);
@@ -1413,6 +1531,7 @@ void rmq_pool_destroy(rmq_pool_t *pool)
         s->next = pool->statics;
         pool->statics = s;
     }
+    refused_free_all(pool);
     while (pool->statics != NULL) {
         static_target_t *s = pool->statics;
         pool->statics = s->next;

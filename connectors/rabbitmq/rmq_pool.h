@@ -82,7 +82,7 @@ struct rmq_conn {
     unsigned failures; /* consecutive failed attempts */
     int64_t retry_at;  /* proactor clock, ms; 0: none */
     int64_t open_deadline; /* connecting: give up on this attempt then */
-    char close_why[300];   /* the broker's reason, when it closed the connection */
+    char close_why[512];   /* the broker's reason, when it closed the connection */
     int64_t cycle_start;
     int logged_state; /* the state last logged, so each change is logged once */
     /* Consuming (rmq_consume.c). */
@@ -142,6 +142,7 @@ struct rmq_pool {
     size_t nconns;
     pub_list_t waiting;
     static_target_t *statics;
+    struct rmq_refused *refused; /* addresses whose attach ended the session (pool thread) */
     rmq_mgmt_t *mgmt;
     int stopping;
     int64_t stop_deadline;

@@ -237,6 +237,50 @@ def test_full_reject_publish_queue(node):
             cmi.stop_clean()
 
 
+def test_queue_existing_with_other_arguments(node):
+    # RabbitMQ 3.10 answers an attach whose declaration conflicts with the
+    # queue that exists (here: transient, cmi declares durable) by ending
+    # the whole session.  cmi answers the publish at once with the broker's
+    # reason, stops attaching that address for a while so that the pool
+    # stays up, and other targets of the config keep working.
+    bad, good = unique("transient"), unique("good")
+    node.api("PUT", "/api/queues/%2F/" + bad, {"durable": False, "arguments": {}})
+    res = resource("/bad", "<queue>%s</queue>" % bad) + resource("/good", "<queue>%s</queue>" % good)
+    with Deployment({"local-entries/rmq.xml": connection(node), "api/pub.xml": api(res)}) as d:
+        cmi = start(d)
+        try:
+            t0 = time.monotonic()
+            status, data = post(cmi, "/pub/bad", {"n": 1})
+            took = time.monotonic() - t0
+            check(status == 502 and took < 3, "publish to the conflicting queue: %s %r after %.1fs"
+                  % (status, data, took))
+            err = json.loads(data)["error"]
+            check(err["code"] == 701206 and "PRECONDITION_FAILED" in err["detail"] and bad in err["detail"],
+                  "error %r" % err)
+            cmi.wait_log(r"sender to /queue/%s was attaching: .*PRECONDITION_FAILED" % bad, 5)
+
+            def reconnected():
+                # Each connection attached the queue once at start-up (and
+                # went down for it): all are up again.
+                text = cmi.log_text()
+                ups = len(re.findall(r"\[rabbitmq:RMQ\] connection \d up: ", text))
+                return ups == 2 + len(re.findall(r"connection \d to .* down", text))
+            wait_for(reconnected, 10, "the pool's connections to be up again")
+            mark = cmi.log_mark()
+            for i in range(20):
+                status, data = post(cmi, "/pub/good", {"n": i})
+                check(status == 200, "publish %d to the other queue: %s %r" % (i, status, data))
+                status, data = post(cmi, "/pub/bad", {"n": i})
+                check(status == 502 and json.loads(data)["error"]["code"] == 701206,
+                      "publish %d to the conflicting queue: %s %r" % (i, status, data))
+            time.sleep(1.0)  # reconnects, were there any, would show now
+            downs = len(re.findall(r"connection \d to .* down", "\n".join(cmi.log_text().splitlines()[mark:])))
+            check(downs == 0, "%d connection losses while the address is refused" % downs)
+            check(node.depth(good) == 20, "the other queue holds %r" % node.depth(good))
+        finally:
+            cmi.stop_clean()
+
+
 def test_no_broker_fails_with_701201_and_engine_serves(node):
     port = _closed_port()
     res = (resource("/x", "<queue>nowhere</queue><publishTimeout>1500</publishTimeout>") +
