@@ -8,6 +8,7 @@ PACKAGES=(
   libxml2-dev libh2o-evloop-dev libjansson-dev libcurl4-openssl-dev libssl-dev libcunit1-dev
   libqpid-proton11-dev rabbitmq-server python3-qpid-proton
   python3 curl valgrind clang libclang-rt-14-dev
+  wrk nginx
 )
 
 missing=()
@@ -23,5 +24,14 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "deps: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
+# The packages' scripts must not start system services (nginx on port 80,
+# a RabbitMQ node on 5672): cmi's tests, bench and quickstart start their
+# own on loopback.  policy-rc.d says so for this install only.
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+  $SUDO chmod 755 "$policy"
+  trap '$SUDO rm -f "$policy"' EXIT
+fi
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

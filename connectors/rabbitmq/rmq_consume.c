@@ -502,17 +502,15 @@ static void mediate(rmq_pool_t *pool, rmq_consumer_t *k, rmq_rlink_t *r, rmq_del
     free(strings);
 }
 
+static rmq_delivery_t *unpark(rmq_rlink_t *r);
+
 /* The receiver is gone: its parked messages go back to the queue with it
  * (they were never mediated), except auto-acknowledged ones, which the
  * broker considers delivered: those are mediated now. */
 static void drop_parked(rmq_pool_t *pool, rmq_rlink_t *r)
 {
     rmq_delivery_t *d;
-    while ((d = r->parked_head) != NULL) {
-        r->parked_head = d->parked_next;
-        if (r->parked_head == NULL)
-            r->parked_tail = NULL;
-        d->parked_next = NULL;
+    while ((d = unpark(r)) != NULL) {
         detach(d);
         if (d->auto_acked && d->raw != NULL) {
             mediate(pool, r->consumer, NULL, d);
@@ -533,6 +531,7 @@ static void park(rmq_rlink_t *r, rmq_delivery_t *d)
     else
         r->parked_head = d;
     r->parked_tail = d;
+    r->nparked++;
 }
 
 static rmq_delivery_t *unpark(rmq_rlink_t *r)
@@ -543,16 +542,9 @@ static rmq_delivery_t *unpark(rmq_rlink_t *r)
         if (r->parked_head == NULL)
             r->parked_tail = NULL;
         d->parked_next = NULL;
+        r->nparked--;
     }
     return d;
-}
-
-static size_t parked_count(const rmq_rlink_t *r)
-{
-    size_t n = 0;
-    for (const rmq_delivery_t *d = r->parked_head; d != NULL; d = d->parked_next)
-        n++;
-    return n;
 }
 
 /* A slot in mediation is free: the next parked message takes it, or the
@@ -584,8 +576,23 @@ static void refill(rmq_pool_t *pool, rmq_rlink_t *r)
     }
     if (r->pn == NULL || !r->ready || closing)
         return;
-    int want = k->spec.credit - busy(r) - (int)parked_count(r) - pn_link_credit(r->pn);
-    if (want > 0)
+    /* The credit the broker should hold: what the flows in mediation and
+     * the parked messages leave of it.  RabbitMQ 3.x sends beyond the
+     * credit (messages already on their way when a flow frame arrives),
+     * which takes proton's count below zero; a flow frame then must set it
+     * to the target, never to a negative count, which goes on the wire as
+     * a huge unsigned link-credit and lets the broker send the whole queue
+     * (seen: 78,000 messages parked in cmi for a credit of 100). */
+    int target = k->spec.credit - busy(r) - (int)r->nparked;
+    if (target <= 0)
+        return;
+    /* Credit goes back in batches of a quarter of it: RabbitMQ 3.x turns
+     * every flow frame into a basic.credit, and one per message keeps its
+     * CPU busy.  No stall: below a batch the broker still holds most of
+     * the credit, or flows in mediation refill when they end. */
+    int want = target - pn_link_credit(r->pn);
+    int batch = k->spec.credit >= 4 ? k->spec.credit / 4 : 1;
+    if (want >= batch)
         pn_link_flow(r->pn, want);
 }
 

@@ -204,6 +204,7 @@ struct rmq_rlink {
      * what it sends beyond the credit waits here, unsettled. */
     int in_mediation;
     rmq_delivery_t *parked_head, *parked_tail;
+    size_t nparked;
 };
 
 enum { RMQ_WORK_DECIDE = 1, RMQ_WORK_DONE = 2 };
