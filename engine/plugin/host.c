@@ -662,6 +662,14 @@ static void host_timer_destroy(cmi_host_timer_t *t)
     free(t);
 }
 
+static int host_defer(void (*fn)(void *arg), void *arg)
+{
+    cmi_worker_t *w = cmi_worker_current();
+    if (w == NULL || fn == NULL)
+        return -1;
+    return cmi_worker_defer(w, fn, arg);
+}
+
 const cmi_host_t cmi_host_api = {
     .abi_major = CMI_CONNECTOR_ABI_MAJOR,
     .abi_minor = CMI_CONNECTOR_ABI_MINOR,
@@ -697,4 +705,5 @@ const cmi_host_t cmi_host_api = {
     .timer_destroy = host_timer_destroy,
     .inject = host_inject,
     .call_response_variable = host_call_response_variable,
+    .defer = host_defer,
 };

@@ -250,14 +250,40 @@ cmi_worker_t *cmi_worker_current(void)
 static pthread_mutex_t park_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t park_cond = PTHREAD_COND_INITIALIZER;
 
+int cmi_worker_defer(cmi_worker_t *w, void (*fn)(void *arg), void *arg)
+{
+    for (unsigned i = 0; i < w->ndeferred; i++)
+        if (w->deferred[i].fn == fn && w->deferred[i].arg == arg)
+            return 0;
+    if (w->ndeferred == CMI_WORKER_MAX_DEFERRED)
+        return -1;
+    w->deferred[w->ndeferred].fn = fn;
+    w->deferred[w->ndeferred++].arg = arg;
+    return 0;
+}
+
+/* What was deferred during the batch; what that defers again runs too. */
+static void run_deferred(cmi_worker_t *w)
+{
+    while (w->ndeferred > 0) {
+        struct cmi_deferred d = w->deferred[0];
+        memmove(&w->deferred[0], &w->deferred[1], --w->ndeferred * sizeof(w->deferred[0]));
+        d.fn(d.arg);
+    }
+}
+
 static void *worker_main(void *arg)
 {
     cmi_worker_t *w = arg;
     current_worker = w;
     worker_setup(w);
     sem_post(&w->ready);
-    while (!w->stop)
+    for (;;) {
+        run_deferred(w); /* nothing deferred waits across a wait for events */
+        if (w->stop)
+            break;
         h2o_evloop_run(w->loop, INT32_MAX);
+    }
     worker_dispose(w);
     /* A worker that abandoned messages keeps its loop, but nothing may be
      * posted to it any more. */

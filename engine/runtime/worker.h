@@ -9,6 +9,8 @@
 #ifndef CMI_RUNTIME_WORKER_H
 #define CMI_RUNTIME_WORKER_H
 
+#define CMI_WORKER_MAX_DEFERRED 32 /* see cmi_worker_defer */
+
 #include <h2o.h>
 #include <pthread.h>
 #include <semaphore.h>
@@ -69,6 +71,12 @@ struct cmi_worker {
     h2o_linklist_t conns; /* open client connections (for the drain) */
     size_t nconns;
     cmi_timer_t accept_pause; /* out of descriptors: stop accepting briefly */
+    /* Work deferred to the end of the current batch of events (cmi_worker_defer). */
+    struct cmi_deferred {
+        void (*fn)(void *arg);
+        void *arg;
+    } deferred[CMI_WORKER_MAX_DEFERRED];
+    unsigned ndeferred;
     /* Owner-thread state. */
     unsigned draining : 1;
     unsigned closing : 1;
@@ -77,6 +85,13 @@ struct cmi_worker {
     int started;
     atomic_int finished; /* set by the worker when its loop has ended */
 };
+
+/* Owner thread: runs fn(arg) once the worker has handled the events at
+ * hand, before it waits for more (Redis's beforeSleep): what many messages
+ * of one batch produce (a publish each) can leave together.  A pair
+ * already deferred is not added twice.  Returns 0, or -1 when the table is
+ * full (the caller does the work now). */
+int cmi_worker_defer(cmi_worker_t *w, void (*fn)(void *arg), void *arg);
 
 /* Starts a worker thread serving listen_fd.  Everything the worker's
  * sockets allocate must come from the worker's own thread (libh2o keeps

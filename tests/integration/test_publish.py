@@ -259,12 +259,24 @@ def test_queue_existing_with_other_arguments(node):
                   "error %r" % err)
             cmi.wait_log(r"sender to /queue/%s was attaching: .*PRECONDITION_FAILED" % bad, 5)
 
+            seen = {"text": None}
+
             def reconnected():
-                # Each connection attached the queue once at start-up (and
-                # went down for it): all are up again.
+                # A connection that attached the queue at start-up before the
+                # first refusal was recorded went down for it too: every
+                # refusal has its "down" line, every connection is up again,
+                # and the log has not moved for 0.3 s.
                 text = cmi.log_text()
+                refusals = len(re.findall(r"connection \d: the broker ended the session while", text))
+                downs = len(re.findall(r"connection \d to .* down", text))
                 ups = len(re.findall(r"\[rabbitmq:RMQ\] connection \d up: ", text))
-                return ups == 2 + len(re.findall(r"connection \d to .* down", text))
+                stable = text == seen["text"]
+                seen["text"] = text
+                if not (downs == refusals and ups == 2 + downs):
+                    return False
+                if not stable:
+                    time.sleep(0.3)
+                return stable
             wait_for(reconnected, 10, "the pool's connections to be up again")
             mark = cmi.log_mark()
             for i in range(20):

@@ -184,6 +184,16 @@ struct cmi_host {
      * operation that, by MI's rules, replaces the payload unless it has
      * one: sendRpc). */
     const char *(*call_response_variable)(cmi_call_t *call);
+
+    /* ---- since 1.2 ------------------------------------------------------- */
+    /* Worker thread: runs fn(arg) on this worker once it has handled the
+     * events at hand, before it waits for more (Redis's beforeSleep), so
+     * that what many messages of one batch produce leaves together (the
+     * RabbitMQ connector hands its publishes to its AMQP thread there: one
+     * wake-up and one TCP write for many).  fn(arg) is run once however
+     * often it is deferred within a batch.  Returns 0, or -1 off a worker
+     * thread or when too much is deferred: then do the work now. */
+    int (*defer)(void (*fn)(void *arg), void *arg);
 };
 
 #endif
