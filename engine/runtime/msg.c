@@ -59,10 +59,26 @@ static const char *make_id(cmi_msg_t *msg)
     /* RFC 4122 version 4 layout */
     a = (a & 0xffffffffffff0fffull) | 0x0000000000004000ull;
     b = (b & 0x3fffffffffffffffull) | 0x8000000000000000ull;
-    return cmi_arena_sprintf(msg->arena, "urn:uuid:%08x-%04x-%04x-%04x-%012llx", (unsigned)(a >> 32),
-                             (unsigned)(a >> 16) & 0xffff, (unsigned)a & 0xffff,
-                             (unsigned)(b >> 48) & 0xffff,
-                             (unsigned long long)(b & 0xffffffffffffull));
+    /* urn:uuid:aaaaaaaa-aaaa-aaaa-bbbb-bbbbbbbbbbbb, written digit by digit:
+     * through snprintf it was 4% of a worker's time answering a small API
+     * (perf, bench/run's respond row). */
+    static const char hex[] = "0123456789abcdef";
+    char *id = cmi_arena_alloc(msg->arena, 46);
+    memcpy(id, "urn:uuid:", 9);
+    char *o = id + 9;
+    for (int i = 60; i >= 0; i -= 4) {
+        *o++ = hex[(a >> i) & 0xf];
+        if (i == 32 || i == 16)
+            *o++ = '-';
+    }
+    *o++ = '-';
+    for (int i = 60; i >= 0; i -= 4) {
+        *o++ = hex[(b >> i) & 0xf];
+        if (i == 48)
+            *o++ = '-';
+    }
+    *o = '\0';
+    return id;
 }
 
 /* ---- lifetime ----------------------------------------------------------- */
