@@ -314,11 +314,13 @@ typedef struct rmq_refused {
     int64_t until;
 } rmq_refused_t;
 
-static const rmq_refused_t *refused_now(const rmq_pool_t *pool, const char *address, int64_t now)
+/* On every publish: the list is almost always empty, the clock read only
+ * for an address in it. */
+static const rmq_refused_t *refused_now(const rmq_pool_t *pool, const char *address)
 {
     for (const rmq_refused_t *r = pool->refused; r != NULL; r = r->next)
         if (strcmp(r->address, address) == 0)
-            return r->until > now ? r : NULL;
+            return r->until > now_ms() ? r : NULL;
     return NULL;
 }
 
@@ -445,7 +447,7 @@ static void pump_link(rmq_pool_t *pool, rmq_link_t *l)
 static void route_to_link(rmq_pool_t *pool, rmq_conn_t *c, rmq_pub_t *pub)
 {
     const char *address = rmq_target_address(&pub->target, c->format);
-    const rmq_refused_t *r = refused_now(pool, address, now_ms());
+    const rmq_refused_t *r = refused_now(pool, address);
     if (r != NULL) {
         fail_pub(pool, pub, RMQ_ERR_AMQP, "%s", r->why);
         return;
@@ -828,7 +830,7 @@ static void declare_static(rmq_pool_t *pool, rmq_conn_t *c, const rmq_target_t *
         rmq_pool_declare(pool, c, t);
     } else {
         const char *address = rmq_target_address(t, c->format);
-        if (refused_now(pool, address, now_ms()) == NULL)
+        if (refused_now(pool, address) == NULL)
             link_for(c, address);
     }
 }

@@ -13,6 +13,7 @@
 #include "runtime/errors.h"
 #include "runtime/flow.h"
 #include "runtime/msg.h"
+#include "runtime/worker.h"
 
 /* ---- a fake origin ---------------------------------------------------- */
 
@@ -379,6 +380,48 @@ static void test_error_table(void)
     CU_ASSERT_STRING_EQUAL(cmi_error_name(701201), "RABBITMQ:CONNECTION_ERROR");
 }
 
+/* urn:uuid:xxxxxxxx-xxxx-4xxx-[89ab]xxx-xxxxxxxxxxxx, lower-case hex. */
+static void test_message_id_format(void)
+{
+    for (int n = 0; n < 200; n++) {
+        cmi_msg_t *msg = cmi_msg_create(NULL, &fake_origin, NULL);
+        const char *id = msg->id;
+        CU_ASSERT_EQUAL_FATAL(strlen(id), 45);
+        CU_ASSERT_NSTRING_EQUAL(id, "urn:uuid:", 9);
+        for (int i = 9; i < 45; i++) {
+            if (i == 17 || i == 22 || i == 27 || i == 32) {
+                CU_ASSERT_EQUAL(id[i], '-');
+            } else {
+                CU_ASSERT_PTR_NOT_NULL(strchr("0123456789abcdef", id[i]));
+            }
+        }
+        CU_ASSERT_EQUAL(id[23], '4');
+        CU_ASSERT_PTR_NOT_NULL(strchr("89ab", id[28]));
+        cmi_msg_release(msg);
+    }
+}
+
+static void noop(void *arg)
+{
+    (void)arg;
+}
+
+/* One entry per (fn, arg) however often it is deferred; a full table says
+ * so (the caller then does the work at once). */
+static void test_defer_table(void)
+{
+    static cmi_worker_t w; /* the table only: no thread, no loop */
+    int args[CMI_WORKER_MAX_DEFERRED + 1];
+    CU_ASSERT_EQUAL(cmi_worker_defer(&w, noop, &args[0]), 0);
+    CU_ASSERT_EQUAL(cmi_worker_defer(&w, noop, &args[0]), 0);
+    CU_ASSERT_EQUAL(w.ndeferred, 1);
+    for (int i = 1; i < CMI_WORKER_MAX_DEFERRED; i++)
+        CU_ASSERT_EQUAL(cmi_worker_defer(&w, noop, &args[i]), 0);
+    CU_ASSERT_EQUAL(w.ndeferred, CMI_WORKER_MAX_DEFERRED);
+    CU_ASSERT_EQUAL(cmi_worker_defer(&w, noop, &args[CMI_WORKER_MAX_DEFERRED]), -1);
+    CU_ASSERT_EQUAL(cmi_worker_defer(&w, noop, &args[3]), 0); /* already there */
+}
+
 static CU_TestInfo flow_tests[] = {
     {"respond answers and stops the flow", test_respond_stops_flow},
     {"a flow may end without answering", test_flow_end_without_answer},
@@ -396,6 +439,8 @@ static CU_TestInfo msg_tests[] = {
     {"properties in scopes, headers, variables", test_properties_and_headers},
     {"payload bytes and lazy JSON/XML views", test_payload_views},
     {"error code to status table", test_error_table},
+    {"message ids are RFC 4122 version 4 URNs", test_message_id_format},
+    {"deferred work: one entry per pair, bounded table", test_defer_table},
     CU_TEST_INFO_NULL,
 };
 
