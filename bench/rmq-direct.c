@@ -370,6 +370,10 @@ static void on_link_remote_open(bench_t *b, pn_link_t *l)
 {
     /* RabbitMQ refuses an address by attaching without a terminus and then
      * detaching: wait for the detach, which carries the reason. */
+    if (b->mode == MODE_RESPOND && l == b->rcv) {
+        printf("ready\n"); /* bench/run waits for this line */
+        fflush(stdout);
+    }
     if (b->mode == MODE_RPC) {
         if (l == b->snd)
             b->snd_ready = true;
