@@ -3,6 +3,7 @@
 #include "engine.h"
 #include "http/client.h"
 
+#include <malloc.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 
 #include "http/server.h"
 #include "plugin/plugin.h"
+#include "runtime/msg.h"
 
 static uint64_t now_ms(void)
 {
@@ -131,6 +133,14 @@ int cmi_engine_run(const cmi_settings_t *settings)
     memset(&e, 0, sizeof(e));
     e.settings = *settings;
     e.nworkers = settings->workers ? settings->workers : default_workers();
+    /* Fixed thresholds: glibc would otherwise raise them after the first
+     * large free (a 10 MiB body), and every later large buffer would stay
+     * on the heap, held after its message ends. */
+    mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
+    mallopt(M_TRIM_THRESHOLD, 4 * 1024 * 1024);
+    /* Views derived from a payload may take four times what a request
+     * body may (README: Limits). */
+    cmi_msg_set_view_limit(settings->max_body <= SIZE_MAX / 4 ? (size_t)settings->max_body * 4 : SIZE_MAX);
 
     cmi_diag_t diag;
     cmi_diag_init(&diag, stderr);

@@ -17,6 +17,9 @@ typedef struct cmi_settings {
     unsigned workers;            /* 0: number of cores */
     uint64_t max_body;           /* bytes; 10 MiB */
     uint64_t idle_timeout_ms;    /* HTTP/1 request and keep-alive idle timeout */
+    int http2;                   /* accept HTTP/2 (prior knowledge, h2c upgrade); off by default */
+    uint32_t http2_request_rate; /* requests per HTTP/2 connection per second; 0: no limit */
+    uint32_t http2_reset_rate;   /* requests reset by the client, per connection per second */
     uint64_t drain_timeout_ms;   /* how long in-flight messages get at shutdown */
     const char *connectors_path; /* colon-separated folders */
     cmi_log_level_t log_level;
@@ -29,6 +32,8 @@ void cmi_settings_defaults(cmi_settings_t *s);
  * reported as file:line errors.  Returns 0 or -1. */
 int cmi_settings_load_file(cmi_settings_t *s, const char *path);
 void cmi_settings_dispose(cmi_settings_t *s);
+/* A per-second rate ("2000"; 0 means no limit).  Returns 0 or -1. */
+int cmi_settings_parse_rate(const char *v, uint32_t *out);
 
 struct cmi_plugins;
 

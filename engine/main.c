@@ -27,6 +27,12 @@ static void usage(FILE *out)
             "  --max-body-size SIZE   largest request body, e.g. 10MiB (default); larger gets 413\n"
             "  --idle-timeout DUR     HTTP request/keep-alive idle timeout, e.g. 10s (default)\n"
             "  --drain-timeout DUR    time in-flight messages get at shutdown (default 30s)\n"
+            "  --http2 BOOL           also accept HTTP/2 (cleartext prior knowledge and h2c\n"
+            "                         upgrade); false by default\n"
+            "  --http2-request-rate N requests one HTTP/2 connection may make per second\n"
+            "                         (default 2000, 0 = no limit); past it it is closed\n"
+            "  --http2-reset-rate N   requests one HTTP/2 connection may reset per second\n"
+            "                         (default 100, 0 = no limit); past it it is closed\n"
             "  --connectors PATH      colon-separated folders of connector modules (also\n"
             "                         CMI_CONNECTORS_PATH; default " CMI_CONNECTORS_DIR ",\n"
             "                         or the modules of the build tree cmi runs from)\n"
@@ -65,6 +71,15 @@ static int parse_option(cmi_settings_t *s, const char *opt, const char *v)
     } else if (strcmp(opt, "--drain-timeout") == 0) {
         if (cmi_parse_duration_ms(v, &s->drain_timeout_ms) != 0)
             return bad_option(opt, v, "not a duration (e.g. 30s)");
+    } else if (strcmp(opt, "--http2") == 0) {
+        if (cmi_parse_bool(v, &s->http2) != 0)
+            return bad_option(opt, v, "must be 'true' or 'false'");
+    } else if (strcmp(opt, "--http2-request-rate") == 0) {
+        if (cmi_settings_parse_rate(v, &s->http2_request_rate) != 0)
+            return bad_option(opt, v, "not a rate (requests per connection per second, 0 = no limit)");
+    } else if (strcmp(opt, "--http2-reset-rate") == 0) {
+        if (cmi_settings_parse_rate(v, &s->http2_reset_rate) != 0)
+            return bad_option(opt, v, "not a rate (resets per connection per second, 0 = no limit)");
     } else if (strcmp(opt, "--connectors") == 0) {
         s->connectors_path = v;
     } else if (strcmp(opt, "--log-level") == 0) {

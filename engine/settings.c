@@ -18,10 +18,22 @@ void cmi_settings_defaults(cmi_settings_t *s)
     s->workers = 0;
     s->max_body = 10u * 1024 * 1024;
     s->idle_timeout_ms = 10000;
+    s->http2 = 0;
+    s->http2_request_rate = 2000;
+    s->http2_reset_rate = 100;
     s->drain_timeout_ms = 30000;
     s->connectors_path = NULL;
     s->log_level = CMI_LOG_INFO;
     s->log_format = CMI_LOG_FORMAT_TEXT;
+}
+
+int cmi_settings_parse_rate(const char *v, uint32_t *out)
+{
+    uint64_t u;
+    if (cmi_parse_uint(v, UINT32_MAX, &u) != 0)
+        return -1;
+    *out = (uint32_t)u;
+    return 0;
 }
 
 void cmi_settings_dispose(cmi_settings_t *s)
@@ -32,7 +44,8 @@ void cmi_settings_dispose(cmi_settings_t *s)
 
 /* The server config file:
  *   <cmi>
- *     <http host="0.0.0.0" port="8290" workers="2" maxBodySize="10MiB" idleTimeout="10s"/>
+ *     <http host="0.0.0.0" port="8290" workers="2" maxBodySize="10MiB" idleTimeout="10s"
+ *           http2="false" http2RequestRate="2000" http2ResetRate="100"/>
  *     <shutdown drainTimeout="30s"/>
  *     <log level="info" format="text"/>
  *     <connectors path="/usr/lib/cmi/connectors"/>
@@ -78,7 +91,8 @@ static void bad(file_ctx_t *f, xmlNodePtr n, const char *name, const char *v, co
 
 static void read_http(file_ctx_t *f, xmlNodePtr n, cmi_settings_t *s)
 {
-    static const char *const allowed[] = {"host", "port", "workers", "maxBodySize", "idleTimeout", NULL};
+    static const char *const allowed[] = {"host",  "port", "workers", "maxBodySize", "idleTimeout", "http2",
+                                          "http2RequestRate", "http2ResetRate", NULL};
     check_attrs(f, n, allowed);
     const char *v;
     uint64_t u;
@@ -101,6 +115,12 @@ static void read_http(file_ctx_t *f, xmlNodePtr n, cmi_settings_t *s)
     if ((v = attr(n, "idleTimeout")) != NULL &&
         (cmi_parse_duration_ms(v, &s->idle_timeout_ms) != 0 || s->idle_timeout_ms == 0))
         bad(f, n, "idleTimeout", v, "not a positive duration (e.g. 10s)");
+    if ((v = attr(n, "http2")) != NULL && cmi_parse_bool(v, &s->http2) != 0)
+        bad(f, n, "http2", v, "must be 'true' or 'false'");
+    if ((v = attr(n, "http2RequestRate")) != NULL && cmi_settings_parse_rate(v, &s->http2_request_rate) != 0)
+        bad(f, n, "http2RequestRate", v, "not a rate (requests per connection per second, 0 = no limit)");
+    if ((v = attr(n, "http2ResetRate")) != NULL && cmi_settings_parse_rate(v, &s->http2_reset_rate) != 0)
+        bad(f, n, "http2ResetRate", v, "not a rate (resets per connection per second, 0 = no limit)");
 }
 
 static void read_other(file_ctx_t *f, xmlNodePtr n, cmi_settings_t *s)

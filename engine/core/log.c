@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include "core/log.h"
+#include "core/str.h"
 
 #include <jansson.h>
 #include <stdatomic.h>
@@ -79,18 +80,6 @@ static void write_json(const char *when, cmi_log_level_t level, const char *comp
     free(s);
 }
 
-/* Length of the valid UTF-8 sequence at s (at most n bytes), 0 if invalid. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-    size_t len = s[0] < 0x80 ? 1 : (s[0] & 0xE0) == 0xC0 ? 2 : (s[0] & 0xF0) == 0xE0 ? 3 : (s[0] & 0xF8) == 0xF0 ? 4 : 0;
-    if (len == 0 || len > n || (len == 2 && s[0] < 0xC2))
-        return 0;
-    for (size_t i = 1; i < len; i++)
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-    return len;
-}
-
 /* One event, one line: control characters are written as escapes and
  * bytes that are not UTF-8 as '?', so that text that came from a request
  * (a path, a header, a payload) can neither forge a log line nor make the
@@ -106,7 +95,7 @@ static void sanitize(const char *in, char *out, size_t size)
             i++;
             continue;
         }
-        size_t len = utf8_seq(s + i, n - i);
+        size_t len = cmi_utf8_seq(in + i, n - i);
         if (len == 0) {
             out[o++] = '?';
             i++;

@@ -84,11 +84,81 @@ void cmi_strbuf_printf(cmi_strbuf_t *b, const char *fmt, ...)
     va_end(ap2);
 }
 
+/* ---- UTF-8 ------------------------------------------------------------------ */
+
+size_t cmi_utf8_seq(const char *str, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    if (n == 0)
+        return 0;
+    if (s[0] < 0x80)
+        return 1;
+    /* RFC 3629 table 4: the second byte's range depends on the first
+     * (no overlong forms, no surrogates, nothing past U+10FFFF). */
+    size_t len;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (s[0] >= 0xC2 && s[0] <= 0xDF)
+        len = 2;
+    else if (s[0] >= 0xE0 && s[0] <= 0xEF)
+        len = 3, lo = s[0] == 0xE0 ? 0xA0 : 0x80, hi = s[0] == 0xED ? 0x9F : 0xBF;
+    else if (s[0] >= 0xF0 && s[0] <= 0xF4)
+        len = 4, lo = s[0] == 0xF0 ? 0x90 : 0x80, hi = s[0] == 0xF4 ? 0x8F : 0xBF;
+    else
+        return 0;
+    if (len > n || s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 2; i < len; i++)
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+    return len;
+}
+
+static size_t utf8_valid_prefix(const char *s, size_t len)
+{
+    size_t i = 0, k;
+    while (i < len && (k = cmi_utf8_seq(s + i, len - i)) != 0)
+        i += k;
+    return i;
+}
+
+const char *cmi_utf8_sanitize(cmi_arena_t *arena, const char *s, size_t len, size_t *out_len)
+{
+    size_t i = utf8_valid_prefix(s, len);
+    if (i == len) {
+        if (out_len)
+            *out_len = len;
+        return s;
+    }
+    cmi_strbuf_t b;
+    cmi_strbuf_init(&b, arena, len + 16);
+    for (;;) {
+        cmi_strbuf_append(&b, s, i);
+        if (i == len)
+            break;
+        cmi_strbuf_append(&b, CMI_UTF8_REPLACEMENT, 3);
+        s += i + 1;
+        len -= i + 1;
+        i = utf8_valid_prefix(s, len);
+    }
+    if (out_len)
+        *out_len = b.len;
+    return b.data;
+}
+
 void cmi_strbuf_json_escaped(cmi_strbuf_t *out, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
-    for (size_t i = 0; i < len; i++) {
+    for (size_t i = 0; i < len;) {
         unsigned char ch = (unsigned char)s[i];
+        if (ch >= 0x80) { /* JSON text is UTF-8: a stray byte becomes U+FFFD */
+            size_t k = cmi_utf8_seq(s + i, len - i);
+            if (k == 0)
+                cmi_strbuf_append(out, "\\ufffd", 6), k = 1;
+            else
+                cmi_strbuf_append(out, s + i, k);
+            i += k;
+            continue;
+        }
         switch (ch) {
         case '"': cmi_strbuf_append(out, "\\\"", 2); break;
         case '\\': cmi_strbuf_append(out, "\\\\", 2); break;
@@ -105,6 +175,7 @@ void cmi_strbuf_json_escaped(cmi_strbuf_t *out, const char *s, size_t len)
                 cmi_strbuf_putc(out, (char)ch);
             }
         }
+        i++;
     }
 }
 
@@ -143,7 +214,9 @@ int cmi_url_decode(cmi_arena_t *arena, const char *src, size_t len, int plus_as_
         }
     }
     dst[j] = '\0';
-    *out = dst;
+    /* Decoded bytes that are not UTF-8 become U+FFFD, as MI's (Java's)
+     * UTF-8 decoding does: strings inside cmi are UTF-8. */
+    *out = (char *)cmi_utf8_sanitize(arena, dst, j, &j);
     if (out_len)
         *out_len = j;
     return 0;

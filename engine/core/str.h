@@ -39,12 +39,24 @@ void cmi_strbuf_puts(cmi_strbuf_t *b, const char *s);
 void cmi_strbuf_putc(cmi_strbuf_t *b, char c);
 void cmi_strbuf_printf(cmi_strbuf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* Appends text escaped for the inside of a JSON string. */
+/* Length of the well-formed UTF-8 sequence at s (RFC 3629: no overlong
+ * form, no surrogate, nothing past U+10FFFF; at most n bytes), 0 when the
+ * byte at s starts none. */
+size_t cmi_utf8_seq(const char *s, size_t n);
+#define CMI_UTF8_REPLACEMENT "\xEF\xBF\xBD" /* U+FFFD */
+/* s itself when it is UTF-8, else a NUL-terminated copy in arena with
+ * U+FFFD for each byte that starts no sequence.  *out_len (optional) gets
+ * the result's length. */
+const char *cmi_utf8_sanitize(cmi_arena_t *arena, const char *s, size_t len, size_t *out_len);
+
+/* Appends text escaped for the inside of a JSON string (bytes that are not
+ * UTF-8 as \ufffd). */
 void cmi_strbuf_json_escaped(cmi_strbuf_t *b, const char *s, size_t len);
 
 /* Percent-decodes src into a new NUL-terminated arena string.  With
- * plus_as_space, '+' becomes ' ' (query strings).  Returns -1 on a malformed
- * escape or an encoded NUL. */
+ * plus_as_space, '+' becomes ' ' (query strings); decoded bytes that are
+ * not UTF-8 become U+FFFD.  Returns -1 on a malformed escape or an encoded
+ * NUL. */
 int cmi_url_decode(cmi_arena_t *arena, const char *src, size_t len, int plus_as_space, char **out,
                    size_t *out_len);
 

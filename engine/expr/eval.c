@@ -523,7 +523,7 @@ static int json_of_value(ex_ctx_t *c, const cmi_value_t *v, json_t **out)
     case CMI_VAL_INT: j = json_integer(v->u.i); break;
     case CMI_VAL_NUMBER: j = json_real(v->u.d); break;
     case CMI_VAL_STRING:
-    case CMI_VAL_XML: j = json_stringn_nocheck(v->u.s.ptr, v->u.s.len); break;
+    case CMI_VAL_XML: j = cmi_json_text(c->msg->arena, v->u.s.ptr, v->u.s.len); break;
     case CMI_VAL_JSON: *out = v->u.json; return 0;
     }
     *out = j ? cmi_msg_own_json(c->msg, j) : NULL;

@@ -282,7 +282,7 @@ static int fn_split(ex_ctx_t *c, cmi_value_t *args, size_t n, cmi_value_t *out)
             size_t k = i + 1;
             while (k < sl && ((unsigned char)s[k] & 0xC0) == 0x80)
                 k++;
-            json_array_append_new(arr, json_stringn_nocheck(s + i, k - i));
+            json_array_append_new(arr, cmi_json_text(c->msg->arena, s + i, k - i));
             i = k;
         }
         *out = result;
@@ -319,12 +319,12 @@ static int fn_split(ex_ctx_t *c, cmi_value_t *args, size_t n, cmi_value_t *out)
             at = i + (size_t)m.rm_so;
             len = (size_t)(m.rm_eo - m.rm_so);
         }
-        json_array_append_new(arr, json_stringn_nocheck(text + i, at - i));
+        json_array_append_new(arr, cmi_json_text(c->msg->arena, text + i, at - i));
         i = at + len;
     }
     if (!plain)
         regfree(&re);
-    json_array_append_new(arr, json_stringn_nocheck(text + i, i <= sl ? sl - i : 0));
+    json_array_append_new(arr, cmi_json_text(c->msg->arena, text + i, i <= sl ? sl - i : 0));
     while (json_array_size(arr) > 1 && json_string_length(json_array_get(arr, json_array_size(arr) - 1)) == 0)
         json_array_remove(arr, json_array_size(arr) - 1);
     *out = result;

@@ -82,8 +82,12 @@ static xmlDocPtr xpath_doc(ex_ctx_t *c, int *failed)
                 cmi_msg_set_error(msg, CMI_ERR_PAYLOAD, NULL, "%s: %s", c->expr->text, err);
                 return NULL;
             }
-        } else {
-            cmi_json_to_xml_document(body, j);
+        } else if (cmi_json_to_xml_document(body, j, cmi_msg_view_limit()) != 0) {
+            *failed = 1;
+            cmi_msg_set_error(msg, CMI_ERR_PAYLOAD_TOO_LARGE, NULL,
+                              "%s: the JSON payload as XML would take more than %zu bytes", c->expr->text,
+                              cmi_msg_view_limit());
+            return NULL;
         }
     } else {
         cmi_soap_envelope(doc);

@@ -2,6 +2,7 @@
 
 #include "http/server.h"
 
+
 #include <ctype.h>
 #include <errno.h>
 #include <netdb.h>
@@ -33,6 +34,7 @@ typedef struct {
 typedef struct {
     h2o_req_t *req;
     cmi_msg_t *msg;
+    uint32_t reset_rate; /* the engine's http2ResetRate */
 } http_link_t;
 
 static h2o_generator_t final_generator = {NULL, NULL};
@@ -237,10 +239,30 @@ static void http_finish(cmi_msg_t *msg)
 
 static const cmi_msg_origin_t http_origin = {"http", http_respond, http_finish};
 
+static h2o_socket_t *socket_of(h2o_conn_t *conn)
+{
+    return conn->callbacks->get_socket != NULL ? conn->callbacks->get_socket(conn) : NULL;
+}
+
+/* An HTTP/2 request h2o lets go before its response while it reads the
+ * connection: the client reset the stream (a rapid reset, CVE-2023-44487,
+ * sends thousands a second).  When the connection closes, h2o stops
+ * reading first, so its open requests do not count. */
+static void count_reset(http_link_t *link)
+{
+    h2o_req_t *req = link->req;
+    if (req == NULL || link->msg->responded || req->version < 0x200)
+        return;
+    h2o_socket_t *sock = socket_of(req->conn);
+    if (sock != NULL && h2o_socket_is_reading(sock))
+        cmi_worker_conn_account(link->msg->worker, sock, CMI_CONN_RESET, link->reset_rate);
+}
+
 static void on_req_dispose(void *p)
 {
     http_link_t *link = p;
     cmi_msg_t *msg = link->msg;
+    count_reset(link);
     link->req = NULL;
     msg->origin_data = NULL;
     cmi_msg_release(msg);
@@ -361,6 +383,7 @@ static cmi_msg_t *start_message(cmi_worker_t *w, h2o_req_t *req)
     cmi_msg_t *msg = cmi_msg_create(w, &http_origin, link);
     link->req = req;
     link->msg = msg;
+    link->reset_rate = w->engine->settings.http2_reset_rate;
     cmi_msg_retain(msg); /* released by on_req_dispose */
     return msg;
 }
@@ -388,11 +411,89 @@ static int run_main(cmi_worker_t *w, h2o_req_t *req, const cmi_config_t *cfg, co
     return 0;
 }
 
+/* picohttpparser, inside libh2o: exported, but Debian's package does not
+ * install its header (h2o 2.2.5's deps/picohttpparser/picohttpparser.h). */
+struct phr_header {
+    const char *name;
+    size_t name_len;
+    const char *value;
+    size_t value_len;
+};
+int phr_parse_request(const char *buf, size_t len, const char **method, size_t *method_len, const char **path,
+                      size_t *path_len, int *minor_version, struct phr_header *headers, size_t *num_headers,
+                      size_t last_len);
+
+/* Why the framing of an HTTP/1 request with a body is ambiguous, or NULL.
+ * h2o 2.2 takes the first of two Content-Lengths and lets
+ * Transfer-Encoding win over Content-Length, and keeps the connection:
+ * the building blocks of request smuggling.  Its reading of the head is
+ * gone by now, but the head itself is still at the start of the socket's
+ * input (the body follows it), so it is parsed again, with h2o's own
+ * parser. */
+static const char *ambiguous_framing(h2o_req_t *req)
+{
+    h2o_socket_t *sock = socket_of(req->conn);
+    if (sock == NULL || sock->input == NULL || req->entity.base < sock->input->bytes ||
+        req->entity.base > sock->input->bytes + sock->input->size)
+        return NULL;
+    struct phr_header headers[H2O_MAX_HEADERS];
+    size_t nheaders = H2O_MAX_HEADERS, mlen, plen;
+    const char *method, *path;
+    int minor;
+    size_t head = (size_t)(req->entity.base - sock->input->bytes);
+    if (phr_parse_request(sock->input->bytes, head, &method, &mlen, &path, &plen, &minor, headers, &nheaders, 0) <= 0)
+        return NULL;
+    const struct phr_header *cl = NULL;
+    unsigned te = 0;
+    for (size_t i = 0; i < nheaders; i++) {
+        const struct phr_header *h = &headers[i];
+        if (h->name == NULL)
+            continue;
+        if (cmi_str_caseeqn(h->name, h->name_len, "transfer-encoding", 17)) {
+            te++;
+        } else if (cmi_str_caseeqn(h->name, h->name_len, "content-length", 14)) {
+            if (cl != NULL && (cl->value_len != h->value_len || memcmp(cl->value, h->value, h->value_len) != 0))
+                return "two different Content-Length headers";
+            cl = h;
+        }
+    }
+    if (te > 0 && cl != NULL)
+        return "Content-Length together with Transfer-Encoding";
+    if (te > 1)
+        return "more than one Transfer-Encoding header";
+    if (te > 0 && minor == 0)
+        return "Transfer-Encoding in an HTTP/1.0 request";
+    return NULL;
+}
+
+/* Checks that come before dispatch: the connection's HTTP/2 budget and
+ * HTTP/1 framing.  Returns 1 when the request was answered here. */
+static int refused_at_the_door(cmi_engine_t *engine, cmi_worker_t *w, h2o_req_t *req)
+{
+    if (req->version >= 0x200) {
+        if (!cmi_worker_conn_account(w, socket_of(req->conn), CMI_CONN_REQUEST, engine->settings.http2_request_rate))
+            return 0;
+        send_json_error(req, 429, "too many requests on this connection: it is being closed", NULL);
+        return 1;
+    }
+    const char *why = req->entity.base != NULL ? ambiguous_framing(req) : NULL;
+    if (why == NULL)
+        return 0;
+    /* RFC 9112 6.3: answer 400 and close, so that no byte after this
+     * request is read as another one. */
+    req->http1_is_persistent = 0;
+    cmi_log_debug("http", "refused a request: %s (connection closed)", why);
+    send_json_error(req, 400, why, NULL);
+    return 1;
+}
+
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     cmi_engine_t *engine = ((http_handler_t *)self)->engine;
     cmi_worker_t *w = cmi_worker_of_ctx(req->conn->ctx);
     const cmi_config_t *cfg = engine->config;
+    if (refused_at_the_door(engine, w, req))
+        return 0;
 
     const char *query = "";
     size_t qlen = 0;
@@ -452,6 +553,9 @@ void cmi_http_configure(cmi_engine_t *engine)
     g->max_request_entity_size = engine->settings.max_body;
     g->http1.req_timeout = engine->settings.idle_timeout_ms;
     g->http2.idle_timeout = engine->settings.idle_timeout_ms;
+    /* HTTP/2 is opt-in: libh2o 2.2.5 has no defence against the HTTP/2
+     * floods (README: Limits); HTTP/1.1 is MI's default listener too. */
+    g->http1.upgrade_to_http2 = engine->settings.http2;
     h2o_hostconf_t *host = h2o_config_register_host(g, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
     http_handler_t *h = (http_handler_t *)h2o_create_handler(path, sizeof(*h));
@@ -459,7 +563,11 @@ void cmi_http_configure(cmi_engine_t *engine)
     h->engine = engine;
 }
 
-static int open_one(const struct addrinfo *ai, int port, char *err, size_t errlen)
+/* The first socket binds without SO_REUSEPORT and takes it only once
+ * bound: it fails if anything holds the port, and from then on another
+ * process's exclusive bind fails too.  The others join it with
+ * SO_REUSEPORT, one per worker (the kernel spreads connections). */
+static int open_one(const struct addrinfo *ai, const char *host, int port, int first, char *err, size_t errlen)
 {
     int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
     if (fd < 0) {
@@ -467,8 +575,9 @@ static int open_one(const struct addrinfo *ai, int port, char *err, size_t errle
         return -1;
     }
     int on = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
-    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on));
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)); /* a restart need not wait for TIME_WAIT */
+    if (!first)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on));
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
     struct sockaddr_storage sa;
     memcpy(&sa, ai->ai_addr, ai->ai_addrlen);
@@ -476,8 +585,19 @@ static int open_one(const struct addrinfo *ai, int port, char *err, size_t errle
         ((struct sockaddr_in *)&sa)->sin_port = htons((uint16_t)port);
     else
         ((struct sockaddr_in6 *)&sa)->sin6_port = htons((uint16_t)port);
-    if (bind(fd, (struct sockaddr *)&sa, ai->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0) {
-        snprintf(err, errlen, "cannot listen on port %d: %s", port, strerror(errno));
+    if (bind(fd, (struct sockaddr *)&sa, ai->ai_addrlen) != 0) {
+        if (errno == EADDRINUSE)
+            snprintf(err, errlen, "cannot listen on %s port %d: the port is in use (another cmi, or another "
+                     "program, listens on it; stop it or choose another --http-port)", host, port);
+        else
+            snprintf(err, errlen, "cannot listen on %s port %d: %s", host, port, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (first)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on));
+    if (listen(fd, SOMAXCONN) != 0) {
+        snprintf(err, errlen, "cannot listen on %s port %d: %s", host, port, strerror(errno));
         close(fd);
         return -1;
     }
@@ -494,7 +614,7 @@ int cmi_http_listen(const char *host, int port, int *fds, unsigned n, int *bound
         return -1;
     }
     for (unsigned i = 0; i < n; i++) {
-        fds[i] = open_one(ai, port, err, errlen);
+        fds[i] = open_one(ai, host, port, i == 0, err, errlen);
         if (fds[i] < 0) {
             while (i-- > 0)
                 close(fds[i]);

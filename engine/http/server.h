@@ -10,9 +10,11 @@ typedef struct cmi_worker cmi_worker_t;
 
 /* Configures h2o's global config for the engine (limits, handler). */
 void cmi_http_configure(cmi_engine_t *engine);
-/* Opens n listening sockets on host:port with SO_REUSEPORT (port 0: a free
- * port, the same for all).  Returns 0 and the bound port, or -1 with a
- * message in err. */
+/* Opens n listening sockets on host:port, one per worker, sharing the port
+ * with SO_REUSEPORT (port 0: a free port, the same for all).  The start
+ * is refused when anything else holds the port: the first socket binds
+ * exclusively.  Returns 0 and the bound port, or -1 with a message in
+ * err. */
 int cmi_http_listen(const char *host, int port, int *fds, unsigned n, int *bound_port, char *err,
                     size_t errlen);
 /* Starts accepting on the worker's listening socket (before its thread runs). */

@@ -140,7 +140,7 @@ static void host_msg_set_property(cmi_msg_t *msg, cmi_scope_t scope, const char 
         cmi_msg_prop_set(msg, scope, n, cmi_value_cstring(cmi_arena_strdup(msg->arena, value)));
 }
 
-static json_t *value_to_json(const cmi_value_t *v)
+static json_t *value_to_json(cmi_msg_t *msg, const cmi_value_t *v)
 {
     switch (v->type) {
     case CMI_VAL_NULL: return json_null();
@@ -149,7 +149,7 @@ static json_t *value_to_json(const cmi_value_t *v)
     case CMI_VAL_NUMBER: return json_real(v->u.d);
     case CMI_VAL_JSON: return json_incref(v->u.json);
     case CMI_VAL_STRING:
-    case CMI_VAL_XML: return json_stringn(v->u.s.ptr, v->u.s.len);
+    case CMI_VAL_XML: return cmi_json_text(msg->arena, v->u.s.ptr, v->u.s.len);
     }
     return json_null();
 }
@@ -158,7 +158,7 @@ static json_t *host_msg_variable(cmi_msg_t *msg, const char *name)
 {
     CHECK_MSG(msg);
     const cmi_value_t *v = cmi_msg_var_get(msg, name);
-    return v ? value_to_json(v) : NULL;
+    return v ? value_to_json(msg, v) : NULL;
 }
 
 static void host_msg_set_variable(cmi_msg_t *msg, const char *name, json_t *value)

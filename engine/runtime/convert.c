@@ -46,6 +46,26 @@ xmlNodePtr cmi_soap_body_child(xmlNodePtr env)
     return NULL;
 }
 
+/* ---- bounds ------------------------------------------------------------------ */
+
+/* A conversion's result is charged as it grows and stops at the limit:
+ * an input can repeat a long JSON key in every element of an array, which
+ * XML writes twice per element (some 250 times the input's size). */
+typedef struct {
+    size_t left;
+    int over;
+} budget_t;
+
+static int charge(budget_t *b, size_t n)
+{
+    if (b->over || n > b->left) {
+        b->over = 1;
+        return -1;
+    }
+    b->left -= n;
+    return 0;
+}
+
 /* ---- JSON -> XML ---------------------------------------------------------- */
 
 /* A child element in no namespace (xmlNewChild would give it the parent's). */
@@ -71,62 +91,96 @@ static const char *element_name(const char *key, char *buf, size_t size)
     return buf;
 }
 
-static void scalar_text(xmlNodePtr el, json_t *j)
+static void scalar_text(xmlNodePtr el, json_t *j, budget_t *b)
 {
     char num[40];
+    const char *text = NULL;
+    size_t len = 0;
     switch (json_typeof(j)) {
     case JSON_STRING:
-        xmlNodeAddContentLen(el, (const xmlChar *)json_string_value(j), (int)json_string_length(j));
+        text = json_string_value(j);
+        len = json_string_length(j);
         break;
     case JSON_INTEGER:
-        snprintf(num, sizeof(num), "%lld", (long long)json_integer_value(j));
-        xmlNodeAddContent(el, (const xmlChar *)num);
+        len = (size_t)snprintf(num, sizeof(num), "%lld", (long long)json_integer_value(j));
+        text = num;
         break;
     case JSON_REAL:
-        cmi_format_double(json_real_value(j), num, sizeof(num));
-        xmlNodeAddContent(el, (const xmlChar *)num);
+        len = cmi_format_double(json_real_value(j), num, sizeof(num));
+        text = num;
         break;
     case JSON_TRUE:
-        xmlNodeAddContent(el, (const xmlChar *)"true");
+        text = "true";
+        len = 4;
         break;
     case JSON_FALSE:
-        xmlNodeAddContent(el, (const xmlChar *)"false");
+        text = "false";
+        len = 5;
         break;
     default:
-        break;
+        return;
     }
+    if (charge(b, len) == 0)
+        xmlNodeAddContentLen(el, (const xmlChar *)text, (int)len);
 }
 
-static void children_of(xmlNodePtr el, json_t *j)
+static void json_to_xml(xmlNodePtr parent, const char *name, json_t *j, budget_t *b);
+
+static void children_of(xmlNodePtr el, json_t *j, budget_t *b)
 {
     if (json_is_object(j)) {
         const char *key;
         json_t *v;
-        json_object_foreach(j, key, v) cmi_json_to_xml(el, key, v);
+        json_object_foreach(j, key, v)
+        {
+            if (b->over)
+                return;
+            json_to_xml(el, key, v, b);
+        }
     } else {
-        scalar_text(el, j);
+        scalar_text(el, j, b);
     }
 }
 
-void cmi_json_to_xml(xmlNodePtr parent, const char *name, json_t *j)
+/* An element is charged what it takes written out: <name></name>. */
+static xmlNodePtr charged_child(xmlNodePtr parent, const char *name, budget_t *b)
+{
+    return charge(b, 2 * strlen(name) + 5) == 0 ? plain_child(parent, name) : NULL;
+}
+
+static void json_to_xml(xmlNodePtr parent, const char *name, json_t *j, budget_t *b)
 {
     char buf[256];
     const char *ename = element_name(name, buf, sizeof(buf));
+    xmlNodePtr el;
     if (json_is_array(j)) {
         size_t i;
         json_t *v;
-        json_array_foreach(j, i, v) children_of(plain_child(parent, ename), v);
+        json_array_foreach(j, i, v)
+        {
+            if ((el = charged_child(parent, ename, b)) == NULL)
+                return;
+            children_of(el, v, b);
+        }
         return;
     }
-    children_of(plain_child(parent, ename), j);
+    if ((el = charged_child(parent, ename, b)) != NULL)
+        children_of(el, j, b);
 }
 
-void cmi_json_to_xml_document(xmlNodePtr parent, json_t *j)
+int cmi_json_to_xml_document(xmlNodePtr parent, json_t *j, size_t limit)
 {
-    if (json_is_array(j))
-        cmi_json_to_xml(plain_child(parent, "jsonArray"), "jsonElement", j);
-    else
-        children_of(plain_child(parent, "jsonObject"), j);
+    budget_t b = {limit, 0};
+    /* Element names are interned in the document's dictionary: a name
+     * repeated in every element of an array is stored once. */
+    if (parent->doc != NULL && parent->doc->dict == NULL)
+        parent->doc->dict = xmlDictCreate();
+    xmlNodePtr top = charged_child(parent, json_is_array(j) ? "jsonArray" : "jsonObject", &b);
+    if (top != NULL && json_is_array(j))
+        json_to_xml(top, "jsonElement", j, &b);
+    else if (top != NULL)
+        children_of(top, j, &b);
+    return b.over ? -1 : 0;
 }
 
 /* ---- XML -> JSON ------------------------------------------------------------ */
@@ -171,6 +225,13 @@ static int is_json_number(const char *s)
     return *p == '\0';
 }
 
+/* The writer: JSON text into out, at most limit bytes. */
+typedef struct {
+    cmi_strbuf_t *out;
+    size_t limit;
+    int over;
+} writer_t;
+
 static void write_primitive(const char *text, cmi_strbuf_t *out)
 {
     if (is_json_number(text) || strcmp(text, "true") == 0 || strcmp(text, "false") == 0 || strcmp(text, "null") == 0) {
@@ -189,20 +250,118 @@ static void write_key(const char *key, cmi_strbuf_t *out)
     cmi_strbuf_puts(out, "\":");
 }
 
-/* Names listed by <?xml-multiple name?> instructions inside el. */
-static int forced_array(xmlNodePtr el, const xmlChar *name)
+/* Element children grouped by name: one JSON key per name, in the order
+ * each name first appears, its elements in document order.  Sorted rather
+ * than hashed, so that no choice of names makes it slower than
+ * n log n. */
+typedef struct {
+    xmlNodePtr node;
+    size_t order;
+} child_t;
+
+typedef struct {
+    size_t first; /* index in the sorted children */
+    size_t count;
+    int forced;   /* named by an <?xml-multiple?> */
+} group_t;
+
+static int by_name_then_order(const void *a, const void *b)
 {
-    for (xmlNodePtr c = el->children; c != NULL; c = c->next)
-        if (c->type == XML_PI_NODE && xmlStrcmp(c->name, (const xmlChar *)"xml-multiple") == 0 &&
-            (c->content == NULL || c->content[0] == '\0' || xmlStrcmp(c->content, name) == 0))
-            return 1;
-    return 0;
+    const child_t *x = a, *y = b;
+    int c = xmlStrcmp(x->node->name, y->node->name);
+    return c != 0 ? c : (x->order > y->order) - (x->order < y->order);
 }
 
-static void write_value(xmlNodePtr el, cmi_strbuf_t *out);
-
-static void write_object(xmlNodePtr el, cmi_strbuf_t *out)
+static int by_first_appearance(const void *a, const void *b, void *children)
 {
+    const child_t *c = children;
+    size_t x = c[((const group_t *)a)->first].order, y = c[((const group_t *)b)->first].order;
+    return (x > y) - (x < y);
+}
+
+static group_t *find_group(group_t *groups, size_t ngroups, const child_t *children, const xmlChar *name)
+{
+    size_t lo = 0, hi = ngroups;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = xmlStrcmp(children[groups[mid].first].node->name, name);
+        if (c == 0)
+            return &groups[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+/* Returns the number of groups; *out: the groups in order of first
+ * appearance, *sorted: the children they index. */
+static size_t group_children(xmlNodePtr el, cmi_arena_t *arena, group_t **out, child_t **sorted)
+{
+    size_t n = 0;
+    for (xmlNodePtr c = el->children; c != NULL; c = c->next)
+        n += c->type == XML_ELEMENT_NODE;
+    if (n == 0)
+        return 0;
+    child_t *children = cmi_arena_alloc(arena, n * sizeof(*children));
+    size_t i = 0;
+    for (xmlNodePtr c = el->children; c != NULL; c = c->next)
+        if (c->type == XML_ELEMENT_NODE) {
+            children[i].node = c;
+            children[i].order = i;
+            i++;
+        }
+    qsort(children, n, sizeof(*children), by_name_then_order);
+    group_t *groups = cmi_arena_alloc(arena, n * sizeof(*groups));
+    size_t ng = 0;
+    for (i = 0; i < n; i++) {
+        if (i > 0 && xmlStrcmp(children[i].node->name, children[i - 1].node->name) == 0) {
+            groups[ng - 1].count++;
+            continue;
+        }
+        groups[ng++] = (group_t){i, 1, 0};
+    }
+    /* Groups are still sorted by name here: <?xml-multiple name?> finds
+     * its group by binary search, an empty one marks them all. */
+    for (xmlNodePtr c = el->children; c != NULL; c = c->next) {
+        if (c->type != XML_PI_NODE || xmlStrcmp(c->name, (const xmlChar *)"xml-multiple") != 0)
+            continue;
+        if (c->content == NULL || c->content[0] == '\0') {
+            for (size_t g = 0; g < ng; g++)
+                groups[g].forced = 1;
+        } else {
+            group_t *g = find_group(groups, ng, children, c->content);
+            if (g != NULL)
+                g->forced = 1;
+        }
+    }
+    qsort_r(groups, ng, sizeof(*groups), by_first_appearance, children);
+    *out = groups;
+    *sorted = children;
+    return ng;
+}
+
+static void write_value(xmlNodePtr el, writer_t *w);
+
+static void write_group(const group_t *g, const child_t *children, writer_t *w)
+{
+    write_key((const char *)children[g->first].node->name, w->out);
+    int array = g->count > 1 || g->forced;
+    if (array)
+        cmi_strbuf_putc(w->out, '[');
+    for (size_t k = 0; k < g->count && !w->over; k++) {
+        if (k > 0)
+            cmi_strbuf_putc(w->out, ',');
+        write_value(children[g->first + k].node, w);
+    }
+    if (array)
+        cmi_strbuf_putc(w->out, ']');
+}
+
+static void write_object(xmlNodePtr el, writer_t *w)
+{
+    cmi_strbuf_t *out = w->out;
     int first = 1;
     cmi_strbuf_putc(out, '{');
     for (xmlAttrPtr a = el->properties; a != NULL; a = a->next) {
@@ -214,34 +373,14 @@ static void write_object(xmlNodePtr el, cmi_strbuf_t *out)
         xmlFree(v);
         first = 0;
     }
-    /* Children grouped by name, in the order each name first appears. */
-    for (xmlNodePtr c = el->children; c != NULL; c = c->next) {
-        if (c->type != XML_ELEMENT_NODE)
-            continue;
-        int seen = 0, count = 0;
-        for (xmlNodePtr p = el->children; p != c; p = p->next)
-            seen |= p->type == XML_ELEMENT_NODE && xmlStrcmp(p->name, c->name) == 0;
-        if (seen)
-            continue;
-        for (xmlNodePtr k = c; k != NULL; k = k->next)
-            count += k->type == XML_ELEMENT_NODE && xmlStrcmp(k->name, c->name) == 0;
+    group_t *groups = NULL;
+    child_t *children = NULL;
+    size_t ng = group_children(el, out->arena, &groups, &children);
+    for (size_t g = 0; g < ng && !w->over; g++) {
         if (!first)
             cmi_strbuf_putc(out, ',');
         first = 0;
-        write_key((const char *)c->name, out);
-        int array = count > 1 || forced_array(el, c->name);
-        if (array)
-            cmi_strbuf_putc(out, '[');
-        int n = 0;
-        for (xmlNodePtr k = c; k != NULL; k = k->next) {
-            if (k->type != XML_ELEMENT_NODE || xmlStrcmp(k->name, c->name) != 0)
-                continue;
-            if (n++ > 0)
-                cmi_strbuf_putc(out, ',');
-            write_value(k, out);
-        }
-        if (array)
-            cmi_strbuf_putc(out, ']');
+        write_group(&groups[g], children, w);
     }
     /* text beside attributes or elements */
     cmi_strbuf_t text;
@@ -256,44 +395,50 @@ static void write_object(xmlNodePtr el, cmi_strbuf_t *out)
     cmi_strbuf_putc(out, '}');
 }
 
-static void write_value(xmlNodePtr el, cmi_strbuf_t *out)
+static void write_value(xmlNodePtr el, writer_t *w)
 {
+    if (w->out->len > w->limit) {
+        w->over = 1;
+        return;
+    }
     int elements = 0;
-    for (xmlNodePtr c = el->children; c != NULL; c = c->next)
+    for (xmlNodePtr c = el->children; c != NULL && !elements; c = c->next)
         elements |= c->type == XML_ELEMENT_NODE;
     if (elements || el->properties != NULL) {
-        write_object(el, out);
+        write_object(el, w);
         return;
     }
     xmlChar *t = xmlNodeGetContent(el);
     if (t == NULL || is_blank(t))
-        cmi_strbuf_puts(out, "null");
+        cmi_strbuf_puts(w->out, "null");
     else
-        write_primitive((const char *)t, out);
+        write_primitive((const char *)t, w->out);
     xmlFree(t);
 }
 
-void cmi_xml_to_json(xmlNodePtr el, cmi_strbuf_t *out)
+int cmi_xml_to_json(xmlNodePtr el, cmi_strbuf_t *out, size_t limit)
 {
+    writer_t w = {out, limit, 0};
     if (xmlStrcmp(el->name, (const xmlChar *)"jsonObject") == 0) {
-        write_object(el, out);
+        write_object(el, &w);
     } else if (xmlStrcmp(el->name, (const xmlChar *)"jsonArray") == 0) {
         int n = 0;
         cmi_strbuf_putc(out, '[');
-        for (xmlNodePtr c = el->children; c != NULL; c = c->next) {
+        for (xmlNodePtr c = el->children; c != NULL && !w.over; c = c->next) {
             if (c->type != XML_ELEMENT_NODE)
                 continue;
             if (n++ > 0)
                 cmi_strbuf_putc(out, ',');
-            write_value(c, out);
+            write_value(c, &w);
         }
         cmi_strbuf_putc(out, ']');
     } else {
         cmi_strbuf_putc(out, '{');
         write_key((const char *)el->name, out);
-        write_value(el, out);
+        write_value(el, &w);
         cmi_strbuf_putc(out, '}');
     }
+    return w.over || out->len > limit ? -1 : 0;
 }
 
 /* ---- responses ------------------------------------------------------------ */
@@ -341,6 +486,13 @@ static int payload_error(cmi_msg_t *msg, const char *err)
     return cmi_msg_set_error(msg, CMI_ERR_PAYLOAD, NULL, "converting the payload for the response: %s", err);
 }
 
+static int too_large(cmi_msg_t *msg, const char *what)
+{
+    return cmi_msg_set_error(msg, CMI_ERR_PAYLOAD_TOO_LARGE, NULL,
+                             "converting the payload for the response: the %s would take more than %zu bytes", what,
+                             cmi_msg_view_limit());
+}
+
 int cmi_payload_render_as(cmi_msg_t *msg, const char *ct, const char **bytes, size_t *len)
 {
     cmi_payload_kind_t target = cmi_payload_kind_of(ct), source = msg->payload.kind;
@@ -355,10 +507,10 @@ int cmi_payload_render_as(cmi_msg_t *msg, const char *ct, const char **bytes, si
             root = cmi_soap_body_child(root);
         cmi_strbuf_t b;
         cmi_strbuf_init(&b, msg->arena, 256);
-        if (root != NULL)
-            cmi_xml_to_json(root, &b);
-        else
+        if (root == NULL)
             cmi_strbuf_puts(&b, "{}");
+        else if (cmi_xml_to_json(root, &b, cmi_msg_view_limit()) != 0)
+            return too_large(msg, "JSON");
         *bytes = b.data;
         *len = b.len;
         return 0;
@@ -368,15 +520,12 @@ int cmi_payload_render_as(cmi_msg_t *msg, const char *ct, const char **bytes, si
         if (j == NULL)
             return payload_error(msg, err);
         xmlDocPtr doc = new_doc(msg);
-        if (soap) {
-            cmi_json_to_xml_document(envelope_of(doc, soap_ns), j);
-            dump(msg, doc, xmlDocGetRootElement(doc), bytes, len);
-        } else {
-            xmlNodePtr holder = xmlNewDocNode(doc, NULL, (const xmlChar *)"holder", NULL);
+        xmlNodePtr holder = soap ? envelope_of(doc, soap_ns) : xmlNewDocNode(doc, NULL, (const xmlChar *)"holder", NULL);
+        if (!soap)
             xmlDocSetRootElement(doc, holder);
-            cmi_json_to_xml_document(holder, j);
-            dump(msg, doc, holder->children, bytes, len);
-        }
+        if (cmi_json_to_xml_document(holder, j, cmi_msg_view_limit()) != 0)
+            return too_large(msg, "XML");
+        dump(msg, doc, soap ? xmlDocGetRootElement(doc) : holder->children, bytes, len);
         return 0;
     }
     if (target == CMI_PAYLOAD_XML && source == CMI_PAYLOAD_XML) {
@@ -407,4 +556,116 @@ int cmi_payload_render_as(cmi_msg_t *msg, const char *ct, const char **bytes, si
     }
     *bytes = cmi_msg_payload_bytes(msg, len);
     return 0;
+}
+
+/* ---- reading XML -------------------------------------------------------------- */
+
+/* SAX: a DOCTYPE stops the parse before its DTD is read. */
+static void refuse_doctype(void *ctx, const xmlChar *name, const xmlChar *external_id, const xmlChar *system_id)
+{
+    (void)name, (void)external_id, (void)system_id;
+    xmlParserCtxtPtr ctxt = ctx;
+    *(int *)ctxt->_private = 1;
+    xmlStopParser(ctxt);
+}
+
+xmlDocPtr cmi_xml_read(cmi_arena_t *arena, const char *bytes, size_t len, const char **why)
+{
+    if (len == 0 || len >= INT32_MAX) {
+        *why = len == 0 ? "empty document" : "document too large";
+        return NULL;
+    }
+    xmlParserCtxtPtr ctxt = xmlNewParserCtxt();
+    if (ctxt == NULL) {
+        *why = "out of memory";
+        return NULL;
+    }
+    int doctype = 0;
+    ctxt->_private = &doctype;
+    ctxt->sax->internalSubset = refuse_doctype;
+    xmlDocPtr doc = xmlCtxtReadMemory(ctxt, bytes, (int)len, NULL, NULL,
+                                      XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+    if (doctype) {
+        xmlFreeDoc(doc);
+        doc = NULL;
+        *why = "a DOCTYPE is not allowed in a payload (cmi reads no DTD and expands no entity)";
+    } else if (doc == NULL) {
+        const xmlError *e = xmlCtxtGetLastError(ctxt);
+        if (e != NULL && e->message != NULL) {
+            size_t n = strlen(e->message);
+            while (n > 0 && e->message[n - 1] == '\n') /* libxml2 ends its messages with one */
+                n--;
+            *why = cmi_arena_strndup(arena, e->message, n);
+        } else {
+            *why = "not well-formed";
+        }
+    }
+    xmlFreeParserCtxt(ctxt);
+    return doc;
+}
+
+/* ---- reading JSON ------------------------------------------------------------- */
+
+/* Whether the digits of an integer (no sign) pass what int64 holds. */
+static int beyond_int64(const char *digits, size_t n, int negative)
+{
+    static const char max[] = "9223372036854775807", min[] = "9223372036854775808";
+    if (n != 19)
+        return n > 19;
+    return memcmp(digits, negative ? min : max, 19) > 0;
+}
+
+/* The text with ".0" after every integer beyond 64 bits (jansson refuses
+ * a whole document for one), or NULL when there is none.  One pass,
+ * strings skipped. */
+static const char *big_integers_as_reals(cmi_arena_t *arena, const char *s, size_t len, size_t *out_len)
+{
+    cmi_strbuf_t b;
+    int changed = 0, in_string = 0;
+    size_t done = 0;
+    cmi_strbuf_init(&b, arena, len + 64);
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (in_string) {
+            if (c == '\\')
+                i++;
+            else if (c == '"')
+                in_string = 0;
+            continue;
+        }
+        if (c == '"') {
+            in_string = 1;
+            continue;
+        }
+        if (c != '-' && !isdigit((unsigned char)c))
+            continue;
+        size_t start = i, digits = i + (c == '-');
+        while (i < len && (isdigit((unsigned char)s[i]) || strchr("+-.eE", s[i]) != NULL))
+            i++;
+        size_t end = i--;
+        if (memchr(s + start, '.', end - start) == NULL && memchr(s + start, 'e', end - start) == NULL &&
+            memchr(s + start, 'E', end - start) == NULL && beyond_int64(s + digits, end - digits, c == '-')) {
+            cmi_strbuf_append(&b, s + done, end - done);
+            cmi_strbuf_puts(&b, ".0");
+            done = end;
+            changed = 1;
+        }
+    }
+    if (!changed)
+        return NULL;
+    cmi_strbuf_append(&b, s + done, len - done);
+    *out_len = b.len;
+    return b.data;
+}
+
+json_t *cmi_json_read(cmi_arena_t *arena, const char *bytes, size_t len, json_error_t *je)
+{
+    json_t *j = json_loadb(bytes, len, JSON_DECODE_ANY, je);
+    if (j == NULL && json_error_code(je) == json_error_numeric_overflow) {
+        size_t n;
+        const char *again = big_integers_as_reals(arena, bytes, len, &n);
+        if (again != NULL)
+            j = json_loadb(again, n, JSON_DECODE_ANY, je);
+    }
+    return j;
 }

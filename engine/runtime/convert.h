@@ -24,13 +24,26 @@
 
 typedef struct cmi_msg cmi_msg_t;
 
-/* Adds the XML form of j under parent, as element(s) named name. */
-void cmi_json_to_xml(xmlNodePtr parent, const char *name, json_t *j);
 /* Adds MI's wrapper for a whole JSON document under parent:
- * <jsonObject>...</jsonObject> or <jsonArray>...</jsonArray>. */
-void cmi_json_to_xml_document(xmlNodePtr parent, json_t *j);
-/* Writes the JSON text for the element (and its content) to out. */
-void cmi_xml_to_json(xmlNodePtr element, cmi_strbuf_t *out);
+ * <jsonObject>...</jsonObject> or <jsonArray>...</jsonArray>.  Returns -1
+ * (the tree cut short) when the XML would take more than limit bytes
+ * written out. */
+int cmi_json_to_xml_document(xmlNodePtr parent, json_t *j, size_t limit);
+/* Writes the JSON text for the element (and its content) to out.  Returns
+ * -1 (out cut short) when it would take more than limit bytes. */
+int cmi_xml_to_json(xmlNodePtr element, cmi_strbuf_t *out, size_t limit);
+
+/* Parses an XML payload (a request, a backend's answer, a property value)
+ * with no network access, no entity substitution and no DTD: a document
+ * with a DOCTYPE is refused before its DTD is read, so that no payload can
+ * expand, fetch or declare anything.  Returns the document (the caller's
+ * to free) or NULL with *why set (in arena). */
+xmlDocPtr cmi_xml_read(cmi_arena_t *arena, const char *bytes, size_t len, const char **why);
+
+/* Parses a JSON payload (any value at the top).  Integers beyond 64 bits
+ * are read as doubles (about 17 significant digits kept) instead of
+ * failing the document.  Returns a new reference or NULL with *je set. */
+json_t *cmi_json_read(cmi_arena_t *arena, const char *bytes, size_t len, json_error_t *je);
 
 /* A SOAP 1.1 envelope in doc; returns its Body. */
 xmlNodePtr cmi_soap_envelope(xmlDocPtr doc);
@@ -43,7 +56,8 @@ xmlNodePtr cmi_soap_body_child(xmlNodePtr envelope);
  * flow chose it (messageType): converted JSON <-> XML, wrapped in or taken
  * out of a SOAP envelope as MI's formatters do.  Returns 0 and the bytes
  * (in the message's arena), or CMI_FLOW_ERROR with the error slot set when
- * the payload cannot be read as what it claims to be. */
+ * the payload cannot be read as what it claims to be, or the result would
+ * exceed the view limit (cmi_msg_view_limit). */
 int cmi_payload_render_as(cmi_msg_t *msg, const char *content_type, const char **bytes, size_t *len);
 
 #endif

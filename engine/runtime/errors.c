@@ -19,8 +19,9 @@ static error_row_t error_rows[MAX_ERRORS] = {
     {CMI_ERR_EXPRESSION, 500, "CMI:EXPRESSION_ERROR"},
     {CMI_ERR_PAYLOAD, 400, "CMI:PAYLOAD_ERROR"},
     {CMI_ERR_SEQUENCE_DEPTH, 500, "CMI:SEQUENCE_DEPTH_EXCEEDED"},
+    {CMI_ERR_PAYLOAD_TOO_LARGE, 413, "CMI:PAYLOAD_TOO_LARGE"},
 };
-static size_t error_count = 4;
+static size_t error_count = 5;
 
 static const error_row_t *find(int code)
 {

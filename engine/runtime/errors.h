@@ -11,7 +11,8 @@ enum {
     CMI_ERR_MEDIATION = 300001,     /* a mediator failed (bad value, type mismatch) */
     CMI_ERR_EXPRESSION = 300002,    /* an expression could not be evaluated */
     CMI_ERR_PAYLOAD = 300003,       /* the payload is not valid JSON/XML where a view is needed */
-    CMI_ERR_SEQUENCE_DEPTH = 300004 /* sequences nested deeper than CMI_FLOW_MAX_DEPTH */
+    CMI_ERR_SEQUENCE_DEPTH = 300004, /* sequences nested deeper than CMI_FLOW_MAX_DEPTH */
+    CMI_ERR_PAYLOAD_TOO_LARGE = 300005 /* a conversion of the payload would pass the view limit */
 };
 
 /* Status for a code: the registered one, else 500. */

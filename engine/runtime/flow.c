@@ -44,9 +44,9 @@ static void respond_with_error(cmi_msg_t *msg)
         return;
     int code = msg->error_code ? msg->error_code : CMI_ERR_MEDIATION;
     const char *message = msg->error_message ? msg->error_message : "mediation failed";
-    json_t *err = json_pack("{s:i, s:s}", "code", code, "message", message);
+    json_t *err = json_pack("{s:i, s:o}", "code", code, "message", cmi_json_text(msg->arena, message, strlen(message)));
     if (msg->error_detail != NULL)
-        json_object_set_new(err, "detail", json_string(msg->error_detail));
+        json_object_set_new(err, "detail", cmi_json_text(msg->arena, msg->error_detail, strlen(msg->error_detail)));
     cmi_msg_set_payload_json(msg, json_pack("{s:o}", "error", err));
     /* Whatever the flow set before it failed, this answer is JSON. */
     cmi_msg_prop_set(msg, CMI_SCOPE_AXIS2, "HTTP_SC", cmi_value_int(cmi_error_status(code)));

@@ -16,6 +16,7 @@
 #include "core/log.h"
 #include "config/config.h"
 #include "core/str.h"
+#include "runtime/convert.h"
 #include "runtime/errors.h"
 #include "runtime/worker.h"
 
@@ -81,6 +82,20 @@ static const char *make_id(cmi_msg_t *msg)
     return id;
 }
 
+/* ---- limits ------------------------------------------------------------- */
+
+static size_t view_limit = CMI_MSG_DEFAULT_VIEW_LIMIT;
+
+void cmi_msg_set_view_limit(size_t bytes)
+{
+    view_limit = bytes;
+}
+
+size_t cmi_msg_view_limit(void)
+{
+    return view_limit;
+}
+
 /* ---- lifetime ----------------------------------------------------------- */
 
 cmi_msg_t *cmi_msg_create(cmi_worker_t *worker, const cmi_msg_origin_t *origin, void *origin_data)
@@ -109,9 +124,10 @@ void cmi_msg_release(cmi_msg_t *msg)
     if (--msg->refs > 0)
         return;
     cmi_worker_t *worker = msg->worker;
+    size_t used = cmi_arena_used(msg->arena);
     cmi_arena_destroy(msg->arena);
     if (worker != NULL)
-        cmi_worker_msg_destroyed(worker);
+        cmi_worker_msg_destroyed(worker, used);
 }
 
 /* ---- suspend / resume ----------------------------------------------------- */
@@ -605,7 +621,7 @@ json_t *cmi_msg_payload_json(cmi_msg_t *msg, const char **err)
     size_t len;
     const char *bytes = cmi_msg_payload_bytes(msg, &len);
     json_error_t je;
-    json_t *j = json_loadb(bytes, len, JSON_DECODE_ANY, &je);
+    json_t *j = cmi_json_read(msg->arena, bytes, len, &je);
     if (j == NULL) {
         p->parse_error = cmi_arena_sprintf(msg->arena, "payload is not valid JSON: %s at line %d column %d",
                                            je.text, je.line, je.column);
@@ -637,15 +653,10 @@ xmlDocPtr cmi_msg_payload_xml(cmi_msg_t *msg, const char **err)
     p->xml_tried = 1;
     size_t len;
     const char *bytes = cmi_msg_payload_bytes(msg, &len);
-    /* No network, no entity substitution, no DTD loading: a payload cannot
-     * make the engine fetch or expand anything. */
-    xmlDocPtr doc = len > 0 && len < INT32_MAX
-                        ? xmlReadMemory(bytes, (int)len, NULL, NULL, XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING)
-                        : NULL;
+    const char *why = NULL;
+    xmlDocPtr doc = cmi_xml_read(msg->arena, bytes, len, &why);
     if (doc == NULL) {
-        const xmlError *e = xmlGetLastError();
-        p->parse_error = cmi_arena_sprintf(msg->arena, "payload is not valid XML: %s",
-                                           e && e->message ? e->message : "empty document");
+        p->parse_error = cmi_arena_sprintf(msg->arena, "payload is not valid XML: %s", why);
         if (err)
             *err = p->parse_error;
         return NULL;

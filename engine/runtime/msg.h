@@ -244,6 +244,14 @@ const char *cmi_msg_payload_bytes(cmi_msg_t *msg, size_t *len);
  * with *err set when it is not JSON. */
 json_t *cmi_msg_payload_json(cmi_msg_t *msg, const char **err);
 xmlDocPtr cmi_msg_payload_xml(cmi_msg_t *msg, const char **err);
+/* The most bytes a view derived from the payload may take (a conversion
+ * between JSON and XML, the XML document XPath reads of a JSON payload):
+ * four times the request body limit, set once at start-up before any
+ * message exists.  A parsed view is bounded by the bytes it comes from;
+ * a converted one can repeat a name per element, hence the bound. */
+#define CMI_MSG_DEFAULT_VIEW_LIMIT (40u * 1024 * 1024)
+void cmi_msg_set_view_limit(size_t bytes);
+size_t cmi_msg_view_limit(void);
 /* After a mediator changed the XML view in place: the bytes and any other
  * view are derived from it again when next needed. */
 void cmi_msg_payload_xml_changed(cmi_msg_t *msg);

@@ -12,6 +12,7 @@
 #include <strings.h>
 
 #include "core/str.h"
+#include "runtime/convert.h"
 
 static const char *const ptype_names[] = {"STRING", "INTEGER", "LONG", "SHORT", "BOOLEAN",
                                           "DOUBLE", "FLOAT",   "JSON", "OM"};
@@ -89,7 +90,7 @@ int cmi_value_from_text(cmi_arena_t *arena, cmi_ptype_t type, const char *text, 
     }
     case CMI_PTYPE_JSON: {
         json_error_t je;
-        json_t *j = json_loadb(s, len, JSON_DECODE_ANY, &je);
+        json_t *j = cmi_json_read(arena, s, len, &je);
         if (j == NULL)
             return fail(arena, err, "invalid JSON: %s", je.text);
         out->type = CMI_VAL_JSON;
@@ -98,9 +99,8 @@ int cmi_value_from_text(cmi_arena_t *arena, cmi_ptype_t type, const char *text, 
     }
     case CMI_PTYPE_OM: {
         /* XML values are kept as markup, checked to be well-formed once. */
-        xmlDocPtr doc = len < INT32_MAX ? xmlReadMemory(s, (int)len, NULL, NULL,
-                                                         XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING)
-                                        : NULL;
+        const char *why;
+        xmlDocPtr doc = cmi_xml_read(arena, s, len, &why);
         if (doc == NULL)
             return fail(arena, err, "'%.40s' is not well-formed XML", s);
         xmlFreeDoc(doc);
@@ -231,4 +231,10 @@ const char *cmi_value_to_text(cmi_arena_t *arena, const cmi_value_t *v, size_t *
     if (len)
         *len = n;
     return cmi_arena_strndup(arena, buf, n);
+}
+
+json_t *cmi_json_text(cmi_arena_t *arena, const char *s, size_t len)
+{
+    s = cmi_utf8_sanitize(arena, s, len, &len);
+    return json_stringn_nocheck(s, len);
 }

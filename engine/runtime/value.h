@@ -104,6 +104,12 @@ int cmi_value_convert(cmi_arena_t *arena, cmi_ptype_t type, cmi_value_t *v, cons
  * JSON compact, null as ""), NUL-terminated in the arena. */
 const char *cmi_value_to_text(cmi_arena_t *arena, const cmi_value_t *v, size_t *len);
 
+/* A new JSON string holding len bytes of s; bytes that are not UTF-8
+ * become U+FFFD (jansson can write no other string, and refuses to write
+ * a whole document with one in it).  The copy, when one is needed, is
+ * made in arena. */
+json_t *cmi_json_text(cmi_arena_t *arena, const char *s, size_t len);
+
 /* Formats a double as the shortest text that reads back to the same value
  * ("1.5", "3", "1e+21"); buf needs 32 bytes. */
 size_t cmi_format_double(double d, char *buf, size_t size);

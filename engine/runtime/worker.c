@@ -2,8 +2,11 @@
 
 #include "runtime/worker.h"
 
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netdb.h>
+#include <stdio.h>
 #include <sys/socket.h>
 #include <sys/random.h>
 
@@ -33,6 +36,10 @@ typedef struct {
     h2o_linklist_t link;
     cmi_worker_t *worker;
     int fd;
+    /* Budgets of the current second (cmi_worker_conn_account). */
+    uint64_t window_start;
+    uint32_t counts[CMI_CONN_EVENTS];
+    unsigned cut : 1; /* shut down for going over one */
 } tracked_conn_t;
 
 typedef struct {
@@ -132,7 +139,7 @@ static void on_conn_close(void *data)
 
 void cmi_worker_conn_opened(cmi_worker_t *w, h2o_socket_t *sock, int fd)
 {
-    tracked_conn_t *c = cmi_xmalloc(sizeof(*c));
+    tracked_conn_t *c = cmi_xcalloc(1, sizeof(*c));
     c->worker = w;
     c->fd = fd;
     memset(&c->link, 0, sizeof(c->link));
@@ -140,6 +147,59 @@ void cmi_worker_conn_opened(cmi_worker_t *w, h2o_socket_t *sock, int fd)
     w->nconns++;
     sock->on_close.cb = on_conn_close;
     sock->on_close.data = c;
+}
+
+static tracked_conn_t *tracked(h2o_socket_t *sock)
+{
+    return sock != NULL && sock->on_close.cb == on_conn_close ? sock->on_close.data : NULL;
+}
+
+/* One line per second at most, whatever the number of offenders: a client
+ * that reconnects to be cut again cannot flood the log. */
+static void log_cut(cmi_worker_t *w, h2o_socket_t *sock, cmi_conn_event_t ev, uint32_t limit)
+{
+    uint64_t now = h2o_now(w->loop);
+    if (w->cut_logged_at != 0 && now - w->cut_logged_at < 1000) {
+        w->cut_unlogged++;
+        return;
+    }
+    char host[NI_MAXHOST] = "?";
+    struct sockaddr_storage sa;
+    socklen_t len = h2o_socket_getpeername(sock, (struct sockaddr *)&sa);
+    if (len != 0)
+        h2o_socket_getnumerichost((struct sockaddr *)&sa, len, host);
+    char more[64] = "";
+    if (w->cut_unlogged > 0)
+        snprintf(more, sizeof(more), " (and %u more since the last such line)", w->cut_unlogged);
+    cmi_log_warn("http", "closing an HTTP/2 connection from %s: more than %u %s in one second%s", host, limit,
+                 ev == CMI_CONN_REQUEST ? "requests (http2RequestRate)" : "requests reset by the client (http2ResetRate)",
+                 more);
+    w->cut_logged_at = now;
+    w->cut_unlogged = 0;
+}
+
+int cmi_worker_conn_account(cmi_worker_t *w, h2o_socket_t *sock, cmi_conn_event_t ev, uint32_t limit)
+{
+    tracked_conn_t *c = tracked(sock);
+    if (c == NULL)
+        return 0;
+    if (c->cut)
+        return 1;
+    if (limit == 0)
+        return 0;
+    uint64_t now = h2o_now(w->loop);
+    if (now - c->window_start >= 1000) {
+        c->window_start = now;
+        memset(c->counts, 0, sizeof(c->counts));
+    }
+    if (++c->counts[ev] <= limit)
+        return 0;
+    /* As the drain does: h2o sees end-of-file and closes the connection
+     * the regular way, its open streams included. */
+    c->cut = 1;
+    log_cut(w, sock, ev, limit); /* first: the peer's address is gone once the socket is shut */
+    shutdown(c->fd, SHUT_RDWR);
+    return 1;
 }
 
 static void begin_drain(cmi_worker_t *w, uint64_t timeout_ms)
@@ -399,9 +459,24 @@ void cmi_worker_msg_created(cmi_worker_t *w)
     w->inflight++;
 }
 
-void cmi_worker_msg_destroyed(cmi_worker_t *w)
+static void on_trim(cmi_timer_t *t)
+{
+    (void)t;
+    malloc_trim(0);
+}
+
+void cmi_worker_msg_destroyed(cmi_worker_t *w, size_t bytes)
 {
     w->inflight--;
+    /* glibc keeps what a large message freed (a 10 MiB JSON body's tree
+     * is some 300 MiB of small blocks) for reuse; handing it back costs a
+     * walk of the heap, so it is done once, a second after the last large
+     * message of a burst. */
+    if (bytes >= CMI_WORKER_TRIM_AFTER && !h2o_timeout_is_linked(&w->trim_timer.entry)) {
+        w->trim_timer.cb = on_trim;
+        w->trim_timer.data = w;
+        cmi_worker_timer_start(w, &w->trim_timer, 1000);
+    }
     if (w->draining && w->inflight == 0) {
         if (w->closing)
             maybe_finish(w); /* a message an injected task started */

@@ -71,6 +71,9 @@ struct cmi_worker {
     h2o_linklist_t conns; /* open client connections (for the drain) */
     size_t nconns;
     cmi_timer_t accept_pause; /* out of descriptors: stop accepting briefly */
+    cmi_timer_t trim_timer;   /* memory back to the system after a large message */
+    uint64_t cut_logged_at;   /* rate limit of cmi_worker_conn_account's warnings */
+    unsigned cut_unlogged;
     /* Work deferred to the end of the current batch of events (cmi_worker_defer). */
     struct cmi_deferred {
         void (*fn)(void *arg);
@@ -112,11 +115,27 @@ void cmi_worker_timer_start(cmi_worker_t *w, cmi_timer_t *t, uint64_t delay_ms);
 void cmi_worker_timer_stop(cmi_timer_t *t);
 uint64_t cmi_worker_random(cmi_worker_t *w);
 void cmi_worker_msg_created(cmi_worker_t *w);
-void cmi_worker_msg_destroyed(cmi_worker_t *w);
+/* bytes: what the message's arena held; after a large one the worker
+ * hands freed memory back to the system (a second later, once). */
+void cmi_worker_msg_destroyed(cmi_worker_t *w, size_t bytes);
+#define CMI_WORKER_TRIM_AFTER (1024u * 1024)
 
 /* Tracks an accepted client connection so that a drain can close idle
  * keep-alive connections once no message is in flight. */
 void cmi_worker_conn_opened(cmi_worker_t *w, h2o_socket_t *sock, int fd);
+
+/* What an HTTP/2 connection is allowed so many of per second. */
+typedef enum {
+    CMI_CONN_REQUEST = 0, /* a stream opened with a request */
+    CMI_CONN_RESET,       /* a request the client gave up before its response */
+    CMI_CONN_EVENTS
+} cmi_conn_event_t;
+/* Counts ev on sock's connection against limit per second (0: none).
+ * Returns 1 when the connection is over a limit, now or before: its
+ * socket is shut down (h2o then closes it) and a warning is logged (one
+ * line per second per worker at most).  0 otherwise, and for a socket cmi
+ * did not accept. */
+int cmi_worker_conn_account(cmi_worker_t *w, h2o_socket_t *sock, cmi_conn_event_t ev, uint32_t limit);
 
 /* Any thread: resume msg (its resume_rc is set) on w.  Returns 0, or -1
  * when w has finished (the message was abandoned by the drain). */

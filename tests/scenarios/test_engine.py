@@ -258,7 +258,7 @@ def test_port_in_use_is_a_clear_error():
         with slow_deployment(10) as d:
             rc, out, err = run_cmi(["run", d, "--http-host", "127.0.0.1", "--http-port", str(port)], timeout=20)
             check(rc == 1, "exit status %s when the port is taken" % rc)
-            check("cannot listen on port %d: Address already in use" % port in err, "no clear error: %s" % err)
+            check("cannot listen on 127.0.0.1 port %d: the port is in use" % port in err, "no clear error: %s" % err)
     finally:
         blocker.close()
 
@@ -318,7 +318,7 @@ def test_http2_client_reset_while_suspended():
     curl = _sh.which("curl")
     check(curl is not None, "curl is needed for the HTTP/2 test (Debian package curl)")
     with slow_deployment(600) as d:
-        cmi = Cmi(d, workers=1).start()
+        cmi = Cmi(d, workers=1, args=["--http2", "true"]).start()
         try:
             url = "http://127.0.0.1:%d" % cmi.port
             p = subprocess.run([curl, "-s", "--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_version}",

@@ -90,6 +90,40 @@ static void test_url_decode(void)
     CU_ASSERT_EQUAL(cmi_url_decode(a, "%zz", 3, 0, &out, &n), -1);
     CU_ASSERT_EQUAL(cmi_url_decode(a, "a%00", 4, 0, &out, &n), -1);
     CU_ASSERT_EQUAL(cmi_url_decode(a, "%", 1, 0, &out, &n), -1);
+    /* decoded bytes that are not UTF-8 become U+FFFD, the rest stays */
+    CU_ASSERT_EQUAL(cmi_url_decode(a, "%ff%fe%C3%A9x", 13, 0, &out, &n), 0);
+    CU_ASSERT_STRING_EQUAL(out, "\xef\xbf\xbd\xef\xbf\xbd\xc3\xa9x");
+    CU_ASSERT_EQUAL(n, 9);
+    cmi_arena_destroy(a);
+}
+
+/* RFC 3629's table: what jansson accepts, so that what cmi lets through
+ * jansson can write. */
+static void test_utf8(void)
+{
+    static const struct {
+        const char *s;
+        size_t len;
+    } good[] = {{"a", 1}, {"\xc2\x80", 2}, {"\xdf\xbf", 2}, {"\xe0\xa0\x80", 3}, {"\xed\x9f\xbf", 3},
+                {"\xef\xbf\xbd", 3}, {"\xf0\x90\x80\x80", 4}, {"\xf4\x8f\xbf\xbf", 4}};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+        CU_ASSERT_EQUAL(cmi_utf8_seq(good[i].s, strlen(good[i].s)), good[i].len);
+    static const char *const bad[] = {"\x80", "\xc0\x80", "\xc1\xbf", "\xe0\x80\x80", "\xed\xa0\x80",
+                                      "\xf0\x80\x80\x80", "\xf4\x90\x80\x80", "\xf5\x80\x80\x80", "\xff",
+                                      "\xc3", "\xe2\x82"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        CU_ASSERT_EQUAL(cmi_utf8_seq(bad[i], strlen(bad[i])), 0);
+
+    cmi_arena_t *a = cmi_arena_create(0);
+    const char *ok = "caf\xc3\xa9";
+    size_t n;
+    CU_ASSERT_PTR_EQUAL(cmi_utf8_sanitize(a, ok, strlen(ok), &n), ok); /* no copy when valid */
+    CU_ASSERT_STRING_EQUAL(cmi_utf8_sanitize(a, "a\xff" "b\xe2\x82", 5, &n), "a\xef\xbf\xbd" "b\xef\xbf\xbd\xef\xbf\xbd");
+    CU_ASSERT_EQUAL(n, 11);
+    cmi_strbuf_t b;
+    cmi_strbuf_init(&b, a, 16);
+    cmi_strbuf_json_escaped(&b, "\"\xff\n\xc3\xa9", 5);
+    CU_ASSERT_STRING_EQUAL(b.data, "\\\"\\ufffd\\n\xc3\xa9");
     cmi_arena_destroy(a);
 }
 
@@ -189,6 +223,7 @@ static CU_TestInfo core_tests[] = {
     {"arena calloc zeroes", test_arena_calloc_zeroes},
     {"strbuf grows and stays terminated", test_strbuf},
     {"percent-decoding", test_url_decode},
+    {"UTF-8: sequences, U+FFFD for the rest, JSON escaping", test_utf8},
     {"size, duration, integer and boolean parsers", test_parsers},
     {"hash table", test_htab},
     {"typed values from text", test_values},
