@@ -91,6 +91,15 @@ static const char *element_name(const char *key, char *buf, size_t size)
     return buf;
 }
 
+/* What text takes written as XML content (&amp; &lt; &gt; &#13;). */
+static size_t escaped_size(const char *text, size_t len)
+{
+    size_t n = len;
+    for (size_t i = 0; i < len; i++)
+        n += text[i] == '&' || text[i] == '\r' ? 4 : text[i] == '<' || text[i] == '>' ? 3 : 0;
+    return n;
+}
+
 static void scalar_text(xmlNodePtr el, json_t *j, budget_t *b)
 {
     char num[40];
@@ -120,7 +129,7 @@ static void scalar_text(xmlNodePtr el, json_t *j, budget_t *b)
     default:
         return;
     }
-    if (charge(b, len) == 0)
+    if (charge(b, escaped_size(text, len)) == 0)
         xmlNodeAddContentLen(el, (const xmlChar *)text, (int)len);
 }
 
