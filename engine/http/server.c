@@ -2,7 +2,6 @@
 
 #include "http/server.h"
 
-
 #include <ctype.h>
 #include <errno.h>
 #include <netdb.h>
@@ -34,7 +33,6 @@ typedef struct {
 typedef struct {
     h2o_req_t *req;
     cmi_msg_t *msg;
-    uint32_t reset_rate; /* the engine's http2ResetRate */
 } http_link_t;
 
 static h2o_generator_t final_generator = {NULL, NULL};
@@ -251,11 +249,12 @@ static h2o_socket_t *socket_of(h2o_conn_t *conn)
 static void count_reset(http_link_t *link)
 {
     h2o_req_t *req = link->req;
+    cmi_worker_t *w = link->msg->worker;
     if (req == NULL || link->msg->responded || req->version < 0x200)
         return;
     h2o_socket_t *sock = socket_of(req->conn);
     if (sock != NULL && h2o_socket_is_reading(sock))
-        cmi_worker_conn_account(link->msg->worker, sock, CMI_CONN_RESET, link->reset_rate);
+        cmi_worker_conn_account(w, sock, CMI_CONN_RESET, w->engine->settings.http2_reset_rate);
 }
 
 static void on_req_dispose(void *p)
@@ -383,7 +382,6 @@ static cmi_msg_t *start_message(cmi_worker_t *w, h2o_req_t *req)
     cmi_msg_t *msg = cmi_msg_create(w, &http_origin, link);
     link->req = req;
     link->msg = msg;
-    link->reset_rate = w->engine->settings.http2_reset_rate;
     cmi_msg_retain(msg); /* released by on_req_dispose */
     return msg;
 }

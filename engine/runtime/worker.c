@@ -3,10 +3,10 @@
 #include "runtime/worker.h"
 
 #include <malloc.h>
-#include <stdlib.h>
-#include <string.h>
 #include <netdb.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/random.h>
 

@@ -159,13 +159,13 @@ class RabbitNode:
 
     # ---- looking at it --------------------------------------------------------
 
-    def api(self, method, path, body=None):
+    def api(self, method, path, body=None, timeout=10):
         req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.mgmt_port, path), method=method,
                                      data=json.dumps(body).encode() if body is not None else None)
         req.add_header("Authorization", "Basic " + base64.b64encode(b"guest:guest").decode())
         req.add_header("Content-Type", "application/json")
         try:
-            with urllib.request.urlopen(req, timeout=10) as r:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
                 data = r.read()
                 return json.loads(data) if data else None
         except urllib.error.HTTPError as e:
@@ -185,9 +185,12 @@ class RabbitNode:
         return None
 
     def get(self, name, count=1):
-        """Takes messages as an AMQP 0.9.1 client would see them."""
+        """Takes messages as an AMQP 0.9.1 client would see them.  The
+        broker takes them one basic.get at a time (a quorum queue's are
+        slow on a loaded machine), and a get cut short by the client's
+        timeout has taken them all the same: the timeout is generous."""
         return self.api("POST", "/api/queues/%2F/" + urllib.parse.quote(name, safe="") + "/get",
-                        {"count": count, "ackmode": "ack_requeue_false", "encoding": "base64"})
+                        {"count": count, "ackmode": "ack_requeue_false", "encoding": "base64"}, timeout=120)
 
     def publish(self, queue, payload, content_type=None, headers=None):
         """Publishes through the default exchange as an AMQP 0.9.1 client
@@ -227,7 +230,7 @@ class RabbitNode:
                                                            urllib.parse.quote(queue, safe="")),
                  {"routing_key": key, "arguments": arguments or {}})
 
-    def drain(self, name, batch=5000):
+    def drain(self, name, batch=1000):
         """Takes every message of the queue (0.9.1 view): a list of bodies."""
         out = []
         while True:

@@ -172,7 +172,7 @@ def test_json_to_xml_amplification_is_refused():
                 status, _, answer = post(cmi, path, body, "application/json", timeout=60)
                 check(status == 413 and len(answer) < 1000, "%s: %s, %d bytes" % (path, status, len(answer)))
                 check(b"PAYLOAD_TOO_LARGE" in answer, "%s: %r" % (path, answer[:300]))
-            if not WRAPPER:
+            if not WRAPPER and not sanitized(cmi.proc.pid):
                 peak = int(re.search(r"VmHWM:\s+(\d+)", open("/proc/%d/status" % cmi.proc.pid).read()).group(1))
                 check(peak < 600 * 1024, "peak RSS %d KiB converting 5 MB" % peak)
             status, _, answer = post(cmi, "/h/toxml", b'{"a": [1, 2]}', "application/json")
@@ -448,6 +448,14 @@ def test_integers_beyond_64_bits_are_kept_as_doubles():
             cmi.stop_clean()
 
 
+def sanitized(pid):
+    """Whether cmi runs with a sanitizer's allocator (which keeps freed
+    memory in quarantine: RSS says nothing about cmi's own)."""
+    with open("/proc/%d/maps" % pid) as f:
+        maps = f.read()
+    return "libasan" in maps or "libtsan" in maps
+
+
 def test_memory_is_given_back_after_a_large_body():
     # Before: after a 10 MB body the process kept 0.3-0.5 GB.
     if WRAPPER:
@@ -462,6 +470,8 @@ def test_memory_is_given_back_after_a_large_body():
             for _ in range(2):
                 status, _, answer = post(cmi, "/h/count", body, "application/json", timeout=60)
                 check(status == 200 and json.loads(answer) == {"n": 280000}, "status %s %r" % (status, answer[:200]))
+            if sanitized(cmi.proc.pid):
+                return
             deadline = time.monotonic() + 10
             while rss_kib(cmi.proc.pid) > base + 48 * 1024 and time.monotonic() < deadline:
                 time.sleep(0.2)
