@@ -150,26 +150,37 @@ class Cmi:
             self.proc.wait()
 
 
-def raw_exchange(port, data, timeout=5.0):
-    """Sends raw bytes and returns what came back until the peer closed or
-    the first response was complete enough to judge (for malformed HTTP)."""
+def _exchange(port, data, timeout, done):
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout * SLOW)
+    chunks, closed = [], False
     try:
         s.sendall(data)
-        chunks = []
         while True:
             try:
                 b = s.recv(65536)
             except socket.timeout:
                 break
             if not b:
+                closed = True
                 break
             chunks.append(b)
-            if b"\r\n\r\n" in b"".join(chunks):
+            if done(b"".join(chunks)):
                 break
-        return b"".join(chunks)
+        return b"".join(chunks), closed
     finally:
         s.close()
+
+
+def raw_exchange(port, data, timeout=5.0):
+    """Sends raw bytes and returns what came back until the peer closed or
+    the first response was complete enough to judge (for malformed HTTP)."""
+    return _exchange(port, data, timeout, lambda got: b"\r\n\r\n" in got)[0]
+
+
+def exchange_until_close(port, data, timeout=5.0):
+    """Sends raw bytes and reads until the peer closes (or the timeout):
+    (what came back, whether the peer closed)."""
+    return _exchange(port, data, timeout, lambda got: False)
 
 
 def run_cmi(args, cwd=None, env=None, timeout=30.0):

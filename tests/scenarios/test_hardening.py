@@ -9,7 +9,7 @@ import struct
 import threading
 import time
 
-from harness import SLOW, WRAPPER, Cmi, TestFailure, check, run_cmi
+from harness import SLOW, WRAPPER, Cmi, check, exchange_until_close, run_cmi
 from test_engine import Deployment
 
 API = """<api xmlns="http://ws.apache.org/ns/synapse" name="H" context="/h">
@@ -183,26 +183,6 @@ def test_json_to_xml_amplification_is_refused():
 
 # ---- HTTP/1 framing ---------------------------------------------------------------------
 
-def exchange_all(port, data, timeout=5.0):
-    """Sends raw bytes, reads until the server closes (or the timeout)."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=timeout * SLOW)
-    chunks, closed = [], False
-    try:
-        s.sendall(data)
-        while True:
-            try:
-                b = s.recv(65536)
-            except socket.timeout:
-                break
-            if not b:
-                closed = True
-                break
-            chunks.append(b)
-    finally:
-        s.close()
-    return b"".join(chunks), closed
-
-
 def test_request_smuggling_building_blocks_are_refused():
     # Before: two Content-Lengths (the first won) and Content-Length with
     # chunked Transfer-Encoding were accepted on a connection that stayed
@@ -224,13 +204,13 @@ def test_request_smuggling_building_blocks_are_refused():
         cmi = Cmi(d, workers=1).start()
         try:
             for what, data in cases:
-                out, closed = exchange_all(cmi.port, data)
+                out, closed = exchange_until_close(cmi.port, data)
                 check(out.startswith(b"HTTP/1.1 400 "), "%s: %r" % (what, out[:200]))
                 check(out.count(b"HTTP/1.1 ") == 1, "%s: more than one response: %r" % (what, out))
                 check(closed, "%s: the connection stayed open" % what)
             # The same Content-Length twice is one length: served, and the
             # connection goes on to the next request.
-            out, _ = exchange_all(cmi.port, b"POST /h/echo HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+            out, _ = exchange_until_close(cmi.port, b"POST /h/echo HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
                                   b"Content-Length: 5\r\nContent-Length: 5\r\n\r\nhello"
                                   b"GET /h/fast HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             check(out.count(b"HTTP/1.1 200 ") == 2 and out.endswith(b"fast"), "same length twice: %r" % out)
@@ -310,9 +290,9 @@ def test_http2_is_opt_in():
     with deployment() as d:
         cmi = Cmi(d, workers=1).start()
         try:
-            out, closed = exchange_all(cmi.port, PREFACE + frame(4, 0, 0))
+            out, closed = exchange_until_close(cmi.port, PREFACE + frame(4, 0, 0))
             check(out.startswith(b"HTTP/1.1 400") and closed, "HTTP/2 preface without --http2: %r" % out[:100])
-            out, _ = exchange_all(cmi.port, b"GET /h/fast HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings, close\r\n"
+            out, _ = exchange_until_close(cmi.port, b"GET /h/fast HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings, close\r\n"
                                   b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n", timeout=2)
             check(out.startswith(b"HTTP/1.1 200") and b"101" not in out.split(b"\r\n")[0], "h2c upgrade: %r" % out[:100])
         finally:
@@ -412,8 +392,14 @@ def test_second_process_on_the_port_is_refused():
             for _ in range(50):
                 status, _, _ = first.request("GET", "/h/fast")
                 check(status == 200, "the first cmi stopped answering")
-            served = len(re.findall(r"GET /h/fast -> api:H", "\n".join(first.log_text().splitlines()[mark:])))
-            check(served == 50, "the first cmi served %d of 50 requests" % served)
+            # Every request is in the first one's log (its reader thread may
+            # be a line behind the answers).
+            def served():
+                return len(re.findall(r"GET /h/fast -> api:H", "\n".join(first.log_text().splitlines()[mark:])))
+            deadline = time.monotonic() + 5 * SLOW
+            while served() < 50 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            check(served() == 50, "the first cmi served %d of 50 requests" % served())
         finally:
             first.stop_clean()
 
