@@ -551,8 +551,9 @@ void cmi_http_configure(cmi_engine_t *engine)
     g->max_request_entity_size = engine->settings.max_body;
     g->http1.req_timeout = engine->settings.idle_timeout_ms;
     g->http2.idle_timeout = engine->settings.idle_timeout_ms;
-    /* HTTP/2 is opt-in: libh2o 2.2.5 has no defence against the HTTP/2
-     * floods (README: Limits); HTTP/1.1 is MI's default listener too. */
+    /* HTTP/2 is opt-in: libh2o 2.2.5 has no defence of its own against
+     * the rapid reset (docs/http-layer.md); HTTP/1.1 is MI's default
+     * listener too. */
     g->http1.upgrade_to_http2 = engine->settings.http2;
     h2o_hostconf_t *host = h2o_config_register_host(g, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
