@@ -2,7 +2,7 @@
 # exporting only its cmi_connector descriptor.  The parts that need no
 # socket (addresses, messages, /management requests) are a convenience
 # library shared with their unit tests.
-RMQ_CFLAGS = $(AM_CFLAGS) -fvisibility=hidden $(PROTON_CFLAGS) $(XML2_CFLAGS)
+RMQ_CFLAGS = $(AM_CFLAGS) -fvisibility=hidden $(PROTON_CFLAGS)
 
 noinst_LTLIBRARIES += connectors/rabbitmq/librmq-core.la
 connectors_rabbitmq_librmq_core_la_SOURCES = connectors/rabbitmq/rmq.h \
@@ -18,4 +18,4 @@ connectors_rabbitmq_rabbitmq_la_CFLAGS = $(RMQ_CFLAGS)
 connectors_rabbitmq_rabbitmq_la_LDFLAGS = $(AM_LDFLAGS) -module -avoid-version -shared \
 	-export-symbols-regex '^cmi_connector$$'
 connectors_rabbitmq_rabbitmq_la_LIBADD = connectors/rabbitmq/librmq-core.la $(PROTON_LIBS) $(JANSSON_LIBS) \
-	$(CURL_LIBS) $(XML2_LIBS) -lpthread
+	$(CURL_LIBS) -lpthread

@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "engine.h"
 #include "plugin/plugin.h"
+#include "runtime/convert.h"
 #include "runtime/errors.h"
 #include "runtime/msg.h"
 #include "runtime/worker.h"
@@ -670,6 +671,33 @@ static int host_defer(void (*fn)(void *arg), void *arg)
     return cmi_worker_defer(w, fn, arg);
 }
 
+static int host_payload_readable(const char *content_type, const void *bytes, size_t len, char *why, size_t size)
+{
+    cmi_payload_kind_t kind = cmi_payload_kind_of(content_type);
+    if (kind != CMI_PAYLOAD_JSON && kind != CMI_PAYLOAD_XML)
+        return 1;
+    cmi_arena_t *a = cmi_arena_create(0);
+    const char *reason = NULL;
+    if (kind == CMI_PAYLOAD_JSON) {
+        json_error_t je;
+        json_t *j = cmi_json_read(a, bytes, len, &je);
+        if (j == NULL)
+            reason = cmi_arena_sprintf(a, "not valid JSON: %s at line %d column %d", je.text, je.line, je.column);
+        json_decref(j);
+    } else {
+        xmlDocPtr doc = cmi_xml_read(a, bytes, len, &reason);
+        if (doc != NULL)
+            reason = NULL;
+        else
+            reason = cmi_arena_sprintf(a, "not valid XML: %s", reason);
+        xmlFreeDoc(doc);
+    }
+    if (reason != NULL && why != NULL && size > 0)
+        snprintf(why, size, "%s", reason);
+    cmi_arena_destroy(a);
+    return reason == NULL;
+}
+
 const cmi_host_t cmi_host_api = {
     .abi_major = CMI_CONNECTOR_ABI_MAJOR,
     .abi_minor = CMI_CONNECTOR_ABI_MINOR,
@@ -706,4 +734,5 @@ const cmi_host_t cmi_host_api = {
     .inject = host_inject,
     .call_response_variable = host_call_response_variable,
     .defer = host_defer,
+    .payload_readable = host_payload_readable,
 };

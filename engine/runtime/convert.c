@@ -569,6 +569,59 @@ int cmi_payload_render_as(cmi_msg_t *msg, const char *ct, const char **bytes, si
 
 /* ---- reading XML -------------------------------------------------------------- */
 
+/* Past where [a..b) first holds needle (b when it does not). */
+static const char *past(const char *a, const char *b, const char *needle)
+{
+    const char *hit = memmem(a, (size_t)(b - a), needle, strlen(needle));
+    return hit != NULL ? hit + strlen(needle) : b;
+}
+
+/* libxml2 2.9 checks each attribute of an element against every one
+ * before it: n attributes cost n^2 (60,000 on one element took 10 s).  So
+ * no element may have more than CMI_XML_MAX_ATTRIBUTES, as in MI's parser
+ * (Woodstox's default), counted in one pass before libxml2 sees the bytes:
+ * an attribute is a '=' followed by a quoted value inside a tag, read as
+ * libxml2 reads it (a stray quote or a '<' ends the tag; comments, CDATA
+ * and processing instructions hold no tag). */
+static int too_many_attributes(const char *s, size_t len)
+{
+    const char *p = s, *end = s + len;
+    while ((p = memchr(p, '<', (size_t)(end - p))) != NULL) {
+        p++;
+        if (end - p >= 3 && memcmp(p, "!--", 3) == 0) {
+            p = past(p + 3, end, "-->");
+            continue;
+        }
+        if (end - p >= 8 && memcmp(p, "![CDATA[", 8) == 0) {
+            p = past(p + 8, end, "]]>");
+            continue;
+        }
+        if (p < end && *p == '?') {
+            p = past(p + 1, end, "?>");
+            continue;
+        }
+        unsigned n = 0;
+        while (p < end && *p != '>' && *p != '<') {
+            if (*p++ != '=')
+                continue;
+            while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
+                p++;
+            if (p == end || (*p != '"' && *p != '\''))
+                break; /* not an attribute value: libxml2 stops reading attributes here */
+            const char *close = memchr(p + 1, *p, (size_t)(end - p - 1));
+            const char *lt = memchr(p + 1, '<', (size_t)((close ? close : end) - p - 1));
+            if (lt != NULL) { /* a '<' in a value ends the tag for libxml2 */
+                p = lt;
+                break;
+            }
+            if (++n > CMI_XML_MAX_ATTRIBUTES)
+                return 1;
+            p = close != NULL ? close + 1 : end;
+        }
+    }
+    return 0;
+}
+
 /* SAX: a DOCTYPE stops the parse before its DTD is read. */
 static void refuse_doctype(void *ctx, const xmlChar *name, const xmlChar *external_id, const xmlChar *system_id)
 {
@@ -582,6 +635,10 @@ xmlDocPtr cmi_xml_read(cmi_arena_t *arena, const char *bytes, size_t len, const 
 {
     if (len == 0 || len >= INT32_MAX) {
         *why = len == 0 ? "empty document" : "document too large";
+        return NULL;
+    }
+    if (too_many_attributes(bytes, len)) {
+        *why = cmi_arena_sprintf(arena, "an element has more than %d attributes", CMI_XML_MAX_ATTRIBUTES);
         return NULL;
     }
     xmlParserCtxtPtr ctxt = xmlNewParserCtxt();

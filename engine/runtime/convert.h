@@ -36,8 +36,11 @@ int cmi_xml_to_json(xmlNodePtr element, cmi_strbuf_t *out, size_t limit);
 /* Parses an XML payload (a request, a backend's answer, a property value)
  * with no network access, no entity substitution and no DTD: a document
  * with a DOCTYPE is refused before its DTD is read, so that no payload can
- * expand, fetch or declare anything.  Returns the document (the caller's
+ * expand, fetch or declare anything; an element with more than
+ * CMI_XML_MAX_ATTRIBUTES attributes is refused before libxml2 reads it
+ * (its duplicate check is quadratic in them).  Returns the document (the caller's
  * to free) or NULL with *why set (in arena). */
+#define CMI_XML_MAX_ATTRIBUTES 1000 /* MI's parser's (Woodstox) default */
 xmlDocPtr cmi_xml_read(cmi_arena_t *arena, const char *bytes, size_t len, const char **why);
 
 /* Parses a JSON payload (any value at the top).  Integers beyond 64 bits

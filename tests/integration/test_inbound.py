@@ -239,8 +239,18 @@ def test_malformed_payload_discarded_and_next_processed(node):
         cmi = start(d)
         try:
             node.publish(q, "{not json", content_type="application/json")
+            # Judged by the engine's readers: an entity bomb and an element
+            # with 5,000 attributes (quadratic for libxml2) are refused
+            # before a flow or libxml2 spends anything on them.
+            node.publish(q, '<!DOCTYPE r [<!ENTITY e "%s">]><r>%s</r>' % ("A" * 1000, "&e;" * 1000),
+                         content_type="application/xml")
+            node.publish(q, "<r %s/>" % " ".join('a%d="1"' % i for i in range(5000)), content_type="application/xml")
             node.publish(q, '{"n": 2}', content_type="application/json")
-            cmi.wait_log(r"is not valid application/json: discarded \(the consumer goes on\)", 10)
+            cmi.wait_log(r"is not valid application/json \(not valid JSON: .*\): discarded \(the consumer goes on\)",
+                         10)
+            cmi.wait_log(r"is not valid application/xml \(not valid XML: a DOCTYPE is not allowed.*\): discarded", 10)
+            cmi.wait_log(r"is not valid application/xml \(not valid XML: an element has more than 1000 "
+                         r"attributes\): discarded", 10)
             cmi.wait_log(r"got 2 ", 10)
             wait_for(lambda: node.depth(q) == 0, 10, "the queue empty")
         finally:

@@ -392,6 +392,36 @@ static void test_xml_to_json(void)
     cmi_arena_destroy(a);
 }
 
+/* An element of n attributes costs libxml2 n^2: more than 1,000 are
+ * refused before it reads them, counted as libxml2 reads a tag. */
+static char *with_attributes(cmi_arena_t *a, const char *before, int n, const char *after)
+{
+    cmi_strbuf_t b;
+    cmi_strbuf_init(&b, a, 16 * (size_t)n);
+    cmi_strbuf_printf(&b, "<r>%s<e v=\">\"", before);
+    for (int i = 1; i < n; i++)
+        cmi_strbuf_printf(&b, i % 2 ? " a%d='1'" : " a%d = \"1\"", i);
+    cmi_strbuf_printf(&b, "/>%s</r>", after);
+    return b.data;
+}
+
+static void test_xml_attribute_limit(void)
+{
+    cmi_arena_t *a = cmi_arena_create(0);
+    const char *why;
+    /* a '>' in a value does not end the tag; comments, CDATA and PIs hold
+     * no tag; equals signs in text are not attributes */
+    const char *cover = "<!-- it's <x a='1'> --><![CDATA[ <y b=\"2\"> ]]><?pi c='3'?>x=1 y=2";
+    char *ok = with_attributes(a, cover, CMI_XML_MAX_ATTRIBUTES, "");
+    xmlDocPtr doc = cmi_xml_read(a, ok, strlen(ok), &why);
+    CU_ASSERT_PTR_NOT_NULL(doc);
+    xmlFreeDoc(doc);
+    char *over = with_attributes(a, cover, CMI_XML_MAX_ATTRIBUTES + 1, "");
+    CU_ASSERT_PTR_NULL(cmi_xml_read(a, over, strlen(over), &why));
+    CU_ASSERT_PTR_NOT_NULL(strstr(why, "more than 1000 attributes"));
+    cmi_arena_destroy(a);
+}
+
 /* JSON to XML is charged what it writes: a long key repeated per array
  * element stops at the limit. */
 static void test_json_to_xml_limit(void)
@@ -504,6 +534,7 @@ static CU_TestInfo msg_tests[] = {
     {"payload bytes and lazy JSON/XML views", test_payload_views},
     {"XML to JSON: grouping, arrays, the limit, DOCTYPE refused", test_xml_to_json},
     {"JSON to XML: charged against the limit", test_json_to_xml_limit},
+    {"XML: at most 1,000 attributes an element", test_xml_attribute_limit},
     {"JSON integers beyond 64 bits", test_json_big_integers},
     {"error code to status table", test_error_table},
     {"message ids are RFC 4122 version 4 URNs", test_message_id_format},

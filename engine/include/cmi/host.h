@@ -194,6 +194,14 @@ struct cmi_host {
      * often it is deferred within a batch.  Returns 0, or -1 off a worker
      * thread or when too much is deferred: then do the work now. */
     int (*defer)(void (*fn)(void *arg), void *arg);
+
+    /* ---- since 1.3 ------------------------------------------------------- */
+    /* Any thread: whether a flow can read bytes as content_type, checked
+     * by the readers its payload views use (JSON: any value; XML:
+     * well-formed, no DOCTYPE, at most 1,000 attributes an element; other
+     * types: always).  Returns 1, or 0 with the reason in why (size
+     * bytes, NUL-terminated). */
+    int (*payload_readable)(const char *content_type, const void *bytes, size_t len, char *why, size_t size);
 };
 
 #endif
