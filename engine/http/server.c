@@ -292,9 +292,10 @@ static int bind_params(cmi_msg_t *msg, const cmi_dispatch_result_t *r, const cha
             if (cmi_url_decode(msg->arena, query + i, klen, 1, &k, NULL) != 0 ||
                 cmi_url_decode(msg->arena, vs, (size_t)(query + end - vs), 1, &v, &vlen) != 0)
                 return -1;
-            /* The first value wins, as MI's query.param.X does. */
-            if (cmi_kvlist_get(&msg->query_params, k) == NULL)
-                cmi_kvlist_add(msg->arena, &msg->query_params, k, cmi_value_string(v, vlen));
+            /* The first value wins, as MI's query.param.X does: lookups
+             * return the first of a name (no check here, which would make
+             * n parameters cost n^2). */
+            cmi_kvlist_add(msg->arena, &msg->query_params, k, cmi_value_string(v, vlen));
         }
         i = end + 1;
     }

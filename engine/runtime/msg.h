@@ -203,6 +203,7 @@ void cmi_msg_var_remove(cmi_msg_t *msg, const char *name);
 json_t *cmi_msg_own_json(cmi_msg_t *msg, json_t *json);
 
 /* Generic list access, shared with path and query parameters. */
+/* The first item of that name (a list may hold a name more than once). */
 const cmi_value_t *cmi_kvlist_get(const cmi_kvlist_t *l, const char *name);
 void cmi_kvlist_set(cmi_arena_t *arena, cmi_kvlist_t *l, const char *name, cmi_value_t value);
 void cmi_kvlist_add(cmi_arena_t *arena, cmi_kvlist_t *l, const char *name, cmi_value_t value);
