@@ -17,6 +17,7 @@
 
 #include "core/str.h"
 #include "expr/ast.h"
+#include "runtime/convert.h"
 #include "runtime/msg.h"
 
 #define ARG_STRING(i, fn)                                                                          \
@@ -660,7 +661,7 @@ static int to_json(ex_ctx_t *c, cmi_value_t *a, cmi_value_t *out, int want_array
         j = a[0].u.json;
     } else if (a[0].type == CMI_VAL_STRING) {
         json_error_t je;
-        j = json_loadb(a[0].u.s.ptr, a[0].u.s.len, JSON_DECODE_ANY, &je);
+        j = cmi_json_read(c->msg->arena, a[0].u.s.ptr, a[0].u.s.len, &je);
         if (j == NULL)
             return ex_fail(c, "%s(): the text is not JSON: %s", fn, je.text);
         cmi_msg_own_json(c->msg, j);

@@ -43,56 +43,59 @@ typedef struct {
 
 /* ---- the document XPath sees --------------------------------------------- */
 
-static void doc_free(void *p)
-{
-    xmlFreeDoc(p);
-}
-
-static xmlDocPtr xpath_doc(ex_ctx_t *c, int *failed)
+/* The payload under a SOAP envelope in doc (MI's XPath sees one).  Returns
+ * 0, or -1 with the message's error set. */
+static int fill_doc(ex_ctx_t *c, xmlDocPtr doc)
 {
     cmi_msg_t *msg = c->msg;
     cmi_payload_t *p = &msg->payload;
-    *failed = 0;
-    if (p->xpath_doc != NULL)
-        return p->xpath_doc;
-    xmlDocPtr doc = xmlNewDoc((const xmlChar *)"1.0");
-    cmi_arena_cleanup_add(msg->arena, doc_free, doc);
+    const char *err = NULL;
     if (p->kind == CMI_PAYLOAD_XML) {
-        const char *err = NULL;
         xmlDocPtr src = cmi_msg_payload_xml(msg, &err);
         if (src == NULL) {
-            *failed = 1;
             cmi_msg_set_error(msg, CMI_ERR_PAYLOAD, NULL, "%s: %s", c->expr->text, err);
-            return NULL;
+            return -1;
         }
         xmlNodePtr root = xmlDocGetRootElement(src);
         if (cmi_soap_is_envelope(root))
             xmlDocSetRootElement(doc, xmlDocCopyNode(root, doc, 1));
         else if (root != NULL)
             xmlAddChild(cmi_soap_envelope(doc), xmlDocCopyNode(root, doc, 1));
-    } else if (p->kind == CMI_PAYLOAD_JSON) {
-        const char *err = NULL;
-        json_t *j = cmi_msg_payload_json(msg, &err);
-        xmlNodePtr body = cmi_soap_envelope(doc);
-        if (j == NULL) {
-            size_t len;
-            cmi_msg_payload_bytes(msg, &len);
-            if (len > 0) {
-                *failed = 1;
-                cmi_msg_set_error(msg, CMI_ERR_PAYLOAD, NULL, "%s: %s", c->expr->text, err);
-                return NULL;
-            }
-        } else if (cmi_json_to_xml_document(body, j, cmi_msg_view_limit()) != 0) {
-            *failed = 1;
-            cmi_msg_set_error(msg, CMI_ERR_PAYLOAD_TOO_LARGE, NULL,
-                              "%s: the JSON payload as XML would take more than %zu bytes", c->expr->text,
-                              cmi_msg_view_limit());
-            return NULL;
-        }
-    } else {
-        cmi_soap_envelope(doc);
+        return 0;
     }
-    p->xpath_doc = doc;
+    xmlNodePtr body = cmi_soap_envelope(doc);
+    if (p->kind != CMI_PAYLOAD_JSON)
+        return 0;
+    json_t *j = cmi_msg_payload_json(msg, &err);
+    size_t len = 0;
+    if (j == NULL)
+        cmi_msg_payload_bytes(msg, &len);
+    if (j == NULL && len > 0) {
+        cmi_msg_set_error(msg, CMI_ERR_PAYLOAD, NULL, "%s: %s", c->expr->text, err);
+        return -1;
+    }
+    if (j != NULL && (p->xpath_too_large || cmi_json_to_xml_document(body, j, cmi_msg_view_limit()) != 0)) {
+        p->xpath_too_large = 1; /* not built again for the next expression */
+        cmi_msg_set_error(msg, CMI_ERR_PAYLOAD_TOO_LARGE, NULL, "%s: the JSON payload as XML would take more than %zu bytes",
+                          c->expr->text, cmi_msg_view_limit());
+        return -1;
+    }
+    return 0;
+}
+
+static xmlDocPtr xpath_doc(ex_ctx_t *c, int *failed)
+{
+    cmi_payload_t *p = &c->msg->payload;
+    *failed = 0;
+    if (p->xpath_doc != NULL)
+        return p->xpath_doc;
+    xmlDocPtr doc = xmlNewDoc((const xmlChar *)"1.0");
+    if (fill_doc(c, doc) != 0) {
+        xmlFreeDoc(doc); /* a tree cut short at the limit goes at once */
+        *failed = 1;
+        return NULL;
+    }
+    p->xpath_doc = cmi_msg_own_xml(c->msg, doc);
     return doc;
 }
 

@@ -244,8 +244,10 @@ static h2o_socket_t *socket_of(h2o_conn_t *conn)
 
 /* An HTTP/2 request h2o lets go before its response while it reads the
  * connection: the client reset the stream (a rapid reset, CVE-2023-44487,
- * sends thousands a second).  When the connection closes, h2o stops
- * reading first, so its open requests do not count. */
+ * sends thousands a second).  When the client closes the connection, h2o
+ * stops reading first, so its open requests do not count; on a protocol
+ * error or an idle timeout they do, at most the 100 streams a connection
+ * may have open, on a connection that is closing anyway. */
 static void count_reset(http_link_t *link)
 {
     h2o_req_t *req = link->req;
@@ -446,8 +448,8 @@ static const char *ambiguous_framing(h2o_req_t *req)
     unsigned te = 0;
     for (size_t i = 0; i < nheaders; i++) {
         const struct phr_header *h = &headers[i];
-        if (h->name == NULL)
-            continue;
+        if (h->name == NULL) /* a value folded onto this line would extend a framing header unseen */
+            return "a folded header line (obs-fold)";
         if (cmi_str_caseeqn(h->name, h->name_len, "transfer-encoding", 17)) {
             te++;
         } else if (cmi_str_caseeqn(h->name, h->name_len, "content-length", 14)) {

@@ -29,6 +29,7 @@
 #include "http/client.h"
 #include "mediators/call.h"
 #include "mediators/registry.h"
+#include "runtime/convert.h"
 #include "runtime/errors.h"
 #include "runtime/msg.h"
 #include "runtime/worker.h"
@@ -647,8 +648,8 @@ static int call_continue(cmi_msg_t *msg, void *data)
             cmi_msg_prop_set(msg, CMI_SCOPE_DEFAULT, c->target_name, cmi_value_string(body, req->response_len));
         } else {
             /* A variable: JSON when the response is JSON, else its text. */
-            json_t *j = ct != NULL && strstr(ct, "json") != NULL ? json_loadb(body, req->response_len, JSON_DECODE_ANY,
-                                                                                NULL)
+            json_error_t je;
+            json_t *j = ct != NULL && strstr(ct, "json") != NULL ? cmi_json_read(msg->arena, body, req->response_len, &je)
                                                                    : NULL;
             cmi_value_t v = cmi_value_string(body, req->response_len);
             if (j != NULL) {

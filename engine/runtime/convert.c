@@ -3,6 +3,7 @@
 #include "runtime/convert.h"
 
 #include <ctype.h>
+#include <libxml/encoding.h>
 #include <string.h>
 #include <strings.h>
 
@@ -477,17 +478,10 @@ static void dump(cmi_msg_t *msg, xmlDocPtr doc, xmlNodePtr node, const char **by
     xmlBufferFree(buf);
 }
 
-static void doc_free(void *p)
-{
-    xmlFreeDoc(p);
-}
-
 /* A new document owned by the message. */
 static xmlDocPtr new_doc(cmi_msg_t *msg)
 {
-    xmlDocPtr doc = xmlNewDoc((const xmlChar *)"1.0");
-    cmi_arena_cleanup_add(msg->arena, doc_free, doc);
-    return doc;
+    return cmi_msg_own_xml(msg, xmlNewDoc((const xmlChar *)"1.0"));
 }
 
 static int payload_error(cmi_msg_t *msg, const char *err)
@@ -622,6 +616,59 @@ static int too_many_attributes(const char *s, size_t len)
     return 0;
 }
 
+/* The attribute count above reads bytes as ASCII does: a document in an
+ * encoding where '<', '=' and quotes are other bytes (UTF-16, UCS-4,
+ * EBCDIC by their first bytes; UTF-7, ISO-2022 and the like by their
+ * declaration) could hide any number of attributes from it.  Returns
+ * NULL when the encoding is one the count reads right (UTF-8, ASCII,
+ * ISO-8859-*, windows-125*), else what is refused. */
+static const char *unreadable_encoding(cmi_arena_t *arena, const char *s, size_t len)
+{
+    if (len >= 4) {
+        xmlCharEncoding e = xmlDetectCharEncoding((const unsigned char *)s, 4);
+        if (e != XML_CHAR_ENCODING_NONE && e != XML_CHAR_ENCODING_UTF8)
+            return "a document that is not in an ASCII-compatible encoding (UTF-16, UCS-4, EBCDIC)";
+    }
+    if (len >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0)
+        s += 3, len -= 3;
+    if (len < 5 || memcmp(s, "<?xml", 5) != 0)
+        return NULL;
+    const char *end = memmem(s, len < 512 ? len : 512, "?>", 2);
+    const char *enc = end != NULL ? memmem(s, (size_t)(end - s), "encoding", 8) : NULL;
+    if (enc == NULL)
+        return NULL;
+    const char *v = enc + 8;
+    while (v < end && strchr(" \t\r\n=", *v) != NULL)
+        v++;
+    if (v == end || (*v != '"' && *v != '\''))
+        return NULL; /* malformed: libxml2 refuses it */
+    const char *q = memchr(v + 1, *v, (size_t)(end - v - 1));
+    if (q == NULL)
+        return NULL;
+    char name[32];
+    snprintf(name, sizeof(name), "%.*s", (int)(q - v - 1), v + 1);
+    static const char *const names[] = {"UTF-8", "UTF8", "US-ASCII", "ASCII", "LATIN1", "LATIN-1", NULL};
+    static const char *const families[] = {"ISO-8859-", "ISO8859-", "ISO_8859-", "WINDOWS-125", "CP125", NULL};
+    for (const char *const *n = names; *n; n++)
+        if (strcasecmp(name, *n) == 0)
+            return NULL;
+    for (const char *const *f = families; *f; f++)
+        if (strncasecmp(name, *f, strlen(*f)) == 0)
+            return NULL;
+    return cmi_arena_sprintf(arena, "the encoding '%s' is not supported by cmi (UTF-8, ASCII, ISO-8859-*, windows-125*)",
+                             name);
+}
+
+/* Structured errors: the parse stops at the first fatal one.  libxml2 2.9
+ * reads on after it without building the tree, and text after a broken
+ * comment or processing instruction could then be read as tags the
+ * attribute count never saw. */
+static void stop_at_fatal_error(void *ctx, xmlErrorPtr e)
+{
+    if (e != NULL && e->level >= XML_ERR_FATAL)
+        xmlStopParser((xmlParserCtxtPtr)ctx);
+}
+
 /* SAX: a DOCTYPE stops the parse before its DTD is read. */
 static void refuse_doctype(void *ctx, const xmlChar *name, const xmlChar *external_id, const xmlChar *system_id)
 {
@@ -637,6 +684,8 @@ xmlDocPtr cmi_xml_read(cmi_arena_t *arena, const char *bytes, size_t len, const 
         *why = len == 0 ? "empty document" : "document too large";
         return NULL;
     }
+    if ((*why = unreadable_encoding(arena, bytes, len)) != NULL)
+        return NULL;
     if (too_many_attributes(bytes, len)) {
         *why = cmi_arena_sprintf(arena, "an element has more than %d attributes", CMI_XML_MAX_ATTRIBUTES);
         return NULL;
@@ -649,6 +698,7 @@ xmlDocPtr cmi_xml_read(cmi_arena_t *arena, const char *bytes, size_t len, const 
     int doctype = 0;
     ctxt->_private = &doctype;
     ctxt->sax->internalSubset = refuse_doctype;
+    ctxt->sax->serror = stop_at_fatal_error;
     xmlDocPtr doc = xmlCtxtReadMemory(ctxt, bytes, (int)len, NULL, NULL,
                                       XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
     if (doctype) {
@@ -706,7 +756,8 @@ static const char *big_integers_as_reals(cmi_arena_t *arena, const char *s, size
         if (c != '-' && !isdigit((unsigned char)c))
             continue;
         size_t start = i, digits = i + (c == '-');
-        while (i < len && (isdigit((unsigned char)s[i]) || strchr("+-.eE", s[i]) != NULL))
+        while (i < len && (isdigit((unsigned char)s[i]) || s[i] == '+' || s[i] == '-' || s[i] == '.' || s[i] == 'e' ||
+                           s[i] == 'E'))
             i++;
         size_t end = i--;
         if (memchr(s + start, '.', end - start) == NULL && memchr(s + start, 'e', end - start) == NULL &&

@@ -289,6 +289,18 @@ json_t *cmi_msg_own_json(cmi_msg_t *msg, json_t *json)
     return json;
 }
 
+static void xml_free_cb(void *p)
+{
+    xmlFreeDoc(p);
+}
+
+xmlDocPtr cmi_msg_own_xml(cmi_msg_t *msg, xmlDocPtr doc)
+{
+    if (doc != NULL)
+        cmi_arena_cleanup_add(msg->arena, xml_free_cb, doc);
+    return doc;
+}
+
 static const cmi_value_t *text_value(cmi_msg_t *msg, const char *text)
 {
     if (text == NULL)
@@ -513,10 +525,6 @@ cmi_payload_kind_t cmi_payload_kind_of(const char *ct)
     return CMI_PAYLOAD_BINARY;
 }
 
-static void xml_free_cb(void *p)
-{
-    xmlFreeDoc(p);
-}
 
 static void payload_reset(cmi_msg_t *msg)
 {
@@ -528,6 +536,7 @@ static void payload_reset(cmi_msg_t *msg)
     p->xpath_doc = NULL;
     p->json_tried = 0;
     p->xml_tried = 0;
+    p->xpath_too_large = 0;
     p->parse_error = NULL;
     p->bytes = NULL;
     p->len = 0;
@@ -560,8 +569,7 @@ void cmi_msg_set_payload_xml(cmi_msg_t *msg, xmlDocPtr doc, const char *content_
 {
     payload_reset(msg);
     cmi_payload_t *p = &msg->payload;
-    cmi_arena_cleanup_add(msg->arena, xml_free_cb, doc);
-    p->xml = doc;
+    p->xml = cmi_msg_own_xml(msg, doc);
     p->xml_tried = 1;
     p->content_type = content_type ? content_type : "application/xml";
     p->kind = CMI_PAYLOAD_XML;
@@ -640,6 +648,7 @@ void cmi_msg_payload_xml_changed(cmi_msg_t *msg)
     p->json = NULL;
     p->json_tried = 0;
     p->xpath_doc = NULL;
+    p->xpath_too_large = 0;
 }
 
 xmlDocPtr cmi_msg_payload_xml(cmi_msg_t *msg, const char **err)
@@ -661,7 +670,6 @@ xmlDocPtr cmi_msg_payload_xml(cmi_msg_t *msg, const char **err)
             *err = p->parse_error;
         return NULL;
     }
-    cmi_arena_cleanup_add(msg->arena, xml_free_cb, doc);
-    p->xml = doc;
+    p->xml = cmi_msg_own_xml(msg, doc);
     return doc;
 }

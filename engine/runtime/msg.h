@@ -76,6 +76,7 @@ typedef struct {
     unsigned bytes_valid : 1;
     unsigned json_tried : 1;
     unsigned xml_tried : 1;
+    unsigned xpath_too_large : 1; /* the XPath document would pass the view limit */
 } cmi_payload_t;
 
 /* How a message answers whoever sent it (HTTP, an inbound endpoint). */
@@ -201,6 +202,9 @@ void cmi_msg_var_remove(cmi_msg_t *msg, const char *name);
 
 /* Ties a JSON reference to the message's lifetime and returns it. */
 json_t *cmi_msg_own_json(cmi_msg_t *msg, json_t *json);
+/* Ties an XML document to the message's lifetime (freed with it) and
+ * returns it. */
+xmlDocPtr cmi_msg_own_xml(cmi_msg_t *msg, xmlDocPtr doc);
 
 /* Generic list access, shared with path and query parameters. */
 /* The first item of that name (a list may hold a name more than once). */

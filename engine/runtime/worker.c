@@ -471,8 +471,8 @@ void cmi_worker_msg_destroyed(cmi_worker_t *w, size_t bytes)
     /* glibc keeps what a large message freed (a 10 MiB JSON body's tree
      * is some 300 MiB of small blocks) for reuse; handing it back costs a
      * walk of the heap, so it is done once, a second after the last large
-     * message of a burst. */
-    if (bytes >= CMI_WORKER_TRIM_AFTER && !h2o_timeout_is_linked(&w->trim_timer.entry)) {
+     * message of a burst (each one puts the timer off again). */
+    if (bytes >= CMI_WORKER_TRIM_AFTER) {
         w->trim_timer.cb = on_trim;
         w->trim_timer.data = w;
         cmi_worker_timer_start(w, &w->trim_timer, 1000);

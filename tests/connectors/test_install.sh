@@ -39,7 +39,7 @@ for so in "$CMI_BUILDDIR"/tests/connectors/*/.libs/*.so; do
 done
 
 out=$("$cmi" describe hello --connectors "$tmp/mods") || fail "cmi describe hello"
-echo "$out" | grep -q '^hello 0.1.0 (connector ABI 1.2' || fail "describe: no header line: $out"
+echo "$out" | grep -q '^hello 0.1.0 (connector ABI 1.3' || fail "describe: no header line: $out"
 echo "$out" | grep -q 'Operation: <hello.greet>' || fail "describe: no greet operation: $out"
 
 mkdir -p "$tmp/deploy/api"

@@ -204,6 +204,8 @@ def test_request_smuggling_building_blocks_are_refused():
          b"Transfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n5\r\nhello\r\n0\r\n\r\n" + follow),
         ("two Transfer-Encodings", b"POST /h/echo HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
          b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n" + follow),
+        ("a folded Content-Length", b"POST /h/echo HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+         b"Content-Length: 5\r\n 0\r\n\r\nhello" + follow),
         ("Transfer-Encoding in HTTP/1.0", b"POST /h/echo HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n"
          b"Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n" + follow),
     ]

@@ -448,6 +448,31 @@ static void test_error_codes(void)
     cmi_msg_release(bad);
 }
 
+/* The XML document XPath reads of a JSON payload is bounded by the view
+ * limit; past it every XPath on the message fails at once (413), without
+ * building the tree again, until the payload changes. */
+static void test_xpath_view_limit(void)
+{
+    cmi_expr_error_t err;
+    cmi_expr_t *e = cmi_expr_compile(cfg, "count(//*)", NULL, &err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+    cmi_msg_t *m = cmi_msg_create(NULL, NULL, NULL);
+    const char *body = "{\"kkkkkkkkkkkkkkkkkkkk\": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]}";
+    cmi_msg_set_payload(m, body, strlen(body), "application/json");
+    cmi_msg_set_view_limit(300);
+    cmi_value_t v;
+    CU_ASSERT_EQUAL(cmi_expr_eval(e, m, &v), CMI_FLOW_ERROR);
+    CU_ASSERT_EQUAL(m->error_code, CMI_ERR_PAYLOAD_TOO_LARGE);
+    CU_ASSERT_TRUE(m->payload.xpath_too_large);
+    CU_ASSERT_PTR_NULL(m->payload.xpath_doc);
+    CU_ASSERT_EQUAL(cmi_expr_eval(e, m, &v), CMI_FLOW_ERROR);
+    cmi_msg_set_view_limit(CMI_MSG_DEFAULT_VIEW_LIMIT);
+    cmi_msg_set_payload(m, "{\"a\": 1}", 8, "application/json");
+    CU_ASSERT_EQUAL(cmi_expr_eval(e, m, &v), 0); /* a new payload gets its own view */
+    CU_ASSERT_FALSE(m->payload.xpath_too_large);
+    cmi_msg_release(m);
+}
+
 static void test_error_offsets(void)
 {
     cmi_expr_error_t err;
@@ -528,6 +553,7 @@ static void test_templates(void)
 static CU_TestInfo expr_tests[] = {
     {"the case table (roots, operators, functions, legacy, XPath)", test_cases},
     {"evaluation errors carry codes and the expression", test_error_codes},
+    {"the XPath view of a JSON payload is bounded", test_xpath_view_limit},
     {"syntax errors point at their offset", test_error_offsets},
     {"truth rules", test_truth},
     {"templates: text, JSON-aware, XML, legacy $N", test_templates},

@@ -419,6 +419,25 @@ static void test_xml_attribute_limit(void)
     char *over = with_attributes(a, cover, CMI_XML_MAX_ATTRIBUTES + 1, "");
     CU_ASSERT_PTR_NULL(cmi_xml_read(a, over, strlen(over), &why));
     CU_ASSERT_PTR_NOT_NULL(strstr(why, "more than 1000 attributes"));
+    /* behind a broken processing instruction or a control byte in a
+     * comment, libxml2 would read on to the tag: it stops at the first
+     * fatal error instead */
+    char *hidden = with_attributes(a, "<? ", CMI_XML_MAX_ATTRIBUTES + 1, " ?>");
+    CU_ASSERT_PTR_NULL(cmi_xml_read(a, hidden, strlen(hidden), &why));
+    CU_ASSERT_PTR_NULL(strstr(why, "attributes"));
+    hidden = with_attributes(a, "<!-- \x01 ", CMI_XML_MAX_ATTRIBUTES + 1, " -->");
+    CU_ASSERT_PTR_NULL(cmi_xml_read(a, hidden, strlen(hidden), &why));
+    /* encodings the count cannot read are refused; Latin-1 and UTF-8 read */
+    static const char utf16[] = "\xff\xfe<\0r\0/\0>\0";
+    CU_ASSERT_PTR_NULL(cmi_xml_read(a, utf16, sizeof(utf16) - 1, &why));
+    CU_ASSERT_PTR_NOT_NULL(strstr(why, "ASCII-compatible"));
+    const char *utf7 = "<?xml version=\"1.0\" encoding=\"UTF-7\"?><r/>";
+    CU_ASSERT_PTR_NULL(cmi_xml_read(a, utf7, strlen(utf7), &why));
+    CU_ASSERT_PTR_NOT_NULL(strstr(why, "'UTF-7' is not supported"));
+    const char *latin1 = "<?xml version='1.0' encoding='iso-8859-1'?><r a=\"\xe9\"/>";
+    xmlDocPtr d = cmi_xml_read(a, latin1, strlen(latin1), &why);
+    CU_ASSERT_PTR_NOT_NULL(d);
+    xmlFreeDoc(d);
     cmi_arena_destroy(a);
 }
 
