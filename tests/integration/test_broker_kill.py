@@ -35,9 +35,10 @@ import time
 from harness import Cmi, TestFailure, check
 from rabbitmq import RabbitNode, wait_for
 from test_engine import Deployment
-from test_failover import Load, explained
+from test_failover import Load, explained, verify
 from test_publish import NS, RMQ_CONNECTORS, unique
 
+MI_PUBLISH_TIMEOUT_MS = 60000  # the default deployment names none: MI's default
 TOP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 
 
@@ -59,7 +60,7 @@ class PublishMessageLoad(Load):
             t0 = time.monotonic()
             try:
                 if conn is None:
-                    conn = self.cmi.connection(timeout=90)  # publishTimeout is MI's default there: 60 s
+                    conn = self.cmi.connection(timeout=MI_PUBLISH_TIMEOUT_MS / 1000 + 30)
                 status, _, data = self.cmi.request("POST", self.path, body, {"Content-Type": "application/json"},
                                                    conn=conn)
                 if status == 200 and json.loads(data).get("success") != "true":
@@ -146,25 +147,6 @@ def broker_log(node):
         return ""
 
 
-def check_found(load, bodies, what):
-    """Every confirmed id is in the queue; prints the figures."""
-    found = {}
-    for b in bodies:
-        try:
-            ident = json.loads(b)["id"]
-        except (ValueError, KeyError, TypeError):
-            continue
-        found[ident] = found.get(ident, 0) + 1
-    confirmed = {r[0] for r in load.records if r[1] == 200}
-    missing = sorted(confirmed - set(found))
-    print("      %s: sent %d, confirmed %d, found %d (%d distinct), duplicated %d, missing %d, longest request %.1fs"
-          % (what, len(load.records), len(confirmed), len(bodies), len(found),
-             sum(n - 1 for n in found.values() if n > 1), len(missing), load.longest_request()), flush=True)
-    check(confirmed, "%s: nothing was confirmed" % what)
-    check(not missing, "%s: %d confirmed message(s) are not in the queue after the SIGKILL, e.g. %r"
-          % (what, len(missing), missing[:5]))
-
-
 def test_broker_sigkill_durable_queues(_shared_node):
     node = RabbitNode(name="cmikill")
     loads = {}
@@ -222,7 +204,7 @@ def test_broker_sigkill_durable_queues(_shared_node):
                                 (quorum, "quorum, declared ahead")):
                     check(record(node, q) is not None, "queue %s (%s) is gone after the SIGKILL (broker: %s)"
                           % (q, what, recovering))
-                    check_found(loads[q], node.drain(q), what)
+                    verify(loads[q], node.drain(q), what, MI_PUBLISH_TIMEOUT_MS)
                 passed = True
             except (TestFailure, AssertionError) as e:
                 raise explained(e, cmi) from None
