@@ -57,7 +57,7 @@ tests_connectors_test_echo_module_SOURCES = tests/connectors/test_echo_module.c 
 tests_connectors_test_echo_module_CPPFLAGS = $(AM_CPPFLAGS) $(CUNIT_CFLAGS) -I$(top_srcdir)/tests/connectors/echo \
 	-DECHO_MODULE='"$(abs_top_builddir)/tests/connectors/echo/.libs/echo.so"'
 tests_connectors_test_echo_module_LDADD = $(CUNIT_LIBS) $(JANSSON_LIBS) $(DL_LIBS) -lpthread
-TESTS += tests/connectors/test_echo_module tests/connectors/test_install.sh
+TESTS += tests/connectors/test_echo_module tests/connectors/test_install.sh tests/connectors/test_rmq_layers.sh
 EXTRA_DIST += tests/connectors
 
 # The deployment corpus and the scenario suite drive the built cmi.

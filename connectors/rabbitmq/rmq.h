@@ -1,12 +1,19 @@
 /* The RabbitMQ connector (AMQP 1.0 through qpid-proton-c): shared types.
  *
  *   rmq_module.c    descriptor, parameter tables, errors, validation
+ *   rmq_params.[ch] the option rows shared by the tables, target specs
  *   rmq_address.c   v1/v2 addresses, percent-encoding, declaration plans
  *   rmq_message.c   building and encoding the AMQP message (on a worker)
+ *   rmq_alloc.c     allocation (out of memory aborts)
  *   rmq_mgmt.c      the HTTP management API on its own thread (libcurl)
  *   rmq_v2mgmt.c    RabbitMQ 4.x's AMQP management requests (/management)
- *   rmq_pool.c      the connection pool: one proton proactor and its thread
+ *   rmq_core.h      the pool core: rmq_pool.c, rmq_conn.c, rmq_declare.c,
+ *                   rmq_send.c, rmq_pub.c (one proton proactor, its thread)
+ *   rmq_consume.[ch] consuming: a feature of the pool
  *   rmq_publish.c   publishMessage
+ *   rmq_rpc.c       sendRpc
+ *   rmq_listener.c  the inbound endpoint, accept/discard/requeue
+ *   rmq_ops.h       what rmq_module.c's tables name
  *
  * Threads: operations run on the engine's workers and build everything a
  * publish needs there (addresses, declaration plan, encoded message); the
@@ -22,10 +29,31 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/queue.h>
+
+/* BSD's, which glibc's <sys/queue.h> lacks: a loop that may unlink var. */
+#ifndef SLIST_FOREACH_SAFE
+#define SLIST_FOREACH_SAFE(var, head, field, tvar)                                                        \
+    for ((var) = SLIST_FIRST(head); (var) != NULL && ((tvar) = SLIST_NEXT((var), field), 1); (var) = (tvar))
+#endif
+#ifndef TAILQ_FOREACH_SAFE
+#define TAILQ_FOREACH_SAFE(var, head, field, tvar)                                                        \
+    for ((var) = TAILQ_FIRST(head); (var) != NULL && ((tvar) = TAILQ_NEXT((var), field), 1); (var) = (tvar))
+#endif
 
 #define RMQ_COMPONENT_MAX 160
 
-/* ---- errors (spec §7) ------------------------------------------------------ */
+/* ---- memory (rmq_alloc.c): out of memory aborts, as in the engine ---------------- */
+
+void *rmq_xmalloc(size_t size);
+void *rmq_xcalloc(size_t count, size_t size);
+void *rmq_xrealloc(void *p, size_t size);
+char *rmq_xstrdup(const char *s); /* NULL: "" */
+char *rmq_xstrndup(const char *s, size_t n);
+char *rmq_xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+char *rmq_dup_or_null(const char *s);
+
+/* ---- errors (docs/rabbitmq.md, "Errors") ------------------------------------ */
 
 enum {
     RMQ_ERR_CONNECTION = 701201, /* no connection could be had */
@@ -111,48 +139,91 @@ typedef struct {
     const char *mgmt_password;
 } rmq_init_params_t;
 
+/* ---- queues and exchanges: one set of options wherever MI names them ------------- */
+
+/* The options of a queue, in the order of their parameter rows (publishMessage's
+ * queue rows, sendRpc's request and replyToQueue rows); the inbound endpoint
+ * uses some of them under its own names. */
+enum {
+    RMQ_Q_NAME, RMQ_Q_AUTO_DECLARE, RMQ_Q_TYPE, RMQ_Q_ARGUMENTS, RMQ_Q_MAX_PRIORITY, RMQ_Q_INITIAL_MEMBER_COUNT,
+    RMQ_Q_DELIVERY_LIMIT, RMQ_Q_DEAD_LETTER_STRATEGY, RMQ_Q_MAX_AGE, RMQ_Q_MAX_SEGMENT_SIZE, RMQ_Q_EXCLUSIVE,
+    RMQ_Q_AUTO_DELETE, RMQ_Q_OVERFLOW,
+    RMQ_Q_COUNT
+};
+/* The options of an exchange, in the order of publishMessage's rows. */
+enum {
+    RMQ_X_NAME, RMQ_X_AUTO_DECLARE, RMQ_X_TYPE, RMQ_X_ROUTING_KEY, RMQ_X_ARGUMENTS, RMQ_X_HEADER_ARGUMENTS,
+    RMQ_X_AUTO_DELETE,
+    RMQ_X_COUNT
+};
+
+typedef enum { RMQ_QUEUE_CLASSIC, RMQ_QUEUE_QUORUM, RMQ_QUEUE_STREAM } rmq_queue_type_t;
+typedef enum { RMQ_OVERFLOW_DROP_HEAD, RMQ_OVERFLOW_REJECT_PUBLISH, RMQ_OVERFLOW_REJECT_PUBLISH_DLX } rmq_overflow_t;
+typedef enum { RMQ_EXCHANGE_DIRECT, RMQ_EXCHANGE_FANOUT, RMQ_EXCHANGE_TOPIC, RMQ_EXCHANGE_HEADERS } rmq_exchange_type_t;
+typedef enum { RMQ_BODY_NONE = -1, RMQ_BODY_JSON, RMQ_BODY_XML, RMQ_BODY_TEXT } rmq_body_type_t;
+typedef enum { RMQ_DLS_AT_MOST_ONCE, RMQ_DLS_AT_LEAST_ONCE } rmq_dls_t;
+
+typedef struct {
+    const char *name;
+    int auto_declare;
+    int type; /* rmq_queue_type_t */
+    const char *arguments;
+    int64_t max_priority;
+    int64_t initial_member_count;
+    int64_t delivery_limit;
+    int dead_letter_strategy; /* rmq_dls_t */
+    const char *max_age;
+    int64_t max_segment_size;
+    int exclusive;
+    int auto_delete;
+    int overflow; /* rmq_overflow_t */
+} rmq_queue_opts_t;
+
+typedef struct {
+    const char *name;
+    int auto_declare;
+    int type; /* rmq_exchange_type_t */
+    const char *routing_key;
+    const char *arguments;
+    const char *header_arguments;
+    int auto_delete;
+} rmq_exchange_opts_t;
+
+/* What a target is built from: the options, and which of them were given
+ * (bit RMQ_Q_* / RMQ_X_*; an option not given has its default, and an
+ * argument not given is not sent). */
+typedef struct {
+    rmq_queue_opts_t queue;
+    uint32_t queue_set;
+    rmq_exchange_opts_t exchange;
+    uint32_t exchange_set;
+} rmq_target_spec_t;
+
+#define RMQ_IS_SET(set, opt) ((((set) >> (opt)) & 1u) != 0)
+
+/* Fills spec from an operation's parameters: the queue options at rows
+ * qbase.., the exchange options at rows xbase.. (x NULL: none). */
+void rmq_target_spec_read(rmq_target_spec_t *spec, const void *params, unsigned qbase, const rmq_queue_opts_t *q,
+                          unsigned xbase, const rmq_exchange_opts_t *x);
+/* A queue option given in code (the inbound endpoint's, sendRpc's own reply queue). */
+void rmq_target_spec_set_queue(rmq_target_spec_t *spec, unsigned opt);
+
 /* ---- <rabbitmq.publishMessage> -------------------------------------------------- */
 
 enum {
-    RMQ_P_QUEUE, RMQ_P_QUEUE_AUTO_DECLARE, RMQ_P_QUEUE_TYPE, RMQ_P_QUEUE_ARGUMENTS, RMQ_P_MAX_PRIORITY,
-    RMQ_P_INITIAL_MEMBER_COUNT, RMQ_P_DELIVERY_LIMIT, RMQ_P_DEAD_LETTER_STRATEGY, RMQ_P_MAX_AGE,
-    RMQ_P_MAX_SEGMENT_SIZE, RMQ_P_QUEUE_EXCLUSIVE, RMQ_P_QUEUE_AUTO_DELETE, RMQ_P_QUEUE_OVERFLOW,
-    RMQ_P_EXCHANGE, RMQ_P_EXCHANGE_AUTO_DECLARE, RMQ_P_EXCHANGE_TYPE, RMQ_P_ROUTING_KEY, RMQ_P_EXCHANGE_ARGUMENTS,
-    RMQ_P_HEADER_EXCHANGE_ARGUMENTS, RMQ_P_EXCHANGE_AUTO_DELETE,
-    RMQ_P_HEADERS, RMQ_P_BODY_TYPE, RMQ_P_BODY_JSON, RMQ_P_BODY_XML, RMQ_P_BODY_TEXT, RMQ_P_CHARSET,
+    RMQ_P_QUEUE = 0,                      /* RMQ_Q_COUNT rows: the queue's options */
+    RMQ_P_EXCHANGE = RMQ_Q_COUNT,         /* RMQ_X_COUNT rows: the exchange's options */
+    RMQ_P_HEADERS = RMQ_Q_COUNT + RMQ_X_COUNT,
+    RMQ_P_BODY_TYPE, RMQ_P_BODY_JSON, RMQ_P_BODY_XML, RMQ_P_BODY_TEXT, RMQ_P_CHARSET,
     RMQ_P_PUBLISH_TIMEOUT, RMQ_P_CONFIRMS, RMQ_P_PRIORITY, RMQ_P_TTL, RMQ_P_REPLY_TO, RMQ_P_MESSAGE_ID,
     RMQ_P_CORRELATION_ID,
     RMQ_P_COUNT
 };
 
-enum { RMQ_QUEUE_CLASSIC, RMQ_QUEUE_QUORUM, RMQ_QUEUE_STREAM };
-enum { RMQ_OVERFLOW_DROP_HEAD, RMQ_OVERFLOW_REJECT_PUBLISH, RMQ_OVERFLOW_REJECT_PUBLISH_DLX };
-enum { RMQ_EXCHANGE_DIRECT, RMQ_EXCHANGE_FANOUT, RMQ_EXCHANGE_TOPIC, RMQ_EXCHANGE_HEADERS };
-enum { RMQ_BODY_NONE = -1, RMQ_BODY_JSON, RMQ_BODY_XML, RMQ_BODY_TEXT };
-enum { RMQ_DLS_AT_MOST_ONCE, RMQ_DLS_AT_LEAST_ONCE };
-
 typedef struct {
     cmi_params_head_t head;
-    const char *queue;
-    int queue_auto_declare;
-    int queue_type;
-    const char *queue_arguments;
-    int64_t max_priority;
-    int64_t initial_member_count;
-    int64_t delivery_limit;
-    int dead_letter_strategy;
-    const char *max_age;
-    int64_t max_segment_size;
-    int queue_exclusive;
-    int queue_auto_delete;
-    int queue_overflow;
-    const char *exchange;
-    int exchange_auto_declare;
-    int exchange_type;
-    const char *routing_key;
-    const char *exchange_arguments;
-    const char *header_exchange_arguments;
-    int exchange_auto_delete;
+    rmq_queue_opts_t queue;
+    rmq_exchange_opts_t exchange;
     json_t *headers;
     int body_type;
     const char *body_json;
@@ -170,35 +241,14 @@ typedef struct {
 
 /* ---- <rabbitmq.sendRpc> ------------------------------------------------------------ */
 
-/* The queue options of publishMessage (RMQ_P_QUEUE .. RMQ_P_QUEUE_OVERFLOW,
- * in that order), once for the request queue and once, prefixed
- * replyToQueue, for the reply queue. */
-#define RMQ_QUEUE_ROWS (RMQ_P_QUEUE_OVERFLOW + 1)
-
 enum {
-    RMQ_R_QUEUE = 0,
-    RMQ_R_REPLY = RMQ_QUEUE_ROWS, /* replyToQueue, replyToQueueAutoDeclare, ... */
-    RMQ_R_HEADERS = 2 * RMQ_QUEUE_ROWS,
+    RMQ_R_QUEUE = 0,           /* the request queue's options */
+    RMQ_R_REPLY = RMQ_Q_COUNT, /* replyToQueue, replyToQueueAutoDeclare, ... */
+    RMQ_R_HEADERS = 2 * RMQ_Q_COUNT,
     RMQ_R_BODY_TYPE, RMQ_R_BODY_JSON, RMQ_R_BODY_XML, RMQ_R_BODY_TEXT, RMQ_R_CHARSET,
     RMQ_R_REQUEST_TIMEOUT, RMQ_R_RESPONSE_BODY_TYPE, RMQ_R_RESPONSE_CHARSET,
     RMQ_R_COUNT
 };
-
-typedef struct {
-    const char *queue;
-    int queue_auto_declare;
-    int queue_type;
-    const char *queue_arguments;
-    int64_t max_priority;
-    int64_t initial_member_count;
-    int64_t delivery_limit;
-    int dead_letter_strategy;
-    const char *max_age;
-    int64_t max_segment_size;
-    int queue_exclusive;
-    int queue_auto_delete;
-    int queue_overflow;
-} rmq_queue_opts_t;
 
 typedef struct {
     cmi_params_head_t head;
@@ -239,9 +289,14 @@ typedef struct {
     char *describe; /* "queue 'orders'", for messages */
 } rmq_target_t;
 
-/* Builds the target of a publish from its parameters (vhost for the HTTP
- * paths).  Returns 0, or -1 with a reason (701202). */
-int rmq_target_build(rmq_target_t *t, const rmq_publish_params_t *p, const char *vhost, char *err, size_t n);
+/* Builds a target from its spec (vhost for the HTTP paths).  Returns 0,
+ * or -1 with a reason (701202). */
+int rmq_target_build(rmq_target_t *t, const rmq_target_spec_t *spec, const char *vhost, char *err, size_t n);
+/* A deep copy. */
+void rmq_target_copy(rmq_target_t *dst, const rmq_target_t *src);
+/* Deep copies of n declarations into dst (room for n); frees n and the array. */
+void rmq_declare_copy(rmq_declare_t *dst, const rmq_declare_t *src, size_t n);
+void rmq_declare_free(rmq_declare_t *d, size_t n);
 void rmq_target_dispose(rmq_target_t *t);
 /* Moves first's declarations in front of t's (first is disposed): what
  * must exist before t's own, such as a dead-letter exchange and queue. */
@@ -260,7 +315,6 @@ int rmq_format_for_version(const char *product, const char *version);
 
 typedef struct rmq_pool rmq_pool_t;
 typedef struct rmq_pub rmq_pub_t;
-typedef struct rmq_rpc rmq_rpc_t;
 
 /* ---- messages ---------------------------------------------------------------- */
 
@@ -301,137 +355,76 @@ typedef struct {
  * Returns 0, -1 with err (701202) or -2 when the host already set the
  * error (a body expression failed). */
 int rmq_pub_build_message(cmi_call_t *call, const rmq_outgoing_t *out, rmq_pub_t *pub, char *err, size_t n);
-void rmq_target_copy(rmq_target_t *dst, const rmq_target_t *src);
 
 /* Encodes spec as one AMQP message with a single data section, durable.
  * Returns the malloc'd bytes and their length, or NULL with err. */
 char *rmq_message_encode(const rmq_message_spec_t *spec, size_t *len, char *err, size_t n);
 
-/* A publish's result for responseVariable (spec §3): success "true" on
+/* A publish's result for responseVariable (docs/rabbitmq.md, "publishMessage"): success "true" on
  * accepted; "false" with error 701203 on rejected, released or modified. */
 json_t *rmq_publish_result(const rmq_pub_t *pub);
 
-/* ---- the pool ------------------------------------------------------------------- */
-
+/* ---- publishes --------------------------------------------------------------------- */
 
 /* Where a publish is, for the deadline's choice of error: not yet on a
  * connection (701201), or on one waiting for a declaration, credit or the
  * outcome (701204). */
-enum { RMQ_PUB_QUEUED, RMQ_PUB_WAITING, RMQ_PUB_ROUTED, RMQ_PUB_SENT };
-enum { RMQ_OUT_NONE, RMQ_OUT_ACCEPTED, RMQ_OUT_REJECTED, RMQ_OUT_RELEASED, RMQ_OUT_MODIFIED, RMQ_OUT_ERROR };
+typedef enum { RMQ_PUB_QUEUED, RMQ_PUB_WAITING, RMQ_PUB_ROUTED, RMQ_PUB_SENT } rmq_pub_stage_t;
+typedef enum {
+    RMQ_OUT_NONE,
+    RMQ_OUT_ACCEPTED,
+    RMQ_OUT_REJECTED,
+    RMQ_OUT_RELEASED,
+    RMQ_OUT_MODIFIED,
+    RMQ_OUT_ERROR
+} rmq_outcome_t;
+
+/* Called on the pool thread once with the publish's outcome (or when its
+ * deadline passed: cancelled is set); owns the publish from then on. */
+typedef void (*rmq_pub_done_fn)(rmq_pub_t *pub);
 
 /* One publish in flight: built on the worker, owned by the pool's thread
- * until it resumes the call; freed by the continuation on the worker (or
- * by the pool when the resume comes back STALE). */
+ * until it calls done. */
 struct rmq_pub {
-    rmq_pub_t *prev, *next; /* in exactly one of the pool's lists at a time */
-    void *owner;            /* the list it is in */
-    void *conn;             /* the connection it is in flight on */
-    void *link;             /* its sender while pending or in flight */
-    cmi_call_t *call;
+    TAILQ_ENTRY(rmq_pub) entry; /* in exactly one list at a time */
+    struct rmq_conn *conn;      /* the connection it is in flight on */
+    struct rmq_link *link;      /* its sender while pending or in flight */
     rmq_target_t target;
     char *bytes; /* the encoded message */
     size_t len;
     char *message_id;
     int confirm;
-    atomic_int stage;     /* RMQ_PUB_*: what the deadline found */
+    atomic_int stage;     /* rmq_pub_stage_t: what the deadline found */
     atomic_int cancelled; /* the deadline ended the call */
     int attempts;         /* connections it was in flight on */
-    rmq_rpc_t *rpc;       /* a sendRpc request: the outcome matters only when it is a failure */
-    /* The outcome, set by the pool thread before it resumes the call. */
-    int outcome;
+    rmq_pub_done_fn done;
+    void *arg; /* the operation's */
+    /* The outcome, set by the pool thread before done. */
+    rmq_outcome_t outcome;
     int err_code;
     char err_detail[384];
 };
 
-rmq_pool_t *rmq_pool_create(const cmi_host_t *host, const char *component, const rmq_init_params_t *p, char *err,
-                            size_t n);
-/* Closes every connection cleanly (settling what is in flight) and frees
- * the pool; every publish still held is resumed with an error first. */
-void rmq_pool_destroy(rmq_pool_t *pool);
-/* Any thread: hands a publish to the pool. */
-void rmq_pool_submit(rmq_pool_t *pool, rmq_pub_t *pub);
-/* Any thread: a publish's deadline passed; the pool takes the cancelled
- * ones out of its queues soon (they must not hold room). */
-void rmq_pool_reap_soon(rmq_pool_t *pool);
-/* Service thread at start-up: a target known at load, declared on every
- * connection as it comes up. */
-void rmq_pool_add_static_target(rmq_pool_t *pool, const rmq_target_t *t);
-/* Resumes pub's call with its outcome (pool thread), or frees it when the
- * deadline came first. */
-void rmq_pub_complete(rmq_pool_t *pool, rmq_pub_t *pub);
+typedef struct {
+    TAILQ_HEAD(, rmq_pub) q;
+    size_t n;
+} rmq_pub_list_t;
+
+void rmq_pub_list_init(rmq_pub_list_t *l);
+void rmq_pub_list_push(rmq_pub_list_t *l, rmq_pub_t *p);
+void rmq_pub_list_remove(rmq_pub_list_t *l, rmq_pub_t *p);
+rmq_pub_t *rmq_pub_list_pop(rmq_pub_list_t *l);
+/* Moves every element of from to the end of to. */
+void rmq_pub_list_splice(rmq_pub_list_t *to, rmq_pub_list_t *from);
+/* Hands pub to its completion callback with an error. */
+void rmq_pub_fail(rmq_pub_t *pub, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void rmq_pub_fail_list(rmq_pub_list_t *l, int code, const char *detail);
+static inline void rmq_pub_complete(rmq_pub_t *pub)
+{
+    pub->done(pub);
+}
 void rmq_pub_free(rmq_pub_t *pub);
 
-/* ---- consuming (rmq_consume.c) --------------------------------------------------- */
-
-typedef struct rmq_delivery rmq_delivery_t;
-
-/* Decisions on a delivery; the first one wins. */
-enum { RMQ_DECIDE_NONE, RMQ_DECIDE_ACCEPT, RMQ_DECIDE_DISCARD, RMQ_DECIDE_REQUEUE, RMQ_DECIDE_TIMEOUT };
-
-/* A message a receiver got, decoded on the pool thread (all borrowed until
- * the deliver callback returns). */
-typedef struct {
-    const char *body;
-    size_t len;
-    const char *content_type;     /* NULL when the message has none */
-    const char *content_encoding; /* NULL when the message has none */
-    const char *message_id;
-    const char *correlation_id;
-    const char *reply_to;
-    int redelivered; /* not the first acquirer (RabbitMQ 3.x sets this on requeued messages) */
-    cmi_nv_t *props; /* application-properties as text */
-    size_t nprops;
-} rmq_incoming_t;
-
-/* Pool thread: hands the message to mediation.  Returns 0 (the flow will
- * call rmq_delivery_flow_done), 1 (dealt with already: accepted), -1
- * (refused: released) or -2 (the payload is unusable: rejected). */
-typedef int (*rmq_deliver_fn)(void *arg, rmq_delivery_t *d, const rmq_incoming_t *m);
-
-typedef struct {
-    rmq_target_t target; /* the queue, and what to declare first */
-    int links;           /* receivers per connection */
-    int credit;          /* deliveries in mediation at once, per receiver */
-    int auto_ack;
-    uint64_t ack_wait_ms;      /* a flow still running then: requeued */
-    uint64_t requeue_delay_ms; /* a flow over without a decision: requeued after this */
-    rmq_deliver_fn deliver;
-    void *arg;
-} rmq_consumer_spec_t;
-
-/* Any thread: starts consuming (the target passes to the pool). */
-void rmq_pool_consume(rmq_pool_t *pool, rmq_consumer_spec_t *spec);
-/* Any thread: no new deliveries; those in mediation go on. */
-void rmq_pool_stop_consuming(rmq_pool_t *pool);
-/* Any thread: records a decision; returns 1 when it is the first one. */
-int rmq_delivery_decide(rmq_delivery_t *d, int decision);
-/* Any thread, once: the flow that mediated d is over. */
-void rmq_delivery_flow_done(rmq_delivery_t *d);
-const char *rmq_delivery_message_id(const rmq_delivery_t *d);
-
-/* ---- request-reply (rmq_rpc.c) --------------------------------------------------- */
-
-int rmq_rpc_run(cmi_call_t *call);
-int rmq_rpc_prepare(cmi_binding_t *b, char *err, size_t n);
-void rmq_rpc_release(cmi_binding_t *b);
-/* Pool thread: the request's publish is over (its outcome in pub). */
-void rmq_rpc_request_done(rmq_pool_t *pool, rmq_pub_t *pub);
-/* Converts one set of queue options to publishMessage's parameters (rows
- * base .. base + RMQ_QUEUE_ROWS - 1 of params' head). */
-void rmq_queue_opts_to_publish(const void *params, unsigned base, const rmq_queue_opts_t *o,
-                               rmq_publish_params_t *q);
-
-/* ---- operations (rmq_publish.c) ------------------------------------------------ */
-
-int rmq_publish_run(cmi_call_t *call);
-/* rmq_listener.c: the inbound endpoint and the decisions. */
-extern const cmi_listener_def_t rmq_listeners[];
-int rmq_accept_run(cmi_call_t *call);
-int rmq_discard_run(cmi_call_t *call);
-int rmq_requeue_run(cmi_call_t *call);
-int rmq_publish_prepare(cmi_binding_t *b, char *err, size_t n);
-void rmq_publish_release(cmi_binding_t *b);
 
 /* ---- the management API (3.x) ------------------------------------------------ */
 

@@ -1,4 +1,4 @@
-/* Where a publish goes and what must exist first (spec §3), worked out on
+/* Where a publish goes and what must exist first (docs/rabbitmq.md, "publishMessage"), worked out on
  * the worker from the operation's parameters: the 3.x plugin address
  * (v1), the 4.x address (v2), and the declarations in the order the
  * broker needs them (exchange, queue, binding), described for both the
@@ -14,33 +14,11 @@
 
 #include "rmq.h"
 
-static char *xstrdup(const char *s)
-{
-    char *c = strdup(s ? s : "");
-    if (c == NULL)
-        abort(); /* as the engine's allocator: out of memory ends the process */
-    return c;
-}
-
-static char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *xasprintf(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *s = NULL;
-    if (vasprintf(&s, fmt, ap) < 0)
-        abort();
-    va_end(ap);
-    return s;
-}
-
 char *rmq_percent_encode(const char *s)
 {
     static const char hex[] = "0123456789ABCDEF";
     size_t n = strlen(s);
-    char *out = malloc(n * 3 + 1), *w = out;
-    if (out == NULL)
-        abort();
+    char *out = rmq_xmalloc(n * 3 + 1), *w = out;
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         if (isalnum(*p) || *p == '-' || *p == '.' || *p == '_' || *p == '~') {
             *w++ = (char)*p;
@@ -88,7 +66,7 @@ json_t *rmq_parse_arguments(const char *s, char *err, size_t n)
     json_t *obj = json_object();
     if (s == NULL)
         return obj;
-    char *copy = xstrdup(s), *save = NULL;
+    char *copy = rmq_xstrdup(s), *save = NULL;
     for (char *item = strtok_r(copy, ",", &save); item != NULL; item = strtok_r(NULL, ",", &save)) {
         while (isspace((unsigned char)*item))
             item++;
@@ -134,9 +112,7 @@ static char *dump(json_t *j)
 static void add_declare(rmq_target_t *t, const char *method, char *http_path, json_t *http_body, char *v2_path,
                         json_t *v2_body, int on_v1)
 {
-    rmq_declare_t *d = realloc(t->declare, (t->ndeclare + 1) * sizeof(*d));
-    if (d == NULL)
-        abort();
+    rmq_declare_t *d = rmq_xrealloc(t->declare, (t->ndeclare + 1) * sizeof(*d));
     t->declare = d;
     d[t->ndeclare++] = (rmq_declare_t){method, http_path, dump(http_body), v2_path, dump(v2_body), on_v1};
     json_decref(http_body);
@@ -145,27 +121,27 @@ static void add_declare(rmq_target_t *t, const char *method, char *http_path, js
 
 /* The x- arguments of a queue from the dedicated parameters, then the
  * free-form queueArguments (which win on a clash). */
-static json_t *queue_arguments(const rmq_publish_params_t *p, char *err, size_t n)
+static json_t *queue_arguments(const rmq_target_spec_t *s, char *err, size_t n)
 {
     json_t *a = json_object();
-    if (p->queue_type != RMQ_QUEUE_CLASSIC)
-        json_object_set_new(a, "x-queue-type", json_string(queue_types[p->queue_type]));
-    if (CMI_PARAM_GIVEN(p, RMQ_P_MAX_PRIORITY))
-        json_object_set_new(a, "x-max-priority", json_integer(p->max_priority));
-    if (CMI_PARAM_GIVEN(p, RMQ_P_INITIAL_MEMBER_COUNT))
-        json_object_set_new(a, "x-quorum-initial-group-size", json_integer(p->initial_member_count));
-    if (CMI_PARAM_GIVEN(p, RMQ_P_DELIVERY_LIMIT))
-        json_object_set_new(a, "x-delivery-limit", json_integer(p->delivery_limit));
-    if (CMI_PARAM_GIVEN(p, RMQ_P_DEAD_LETTER_STRATEGY))
-        json_object_set_new(a, "x-dead-letter-strategy", json_string(dls_names[p->dead_letter_strategy]));
-    if (CMI_PARAM_GIVEN(p, RMQ_P_MAX_AGE))
-        json_object_set_new(a, "x-max-age", json_string(p->max_age));
-    if (CMI_PARAM_GIVEN(p, RMQ_P_MAX_SEGMENT_SIZE))
-        json_object_set_new(a, "x-stream-max-segment-size-bytes", json_integer(p->max_segment_size));
-    if (CMI_PARAM_GIVEN(p, RMQ_P_QUEUE_OVERFLOW))
-        json_object_set_new(a, "x-overflow", json_string(overflow_names[p->queue_overflow]));
+    if (s->queue.type != RMQ_QUEUE_CLASSIC)
+        json_object_set_new(a, "x-queue-type", json_string(queue_types[s->queue.type]));
+    if (RMQ_IS_SET(s->queue_set, RMQ_Q_MAX_PRIORITY))
+        json_object_set_new(a, "x-max-priority", json_integer(s->queue.max_priority));
+    if (RMQ_IS_SET(s->queue_set, RMQ_Q_INITIAL_MEMBER_COUNT))
+        json_object_set_new(a, "x-quorum-initial-group-size", json_integer(s->queue.initial_member_count));
+    if (RMQ_IS_SET(s->queue_set, RMQ_Q_DELIVERY_LIMIT))
+        json_object_set_new(a, "x-delivery-limit", json_integer(s->queue.delivery_limit));
+    if (RMQ_IS_SET(s->queue_set, RMQ_Q_DEAD_LETTER_STRATEGY))
+        json_object_set_new(a, "x-dead-letter-strategy", json_string(dls_names[s->queue.dead_letter_strategy]));
+    if (RMQ_IS_SET(s->queue_set, RMQ_Q_MAX_AGE))
+        json_object_set_new(a, "x-max-age", json_string(s->queue.max_age));
+    if (RMQ_IS_SET(s->queue_set, RMQ_Q_MAX_SEGMENT_SIZE))
+        json_object_set_new(a, "x-stream-max-segment-size-bytes", json_integer(s->queue.max_segment_size));
+    if (RMQ_IS_SET(s->queue_set, RMQ_Q_OVERFLOW))
+        json_object_set_new(a, "x-overflow", json_string(overflow_names[s->queue.overflow]));
     char why[256];
-    json_t *extra = rmq_parse_arguments(p->queue_arguments, why, sizeof(why));
+    json_t *extra = rmq_parse_arguments(s->queue.arguments, why, sizeof(why));
     if (extra == NULL) {
         snprintf(err, n, "queueArguments: %s", why);
         json_decref(a);
@@ -176,56 +152,57 @@ static json_t *queue_arguments(const rmq_publish_params_t *p, char *err, size_t 
     return a;
 }
 
-static int declare_exchange(rmq_target_t *t, const rmq_publish_params_t *p, const char *vhost_enc, char *err,
+static int declare_exchange(rmq_target_t *t, const rmq_target_spec_t *s, const char *vhost_enc, char *err,
                             size_t n)
 {
     char why[256];
-    json_t *args = rmq_parse_arguments(p->exchange_arguments, why, sizeof(why));
+    json_t *args = rmq_parse_arguments(s->exchange.arguments, why, sizeof(why));
     if (args == NULL) {
         snprintf(err, n, "exchangeArguments: %s", why);
         return -1;
     }
-    json_t *body = json_pack("{s:s, s:b, s:b, s:b, s:O}", "type", exchange_types[p->exchange_type], "durable", 1,
-                             "auto_delete", p->exchange_auto_delete, "internal", 0, "arguments", args);
-    char *x = rmq_percent_encode(p->exchange);
-    add_declare(t, "PUT", xasprintf("/api/exchanges/%s/%s", vhost_enc, x), json_deep_copy(body),
-                xasprintf("/exchanges/%s", x), body, 1);
+    json_t *body = json_pack("{s:s, s:b, s:b, s:b, s:O}", "type", exchange_types[s->exchange.type], "durable", 1,
+                             "auto_delete", s->exchange.auto_delete, "internal", 0, "arguments", args);
+    char *x = rmq_percent_encode(s->exchange.name);
+    add_declare(t, "PUT", rmq_xasprintf("/api/exchanges/%s/%s", vhost_enc, x), json_deep_copy(body),
+                rmq_xasprintf("/exchanges/%s", x), body, 1);
     free(x);
     json_decref(args);
     return 0;
 }
 
-static int declare_queue(rmq_target_t *t, const rmq_publish_params_t *p, const char *vhost_enc, int on_v1, char *err,
+static int declare_queue(rmq_target_t *t, const rmq_target_spec_t *s, const char *vhost_enc, int on_v1, char *err,
                          size_t n)
 {
-    json_t *args = queue_arguments(p, err, n);
+    json_t *args = queue_arguments(s, err, n);
     if (args == NULL)
         return -1;
-    json_t *body = json_pack("{s:b, s:b, s:b, s:O}", "durable", 1, "exclusive", p->queue_exclusive, "auto_delete",
-                             p->queue_auto_delete, "arguments", args);
-    char *q = rmq_percent_encode(p->queue);
-    add_declare(t, "PUT", xasprintf("/api/queues/%s/%s", vhost_enc, q), json_deep_copy(body),
-                xasprintf("/queues/%s", q), body, on_v1);
+    json_t *body = json_pack("{s:b, s:b, s:b, s:O}", "durable", 1, "exclusive", s->queue.exclusive, "auto_delete",
+                             s->queue.auto_delete, "arguments", args);
+    char *q = rmq_percent_encode(s->queue.name);
+    add_declare(t, "PUT", rmq_xasprintf("/api/queues/%s/%s", vhost_enc, q), json_deep_copy(body),
+                rmq_xasprintf("/queues/%s", q), body, on_v1);
     free(q);
     json_decref(args);
     return 0;
 }
 
-static int declare_binding(rmq_target_t *t, const rmq_publish_params_t *p, const char *vhost_enc, char *err,
+static int declare_binding(rmq_target_t *t, const rmq_target_spec_t *s, const char *vhost_enc, char *err,
                            size_t n)
 {
     char why[256];
-    json_t *args = rmq_parse_arguments(p->header_exchange_arguments, why, sizeof(why));
+    json_t *args = rmq_parse_arguments(s->exchange.header_arguments, why, sizeof(why));
     if (args == NULL) {
         snprintf(err, n, "headerExchangeArguments: %s", why);
         return -1;
     }
-    const char *key = p->routing_key ? p->routing_key : "";
+    const char *key = s->exchange.routing_key ? s->exchange.routing_key : "";
     json_t *http = json_pack("{s:s, s:O}", "routing_key", key, "arguments", args);
-    json_t *v2 = json_pack("{s:s, s:s, s:s, s:O}", "source", p->exchange, "destination_queue", p->queue,
+    json_t *v2 = json_pack("{s:s, s:s, s:s, s:O}", "source", s->exchange.name, "destination_queue", s->queue.name,
                            "binding_key", key, "arguments", args);
-    char *x = rmq_percent_encode(p->exchange), *q = rmq_percent_encode(p->queue);
-    add_declare(t, "POST", xasprintf("/api/bindings/%s/e/%s/q/%s", vhost_enc, x, q), http, xstrdup("/bindings"), v2,
+    char *x = rmq_percent_encode(s->exchange.name), *q = rmq_percent_encode(s->queue.name);
+    add_declare(t, "POST", rmq_xasprintf("/api/bindings/%s/e/%s/q/%s", vhost_enc, x, q), http,
+                rmq_xstrdup("/bindings"), v2,
                 1);
     free(x);
     free(q);
@@ -236,17 +213,14 @@ static int declare_binding(rmq_target_t *t, const rmq_publish_params_t *p, const
 /* A plain classic queue without arguments is declared by the 3.x plugin
  * itself when a sender attaches to /queue/NAME; anything else needs the
  * management API there. */
-static int queue_needs_management(const rmq_publish_params_t *p)
+static int queue_needs_management(const rmq_target_spec_t *s)
 {
-    if (p->queue_type != RMQ_QUEUE_CLASSIC || p->queue_exclusive || p->queue_auto_delete || p->exchange != NULL)
+    if (s->queue.type != RMQ_QUEUE_CLASSIC || s->queue.exclusive || s->queue.auto_delete || s->exchange.name != NULL)
         return 1;
-    static const int arg_rows[] = {RMQ_P_MAX_PRIORITY, RMQ_P_INITIAL_MEMBER_COUNT, RMQ_P_DELIVERY_LIMIT,
-                                   RMQ_P_DEAD_LETTER_STRATEGY, RMQ_P_MAX_AGE, RMQ_P_MAX_SEGMENT_SIZE,
-                                   RMQ_P_QUEUE_OVERFLOW, RMQ_P_QUEUE_ARGUMENTS};
-    for (size_t i = 0; i < sizeof(arg_rows) / sizeof(arg_rows[0]); i++)
-        if (CMI_PARAM_GIVEN(p, arg_rows[i]))
-            return 1;
-    return 0;
+    static const unsigned args = 1u << RMQ_Q_MAX_PRIORITY | 1u << RMQ_Q_INITIAL_MEMBER_COUNT |
+                                 1u << RMQ_Q_DELIVERY_LIMIT | 1u << RMQ_Q_DEAD_LETTER_STRATEGY | 1u << RMQ_Q_MAX_AGE |
+                                 1u << RMQ_Q_MAX_SEGMENT_SIZE | 1u << RMQ_Q_OVERFLOW | 1u << RMQ_Q_ARGUMENTS;
+    return (s->queue_set & args) != 0;
 }
 
 static void build_key(rmq_target_t *t)
@@ -257,9 +231,7 @@ static void build_key(rmq_target_t *t)
     for (size_t i = 0; i < t->ndeclare; i++)
         len += strlen(t->declare[i].method) + strlen(t->declare[i].http_path) + strlen(t->declare[i].http_body) +
                strlen(t->declare[i].v2_body) + 4;
-    char *k = malloc(len), *w = k;
-    if (k == NULL)
-        abort();
+    char *k = rmq_xmalloc(len), *w = k;
     for (size_t i = 0; i < t->ndeclare; i++)
         w += sprintf(w, "%s %s %s %s\n", t->declare[i].method, t->declare[i].http_path, t->declare[i].http_body,
                      t->declare[i].v2_body);
@@ -271,15 +243,15 @@ static int is_amq(const char *exchange)
     return strncmp(exchange, "amq.", 4) == 0;
 }
 
-int rmq_target_build(rmq_target_t *t, const rmq_publish_params_t *p, const char *vhost, char *err, size_t n)
+int rmq_target_build(rmq_target_t *t, const rmq_target_spec_t *s, const char *vhost, char *err, size_t n)
 {
     memset(t, 0, sizeof(*t));
-    const char *queue = p->queue, *exchange = p->exchange;
+    const char *queue = s->queue.name, *exchange = s->exchange.name;
     if (queue != NULL && queue[0] == '/') {
         /* An address as it is: a reply-to a responder was given, say. */
-        t->addr_v1 = xstrdup(queue);
-        t->addr_v2 = xstrdup(queue);
-        t->describe = xasprintf("address '%s'", queue);
+        t->addr_v1 = rmq_xstrdup(queue);
+        t->addr_v2 = rmq_xstrdup(queue);
+        t->describe = rmq_xasprintf("address '%s'", queue);
         return 0;
     }
     if (queue == NULL && exchange == NULL) {
@@ -288,25 +260,25 @@ int rmq_target_build(rmq_target_t *t, const rmq_publish_params_t *p, const char 
     }
     char *vh = rmq_percent_encode(vhost ? vhost : "/");
     int rc = 0;
-    if (exchange != NULL && p->exchange_auto_declare && !is_amq(exchange))
-        rc = declare_exchange(t, p, vh, err, n);
+    if (exchange != NULL && s->exchange.auto_declare && !is_amq(exchange))
+        rc = declare_exchange(t, s, vh, err, n);
     if (rc == 0 && queue != NULL) {
-        if (p->queue_auto_declare)
-            rc = declare_queue(t, p, vh, queue_needs_management(p), err, n);
-        if (rc == 0 && exchange != NULL && p->queue_auto_declare)
-            rc = declare_binding(t, p, vh, err, n);
+        if (s->queue.auto_declare)
+            rc = declare_queue(t, s, vh, queue_needs_management(s), err, n);
+        if (rc == 0 && exchange != NULL && s->queue.auto_declare)
+            rc = declare_binding(t, s, vh, err, n);
         char *q = rmq_percent_encode(queue);
-        t->addr_v2 = xasprintf("/queues/%s", q);
+        t->addr_v2 = rmq_xasprintf("/queues/%s", q);
         free(q);
-        t->addr_v1 = xasprintf(p->queue_auto_declare && !queue_needs_management(p) ? "/queue/%s" : "/amq/queue/%s",
+        t->addr_v1 = rmq_xasprintf(s->queue.auto_declare && !queue_needs_management(s) ? "/queue/%s" : "/amq/queue/%s",
                                queue);
-        t->describe = xasprintf("queue '%s'", queue);
+        t->describe = rmq_xasprintf("queue '%s'", queue);
     } else if (rc == 0) {
-        const char *key = p->routing_key ? p->routing_key : "";
+        const char *key = s->exchange.routing_key ? s->exchange.routing_key : "";
         char *x = rmq_percent_encode(exchange), *k = rmq_percent_encode(key);
-        t->addr_v2 = *key ? xasprintf("/exchanges/%s/%s", x, k) : xasprintf("/exchanges/%s", x);
-        t->addr_v1 = xasprintf("/exchange/%s/%s", exchange, key);
-        t->describe = xasprintf("exchange '%s' (routing key '%s')", exchange, key);
+        t->addr_v2 = *key ? rmq_xasprintf("/exchanges/%s/%s", x, k) : rmq_xasprintf("/exchanges/%s", x);
+        t->addr_v1 = rmq_xasprintf("/exchange/%s/%s", exchange, key);
+        t->describe = rmq_xasprintf("exchange '%s' (routing key '%s')", exchange, key);
         free(x);
         free(k);
     }
@@ -321,13 +293,7 @@ int rmq_target_build(rmq_target_t *t, const rmq_publish_params_t *p, const char 
 
 void rmq_target_dispose(rmq_target_t *t)
 {
-    for (size_t i = 0; i < t->ndeclare; i++) {
-        free(t->declare[i].http_path);
-        free(t->declare[i].http_body);
-        free(t->declare[i].v2_path);
-        free(t->declare[i].v2_body);
-    }
-    free(t->declare);
+    rmq_declare_free(t->declare, t->ndeclare);
     free(t->addr_v1);
     free(t->addr_v2);
     free(t->key);
@@ -337,9 +303,7 @@ void rmq_target_dispose(rmq_target_t *t)
 
 void rmq_target_prepend(rmq_target_t *t, rmq_target_t *first)
 {
-    rmq_declare_t *all = calloc(first->ndeclare + t->ndeclare + 1, sizeof(*all));
-    if (all == NULL)
-        abort();
+    rmq_declare_t *all = rmq_xcalloc(first->ndeclare + t->ndeclare + 1, sizeof(*all));
     memcpy(all, first->declare, first->ndeclare * sizeof(*all));
     memcpy(all + first->ndeclare, t->declare, t->ndeclare * sizeof(*all));
     free(t->declare);
@@ -357,4 +321,34 @@ void rmq_target_prepend(rmq_target_t *t, rmq_target_t *first)
 const char *rmq_target_address(const rmq_target_t *t, int format)
 {
     return format == RMQ_FORMAT_V2 ? t->addr_v2 : t->addr_v1;
+}
+
+void rmq_declare_copy(rmq_declare_t *dst, const rmq_declare_t *src, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dst[i] = (rmq_declare_t){src[i].method,        rmq_xstrdup(src[i].http_path), rmq_xstrdup(src[i].http_body),
+                                 rmq_xstrdup(src[i].v2_path), rmq_xstrdup(src[i].v2_body),  src[i].on_v1};
+}
+
+void rmq_declare_free(rmq_declare_t *d, size_t n)
+{
+    for (size_t i = 0; d != NULL && i < n; i++) {
+        free(d[i].http_path);
+        free(d[i].http_body);
+        free(d[i].v2_path);
+        free(d[i].v2_body);
+    }
+    free(d);
+}
+
+void rmq_target_copy(rmq_target_t *dst, const rmq_target_t *src)
+{
+    memset(dst, 0, sizeof(*dst));
+    dst->addr_v1 = rmq_xstrdup(src->addr_v1);
+    dst->addr_v2 = rmq_xstrdup(src->addr_v2);
+    dst->key = rmq_dup_or_null(src->key);
+    dst->describe = rmq_xstrdup(src->describe);
+    dst->ndeclare = src->ndeclare;
+    dst->declare = rmq_xcalloc(src->ndeclare, sizeof(rmq_declare_t));
+    rmq_declare_copy(dst->declare, src->declare, src->ndeclare);
 }

@@ -1,5 +1,6 @@
-/* Consuming (spec §6), on the pool's thread: receivers with credit, each
- * delivery handed to mediation and settled with the flow's decision.
+/* Consuming (docs/rabbitmq.md, "The inbound endpoint"), a feature of the
+ * pool core on the pool's thread: receivers with credit, each delivery
+ * handed to mediation and settled with the flow's decision.
  *
  * A delivery is shared by the pool thread and the flow mediating it (one
  * reference each).  Decisions (accept, discard, requeue) and the flow's end
@@ -25,10 +26,121 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rmq_pool.h"
+#include "rmq_consume.h"
 
-#define LOG(pool, level, ...) (pool)->host->log((level), (pool)->component, __VA_ARGS__)
+#define LOG(cs, level, ...) RMQ_LOG((cs)->pool, level, __VA_ARGS__)
 #define REATTACH_MS 2000 /* a receiver the broker closed is attached again after this */
+
+typedef struct rmq_rlink rmq_rlink_t;
+typedef struct rmq_consumer rmq_consumer_t;
+
+/* A consumer: the receivers of one inbound endpoint (or of sendRpc's
+ * replies), one per rabbitmq.concurrent.consumers.count, on every
+ * connection. */
+struct rmq_consumer {
+    SLIST_ENTRY(rmq_consumer) entry;
+    rmq_consumer_spec_t spec; /* its target is owned here */
+    /* Why it last could not consume: a failure that repeats on every retry
+     * is logged once (then at debug) until consuming works again. */
+    char last_error[256];
+    int64_t last_no_decision_log; /* "ended without a decision": at most every 10 s */
+    /* Flows still running on deliveries whose receiver or connection went
+     * (the broker redelivers those): per receiver slot, they count against
+     * the credit of the receivers attached since, so a reconnect does not
+     * add to the number of messages in mediation. */
+    int *orphans;
+    /* The engine refused a message (it is stopping): no more credit. */
+    int refused;
+};
+SLIST_HEAD(consumer_list, rmq_consumer);
+
+typedef STAILQ_HEAD(, rmq_delivery) parked_list_t;
+
+struct rmq_rlink {
+    rmq_link_tag_t tag; /* RMQ_ROLE_RECEIVER */
+    SLIST_ENTRY(rmq_rlink) entry;
+    rmq_conn_t *conn;
+    rmq_consumer_t *consumer;
+    pn_link_t *pn;
+    int ready;
+    int waiting_decl; /* its queue is being declared on this connection */
+    int64_t retry_at; /* the broker closed it: attach again then */
+    char name[64];
+    int slot; /* which of the consumer's rabbitmq.concurrent.consumers.count */
+    /* At most `credit` messages are in mediation, whatever the broker
+     * sends: RabbitMQ 3.x adds up flow frames that cross on the wire, and
+     * what it sends beyond the credit waits here, unsettled. */
+    int in_mediation;
+    parked_list_t parked;
+    size_t nparked;
+};
+
+typedef enum { RMQ_WORK_DECIDE = 1, RMQ_WORK_DONE = 2 } rmq_work_kind_t;
+
+/* A decision or a flow's end, from a worker to the pool thread. */
+struct rmq_dwork {
+    SLIST_ENTRY(rmq_dwork) entry;
+    rmq_delivery_t *d;
+    rmq_work_kind_t kind;
+};
+SLIST_HEAD(dwork_list, rmq_dwork);
+
+typedef TAILQ_HEAD(delivery_list, rmq_delivery) delivery_list_t;
+
+/* One message a receiver got: shared by the pool thread and the flow that
+ * mediates it (a reference each; the last one frees it). */
+struct rmq_delivery {
+    TAILQ_ENTRY(rmq_delivery) out_entry;   /* its connection's unsettled, oldest first (ack wait) */
+    TAILQ_ENTRY(rmq_delivery) rq_entry;    /* its connection's flows over without a decision */
+    TAILQ_ENTRY(rmq_delivery) live_entry;  /* every delivery its connection still holds */
+    STAILQ_ENTRY(rmq_delivery) park_entry; /* its receiver's parked */
+    struct rmq_consume *cs;
+    rmq_conn_t *conn;   /* NULL once its connection is gone */
+    rmq_rlink_t *rlink; /* NULL once its connection is gone */
+    pn_delivery_t *pd;  /* pool thread; NULL once settled or gone */
+    atomic_int decision; /* rmq_decision_t; RMQ_DECIDE_NONE until the first decision */
+    atomic_int refs;
+    int settled;   /* pool thread: an outcome was sent (or the connection is gone) */
+    int flow_done; /* pool thread: the flow's end was seen */
+    int queued_rq; /* pool thread: in the rq list */
+    int in_out;    /* pool thread: in the out list */
+    int64_t ack_deadline, requeue_at;
+    char message_id[128];
+    int mediating;  /* pool thread: counted in its receiver's in_mediation */
+    int auto_acked; /* pool thread: the broker sent it settled (auto-ack) */
+    rmq_consumer_t *orphan_of; /* pool thread: its flow counts in orphan_of->orphans[slot] */
+    int slot;
+    char *raw; /* pool thread: the encoded message while parked */
+    size_t raw_len;
+};
+
+/* What consuming keeps of one connection (cs thread). */
+typedef struct {
+    SLIST_HEAD(, rmq_rlink) rlinks;
+    delivery_list_t out;      /* unsettled, oldest first */
+    delivery_list_t rq;       /* requeue delays, by their end */
+    delivery_list_t live;     /* every delivery it still holds */
+    struct dwork_list dwork;  /* decisions and ended flows to apply here */
+} cconn_t;
+
+/* Consuming's state in one pool. */
+typedef struct rmq_consume {
+    rmq_pool_t *pool;
+    /* Handed over from other threads, under lock. */
+    pthread_mutex_t lock;
+    struct consumer_list new_consumers;
+    struct dwork_list dwork_inbox;
+    int stop_consuming;
+    /* Pool thread. */
+    struct consumer_list consumers;
+    int consuming_stopped;
+    cconn_t *conns; /* by connection index */
+} rmq_consume_t;
+
+static cconn_t *cc_of(rmq_consume_t *cs, const rmq_conn_t *c)
+{
+    return &cs->conns[c->index];
+}
 
 /* ---- references ----------------------------------------------------------------- */
 
@@ -40,60 +152,38 @@ static void delivery_unref(rmq_delivery_t *d)
 
 /* ---- the lists of a connection ------------------------------------------------------ */
 
-static void out_remove(rmq_conn_t *c, rmq_delivery_t *d)
+static void out_remove(rmq_delivery_t *d)
 {
     if (!d->in_out)
         return;
-    if (d->prev)
-        d->prev->next = d->next;
-    else
-        c->out_head = d->next;
-    if (d->next)
-        d->next->prev = d->prev;
-    else
-        c->out_tail = d->prev;
-    d->prev = d->next = NULL;
+    TAILQ_REMOVE(&cc_of(d->cs, d->conn)->out, d, out_entry);
     d->in_out = 0;
 }
 
-static void out_push(rmq_conn_t *c, rmq_delivery_t *d)
+static void out_push(rmq_delivery_t *d)
 {
-    d->prev = c->out_tail;
-    d->next = NULL;
-    if (c->out_tail)
-        c->out_tail->next = d;
-    else
-        c->out_head = d;
-    c->out_tail = d;
+    TAILQ_INSERT_TAIL(&cc_of(d->cs, d->conn)->out, d, out_entry);
     d->in_out = 1;
 }
 
-static void rq_remove(rmq_conn_t *c, rmq_delivery_t *d)
+static void rq_remove(rmq_delivery_t *d)
 {
     if (!d->queued_rq)
         return;
-    if (d->rq_prev)
-        d->rq_prev->rq_next = d->rq_next;
-    else
-        c->rq_head = d->rq_next;
-    if (d->rq_next)
-        d->rq_next->rq_prev = d->rq_prev;
-    else
-        c->rq_tail = d->rq_prev;
-    d->rq_prev = d->rq_next = NULL;
+    TAILQ_REMOVE(&cc_of(d->cs, d->conn)->rq, d, rq_entry);
     d->queued_rq = 0;
 }
 
-static void rq_push(rmq_conn_t *c, rmq_delivery_t *d)
+static void rq_push(rmq_delivery_t *d)
 {
-    d->rq_prev = c->rq_tail;
-    d->rq_next = NULL;
-    if (c->rq_tail)
-        c->rq_tail->rq_next = d;
-    else
-        c->rq_head = d;
-    c->rq_tail = d;
+    TAILQ_INSERT_TAIL(&cc_of(d->cs, d->conn)->rq, d, rq_entry);
     d->queued_rq = 1;
+}
+
+static void live_remove(rmq_delivery_t *d)
+{
+    if (d->conn != NULL)
+        TAILQ_REMOVE(&cc_of(d->cs, d->conn)->live, d, live_entry);
 }
 
 /* ---- settling ----------------------------------------------------------------------- */
@@ -109,29 +199,15 @@ static uint64_t outcome_of(int decision)
 
 /* Pool side of d is over when it is settled; the flow side when the flow
  * ended.  Both: a credit goes back to its receiver. */
-static void refill(rmq_pool_t *pool, rmq_rlink_t *r);
-
-static void live_remove(rmq_delivery_t *d)
-{
-    rmq_conn_t *c = d->conn;
-    if (c == NULL)
-        return;
-    if (d->live_prev)
-        d->live_prev->live_next = d->live_next;
-    else
-        c->live = d->live_next;
-    if (d->live_next)
-        d->live_next->live_prev = d->live_prev;
-    d->live_prev = d->live_next = NULL;
-}
+static void refill(rmq_consume_t *cs, rmq_rlink_t *r);
 
 /* The delivery no longer belongs to a connection or a receiver (they are
  * going): later work on it touches neither. */
 static void detach(rmq_delivery_t *d)
 {
     if (d->conn != NULL) {
-        out_remove(d->conn, d);
-        rq_remove(d->conn, d);
+        out_remove(d);
+        rq_remove(d);
         live_remove(d);
     }
     if (d->pd != NULL)
@@ -152,9 +228,9 @@ static void detach(rmq_delivery_t *d)
     d->settled = 1; /* the broker takes it back with the link or connection */
 }
 
-static void refill_slot(rmq_pool_t *pool, rmq_consumer_t *k, int slot);
+static void refill_slot(rmq_consume_t *cs, rmq_consumer_t *k, int slot);
 
-static void maybe_finish(rmq_pool_t *pool, rmq_delivery_t *d)
+static void maybe_finish(rmq_consume_t *cs, rmq_delivery_t *d)
 {
     if (!d->settled || !d->flow_done)
         return;
@@ -169,15 +245,15 @@ static void maybe_finish(rmq_pool_t *pool, rmq_delivery_t *d)
     delivery_unref(d); /* the pool's reference */
     if (orphan_of != NULL) {
         orphan_of->orphans[slot]--;
-        LOG(pool, CMI_LOG_DEBUG, "a flow of a message from a lost receiver ended (%d more on receiver %d)",
+        LOG(cs, CMI_LOG_DEBUG, "a flow of a message from a lost receiver ended (%d more on receiver %d)",
             orphan_of->orphans[slot], slot);
-        refill_slot(pool, orphan_of, slot);
+        refill_slot(cs, orphan_of, slot);
     } else if (r != NULL) {
-        refill(pool, r);
+        refill(cs, r);
     }
 }
 
-static void settle(rmq_pool_t *pool, rmq_delivery_t *d, int decision)
+static void settle(rmq_consume_t *cs, rmq_delivery_t *d, int decision)
 {
     if (d->settled)
         return;
@@ -188,17 +264,17 @@ static void settle(rmq_pool_t *pool, rmq_delivery_t *d, int decision)
     }
     d->settled = 1;
     if (d->conn != NULL) {
-        out_remove(d->conn, d);
-        rq_remove(d->conn, d);
+        out_remove(d);
+        rq_remove(d);
     }
-    maybe_finish(pool, d);
+    maybe_finish(cs, d);
 }
 
 /* ---- receivers ------------------------------------------------------------------------ */
 
 /* A consumer cannot consume: logged at level the first time for a given
  * reason, at debug while it repeats (every retry would otherwise log). */
-__attribute__((format(printf, 4, 5))) static void consume_failed(rmq_pool_t *pool, rmq_consumer_t *k, int level,
+__attribute__((format(printf, 4, 5))) static void consume_failed(rmq_consume_t *cs, rmq_consumer_t *k, int level,
                                                                   const char *fmt, ...)
 {
     char text[1024];
@@ -211,10 +287,10 @@ __attribute__((format(printf, 4, 5))) static void consume_failed(rmq_pool_t *poo
     int again = strncmp(k->last_error, reason, sizeof(k->last_error) - 1) == 0;
     if (!again)
         snprintf(k->last_error, sizeof(k->last_error), "%.*s", (int)sizeof(k->last_error) - 1, reason);
-    LOG(pool, again ? CMI_LOG_DEBUG : level, "%s%s", text, again ? " (again)" : "");
+    LOG(cs, again ? CMI_LOG_DEBUG : level, "%s%s", text, again ? " (again)" : "");
 }
 
-static void attach(rmq_pool_t *pool, rmq_conn_t *c, rmq_rlink_t *r)
+static void attach(rmq_consume_t *cs, rmq_conn_t *c, rmq_rlink_t *r)
 {
     const char *address = rmq_target_address(&r->consumer->spec.target, c->format);
     r->pn = pn_receiver(c->ssn, r->name);
@@ -223,74 +299,74 @@ static void attach(rmq_pool_t *pool, rmq_conn_t *c, rmq_rlink_t *r)
     pn_terminus_set_durability(pn_link_source(r->pn), PN_CONFIGURATION);
     if (r->consumer->spec.auto_ack) {
         /* Auto-ack: the broker sends settled; the message counts as
-         * delivered when it arrives (spec §6). */
+         * delivered when it arrives (docs/rabbitmq.md, "The inbound
+         * endpoint"). */
         pn_link_set_snd_settle_mode(r->pn, PN_SND_SETTLED);
     }
-    pn_link_set_context(r->pn, r);
+    pn_link_set_context(r->pn, &r->tag);
     pn_link_open(r->pn);
     r->ready = 0;
     r->retry_at = 0;
-    LOG(pool, CMI_LOG_DEBUG, "connection %d: consuming from %s", c->index, address);
+    LOG(cs, CMI_LOG_DEBUG, "connection %d: consuming from %s", c->index, address);
 }
 
 /* Its queue first, when it needs declaring on this connection; then the
  * receiver. */
-static void open_rlink(rmq_pool_t *pool, rmq_conn_t *c, rmq_rlink_t *r)
+static void open_rlink(rmq_consume_t *cs, rmq_conn_t *c, rmq_rlink_t *r)
 {
     const rmq_target_t *t = &r->consumer->spec.target;
     if (t->key != NULL && rmq_target_needs_declaring(t, c->format)) {
-        rmq_decl_t *d = c->decls;
-        while (d != NULL && strcmp(d->key, t->key) != 0)
-            d = d->next;
-        if (d == NULL)
-            d = rmq_pool_declare(pool, c, t);
-        if (d->state != DECL_DONE) {
+        rmq_decl_t *d = rmq_declare(cs->pool, c, t);
+        if (d->state != RMQ_DECL_DONE) {
             r->waiting_decl = 1;
-            rmq_pool_declare_flush(pool, c); /* 4.x: the request goes out now */
+            rmq_declare_flush(cs->pool, c); /* 4.x: the request goes out now */
             return;
         }
     }
-    attach(pool, c, r);
+    attach(cs, c, r);
 }
 
-static void start_consumer(rmq_pool_t *pool, rmq_conn_t *c, rmq_consumer_t *k)
+static void start_consumer(rmq_consume_t *cs, rmq_conn_t *c, rmq_consumer_t *k)
 {
     for (int i = 0; i < k->spec.links; i++) {
-        rmq_rlink_t *r = calloc(1, sizeof(*r));
-        if (r == NULL)
-            abort();
+        rmq_rlink_t *r = rmq_xcalloc(1, sizeof(*r));
+        r->tag.role = RMQ_ROLE_RECEIVER;
+        STAILQ_INIT(&r->parked);
         r->conn = c;
         r->consumer = k;
         r->slot = i;
         snprintf(r->name, sizeof(r->name), "receiver-%d-%d-%p", c->index, i, (void *)r);
-        r->next = c->rlinks;
-        c->rlinks = r;
-        open_rlink(pool, c, r);
+        SLIST_INSERT_HEAD(&cc_of(cs, c)->rlinks, r, entry);
+        open_rlink(cs, c, r);
     }
 }
 
-void rmq_consume_on_up(rmq_pool_t *pool, rmq_conn_t *c)
+static void on_up(void *st, rmq_conn_t *c)
 {
-    if (pool->consuming_stopped)
+    rmq_consume_t *cs = st;
+    if (cs->consuming_stopped)
         return;
-    for (rmq_consumer_t *k = pool->consumers; k != NULL; k = k->next)
-        start_consumer(pool, c, k);
+    rmq_consumer_t *k;
+    SLIST_FOREACH(k, &cs->consumers, entry)
+        start_consumer(cs, c, k);
 }
 
-void rmq_consume_on_declared(rmq_pool_t *pool, rmq_conn_t *c, const char *key, int status, const char *detail)
+static void on_declared(void *st, rmq_conn_t *c, const char *key, int status, const char *detail)
 {
-    for (rmq_rlink_t *r = c->rlinks; r != NULL; r = r->next) {
+    rmq_consume_t *cs = st;
+    rmq_rlink_t *r;
+    SLIST_FOREACH(r, &cc_of(cs, c)->rlinks, entry) {
         if (!r->waiting_decl || r->consumer->spec.target.key == NULL ||
             strcmp(r->consumer->spec.target.key, key) != 0)
             continue;
         r->waiting_decl = 0;
         if (status == 0) {
-            attach(pool, c, r);
+            attach(cs, c, r);
         } else {
-            consume_failed(pool, r->consumer, CMI_LOG_ERROR, "cannot consume from %s: %s (trying again every %d ms)",
+            consume_failed(cs, r->consumer, CMI_LOG_ERROR, "cannot consume from %s: %s (trying again every %d ms)",
                            r->consumer->spec.target.describe, detail ? detail : "declaration failed", REATTACH_MS);
-            r->retry_at = rmq_pool_now() + REATTACH_MS;
-            rmq_pool_arm_timer(pool);
+            r->retry_at = rmq_now() + REATTACH_MS;
+            rmq_pool_timer_changed(cs->pool);
         }
     }
 }
@@ -326,7 +402,7 @@ static int body_of(pn_message_t *m, char **out, size_t *len)
     pn_data_t *b = pn_message_body(m);
     pn_data_rewind(b);
     if (!pn_data_next(b)) {
-        *out = strdup("");
+        *out = rmq_xstrdup("");
         *len = 0;
         return 0;
     }
@@ -334,7 +410,7 @@ static int body_of(pn_message_t *m, char **out, size_t *len)
     if (t == PN_BINARY || t == PN_STRING || t == PN_SYMBOL) {
         pn_bytes_t v = t == PN_BINARY ? pn_data_get_binary(b) : t == PN_STRING ? pn_data_get_string(b)
                                                                              : pn_data_get_symbol(b);
-        *out = malloc(v.size + 1);
+        *out = rmq_xmalloc(v.size + 1);
         memcpy(*out, v.start, v.size);
         (*out)[v.size] = '\0';
         *len = v.size;
@@ -343,14 +419,14 @@ static int body_of(pn_message_t *m, char **out, size_t *len)
     if (t == PN_LIST && pn_message_is_inferred(m)) {
         size_t n = pn_data_get_list(b), total = 0;
         pn_data_enter(b);
-        char *buf = malloc(1);
+        char *buf = rmq_xmalloc(1);
         for (size_t i = 0; i < n && pn_data_next(b); i++) {
             if (pn_data_type(b) != PN_BINARY) {
                 free(buf);
                 return -1;
             }
             pn_bytes_t v = pn_data_get_binary(b);
-            buf = realloc(buf, total + v.size + 1);
+            buf = rmq_xrealloc(buf, total + v.size + 1);
             memcpy(buf + total, v.start, v.size);
             total += v.size;
         }
@@ -373,9 +449,9 @@ static size_t props_of(pn_message_t *m, cmi_nv_t **out, char **strings)
     if (!pn_data_next(p) || pn_data_type(p) != PN_MAP)
         return 0;
     size_t n = pn_data_get_map(p) / 2, count = 0, used = 0, cap = 1024;
-    cmi_nv_t *nv = calloc(n ? n : 1, sizeof(*nv));
-    char *s = malloc(cap);
-    size_t *offs = calloc(n ? n * 2 : 2, sizeof(*offs));
+    cmi_nv_t *nv = rmq_xcalloc(n, sizeof(*nv));
+    char *s = rmq_xmalloc(cap);
+    size_t *offs = rmq_xcalloc(n * 2, sizeof(*offs));
     pn_data_enter(p);
     for (size_t i = 0; i < n; i++) {
         char key[256] = "", val[1024] = "";
@@ -402,7 +478,7 @@ static size_t props_of(pn_message_t *m, cmi_nv_t **out, char **strings)
         if (used + need > cap) {
             while (used + need > cap)
                 cap *= 2;
-            s = realloc(s, cap);
+            s = rmq_xrealloc(s, cap);
         }
         offs[count * 2] = used;
         used += (size_t)sprintf(s + used, "%s", key) + 1;
@@ -423,7 +499,7 @@ static size_t props_of(pn_message_t *m, cmi_nv_t **out, char **strings)
  * cannot be mediated).  r is NULL for an auto-acknowledged message whose
  * receiver went: the broker will not send it again, so it is mediated
  * all the same, outside the credit. */
-static void mediate(rmq_pool_t *pool, rmq_consumer_t *k, rmq_rlink_t *r, rmq_delivery_t *d)
+static void mediate(rmq_consume_t *cs, rmq_consumer_t *k, rmq_rlink_t *r, rmq_delivery_t *d)
 {
     const rmq_consumer_spec_t *spec = &k->spec;
     pn_message_t *m = pn_message();
@@ -471,30 +547,30 @@ static void mediate(rmq_pool_t *pool, rmq_consumer_t *k, rmq_rlink_t *r, rmq_del
         atomic_compare_exchange_strong(&d->decision, &none, RMQ_DECIDE_ACCEPT);
         d->flow_done = 1;
         if (d->settled)
-            maybe_finish(pool, d);
+            maybe_finish(cs, d);
         else
-            settle(pool, d, atomic_load(&d->decision));
+            settle(cs, d, atomic_load(&d->decision));
     } else {
         int none = RMQ_DECIDE_NONE;
         if (rc == -2) {
             if (!delivered)
-                LOG(pool, CMI_LOG_WARN, "a message from %s was discarded: %s (the consumer goes on)",
+                LOG(cs, CMI_LOG_WARN, "a message from %s was discarded: %s (the consumer goes on)",
                     spec->target.describe, why);
             atomic_compare_exchange_strong(&d->decision, &none, RMQ_DECIDE_DISCARD);
         } else {
             /* The engine is stopping: no more credit for this consumer. */
             k->refused = 1;
             if (d->auto_acked)
-                LOG(pool, CMI_LOG_WARN, "an auto-acknowledged message%s%s from %s was dropped: the engine is "
+                LOG(cs, CMI_LOG_WARN, "an auto-acknowledged message%s%s from %s was dropped: the engine is "
                     "stopping (with auto-ack the broker does not keep what it sent)", d->message_id[0] ? " " : "",
                     d->message_id, spec->target.describe);
             atomic_compare_exchange_strong(&d->decision, &none, RMQ_DECIDE_REQUEUE);
         }
         d->flow_done = 1;
         if (d->settled)
-            maybe_finish(pool, d);
+            maybe_finish(cs, d);
         else
-            settle(pool, d, atomic_load(&d->decision));
+            settle(cs, d, atomic_load(&d->decision));
     }
     pn_message_free(m);
     free(body);
@@ -507,41 +583,33 @@ static rmq_delivery_t *unpark(rmq_rlink_t *r);
 /* The receiver is gone: its parked messages go back to the queue with it
  * (they were never mediated), except auto-acknowledged ones, which the
  * broker considers delivered: those are mediated now. */
-static void drop_parked(rmq_pool_t *pool, rmq_rlink_t *r)
+static void drop_parked(rmq_consume_t *cs, rmq_rlink_t *r)
 {
     rmq_delivery_t *d;
     while ((d = unpark(r)) != NULL) {
         detach(d);
         if (d->auto_acked && d->raw != NULL) {
-            mediate(pool, r->consumer, NULL, d);
+            mediate(cs, r->consumer, NULL, d);
             continue;
         }
         free(d->raw);
         d->raw = NULL;
         d->flow_done = 1; /* never mediated */
-        maybe_finish(pool, d);
+        maybe_finish(cs, d);
     }
 }
 
 static void park(rmq_rlink_t *r, rmq_delivery_t *d)
 {
-    d->parked_next = NULL;
-    if (r->parked_tail)
-        r->parked_tail->parked_next = d;
-    else
-        r->parked_head = d;
-    r->parked_tail = d;
+    STAILQ_INSERT_TAIL(&r->parked, d, park_entry);
     r->nparked++;
 }
 
 static rmq_delivery_t *unpark(rmq_rlink_t *r)
 {
-    rmq_delivery_t *d = r->parked_head;
+    rmq_delivery_t *d = STAILQ_FIRST(&r->parked);
     if (d != NULL) {
-        r->parked_head = d->parked_next;
-        if (r->parked_head == NULL)
-            r->parked_tail = NULL;
-        d->parked_next = NULL;
+        STAILQ_REMOVE_HEAD(&r->parked, park_entry);
         r->nparked--;
     }
     return d;
@@ -554,11 +622,11 @@ static int busy(const rmq_rlink_t *r)
     return r->in_mediation + r->consumer->orphans[r->slot];
 }
 
-static void refill(rmq_pool_t *pool, rmq_rlink_t *r)
+static void refill(rmq_consume_t *cs, rmq_rlink_t *r)
 {
     rmq_consumer_t *k = r->consumer;
-    int closing = pool->consuming_stopped || pool->stopping || k->refused;
-    while ((closing || busy(r) < k->spec.credit) && r->parked_head != NULL) {
+    int closing = cs->consuming_stopped || cs->pool->stopping || k->refused;
+    while ((closing || busy(r) < k->spec.credit) && !STAILQ_EMPTY(&r->parked)) {
         rmq_delivery_t *d = unpark(r);
         if (!d->auto_acked && (d->settled || closing)) {
             /* Its ack wait ran out while it waited, or consuming stops:
@@ -567,12 +635,12 @@ static void refill(rmq_pool_t *pool, rmq_rlink_t *r)
             d->raw = NULL;
             d->flow_done = 1;
             if (!d->settled)
-                settle(pool, d, RMQ_DECIDE_REQUEUE);
+                settle(cs, d, RMQ_DECIDE_REQUEUE);
             else
-                maybe_finish(pool, d);
+                maybe_finish(cs, d);
             continue;
         }
-        mediate(pool, k, r, d);
+        mediate(cs, k, r, d);
     }
     if (r->pn == NULL || !r->ready || closing)
         return;
@@ -600,32 +668,31 @@ static void refill(rmq_pool_t *pool, rmq_rlink_t *r)
  * runs outside the events of the receivers' connections, and proton sends
  * a flow frame only for the connection whose events it handles: each is
  * woken and refills its receivers then (rmq_consume_on_wake). */
-static void refill_slot(rmq_pool_t *pool, rmq_consumer_t *k, int slot)
+static void refill_slot(rmq_consume_t *cs, rmq_consumer_t *k, int slot)
 {
-    for (size_t i = 0; i < pool->nconns; i++) {
-        rmq_conn_t *c = &pool->conns[i];
-        for (rmq_rlink_t *r = c->rlinks; r != NULL; r = r->next) {
+    for (size_t i = 0; i < cs->pool->nconns; i++) {
+        rmq_conn_t *c = &cs->pool->conns[i];
+        rmq_rlink_t *r;
+        SLIST_FOREACH(r, &cc_of(cs, c)->rlinks, entry) {
             if (r->consumer != k || r->slot != slot || r->pn == NULL)
                 continue;
-            if (c->pn == pool->cur)
-                refill(pool, r);
+            if (c->pn == cs->pool->cur)
+                refill(cs, r);
             else if (c->pn != NULL)
                 pn_connection_wake(c->pn);
         }
     }
 }
 
-static void on_message(rmq_pool_t *pool, rmq_rlink_t *r, pn_delivery_t *pd)
+static void on_message(rmq_consume_t *cs, rmq_rlink_t *r, pn_delivery_t *pd)
 {
     rmq_conn_t *c = r->conn;
     size_t size = pn_delivery_pending(pd);
-    rmq_delivery_t *d = calloc(1, sizeof(*d));
-    char *raw = malloc(size ? size : 1);
-    if (raw == NULL || d == NULL)
-        abort();
+    rmq_delivery_t *d = rmq_xcalloc(1, sizeof(*d));
+    char *raw = rmq_xmalloc(size);
     ssize_t got = pn_link_recv(r->pn, raw, size);
     pn_link_advance(r->pn);
-    d->pool = pool;
+    d->cs = cs;
     d->conn = c;
     d->rlink = r;
     d->pd = pd;
@@ -633,10 +700,8 @@ static void on_message(rmq_pool_t *pool, rmq_rlink_t *r, pn_delivery_t *pd)
     d->raw_len = got > 0 ? (size_t)got : 0;
     atomic_init(&d->refs, 1); /* the pool's; the flow's is added when it starts */
     pn_delivery_set_context(pd, d);
-    d->live_next = c->live;
-    if (c->live)
-        c->live->live_prev = d;
-    c->live = d;
+    cconn_t *cc = cc_of(cs, c);
+    TAILQ_INSERT_HEAD(&cc->live, d, live_entry);
     const rmq_consumer_spec_t *spec = &r->consumer->spec;
     if (spec->auto_ack || pn_delivery_settled(pd)) {
         /* Auto-ack: delivered on arrival, whatever the flow decides. */
@@ -648,102 +713,87 @@ static void on_message(rmq_pool_t *pool, rmq_rlink_t *r, pn_delivery_t *pd)
         d->settled = 1;
         d->auto_acked = 1;
     } else {
-        d->ack_deadline = rmq_pool_now() + (int64_t)spec->ack_wait_ms;
-        out_push(c, d);
-        if (c->out_head == d)
-            rmq_pool_arm_timer(pool); /* the earliest ack deadline now */
+        d->ack_deadline = rmq_now() + (int64_t)spec->ack_wait_ms;
+        out_push(d);
+        if (TAILQ_FIRST(&cc->out) == d)
+            rmq_pool_timer_changed(cs->pool); /* the earliest ack deadline now */
     }
     if (busy(r) >= spec->credit)
         park(r, d); /* beyond the credit: waits for a slot */
     else
-        mediate(pool, r->consumer, r, d);
+        mediate(cs, r->consumer, r, d);
 }
 
-int rmq_consume_on_event(rmq_pool_t *pool, pn_event_t *e)
+/* The broker closed a receiver: its unsettled deliveries went back to the
+ * queue with it; it is attached again after REATTACH_MS. */
+static void on_receiver_closed(rmq_consume_t *cs, rmq_conn_t *c, rmq_rlink_t *r, pn_link_t *pl)
 {
-    switch (pn_event_type(e)) {
-    case PN_LINK_REMOTE_OPEN:
-    case PN_LINK_FLOW:
-    case PN_LINK_REMOTE_CLOSE:
-    case PN_LINK_REMOTE_DETACH:
-    case PN_DELIVERY:
-        break;
-    default:
-        return 0;
+    char why[300];
+    rmq_condition_text(pn_link_remote_condition(pl), why, sizeof(why));
+    if (!cs->pool->stopping && !cs->consuming_stopped) {
+        consume_failed(cs, r->consumer, CMI_LOG_WARN, "connection %d: the broker closed the receiver on %s: %s; "
+                       "attaching again every %d ms", c->index, r->consumer->spec.target.describe, why, REATTACH_MS);
+        r->retry_at = rmq_now() + REATTACH_MS;
+        rmq_pool_timer_changed(cs->pool);
     }
+    r->ready = 0;
+    drop_parked(cs, r);
+    rmq_delivery_t *d, *nx;
+    TAILQ_FOREACH_SAFE(d, &cc_of(cs, c)->live, live_entry, nx) {
+        if (d->rlink == r) {
+            detach(d);
+            maybe_finish(cs, d);
+        }
+    }
+    pn_link_set_context(pl, NULL);
+    pn_link_close(pl);
+    pn_link_free(pl);
+    r->pn = NULL;
+}
+
+static void on_link(void *st, rmq_conn_t *c, pn_event_t *e, rmq_link_tag_t *tag)
+{
+    rmq_consume_t *cs = st;
+    rmq_rlink_t *r = (rmq_rlink_t *)tag;
     pn_link_t *pl = pn_event_link(e);
-    if (pl == NULL || !pn_link_is_receiver(pl))
-        return 0;
-    rmq_rlink_t *r = pn_link_get_context(pl);
-    if (r == NULL)
-        return 0; /* the /management receiver, or a receiver already closed */
-    rmq_conn_t *c = r->conn;
     switch (pn_event_type(e)) {
     case PN_LINK_REMOTE_OPEN:
         if (pn_terminus_get_address(pn_link_remote_source(pl)) != NULL && !r->ready) {
             r->ready = 1;
             c->failures = 0;
-            refill(pool, r); /* the credit, less what orphaned flows still hold */
-            LOG(pool, CMI_LOG_INFO, "connection %d: consuming from %s (credit %d)", c->index,
+            refill(cs, r); /* the credit, less what orphaned flows still hold */
+            LOG(cs, CMI_LOG_INFO, "connection %d: consuming from %s (credit %d)", c->index,
                 r->consumer->spec.target.describe, r->consumer->spec.credit);
             r->consumer->last_error[0] = '\0';
         }
         break;
     case PN_LINK_REMOTE_CLOSE:
-    case PN_LINK_REMOTE_DETACH: {
-        char why[300];
-        rmq_condition_text(pn_link_remote_condition(pl), why, sizeof(why));
-        if (!pool->stopping && !pool->consuming_stopped) {
-            consume_failed(pool, r->consumer, CMI_LOG_WARN, "connection %d: the broker closed the receiver on %s: "
-                           "%s; attaching again every %d ms", c->index, r->consumer->spec.target.describe, why,
-                           REATTACH_MS);
-            r->retry_at = rmq_pool_now() + REATTACH_MS;
-            rmq_pool_arm_timer(pool);
-        }
-        /* Its unsettled deliveries went back to the queue with it. */
-        r->ready = 0;
-        drop_parked(pool, r);
-        for (rmq_delivery_t *d = c->live, *nx; d != NULL; d = nx) {
-            nx = d->live_next;
-            if (d->rlink == r) {
-                detach(d);
-                maybe_finish(pool, d);
-            }
-        }
-        pn_link_set_context(pl, NULL);
-        pn_link_close(pl);
-        pn_link_free(pl);
-        r->pn = NULL;
-        r->ready = 0;
+    case PN_LINK_REMOTE_DETACH:
+        on_receiver_closed(cs, c, r, pl);
         break;
-    }
     case PN_DELIVERY: {
         pn_delivery_t *pd = pn_event_delivery(e);
         if (pn_delivery_get_context(pd) == NULL && pn_delivery_readable(pd) && !pn_delivery_partial(pd))
-            on_message(pool, r, pd);
+            on_message(cs, r, pd);
         break;
     }
     default:
         break;
     }
-    return 1;
 }
 
 /* ---- work from the workers ------------------------------------------------------------- */
 
-static void post(rmq_delivery_t *d, int kind)
+static void post(rmq_delivery_t *d, rmq_work_kind_t kind)
 {
-    rmq_pool_t *pool = d->pool;
-    struct rmq_dwork *w = calloc(1, sizeof(*w));
-    if (w == NULL)
-        abort();
+    rmq_consume_t *cs = d->cs;
+    struct rmq_dwork *w = rmq_xcalloc(1, sizeof(*w));
     w->d = d;
     w->kind = kind;
-    pthread_mutex_lock(&pool->lock);
-    w->next = pool->dwork_inbox;
-    pool->dwork_inbox = w;
-    pthread_mutex_unlock(&pool->lock);
-    pn_proactor_interrupt(pool->proactor);
+    pthread_mutex_lock(&cs->lock);
+    SLIST_INSERT_HEAD(&cs->dwork_inbox, w, entry);
+    pthread_mutex_unlock(&cs->lock);
+    rmq_pool_interrupt(cs->pool);
 }
 
 int rmq_delivery_decide(rmq_delivery_t *d, int decision)
@@ -766,60 +816,69 @@ const char *rmq_delivery_message_id(const rmq_delivery_t *d)
     return d->message_id;
 }
 
-void rmq_consume_take_inbox(rmq_pool_t *pool)
+/* Work on a delivery whose connection is gone (no pn_* needed). */
+static void apply_detached(rmq_consume_t *cs, struct rmq_dwork *w)
 {
-    pthread_mutex_lock(&pool->lock);
-    struct rmq_dwork *w = pool->dwork_inbox;
-    pool->dwork_inbox = NULL;
-    rmq_consumer_t *ks = pool->new_consumers;
-    pool->new_consumers = NULL;
-    int stop = pool->stop_consuming;
-    pthread_mutex_unlock(&pool->lock);
-    while (ks != NULL) {
-        rmq_consumer_t *k = ks;
-        ks = k->next;
-        k->next = pool->consumers;
-        pool->consumers = k;
-        for (size_t i = 0; i < pool->nconns; i++)
-            if (pool->conns[i].state == CONN_UP) {
-                /* Attached in the connection's own events. */
-                pool->conns[i].statics_pending = 1;
-                pn_connection_wake(pool->conns[i].pn);
-            }
+    rmq_delivery_t *d = w->d;
+    d->settled = 1;
+    if (w->kind == RMQ_WORK_DONE && !d->flow_done) {
+        d->flow_done = 1;
+        maybe_finish(cs, d);
+        delivery_unref(d); /* the flow's */
+    } else if (w->kind == RMQ_WORK_DECIDE) {
+        delivery_unref(d); /* the work item's */
     }
+    free(w);
+}
+
+static void wake_up_conns(rmq_consume_t *cs)
+{
+    for (size_t i = 0; i < cs->pool->nconns; i++)
+        if (cs->pool->conns[i].state == RMQ_CONN_UP)
+            pn_connection_wake(cs->pool->conns[i].pn);
+}
+
+static void on_interrupt(void *st)
+{
+    rmq_consume_t *cs = st;
+    pthread_mutex_lock(&cs->lock);
+    struct dwork_list work = cs->dwork_inbox;
+    SLIST_INIT(&cs->dwork_inbox);
+    struct consumer_list ks = cs->new_consumers;
+    SLIST_INIT(&cs->new_consumers);
+    int stop = cs->stop_consuming;
+    pthread_mutex_unlock(&cs->lock);
+    rmq_consumer_t *k;
+    int added = 0;
+    while ((k = SLIST_FIRST(&ks)) != NULL) {
+        SLIST_REMOVE_HEAD(&ks, entry);
+        SLIST_INSERT_HEAD(&cs->consumers, k, entry);
+        added = 1;
+    }
+    if (added)
+        wake_up_conns(cs); /* their receivers are attached in each connection's own events */
     if (stop)
-        pool->consuming_stopped = 1; /* refill() grants no more credit */
-    /* Work goes to the connection of its delivery; deliveries whose
-     * connection is gone are dealt with here (no pn_* needed). */
-    while (w != NULL) {
-        struct rmq_dwork *next = w->next;
+        cs->consuming_stopped = 1; /* refill() grants no more credit */
+    /* Work goes to the connection of its delivery. */
+    struct rmq_dwork *w;
+    while ((w = SLIST_FIRST(&work)) != NULL) {
+        SLIST_REMOVE_HEAD(&work, entry);
         rmq_conn_t *c = w->d->conn;
         if (c != NULL && c->pn != NULL) {
-            w->next = c->dwork;
-            c->dwork = w;
+            SLIST_INSERT_HEAD(&cc_of(cs, c)->dwork, w, entry);
             pn_connection_wake(c->pn);
         } else {
-            rmq_delivery_t *d = w->d;
-            d->settled = 1;
-            if (w->kind == RMQ_WORK_DONE && !d->flow_done) {
-                d->flow_done = 1;
-                maybe_finish(pool, d);
-                delivery_unref(d); /* the flow's */
-            } else if (w->kind == RMQ_WORK_DECIDE) {
-                delivery_unref(d); /* the work item's */
-            }
-            free(w);
+            apply_detached(cs, w);
         }
-        w = next;
     }
 }
 
-static void apply(rmq_pool_t *pool, rmq_conn_t *c, struct rmq_dwork *w)
+static void apply(rmq_consume_t *cs, struct rmq_dwork *w)
 {
     rmq_delivery_t *d = w->d;
     if (w->kind == RMQ_WORK_DECIDE) {
         if (!d->settled)
-            settle(pool, d, atomic_load(&d->decision));
+            settle(cs, d, atomic_load(&d->decision));
         delivery_unref(d); /* the work item's */
         return;
     }
@@ -829,214 +888,268 @@ static void apply(rmq_pool_t *pool, rmq_conn_t *c, struct rmq_dwork *w)
         /* No decision: requeued after a delay, not at once (a flow that
          * never decides would spin the message through the broker). */
         rmq_consumer_t *k = d->rlink->consumer;
-        int64_t now = rmq_pool_now();
+        int64_t now = rmq_now();
         if (now - k->last_no_decision_log > 10000) {
             k->last_no_decision_log = now;
-            LOG(pool, CMI_LOG_WARN, "a flow of %s ended without accept, discard or requeue: the message is "
-                "requeued in %llu ms (logged at most every 10 s)", d->rlink->consumer->spec.target.describe,
-                (unsigned long long)d->rlink->consumer->spec.requeue_delay_ms);
+            LOG(cs, CMI_LOG_WARN, "a flow of %s ended without accept, discard or requeue: the message is requeued in "
+                "%llu ms (logged at most every 10 s)", k->spec.target.describe,
+                (unsigned long long)k->spec.requeue_delay_ms);
         }
-        d->requeue_at = now + (int64_t)d->rlink->consumer->spec.requeue_delay_ms;
-        rq_push(c, d);
-        rmq_pool_arm_timer(pool);
+        d->requeue_at = now + (int64_t)k->spec.requeue_delay_ms;
+        rq_push(d);
+        rmq_pool_timer_changed(cs->pool);
     }
-    maybe_finish(pool, d);
+    maybe_finish(cs, d);
     delivery_unref(d); /* the flow's */
 }
 
-static void apply_all(rmq_pool_t *pool, rmq_conn_t *c)
+static void apply_all(rmq_consume_t *cs, rmq_conn_t *c)
 {
-    struct rmq_dwork *w = c->dwork;
-    c->dwork = NULL;
-    while (w != NULL) {
-        struct rmq_dwork *next = w->next;
-        apply(pool, c, w);
+    cconn_t *cc = cc_of(cs, c);
+    struct rmq_dwork *w;
+    while ((w = SLIST_FIRST(&cc->dwork)) != NULL) {
+        SLIST_REMOVE_HEAD(&cc->dwork, entry);
+        apply(cs, w);
         free(w);
-        w = next;
     }
 }
 
-void rmq_consume_on_wake(rmq_pool_t *pool, rmq_conn_t *c)
+static void on_wake(void *st, rmq_conn_t *c)
 {
-    apply_all(pool, c);
-    if (c->state != CONN_UP)
+    rmq_consume_t *cs = st;
+    apply_all(cs, c);
+    if (c->state != RMQ_CONN_UP)
         return;
     /* Consuming stopped: no credit is granted again, and what the broker
      * still sends on the credit it has is refused by the engine and
      * released.  (Not a drain: RabbitMQ 3.10 closes the connection on a
      * flow with drain set, losing the decisions still on their way.) */
-    if (pool->consuming_stopped)
+    if (cs->consuming_stopped)
         return;
     /* Receivers of consumers added since the connection came up, and
      * receivers the broker closed whose wait is over. */
-    for (rmq_consumer_t *k = pool->consumers; k != NULL; k = k->next) {
+    cconn_t *cc = cc_of(cs, c);
+    rmq_consumer_t *k;
+    rmq_rlink_t *r;
+    SLIST_FOREACH(k, &cs->consumers, entry) {
         int has = 0;
-        for (rmq_rlink_t *r = c->rlinks; r != NULL && !has; r = r->next)
-            has = r->consumer == k;
+        SLIST_FOREACH(r, &cc->rlinks, entry)
+            has |= r->consumer == k;
         if (!has)
-            start_consumer(pool, c, k);
+            start_consumer(cs, c, k);
     }
-    for (rmq_rlink_t *r = c->rlinks; r != NULL; r = r->next) {
+    SLIST_FOREACH(r, &cc->rlinks, entry) {
         if (r->pn == NULL && !r->waiting_decl && r->retry_at == 0)
-            open_rlink(pool, c, r);
+            open_rlink(cs, c, r);
         else
-            refill(pool, r); /* slots freed elsewhere (refill_slot) */
+            refill(cs, r); /* slots freed elsewhere (refill_slot) */
     }
 }
 
 /* ---- timers ----------------------------------------------------------------------------- */
 
-int64_t rmq_consume_next_deadline(rmq_pool_t *pool)
+static int64_t next_deadline(void *st)
 {
+    rmq_consume_t *cs = st;
     int64_t next = 0;
-    for (size_t i = 0; i < pool->nconns; i++) {
-        rmq_conn_t *c = &pool->conns[i];
-        if (c->out_head != NULL && (next == 0 || c->out_head->ack_deadline < next))
-            next = c->out_head->ack_deadline;
-        if (c->rq_head != NULL && (next == 0 || c->rq_head->requeue_at < next))
-            next = c->rq_head->requeue_at;
-        for (rmq_rlink_t *r = c->rlinks; r != NULL; r = r->next)
+    for (size_t i = 0; i < cs->pool->nconns; i++) {
+        cconn_t *cc = &cs->conns[i];
+        const rmq_delivery_t *out = TAILQ_FIRST(&cc->out), *rq = TAILQ_FIRST(&cc->rq);
+        if (out != NULL && (next == 0 || out->ack_deadline < next))
+            next = out->ack_deadline;
+        if (rq != NULL && (next == 0 || rq->requeue_at < next))
+            next = rq->requeue_at;
+        const rmq_rlink_t *r;
+        SLIST_FOREACH(r, &cc->rlinks, entry)
             if (r->retry_at > 0 && (next == 0 || r->retry_at < next))
                 next = r->retry_at;
     }
     return next;
 }
 
-void rmq_consume_on_timeout(rmq_pool_t *pool, int64_t now)
+/* Requeue delays and ack waits that ran out, receivers to attach again:
+ * the dispositions and attaches are made in the connection's own events. */
+static int timeouts_of(rmq_consume_t *cs, rmq_conn_t *c, int64_t now)
 {
-    for (size_t i = 0; i < pool->nconns; i++) {
-        rmq_conn_t *c = &pool->conns[i];
-        int touched = 0;
-        /* Requeue delays that ran out (in order of their end). */
-        while (c->rq_head != NULL && c->rq_head->requeue_at <= now) {
-            rmq_delivery_t *d = c->rq_head;
-            rq_remove(c, d);
-            int none = RMQ_DECIDE_NONE;
-            atomic_compare_exchange_strong(&d->decision, &none, RMQ_DECIDE_REQUEUE);
-            settle(pool, d, RMQ_DECIDE_REQUEUE);
+    cconn_t *cc = cc_of(cs, c);
+    int touched = 0;
+    rmq_delivery_t *d;
+    while ((d = TAILQ_FIRST(&cc->rq)) != NULL && d->requeue_at <= now) {
+        rq_remove(d);
+        int none = RMQ_DECIDE_NONE;
+        atomic_compare_exchange_strong(&d->decision, &none, RMQ_DECIDE_REQUEUE);
+        settle(cs, d, RMQ_DECIDE_REQUEUE);
+        touched = 1;
+    }
+    /* Flows still running after the ack wait: requeued, their later
+     * decision is ignored (docs/rabbitmq.md, "The inbound endpoint"). */
+    while ((d = TAILQ_FIRST(&cc->out)) != NULL && d->ack_deadline <= now) {
+        int none = RMQ_DECIDE_NONE;
+        /* Only a flow still running is worth a warning: a parked message
+         * never started, and one whose flow ended without a decision was
+         * logged then. */
+        int running = d->mediating && !d->flow_done;
+        if (atomic_compare_exchange_strong(&d->decision, &none, RMQ_DECIDE_TIMEOUT))
+            LOG(cs, running ? CMI_LOG_WARN : CMI_LOG_DEBUG,
+                "a message from %s was %s after the ack wait time: requeued",
+                d->rlink ? d->rlink->consumer->spec.target.describe : "a queue",
+                running ? "still in mediation" : "still waiting");
+        settle(cs, d, atomic_load(&d->decision));
+        touched = 1;
+    }
+    rmq_rlink_t *r;
+    SLIST_FOREACH(r, &cc->rlinks, entry)
+        if (r->retry_at > 0 && r->retry_at <= now && r->pn == NULL && c->state == RMQ_CONN_UP) {
+            r->retry_at = 0;
             touched = 1;
         }
-        /* Flows still running after the ack wait: requeued, their later
-         * decision is ignored (spec §6). */
-        while (c->out_head != NULL && c->out_head->ack_deadline <= now) {
-            rmq_delivery_t *d = c->out_head;
-            int none = RMQ_DECIDE_NONE;
-            /* Only a flow still running is worth a warning: a parked
-             * message never started, and one whose flow ended without a
-             * decision was logged then. */
-            if (atomic_compare_exchange_strong(&d->decision, &none, RMQ_DECIDE_TIMEOUT))
-                LOG(pool, d->mediating && !d->flow_done ? CMI_LOG_WARN : CMI_LOG_DEBUG,
-                    "a message from %s was %s after the ack wait time: requeued",
-                    d->rlink ? d->rlink->consumer->spec.target.describe : "a queue",
-                    d->mediating && !d->flow_done ? "still in mediation" : "still waiting");
-            settle(pool, d, atomic_load(&d->decision));
-            touched = 1;
-        }
-        for (rmq_rlink_t *r = c->rlinks; r != NULL; r = r->next)
-            if (r->retry_at > 0 && r->retry_at <= now && r->pn == NULL && c->state == CONN_UP) {
-                r->retry_at = 0;
-                c->statics_pending = 1; /* attached in the connection's own events */
-                touched = 1;
-            }
-        if (touched && c->pn != NULL)
-            pn_connection_wake(c->pn); /* dispositions are sent from its batch */
+    return touched;
+}
+
+static void on_timeout(void *st, int64_t now)
+{
+    rmq_consume_t *cs = st;
+    for (size_t i = 0; i < cs->pool->nconns; i++) {
+        rmq_conn_t *c = &cs->pool->conns[i];
+        if (timeouts_of(cs, c, now) && c->pn != NULL)
+            pn_connection_wake(c->pn);
     }
 }
 
 /* ---- losing and closing ------------------------------------------------------------------- */
 
-void rmq_consume_on_closed(rmq_pool_t *pool, rmq_conn_t *c)
+static void on_closed(void *st, rmq_conn_t *c)
 {
-    for (rmq_rlink_t *r = c->rlinks; r != NULL; r = r->next) {
+    rmq_consume_t *cs = st;
+    cconn_t *cc = cc_of(cs, c);
+    rmq_rlink_t *r;
+    SLIST_FOREACH(r, &cc->rlinks, entry) {
         r->pn = NULL; /* gone with the connection */
         r->ready = 0;
     }
-    for (rmq_rlink_t *r = c->rlinks; r != NULL; r = r->next)
-        drop_parked(pool, r);
+    SLIST_FOREACH(r, &cc->rlinks, entry)
+        drop_parked(cs, r);
     /* Unsettled deliveries go back to the queue with the connection: the
      * flows still mediating them may decide, and nothing happens. */
-    while (c->live != NULL) {
-        rmq_delivery_t *d = c->live;
+    rmq_delivery_t *d;
+    while ((d = TAILQ_FIRST(&cc->live)) != NULL) {
         detach(d);
-        maybe_finish(pool, d);
+        maybe_finish(cs, d);
     }
-    while (c->dwork != NULL) {
-        struct rmq_dwork *w = c->dwork;
-        c->dwork = w->next;
-        rmq_delivery_t *d = w->d;
-        if (w->kind == RMQ_WORK_DONE && !d->flow_done) {
-            d->flow_done = 1;
-            maybe_finish(pool, d);
-            delivery_unref(d);
-        } else if (w->kind == RMQ_WORK_DECIDE) {
-            delivery_unref(d);
-        }
-        free(w);
+    struct rmq_dwork *w;
+    while ((w = SLIST_FIRST(&cc->dwork)) != NULL) {
+        SLIST_REMOVE_HEAD(&cc->dwork, entry);
+        apply_detached(cs, w);
     }
-    while (c->rlinks != NULL) {
-        rmq_rlink_t *r = c->rlinks;
-        c->rlinks = r->next;
+    while ((r = SLIST_FIRST(&cc->rlinks)) != NULL) {
+        SLIST_REMOVE_HEAD(&cc->rlinks, entry);
         free(r);
     }
 }
 
-void rmq_consume_release_all(rmq_pool_t *pool, rmq_conn_t *c)
+/* Shutdown: nothing is left hanging.  Decisions that arrived with the stop
+ * are sent first: an accepted message is not released. */
+static void on_closing(void *st, rmq_conn_t *c)
 {
-    /* Shutdown: nothing is left hanging (spec §6).  Decisions that arrived
-     * with the stop are sent first: an accepted message is not released. */
-    apply_all(pool, c);
+    rmq_consume_t *cs = st;
+    apply_all(cs, c);
     rmq_delivery_t *d;
-    while ((d = c->out_head) != NULL) { /* settle() takes d off the list */
+    while ((d = TAILQ_FIRST(&cc_of(cs, c)->out)) != NULL) { /* settle() takes d off the list */
         int none = RMQ_DECIDE_NONE;
         atomic_compare_exchange_strong(&d->decision, &none, RMQ_DECIDE_REQUEUE);
-        settle(pool, d, atomic_load(&d->decision));
+        settle(cs, d, atomic_load(&d->decision));
     }
 }
 
-void rmq_consume_dispose(rmq_pool_t *pool)
+/* ---- the feature ------------------------------------------------------------------------ */
+
+static void consumer_free(rmq_consumer_t *k)
 {
-    while (pool->consumers != NULL) {
-        rmq_consumer_t *k = pool->consumers;
-        pool->consumers = k->next;
-        rmq_target_dispose(&k->spec.target);
-        free(k->orphans);
-        free(k);
+    rmq_target_dispose(&k->spec.target);
+    free(k->orphans);
+    free(k);
+}
+
+static void *create(rmq_pool_t *pool)
+{
+    rmq_consume_t *cs = rmq_xcalloc(1, sizeof(*cs));
+    cs->pool = pool;
+    pthread_mutex_init(&cs->lock, NULL);
+    SLIST_INIT(&cs->new_consumers);
+    SLIST_INIT(&cs->dwork_inbox);
+    SLIST_INIT(&cs->consumers);
+    cs->conns = rmq_xcalloc(pool->nconns, sizeof(*cs->conns));
+    for (size_t i = 0; i < pool->nconns; i++) {
+        cconn_t *cc = &cs->conns[i];
+        SLIST_INIT(&cc->rlinks);
+        TAILQ_INIT(&cc->out);
+        TAILQ_INIT(&cc->rq);
+        TAILQ_INIT(&cc->live);
+        SLIST_INIT(&cc->dwork);
     }
-    while (pool->new_consumers != NULL) {
-        rmq_consumer_t *k = pool->new_consumers;
-        pool->new_consumers = k->next;
-        rmq_target_dispose(&k->spec.target);
-        free(k->orphans);
-        free(k);
+    return cs;
+}
+
+/* The pool's thread is gone (every connection closed first). */
+static void destroy(void *st)
+{
+    rmq_consume_t *cs = st;
+    rmq_consumer_t *k;
+    while ((k = SLIST_FIRST(&cs->consumers)) != NULL) {
+        SLIST_REMOVE_HEAD(&cs->consumers, entry);
+        consumer_free(k);
     }
-    while (pool->dwork_inbox != NULL) {
-        struct rmq_dwork *w = pool->dwork_inbox;
-        pool->dwork_inbox = w->next;
+    while ((k = SLIST_FIRST(&cs->new_consumers)) != NULL) {
+        SLIST_REMOVE_HEAD(&cs->new_consumers, entry);
+        consumer_free(k);
+    }
+    struct rmq_dwork *w;
+    while ((w = SLIST_FIRST(&cs->dwork_inbox)) != NULL) {
+        SLIST_REMOVE_HEAD(&cs->dwork_inbox, entry);
         delivery_unref(w->d);
         free(w);
     }
+    free(cs->conns);
+    pthread_mutex_destroy(&cs->lock);
+    free(cs);
 }
+
+const rmq_feature_t rmq_consume_feature = {
+    .name = "consume",
+    .role = RMQ_ROLE_RECEIVER,
+    .create = create,
+    .destroy = destroy,
+    .on_up = on_up,
+    .on_interrupt = on_interrupt,
+    .on_wake = on_wake,
+    .on_link = on_link,
+    .on_declared = on_declared,
+    .on_closing = on_closing,
+    .on_closed = on_closed,
+    .next_deadline = next_deadline,
+    .on_timeout = on_timeout,
+};
 
 /* ---- the public side ------------------------------------------------------------------------ */
 
 void rmq_pool_consume(rmq_pool_t *pool, rmq_consumer_spec_t *spec)
 {
-    rmq_consumer_t *k = calloc(1, sizeof(*k));
-    if (k == NULL || (k->orphans = calloc((size_t)(spec->links > 0 ? spec->links : 1), sizeof(int))) == NULL)
-        abort();
+    rmq_consume_t *cs = rmq_pool_feature_state(pool, &rmq_consume_feature);
+    rmq_consumer_t *k = rmq_xcalloc(1, sizeof(*k));
+    k->orphans = rmq_xcalloc((size_t)(spec->links > 0 ? spec->links : 1), sizeof(int));
     k->spec = *spec;
     memset(&spec->target, 0, sizeof(spec->target)); /* now the pool's */
-    pthread_mutex_lock(&pool->lock);
-    k->next = pool->new_consumers;
-    pool->new_consumers = k;
-    pthread_mutex_unlock(&pool->lock);
-    pn_proactor_interrupt(pool->proactor);
+    pthread_mutex_lock(&cs->lock);
+    SLIST_INSERT_HEAD(&cs->new_consumers, k, entry);
+    pthread_mutex_unlock(&cs->lock);
+    rmq_pool_interrupt(pool);
 }
 
 void rmq_pool_stop_consuming(rmq_pool_t *pool)
 {
-    pthread_mutex_lock(&pool->lock);
-    pool->stop_consuming = 1;
-    pthread_mutex_unlock(&pool->lock);
-    pn_proactor_interrupt(pool->proactor);
+    rmq_consume_t *cs = rmq_pool_feature_state(pool, &rmq_consume_feature);
+    pthread_mutex_lock(&cs->lock);
+    cs->stop_consuming = 1;
+    pthread_mutex_unlock(&cs->lock);
+    rmq_pool_interrupt(pool);
 }

@@ -1,5 +1,6 @@
-/* The inbound endpoint (spec §6) and the decisions on what it delivers
- * (§5): <inboundEndpoint class="org.wso2.carbon.inbound.rabbitmq.RabbitMQListener">
+/* The inbound endpoint (docs/rabbitmq.md, "The inbound endpoint") and the
+ * decisions on what it delivers ("Decisions: accept, discard, requeue"):
+ * <inboundEndpoint class="org.wso2.carbon.inbound.rabbitmq.RabbitMQListener">
  * with MI's parameter names, and rabbitmq.accept / discard / requeue.
  *
  * The endpoint has a connection pool of its own (its parameters name the
@@ -12,7 +13,9 @@
 #include <string.h>
 #include <strings.h>
 
-#include "rmq.h"
+#include "rmq_consume.h"
+#include "rmq_ops.h"
+#include "rmq_params.h"
 
 /* ---- parameters ------------------------------------------------------------------ */
 
@@ -55,13 +58,8 @@ typedef struct {
     uint64_t retry_interval_ms;
     int recovery_policy;
     uint64_t recovery_initial_delay_ms, recovery_interval_ms, recovery_timeout_ms;
-    const char *queue;
-    int queue_type;
-    int queue_auto_declare;
-    const char *queue_arguments;
-    const char *exchange;
-    int exchange_type;
-    const char *routing_key;
+    rmq_queue_opts_t queue;       /* name, type, auto_declare, arguments */
+    rmq_exchange_opts_t exchange; /* name, type, routing_key */
     int auto_ack;
     uint64_t ack_wait_ms;
     int64_t credit;
@@ -81,8 +79,6 @@ typedef struct {
 static const char *const sasl_names[] = {"PLAIN", "EXTERNAL", "ANONYMOUS", NULL};
 static const char *const policy_names[] = {"FIXED", "FIXED_WITH_INITIAL_DELAY", "FIXED_WITH_INITIAL_DELAY_AND_TIMEOUT",
                                            "EXPONENTIAL_WITH_JITTER", NULL};
-static const char *const queue_type_names[] = {"CLASSIC", "QUORUM", "STREAM", NULL};
-static const char *const exchange_type_names[] = {"DIRECT", "FANOUT", "TOPIC", "HEADERS", NULL};
 static const char *const format_names[] = {"auto", "v1", "v2", NULL};
 
 #define L listener_params_t
@@ -153,18 +149,14 @@ static const cmi_param_def_t listener_params[] = {
     [RMQ_L_RECOVERY_TIMEOUT] = CMI_PARAM_RANGE("rabbitmq.connection.recovery.timeout", DUR, 0, L,
                                                recovery_timeout_ms, "60000", "one back-off cycle (logged)", 1,
                                                86400000),
-    [RMQ_L_QUEUE] = CMI_PARAM("rabbitmq.queue.name", S, CMI_PARAM_REQUIRED, L, queue, NULL, "queue to consume"),
-    [RMQ_L_QUEUE_TYPE] = CMI_PARAM_CHOICE("rabbitmq.queue.type", 0, L, queue_type, "CLASSIC", "queue type",
-                                          queue_type_names),
-    [RMQ_L_QUEUE_AUTO_DECLARE] = CMI_PARAM("rabbitmq.queue.auto.declare", B, 0, L, queue_auto_declare, "true",
-                                           "declare the queue (durable) first"),
-    [RMQ_L_QUEUE_ARGUMENTS] = CMI_PARAM("rabbitmq.queue.arguments", S, 0, L, queue_arguments, NULL,
-                                        "k=v,k=v: queue arguments"),
-    [RMQ_L_EXCHANGE] = CMI_PARAM("rabbitmq.exchange.name", S, 0, L, exchange, NULL,
-                                 "an exchange to declare and bind the queue to"),
-    [RMQ_L_EXCHANGE_TYPE] = CMI_PARAM_CHOICE("rabbitmq.exchange.type", 0, L, exchange_type, "DIRECT",
-                                             "exchange type", exchange_type_names),
-    [RMQ_L_ROUTING_KEY] = CMI_PARAM("rabbitmq.routing.key", S, 0, L, routing_key, NULL, "binding key"),
+    [RMQ_L_QUEUE] = RMQ_ROW_QUEUE("rabbitmq.queue.name", L, queue, CMI_PARAM_REQUIRED, "queue to consume"),
+    [RMQ_L_QUEUE_TYPE] = RMQ_ROW_QUEUE_TYPE("rabbitmq.queue.type", L, queue, 0),
+    [RMQ_L_QUEUE_AUTO_DECLARE] = RMQ_ROW_QUEUE_AUTO_DECLARE("rabbitmq.queue.auto.declare", L, queue, 0),
+    [RMQ_L_QUEUE_ARGUMENTS] = RMQ_ROW_QUEUE_ARGUMENTS("rabbitmq.queue.arguments", L, queue, 0),
+    [RMQ_L_EXCHANGE] = RMQ_ROW_EXCHANGE("rabbitmq.exchange.name", L, exchange, 0,
+                                        "an exchange to declare and bind the queue to"),
+    [RMQ_L_EXCHANGE_TYPE] = RMQ_ROW_EXCHANGE_TYPE("rabbitmq.exchange.type", L, exchange, 0),
+    [RMQ_L_ROUTING_KEY] = RMQ_ROW_ROUTING_KEY("rabbitmq.routing.key", L, exchange, 0),
     [RMQ_L_AUTO_ACK] = CMI_PARAM("rabbitmq.auto.ack.enabled", B, 0, L, auto_ack, "false",
                                  "accept on arrival (decisions are then ignored)"),
     [RMQ_L_ACK_WAIT] = CMI_PARAM_RANGE("rabbitmq.ack.wait.time", DUR, 0, L, ack_wait_ms, "180000",
@@ -182,7 +174,7 @@ static const cmi_param_def_t listener_params[] = {
     [RMQ_L_DL_EXCHANGE] = CMI_PARAM("rabbitmq.dead.letter.exchange.name", S, 0, L, dl_exchange, NULL,
                                     "x-dead-letter-exchange of the queue (declared)"),
     [RMQ_L_DL_EXCHANGE_TYPE] = CMI_PARAM_CHOICE("rabbitmq.dead.letter.exchange.type", 0, L, dl_exchange_type,
-                                                "DIRECT", "its type", exchange_type_names),
+                                                "DIRECT", "its type", rmq_exchange_type_names),
     [RMQ_L_DL_ROUTING_KEY] = CMI_PARAM("rabbitmq.dead.letter.routing.key", S, 0, L, dl_routing_key, NULL,
                                        "x-dead-letter-routing-key of the queue"),
     [RMQ_L_DL_QUEUE] = CMI_PARAM("rabbitmq.dead.letter.queue.name", S, 0, L, dl_queue, NULL,
@@ -238,7 +230,7 @@ static int validate_listener(const void *params, char *err, size_t n)
         return -1;
     }
     char why[256];
-    json_t *args = rmq_parse_arguments(p->queue_arguments, why, sizeof(why));
+    json_t *args = rmq_parse_arguments(p->queue.arguments, why, sizeof(why));
     if (args == NULL) {
         snprintf(err, n, "rabbitmq.queue.arguments: %s", why);
         return -1;
@@ -273,10 +265,9 @@ static void fill_init(listener_t *ls)
     rmq_init_params_t *i = &ls->init;
     memset(i, 0, sizeof(*i));
     i->name = ls->l->name;
-    ls->urls = calloc(p->hosts.count, sizeof(*ls->urls));
+    ls->urls = rmq_xcalloc(p->hosts.count, sizeof(*ls->urls));
     for (size_t k = 0; k < p->hosts.count; k++)
-        if (asprintf(&ls->urls[k], "%s:%s", p->hosts.items[k], p->ports.items[p->ports.count == 1 ? 0 : k]) < 0)
-            abort();
+        ls->urls[k] = rmq_xasprintf("%s:%s", p->hosts.items[k], p->ports.items[p->ports.count == 1 ? 0 : k]);
     i->server_urls = (cmi_param_list_t){(const char *const *)ls->urls, p->hosts.count};
     i->vhost = p->vhost;
     i->sasl = p->sasl;
@@ -302,15 +293,13 @@ static void fill_init(listener_t *ls)
  * 3.x plugin declares a queue only for a link that attaches to it). */
 static int dead_letter_first(const listener_params_t *p, rmq_target_t *t, char *err, size_t n)
 {
-    rmq_publish_params_t q;
-    memset(&q, 0, sizeof(q));
-    q.exchange = p->dl_exchange;
-    q.exchange_auto_declare = 1;
-    q.exchange_type = p->dl_exchange_type;
-    q.routing_key = p->dl_routing_key ? p->dl_routing_key : p->queue;
-    q.queue = p->dl_queue;
-    q.queue_auto_declare = p->dl_queue != NULL;
-    q.body_type = RMQ_BODY_NONE;
+    rmq_target_spec_t q = {
+        .queue = {.name = p->dl_queue, .auto_declare = p->dl_queue != NULL},
+        .exchange = {.name = p->dl_exchange,
+                     .auto_declare = 1,
+                     .type = p->dl_exchange_type,
+                     .routing_key = p->dl_routing_key ? p->dl_routing_key : p->queue.name},
+    };
     rmq_target_t dl;
     if (rmq_target_build(&dl, &q, p->vhost, err, n) != 0) {
         rmq_target_dispose(t);
@@ -325,28 +314,25 @@ static int dead_letter_first(const listener_params_t *p, rmq_target_t *t, char *
 /* The queue to consume, declared like a publish target would be. */
 static int consumer_target(const listener_params_t *p, rmq_target_t *t, char *err, size_t n)
 {
-    rmq_publish_params_t q;
-    memset(&q, 0, sizeof(q));
-    q.queue = p->queue;
-    q.queue_auto_declare = p->queue_auto_declare;
-    q.queue_type = p->queue_type;
-    q.exchange = p->exchange;
-    q.exchange_auto_declare = 1;
-    q.exchange_type = p->exchange_type;
-    q.routing_key = p->routing_key;
-    q.body_type = RMQ_BODY_NONE;
-    q.head.given[RMQ_P_QUEUE / 64] |= 1ull << (RMQ_P_QUEUE % 64);
+    rmq_target_spec_t q = {
+        .queue = {.name = p->queue.name,
+                  .auto_declare = p->queue.auto_declare,
+                  .type = p->queue.type},
+        .exchange = {.name = p->exchange.name,
+                     .auto_declare = 1,
+                     .type = p->exchange.type,
+                     .routing_key = p->exchange.routing_key},
+    };
+    rmq_target_spec_set_queue(&q, RMQ_Q_NAME);
     /* The dead-letter parameters become queue arguments. */
-    char *args = NULL;
-    if (asprintf(&args, "%s%s%s%s%s%s%s", p->queue_arguments ? p->queue_arguments : "",
-                 p->dl_exchange ? "," : "", p->dl_exchange ? "x-dead-letter-exchange=" : "",
-                 p->dl_exchange ? p->dl_exchange : "", p->dl_routing_key ? "," : "",
-                 p->dl_routing_key ? "x-dead-letter-routing-key=" : "", p->dl_routing_key ? p->dl_routing_key : "") <
-        0)
-        abort();
+    char *args = rmq_xasprintf("%s%s%s%s%s%s%s", p->queue.arguments ? p->queue.arguments : "",
+                               p->dl_exchange ? "," : "", p->dl_exchange ? "x-dead-letter-exchange=" : "",
+                               p->dl_exchange ? p->dl_exchange : "", p->dl_routing_key ? "," : "",
+                               p->dl_routing_key ? "x-dead-letter-routing-key=" : "",
+                               p->dl_routing_key ? p->dl_routing_key : "");
     if (*args != '\0') {
-        q.queue_arguments = args;
-        q.head.given[RMQ_P_QUEUE_ARGUMENTS / 64] |= 1ull << (RMQ_P_QUEUE_ARGUMENTS % 64);
+        q.queue.arguments = args;
+        rmq_target_spec_set_queue(&q, RMQ_Q_ARGUMENTS);
     }
     int rc = rmq_target_build(t, &q, p->vhost, err, n);
     free(args);
@@ -358,7 +344,7 @@ static int consumer_target(const listener_params_t *p, rmq_target_t *t, char *er
 /* ---- messages in ------------------------------------------------------------------------ */
 
 /* Pool thread: one message to mediate. */
-static int deliver(void *arg, rmq_delivery_t *d, const rmq_incoming_t *m)
+static rmq_deliver_result_t deliver(void *arg, rmq_delivery_t *d, const rmq_incoming_t *m)
 {
     listener_t *ls = arg;
     const listener_params_t *p = ls->p;
@@ -370,7 +356,7 @@ static int deliver(void *arg, rmq_delivery_t *d, const rmq_incoming_t *m)
     if (!ls->l->host->payload_readable(type, m->body, m->len, why, sizeof(why))) {
         ls->l->host->log(CMI_LOG_WARN, ls->l->component, "message %s is not valid %s (%s): discarded (the consumer "
                          "goes on)", m->message_id[0] ? m->message_id : "without id", type, why);
-        return -2;
+        return RMQ_DELIVER_UNUSABLE;
     }
     char ctype[256];
     if (charset != NULL && strstr(type, "charset=") == NULL)
@@ -378,7 +364,7 @@ static int deliver(void *arg, rmq_delivery_t *d, const rmq_incoming_t *m)
     else
         snprintf(ctype, sizeof(ctype), "%s", type);
     size_t nh = m->nprops + 4;
-    cmi_nv_t *h = calloc(nh, sizeof(*h));
+    cmi_nv_t *h = rmq_xcalloc(nh, sizeof(*h));
     size_t k = 0;
     for (size_t i = 0; i < m->nprops; i++)
         h[k++] = m->props[i];
@@ -391,18 +377,14 @@ static int deliver(void *arg, rmq_delivery_t *d, const rmq_incoming_t *m)
     cmi_injection_t in = {m->body, m->len, ctype, h, k, props, 1, d};
     int rc = ls->l->host->inject(ls->l, &in);
     free(h);
-    return rc == 0 ? 0 : -1;
+    return rc == 0 ? RMQ_DELIVER_MEDIATING : RMQ_DELIVER_REFUSED;
 }
 
 /* ---- the listener's hooks ---------------------------------------------------------------- */
 
 static int listener_start(cmi_listener_t *l, char *err, size_t n)
 {
-    listener_t *ls = calloc(1, sizeof(*ls));
-    if (ls == NULL) {
-        snprintf(err, n, "out of memory");
-        return -1;
-    }
+    listener_t *ls = rmq_xcalloc(1, sizeof(*ls));
     ls->l = l;
     ls->p = l->params;
     fill_init(ls);
@@ -412,7 +394,8 @@ static int listener_start(cmi_listener_t *l, char *err, size_t n)
         listener_free(ls);
         return -1;
     }
-    ls->pool = rmq_pool_create(l->host, l->component, &ls->init, err, n);
+    static const rmq_feature_t *const features[] = {&rmq_consume_feature, NULL};
+    ls->pool = rmq_pool_create(l->host, l->component, &ls->init, features, err, n);
     if (ls->pool == NULL) {
         rmq_target_dispose(&spec.target);
         listener_free(ls);

@@ -12,7 +12,7 @@
 
 #include "rmq.h"
 
-/* Credentials and hop-by-hop headers (spec §3). */
+/* Credentials and hop-by-hop headers (docs/rabbitmq.md, "publishMessage"). */
 static const char *const filtered[] = {
     "Authorization", "Proxy-Authorization", "Cookie", "Set-Cookie", "Connection", "Keep-Alive",
     "Transfer-Encoding", "TE", "Upgrade", "Host", "Content-Length", NULL,

@@ -14,7 +14,7 @@
 #define MGMT_TIMEOUT_MS 10000
 
 typedef struct job {
-    struct job *next;
+    STAILQ_ENTRY(job) entry;
     rmq_declare_t *decl;
     size_t n;
     rmq_mgmt_done_fn done;
@@ -32,7 +32,7 @@ struct rmq_mgmt {
     pthread_t thread;
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    job_t *head, *tail;
+    STAILQ_HEAD(, job) jobs;
     int stopping;
 };
 
@@ -118,13 +118,7 @@ static int run_one(rmq_mgmt_t *m, CURL *curl, const rmq_declare_t *d, char *deta
 
 static void job_free(job_t *j)
 {
-    for (size_t i = 0; i < j->n; i++) {
-        free(j->decl[i].http_path);
-        free(j->decl[i].http_body);
-        free(j->decl[i].v2_path);
-        free(j->decl[i].v2_body);
-    }
-    free(j->decl);
+    rmq_declare_free(j->decl, j->n);
     free(j);
 }
 
@@ -134,14 +128,12 @@ static void *mgmt_thread(void *arg)
     CURL *curl = curl_easy_init();
     pthread_mutex_lock(&m->lock);
     for (;;) {
-        while (m->head == NULL && !m->stopping)
+        while (STAILQ_EMPTY(&m->jobs) && !m->stopping)
             pthread_cond_wait(&m->cond, &m->lock);
-        job_t *j = m->head;
+        job_t *j = STAILQ_FIRST(&m->jobs);
         if (j == NULL)
             break; /* stopping and nothing left */
-        m->head = j->next;
-        if (m->head == NULL)
-            m->tail = NULL;
+        STAILQ_REMOVE_HEAD(&m->jobs, entry);
         int stopping = m->stopping;
         pthread_mutex_unlock(&m->lock);
         int status = 0;
@@ -180,29 +172,23 @@ static void free_urls(rmq_mgmt_t *m)
     free(m->bases);
 }
 
-static char *dup_or_null(const char *s)
-{
-    return s ? strdup(s) : NULL;
-}
-
 rmq_mgmt_t *rmq_mgmt_create(const cmi_host_t *host, const char *component, char *const *base_urls, size_t n,
                             const char *user, const char *password)
 {
-    rmq_mgmt_t *m = calloc(1, sizeof(*m));
-    if (m == NULL)
-        return NULL;
+    rmq_mgmt_t *m = rmq_xcalloc(1, sizeof(*m));
     m->host = host;
-    m->component = strdup(component);
-    m->bases = calloc(n ? n : 1, sizeof(*m->bases));
+    STAILQ_INIT(&m->jobs);
+    m->component = rmq_xstrdup(component);
+    m->bases = rmq_xcalloc(n, sizeof(*m->bases));
     m->nbases = n;
     for (size_t i = 0; i < n; i++) {
-        m->bases[i] = strdup(base_urls[i]);
+        m->bases[i] = rmq_xstrdup(base_urls[i]);
         size_t bl = strlen(m->bases[i]);
         while (bl > 0 && m->bases[i][bl - 1] == '/')
             m->bases[i][--bl] = '\0';
     }
-    m->user = dup_or_null(user);
-    m->password = dup_or_null(password);
+    m->user = rmq_dup_or_null(user);
+    m->password = rmq_dup_or_null(password);
     pthread_mutex_init(&m->lock, NULL);
     pthread_cond_init(&m->cond, NULL);
     if (pthread_create(&m->thread, NULL, mgmt_thread, m) != 0) {
@@ -240,23 +226,15 @@ void rmq_mgmt_destroy(rmq_mgmt_t *m)
 
 void rmq_mgmt_submit(rmq_mgmt_t *m, const rmq_declare_t *decl, size_t n, rmq_mgmt_done_fn done, void *arg)
 {
-    job_t *j = calloc(1, sizeof(*j));
-    rmq_declare_t *copy = calloc(n ? n : 1, sizeof(*copy));
-    if (j == NULL || copy == NULL)
-        abort();
-    for (size_t i = 0; i < n; i++)
-        copy[i] = (rmq_declare_t){decl[i].method, strdup(decl[i].http_path), strdup(decl[i].http_body),
-                                  strdup(decl[i].v2_path), strdup(decl[i].v2_body), decl[i].on_v1};
+    job_t *j = rmq_xcalloc(1, sizeof(*j));
+    rmq_declare_t *copy = rmq_xcalloc(n, sizeof(*copy));
+    rmq_declare_copy(copy, decl, n);
     j->decl = copy;
     j->n = n;
     j->done = done;
     j->arg = arg;
     pthread_mutex_lock(&m->lock);
-    if (m->tail != NULL)
-        m->tail->next = j;
-    else
-        m->head = j;
-    m->tail = j;
+    STAILQ_INSERT_TAIL(&m->jobs, j, entry);
     pthread_cond_signal(&m->cond);
     pthread_mutex_unlock(&m->lock);
 }

@@ -1,5 +1,6 @@
 /* The RabbitMQ connector's descriptor: parameter tables with MI's names
- * (spec §1, §3), the error table (§7), load-time validation, and the
+ * (docs/rabbitmq.md, "Connection config" and "publishMessage"), the error
+ * table ("Errors"), load-time validation, and the
  * connection config's lifecycle (one pool per <rabbitmq.init>). */
 #include "config.h"
 
@@ -8,7 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rmq.h"
+#include "rmq_consume.h"
+#include "rmq_ops.h"
+#include "rmq_params.h"
 
 /* ---- checks ----------------------------------------------------------------- */
 
@@ -166,16 +169,17 @@ static int validate_init(const void *params, char *err, size_t n)
     return 0;
 }
 
-typedef struct {
-    rmq_pool_t *pool;
-} rmq_instance_t;
-
 static int instance_start(cmi_instance_t *inst, char *err, size_t n)
 {
-    rmq_pool_t *pool = rmq_pool_create(inst->host, inst->component, inst->params, err, n);
-    if (pool == NULL)
+    static const rmq_feature_t *const features[] = {&rmq_consume_feature, NULL}; /* sendRpc's replies */
+    rmq_instance_t *in = rmq_xcalloc(1, sizeof(*in));
+    in->pool = rmq_pool_create(inst->host, inst->component, inst->params, features, err, n);
+    if (in->pool == NULL) {
+        free(in);
         return -1;
-    inst->data = pool;
+    }
+    in->rpcs = rmq_rpcs_create(in->pool);
+    inst->data = in;
     const rmq_init_params_t *p = inst->params;
     inst->host->log(CMI_LOG_INFO, inst->component, "connection pool %s: %lld connection(s) over %zu server(s)",
                     p->name, (long long)p->pool_size, p->server_urls.count);
@@ -184,7 +188,10 @@ static int instance_start(cmi_instance_t *inst, char *err, size_t n)
 
 static void instance_stop(cmi_instance_t *inst)
 {
-    rmq_pool_destroy(inst->data);
+    rmq_instance_t *in = inst->data;
+    rmq_pool_destroy(in->pool); /* no reply can come after this */
+    rmq_rpcs_destroy(in->rpcs);
+    free(in);
     inst->data = NULL;
     inst->host->log(CMI_LOG_INFO, inst->component, "connection pool closed");
 }
@@ -200,54 +207,26 @@ static const cmi_config_def_t config = {
 
 /* ---- <rabbitmq.publishMessage> ------------------------------------------------ */
 
-static const char *const queue_type_names[] = {"CLASSIC", "QUORUM", "STREAM", NULL};
-static const char *const overflow_names[] = {"DROP_HEAD", "REJECT_PUBLISH", "REJECT_PUBLISH_DLX", NULL};
-static const char *const exchange_type_names[] = {"DIRECT", "FANOUT", "TOPIC", "HEADERS", NULL};
-static const char *const body_type_names[] = {"JSON", "XML", "TEXT", NULL};
-static const char *const dls_names[] = {"AT_MOST_ONCE", "AT_LEAST_ONCE", NULL};
-
 #define P rmq_publish_params_t
 #define D CMI_PARAM_DYNAMIC
 #define B CMI_PARAM_BOOL
 static const cmi_param_def_t publish_params[] = {
-    [RMQ_P_QUEUE] = CMI_PARAM("queue", S, D, P, queue, NULL, "queue to publish to; a value starting with / is an address"),
-    [RMQ_P_QUEUE_AUTO_DECLARE] = CMI_PARAM("queueAutoDeclare", B, D, P, queue_auto_declare, "true",
-                                           "declare the queue (durable) before the first publish"),
-    [RMQ_P_QUEUE_TYPE] = CMI_PARAM_CHOICE("queueType", D, P, queue_type, "CLASSIC", "queue type", queue_type_names),
-    [RMQ_P_QUEUE_ARGUMENTS] = CMI_PARAM("queueArguments", S, D, P, queue_arguments, NULL,
-                                        "k=v,k=v: more queue arguments (typed: true/false, numbers, text)"),
-    [RMQ_P_MAX_PRIORITY] = CMI_PARAM_RANGE("maxPriority", CMI_PARAM_INT, D, P, max_priority, NULL,
-                                           "x-max-priority (classic)", 1, 255),
-    [RMQ_P_INITIAL_MEMBER_COUNT] = CMI_PARAM_RANGE("initialMemberCount", CMI_PARAM_INT, D, P, initial_member_count,
-                                                   NULL, "x-quorum-initial-group-size (quorum)", 1, 1000),
-    [RMQ_P_DELIVERY_LIMIT] = CMI_PARAM_RANGE("deliveryLimit", CMI_PARAM_INT, D, P, delivery_limit, NULL,
-                                             "x-delivery-limit (quorum)", 0, 1000000000),
-    [RMQ_P_DEAD_LETTER_STRATEGY] = CMI_PARAM_CHOICE("deadLetterStrategy", D, P, dead_letter_strategy, NULL,
-                                                    "x-dead-letter-strategy (quorum)", dls_names),
-    [RMQ_P_MAX_AGE] = CMI_PARAM("maxAge", S, D, P, max_age, NULL, "x-max-age (stream), e.g. 7D"),
-    [RMQ_P_MAX_SEGMENT_SIZE] = CMI_PARAM_RANGE("maxSegmentSize", CMI_PARAM_INT, D, P, max_segment_size, NULL,
-                                               "x-stream-max-segment-size-bytes (stream)", 1, INT64_MAX),
-    [RMQ_P_QUEUE_EXCLUSIVE] = CMI_PARAM("queueExclusive", B, D, P, queue_exclusive, "false", "exclusive queue"),
-    [RMQ_P_QUEUE_AUTO_DELETE] = CMI_PARAM("queueAutoDelete", B, D, P, queue_auto_delete, "false",
-                                          "auto-delete queue"),
-    [RMQ_P_QUEUE_OVERFLOW] = CMI_PARAM_CHOICE("queueOverflowStrategy", D, P, queue_overflow, NULL,
-                                              "x-overflow", overflow_names),
-    [RMQ_P_EXCHANGE] = CMI_PARAM("exchange", S, D, P, exchange, NULL, "exchange to publish to"),
-    [RMQ_P_EXCHANGE_AUTO_DECLARE] = CMI_PARAM("exchangeAutoDeclare", B, D, P, exchange_auto_declare, "true",
-                                              "declare the exchange (durable; not amq.*)"),
-    [RMQ_P_EXCHANGE_TYPE] = CMI_PARAM_CHOICE("exchangeType", D, P, exchange_type, "DIRECT", "exchange type",
-                                             exchange_type_names),
-    [RMQ_P_ROUTING_KEY] = CMI_PARAM("routingKey", S, D, P, routing_key, NULL, "routing key"),
-    [RMQ_P_EXCHANGE_ARGUMENTS] = CMI_PARAM("exchangeArguments", S, D, P, exchange_arguments, NULL,
-                                           "k=v,k=v: exchange arguments"),
-    [RMQ_P_HEADER_EXCHANGE_ARGUMENTS] = CMI_PARAM("headerExchangeArguments", S, D, P, header_exchange_arguments,
-                                                  NULL, "k=v,k=v: binding arguments (x-match=all,...)"),
-    [RMQ_P_EXCHANGE_AUTO_DELETE] = CMI_PARAM("exchangeAutoDelete", B, D, P, exchange_auto_delete, "false",
-                                             "auto-delete exchange"),
+    RMQ_QUEUE_ROWS(RMQ_P_QUEUE, P, queue, D, "queue to publish to; a value starting with / is an address", "queue",
+                   "queueAutoDeclare", "queueType", "queueArguments", "maxPriority", "initialMemberCount",
+                   "deliveryLimit", "deadLetterStrategy", "maxAge", "maxSegmentSize", "queueExclusive",
+                   "queueAutoDelete", "queueOverflowStrategy"),
+    [RMQ_P_EXCHANGE + RMQ_X_NAME] = RMQ_ROW_EXCHANGE("exchange", P, exchange, D, "exchange to publish to"),
+    [RMQ_P_EXCHANGE + RMQ_X_AUTO_DECLARE] = RMQ_ROW_EXCHANGE_AUTO_DECLARE("exchangeAutoDeclare", P, exchange, D),
+    [RMQ_P_EXCHANGE + RMQ_X_TYPE] = RMQ_ROW_EXCHANGE_TYPE("exchangeType", P, exchange, D),
+    [RMQ_P_EXCHANGE + RMQ_X_ROUTING_KEY] = RMQ_ROW_ROUTING_KEY("routingKey", P, exchange, D),
+    [RMQ_P_EXCHANGE + RMQ_X_ARGUMENTS] = RMQ_ROW_EXCHANGE_ARGUMENTS("exchangeArguments", P, exchange, D),
+    [RMQ_P_EXCHANGE + RMQ_X_HEADER_ARGUMENTS] = RMQ_ROW_HEADER_EXCHANGE_ARGUMENTS("headerExchangeArguments", P,
+                                                                                  exchange, D),
+    [RMQ_P_EXCHANGE + RMQ_X_AUTO_DELETE] = RMQ_ROW_EXCHANGE_AUTO_DELETE("exchangeAutoDelete", P, exchange, D),
     [RMQ_P_HEADERS] = CMI_PARAM("headers", CMI_PARAM_JSON, D, P, headers, NULL,
                                 "application-properties: [[name,value],...] or {name:value}"),
     [RMQ_P_BODY_TYPE] = CMI_PARAM_CHOICE("requestBodyType", D, P, body_type, NULL,
-                                         "which requestBody* to send (else the payload)", body_type_names),
+                                         "which requestBody* to send (else the payload)", rmq_body_type_names),
     [RMQ_P_BODY_JSON] = CMI_PARAM("requestBodyJson", CMI_PARAM_EXPR, CMI_PARAM_LAZY, P, body_json, NULL,
                                   "the body for requestBodyType JSON"),
     [RMQ_P_BODY_XML] = CMI_PARAM("requestBodyXml", CMI_PARAM_EXPR, CMI_PARAM_LAZY, P, body_xml, NULL,
@@ -276,8 +255,9 @@ static const cmi_param_def_t publish_params[] = {
 static int validate_publish(const void *params, char *err, size_t n)
 {
     const rmq_publish_params_t *p = params;
-    int queue = CMI_PARAM_GIVEN(p, RMQ_P_QUEUE) || CMI_PARAM_IS_DYNAMIC(p, RMQ_P_QUEUE);
-    int exchange = CMI_PARAM_GIVEN(p, RMQ_P_EXCHANGE) || CMI_PARAM_IS_DYNAMIC(p, RMQ_P_EXCHANGE);
+    int queue = CMI_PARAM_GIVEN(p, RMQ_P_QUEUE + RMQ_Q_NAME) || CMI_PARAM_IS_DYNAMIC(p, RMQ_P_QUEUE + RMQ_Q_NAME);
+    int exchange =
+        CMI_PARAM_GIVEN(p, RMQ_P_EXCHANGE + RMQ_X_NAME) || CMI_PARAM_IS_DYNAMIC(p, RMQ_P_EXCHANGE + RMQ_X_NAME);
     if (!queue && !exchange) {
         snprintf(err, n, "give a queue or an exchange to publish to");
         return -1;
@@ -287,14 +267,15 @@ static int validate_publish(const void *params, char *err, size_t n)
         static const char *const names[] = {"requestBodyJson", "requestBodyXml", "requestBodyText"};
         int row = rows[p->body_type];
         if (!CMI_PARAM_GIVEN(p, row) && !CMI_PARAM_IS_DYNAMIC(p, row)) {
-            snprintf(err, n, "requestBodyType %s needs %s", body_type_names[p->body_type], names[p->body_type]);
+            snprintf(err, n, "requestBodyType %s needs %s", rmq_body_type_names[p->body_type], names[p->body_type]);
             return -1;
         }
     }
     char why[256];
-    const char *args[] = {p->queue_arguments, p->exchange_arguments, p->header_exchange_arguments};
+    const char *args[] = {p->queue.arguments, p->exchange.arguments, p->exchange.header_arguments};
     const char *names[] = {"queueArguments", "exchangeArguments", "headerExchangeArguments"};
-    static const int arg_rows[] = {RMQ_P_QUEUE_ARGUMENTS, RMQ_P_EXCHANGE_ARGUMENTS, RMQ_P_HEADER_EXCHANGE_ARGUMENTS};
+    static const int arg_rows[] = {RMQ_P_QUEUE + RMQ_Q_ARGUMENTS, RMQ_P_EXCHANGE + RMQ_X_ARGUMENTS,
+                                   RMQ_P_EXCHANGE + RMQ_X_HEADER_ARGUMENTS};
     for (int i = 0; i < 3; i++) {
         if (CMI_PARAM_IS_DYNAMIC(p, arg_rows[i]))
             continue;
@@ -313,45 +294,11 @@ static int validate_publish(const void *params, char *err, size_t n)
 #define R rmq_rpc_params_t
 #define D CMI_PARAM_DYNAMIC
 #define B CMI_PARAM_BOOL
-/* The queue options of publishMessage for one queue: NAME_ is the prefix
- * of the names ("queue" or "replyToQueue"), FLAGS_ 0 for options that
- * must be static. */
-/* The queue options of publishMessage for one queue, with their names
- * (publishMessage's for the request queue, replyToQueue* for the reply
- * queue); FLAGS_ 0 for options that must be static. */
-#define QUEUE_ROWS(BASE_, FIELD_, FLAGS_, WHAT_, QUEUE_, AUTO_DECLARE_, TYPE_, ARGUMENTS_, MAX_PRIORITY_, MEMBERS_,      \
-                   DELIVERY_LIMIT_, DLS_, MAX_AGE_, SEGMENT_, EXCLUSIVE_, AUTO_DELETE_, OVERFLOW_)                   \
-    [BASE_ + RMQ_P_QUEUE] = CMI_PARAM(QUEUE_, S, FLAGS_, R, FIELD_.queue, NULL, WHAT_),                             \
-    [BASE_ + RMQ_P_QUEUE_AUTO_DECLARE] = CMI_PARAM(AUTO_DECLARE_, B, FLAGS_, R, FIELD_.queue_auto_declare, "true",   \
-                                                   "declare the queue (durable) first"),                           \
-    [BASE_ + RMQ_P_QUEUE_TYPE] = CMI_PARAM_CHOICE(TYPE_, FLAGS_, R, FIELD_.queue_type, "CLASSIC", "queue type",       \
-                                                  queue_type_names),                                                \
-    [BASE_ + RMQ_P_QUEUE_ARGUMENTS] = CMI_PARAM(ARGUMENTS_, S, FLAGS_, R, FIELD_.queue_arguments, NULL,              \
-                                                "k=v,k=v: more queue arguments"),                                    \
-    [BASE_ + RMQ_P_MAX_PRIORITY] = CMI_PARAM_RANGE(MAX_PRIORITY_, CMI_PARAM_INT, FLAGS_, R, FIELD_.max_priority,     \
-                                                   NULL, "x-max-priority", 1, 255),                                  \
-    [BASE_ + RMQ_P_INITIAL_MEMBER_COUNT] = CMI_PARAM_RANGE(MEMBERS_, CMI_PARAM_INT, FLAGS_, R,                       \
-                                                           FIELD_.initial_member_count, NULL,                         \
-                                                           "x-quorum-initial-group-size", 1, 1000),                   \
-    [BASE_ + RMQ_P_DELIVERY_LIMIT] = CMI_PARAM_RANGE(DELIVERY_LIMIT_, CMI_PARAM_INT, FLAGS_, R,                      \
-                                                     FIELD_.delivery_limit, NULL, "x-delivery-limit", 0, 1000000000), \
-    [BASE_ + RMQ_P_DEAD_LETTER_STRATEGY] = CMI_PARAM_CHOICE(DLS_, FLAGS_, R, FIELD_.dead_letter_strategy, NULL,       \
-                                                            "x-dead-letter-strategy", dls_names),                     \
-    [BASE_ + RMQ_P_MAX_AGE] = CMI_PARAM(MAX_AGE_, S, FLAGS_, R, FIELD_.max_age, NULL, "x-max-age"),                   \
-    [BASE_ + RMQ_P_MAX_SEGMENT_SIZE] = CMI_PARAM_RANGE(SEGMENT_, CMI_PARAM_INT, FLAGS_, R, FIELD_.max_segment_size,   \
-                                                       NULL, "x-stream-max-segment-size-bytes", 1, INT64_MAX),        \
-    [BASE_ + RMQ_P_QUEUE_EXCLUSIVE] = CMI_PARAM(EXCLUSIVE_, B, FLAGS_, R, FIELD_.queue_exclusive, "false",            \
-                                                "exclusive queue"),                                                 \
-    [BASE_ + RMQ_P_QUEUE_AUTO_DELETE] = CMI_PARAM(AUTO_DELETE_, B, FLAGS_, R, FIELD_.queue_auto_delete, "false",      \
-                                                  "auto-delete queue"),                                             \
-    [BASE_ + RMQ_P_QUEUE_OVERFLOW] = CMI_PARAM_CHOICE(OVERFLOW_, FLAGS_, R, FIELD_.queue_overflow, NULL, "x-overflow", \
-                                                      overflow_names)
-
 static const cmi_param_def_t rpc_params[] = {
-    QUEUE_ROWS(RMQ_R_QUEUE, request, D, "the request queue (required)", "queue", "queueAutoDeclare", "queueType",
+    RMQ_QUEUE_ROWS(RMQ_R_QUEUE, R, request, D, "the request queue (required)", "queue", "queueAutoDeclare", "queueType",
                "queueArguments", "maxPriority", "initialMemberCount", "deliveryLimit", "deadLetterStrategy", "maxAge",
                "maxSegmentSize", "queueExclusive", "queueAutoDelete", "queueOverflowStrategy"),
-    QUEUE_ROWS(RMQ_R_REPLY, reply, 0, "the reply queue (static); default: a queue of this cmi instance's own",
+    RMQ_QUEUE_ROWS(RMQ_R_REPLY, R, reply, 0, "the reply queue (static); default: a queue of this cmi instance's own",
                "replyToQueue", "replyToQueueAutoDeclare", "replyToQueueType", "replyToQueueArguments",
                "replyToQueueMaxPriority", "replyToQueueInitialMemberCount", "replyToQueueDeliveryLimit",
                "replyToQueueDeadLetterStrategy", "replyToQueueMaxAge", "replyToQueueMaxSegmentSize",
@@ -359,7 +306,7 @@ static const cmi_param_def_t rpc_params[] = {
     [RMQ_R_HEADERS] = CMI_PARAM("headers", CMI_PARAM_JSON, D, R, headers, NULL,
                                 "application-properties: [[name,value],...] or {name:value}"),
     [RMQ_R_BODY_TYPE] = CMI_PARAM_CHOICE("requestBodyType", D, R, body_type, NULL,
-                                         "which requestBody* to send (else the payload)", body_type_names),
+                                         "which requestBody* to send (else the payload)", rmq_body_type_names),
     [RMQ_R_BODY_JSON] = CMI_PARAM("requestBodyJson", CMI_PARAM_EXPR, CMI_PARAM_LAZY, R, body_json, NULL,
                                   "the body for requestBodyType JSON"),
     [RMQ_R_BODY_XML] = CMI_PARAM("requestBodyXml", CMI_PARAM_EXPR, CMI_PARAM_LAZY, R, body_xml, NULL,
@@ -372,7 +319,7 @@ static const cmi_param_def_t rpc_params[] = {
                                               86400000),
     [RMQ_R_RESPONSE_BODY_TYPE] = CMI_PARAM_CHOICE("responseBodyType", D, R, response_body_type, NULL,
                                                   "the reply's type when it has no content-type (else JSON when "
-                                                  "it parses, text otherwise)", body_type_names),
+                                                  "it parses, text otherwise)", rmq_body_type_names),
     [RMQ_R_RESPONSE_CHARSET] = CMI_PARAM("responseCharSet", S, D, R, response_charset, NULL,
                                          "the reply's charset when it has no content-encoding"),
     [RMQ_R_COUNT] = CMI_PARAM_END,
@@ -380,7 +327,6 @@ static const cmi_param_def_t rpc_params[] = {
 #undef R
 #undef D
 #undef B
-#undef QUEUE_ROWS
 
 static int validate_rpc(const void *params, char *err, size_t n)
 {
@@ -393,15 +339,15 @@ static int validate_rpc(const void *params, char *err, size_t n)
         static const char *const names[] = {"requestBodyJson", "requestBodyXml", "requestBodyText"};
         unsigned row = RMQ_R_BODY_JSON + (unsigned)p->body_type;
         if (!CMI_PARAM_GIVEN(p, row) && !CMI_PARAM_IS_DYNAMIC(p, row)) {
-            snprintf(err, n, "requestBodyType %s needs %s", body_type_names[p->body_type], names[p->body_type]);
+            snprintf(err, n, "requestBodyType %s needs %s", rmq_body_type_names[p->body_type], names[p->body_type]);
             return -1;
         }
     }
     char why[256];
-    const char *args[] = {p->request.queue_arguments, p->reply.queue_arguments};
+    const char *args[] = {p->request.arguments, p->reply.arguments};
     const char *names[] = {"queueArguments", "replyToQueueArguments"};
     for (int i = 0; i < 2; i++) {
-        if (i == 0 && CMI_PARAM_IS_DYNAMIC(p, RMQ_R_QUEUE + RMQ_P_QUEUE_ARGUMENTS))
+        if (i == 0 && CMI_PARAM_IS_DYNAMIC(p, RMQ_R_QUEUE + RMQ_Q_ARGUMENTS))
             continue;
         json_t *j = rmq_parse_arguments(args[i], why, sizeof(why));
         if (j == NULL) {

@@ -1,4 +1,4 @@
-/* publishMessage (spec §3).  On the worker: the target, the body, the
+/* publishMessage (docs/rabbitmq.md, "publishMessage").  On the worker: the target, the body, the
  * application-properties and the encoded message; then the message waits
  * (suspended, no thread held) for the pool to report the broker's outcome,
  * at most publishTimeout. */
@@ -8,60 +8,50 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rmq.h"
+#include "rmq_ops.h"
 
 typedef struct {
     rmq_target_t target; /* when every target parameter is static */
     int is_static;
 } publish_binding_t;
 
+static rmq_pool_t *pool_of(const cmi_instance_t *inst)
+{
+    return ((const rmq_instance_t *)inst->data)->pool;
+}
+
+/* The target's rows: the queue's and the exchange's options. */
 static int target_is_static(const rmq_publish_params_t *p)
 {
-    static const int rows[] = {RMQ_P_QUEUE, RMQ_P_QUEUE_AUTO_DECLARE, RMQ_P_QUEUE_TYPE, RMQ_P_QUEUE_ARGUMENTS,
-                               RMQ_P_MAX_PRIORITY, RMQ_P_INITIAL_MEMBER_COUNT, RMQ_P_DELIVERY_LIMIT,
-                               RMQ_P_DEAD_LETTER_STRATEGY, RMQ_P_MAX_AGE, RMQ_P_MAX_SEGMENT_SIZE,
-                               RMQ_P_QUEUE_EXCLUSIVE, RMQ_P_QUEUE_AUTO_DELETE, RMQ_P_QUEUE_OVERFLOW, RMQ_P_EXCHANGE,
-                               RMQ_P_EXCHANGE_AUTO_DECLARE, RMQ_P_EXCHANGE_TYPE, RMQ_P_ROUTING_KEY,
-                               RMQ_P_EXCHANGE_ARGUMENTS, RMQ_P_HEADER_EXCHANGE_ARGUMENTS, RMQ_P_EXCHANGE_AUTO_DELETE};
-    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
-        if (CMI_PARAM_IS_DYNAMIC(p, rows[i]))
+    for (unsigned row = RMQ_P_QUEUE; row < RMQ_P_EXCHANGE + RMQ_X_COUNT; row++)
+        if (CMI_PARAM_IS_DYNAMIC(p, row))
             return 0;
     return 1;
 }
 
-void rmq_target_copy(rmq_target_t *dst, const rmq_target_t *src)
+static int build_target(rmq_target_t *t, const rmq_publish_params_t *p, const char *vhost, char *err, size_t n)
 {
-    memset(dst, 0, sizeof(*dst));
-    dst->addr_v1 = strdup(src->addr_v1);
-    dst->addr_v2 = strdup(src->addr_v2);
-    dst->key = src->key ? strdup(src->key) : NULL;
-    dst->describe = strdup(src->describe);
-    dst->ndeclare = src->ndeclare;
-    dst->declare = calloc(src->ndeclare ? src->ndeclare : 1, sizeof(rmq_declare_t));
-    if (dst->addr_v1 == NULL || dst->addr_v2 == NULL || dst->describe == NULL || dst->declare == NULL)
-        abort();
-    for (size_t i = 0; i < src->ndeclare; i++)
-        dst->declare[i] = (rmq_declare_t){src->declare[i].method,          strdup(src->declare[i].http_path),
-                                          strdup(src->declare[i].http_body), strdup(src->declare[i].v2_path),
-                                          strdup(src->declare[i].v2_body),   src->declare[i].on_v1};
+    rmq_target_spec_t spec;
+    rmq_target_spec_read(&spec, p, RMQ_P_QUEUE, &p->queue, RMQ_P_EXCHANGE, &p->exchange);
+    return rmq_target_build(t, &spec, vhost, err, n);
 }
 
 /* Static targets are worked out once and declared when connections come
- * up, before the first message needs them (spec §3). */
+ * up, before the first message needs them. */
 int rmq_publish_prepare(cmi_binding_t *b, char *err, size_t n)
 {
     const rmq_publish_params_t *p = b->params;
     if (!target_is_static(p))
         return 0;
     const rmq_init_params_t *ip = b->instance->params;
-    publish_binding_t *pb = calloc(1, sizeof(*pb));
-    if (pb == NULL || rmq_target_build(&pb->target, p, ip->vhost, err, n) != 0) {
+    publish_binding_t *pb = rmq_xcalloc(1, sizeof(*pb));
+    if (build_target(&pb->target, p, ip->vhost, err, n) != 0) {
         free(pb);
         return -1;
     }
     pb->is_static = 1;
     b->data = pb;
-    rmq_pool_add_static_target(b->instance->data, &pb->target);
+    rmq_pool_add_static_target(pool_of(b->instance), &pb->target);
     return 0;
 }
 
@@ -73,14 +63,6 @@ void rmq_publish_release(cmi_binding_t *b)
         free(pb);
     }
     b->data = NULL;
-}
-
-void rmq_pub_free(rmq_pub_t *pub)
-{
-    rmq_target_dispose(&pub->target);
-    free(pub->bytes);
-    free(pub->message_id);
-    free(pub);
 }
 
 /* ---- the message ---------------------------------------------------------------- */
@@ -211,7 +193,7 @@ int rmq_pub_build_message(cmi_call_t *call, const rmq_outgoing_t *p, rmq_pub_t *
         rc = pub->bytes ? 0 : -1;
     }
     json_decref(w.props);
-    pub->message_id = strdup(mid);
+    pub->message_id = rmq_xstrdup(mid);
     return rc;
 }
 
@@ -229,7 +211,7 @@ static void on_cancel(cmi_call_t *call, void *arg)
         call->host->call_fail(call, RMQ_ERR_CONNECTION, RMQ_MSG_CONNECTION,
                               "%s: no connection to RabbitMQ could be had within publishTimeout",
                               pub->target.describe);
-    rmq_pool_reap_soon(call->binding->instance->data);
+    rmq_pool_reap_soon(pool_of(call->binding->instance));
 }
 
 /* On the worker, with the outcome the pool found. */
@@ -254,13 +236,11 @@ static int publish_continue(cmi_call_t *call, void *arg)
     return rc;
 }
 
-void rmq_pub_complete(rmq_pool_t *pool, rmq_pub_t *pub)
+/* Pool thread: the outcome resumes the call. */
+static void publish_done(rmq_pub_t *pub)
 {
-    if (pub->rpc != NULL) {
-        rmq_rpc_request_done(pool, pub); /* the reply, not the outcome, resumes the call */
-        return;
-    }
-    if (pub->call->host->call_resume(pub->call, publish_continue, pub) == CMI_CALL_STALE)
+    cmi_call_t *call = pub->arg;
+    if (call->host->call_resume(call, publish_continue, pub) == CMI_CALL_STALE)
         rmq_pub_free(pub); /* the deadline answered the caller already */
 }
 
@@ -270,13 +250,11 @@ int rmq_publish_run(cmi_call_t *call)
     const rmq_publish_params_t *p = call->params;
     const publish_binding_t *pb = call->binding->data;
     const rmq_init_params_t *ip = call->binding->instance->params;
-    rmq_pub_t *pub = calloc(1, sizeof(*pub));
-    if (pub == NULL)
-        return h->call_fail(call, RMQ_ERR_GENERAL, NULL, "out of memory");
+    rmq_pub_t *pub = rmq_xcalloc(1, sizeof(*pub));
     char err[512];
     if (pb != NULL && pb->is_static) {
         rmq_target_copy(&pub->target, &pb->target);
-    } else if (rmq_target_build(&pub->target, p, ip->vhost, err, sizeof(err)) != 0) {
+    } else if (build_target(&pub->target, p, ip->vhost, err, sizeof(err)) != 0) {
         free(pub);
         return h->call_fail(call, RMQ_ERR_CONFIG, RMQ_MSG_CONFIG, "publishMessage: %s", err);
     }
@@ -298,10 +276,11 @@ int rmq_publish_run(cmi_call_t *call)
         return rc == -2 ? CMI_FLOW_ERROR
                         : h->call_fail(call, RMQ_ERR_CONFIG, RMQ_MSG_CONFIG, "publishMessage: %s", err);
     }
-    pub->call = call;
+    pub->done = publish_done;
+    pub->arg = call;
     pub->confirm = p->confirms;
     h->call_suspend(call, p->publish_timeout_ms, RMQ_ERR_TIMEOUT, RMQ_MSG_TIMEOUT);
     h->call_on_cancel(call, on_cancel, pub);
-    rmq_pool_submit(call->binding->instance->data, pub);
+    rmq_pool_submit(pool_of(call->binding->instance), pub);
     return CMI_FLOW_SUSPENDED;
 }

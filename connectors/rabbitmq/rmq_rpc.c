@@ -1,4 +1,4 @@
-/* sendRpc (spec §4): a request with a fresh correlation-id and a reply-to,
+/* sendRpc (docs/rabbitmq.md, "sendRpc: request-reply"): a request with a fresh correlation-id and a reply-to,
  * and the reply matched back to the waiting message.
  *
  * Each connection config (pool) consumes its reply queues from start-up:
@@ -19,23 +19,48 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <unistd.h>
 
-#include "rmq_pool.h"
+#include "rmq_consume.h"
+#include "rmq_ops.h"
 
-#define LOG(pool, level, ...) (pool)->host->log((level), (pool)->component, __VA_ARGS__)
+#define LOG(rs, level, ...) RMQ_LOG((rs)->pool, level, __VA_ARGS__)
+#define RPC_SLOTS 1024
 /* A reply queue of the instance's own is deleted by the broker this long
  * after its last consumer went (the instance stopped or died). */
 #define REPLY_EXPIRES_MS 600000
 #define REPLY_CREDIT 256
 
+typedef struct rmq_rpc rmq_rpc_t;
+
+/* A queue replies are consumed from. */
+typedef struct reply_queue {
+    struct reply_queue *next;
+    char *name;
+    char *key; /* its declarations: a second sendRpc must not declare it otherwise */
+} reply_queue_t;
+
+/* Request-reply of one connection config: requests waiting for their
+ * reply, by correlation-id, and the reply queues consumed; under lock. */
+struct rmq_rpcs {
+    rmq_pool_t *pool;
+    pthread_mutex_t lock;
+    rmq_rpc_t *table[RPC_SLOTS];
+    reply_queue_t *reply_queues;
+    char prefix[24]; /* random: correlation-ids and reply queues unique to this pool */
+    atomic_ullong seq;
+    atomic_ulong late;        /* replies that found no request */
+    atomic_llong late_logged; /* when that was last logged */
+};
+
 struct rmq_rpc {
-    rmq_rpc_t *hnext; /* pool->rpc_table chain (under rpc_lock) */
-    int in_table;     /* under rpc_lock */
+    rmq_rpc_t *hnext; /* rs->table chain (under lock) */
+    int in_table;     /* under lock */
     char corr[96];
     cmi_call_t *call;
-    rmq_pub_t *pub; /* under rpc_lock: the request while the pool holds it */
-    rmq_pool_t *pool;
+    rmq_pub_t *pub; /* under lock: the request while the pool holds it */
+    rmq_rpcs_t *rs;
     atomic_int refs; /* the table's (then the resume's) and the request's */
     /* The reply (or the failure), filled by the pool thread before the resume. */
     char *body;
@@ -62,7 +87,7 @@ static size_t slot_of(const char *corr)
     size_t h = 5381;
     for (const unsigned char *p = (const unsigned char *)corr; *p; p++)
         h = h * 33 + *p;
-    return h % RMQ_RPC_SLOTS;
+    return h % RPC_SLOTS;
 }
 
 static void rpc_unref(rmq_rpc_t *r)
@@ -79,20 +104,20 @@ static void rpc_unref(rmq_rpc_t *r)
     free(r);
 }
 
-static void table_add(rmq_pool_t *pool, rmq_rpc_t *r)
+static void table_add(rmq_rpcs_t *rs, rmq_rpc_t *r)
 {
     size_t s = slot_of(r->corr);
-    pthread_mutex_lock(&pool->rpc_lock);
-    r->hnext = pool->rpc_table[s];
-    pool->rpc_table[s] = r;
+    pthread_mutex_lock(&rs->lock);
+    r->hnext = rs->table[s];
+    rs->table[s] = r;
     r->in_table = 1;
-    pthread_mutex_unlock(&pool->rpc_lock);
+    pthread_mutex_unlock(&rs->lock);
 }
 
-/* Caller holds rpc_lock. */
-static void table_unlink(rmq_pool_t *pool, rmq_rpc_t *r)
+/* Caller holds rs->lock. */
+static void table_unlink(rmq_rpcs_t *rs, rmq_rpc_t *r)
 {
-    rmq_rpc_t **at = &pool->rpc_table[slot_of(r->corr)];
+    rmq_rpc_t **at = &rs->table[slot_of(r->corr)];
     while (*at != NULL && *at != r)
         at = &(*at)->hnext;
     if (*at == r)
@@ -102,26 +127,26 @@ static void table_unlink(rmq_pool_t *pool, rmq_rpc_t *r)
 }
 
 /* Takes the request waiting for corr out of the table; NULL: none. */
-static rmq_rpc_t *table_take(rmq_pool_t *pool, const char *corr)
+static rmq_rpc_t *table_take(rmq_rpcs_t *rs, const char *corr)
 {
-    pthread_mutex_lock(&pool->rpc_lock);
-    rmq_rpc_t *r = pool->rpc_table[slot_of(corr)];
+    pthread_mutex_lock(&rs->lock);
+    rmq_rpc_t *r = rs->table[slot_of(corr)];
     while (r != NULL && strcmp(r->corr, corr) != 0)
         r = r->hnext;
     if (r != NULL)
-        table_unlink(pool, r);
-    pthread_mutex_unlock(&pool->rpc_lock);
+        table_unlink(rs, r);
+    pthread_mutex_unlock(&rs->lock);
     return r;
 }
 
 /* Takes r out when it is still in (1), else 0: someone else owns the resume. */
-static int table_take_this(rmq_pool_t *pool, rmq_rpc_t *r)
+static int table_take_this(rmq_rpcs_t *rs, rmq_rpc_t *r)
 {
-    pthread_mutex_lock(&pool->rpc_lock);
+    pthread_mutex_lock(&rs->lock);
     int had = r->in_table;
     if (had)
-        table_unlink(pool, r);
-    pthread_mutex_unlock(&pool->rpc_lock);
+        table_unlink(rs, r);
+    pthread_mutex_unlock(&rs->lock);
     return had;
 }
 
@@ -214,11 +239,11 @@ static int rpc_continue(cmi_call_t *call, void *arg)
 static void rpc_cancel(cmi_call_t *call, void *arg)
 {
     rmq_rpc_t *r = arg;
-    rmq_pool_t *pool = r->pool;
+    rmq_rpcs_t *rs = r->rs;
     int owned = 0, unsent = 0;
-    pthread_mutex_lock(&pool->rpc_lock);
+    pthread_mutex_lock(&rs->lock);
     if (r->in_table) {
-        table_unlink(pool, r);
+        table_unlink(rs, r);
         owned = 1;
     }
     if (r->pub != NULL) {
@@ -226,11 +251,11 @@ static void rpc_cancel(cmi_call_t *call, void *arg)
         int stage = atomic_load(&r->pub->stage);
         unsent = stage == RMQ_PUB_QUEUED || stage == RMQ_PUB_WAITING;
     }
-    pthread_mutex_unlock(&pool->rpc_lock);
+    pthread_mutex_unlock(&rs->lock);
     if (unsent)
         call->host->call_fail(call, RMQ_ERR_CONNECTION, RMQ_MSG_CONNECTION,
                               "sendRpc: no connection to RabbitMQ could be had within requestTimeout");
-    rmq_pool_reap_soon(pool);
+    rmq_pool_reap_soon(rs->pool);
     if (owned) {
         /* The resume this suspension owes the host, made here (STALE). */
         call->host->call_resume(call, NULL, NULL);
@@ -246,14 +271,17 @@ static void resume(rmq_rpc_t *r)
         rpc_unref(r);
 }
 
-void rmq_rpc_request_done(rmq_pool_t *pool, rmq_pub_t *pub)
+/* The request's publish is over: a failure ends the call now (no reply
+ * will come for a request the broker did not take); else the reply, not
+ * the outcome, resumes it. */
+static void request_done(rmq_pub_t *pub)
 {
-    rmq_rpc_t *r = pub->rpc;
-    pthread_mutex_lock(&pool->rpc_lock);
+    rmq_rpc_t *r = pub->arg;
+    rmq_rpcs_t *rs = r->rs;
+    pthread_mutex_lock(&rs->lock);
     r->pub = NULL;
-    pthread_mutex_unlock(&pool->rpc_lock);
-    if (pub->outcome != RMQ_OUT_ACCEPTED && table_take_this(pool, r)) {
-        /* No reply will come for a request the broker did not take. */
+    pthread_mutex_unlock(&rs->lock);
+    if (pub->outcome != RMQ_OUT_ACCEPTED && table_take_this(rs, r)) {
         if (pub->outcome == RMQ_OUT_REJECTED || pub->outcome == RMQ_OUT_RELEASED || pub->outcome == RMQ_OUT_MODIFIED) {
             r->err_code = RMQ_ERR_OPERATION;
             snprintf(r->err_detail, sizeof(r->err_detail), "sendRpc: the broker %s the request to %s",
@@ -271,50 +299,41 @@ void rmq_rpc_request_done(rmq_pool_t *pool, rmq_pub_t *pub)
     rmq_pub_free(pub);
 }
 
-static char *dup_or_null(const char *s)
+static void late(rmq_rpcs_t *rs, const char *corr)
 {
-    return s != NULL ? strdup(s) : NULL;
-}
-
-static void late(rmq_pool_t *pool, const char *corr)
-{
-    unsigned long n = atomic_fetch_add(&pool->rpc_late, 1) + 1;
-    int64_t now = rmq_pool_now(), last = atomic_load(&pool->rpc_late_logged);
+    unsigned long n = atomic_fetch_add(&rs->late, 1) + 1;
+    int64_t now = rmq_now(), last = atomic_load(&rs->late_logged);
     int level = CMI_LOG_DEBUG;
-    if (now - last >= 10000 && atomic_compare_exchange_strong(&pool->rpc_late_logged, &last, now))
+    if (now - last >= 10000 && atomic_compare_exchange_strong(&rs->late_logged, &last, now))
         level = CMI_LOG_WARN;
-    LOG(pool, level, "a reply (correlation-id %s) came after its request ended or belongs to no request of this "
+    LOG(rs, level, "a reply (correlation-id %s) came after its request ended or belongs to no request of this "
         "instance: accepted and dropped (%lu so far; logged at most every 10 s)", corr[0] ? corr : "none", n);
 }
 
-/* The reply consumer's deliver callback: always 1 (accept it now). */
-static int on_reply(void *arg, rmq_delivery_t *d, const rmq_incoming_t *m)
+/* The reply consumer's deliver callback: every reply is accepted at once. */
+static rmq_deliver_result_t on_reply(void *arg, rmq_delivery_t *d, const rmq_incoming_t *m)
 {
     (void)d;
-    rmq_pool_t *pool = arg;
-    rmq_rpc_t *r = table_take(pool, m->correlation_id);
+    rmq_rpcs_t *rs = arg;
+    rmq_rpc_t *r = table_take(rs, m->correlation_id);
     if (r == NULL) {
-        late(pool, m->correlation_id);
-        return 1;
+        late(rs, m->correlation_id);
+        return RMQ_DELIVER_DONE;
     }
-    r->body = malloc(m->len + 1);
-    if (r->body == NULL)
-        abort();
+    r->body = rmq_xmalloc(m->len + 1);
     memcpy(r->body, m->body, m->len);
     r->body[m->len] = '\0';
     r->len = m->len;
-    r->content_type = dup_or_null(m->content_type);
-    r->charset = dup_or_null(m->content_encoding);
-    r->correlation_id = dup_or_null(m->correlation_id);
-    r->message_id = dup_or_null(m->message_id);
+    r->content_type = rmq_dup_or_null(m->content_type);
+    r->charset = rmq_dup_or_null(m->content_encoding);
+    r->correlation_id = rmq_dup_or_null(m->correlation_id);
+    r->message_id = rmq_dup_or_null(m->message_id);
     if (m->nprops > 0) {
         size_t bytes = 0;
         for (size_t i = 0; i < m->nprops; i++)
             bytes += strlen(m->props[i].name) + strlen(m->props[i].value) + 2;
-        r->props = calloc(m->nprops, sizeof(*r->props));
-        char *s = r->prop_strings = malloc(bytes);
-        if (r->props == NULL || s == NULL)
-            abort();
+        r->props = rmq_xcalloc(m->nprops, sizeof(*r->props));
+        char *s = r->prop_strings = rmq_xmalloc(bytes);
         for (size_t i = 0; i < m->nprops; i++) {
             size_t nl = strlen(m->props[i].name) + 1, vl = strlen(m->props[i].value) + 1;
             memcpy(s, m->props[i].name, nl);
@@ -325,64 +344,59 @@ static int on_reply(void *arg, rmq_delivery_t *d, const rmq_incoming_t *m)
         r->nprops = m->nprops;
     }
     if (r->call->host->call_resume(r->call, rpc_continue, r) == CMI_CALL_STALE) {
-        late(pool, m->correlation_id); /* its deadline won by a hair */
+        late(rs, m->correlation_id); /* its deadline won by a hair */
         rpc_unref(r);
     }
-    return 1;
+    return RMQ_DELIVER_DONE;
 }
 
-/* Shutdown, the pool thread gone.  The engine stops connection configs
- * after the workers, once every message is over: a request still in the
- * table has no call left to resume (it cannot happen; freed all the same). */
-void rmq_rpc_dispose(rmq_pool_t *pool)
+/* ---- the state -------------------------------------------------------------------------- */
+
+rmq_rpcs_t *rmq_rpcs_create(rmq_pool_t *pool)
 {
-    for (size_t s = 0; s < RMQ_RPC_SLOTS; s++) {
+    rmq_rpcs_t *rs = rmq_xcalloc(1, sizeof(*rs));
+    rs->pool = pool;
+    pthread_mutex_init(&rs->lock, NULL);
+    /* Unique even should getrandom fail: the pid and the time mixed in. */
+    uint64_t rnd = 0;
+    if (getrandom(&rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+        rnd = 0x9e3779b97f4a7c15ull;
+    snprintf(rs->prefix, sizeof(rs->prefix), "%016llx",
+             (unsigned long long)(rnd ^ ((uint64_t)getpid() << 32) ^ (uint64_t)rmq_now()));
+    return rs;
+}
+
+/* Shutdown, the pool gone.  The engine stops connection configs after the
+ * workers, once every message is over: a request still in the table has no
+ * call left to resume (it cannot happen; freed all the same). */
+void rmq_rpcs_destroy(rmq_rpcs_t *rs)
+{
+    if (rs == NULL)
+        return;
+    for (size_t s = 0; s < RPC_SLOTS; s++) {
         rmq_rpc_t *r;
-        while ((r = pool->rpc_table[s]) != NULL) {
-            table_unlink(pool, r);
+        while ((r = rs->table[s]) != NULL) {
+            table_unlink(rs, r);
             rpc_unref(r);
         }
     }
-    while (pool->reply_queues != NULL) {
-        rmq_reply_queue_t *q = pool->reply_queues;
-        pool->reply_queues = q->next;
+    while (rs->reply_queues != NULL) {
+        reply_queue_t *q = rs->reply_queues;
+        rs->reply_queues = q->next;
         free(q->name);
         free(q->key);
         free(q);
     }
+    pthread_mutex_destroy(&rs->lock);
+    free(rs);
 }
 
 /* ---- reply queues ------------------------------------------------------------------------- */
 
-void rmq_queue_opts_to_publish(const void *params, unsigned base, const rmq_queue_opts_t *o, rmq_publish_params_t *q)
-{
-    memset(q, 0, sizeof(*q));
-    q->queue = o->queue;
-    q->queue_auto_declare = o->queue_auto_declare;
-    q->queue_type = o->queue_type;
-    q->queue_arguments = o->queue_arguments;
-    q->max_priority = o->max_priority;
-    q->initial_member_count = o->initial_member_count;
-    q->delivery_limit = o->delivery_limit;
-    q->dead_letter_strategy = o->dead_letter_strategy;
-    q->max_age = o->max_age;
-    q->max_segment_size = o->max_segment_size;
-    q->queue_exclusive = o->queue_exclusive;
-    q->queue_auto_delete = o->queue_auto_delete;
-    q->queue_overflow = o->queue_overflow;
-    q->body_type = RMQ_BODY_NONE;
-    for (unsigned i = 0; i < RMQ_QUEUE_ROWS; i++) {
-        if (CMI_PARAM_GIVEN(params, base + i))
-            q->head.given[i / 64] |= 1ull << (i % 64);
-        if (CMI_PARAM_IS_DYNAMIC(params, base + i))
-            q->head.dynamic[i / 64] |= 1ull << (i % 64);
-    }
-}
-
 /* The instance's own reply queue: unique to this process (host, pid and a
  * random part: a container's pid is often 1), gone REPLY_EXPIRES_MS after
  * it is no longer consumed. */
-static void own_reply_queue(rmq_pool_t *pool, char *name, size_t n)
+static void own_reply_queue(const rmq_rpcs_t *rs, char *name, size_t n)
 {
     char host[64] = "host";
     gethostname(host, sizeof(host));
@@ -390,28 +404,28 @@ static void own_reply_queue(rmq_pool_t *pool, char *name, size_t n)
     for (char *c = host; *c; c++)
         if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '-'))
             *c = '-';
-    snprintf(name, n, "cmi-rpc-%s-%ld-%s", host, (long)getpid(), pool->rpc_prefix);
+    snprintf(name, n, "cmi-rpc-%s-%ld-%s", host, (long)getpid(), rs->prefix);
 }
 
 /* Consumes the reply queue (once per pool and queue name).  Returns -1
  * when another sendRpc of this config declares the same queue otherwise. */
-static int consume_replies(rmq_pool_t *pool, const rmq_target_t *t, const char *name, char *err, size_t n)
+static int consume_replies(rmq_rpcs_t *rs, const rmq_target_t *t, const char *name, char *err, size_t n)
 {
-    pthread_mutex_lock(&pool->rpc_lock);
-    rmq_reply_queue_t *q = pool->reply_queues;
+    pthread_mutex_lock(&rs->lock);
+    reply_queue_t *q = rs->reply_queues;
     while (q != NULL && strcmp(q->name, name) != 0)
         q = q->next;
     int known = q != NULL;
     const char *key = t->key ? t->key : "";
     int clash = known && strcmp(q->key, key) != 0;
     if (!known) {
-        q = calloc(1, sizeof(*q));
-        if (q == NULL || (q->name = strdup(name)) == NULL || (q->key = strdup(key)) == NULL)
-            abort();
-        q->next = pool->reply_queues;
-        pool->reply_queues = q;
+        q = rmq_xcalloc(1, sizeof(*q));
+        q->name = rmq_xstrdup(name);
+        q->key = rmq_xstrdup(key);
+        q->next = rs->reply_queues;
+        rs->reply_queues = q;
     }
-    pthread_mutex_unlock(&pool->rpc_lock);
+    pthread_mutex_unlock(&rs->lock);
     if (clash) {
         snprintf(err, n, "replyToQueue '%s' is declared with other replyToQueue* options by another sendRpc of this "
                  "connection config: give them the same options", name);
@@ -427,9 +441,9 @@ static int consume_replies(rmq_pool_t *pool, const rmq_target_t *t, const char *
     spec.ack_wait_ms = 60000;
     spec.requeue_delay_ms = 1000;
     spec.deliver = on_reply;
-    spec.arg = pool;
-    rmq_pool_consume(pool, &spec);
-    LOG(pool, CMI_LOG_INFO, "replies to sendRpc come to %s", t->describe);
+    spec.arg = rs;
+    rmq_pool_consume(rs->pool, &spec);
+    LOG(rs, CMI_LOG_INFO, "replies to sendRpc come to %s", t->describe);
     return 0;
 }
 
@@ -437,38 +451,32 @@ int rmq_rpc_prepare(cmi_binding_t *b, char *err, size_t n)
 {
     const rmq_rpc_params_t *p = b->params;
     const rmq_init_params_t *ip = b->instance->params;
-    rmq_pool_t *pool = b->instance->data;
-    rpc_binding_t *rb = calloc(1, sizeof(*rb));
-    if (rb == NULL) {
-        snprintf(err, n, "out of memory");
-        return -1;
-    }
-    rmq_publish_params_t q;
-    rmq_queue_opts_to_publish(p, RMQ_R_REPLY, &p->reply, &q);
+    rmq_rpcs_t *rs = ((rmq_instance_t *)b->instance->data)->rpcs;
+    rpc_binding_t *rb = rmq_xcalloc(1, sizeof(*rb));
+    rmq_target_spec_t q;
+    rmq_target_spec_read(&q, p, RMQ_R_REPLY, &p->reply, 0, NULL);
     char own[200];
-    if (p->reply.queue == NULL) {
-        own_reply_queue(pool, own, sizeof(own));
-        q.queue = own;
-        q.head.given[RMQ_P_QUEUE / 64] |= 1ull << (RMQ_P_QUEUE % 64);
+    char *args = NULL;
+    if (p->reply.name == NULL) {
+        own_reply_queue(rs, own, sizeof(own));
+        q.queue.name = own;
+        rmq_target_spec_set_queue(&q, RMQ_Q_NAME);
         /* Declared with an expiry: the broker deletes it once the instance
          * is gone (3.x has no exclusive queues through the management API). */
-        char *args = NULL;
-        if (asprintf(&args, "x-expires=%d%s%s", REPLY_EXPIRES_MS, p->reply.queue_arguments ? "," : "",
-                     p->reply.queue_arguments ? p->reply.queue_arguments : "") < 0)
-            abort();
-        q.queue_arguments = args;
-        q.head.given[RMQ_P_QUEUE_ARGUMENTS / 64] |= 1ull << (RMQ_P_QUEUE_ARGUMENTS % 64);
+        args = rmq_xasprintf("x-expires=%d%s%s", REPLY_EXPIRES_MS, p->reply.arguments ? "," : "",
+                             p->reply.arguments ? p->reply.arguments : "");
+        q.queue.arguments = args;
+        rmq_target_spec_set_queue(&q, RMQ_Q_ARGUMENTS);
     }
     int rc = rmq_target_build(&rb->reply, &q, ip->vhost, err, n);
-    if (p->reply.queue == NULL)
-        free((char *)q.queue_arguments);
+    free(args);
     if (rc != 0) {
         free(rb);
         return -1;
     }
     char own_name[256];
-    snprintf(own_name, sizeof(own_name), "%s", q.queue);
-    if (consume_replies(pool, &rb->reply, own_name, err, n) != 0) {
+    snprintf(own_name, sizeof(own_name), "%s", q.queue.name);
+    if (consume_replies(rs, &rb->reply, own_name, err, n) != 0) {
         rmq_target_dispose(&rb->reply);
         free(rb);
         return -1;
@@ -495,19 +503,17 @@ int rmq_rpc_run(cmi_call_t *call)
     const rmq_rpc_params_t *p = call->params;
     const rpc_binding_t *rb = call->binding->data;
     const rmq_init_params_t *ip = call->binding->instance->params;
-    rmq_pool_t *pool = call->binding->instance->data;
+    rmq_rpcs_t *rs = ((rmq_instance_t *)call->binding->instance->data)->rpcs;
     char err[512];
-    rmq_publish_params_t q;
-    rmq_queue_opts_to_publish(p, RMQ_R_QUEUE, &p->request, &q);
-    rmq_pub_t *pub = calloc(1, sizeof(*pub));
-    rmq_rpc_t *r = calloc(1, sizeof(*r));
-    if (pub == NULL || r == NULL)
-        abort();
-    if (q.queue == NULL || rmq_target_build(&pub->target, &q, ip->vhost, err, sizeof(err)) != 0) {
+    rmq_target_spec_t q;
+    rmq_target_spec_read(&q, p, RMQ_R_QUEUE, &p->request, 0, NULL);
+    rmq_pub_t *pub = rmq_xcalloc(1, sizeof(*pub));
+    rmq_rpc_t *r = rmq_xcalloc(1, sizeof(*r));
+    if (q.queue.name == NULL || rmq_target_build(&pub->target, &q, ip->vhost, err, sizeof(err)) != 0) {
         free(pub);
         free(r);
         return h->call_fail(call, RMQ_ERR_CONFIG, RMQ_MSG_CONFIG, "sendRpc: %s",
-                            q.queue == NULL ? "the queue is empty" : err);
+                            q.queue.name == NULL ? "the queue is empty" : err);
     }
     /* The reply queue is declared (on each connection, cached) before the
      * request goes: a reply to a queue that does not exist yet is dropped
@@ -516,8 +522,7 @@ int rmq_rpc_run(cmi_call_t *call)
     rmq_target_t reply;
     rmq_target_copy(&reply, &rb->reply);
     rmq_target_prepend(&pub->target, &reply);
-    snprintf(r->corr, sizeof(r->corr), "%s-%llu", pool->rpc_prefix,
-             (unsigned long long)atomic_fetch_add(&pool->rpc_seq, 1) + 1);
+    snprintf(r->corr, sizeof(r->corr), "%s-%llu", rs->prefix, (unsigned long long)atomic_fetch_add(&rs->seq, 1) + 1);
     rmq_outgoing_t out = {
         .body_type = CMI_PARAM_GIVEN(p, RMQ_R_BODY_TYPE) ? p->body_type : RMQ_BODY_NONE,
         .body_rows = {RMQ_R_BODY_JSON, RMQ_R_BODY_XML, RMQ_R_BODY_TEXT},
@@ -525,7 +530,7 @@ int rmq_rpc_run(cmi_call_t *call)
         .charset = p->charset,
         .headers = p->headers,
         .correlation_id = r->corr,
-        .reply_to = rmq_target_address(&rb->reply, atomic_load(&pool->format)),
+        .reply_to = rmq_target_address(&rb->reply, rmq_pool_format(rs->pool)),
         .priority = -1,
     };
     int rc = rmq_pub_build_message(call, &out, pub, err, sizeof(err));
@@ -535,15 +540,15 @@ int rmq_rpc_run(cmi_call_t *call)
         return rc == -2 ? CMI_FLOW_ERROR : h->call_fail(call, RMQ_ERR_CONFIG, RMQ_MSG_CONFIG, "sendRpc: %s", err);
     }
     r->call = call;
-    r->pool = pool;
+    r->rs = rs;
     r->pub = pub;
     atomic_init(&r->refs, 2); /* the table's and the request's */
-    pub->call = call;
+    pub->done = request_done;
+    pub->arg = r;
     pub->confirm = 1; /* a refused request fails now, not at the timeout */
-    pub->rpc = r;
     h->call_suspend(call, p->request_timeout_ms, RMQ_ERR_TIMEOUT, RMQ_MSG_TIMEOUT);
     h->call_on_cancel(call, rpc_cancel, r);
-    table_add(pool, r); /* after the suspend: a reply may resume it from now on */
-    rmq_pool_submit(pool, pub);
+    table_add(rs, r); /* after the suspend: a reply may resume it from now on */
+    rmq_pool_submit(rs->pool, pub);
     return CMI_FLOW_SUSPENDED;
 }

@@ -16,21 +16,21 @@
 
 /* ---- helpers ---------------------------------------------------------------- */
 
-static rmq_publish_params_t params(void)
+/* A target spec with publishMessage's defaults. */
+static rmq_target_spec_t params(void)
 {
-    rmq_publish_params_t p;
+    rmq_target_spec_t p;
     memset(&p, 0, sizeof(p));
-    p.queue_auto_declare = 1;
-    p.exchange_auto_declare = 1;
-    p.queue_type = RMQ_QUEUE_CLASSIC;
-    p.exchange_type = RMQ_EXCHANGE_DIRECT;
-    p.body_type = RMQ_BODY_NONE;
+    p.queue.auto_declare = 1;
+    p.exchange.auto_declare = 1;
+    p.queue.type = RMQ_QUEUE_CLASSIC;
+    p.exchange.type = RMQ_EXCHANGE_DIRECT;
     return p;
 }
 
-static void given(rmq_publish_params_t *p, unsigned row)
+static void given(rmq_target_spec_t *p, unsigned queue_opt)
 {
-    p->head.given[row / 64] |= 1ull << (row % 64);
+    rmq_target_spec_set_queue(p, queue_opt);
 }
 
 static json_t *json(const char *text)
@@ -77,9 +77,9 @@ static void test_format_from_version(void)
 
 static void test_plain_classic_queue(void)
 {
-    rmq_publish_params_t p = params();
-    p.queue = "orders";
-    given(&p, RMQ_P_QUEUE);
+    rmq_target_spec_t p = params();
+    p.queue.name = "orders";
+    given(&p, RMQ_Q_NAME);
     rmq_target_t t;
     char err[256];
     CU_ASSERT_FATAL(rmq_target_build(&t, &p, "/", err, sizeof(err)) == 0);
@@ -96,7 +96,7 @@ static void test_plain_classic_queue(void)
     CU_ASSERT_STRING_EQUAL(t.describe, "queue 'orders'");
     rmq_target_dispose(&t);
 
-    p.queue_auto_declare = 0; /* must exist: never declared, never /queue/ */
+    p.queue.auto_declare = 0; /* must exist: never declared, never /queue/ */
     CU_ASSERT_FATAL(rmq_target_build(&t, &p, "/", err, sizeof(err)) == 0);
     CU_ASSERT_STRING_EQUAL(rmq_target_address(&t, RMQ_FORMAT_V1), "/amq/queue/orders");
     CU_ASSERT_EQUAL(t.ndeclare, 0);
@@ -106,18 +106,18 @@ static void test_plain_classic_queue(void)
 
 static void test_quorum_queue_with_arguments(void)
 {
-    rmq_publish_params_t p = params();
-    p.queue = "jobs/eu";
-    p.queue_type = RMQ_QUEUE_QUORUM;
-    p.delivery_limit = 5;
-    p.initial_member_count = 3;
-    p.queue_overflow = RMQ_OVERFLOW_REJECT_PUBLISH;
-    p.queue_arguments = "x-max-length=10, x-single-active-consumer=true, x-note=a b, x-ratio=0.5";
-    given(&p, RMQ_P_QUEUE);
-    given(&p, RMQ_P_DELIVERY_LIMIT);
-    given(&p, RMQ_P_INITIAL_MEMBER_COUNT);
-    given(&p, RMQ_P_QUEUE_OVERFLOW);
-    given(&p, RMQ_P_QUEUE_ARGUMENTS);
+    rmq_target_spec_t p = params();
+    p.queue.name = "jobs/eu";
+    p.queue.type = RMQ_QUEUE_QUORUM;
+    p.queue.delivery_limit = 5;
+    p.queue.initial_member_count = 3;
+    p.queue.overflow = RMQ_OVERFLOW_REJECT_PUBLISH;
+    p.queue.arguments = "x-max-length=10, x-single-active-consumer=true, x-note=a b, x-ratio=0.5";
+    given(&p, RMQ_Q_NAME);
+    given(&p, RMQ_Q_DELIVERY_LIMIT);
+    given(&p, RMQ_Q_INITIAL_MEMBER_COUNT);
+    given(&p, RMQ_Q_OVERFLOW);
+    given(&p, RMQ_Q_ARGUMENTS);
     rmq_target_t t;
     char err[256];
     CU_ASSERT_FATAL(rmq_target_build(&t, &p, "prod/eu", err, sizeof(err)) == 0);
@@ -137,12 +137,10 @@ static void test_quorum_queue_with_arguments(void)
 
 static void test_exchange_targets(void)
 {
-    rmq_publish_params_t p = params();
-    p.exchange = "orders.topic";
-    p.exchange_type = RMQ_EXCHANGE_TOPIC;
-    p.routing_key = "eu/de.new";
-    given(&p, RMQ_P_EXCHANGE);
-    given(&p, RMQ_P_ROUTING_KEY);
+    rmq_target_spec_t p = params();
+    p.exchange.name = "orders.topic";
+    p.exchange.type = RMQ_EXCHANGE_TOPIC;
+    p.exchange.routing_key = "eu/de.new";
     rmq_target_t t;
     char err[256];
     CU_ASSERT_FATAL(rmq_target_build(&t, &p, "/", err, sizeof(err)) == 0);
@@ -155,8 +153,8 @@ static void test_exchange_targets(void)
     rmq_target_dispose(&t);
 
     /* amq.* exchanges exist: never declared.  No key: /exchanges/X. */
-    p.exchange = "amq.fanout";
-    p.routing_key = NULL;
+    p.exchange.name = "amq.fanout";
+    p.exchange.routing_key = NULL;
     CU_ASSERT_FATAL(rmq_target_build(&t, &p, "/", err, sizeof(err)) == 0);
     CU_ASSERT_EQUAL(t.ndeclare, 0);
     CU_ASSERT_STRING_EQUAL(rmq_target_address(&t, RMQ_FORMAT_V2), "/exchanges/amq.fanout");
@@ -165,15 +163,13 @@ static void test_exchange_targets(void)
 
 static void test_queue_bound_to_exchange(void)
 {
-    rmq_publish_params_t p = params();
-    p.exchange = "hdrs";
-    p.exchange_type = RMQ_EXCHANGE_HEADERS;
-    p.queue = "q";
-    p.routing_key = "k";
-    p.header_exchange_arguments = "x-match=all,region=eu";
-    given(&p, RMQ_P_EXCHANGE);
-    given(&p, RMQ_P_QUEUE);
-    given(&p, RMQ_P_ROUTING_KEY);
+    rmq_target_spec_t p = params();
+    p.exchange.name = "hdrs";
+    p.exchange.type = RMQ_EXCHANGE_HEADERS;
+    p.queue.name = "q";
+    p.exchange.routing_key = "k";
+    p.exchange.header_arguments = "x-match=all,region=eu";
+    given(&p, RMQ_Q_NAME);
     rmq_target_t t;
     char err[256];
     CU_ASSERT_FATAL(rmq_target_build(&t, &p, "/", err, sizeof(err)) == 0);
@@ -196,8 +192,8 @@ static void test_queue_bound_to_exchange(void)
 
 static void test_raw_address_and_errors(void)
 {
-    rmq_publish_params_t p = params();
-    p.queue = "/amq/queue/replies-1";
+    rmq_target_spec_t p = params();
+    p.queue.name = "/amq/queue/replies-1";
     rmq_target_t t;
     char err[256];
     CU_ASSERT_FATAL(rmq_target_build(&t, &p, "/", err, sizeof(err)) == 0);
@@ -210,9 +206,9 @@ static void test_raw_address_and_errors(void)
     CU_ASSERT_EQUAL(rmq_target_build(&t, &p, "/", err, sizeof(err)), -1);
     CU_ASSERT_STRING_EQUAL(err, "give a queue or an exchange to publish to");
 
-    p.queue = "q";
-    p.queue_arguments = "x-max-length";
-    given(&p, RMQ_P_QUEUE_ARGUMENTS);
+    p.queue.name = "q";
+    p.queue.arguments = "x-max-length";
+    given(&p, RMQ_Q_ARGUMENTS);
     CU_ASSERT_EQUAL(rmq_target_build(&t, &p, "/", err, sizeof(err)), -1);
     CU_ASSERT_STRING_EQUAL(err, "queueArguments: 'x-max-length' is not key=value");
 }
@@ -327,10 +323,10 @@ static void test_publish_result(void)
 
 static void test_v2_request(void)
 {
-    rmq_publish_params_t p = params();
-    p.queue = "q 1";
-    p.queue_type = RMQ_QUEUE_QUORUM;
-    given(&p, RMQ_P_QUEUE);
+    rmq_target_spec_t p = params();
+    p.queue.name = "q 1";
+    p.queue.type = RMQ_QUEUE_QUORUM;
+    given(&p, RMQ_Q_NAME);
     rmq_target_t t;
     char err[256];
     CU_ASSERT_FATAL(rmq_target_build(&t, &p, "/", err, sizeof(err)) == 0);

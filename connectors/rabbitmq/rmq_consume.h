@@ -1,0 +1,70 @@
+/* Consuming: receivers with credit on the pool's connections, each
+ * delivery handed to mediation and settled with the flow's decision.  A
+ * feature of the pool core (rmq_core.h): pools that consume are made
+ * with rmq_consume_feature. */
+#ifndef RMQ_CONSUME_H
+#define RMQ_CONSUME_H
+
+#include "rmq_core.h"
+
+extern const rmq_feature_t rmq_consume_feature;
+
+typedef struct rmq_delivery rmq_delivery_t;
+
+/* Decisions on a delivery; the first one wins. */
+typedef enum {
+    RMQ_DECIDE_NONE,
+    RMQ_DECIDE_ACCEPT,
+    RMQ_DECIDE_DISCARD,
+    RMQ_DECIDE_REQUEUE,
+    RMQ_DECIDE_TIMEOUT
+} rmq_decision_t;
+
+/* A message a receiver got, decoded on the pool thread (all borrowed until
+ * the deliver callback returns). */
+typedef struct {
+    const char *body;
+    size_t len;
+    const char *content_type;     /* NULL when the message has none */
+    const char *content_encoding; /* NULL when the message has none */
+    const char *message_id;
+    const char *correlation_id;
+    const char *reply_to;
+    int redelivered; /* not the first acquirer (RabbitMQ 3.x sets this on requeued messages) */
+    cmi_nv_t *props; /* application-properties as text */
+    size_t nprops;
+} rmq_incoming_t;
+
+/* What the deliver callback did with a message. */
+typedef enum {
+    RMQ_DELIVER_MEDIATING = 0, /* the flow will call rmq_delivery_flow_done */
+    RMQ_DELIVER_DONE = 1,      /* dealt with already: accepted */
+    RMQ_DELIVER_REFUSED = -1,  /* the engine refused it (stopping): released */
+    RMQ_DELIVER_UNUSABLE = -2, /* the payload cannot be mediated: rejected */
+} rmq_deliver_result_t;
+
+/* Pool thread: hands the message to mediation. */
+typedef rmq_deliver_result_t (*rmq_deliver_fn)(void *arg, rmq_delivery_t *d, const rmq_incoming_t *m);
+
+typedef struct {
+    rmq_target_t target; /* the queue, and what to declare first */
+    int links;           /* receivers per connection */
+    int credit;          /* deliveries in mediation at once, per receiver */
+    int auto_ack;
+    uint64_t ack_wait_ms;      /* a flow still running then: requeued */
+    uint64_t requeue_delay_ms; /* a flow over without a decision: requeued after this */
+    rmq_deliver_fn deliver;
+    void *arg;
+} rmq_consumer_spec_t;
+
+/* Any thread: starts consuming (the target passes to the pool). */
+void rmq_pool_consume(rmq_pool_t *pool, rmq_consumer_spec_t *spec);
+/* Any thread: no new deliveries; those in mediation go on. */
+void rmq_pool_stop_consuming(rmq_pool_t *pool);
+/* Any thread: records a decision; returns 1 when it is the first one. */
+int rmq_delivery_decide(rmq_delivery_t *d, int decision);
+/* Any thread, once: the flow that mediated d is over. */
+void rmq_delivery_flow_done(rmq_delivery_t *d);
+const char *rmq_delivery_message_id(const rmq_delivery_t *d);
+
+#endif

@@ -1,0 +1,38 @@
+/* The operations and the listener that rmq_module.c's tables name, and
+ * a connection config's state (cmi_instance_t.data). */
+#ifndef RMQ_OPS_H
+#define RMQ_OPS_H
+
+#include "rmq_core.h"
+
+typedef struct rmq_rpcs rmq_rpcs_t;
+
+/* <rabbitmq.init>: its pool, and sendRpc's state over it. */
+typedef struct {
+    rmq_pool_t *pool;
+    rmq_rpcs_t *rpcs;
+} rmq_instance_t;
+
+/* ---- request-reply (rmq_rpc.c) --------------------------------------------------- */
+
+int rmq_rpc_run(cmi_call_t *call);
+int rmq_rpc_prepare(cmi_binding_t *b, char *err, size_t n);
+void rmq_rpc_release(cmi_binding_t *b);
+/* The state of request-reply of one connection config: requests by
+ * correlation-id, the reply queues consumed. */
+rmq_rpcs_t *rmq_rpcs_create(rmq_pool_t *pool);
+/* After the pool is destroyed (no reply can come any more). */
+void rmq_rpcs_destroy(rmq_rpcs_t *rs);
+
+/* ---- operations (rmq_publish.c) ------------------------------------------------ */
+
+int rmq_publish_run(cmi_call_t *call);
+/* rmq_listener.c: the inbound endpoint and the decisions. */
+extern const cmi_listener_def_t rmq_listeners[];
+int rmq_accept_run(cmi_call_t *call);
+int rmq_discard_run(cmi_call_t *call);
+int rmq_requeue_run(cmi_call_t *call);
+int rmq_publish_prepare(cmi_binding_t *b, char *err, size_t n);
+void rmq_publish_release(cmi_binding_t *b);
+
+#endif
