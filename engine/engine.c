@@ -139,7 +139,7 @@ int cmi_engine_run(const cmi_settings_t *settings)
     mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
     mallopt(M_TRIM_THRESHOLD, 4 * 1024 * 1024);
     /* Views derived from a payload may take four times what a request
-     * body may (README: Limits). */
+     * body may (docs/operations.md, "HTTP behaviour", and docs/limits.md). */
     cmi_msg_set_view_limit(settings->max_body <= SIZE_MAX / 4 ? (size_t)settings->max_body * 4 : SIZE_MAX);
 
     cmi_diag_t diag;

@@ -28,8 +28,9 @@ typedef struct cmi_settings {
 } cmi_settings_t;
 
 void cmi_settings_defaults(cmi_settings_t *s);
-/* Reads a server config file (XML, see README) into s; problems are
- * reported as file:line errors.  Returns 0 or -1. */
+/* Reads a server config file (XML; docs/configuration.md, "Server config
+ * file") into s; problems are reported as file:line errors.  Returns 0 or
+ * -1. */
 int cmi_settings_load_file(cmi_settings_t *s, const char *path);
 void cmi_settings_dispose(cmi_settings_t *s);
 /* A per-second rate ("2000"; 0 means no limit).  Returns 0 or -1. */

@@ -1,4 +1,4 @@
-/* cmi: the command line (engine.md §6). */
+/* cmi: the command line (docs/configuration.md, "Commands" and "Options"). */
 #include "config.h"
 
 #include <libxml/parser.h>

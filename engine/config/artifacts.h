@@ -1,6 +1,7 @@
 /* Compilers for each artifact kind (one root element each), called by the
- * loader in engine.md §1's order.  Each reports its problems through the
- * compile context and registers what it built in the configuration. */
+ * loader in load order (docs/configuration.md, "Deployments").  Each
+ * reports its problems through the compile context and registers what it
+ * built in the configuration. */
 #ifndef CMI_CONFIG_ARTIFACTS_H
 #define CMI_CONFIG_ARTIFACTS_H
 

@@ -1,11 +1,11 @@
 /* What artifact compilers share: the compile context, XML helpers that
  * report problems with file:line, and deferred sequence references.
  *
- * The rules of engine.md §1 live here: elements in the Synapse namespace
- * (or none); every attribute checked against the element's table, where an
- * attribute is supported, known to MI but cosmetic (a warning), known to MI
- * but not supported yet (an error, since ignoring it would change
- * behaviour), or unknown (an error). */
+ * The rules of docs/configuration.md, "Deployments", live here: elements
+ * in the Synapse namespace (or none); every attribute checked against the
+ * element's table, where an attribute is supported, known to MI but
+ * cosmetic (a warning), known to MI but not supported yet (an error, since
+ * ignoring it would change behaviour), or unknown (an error). */
 #ifndef CMI_CONFIG_COMPILE_H
 #define CMI_CONFIG_COMPILE_H
 

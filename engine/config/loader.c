@@ -16,9 +16,10 @@
 
 typedef void (*artifact_fn)(cmi_compile_t *cc, xmlNodePtr root);
 
-/* engine.md §1: the folders, in load order, with the root element each file
- * must hold.  Folders MI knows that cmi does not serve yet are listed too,
- * so their files are reported instead of silently ignored. */
+/* The folders, in load order, with the root element each file must hold
+ * (docs/configuration.md, "Deployments").  Folders MI knows that cmi does
+ * not serve yet are listed too, so their files are reported instead of
+ * silently ignored. */
 typedef struct {
     const char *folder;
     const char *root;

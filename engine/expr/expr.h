@@ -1,6 +1,6 @@
-/* Expressions (engine.md §5): the ${...} Synapse expression language, the
- * legacy forms (get-property(), $ctx:, $trp:, $axis2:, json-eval()) and
- * plain XPath 1.0 over XML payloads.
+/* Expressions (docs/mediators.md, "Expressions"): the ${...} Synapse
+ * expression language, the legacy forms (get-property(), $ctx:, $trp:,
+ * $axis2:, json-eval()) and plain XPath 1.0 over XML payloads.
  *
  * Everything is parsed once, at load, into a tree in the configuration
  * arena; evaluating an expression walks that tree against a message and
@@ -47,9 +47,9 @@ const char *cmi_expr_text(const cmi_expr_t *e);
  * cannot be parsed).  Strings and JSON in *out live in the message. */
 int cmi_expr_eval(const cmi_expr_t *e, cmi_msg_t *msg, cmi_value_t *out);
 
-/* Evaluates e as a condition (engine.md §4): a boolean is itself; a string
- * is true only when it is "true" in any case; a number when non-zero; null
- * or missing is false; other JSON is true. */
+/* Evaluates e as a condition (docs/mediators.md, "Conditions"): a boolean
+ * is itself; a string is true only when it is "true" in any case; a number
+ * when non-zero; null or missing is false; other JSON is true. */
 int cmi_expr_eval_bool(const cmi_expr_t *e, cmi_msg_t *msg, int *out);
 
 /* Evaluates e to text (strings as they are, JSON compact, null ""). */

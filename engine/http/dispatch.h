@@ -1,6 +1,6 @@
-/* Request dispatch (engine.md §2): API by the longest context that is a
- * segment-wise prefix of the path, then the first resource of that API, in
- * document order, whose pattern and method match.
+/* Request dispatch (docs/operations.md, "HTTP behaviour"): API by the
+ * longest context that is a segment-wise prefix of the path, then the first
+ * resource of that API, in document order, whose pattern and method match.
  *
  * Contexts sit in a hash table, and a path of n segments costs at most n+1
  * lookups, whatever the number of APIs deployed: 1,000 APIs dispatch as

@@ -29,7 +29,7 @@ typedef struct {
 } http_handler_t;
 
 /* Lives in the request's pool; h2o disposes of it with the request, which
- * tells the message that its caller is gone (engine.md §2). */
+ * tells the message that its caller is gone (docs/design.md, "Threads"). */
 typedef struct {
     h2o_req_t *req;
     cmi_msg_t *msg;

@@ -1,7 +1,8 @@
 /* <filter>: runs <then> when the condition holds, else <else>.
  *
  *   <filter xpath="${payload.age > 18}">        a condition (any expression;
- *                                               truth rules of engine.md §4)
+ *                                               truth rules: docs/mediators.md,
+ *                                               "Conditions")
  *   <filter source="${headers.X}" regex="a.*">  the source's text must match
  *                                               the whole regex (Java's matches())
  * Children are <then> and <else>, or mediators directly (a bare <then>). */

@@ -1,7 +1,7 @@
 /* The deployment side of connectors: XML elements checked against a
  * module's parameter tables and turned into the module's own structs
- * (architecture.md practice 3).  Load-time errors name the file and line;
- * a running message never sees XML. */
+ * (docs/connector-sdk.md, "Parameter tables").  Load-time errors name the
+ * file and line; a running message never sees XML. */
 #include "config.h"
 
 #include <ctype.h>
@@ -175,8 +175,10 @@ static void pset_set(cmi_compile_t *cc, cmi_pset_t *ps, xmlNodePtr node, const c
     int blank = 1;
     for (const char *p = v; *p; p++)
         blank &= isspace((unsigned char)*p) != 0;
+    /* An empty element is an absent parameter (docs/configuration.md,
+     * "Deployments"). */
     if (blank)
-        return; /* an empty element is an absent parameter (engine.md §1) */
+        return;
     bit_set(ps->seen, row);
     if (def->flags & CMI_PARAM_UNSUPPORTED) {
         cmi_diag_error(cc->diag, cc->file, line, "%s: parameter %s is not supported by cmi yet", ps->what, name);

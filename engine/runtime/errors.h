@@ -1,6 +1,7 @@
 /* Error codes and the HTTP status a caller gets for each when no fault
- * sequence answers (engine.md §4).  Connectors register their own codes at
- * start-up, before the workers run; afterwards the table is only read. */
+ * sequence answers (docs/mediators.md, "Errors and fault handling").
+ * Connectors register their own codes at start-up, before the workers run;
+ * afterwards the table is only read. */
 #ifndef CMI_RUNTIME_ERRORS_H
 #define CMI_RUNTIME_ERRORS_H
 

@@ -12,7 +12,8 @@
  *   CMI_FLOW_SUSPENDED  the mediator started something that will call
  *                       cmi_msg_resume() later, from any thread
  *   CMI_FLOW_ERROR      the mediator set the error slot (cmi_msg_set_error);
- *                       the fault handling of engine.md §4 runs
+ *                       fault handling runs (docs/mediators.md, "Errors
+ *                       and fault handling")
  * Mediators with children (filter, switch, sequence) push a child sequence
  * with cmi_flow_push() and return CMI_FLOW_CONTINUE. */
 #ifndef CMI_RUNTIME_FLOW_H

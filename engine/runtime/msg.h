@@ -1,4 +1,4 @@
-/* The message context (engine.md §3).
+/* The message context (docs/design.md, "The message context").
  *
  * One per HTTP request or inbound delivery.  Everything it holds lives in
  * its arena, freed in one step when the last reference goes: the flow holds

@@ -1,7 +1,8 @@
 /* The echo connector module against a fake host: dlopen the built .so and
  * drive its descriptor, instance, operations and listener with a host table
  * written here, no engine linked in.  This is how a connector author tests
- * a module's logic without a deployment (architecture.md, Redis modules). */
+ * a module's logic without a deployment, as with Redis modules
+ * (docs/connector-sdk.md, "Testing a connector"). */
 #define _GNU_SOURCE /* clock_gettime, pthread_condattr_setclock */
 #include <dlfcn.h>
 #include <pthread.h>

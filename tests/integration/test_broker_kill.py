@@ -8,7 +8,7 @@ through the default deployment's `/publishmessage` (MI's example: the
 request names the queue) and through an API of the test's:
 
 - a classic queue declared durable ahead, through the management API, as
-  the README asks users to;
+  docs/reliability.md asks users to;
 - a queue that does not exist until the first publish: cmi's sender attach
   to `/queue/NAME` declares it;
 - a quorum queue declared ahead, published by an API that names its type.
@@ -23,7 +23,8 @@ RabbitMQ 3.x writes a queue's declaration to disk in two steps: the record
 at once, the commit decision that makes it count asynchronously, within 2 s
 (Mnesia logs it through disk_log's write cache).  Killed in between, the
 broker comes back without the queue ("Recovering 0 queues") and without
-the messages it had confirmed into it; README, *Reliability*.  The test
+the messages it had confirmed into it; docs/reliability.md, "A queue
+declared just before the broker dies".  The test
 does what those 2 s would do, a sync of the broker's log, before the kill:
 it checks cmi and the queues users are told to declare, not that race."""
 import json

@@ -1,8 +1,8 @@
 /* cmi connector SDK: the connector descriptor.
  *
  * ABI changelog (the engine loads a module whose abi_major equals its own
- * and whose abi_minor is not newer than its own; see README "Writing a
- * connector"):
+ * and whose abi_minor is not newer than its own; see docs/connector-sdk.md,
+ * "ABI and versions"):
  *
  *   2026-11-22  1.0  First version: descriptor, connection config,
  *                    operations, listeners, typed parameter tables

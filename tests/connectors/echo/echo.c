@@ -1,4 +1,4 @@
-/* echo: the example connector of the SDK (README "Writing a connector").
+/* echo: the example connector of the SDK (docs/connector-sdk.md).
  *
  *   <localEntry key="EchoConn"><echo.init>...</echo.init></localEntry>
  *   <echo.echo configKey="EchoConn"><message>hi ${payload.name}</message></echo.echo>
