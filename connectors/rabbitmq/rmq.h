@@ -24,6 +24,7 @@
 #define RMQ_H
 
 #include <cmi/connector.h>
+#include <proton/message.h>
 #include <proton/types.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -355,6 +356,39 @@ typedef struct {
  * Returns 0, -1 with err (701202) or -2 when the host already set the
  * error (a body expression failed). */
 int rmq_pub_build_message(cmi_call_t *call, const rmq_outgoing_t *out, rmq_pub_t *pub, char *err, size_t n);
+
+/* A message a receiver got, decoded on the pool thread (all borrowed until
+ * the deliver callback returns). */
+typedef struct {
+    const char *body;
+    size_t len;
+    const char *content_type;     /* NULL when the message has none */
+    const char *content_encoding; /* NULL when the message has none */
+    const char *message_id;
+    const char *correlation_id;
+    const char *reply_to;
+    int redelivered; /* not the first acquirer (RabbitMQ 3.x sets this on requeued messages) */
+    cmi_nv_t *props; /* application-properties as text */
+    size_t nprops;
+} rmq_incoming_t;
+
+/* A received message decoded: in's strings point into it. */
+typedef struct {
+    rmq_incoming_t in;
+    pn_message_t *m;
+    char *body;
+    char *strings;
+    cmi_nv_t *props;
+    char message_id[128];
+    char correlation_id[128];
+} rmq_decoded_t;
+
+/* Decodes raw (one encoded AMQP message): its body is one data section (or
+ * several, joined) or an amqp-value string or binary; anything else is not
+ * something to mediate.  Returns 0, or -1 with why (a static text).
+ * dm is to be disposed of either way. */
+int rmq_message_decode(rmq_decoded_t *dm, const char *raw, size_t len, const char **why);
+void rmq_decoded_dispose(rmq_decoded_t *dm);
 
 /* Encodes spec as one AMQP message with a single data section, durable.
  * Returns the malloc'd bytes and their length, or NULL with err. */

@@ -373,128 +373,6 @@ static void on_declared(void *st, rmq_conn_t *c, const char *key, int status, co
 
 /* ---- deliveries ---------------------------------------------------------------------- */
 
-static void id_text(pn_atom_t a, char *buf, size_t n)
-{
-    switch (a.type) {
-    case PN_STRING:
-    case PN_SYMBOL:
-    case PN_BINARY:
-        snprintf(buf, n, "%.*s", (int)a.u.as_bytes.size, a.u.as_bytes.start);
-        break;
-    case PN_ULONG:
-        snprintf(buf, n, "%llu", (unsigned long long)a.u.as_ulong);
-        break;
-    case PN_UUID: {
-        const unsigned char *u = (const unsigned char *)a.u.as_uuid.bytes;
-        snprintf(buf, n, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0], u[1], u[2],
-                 u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14], u[15]);
-        break;
-    }
-    default:
-        buf[0] = '\0';
-    }
-}
-
-/* The body: one data section (or several, joined), or an amqp-value
- * string or binary.  Anything else is not something to mediate. */
-static int body_of(pn_message_t *m, char **out, size_t *len)
-{
-    pn_data_t *b = pn_message_body(m);
-    pn_data_rewind(b);
-    if (!pn_data_next(b)) {
-        *out = rmq_xstrdup("");
-        *len = 0;
-        return 0;
-    }
-    pn_type_t t = pn_data_type(b);
-    if (t == PN_BINARY || t == PN_STRING || t == PN_SYMBOL) {
-        pn_bytes_t v = t == PN_BINARY ? pn_data_get_binary(b) : t == PN_STRING ? pn_data_get_string(b)
-                                                                             : pn_data_get_symbol(b);
-        *out = rmq_xmalloc(v.size + 1);
-        memcpy(*out, v.start, v.size);
-        (*out)[v.size] = '\0';
-        *len = v.size;
-        return 0;
-    }
-    if (t == PN_LIST && pn_message_is_inferred(m)) {
-        size_t n = pn_data_get_list(b), total = 0;
-        pn_data_enter(b);
-        char *buf = rmq_xmalloc(1);
-        for (size_t i = 0; i < n && pn_data_next(b); i++) {
-            if (pn_data_type(b) != PN_BINARY) {
-                free(buf);
-                return -1;
-            }
-            pn_bytes_t v = pn_data_get_binary(b);
-            buf = rmq_xrealloc(buf, total + v.size + 1);
-            memcpy(buf + total, v.start, v.size);
-            total += v.size;
-        }
-        pn_data_exit(b);
-        buf[total] = '\0';
-        *out = buf;
-        *len = total;
-        return 0;
-    }
-    return -1;
-}
-
-/* Application-properties as text headers. */
-static size_t props_of(pn_message_t *m, cmi_nv_t **out, char **strings)
-{
-    pn_data_t *p = pn_message_properties(m);
-    pn_data_rewind(p);
-    *out = NULL;
-    *strings = NULL;
-    if (!pn_data_next(p) || pn_data_type(p) != PN_MAP)
-        return 0;
-    size_t n = pn_data_get_map(p) / 2, count = 0, used = 0, cap = 1024;
-    cmi_nv_t *nv = rmq_xcalloc(n, sizeof(*nv));
-    char *s = rmq_xmalloc(cap);
-    size_t *offs = rmq_xcalloc(n * 2, sizeof(*offs));
-    pn_data_enter(p);
-    for (size_t i = 0; i < n; i++) {
-        char key[256] = "", val[1024] = "";
-        pn_data_next(p);
-        if (pn_data_type(p) == PN_STRING || pn_data_type(p) == PN_SYMBOL) {
-            pn_bytes_t k = pn_data_type(p) == PN_STRING ? pn_data_get_string(p) : pn_data_get_symbol(p);
-            snprintf(key, sizeof(key), "%.*s", (int)k.size, k.start);
-        }
-        pn_data_next(p);
-        switch (pn_data_type(p)) {
-        case PN_STRING: { pn_bytes_t v = pn_data_get_string(p); snprintf(val, sizeof(val), "%.*s", (int)v.size, v.start); break; }
-        case PN_SYMBOL: { pn_bytes_t v = pn_data_get_symbol(p); snprintf(val, sizeof(val), "%.*s", (int)v.size, v.start); break; }
-        case PN_BOOL: snprintf(val, sizeof(val), "%s", pn_data_get_bool(p) ? "true" : "false"); break;
-        case PN_INT: snprintf(val, sizeof(val), "%d", pn_data_get_int(p)); break;
-        case PN_UINT: snprintf(val, sizeof(val), "%u", pn_data_get_uint(p)); break;
-        case PN_LONG: snprintf(val, sizeof(val), "%lld", (long long)pn_data_get_long(p)); break;
-        case PN_ULONG: snprintf(val, sizeof(val), "%llu", (unsigned long long)pn_data_get_ulong(p)); break;
-        case PN_DOUBLE: snprintf(val, sizeof(val), "%.17g", pn_data_get_double(p)); break;
-        default: break;
-        }
-        if (key[0] == '\0')
-            continue;
-        size_t need = strlen(key) + strlen(val) + 2;
-        if (used + need > cap) {
-            while (used + need > cap)
-                cap *= 2;
-            s = rmq_xrealloc(s, cap);
-        }
-        offs[count * 2] = used;
-        used += (size_t)sprintf(s + used, "%s", key) + 1;
-        offs[count * 2 + 1] = used;
-        used += (size_t)sprintf(s + used, "%s", val) + 1;
-        count++;
-    }
-    pn_data_exit(p);
-    for (size_t i = 0; i < count; i++)
-        nv[i] = (cmi_nv_t){s + offs[i * 2], s + offs[i * 2 + 1]};
-    free(offs);
-    *out = nv;
-    *strings = s;
-    return count;
-}
-
 /* Decodes d's message and hands it to mediation (or settles it when it
  * cannot be mediated).  r is NULL for an auto-acknowledged message whose
  * receiver went: the broker will not send it again, so it is mediated
@@ -502,80 +380,50 @@ static size_t props_of(pn_message_t *m, cmi_nv_t **out, char **strings)
 static void mediate(rmq_consume_t *cs, rmq_consumer_t *k, rmq_rlink_t *r, rmq_delivery_t *d)
 {
     const rmq_consumer_spec_t *spec = &k->spec;
-    pn_message_t *m = pn_message();
-    char *body = NULL, *strings = NULL;
-    size_t len = 0;
-    cmi_nv_t *props = NULL;
-    int rc = -2, delivered = 0;
-    const char *why = "undecodable AMQP message";
-    if (pn_message_decode(m, d->raw, d->raw_len) == 0) {
-        why = "a body that is neither data sections nor a string or binary value";
-        if (body_of(m, &body, &len) == 0) {
-            char mid[128], cid[128];
-            id_text(pn_message_get_id(m), mid, sizeof(mid));
-            id_text(pn_message_get_correlation_id(m), cid, sizeof(cid));
-            snprintf(d->message_id, sizeof(d->message_id), "%s", mid);
-            rmq_incoming_t in = {
-                .body = body,
-                .len = len,
-                .content_type = pn_message_get_content_type(m),
-                .content_encoding = pn_message_get_content_encoding(m),
-                .message_id = mid,
-                .correlation_id = cid,
-                .reply_to = pn_message_get_reply_to(m),
-                .redelivered = !pn_message_is_first_acquirer(m),
-            };
-            in.nprops = props_of(m, &props, &strings);
-            in.props = props;
-            atomic_fetch_add(&d->refs, 1); /* the flow's, if it starts */
-            rc = spec->deliver(spec->arg, d, &in);
-            delivered = 1; /* deliver() logs what it refuses */
-            if (rc != 0)
-                atomic_fetch_sub(&d->refs, 1);
-        }
+    rmq_decoded_t dm;
+    const char *why = NULL;
+    rmq_deliver_result_t rc = RMQ_DELIVER_UNUSABLE;
+    int delivered = 0;
+    if (rmq_message_decode(&dm, d->raw, d->raw_len, &why) == 0) {
+        snprintf(d->message_id, sizeof(d->message_id), "%s", dm.in.message_id);
+        atomic_fetch_add(&d->refs, 1); /* the flow's, if it starts */
+        rc = spec->deliver(spec->arg, d, &dm.in);
+        delivered = 1; /* deliver() logs what it refuses */
+        if (rc != RMQ_DELIVER_MEDIATING)
+            atomic_fetch_sub(&d->refs, 1);
     }
+    rmq_decoded_dispose(&dm);
     free(d->raw);
     d->raw = NULL;
-    if (rc == 0) {
+    if (rc == RMQ_DELIVER_MEDIATING) {
         if (r != NULL) {
             d->mediating = 1;
             r->in_mediation++;
         }
-    } else if (rc == 1) {
-        /* Dealt with at once (a sendRpc reply): accepted now. */
-        int none = RMQ_DECIDE_NONE;
-        atomic_compare_exchange_strong(&d->decision, &none, RMQ_DECIDE_ACCEPT);
-        d->flow_done = 1;
-        if (d->settled)
-            maybe_finish(cs, d);
-        else
-            settle(cs, d, atomic_load(&d->decision));
-    } else {
-        int none = RMQ_DECIDE_NONE;
-        if (rc == -2) {
-            if (!delivered)
-                LOG(cs, CMI_LOG_WARN, "a message from %s was discarded: %s (the consumer goes on)",
-                    spec->target.describe, why);
-            atomic_compare_exchange_strong(&d->decision, &none, RMQ_DECIDE_DISCARD);
-        } else {
-            /* The engine is stopping: no more credit for this consumer. */
-            k->refused = 1;
-            if (d->auto_acked)
-                LOG(cs, CMI_LOG_WARN, "an auto-acknowledged message%s%s from %s was dropped: the engine is "
-                    "stopping (with auto-ack the broker does not keep what it sent)", d->message_id[0] ? " " : "",
-                    d->message_id, spec->target.describe);
-            atomic_compare_exchange_strong(&d->decision, &none, RMQ_DECIDE_REQUEUE);
-        }
-        d->flow_done = 1;
-        if (d->settled)
-            maybe_finish(cs, d);
-        else
-            settle(cs, d, atomic_load(&d->decision));
+        return;
     }
-    pn_message_free(m);
-    free(body);
-    free(props);
-    free(strings);
+    rmq_decision_t decision = RMQ_DECIDE_ACCEPT; /* dealt with at once (a sendRpc reply) */
+    if (rc == RMQ_DELIVER_UNUSABLE) {
+        if (!delivered)
+            LOG(cs, CMI_LOG_WARN, "a message from %s was discarded: %s (the consumer goes on)", spec->target.describe,
+                why);
+        decision = RMQ_DECIDE_DISCARD;
+    } else if (rc == RMQ_DELIVER_REFUSED) {
+        /* The engine is stopping: no more credit for this consumer. */
+        k->refused = 1;
+        if (d->auto_acked)
+            LOG(cs, CMI_LOG_WARN, "an auto-acknowledged message%s%s from %s was dropped: the engine is stopping (with "
+                "auto-ack the broker does not keep what it sent)", d->message_id[0] ? " " : "", d->message_id,
+                spec->target.describe);
+        decision = RMQ_DECIDE_REQUEUE;
+    }
+    int none = RMQ_DECIDE_NONE;
+    atomic_compare_exchange_strong(&d->decision, &none, decision);
+    d->flow_done = 1;
+    if (d->settled)
+        maybe_finish(cs, d);
+    else
+        settle(cs, d, atomic_load(&d->decision));
 }
 
 static rmq_delivery_t *unpark(rmq_rlink_t *r);

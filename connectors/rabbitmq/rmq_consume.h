@@ -20,20 +20,6 @@ typedef enum {
     RMQ_DECIDE_TIMEOUT
 } rmq_decision_t;
 
-/* A message a receiver got, decoded on the pool thread (all borrowed until
- * the deliver callback returns). */
-typedef struct {
-    const char *body;
-    size_t len;
-    const char *content_type;     /* NULL when the message has none */
-    const char *content_encoding; /* NULL when the message has none */
-    const char *message_id;
-    const char *correlation_id;
-    const char *reply_to;
-    int redelivered; /* not the first acquirer (RabbitMQ 3.x sets this on requeued messages) */
-    cmi_nv_t *props; /* application-properties as text */
-    size_t nprops;
-} rmq_incoming_t;
 
 /* What the deliver callback did with a message. */
 typedef enum {

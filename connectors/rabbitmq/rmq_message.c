@@ -114,3 +114,165 @@ char *rmq_message_encode(const rmq_message_spec_t *spec, size_t *len, char *err,
     pn_message_free(m);
     return out;
 }
+
+/* ---- decoding -------------------------------------------------------------------- */
+
+static void id_text(pn_atom_t a, char *buf, size_t n)
+{
+    switch (a.type) {
+    case PN_STRING:
+    case PN_SYMBOL:
+    case PN_BINARY:
+        snprintf(buf, n, "%.*s", (int)a.u.as_bytes.size, a.u.as_bytes.start);
+        break;
+    case PN_ULONG:
+        snprintf(buf, n, "%llu", (unsigned long long)a.u.as_ulong);
+        break;
+    case PN_UUID: {
+        const unsigned char *u = (const unsigned char *)a.u.as_uuid.bytes;
+        snprintf(buf, n, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0], u[1], u[2],
+                 u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14], u[15]);
+        break;
+    }
+    default:
+        buf[0] = '\0';
+    }
+}
+
+static int body_of(pn_message_t *m, char **out, size_t *len)
+{
+    pn_data_t *b = pn_message_body(m);
+    pn_data_rewind(b);
+    if (!pn_data_next(b)) {
+        *out = rmq_xstrdup("");
+        *len = 0;
+        return 0;
+    }
+    pn_type_t t = pn_data_type(b);
+    if (t == PN_BINARY || t == PN_STRING || t == PN_SYMBOL) {
+        pn_bytes_t v = t == PN_BINARY ? pn_data_get_binary(b) : t == PN_STRING ? pn_data_get_string(b)
+                                                                             : pn_data_get_symbol(b);
+        *out = rmq_xmalloc(v.size + 1);
+        memcpy(*out, v.start, v.size);
+        (*out)[v.size] = '\0';
+        *len = v.size;
+        return 0;
+    }
+    if (t == PN_LIST && pn_message_is_inferred(m)) {
+        size_t n = pn_data_get_list(b), total = 0;
+        pn_data_enter(b);
+        char *buf = rmq_xmalloc(1);
+        for (size_t i = 0; i < n && pn_data_next(b); i++) {
+            if (pn_data_type(b) != PN_BINARY) {
+                free(buf);
+                return -1;
+            }
+            pn_bytes_t v = pn_data_get_binary(b);
+            buf = rmq_xrealloc(buf, total + v.size + 1);
+            memcpy(buf + total, v.start, v.size);
+            total += v.size;
+        }
+        pn_data_exit(b);
+        buf[total] = '\0';
+        *out = buf;
+        *len = total;
+        return 0;
+    }
+    return -1;
+}
+
+/* Application-properties as text headers. */
+static size_t props_of(pn_message_t *m, cmi_nv_t **out, char **strings)
+{
+    pn_data_t *p = pn_message_properties(m);
+    pn_data_rewind(p);
+    *out = NULL;
+    *strings = NULL;
+    if (!pn_data_next(p) || pn_data_type(p) != PN_MAP)
+        return 0;
+    size_t n = pn_data_get_map(p) / 2, count = 0, used = 0, cap = 1024;
+    cmi_nv_t *nv = rmq_xcalloc(n, sizeof(*nv));
+    char *s = rmq_xmalloc(cap);
+    size_t *offs = rmq_xcalloc(n * 2, sizeof(*offs));
+    pn_data_enter(p);
+    for (size_t i = 0; i < n; i++) {
+        char key[256] = "", val[1024] = "";
+        pn_data_next(p);
+        if (pn_data_type(p) == PN_STRING || pn_data_type(p) == PN_SYMBOL) {
+            pn_bytes_t k = pn_data_type(p) == PN_STRING ? pn_data_get_string(p) : pn_data_get_symbol(p);
+            snprintf(key, sizeof(key), "%.*s", (int)k.size, k.start);
+        }
+        pn_data_next(p);
+        switch (pn_data_type(p)) {
+        case PN_STRING: { pn_bytes_t v = pn_data_get_string(p); snprintf(val, sizeof(val), "%.*s", (int)v.size, v.start); break; }
+        case PN_SYMBOL: { pn_bytes_t v = pn_data_get_symbol(p); snprintf(val, sizeof(val), "%.*s", (int)v.size, v.start); break; }
+        case PN_BOOL: snprintf(val, sizeof(val), "%s", pn_data_get_bool(p) ? "true" : "false"); break;
+        case PN_INT: snprintf(val, sizeof(val), "%d", pn_data_get_int(p)); break;
+        case PN_UINT: snprintf(val, sizeof(val), "%u", pn_data_get_uint(p)); break;
+        case PN_LONG: snprintf(val, sizeof(val), "%lld", (long long)pn_data_get_long(p)); break;
+        case PN_ULONG: snprintf(val, sizeof(val), "%llu", (unsigned long long)pn_data_get_ulong(p)); break;
+        case PN_DOUBLE: snprintf(val, sizeof(val), "%.17g", pn_data_get_double(p)); break;
+        default: break;
+        }
+        if (key[0] == '\0')
+            continue;
+        size_t need = strlen(key) + strlen(val) + 2;
+        if (used + need > cap) {
+            while (used + need > cap)
+                cap *= 2;
+            s = rmq_xrealloc(s, cap);
+        }
+        offs[count * 2] = used;
+        used += (size_t)sprintf(s + used, "%s", key) + 1;
+        offs[count * 2 + 1] = used;
+        used += (size_t)sprintf(s + used, "%s", val) + 1;
+        count++;
+    }
+    pn_data_exit(p);
+    for (size_t i = 0; i < count; i++)
+        nv[i] = (cmi_nv_t){s + offs[i * 2], s + offs[i * 2 + 1]};
+    free(offs);
+    *out = nv;
+    *strings = s;
+    return count;
+}
+
+int rmq_message_decode(rmq_decoded_t *dm, const char *raw, size_t len, const char **why)
+{
+    memset(dm, 0, sizeof(*dm));
+    dm->m = pn_message();
+    if (pn_message_decode(dm->m, raw, len) != 0) {
+        *why = "undecodable AMQP message";
+        return -1;
+    }
+    size_t blen = 0;
+    if (body_of(dm->m, &dm->body, &blen) != 0) {
+        *why = "a body that is neither data sections nor a string or binary value";
+        return -1;
+    }
+    id_text(pn_message_get_id(dm->m), dm->message_id, sizeof(dm->message_id));
+    id_text(pn_message_get_correlation_id(dm->m), dm->correlation_id, sizeof(dm->correlation_id));
+    dm->in = (rmq_incoming_t){
+        .body = dm->body,
+        .len = blen,
+        .content_type = pn_message_get_content_type(dm->m),
+        .content_encoding = pn_message_get_content_encoding(dm->m),
+        .message_id = dm->message_id,
+        .correlation_id = dm->correlation_id,
+        .reply_to = pn_message_get_reply_to(dm->m),
+        .redelivered = !pn_message_is_first_acquirer(dm->m),
+    };
+    dm->in.nprops = props_of(dm->m, &dm->props, &dm->strings);
+    dm->in.props = dm->props;
+    return 0;
+}
+
+void rmq_decoded_dispose(rmq_decoded_t *dm)
+{
+    if (dm->m != NULL)
+        pn_message_free(dm->m);
+    free(dm->body);
+    free(dm->props);
+    free(dm->strings);
+    memset(dm, 0, sizeof(*dm));
+}

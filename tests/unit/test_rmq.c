@@ -291,6 +291,53 @@ static void test_message_on_the_wire(void)
     free(bytes);
 }
 
+/* What a receiver gets: the engine's encoder's bytes decode to the same
+ * fields; bodies that are not data, string or binary are refused. */
+static void test_message_decoded(void)
+{
+    json_t *props = json_pack("{s:s, s:s}", "x-region", "eu", "x-n", "7");
+    rmq_message_spec_t s = {.body = "{\"a\":1}", .body_len = 7, .content_type = "application/json",
+                            .content_encoding = "UTF-8", .message_id = "id-1", .correlation_id = "corr-1",
+                            .reply_to = "/queues/r", .priority = -1, .app_props = props};
+    size_t len = 0;
+    char err[256];
+    char *bytes = rmq_message_encode(&s, &len, err, sizeof(err));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(bytes);
+    rmq_decoded_t dm;
+    const char *why = NULL;
+    CU_ASSERT_EQUAL_FATAL(rmq_message_decode(&dm, bytes, len, &why), 0);
+    CU_ASSERT_EQUAL(dm.in.len, 7);
+    CU_ASSERT_EQUAL(memcmp(dm.in.body, "{\"a\":1}", 7), 0);
+    CU_ASSERT_STRING_EQUAL(dm.in.content_type, "application/json");
+    CU_ASSERT_STRING_EQUAL(dm.in.content_encoding, "UTF-8");
+    CU_ASSERT_STRING_EQUAL(dm.in.message_id, "id-1");
+    CU_ASSERT_STRING_EQUAL(dm.in.correlation_id, "corr-1");
+    CU_ASSERT_STRING_EQUAL(dm.in.reply_to, "/queues/r");
+    CU_ASSERT_EQUAL_FATAL(dm.in.nprops, 2);
+    int region = 0;
+    for (size_t i = 0; i < dm.in.nprops; i++)
+        region |= strcmp(dm.in.props[i].name, "x-region") == 0 && strcmp(dm.in.props[i].value, "eu") == 0;
+    CU_ASSERT_TRUE(region);
+    rmq_decoded_dispose(&dm);
+    free(bytes);
+    json_decref(props);
+
+    /* An amqp-value that is a number: nothing to mediate. */
+    pn_message_t *m = pn_message();
+    pn_data_put_int(pn_message_body(m), 42);
+    char buf[256];
+    size_t n = sizeof(buf);
+    CU_ASSERT_EQUAL_FATAL(pn_message_encode(m, buf, &n), 0);
+    pn_message_free(m);
+    CU_ASSERT_EQUAL(rmq_message_decode(&dm, buf, n, &why), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(why, "neither data sections"));
+    rmq_decoded_dispose(&dm);
+    /* Bytes that are no AMQP message: a data section longer than the bytes. */
+    CU_ASSERT_EQUAL(rmq_message_decode(&dm, "\x00\x53\x75\xb0\x7f\xff\xff\xff", 8, &why), -1);
+    CU_ASSERT_PTR_NOT_NULL(why);
+    rmq_decoded_dispose(&dm);
+}
+
 static void test_publish_result(void)
 {
     rmq_pub_t pub;
@@ -423,6 +470,7 @@ static CU_TestInfo rmq_tests[] = {
     {"raw address and errors", test_raw_address_and_errors},
     {"header filter", test_header_filter},
     {"message on the wire", test_message_on_the_wire},
+    {"message decoded", test_message_decoded},
     {"publish result", test_publish_result},
     {"4.x /management request", test_v2_request},
     {"4.x /management response", test_v2_response},
