@@ -1,12 +1,20 @@
+# What the engine shares with the connector test host (libcmi-testhost):
+# the arena, the string parsers and static parameter values, so that a
+# connector's unit test binds parameters with the engine's own code.
+noinst_LTLIBRARIES += engine/libcmi-base.la
+engine_libcmi_base_la_SOURCES = \
+	engine/core/arena.c engine/core/arena.h \
+	engine/core/str.c engine/core/str.h \
+	engine/plugin/pvalue.c engine/plugin/pvalue.h
+engine_libcmi_base_la_LIBADD = $(JANSSON_LIBS)
+
 # The engine: everything but main() is a convenience library, so that unit
 # tests link the same objects the binary runs.
 noinst_LTLIBRARIES += engine/libcmi-engine.la
 engine_libcmi_engine_la_SOURCES = \
-	engine/core/arena.c engine/core/arena.h \
 	engine/core/htab.c engine/core/htab.h \
 	engine/core/log.c engine/core/log.h \
 	engine/core/regex.c engine/core/regex.h \
-	engine/core/str.c engine/core/str.h \
 	engine/config/api.c \
 	engine/config/artifacts.c engine/config/artifacts.h \
 	engine/config/compile.c engine/config/compile.h \
@@ -43,8 +51,8 @@ engine_libcmi_engine_la_SOURCES = \
 	engine/engine.c engine/engine.h \
 	engine/settings.c
 engine_libcmi_engine_la_CPPFLAGS = $(AM_CPPFLAGS) -DCMI_CONNECTORS_DIR='"$(connectorsdir)"'
-engine_libcmi_engine_la_LIBADD = $(XML2_LIBS) $(H2O_LIBS) $(JANSSON_LIBS) $(CURL_LIBS) $(OPENSSL_LIBS) \
-	$(DL_LIBS) -lm -lpthread
+engine_libcmi_engine_la_LIBADD = engine/libcmi-base.la \
+	$(XML2_LIBS) $(H2O_LIBS) $(JANSSON_LIBS) $(CURL_LIBS) $(OPENSSL_LIBS) $(DL_LIBS) -lm -lpthread
 
 bin_PROGRAMS += cmi
 cmi_SOURCES = engine/main.c
