@@ -67,3 +67,5 @@ cmiinclude_HEADERS = engine/include/cmi/connector.h engine/include/cmi/host.h \
 	engine/include/cmi/params.h engine/include/cmi/types.h
 pkgconfigdir = $(libdir)/pkgconfig
 pkgconfig_DATA = engine/cmi-connector.pc
+# configure reads the ABI version of the .pc files from connector.h.
+CONFIG_STATUS_DEPENDENCIES = $(top_srcdir)/engine/include/cmi/connector.h

@@ -24,6 +24,17 @@ prefix=$(sed -n 's/^prefix=//p' "$pc")
 export PKG_CONFIG_PATH="$(dirname "$pc")"
 cflags=$(pkg-config --define-variable=prefix="$tmp/root$prefix" --cflags cmi-connector)
 case "$cflags" in *"$tmp/root"*) ;; *) fail "pkg-config --cflags does not point at the staged headers: $cflags";; esac
+
+# The .pc file's ABI version is the header's (both come from connector.h).
+abi=$(printf '#include <cmi/connector.h>\nCMI_ABI CMI_CONNECTOR_ABI_MAJOR CMI_CONNECTOR_ABI_MINOR\n' |
+    ${CC:-cc} -E -P $cflags - | sed -n 's/^CMI_ABI //p')
+[ -n "$abi" ] || fail "cannot read the ABI version from the installed connector.h"
+abi_major=${abi% *}
+abi_minor=${abi#* }
+pc_abi="$(pkg-config --variable=abi_major cmi-connector) $(pkg-config --variable=abi_minor cmi-connector)"
+[ "$pc_abi" = "$abi_major $abi_minor" ] ||
+    fail "cmi-connector.pc says ABI $pc_abi, connector.h says $abi_major $abi_minor"
+
 mkdir "$tmp/mods"
 ${CC:-cc} -std=c11 -Wall -Wextra -Werror -shared -fPIC $cflags "$CMI_SRCDIR/tests/connectors/outoftree/hello.c" \
     -o "$tmp/mods/hello.so" $(pkg-config --libs jansson) || fail "building hello.so against the installed SDK"
@@ -39,7 +50,7 @@ for so in "$CMI_BUILDDIR"/tests/connectors/*/.libs/*.so; do
 done
 
 out=$("$cmi" describe hello --connectors "$tmp/mods") || fail "cmi describe hello"
-echo "$out" | grep -q '^hello 0.1.0 (connector ABI 1.3' || fail "describe: no header line: $out"
+echo "$out" | grep -q "^hello 0.1.0 (connector ABI $abi_major.$abi_minor" || fail "describe: no header line: $out"
 echo "$out" | grep -q 'Operation: <hello.greet>' || fail "describe: no greet operation: $out"
 
 mkdir -p "$tmp/deploy/api"
