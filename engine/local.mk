@@ -64,8 +64,17 @@ cmi_LDADD = engine/libcmi-engine.la
 connectorsdir = $(pkglibdir)/connectors
 cmiincludedir = $(includedir)/cmi
 cmiinclude_HEADERS = engine/include/cmi/connector.h engine/include/cmi/host.h \
-	engine/include/cmi/params.h engine/include/cmi/types.h
+	engine/include/cmi/params.h engine/include/cmi/types.h engine/include/cmi/testhost.h
 pkgconfigdir = $(libdir)/pkgconfig
-pkgconfig_DATA = engine/cmi-connector.pc
+pkgconfig_DATA = engine/cmi-connector.pc engine/cmi-connector-test.pc
 # configure reads the ABI version of the .pc files from connector.h.
 CONFIG_STATUS_DEPENDENCIES = $(top_srcdir)/engine/include/cmi/connector.h
+
+# The test host connector unit tests link instead of the engine
+# (<cmi/testhost.h>, cmi-connector-test.pc); only cmi_test_* is exported.
+lib_LTLIBRARIES = engine/libcmi-testhost.la
+engine_libcmi_testhost_la_SOURCES = engine/plugin/testhost_int.h engine/plugin/testhost.c \
+	engine/plugin/testhost_msg.c engine/plugin/testhost_call.c engine/plugin/testhost_listen.c \
+	engine/plugin/testhost_bind.c
+engine_libcmi_testhost_la_LIBADD = engine/libcmi-base.la $(JANSSON_LIBS) -lpthread
+engine_libcmi_testhost_la_LDFLAGS = $(AM_LDFLAGS) -version-info 0:0:0 -export-symbols-regex '^cmi_test_'

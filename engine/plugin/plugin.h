@@ -11,6 +11,8 @@
  *                and resume, timers, injection of inbound messages
  *   lifecycle.c  starting and stopping instances, bindings and listeners
  *                on the service thread
+ *   testhost*.c  libcmi-testhost, the fake host connector unit tests link
+ *                instead of the engine (<cmi/testhost.h>)
  *
  * Everything compiled from a deployment lives in the configuration arena;
  * the public objects of <cmi/connector.h> are the first member of the
