@@ -1,12 +1,20 @@
+# What the engine shares with the connector test host (libcmi-testhost):
+# the arena, the string parsers and static parameter values, so that a
+# connector's unit test binds parameters with the engine's own code.
+noinst_LTLIBRARIES += engine/libcmi-base.la
+engine_libcmi_base_la_SOURCES = \
+	engine/core/arena.c engine/core/arena.h \
+	engine/core/str.c engine/core/str.h \
+	engine/plugin/pvalue.c engine/plugin/pvalue.h
+engine_libcmi_base_la_LIBADD = $(JANSSON_LIBS)
+
 # The engine: everything but main() is a convenience library, so that unit
 # tests link the same objects the binary runs.
 noinst_LTLIBRARIES += engine/libcmi-engine.la
 engine_libcmi_engine_la_SOURCES = \
-	engine/core/arena.c engine/core/arena.h \
 	engine/core/htab.c engine/core/htab.h \
 	engine/core/log.c engine/core/log.h \
 	engine/core/regex.c engine/core/regex.h \
-	engine/core/str.c engine/core/str.h \
 	engine/config/api.c \
 	engine/config/artifacts.c engine/config/artifacts.h \
 	engine/config/compile.c engine/config/compile.h \
@@ -43,8 +51,8 @@ engine_libcmi_engine_la_SOURCES = \
 	engine/engine.c engine/engine.h \
 	engine/settings.c
 engine_libcmi_engine_la_CPPFLAGS = $(AM_CPPFLAGS) -DCMI_CONNECTORS_DIR='"$(connectorsdir)"'
-engine_libcmi_engine_la_LIBADD = $(XML2_LIBS) $(H2O_LIBS) $(JANSSON_LIBS) $(CURL_LIBS) $(OPENSSL_LIBS) \
-	$(DL_LIBS) -lm -lpthread
+engine_libcmi_engine_la_LIBADD = engine/libcmi-base.la \
+	$(XML2_LIBS) $(H2O_LIBS) $(JANSSON_LIBS) $(CURL_LIBS) $(OPENSSL_LIBS) $(DL_LIBS) -lm -lpthread
 
 bin_PROGRAMS += cmi
 cmi_SOURCES = engine/main.c
@@ -56,6 +64,17 @@ cmi_LDADD = engine/libcmi-engine.la
 connectorsdir = $(pkglibdir)/connectors
 cmiincludedir = $(includedir)/cmi
 cmiinclude_HEADERS = engine/include/cmi/connector.h engine/include/cmi/host.h \
-	engine/include/cmi/params.h engine/include/cmi/types.h
+	engine/include/cmi/params.h engine/include/cmi/types.h engine/include/cmi/testhost.h
 pkgconfigdir = $(libdir)/pkgconfig
-pkgconfig_DATA = engine/cmi-connector.pc
+pkgconfig_DATA = engine/cmi-connector.pc engine/cmi-connector-test.pc
+# configure reads the ABI version of the .pc files from connector.h.
+CONFIG_STATUS_DEPENDENCIES = $(top_srcdir)/engine/include/cmi/connector.h
+
+# The test host connector unit tests link instead of the engine
+# (<cmi/testhost.h>, cmi-connector-test.pc); only cmi_test_* is exported.
+lib_LTLIBRARIES = engine/libcmi-testhost.la
+engine_libcmi_testhost_la_SOURCES = engine/plugin/testhost_int.h engine/plugin/testhost.c \
+	engine/plugin/testhost_msg.c engine/plugin/testhost_call.c engine/plugin/testhost_listen.c \
+	engine/plugin/testhost_bind.c
+engine_libcmi_testhost_la_LIBADD = engine/libcmi-base.la $(JANSSON_LIBS) -lpthread
+engine_libcmi_testhost_la_LDFLAGS = $(AM_LDFLAGS) -version-info 0:0:0 -export-symbols-regex '^cmi_test_'

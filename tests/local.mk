@@ -51,12 +51,12 @@ tests_connectors_badabi_badabi_la_SOURCES = tests/connectors/badabi/badabi.c
 tests_connectors_badabi_badabi_la_CFLAGS = $(TEST_MODULE_CFLAGS)
 tests_connectors_badabi_badabi_la_LDFLAGS = $(TEST_MODULE_LDFLAGS)
 
-# The echo module against a fake host: no engine linked in.
+# The echo module against the SDK's test host: no engine linked in.
 check_PROGRAMS += tests/connectors/test_echo_module
 tests_connectors_test_echo_module_SOURCES = tests/connectors/test_echo_module.c tests/unit/cu_main.h
 tests_connectors_test_echo_module_CPPFLAGS = $(AM_CPPFLAGS) $(CUNIT_CFLAGS) -I$(top_srcdir)/tests/connectors/echo \
 	-DECHO_MODULE='"$(abs_top_builddir)/tests/connectors/echo/.libs/echo.so"'
-tests_connectors_test_echo_module_LDADD = $(CUNIT_LIBS) $(JANSSON_LIBS) $(DL_LIBS) -lpthread
+tests_connectors_test_echo_module_LDADD = engine/libcmi-testhost.la $(CUNIT_LIBS) $(JANSSON_LIBS) $(DL_LIBS) -lpthread
 TESTS += tests/connectors/test_echo_module tests/connectors/test_install.sh tests/connectors/test_rmq_layers.sh
 EXTRA_DIST += tests/connectors
 
@@ -70,6 +70,7 @@ AM_TESTS_ENVIRONMENT = CMI_BIN='$(abs_top_builddir)/cmi'; export CMI_BIN; \
 	CMI_RMQ_CONNECTORS='$(abs_top_builddir)/connectors/rabbitmq/.libs'; export CMI_RMQ_CONNECTORS; \
 	CMI_TEST_BADABI='$(abs_top_builddir)/tests/connectors/badabi/.libs'; export CMI_TEST_BADABI; \
 	CMI_BUILDDIR='$(abs_top_builddir)'; export CMI_BUILDDIR; CMI_SRCDIR='$(abs_top_srcdir)'; export CMI_SRCDIR; \
+	CMI_SAN_LDFLAGS='$(SAN_LDFLAGS)'; export CMI_SAN_LDFLAGS; \
 	MAKE='$(MAKE)'; export MAKE; \
 	UBSAN_OPTIONS='print_stacktrace=1:halt_on_error=1'; export UBSAN_OPTIONS; \
 	TSAN_OPTIONS='halt_on_error=1:second_deadlock_stack=1'; export TSAN_OPTIONS;

@@ -4,7 +4,6 @@
  * file and line; a running message never sees XML. */
 #include "config.h"
 
-#include <ctype.h>
 #include <libxml/tree.h>
 #include <string.h>
 
@@ -25,50 +24,13 @@ static void pset_init(cmi_compile_t *cc, cmi_pset_t *ps, const cmi_module_t *mod
     ps->size = size >= sizeof(cmi_params_head_t) ? size : sizeof(cmi_params_head_t);
     ps->statics = cmi_arena_calloc(cc->arena, 1, ps->size);
     ps->errors_before = cc->diag->errors;
-    for (const cmi_param_def_t *d = ps->defs; d->name != NULL; d++) {
-        char err[256];
-        /* Defaults were checked when the module loaded. */
-        if (d->default_value != NULL)
-            cmi_param_parse(cc->arena, d, d->default_value, (char *)ps->statics + d->offset, err, sizeof(err));
-    }
+    /* Defaults were checked when the module loaded. */
+    cmi_params_defaults(cc->arena, ps->defs, ps->statics);
 }
 
 static const cmi_param_def_t *pset_row(const cmi_pset_t *ps, const char *name, unsigned *row)
 {
-    for (unsigned i = 0; ps->defs[i].name != NULL; i++)
-        if (strcmp(ps->defs[i].name, name) == 0) {
-            *row = i;
-            return &ps->defs[i];
-        }
-    return NULL;
-}
-
-static int bit(const uint64_t *bits, unsigned row)
-{
-    return (bits[row / 64] >> (row % 64)) & 1u;
-}
-
-static void bit_set(uint64_t *bits, unsigned row)
-{
-    bits[row / 64] |= 1ull << (row % 64);
-}
-
-/* {...} is a dynamic value, except for a JSON row whose text is JSON; a
- * template row is a template unless the whole value is one {${...}} (its
- * text may well be a JSON object with ${...} inside). */
-static int is_dynamic_syntax(const cmi_param_def_t *def, const char *v)
-{
-    size_t n = strlen(v);
-    if (n < 2 || v[0] != '{' || v[n - 1] != '}')
-        return 0;
-    if (def->type == CMI_PARAM_EXPR)
-        return n >= 5 && v[1] == '$' && v[2] == '{' && v[n - 2] == '}' && strstr(v + 3, "${") == NULL;
-    if (def->type == CMI_PARAM_JSON) {
-        json_t *j = json_loads(v, JSON_DECODE_ANY, NULL);
-        json_decref(j);
-        return j == NULL;
-    }
-    return 1;
+    return cmi_params_row(ps->defs, name, row);
 }
 
 static void add_dynamic(cmi_compile_t *cc, cmi_pset_t *ps, unsigned row, struct cmi_expr *e, struct cmi_template *t,
@@ -80,7 +42,7 @@ static void add_dynamic(cmi_compile_t *cc, cmi_pset_t *ps, unsigned row, struct 
     dyn[ps->ndyn] = (cmi_pdyn_t){row, e, t, source};
     ps->dyn = dyn;
     ps->ndyn++;
-    bit_set(((cmi_params_head_t *)ps->statics)->dynamic, row);
+    cmi_param_bit_put(((cmi_params_head_t *)ps->statics)->dynamic, row, 1);
     if (ps->defs[row].flags & CMI_PARAM_LAZY)
         ps->lazy = 1;
 }
@@ -125,34 +87,17 @@ static void compile_template(cmi_compile_t *cc, cmi_pset_t *ps, xmlNodePtr node,
         return;
     }
     *(const char **)((char *)ps->statics + def->offset) = raw;
-    bit_set(((cmi_params_head_t *)ps->statics)->given, row);
+    cmi_param_bit_put(((cmi_params_head_t *)ps->statics)->given, row, 1);
 }
 
-static void compile_static(cmi_compile_t *cc, cmi_pset_t *ps, xmlNodePtr node, int line, unsigned row,
-                           const char *v)
+static void compile_static(cmi_compile_t *cc, cmi_pset_t *ps, int line, unsigned row, const char *v)
 {
-    const cmi_param_def_t *def = &ps->defs[row];
     char err[512];
-    if (def->flags & CMI_PARAM_SECRET) {
-        const char *resolved;
-        if (cmi_param_secret(cc->arena, v, &resolved, err, sizeof(err)) != 0) {
-            if (cc->config->connectors->check_only)
-                cmi_diag_warn(cc->diag, cc->file, line, "%s: parameter %s: %s", ps->what, def->name, err);
-            else
-                cmi_diag_error(cc->diag, cc->file, line, "%s: parameter %s: %s", ps->what, def->name, err);
-            return;
-        }
-        v = resolved;
-    }
-    if (cmi_param_parse(cc->arena, def, v, (char *)ps->statics + def->offset, err, sizeof(err)) != 0) {
-        if (def->flags & CMI_PARAM_SECRET)
-            cmi_diag_error(cc->diag, cc->file, line, "%s: parameter %s: the value is %s", ps->what, def->name, err);
-        else
-            cmi_diag_error(cc->diag, cc->file, line, "%s: parameter %s: '%s' is %s", ps->what, def->name, v, err);
-        return;
-    }
-    bit_set(((cmi_params_head_t *)ps->statics)->given, row);
-    (void)node;
+    int rc = cmi_param_static(cc->arena, ps->defs, row, v, ps->statics, err, sizeof(err));
+    if (rc == CMI_PARAM_ESECRET && cc->config->connectors->check_only)
+        cmi_diag_warn(cc->diag, cc->file, line, "%s: parameter %s: %s", ps->what, ps->defs[row].name, err);
+    else if (rc != 0)
+        cmi_diag_error(cc->diag, cc->file, line, "%s: parameter %s: %s", ps->what, ps->defs[row].name, err);
 }
 
 /* One parameter as written (node is the element the value came from). */
@@ -167,19 +112,14 @@ static void pset_set(cmi_compile_t *cc, cmi_pset_t *ps, xmlNodePtr node, const c
                        name, ps->mod->desc->name);
         return;
     }
-    if (bit(ps->seen, row)) {
+    if (cmi_param_bit(ps->seen, row)) {
         cmi_diag_error(cc->diag, cc->file, line, "%s: parameter %s is given twice", ps->what, name);
         return;
     }
-    const char *v = def->type == CMI_PARAM_EXPR ? raw : cmi_compile_trim(cc, raw, NULL);
-    int blank = 1;
-    for (const char *p = v; *p; p++)
-        blank &= isspace((unsigned char)*p) != 0;
-    /* An empty element is an absent parameter (docs/configuration.md,
-     * "Deployments"). */
-    if (blank)
-        return;
-    bit_set(ps->seen, row);
+    const char *v = cmi_param_value(cc->arena, def, raw);
+    if (v == NULL)
+        return; /* an empty element is an absent parameter (docs/configuration.md, "Deployments") */
+    cmi_param_bit_put(ps->seen, row, 1);
     if (def->flags & CMI_PARAM_UNSUPPORTED) {
         cmi_diag_error(cc->diag, cc->file, line, "%s: parameter %s is not supported by cmi yet", ps->what, name);
         return;
@@ -187,7 +127,7 @@ static void pset_set(cmi_compile_t *cc, cmi_pset_t *ps, xmlNodePtr node, const c
     if (def->flags & CMI_PARAM_IGNORED)
         return;
     const char *t = cmi_compile_trim(cc, raw, NULL);
-    if (is_dynamic_syntax(def, t)) {
+    if (cmi_param_is_dynamic_syntax(def, t)) {
         if (!may_be_dynamic) {
             cmi_diag_error(cc->diag, cc->file, line, "%s: parameter %s cannot be dynamic here", ps->what, name);
             return;
@@ -196,7 +136,7 @@ static void pset_set(cmi_compile_t *cc, cmi_pset_t *ps, xmlNodePtr node, const c
     } else if (def->type == CMI_PARAM_EXPR && may_be_dynamic) {
         compile_template(cc, ps, node, row, v);
     } else {
-        compile_static(cc, ps, node, line, row, v);
+        compile_static(cc, ps, line, row, v);
     }
 }
 
@@ -205,8 +145,8 @@ static void pset_finish(cmi_compile_t *cc, cmi_pset_t *ps, xmlNodePtr node, cmi_
     /* A row written but not valid has had its error already. */
     const cmi_params_head_t *head = ps->statics;
     for (unsigned i = 0; ps->defs[i].name != NULL; i++)
-        if ((ps->defs[i].flags & CMI_PARAM_REQUIRED) && !bit(head->given, i) && !bit(head->dynamic, i) &&
-            !bit(ps->seen, i))
+        if ((ps->defs[i].flags & CMI_PARAM_REQUIRED) && !cmi_param_bit(head->given, i) &&
+            !cmi_param_bit(head->dynamic, i) && !cmi_param_bit(ps->seen, i))
             cmi_compile_error(cc, node, "%s: the parameter %s is required", ps->what, ps->defs[i].name);
     /* Rules across parameters, once each one is valid on its own. */
     char err[512] = "";

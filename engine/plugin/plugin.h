@@ -2,14 +2,17 @@
  *
  *   loader.c     dlopen of every module on the connectors path, the ABI
  *                check, validation of the descriptor's tables
- *   params.c     typed parameter values: parsing, secrets, per-message
- *                evaluation of dynamic values, `cmi describe`
+ *   pvalue.c     typed parameter values: parsing, secrets, tables, static
+ *                values (shared with the connector test host, pvalue.h)
+ *   params.c     per-message evaluation of dynamic values, `cmi describe`
  *   bind.c       the deployment side: <NAME.init> local entries,
  *                <NAME.OPERATION> mediators, inbound endpoints of a class
  *   host.c       the host API table: message access, calls that suspend
  *                and resume, timers, injection of inbound messages
  *   lifecycle.c  starting and stopping instances, bindings and listeners
  *                on the service thread
+ *   testhost*.c  libcmi-testhost, the fake host connector unit tests link
+ *                instead of the engine (<cmi/testhost.h>)
  *
  * Everything compiled from a deployment lives in the configuration arena;
  * the public objects of <cmi/connector.h> are the first member of the
@@ -26,6 +29,7 @@
 #include "config/config.h"
 #include "config/diag.h"
 #include "core/arena.h"
+#include "plugin/pvalue.h"
 
 typedef struct cmi_engine cmi_engine_t;
 typedef struct cmi_worker cmi_worker_t;
@@ -63,10 +67,6 @@ const cmi_op_def_t *cmi_module_find_op(const cmi_module_t *m, const char *name);
  * modules when cmi runs from a build tree (arena string). */
 const char *cmi_plugins_default_path(cmi_arena_t *arena);
 
-/* Validates the rows of a parameter table against the struct size;
- * returns 0 or -1 with a reason. */
-int cmi_params_table_check(const cmi_param_def_t *defs, size_t params_size, char *err, size_t err_size);
-
 /* ---- parameter sets: a table plus the values one element gave ---------- */
 
 typedef struct {
@@ -88,15 +88,6 @@ typedef struct {
     uint64_t seen[CMI_PARAMS_MAX / 64]; /* rows written in the XML, valid or not */
     size_t errors_before; /* load errors before this element's parameters */
 } cmi_pset_t;
-
-/* Parses text as a value of def's type into slot (strings, lists and JSON
- * live in arena).  Returns 0, or -1 with a reason in err; a secret row's
- * reason never holds the value. */
-int cmi_param_parse(cmi_arena_t *arena, const cmi_param_def_t *def, const char *text, void *slot, char *err,
-                    size_t err_size);
-/* Resolves $SYSTEM:NAME and $FILE:PATH for a secret row: 0 with *out (arena),
- * or -1 with a reason (never the secret). */
-int cmi_param_secret(cmi_arena_t *arena, const char *text, const char **out, char *err, size_t err_size);
 
 /* The parameter struct for one message: statics when nothing is dynamic,
  * else a copy in the message's arena with the dynamic (non-lazy) rows

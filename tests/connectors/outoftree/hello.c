@@ -1,7 +1,9 @@
 /* A connector built outside cmi's tree, against the installed headers and
- * cmi-connector.pc only (tests/connectors/test_install.sh):
+ * cmi-connector.pc only (tests/connectors/test_install.sh), with its unit
+ * test (hello_test.c) against the installed test host:
  *
  *   cc $(pkg-config --cflags cmi-connector) -shared -fPIC hello.c -o hello.so
+ *   cc hello_test.c hello.c $(pkg-config --cflags --libs cmi-connector-test)
  */
 #include <cmi/connector.h>
 #include <stdio.h>
@@ -9,10 +11,12 @@
 typedef struct {
     cmi_params_head_t head;
     const char *name;
+    int excited;
 } hello_params_t;
 
 static const cmi_param_def_t params[] = {
     CMI_PARAM("name", CMI_PARAM_EXPR, CMI_PARAM_REQUIRED, hello_params_t, name, NULL, "who to greet"),
+    CMI_PARAM("excited", CMI_PARAM_BOOL, CMI_PARAM_DYNAMIC, hello_params_t, excited, "false", "end with '!'"),
     CMI_PARAM_END,
 };
 
@@ -23,7 +27,7 @@ int hello_greet(cmi_call_t *call)
 {
     const hello_params_t *p = call->params;
     char text[256];
-    snprintf(text, sizeof(text), "hello, %s", p->name);
+    snprintf(text, sizeof(text), "hello, %s%s", p->name, p->excited ? "!" : "");
     call->host->call_set_result(call, json_pack("{s:s}", "greeting", text));
     return CMI_FLOW_CONTINUE;
 }
