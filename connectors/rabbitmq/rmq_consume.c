@@ -1,274 +1,22 @@
 /* Consuming (docs/rabbitmq.md, "The inbound endpoint"), a feature of the
- * pool core on the pool's thread: receivers with credit, each delivery
- * handed to mediation and settled with the flow's decision.
- *
- * A delivery is shared by the pool thread and the flow mediating it (one
- * reference each).  Decisions (accept, discard, requeue) and the flow's end
- * come from workers through a locked inbox; like any work for a connection
- * they are applied in its PN_CONNECTION_WAKE so that proton sends the
- * disposition.  Credit comes back only when a delivery is both settled and
- * its flow over: "credit" is the number of messages in mediation at once.
- *
- * A connection that drops takes its unsettled deliveries with it (the
- * broker requeues them); decisions that come later are answered, and
- * forgotten.  No decision by the end of the flow: requeued after
- * requeue_delay (not at once, which would be a hot loop); a flow still
- * running after ack_wait: requeued then, and its later decision ignored. */
+ * pool core on the pool's thread: receivers with credit on every
+ * connection, each message handed to mediation (rmq_delivery.c settles it
+ * with the flow's decision).  "Credit" is the number of messages in
+ * mediation at once, per receiver, whatever the broker sends. */
 #include "config.h"
 
-#include <proton/codec.h>
 #include <proton/condition.h>
-#include <proton/disposition.h>
-#include <proton/message.h>
 #include <proton/terminus.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "rmq_consume.h"
+#include "rmq_consume_int.h"
 
-#define LOG(cs, level, ...) RMQ_LOG((cs)->pool, level, __VA_ARGS__)
 #define REATTACH_MS 2000 /* a receiver the broker closed is attached again after this */
 
-typedef struct rmq_rlink rmq_rlink_t;
-typedef struct rmq_consumer rmq_consumer_t;
-
-/* A consumer: the receivers of one inbound endpoint (or of sendRpc's
- * replies), one per rabbitmq.concurrent.consumers.count, on every
- * connection. */
-struct rmq_consumer {
-    SLIST_ENTRY(rmq_consumer) entry;
-    rmq_consumer_spec_t spec; /* its target is owned here */
-    /* Why it last could not consume: a failure that repeats on every retry
-     * is logged once (then at debug) until consuming works again. */
-    char last_error[256];
-    int64_t last_no_decision_log; /* "ended without a decision": at most every 10 s */
-    /* Flows still running on deliveries whose receiver or connection went
-     * (the broker redelivers those): per receiver slot, they count against
-     * the credit of the receivers attached since, so a reconnect does not
-     * add to the number of messages in mediation. */
-    int *orphans;
-    /* The engine refused a message (it is stopping): no more credit. */
-    int refused;
-};
-SLIST_HEAD(consumer_list, rmq_consumer);
-
-typedef STAILQ_HEAD(, rmq_delivery) parked_list_t;
-
-struct rmq_rlink {
-    rmq_link_tag_t tag; /* RMQ_ROLE_RECEIVER */
-    SLIST_ENTRY(rmq_rlink) entry;
-    rmq_conn_t *conn;
-    rmq_consumer_t *consumer;
-    pn_link_t *pn;
-    int ready;
-    int waiting_decl; /* its queue is being declared on this connection */
-    int64_t retry_at; /* the broker closed it: attach again then */
-    char name[64];
-    int slot; /* which of the consumer's rabbitmq.concurrent.consumers.count */
-    /* At most `credit` messages are in mediation, whatever the broker
-     * sends: RabbitMQ 3.x adds up flow frames that cross on the wire, and
-     * what it sends beyond the credit waits here, unsettled. */
-    int in_mediation;
-    parked_list_t parked;
-    size_t nparked;
-};
-
-typedef enum { RMQ_WORK_DECIDE = 1, RMQ_WORK_DONE = 2 } rmq_work_kind_t;
-
-/* A decision or a flow's end, from a worker to the pool thread. */
-struct rmq_dwork {
-    SLIST_ENTRY(rmq_dwork) entry;
-    rmq_delivery_t *d;
-    rmq_work_kind_t kind;
-};
-SLIST_HEAD(dwork_list, rmq_dwork);
-
-typedef TAILQ_HEAD(delivery_list, rmq_delivery) delivery_list_t;
-
-/* One message a receiver got: shared by the pool thread and the flow that
- * mediates it (a reference each; the last one frees it). */
-struct rmq_delivery {
-    TAILQ_ENTRY(rmq_delivery) out_entry;   /* its connection's unsettled, oldest first (ack wait) */
-    TAILQ_ENTRY(rmq_delivery) rq_entry;    /* its connection's flows over without a decision */
-    TAILQ_ENTRY(rmq_delivery) live_entry;  /* every delivery its connection still holds */
-    STAILQ_ENTRY(rmq_delivery) park_entry; /* its receiver's parked */
-    struct rmq_consume *cs;
-    rmq_conn_t *conn;   /* NULL once its connection is gone */
-    rmq_rlink_t *rlink; /* NULL once its connection is gone */
-    pn_delivery_t *pd;  /* pool thread; NULL once settled or gone */
-    atomic_int decision; /* rmq_decision_t; RMQ_DECIDE_NONE until the first decision */
-    atomic_int refs;
-    int settled;   /* pool thread: an outcome was sent (or the connection is gone) */
-    int flow_done; /* pool thread: the flow's end was seen */
-    int queued_rq; /* pool thread: in the rq list */
-    int in_out;    /* pool thread: in the out list */
-    int64_t ack_deadline, requeue_at;
-    char message_id[128];
-    int mediating;  /* pool thread: counted in its receiver's in_mediation */
-    int auto_acked; /* pool thread: the broker sent it settled (auto-ack) */
-    rmq_consumer_t *orphan_of; /* pool thread: its flow counts in orphan_of->orphans[slot] */
-    int slot;
-    char *raw; /* pool thread: the encoded message while parked */
-    size_t raw_len;
-};
-
-/* What consuming keeps of one connection (cs thread). */
-typedef struct {
-    SLIST_HEAD(, rmq_rlink) rlinks;
-    delivery_list_t out;      /* unsettled, oldest first */
-    delivery_list_t rq;       /* requeue delays, by their end */
-    delivery_list_t live;     /* every delivery it still holds */
-    struct dwork_list dwork;  /* decisions and ended flows to apply here */
-} cconn_t;
-
-/* Consuming's state in one pool. */
-typedef struct rmq_consume {
-    rmq_pool_t *pool;
-    /* Handed over from other threads, under lock. */
-    pthread_mutex_t lock;
-    struct consumer_list new_consumers;
-    struct dwork_list dwork_inbox;
-    int stop_consuming;
-    /* Pool thread. */
-    struct consumer_list consumers;
-    int consuming_stopped;
-    cconn_t *conns; /* by connection index */
-} rmq_consume_t;
-
-static cconn_t *cc_of(rmq_consume_t *cs, const rmq_conn_t *c)
-{
-    return &cs->conns[c->index];
-}
-
-/* ---- references ----------------------------------------------------------------- */
-
-static void delivery_unref(rmq_delivery_t *d)
-{
-    if (atomic_fetch_sub(&d->refs, 1) == 1)
-        free(d);
-}
-
-/* ---- the lists of a connection ------------------------------------------------------ */
-
-static void out_remove(rmq_delivery_t *d)
-{
-    if (!d->in_out)
-        return;
-    TAILQ_REMOVE(&cc_of(d->cs, d->conn)->out, d, out_entry);
-    d->in_out = 0;
-}
-
-static void out_push(rmq_delivery_t *d)
-{
-    TAILQ_INSERT_TAIL(&cc_of(d->cs, d->conn)->out, d, out_entry);
-    d->in_out = 1;
-}
-
-static void rq_remove(rmq_delivery_t *d)
-{
-    if (!d->queued_rq)
-        return;
-    TAILQ_REMOVE(&cc_of(d->cs, d->conn)->rq, d, rq_entry);
-    d->queued_rq = 0;
-}
-
-static void rq_push(rmq_delivery_t *d)
-{
-    TAILQ_INSERT_TAIL(&cc_of(d->cs, d->conn)->rq, d, rq_entry);
-    d->queued_rq = 1;
-}
-
-static void live_remove(rmq_delivery_t *d)
-{
-    if (d->conn != NULL)
-        TAILQ_REMOVE(&cc_of(d->cs, d->conn)->live, d, live_entry);
-}
-
-/* ---- settling ----------------------------------------------------------------------- */
-
-static uint64_t outcome_of(int decision)
-{
-    switch (decision) {
-    case RMQ_DECIDE_ACCEPT: return PN_ACCEPTED;
-    case RMQ_DECIDE_DISCARD: return PN_REJECTED; /* dead-lettered where the queue has a DLX */
-    default: return PN_RELEASED; /* requeue; 3.x refuses `modified` (see the notes) */
-    }
-}
-
-/* Pool side of d is over when it is settled; the flow side when the flow
- * ended.  Both: a credit goes back to its receiver. */
 static void refill(rmq_consume_t *cs, rmq_rlink_t *r);
-
-/* The delivery no longer belongs to a connection or a receiver (they are
- * going): later work on it touches neither. */
-static void detach(rmq_delivery_t *d)
-{
-    if (d->conn != NULL) {
-        out_remove(d);
-        rq_remove(d);
-        live_remove(d);
-    }
-    if (d->pd != NULL)
-        pn_delivery_set_context(d->pd, NULL);
-    if (d->mediating && d->rlink != NULL) {
-        /* Its flow goes on while the broker redelivers the message: it
-         * still takes a slot of the credit until it ends. */
-        rmq_rlink_t *r = d->rlink;
-        r->in_mediation--;
-        d->orphan_of = r->consumer;
-        d->slot = r->slot;
-        r->consumer->orphans[r->slot]++;
-    }
-    d->pd = NULL;
-    d->conn = NULL;
-    d->rlink = NULL;
-    d->mediating = 0;
-    d->settled = 1; /* the broker takes it back with the link or connection */
-}
-
-static void refill_slot(rmq_consume_t *cs, rmq_consumer_t *k, int slot);
-
-static void maybe_finish(rmq_consume_t *cs, rmq_delivery_t *d)
-{
-    if (!d->settled || !d->flow_done)
-        return;
-    live_remove(d);
-    rmq_rlink_t *r = d->rlink;
-    if (d->mediating && r != NULL) {
-        d->mediating = 0;
-        r->in_mediation--;
-    }
-    rmq_consumer_t *orphan_of = d->orphan_of;
-    int slot = d->slot;
-    delivery_unref(d); /* the pool's reference */
-    if (orphan_of != NULL) {
-        orphan_of->orphans[slot]--;
-        LOG(cs, CMI_LOG_DEBUG, "a flow of a message from a lost receiver ended (%d more on receiver %d)",
-            orphan_of->orphans[slot], slot);
-        refill_slot(cs, orphan_of, slot);
-    } else if (r != NULL) {
-        refill(cs, r);
-    }
-}
-
-static void settle(rmq_consume_t *cs, rmq_delivery_t *d, int decision)
-{
-    if (d->settled)
-        return;
-    if (d->pd != NULL) {
-        pn_delivery_update(d->pd, outcome_of(decision));
-        pn_delivery_settle(d->pd);
-        d->pd = NULL;
-    }
-    d->settled = 1;
-    if (d->conn != NULL) {
-        out_remove(d);
-        rq_remove(d);
-    }
-    maybe_finish(cs, d);
-}
 
 /* ---- receivers ------------------------------------------------------------------------ */
 
@@ -421,9 +169,9 @@ static void mediate(rmq_consume_t *cs, rmq_consumer_t *k, rmq_rlink_t *r, rmq_de
     atomic_compare_exchange_strong(&d->decision, &none, decision);
     d->flow_done = 1;
     if (d->settled)
-        maybe_finish(cs, d);
+        rmq_delivery_finish(cs, d);
     else
-        settle(cs, d, atomic_load(&d->decision));
+        rmq_delivery_settle(cs, d, atomic_load(&d->decision));
 }
 
 static rmq_delivery_t *unpark(rmq_rlink_t *r);
@@ -435,7 +183,7 @@ static void drop_parked(rmq_consume_t *cs, rmq_rlink_t *r)
 {
     rmq_delivery_t *d;
     while ((d = unpark(r)) != NULL) {
-        detach(d);
+        rmq_delivery_detach(d);
         if (d->auto_acked && d->raw != NULL) {
             mediate(cs, r->consumer, NULL, d);
             continue;
@@ -443,7 +191,7 @@ static void drop_parked(rmq_consume_t *cs, rmq_rlink_t *r)
         free(d->raw);
         d->raw = NULL;
         d->flow_done = 1; /* never mediated */
-        maybe_finish(cs, d);
+        rmq_delivery_finish(cs, d);
     }
 }
 
@@ -483,9 +231,9 @@ static void refill(rmq_consume_t *cs, rmq_rlink_t *r)
             d->raw = NULL;
             d->flow_done = 1;
             if (!d->settled)
-                settle(cs, d, RMQ_DECIDE_REQUEUE);
+                rmq_delivery_settle(cs, d, RMQ_DECIDE_REQUEUE);
             else
-                maybe_finish(cs, d);
+                rmq_delivery_finish(cs, d);
             continue;
         }
         mediate(cs, k, r, d);
@@ -532,6 +280,14 @@ static void refill_slot(rmq_consume_t *cs, rmq_consumer_t *k, int slot)
     }
 }
 
+static void credit_freed(rmq_consume_t *cs, rmq_rlink_t *r, rmq_consumer_t *orphan_of, int slot)
+{
+    if (orphan_of != NULL)
+        refill_slot(cs, orphan_of, slot);
+    else
+        refill(cs, r);
+}
+
 static void on_message(rmq_consume_t *cs, rmq_rlink_t *r, pn_delivery_t *pd)
 {
     rmq_conn_t *c = r->conn;
@@ -548,8 +304,7 @@ static void on_message(rmq_consume_t *cs, rmq_rlink_t *r, pn_delivery_t *pd)
     d->raw_len = got > 0 ? (size_t)got : 0;
     atomic_init(&d->refs, 1); /* the pool's; the flow's is added when it starts */
     pn_delivery_set_context(pd, d);
-    cconn_t *cc = cc_of(cs, c);
-    TAILQ_INSERT_HEAD(&cc->live, d, live_entry);
+    rmq_delivery_track(d);
     const rmq_consumer_spec_t *spec = &r->consumer->spec;
     if (spec->auto_ack || pn_delivery_settled(pd)) {
         /* Auto-ack: delivered on arrival, whatever the flow decides. */
@@ -562,8 +317,7 @@ static void on_message(rmq_consume_t *cs, rmq_rlink_t *r, pn_delivery_t *pd)
         d->auto_acked = 1;
     } else {
         d->ack_deadline = rmq_now() + (int64_t)spec->ack_wait_ms;
-        out_push(d);
-        if (TAILQ_FIRST(&cc->out) == d)
+        if (rmq_delivery_await(d))
             rmq_pool_timer_changed(cs->pool); /* the earliest ack deadline now */
     }
     if (busy(r) >= spec->credit)
@@ -589,8 +343,8 @@ static void on_receiver_closed(rmq_consume_t *cs, rmq_conn_t *c, rmq_rlink_t *r,
     rmq_delivery_t *d, *nx;
     TAILQ_FOREACH_SAFE(d, &cc_of(cs, c)->live, live_entry, nx) {
         if (d->rlink == r) {
-            detach(d);
-            maybe_finish(cs, d);
+            rmq_delivery_detach(d);
+            rmq_delivery_finish(cs, d);
         }
     }
     pn_link_set_context(pl, NULL);
@@ -630,54 +384,6 @@ static void on_link(void *st, rmq_conn_t *c, pn_event_t *e, rmq_link_tag_t *tag)
     }
 }
 
-/* ---- work from the workers ------------------------------------------------------------- */
-
-static void post(rmq_delivery_t *d, rmq_work_kind_t kind)
-{
-    rmq_consume_t *cs = d->cs;
-    struct rmq_dwork *w = rmq_xcalloc(1, sizeof(*w));
-    w->d = d;
-    w->kind = kind;
-    pthread_mutex_lock(&cs->lock);
-    SLIST_INSERT_HEAD(&cs->dwork_inbox, w, entry);
-    pthread_mutex_unlock(&cs->lock);
-    rmq_pool_interrupt(cs->pool);
-}
-
-int rmq_delivery_decide(rmq_delivery_t *d, int decision)
-{
-    int none = RMQ_DECIDE_NONE;
-    if (!atomic_compare_exchange_strong(&d->decision, &none, decision))
-        return 0;
-    atomic_fetch_add(&d->refs, 1); /* the work item's */
-    post(d, RMQ_WORK_DECIDE);
-    return 1;
-}
-
-void rmq_delivery_flow_done(rmq_delivery_t *d)
-{
-    post(d, RMQ_WORK_DONE); /* carries the flow's reference */
-}
-
-const char *rmq_delivery_message_id(const rmq_delivery_t *d)
-{
-    return d->message_id;
-}
-
-/* Work on a delivery whose connection is gone (no pn_* needed). */
-static void apply_detached(rmq_consume_t *cs, struct rmq_dwork *w)
-{
-    rmq_delivery_t *d = w->d;
-    d->settled = 1;
-    if (w->kind == RMQ_WORK_DONE && !d->flow_done) {
-        d->flow_done = 1;
-        maybe_finish(cs, d);
-        delivery_unref(d); /* the flow's */
-    } else if (w->kind == RMQ_WORK_DECIDE) {
-        delivery_unref(d); /* the work item's */
-    }
-    free(w);
-}
 
 static void wake_up_conns(rmq_consume_t *cs)
 {
@@ -707,65 +413,13 @@ static void on_interrupt(void *st)
         wake_up_conns(cs); /* their receivers are attached in each connection's own events */
     if (stop)
         cs->consuming_stopped = 1; /* refill() grants no more credit */
-    /* Work goes to the connection of its delivery. */
-    struct rmq_dwork *w;
-    while ((w = SLIST_FIRST(&work)) != NULL) {
-        SLIST_REMOVE_HEAD(&work, entry);
-        rmq_conn_t *c = w->d->conn;
-        if (c != NULL && c->pn != NULL) {
-            SLIST_INSERT_HEAD(&cc_of(cs, c)->dwork, w, entry);
-            pn_connection_wake(c->pn);
-        } else {
-            apply_detached(cs, w);
-        }
-    }
-}
-
-static void apply(rmq_consume_t *cs, struct rmq_dwork *w)
-{
-    rmq_delivery_t *d = w->d;
-    if (w->kind == RMQ_WORK_DECIDE) {
-        if (!d->settled)
-            settle(cs, d, atomic_load(&d->decision));
-        delivery_unref(d); /* the work item's */
-        return;
-    }
-    /* The flow is over. */
-    d->flow_done = 1;
-    if (!d->settled && atomic_load(&d->decision) == RMQ_DECIDE_NONE && d->rlink != NULL) {
-        /* No decision: requeued after a delay, not at once (a flow that
-         * never decides would spin the message through the broker). */
-        rmq_consumer_t *k = d->rlink->consumer;
-        int64_t now = rmq_now();
-        if (now - k->last_no_decision_log > 10000) {
-            k->last_no_decision_log = now;
-            LOG(cs, CMI_LOG_WARN, "a flow of %s ended without accept, discard or requeue: the message is requeued in "
-                "%llu ms (logged at most every 10 s)", k->spec.target.describe,
-                (unsigned long long)k->spec.requeue_delay_ms);
-        }
-        d->requeue_at = now + (int64_t)k->spec.requeue_delay_ms;
-        rq_push(d);
-        rmq_pool_timer_changed(cs->pool);
-    }
-    maybe_finish(cs, d);
-    delivery_unref(d); /* the flow's */
-}
-
-static void apply_all(rmq_consume_t *cs, rmq_conn_t *c)
-{
-    cconn_t *cc = cc_of(cs, c);
-    struct rmq_dwork *w;
-    while ((w = SLIST_FIRST(&cc->dwork)) != NULL) {
-        SLIST_REMOVE_HEAD(&cc->dwork, entry);
-        apply(cs, w);
-        free(w);
-    }
+    rmq_delivery_take_work(cs, &work);
 }
 
 static void on_wake(void *st, rmq_conn_t *c)
 {
     rmq_consume_t *cs = st;
-    apply_all(cs, c);
+    rmq_delivery_apply_all(cs, c);
     if (c->state != RMQ_CONN_UP)
         return;
     /* Consuming stopped: no credit is granted again, and what the broker
@@ -801,12 +455,10 @@ static int64_t next_deadline(void *st)
     rmq_consume_t *cs = st;
     int64_t next = 0;
     for (size_t i = 0; i < cs->pool->nconns; i++) {
-        cconn_t *cc = &cs->conns[i];
-        const rmq_delivery_t *out = TAILQ_FIRST(&cc->out), *rq = TAILQ_FIRST(&cc->rq);
-        if (out != NULL && (next == 0 || out->ack_deadline < next))
-            next = out->ack_deadline;
-        if (rq != NULL && (next == 0 || rq->requeue_at < next))
-            next = rq->requeue_at;
+        const cconn_t *cc = &cs->conns[i];
+        int64_t t = rmq_delivery_next_deadline(cc);
+        if (t > 0 && (next == 0 || t < next))
+            next = t;
         const rmq_rlink_t *r;
         SLIST_FOREACH(r, &cc->rlinks, entry)
             if (r->retry_at > 0 && (next == 0 || r->retry_at < next))
@@ -819,34 +471,9 @@ static int64_t next_deadline(void *st)
  * the dispositions and attaches are made in the connection's own events. */
 static int timeouts_of(rmq_consume_t *cs, rmq_conn_t *c, int64_t now)
 {
-    cconn_t *cc = cc_of(cs, c);
-    int touched = 0;
-    rmq_delivery_t *d;
-    while ((d = TAILQ_FIRST(&cc->rq)) != NULL && d->requeue_at <= now) {
-        rq_remove(d);
-        int none = RMQ_DECIDE_NONE;
-        atomic_compare_exchange_strong(&d->decision, &none, RMQ_DECIDE_REQUEUE);
-        settle(cs, d, RMQ_DECIDE_REQUEUE);
-        touched = 1;
-    }
-    /* Flows still running after the ack wait: requeued, their later
-     * decision is ignored (docs/rabbitmq.md, "The inbound endpoint"). */
-    while ((d = TAILQ_FIRST(&cc->out)) != NULL && d->ack_deadline <= now) {
-        int none = RMQ_DECIDE_NONE;
-        /* Only a flow still running is worth a warning: a parked message
-         * never started, and one whose flow ended without a decision was
-         * logged then. */
-        int running = d->mediating && !d->flow_done;
-        if (atomic_compare_exchange_strong(&d->decision, &none, RMQ_DECIDE_TIMEOUT))
-            LOG(cs, running ? CMI_LOG_WARN : CMI_LOG_DEBUG,
-                "a message from %s was %s after the ack wait time: requeued",
-                d->rlink ? d->rlink->consumer->spec.target.describe : "a queue",
-                running ? "still in mediation" : "still waiting");
-        settle(cs, d, atomic_load(&d->decision));
-        touched = 1;
-    }
+    int touched = rmq_delivery_timeouts(cs, c, now);
     rmq_rlink_t *r;
-    SLIST_FOREACH(r, &cc->rlinks, entry)
+    SLIST_FOREACH(r, &cc_of(cs, c)->rlinks, entry)
         if (r->retry_at > 0 && r->retry_at <= now && r->pn == NULL && c->state == RMQ_CONN_UP) {
             r->retry_at = 0;
             touched = 1;
@@ -877,36 +504,17 @@ static void on_closed(void *st, rmq_conn_t *c)
     }
     SLIST_FOREACH(r, &cc->rlinks, entry)
         drop_parked(cs, r);
-    /* Unsettled deliveries go back to the queue with the connection: the
-     * flows still mediating them may decide, and nothing happens. */
-    rmq_delivery_t *d;
-    while ((d = TAILQ_FIRST(&cc->live)) != NULL) {
-        detach(d);
-        maybe_finish(cs, d);
-    }
-    struct rmq_dwork *w;
-    while ((w = SLIST_FIRST(&cc->dwork)) != NULL) {
-        SLIST_REMOVE_HEAD(&cc->dwork, entry);
-        apply_detached(cs, w);
-    }
+    rmq_delivery_conn_closed(cs, c);
     while ((r = SLIST_FIRST(&cc->rlinks)) != NULL) {
         SLIST_REMOVE_HEAD(&cc->rlinks, entry);
         free(r);
     }
 }
 
-/* Shutdown: nothing is left hanging.  Decisions that arrived with the stop
- * are sent first: an accepted message is not released. */
+/* Shutdown: nothing is left hanging. */
 static void on_closing(void *st, rmq_conn_t *c)
 {
-    rmq_consume_t *cs = st;
-    apply_all(cs, c);
-    rmq_delivery_t *d;
-    while ((d = TAILQ_FIRST(&cc_of(cs, c)->out)) != NULL) { /* settle() takes d off the list */
-        int none = RMQ_DECIDE_NONE;
-        atomic_compare_exchange_strong(&d->decision, &none, RMQ_DECIDE_REQUEUE);
-        settle(cs, d, atomic_load(&d->decision));
-    }
+    rmq_delivery_release_all(st, c);
 }
 
 /* ---- the feature ------------------------------------------------------------------------ */
@@ -922,6 +530,7 @@ static void *create(rmq_pool_t *pool)
 {
     rmq_consume_t *cs = rmq_xcalloc(1, sizeof(*cs));
     cs->pool = pool;
+    cs->credit_freed = credit_freed;
     pthread_mutex_init(&cs->lock, NULL);
     SLIST_INIT(&cs->new_consumers);
     SLIST_INIT(&cs->dwork_inbox);
@@ -954,7 +563,7 @@ static void destroy(void *st)
     struct rmq_dwork *w;
     while ((w = SLIST_FIRST(&cs->dwork_inbox)) != NULL) {
         SLIST_REMOVE_HEAD(&cs->dwork_inbox, entry);
-        delivery_unref(w->d);
+        rmq_delivery_unref(w->d);
         free(w);
     }
     free(cs->conns);

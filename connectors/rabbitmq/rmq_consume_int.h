@@ -1,0 +1,155 @@
+/* Consuming's private structures, shared by rmq_consume.c (receivers,
+ * credit, the feature's hooks) and rmq_delivery.c (deliveries: settling,
+ * decisions from the workers, their deadlines).  rmq_consume.c calls
+ * rmq_delivery.c; a freed slot of credit comes back through
+ * cs->credit_freed. */
+#ifndef RMQ_CONSUME_INT_H
+#define RMQ_CONSUME_INT_H
+
+#include "rmq_consume.h"
+
+#define LOG(cs, level, ...) RMQ_LOG((cs)->pool, level, __VA_ARGS__)
+
+typedef struct rmq_rlink rmq_rlink_t;
+typedef struct rmq_consumer rmq_consumer_t;
+
+/* A consumer: the receivers of one inbound endpoint (or of sendRpc's
+ * replies), one per rabbitmq.concurrent.consumers.count, on every
+ * connection. */
+struct rmq_consumer {
+    SLIST_ENTRY(rmq_consumer) entry;
+    rmq_consumer_spec_t spec; /* its target is owned here */
+    /* Why it last could not consume: a failure that repeats on every retry
+     * is logged once (then at debug) until consuming works again. */
+    char last_error[256];
+    int64_t last_no_decision_log; /* "ended without a decision": at most every 10 s */
+    /* Flows still running on deliveries whose receiver or connection went
+     * (the broker redelivers those): per receiver slot, they count against
+     * the credit of the receivers attached since, so a reconnect does not
+     * add to the number of messages in mediation. */
+    int *orphans;
+    /* The engine refused a message (it is stopping): no more credit. */
+    int refused;
+};
+SLIST_HEAD(consumer_list, rmq_consumer);
+
+typedef STAILQ_HEAD(, rmq_delivery) parked_list_t;
+
+struct rmq_rlink {
+    rmq_link_tag_t tag; /* RMQ_ROLE_RECEIVER */
+    SLIST_ENTRY(rmq_rlink) entry;
+    rmq_conn_t *conn;
+    rmq_consumer_t *consumer;
+    pn_link_t *pn;
+    int ready;
+    int waiting_decl; /* its queue is being declared on this connection */
+    int64_t retry_at; /* the broker closed it: attach again then */
+    char name[64];
+    int slot; /* which of the consumer's rabbitmq.concurrent.consumers.count */
+    /* At most `credit` messages are in mediation, whatever the broker
+     * sends: RabbitMQ 3.x adds up flow frames that cross on the wire, and
+     * what it sends beyond the credit waits here, unsettled. */
+    int in_mediation;
+    parked_list_t parked;
+    size_t nparked;
+};
+
+typedef enum { RMQ_WORK_DECIDE = 1, RMQ_WORK_DONE = 2 } rmq_work_kind_t;
+
+/* A decision or a flow's end, from a worker to the pool thread. */
+struct rmq_dwork {
+    SLIST_ENTRY(rmq_dwork) entry;
+    rmq_delivery_t *d;
+    rmq_work_kind_t kind;
+};
+SLIST_HEAD(dwork_list, rmq_dwork);
+
+typedef TAILQ_HEAD(delivery_list, rmq_delivery) delivery_list_t;
+
+/* One message a receiver got: shared by the pool thread and the flow that
+ * mediates it (a reference each; the last one frees it). */
+struct rmq_delivery {
+    TAILQ_ENTRY(rmq_delivery) out_entry;   /* its connection's unsettled, oldest first (ack wait) */
+    TAILQ_ENTRY(rmq_delivery) rq_entry;    /* its connection's flows over without a decision */
+    TAILQ_ENTRY(rmq_delivery) live_entry;  /* every delivery its connection still holds */
+    STAILQ_ENTRY(rmq_delivery) park_entry; /* its receiver's parked */
+    struct rmq_consume *cs;
+    rmq_conn_t *conn;   /* NULL once its connection is gone */
+    rmq_rlink_t *rlink; /* NULL once its connection is gone */
+    pn_delivery_t *pd;  /* pool thread; NULL once settled or gone */
+    atomic_int decision; /* rmq_decision_t; RMQ_DECIDE_NONE until the first decision */
+    atomic_int refs;
+    int settled;   /* pool thread: an outcome was sent (or the connection is gone) */
+    int flow_done; /* pool thread: the flow's end was seen */
+    int queued_rq; /* pool thread: in the rq list */
+    int in_out;    /* pool thread: in the out list */
+    int64_t ack_deadline, requeue_at;
+    char message_id[128];
+    int mediating;  /* pool thread: counted in its receiver's in_mediation */
+    int auto_acked; /* pool thread: the broker sent it settled (auto-ack) */
+    rmq_consumer_t *orphan_of; /* pool thread: its flow counts in orphan_of->orphans[slot] */
+    int slot;
+    char *raw; /* pool thread: the encoded message while parked */
+    size_t raw_len;
+};
+
+/* What consuming keeps of one connection (cs thread). */
+typedef struct {
+    SLIST_HEAD(, rmq_rlink) rlinks;
+    delivery_list_t out;      /* unsettled, oldest first */
+    delivery_list_t rq;       /* requeue delays, by their end */
+    delivery_list_t live;     /* every delivery it still holds */
+    struct dwork_list dwork;  /* decisions and ended flows to apply here */
+} cconn_t;
+
+/* Consuming's state in one pool. */
+typedef struct rmq_consume rmq_consume_t;
+/* A slot of credit is free: the delivery in it is settled and its flow
+ * over (r: its receiver, or orphan_of/slot: a receiver that went). */
+typedef void (*rmq_credit_freed_fn)(rmq_consume_t *cs, rmq_rlink_t *r, rmq_consumer_t *orphan_of, int slot);
+
+struct rmq_consume {
+    rmq_pool_t *pool;
+    rmq_credit_freed_fn credit_freed;
+    /* Handed over from other threads, under lock. */
+    pthread_mutex_t lock;
+    struct consumer_list new_consumers;
+    struct dwork_list dwork_inbox;
+    int stop_consuming;
+    /* Pool thread. */
+    struct consumer_list consumers;
+    int consuming_stopped;
+    cconn_t *conns; /* by connection index */
+};
+
+
+static inline cconn_t *cc_of(rmq_consume_t *cs, const rmq_conn_t *c)
+{
+    return &cs->conns[c->index];
+}
+
+/* ---- rmq_delivery.c (pool thread, but for decide/flow_done) ------------------------------ */
+
+void rmq_delivery_unref(rmq_delivery_t *d);
+/* A new delivery on its connection; rmq_delivery_await puts it under the
+ * ack wait and returns 1 when its deadline is now the earliest. */
+void rmq_delivery_track(rmq_delivery_t *d);
+int rmq_delivery_await(rmq_delivery_t *d);
+/* d no longer belongs to a connection or a receiver (they are going). */
+void rmq_delivery_detach(rmq_delivery_t *d);
+/* Settled and its flow over: the pool's reference goes, and a slot of credit. */
+void rmq_delivery_finish(rmq_consume_t *cs, rmq_delivery_t *d);
+void rmq_delivery_settle(rmq_consume_t *cs, rmq_delivery_t *d, int decision);
+/* Decisions and ended flows from the inbox: to their connection (applied
+ * in its events by rmq_delivery_apply_all), or at once when it is gone. */
+void rmq_delivery_take_work(rmq_consume_t *cs, struct dwork_list *work);
+void rmq_delivery_apply_all(rmq_consume_t *cs, rmq_conn_t *c);
+int64_t rmq_delivery_next_deadline(const cconn_t *cc);
+/* Requeue delays and ack waits that ran out on c; 1 when some did. */
+int rmq_delivery_timeouts(rmq_consume_t *cs, rmq_conn_t *c, int64_t now);
+/* c is gone: its deliveries go back to the queue with it. */
+void rmq_delivery_conn_closed(rmq_consume_t *cs, rmq_conn_t *c);
+/* Shutdown: what c holds unsettled is released, decisions first. */
+void rmq_delivery_release_all(rmq_consume_t *cs, rmq_conn_t *c);
+
+#endif
