@@ -1,6 +1,7 @@
 /* Small string helpers: length-delimited slices, an arena-backed growable
- * buffer, percent-decoding and the number/size/duration parsers shared by
- * the command line, the server config and the artifact compilers. */
+ * buffer, base64, percent-decoding and the number/size/duration parsers
+ * shared by the command line, the server config and the artifact
+ * compilers. */
 #ifndef CMI_CORE_STR_H
 #define CMI_CORE_STR_H
 
@@ -52,6 +53,16 @@ const char *cmi_utf8_sanitize(cmi_arena_t *arena, const char *s, size_t len, siz
 /* Appends text escaped for the inside of a JSON string (bytes that are not
  * UTF-8 as \ufffd). */
 void cmi_strbuf_json_escaped(cmi_strbuf_t *b, const char *s, size_t len);
+
+/* Base64 (RFC 4648, standard alphabet): the one codec of the engine.
+ * cmi_base64_encode appends the encoding of data, '=' padded. */
+void cmi_base64_encode(cmi_strbuf_t *out, const void *data, size_t len);
+/* Decodes what MI's ${base64decode()} (Java's Base64.getDecoder()) takes:
+ * the standard alphabet, the padding optional but whole when present
+ * ("YQ" and "YQ==", not "YQ="), nothing after it, no whitespace.  Returns
+ * -1 on anything else, else 0 with the bytes (any byte, NUL too) in a
+ * NUL-terminated arena copy *out of *out_len bytes. */
+int cmi_base64_decode(cmi_arena_t *arena, const char *s, size_t len, char **out, size_t *out_len);
 
 /* Percent-decodes src into a new NUL-terminated arena string.  With
  * plus_as_space, '+' becomes ' ' (query strings); decoded bytes that are

@@ -8,7 +8,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
-#include <openssl/evp.h>
 #include <regex.h>
 #include <stdlib.h>
 #include <string.h>
@@ -459,35 +458,24 @@ static int fn_b64encode(ex_ctx_t *c, cmi_value_t *args, size_t n, cmi_value_t *o
     ARG_STRING(0, "base64encode");
     if (check_charset(c, args, n, "base64encode") != 0)
         return CMI_FLOW_ERROR;
-    size_t len = args[0].u.s.len;
-    char *buf = cmi_arena_alloc(c->msg->arena, 4 * ((len + 2) / 3) + 1);
-    int w = EVP_EncodeBlock((unsigned char *)buf, (const unsigned char *)args[0].u.s.ptr, (int)len);
-    *out = cmi_value_string(buf, (size_t)w);
+    cmi_strbuf_t b;
+    cmi_strbuf_init(&b, c->msg->arena, 4 * ((args[0].u.s.len + 2) / 3) + 1);
+    cmi_base64_encode(&b, args[0].u.s.ptr, args[0].u.s.len);
+    *out = cmi_value_string(b.data, b.len);
     return 0;
 }
 
+/* As MI (Java's Base64.getDecoder()): input that is not base64 is an error. */
 static int fn_b64decode(ex_ctx_t *c, cmi_value_t *args, size_t n, cmi_value_t *out)
 {
     ARG_STRING(0, "base64decode");
     if (check_charset(c, args, n, "base64decode") != 0)
         return CMI_FLOW_ERROR;
-    const char *s = args[0].u.s.ptr;
-    size_t len = args[0].u.s.len;
-    while (len > 0 && isspace((unsigned char)s[len - 1]))
-        len--;
-    if (len % 4 != 0)
-        return ex_fail(c, "base64decode(): the input is not base64 (length %zu is not a multiple of 4)", len);
-    unsigned char *buf = cmi_arena_alloc(c->msg->arena, len / 4 * 3 + 1);
-    int w = EVP_DecodeBlock(buf, (const unsigned char *)s, (int)len);
-    if (w < 0)
+    char *s;
+    size_t len;
+    if (cmi_base64_decode(c->msg->arena, args[0].u.s.ptr, args[0].u.s.len, &s, &len) != 0)
         return ex_fail(c, "base64decode(): the input is not base64");
-    /* EVP_DecodeBlock counts the padding as data; drop it. */
-    if (len >= 1 && s[len - 1] == '=')
-        w--;
-    if (len >= 2 && s[len - 2] == '=')
-        w--;
-    buf[w] = '\0';
-    *out = cmi_value_string((const char *)buf, (size_t)w);
+    *out = cmi_value_string(s, len);
     return 0;
 }
 

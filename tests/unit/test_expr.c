@@ -292,6 +292,9 @@ static const ecase_t cases[] = {
     {"${base64decode(\"aGVsbG8=\")}", "hello", NULL, 0},
     {"${base64decode(\"aGk=\")}", "hi", NULL, 0},
     {"${base64decode(\"!!\")}", NULL, "not base64", 0},
+    {"${base64decode(\"aGk\")}", "hi", NULL, 0},            /* padding optional, as Java's decoder */
+    {"${base64decode(\"aGk=\\n\")}", NULL, "not base64", 0}, /* no whitespace, as Java's decoder */
+    {"${base64decode(\"aG=k\")}", NULL, "not base64", 0},
     {"${base64encode(\"x\", \"ISO-8859-1\")}", NULL, "not supported by cmi yet", 0},
     {"${urlEncode(\"a b&c\")}", "a%20b%26c", NULL, 0},
     {"${urlDecode(\"a+b%26c\")}", "a b&c", NULL, 0},
@@ -358,6 +361,9 @@ static const ecase_t cases[] = {
     {"concat(get-property('p1'), '-', $ctx:pnum)", "hello-42", NULL, 0},
     {"base64Encode('hi')", "aGk=", NULL, 0},
     {"base64Decode('aGk=')", "hi", NULL, 0},
+    {"base64Decode('aGk')", "hi", NULL, 0},
+    {"base64Decode('!!')", "", NULL, 0},
+    {"base64Decode('aG=k')", "", NULL, 0},
     {"url-encode('a b')", "a+b", NULL, 0},
     {"json-eval($.name)", "John", NULL, 0},
     {"json-eval($.items[1].id)", "2", NULL, 0},
