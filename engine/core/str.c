@@ -234,6 +234,22 @@ int cmi_base64_decode(cmi_arena_t *arena, const char *s, size_t len, char **out,
 
 /* ---- percent-encoding ---------------------------------------------------------- */
 
+void cmi_url_encode(cmi_strbuf_t *out, const char *s, size_t len, const char *safe)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    strbuf_reserve(out, len);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+            (ch != '\0' && strchr(safe, ch) != NULL)) {
+            cmi_strbuf_putc(out, (char)ch);
+        } else {
+            char e[3] = {'%', hex[ch >> 4], hex[ch & 15]};
+            cmi_strbuf_append(out, e, 3);
+        }
+    }
+}
+
 static int hexval(int c)
 {
     if (c >= '0' && c <= '9')

@@ -1,5 +1,5 @@
 /* Small string helpers: length-delimited slices, an arena-backed growable
- * buffer, base64, percent-decoding and the number/size/duration parsers
+ * buffer, base64, percent-encoding and -decoding and the number/size/duration parsers
  * shared by the command line, the server config and the artifact
  * compilers. */
 #ifndef CMI_CORE_STR_H
@@ -63,6 +63,20 @@ void cmi_base64_encode(cmi_strbuf_t *out, const void *data, size_t len);
  * -1 on anything else, else 0 with the bytes (any byte, NUL too) in a
  * NUL-terminated arena copy *out of *out_len bytes. */
 int cmi_base64_decode(cmi_arena_t *arena, const char *s, size_t len, char **out, size_t *out_len);
+
+/* Percent-encoding, the engine's one encoder: ASCII letters and digits
+ * and the characters of safe stay as they are, every other byte becomes
+ * %XX (upper-case hex), appended to out.  Each caller names its set: */
+/* RFC 3986 unreserved: {uri.var.X} in an endpoint URL (RFC 6570). */
+#define CMI_URL_SAFE_UNRESERVED "-._~"
+/* MI's ${urlEncode()}: Java's URLEncoder, then ' ' as %20 and '*' as %2A. */
+#define CMI_URL_SAFE_URLENCODE "-._"
+/* RFC 2396 as commons-httpclient 3.1 encodes a path (allowed_abs_path)
+ * and a query (allowed_query): MI's XPath url-encode(), which is
+ * URIUtil.encodePathQuery(), before and after the first '?'. */
+#define CMI_URL_SAFE_RFC2396_PATH "-_.!~*'():@&=$,;/"
+#define CMI_URL_SAFE_RFC2396_QUERY "-_.!~*'();/?:@&=+$,"
+void cmi_url_encode(cmi_strbuf_t *out, const char *s, size_t len, const char *safe);
 
 /* Percent-decodes src into a new NUL-terminated arena string.  With
  * plus_as_space, '+' becomes ' ' (query strings); decoded bytes that are

@@ -484,17 +484,9 @@ static int fn_url_encode(ex_ctx_t *c, cmi_value_t *args, size_t n, cmi_value_t *
     ARG_STRING(0, "urlEncode");
     if (check_charset(c, args, n, "urlEncode") != 0)
         return CMI_FLOW_ERROR;
-    /* As MI 4.4 (Java's URLEncoder, then '+' as %20 and '*' as %2A):
-     * letters, digits and . - _ stay, everything else is %XX. */
     cmi_strbuf_t b;
     cmi_strbuf_init(&b, c->msg->arena, args[0].u.s.len * 3 + 1);
-    for (size_t i = 0; i < args[0].u.s.len; i++) {
-        unsigned char ch = (unsigned char)args[0].u.s.ptr[i];
-        if (isalnum(ch) || ch == '.' || ch == '-' || ch == '_')
-            cmi_strbuf_putc(&b, (char)ch);
-        else
-            cmi_strbuf_printf(&b, "%%%02X", ch);
-    }
+    cmi_url_encode(&b, args[0].u.s.ptr, args[0].u.s.len, CMI_URL_SAFE_URLENCODE);
     *out = cmi_value_string(b.data, b.len);
     return 0;
 }

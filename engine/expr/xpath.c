@@ -192,6 +192,8 @@ static void fn_base64_decode(xmlXPathParserContextPtr ctxt, int nargs)
     xmlFree(s);
 }
 
+/* As MI's (commons-httpclient's URIUtil.encodePathQuery()): the text as a
+ * path, and after its first '?' as a query. */
 static void fn_url_encode(xmlXPathParserContextPtr ctxt, int nargs)
 {
     if (nargs != 1) {
@@ -200,18 +202,18 @@ static void fn_url_encode(xmlXPathParserContextPtr ctxt, int nargs)
     }
     xmlChar *s = xmlXPathPopString(ctxt);
     size_t len = (size_t)xmlStrlen(s);
-    char *out = xmlMalloc(len * 3 + 1), *o = out;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char ch = s[i];
-        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || strchr(".-*_", ch))
-            *o++ = (char)ch;
-        else if (ch == ' ')
-            *o++ = '+';
-        else
-            o += snprintf(o, 4, "%%%02X", ch);
+    const char *q = memchr(s, '?', len);
+    size_t path = q ? (size_t)(q - (const char *)s) : len;
+    cmi_arena_t *a = cmi_arena_create(0);
+    cmi_strbuf_t b;
+    cmi_strbuf_init(&b, a, len * 3 + 1);
+    cmi_url_encode(&b, (const char *)s, path, CMI_URL_SAFE_RFC2396_PATH);
+    if (q != NULL) {
+        cmi_strbuf_putc(&b, '?');
+        cmi_url_encode(&b, q + 1, len - path - 1, CMI_URL_SAFE_RFC2396_QUERY);
     }
-    *o = '\0';
-    xmlXPathReturnString(ctxt, (xmlChar *)out);
+    return_text(ctxt, b.data, b.len);
+    cmi_arena_destroy(a);
     xmlFree(s);
 }
 

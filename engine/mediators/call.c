@@ -380,24 +380,6 @@ cmi_endpoint_t *cmi_compile_endpoint(cmi_compile_t *cc, xmlNodePtr node)
 
 /* ---- the URL ------------------------------------------------------------------------------ */
 
-static void percent_encode(cmi_strbuf_t *out, const char *s, size_t n)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    /* A value that is a dot segment would move up the backend's path
-     * (curl and servers resolve "/x/.."): its dots are encoded too. */
-    int dots = (n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.');
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (isalnum(ch) || ch == '-' || (ch == '.' && !dots) || ch == '_' || ch == '~') {
-            cmi_strbuf_putc(out, (char)ch);
-        } else {
-            cmi_strbuf_putc(out, '%');
-            cmi_strbuf_putc(out, hex[ch >> 4]);
-            cmi_strbuf_putc(out, hex[ch & 15]);
-        }
-    }
-}
-
 /* MI's {uri.var.NAME} (percent-encoded) and {+uri.var.NAME} (as it is):
  * the property uri.var.NAME of the message; anything else in braces stays. */
 static const char *expand_uri_vars(cmi_msg_t *msg, const char *in, size_t len)
@@ -417,8 +399,12 @@ static const char *expand_uri_vars(cmi_msg_t *msg, const char *in, size_t len)
                 if (v != NULL) {
                     if (raw)
                         cmi_strbuf_puts(&out, v);
+                    else if (strcmp(v, ".") == 0 || strcmp(v, "..") == 0)
+                        /* a dot segment would move up the backend's path (curl
+                         * and servers resolve "/x/.."): its dots are encoded */
+                        cmi_url_encode(&out, v, strlen(v), "-_~");
                     else
-                        percent_encode(&out, v, strlen(v));
+                        cmi_url_encode(&out, v, strlen(v), CMI_URL_SAFE_UNRESERVED);
                 }
                 i = (size_t)(close - in) + 1;
                 continue;

@@ -97,6 +97,34 @@ static void test_url_decode(void)
     cmi_arena_destroy(a);
 }
 
+/* One encoder; each set is named by its caller. */
+static void test_url_encode(void)
+{
+    static const struct {
+        const char *safe, *in, *want;
+    } cases[] = {
+        {CMI_URL_SAFE_UNRESERVED, "a b/c?d=e&f~g.h-i_j*k+l%", "a%20b%2Fc%3Fd%3De%26f~g.h-i_j%2Ak%2Bl%25"},
+        {CMI_URL_SAFE_URLENCODE, "a b/c?d=e&f~g.h-i_j*k+l%", "a%20b%2Fc%3Fd%3De%26f%7Eg.h-i_j%2Ak%2Bl%25"},
+        {CMI_URL_SAFE_RFC2396_PATH, "/a b/c;p=1:2@x&y$z,!'()*~+", "/a%20b/c;p=1:2@x&y$z,!'()*~%2B"},
+        {CMI_URL_SAFE_RFC2396_QUERY, "q=a b&c=d+e/f?g#h%[]", "q=a%20b&c=d+e/f?g%23h%25%5B%5D"},
+        {"", "AZaz09\xc3\xa9\x7f", "AZaz09%C3%A9%7F"}, /* letters and digits always stay, bytes >= 0x80 never */
+        {CMI_URL_SAFE_UNRESERVED, "", ""},
+    };
+    cmi_arena_t *a = cmi_arena_create(0);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        cmi_strbuf_t b;
+        cmi_strbuf_init(&b, a, 1);
+        cmi_url_encode(&b, cases[i].in, strlen(cases[i].in), cases[i].safe);
+        CU_ASSERT_STRING_EQUAL(b.data, cases[i].want);
+        CU_ASSERT_EQUAL(b.len, strlen(cases[i].want));
+    }
+    cmi_strbuf_t b; /* a NUL in the input is encoded, never a terminator */
+    cmi_strbuf_init(&b, a, 1);
+    cmi_url_encode(&b, "a\0b", 3, CMI_URL_SAFE_UNRESERVED);
+    CU_ASSERT_STRING_EQUAL(b.data, "a%00b");
+    cmi_arena_destroy(a);
+}
+
 /* RFC 4648's vectors; decoding takes what Java's Base64.getDecoder() (MI's
  * base64decode()) takes and refuses the rest. */
 static void test_base64(void)
@@ -265,6 +293,7 @@ static CU_TestInfo core_tests[] = {
     {"arena calloc zeroes", test_arena_calloc_zeroes},
     {"strbuf grows and stays terminated", test_strbuf},
     {"percent-decoding", test_url_decode},
+    {"percent-encoding with named safe sets", test_url_encode},
     {"base64: one codec, one answer to bad input", test_base64},
     {"UTF-8: sequences, U+FFFD for the rest, JSON escaping", test_utf8},
     {"size, duration, integer and boolean parsers", test_parsers},

@@ -297,6 +297,7 @@ static const ecase_t cases[] = {
     {"${base64decode(\"aG=k\")}", NULL, "not base64", 0},
     {"${base64encode(\"x\", \"ISO-8859-1\")}", NULL, "not supported by cmi yet", 0},
     {"${urlEncode(\"a b&c\")}", "a%20b%26c", NULL, 0},
+    {"${urlEncode(\"~*+/.-_\")}", "%7E%2A%2B%2F.-_", NULL, 0},
     {"${urlDecode(\"a+b%26c\")}", "a b&c", NULL, 0},
     {"${isString(\"x\")}", "true", NULL, 0},
     {"${isNumber(1)}", "true", NULL, 0},
@@ -364,7 +365,8 @@ static const ecase_t cases[] = {
     {"base64Decode('aGk')", "hi", NULL, 0},
     {"base64Decode('!!')", "", NULL, 0},
     {"base64Decode('aG=k')", "", NULL, 0},
-    {"url-encode('a b')", "a+b", NULL, 0},
+    {"url-encode('a b')", "a%20b", NULL, 0}, /* MI's: commons-httpclient's encodePathQuery() */
+    {"url-encode('http://h/a b+c?q=a b&r=x+y/z?')", "http://h/a%20b%2Bc?q=a%20b&r=x+y/z?", NULL, 0},
     {"json-eval($.name)", "John", NULL, 0},
     {"json-eval($.items[1].id)", "2", NULL, 0},
     {"json-eval($.items[*].id)", "[1,2,3]", NULL, 0},
