@@ -8,12 +8,12 @@
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
-#include <regex.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/time.h>
 
+#include "core/regex.h"
 #include "core/str.h"
 #include "expr/ast.h"
 #include "runtime/convert.h"
@@ -260,9 +260,10 @@ static const char *regex_problem(const char *re)
     return NULL;
 }
 
-/* split(s, re): as Java's String.split, a regular expression (POSIX
- * extended here) with trailing empty strings dropped; a delimiter without
- * regex characters is matched as plain text, which is the common case. */
+/* split(s, re): as Java's String.split, a regular expression in MI's
+ * (Java's) syntax as filter, switch and property take it (core/regex.h),
+ * with trailing empty strings dropped; a delimiter without regex
+ * characters is matched as plain text, which is the common case. */
 static int fn_split(ex_ctx_t *c, cmi_value_t *args, size_t n, cmi_value_t *out)
 {
     (void)n;
@@ -291,17 +292,12 @@ static int fn_split(ex_ctx_t *c, cmi_value_t *args, size_t n, cmi_value_t *out)
     const char *text = cmi_arena_strndup(c->msg->arena, s, sl);
     const char *delim = cmi_arena_strndup(c->msg->arena, d, dl);
     int plain = strpbrk(delim, "\\^$.|?*+()[]{}") == NULL;
-    regex_t re;
+    cmi_regex_t *re = NULL;
     if (!plain) {
         const char *problem = regex_problem(delim);
-        if (problem != NULL)
+        re = cmi_arena_calloc(c->msg->arena, 1, sizeof(*re));
+        if (problem != NULL || cmi_regex_compile(c->msg->arena, re, delim, &problem) != 0)
             return ex_fail(c, "split(): pattern '%s': %s", delim, problem);
-        int rc = regcomp(&re, delim, REG_EXTENDED);
-        if (rc != 0) {
-            char why[128];
-            regerror(rc, &re, why, sizeof(why));
-            return ex_fail(c, "split(): '%s' is not a valid regular expression: %s", delim, why);
-        }
     }
     size_t i = 0;
     while (i <= sl) {
@@ -314,16 +310,14 @@ static int fn_split(ex_ctx_t *c, cmi_value_t *args, size_t n, cmi_value_t *out)
             len = dl;
         } else {
             regmatch_t m;
-            if (i >= sl || regexec(&re, text + i, 1, &m, i > 0 ? REG_NOTBOL : 0) != 0 || m.rm_eo == 0)
+            if (i >= sl || !cmi_regex_find_from(re, text, sl, i, &m) || (size_t)m.rm_eo == i)
                 break;
-            at = i + (size_t)m.rm_so;
+            at = (size_t)m.rm_so;
             len = (size_t)(m.rm_eo - m.rm_so);
         }
         json_array_append_new(arr, cmi_json_text(c->msg->arena, text + i, at - i));
         i = at + len;
     }
-    if (!plain)
-        regfree(&re);
     json_array_append_new(arr, cmi_json_text(c->msg->arena, text + i, i <= sl ? sl - i : 0));
     while (json_array_size(arr) > 1 && json_string_length(json_array_get(arr, json_array_size(arr) - 1)) == 0)
         json_array_remove(arr, json_array_size(arr) - 1);

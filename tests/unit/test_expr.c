@@ -268,7 +268,16 @@ static const ecase_t cases[] = {
     {"${split(\"a1b22c\", \"[0-9]+\")}", "[\"a\",\"b\",\"c\"]", NULL, 0},
     {"${split(\"a,b,,\", \",\")}", "[\"a\",\"b\"]", NULL, 0},
     {"${split(\"a b\", \" \")[1]}", "b", NULL, 0},
-    {"${split(\"x\", \"(\")}", NULL, "not a valid regular expression", 0},
+    {"${split(\"x\", \"(\")}", NULL, "invalid regular expression", 0},
+    /* MI's (Java's) syntax, as filter, switch and property take it */
+    {"${split(\"a1b22c\", \"\\\\d+\")}", "[\"a\",\"b\",\"c\"]", NULL, 0},
+    {"${split(\"a \\t b\\nc\", \"\\\\s+\")}", "[\"a\",\"b\",\"c\"]", NULL, 0},
+    {"${split(\"a-b_c\", \"\\\\W|_\")}", "[\"a\",\"b\",\"c\"]", NULL, 0},
+    {"${split(\"aXbxc\", \"(?i)x\")}", "[\"a\",\"b\",\"c\"]", NULL, 0},
+    {"${split(\"a.b\", \"\\\\.\")}", "[\"a\",\"b\"]", NULL, 0},
+    {"${split(\"ab\", \"(?=b)\")}", NULL, "lookaround", 0},
+    {"${split(\"aXaY\", \"^a\")}", "[\"\",\"XaY\"]", NULL, 0}, /* ^ at the start of the text only */
+    {"${split(\"xa\", \"^a\")}", "[\"xa\"]", NULL, 0},
     {"${split(\"x\", \",+++\")}", NULL, "a quantifier may follow only a character", 0},
     {"${split(\"x\", \"(a+)+\")}", NULL, "a quantifier may follow only a character", 0},
     {"${split(\"x\", \"a{2}\")}", NULL, "bounded repetition", 0},
