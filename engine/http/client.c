@@ -10,8 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define DEFAULT_MAX_RESPONSE (64u * 1024 * 1024)
+#define MAX_HEADER_BYTES (1024u * 1024)
 
 struct cmi_http_client {
     CURLM *multi;
@@ -68,18 +70,41 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
     return n;
 }
 
+/* libcurl keeps the headers (read in finish()); this only bounds them. */
 static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
 {
+    (void)data;
     cmi_http_request_t *req = arg;
     size_t n = size * nmemb;
-    /* A new status line (after a 100 Continue, say): only the last
-     * response's headers count. */
-    if (n >= 5 && memcmp(data, "HTTP/", 5) == 0)
-        req->response_headers_len = 0;
-    else if (append(&req->response_headers, &req->response_headers_len, &req->response_headers_cap, data, n,
-                    1024 * 1024) != 0)
-        return 0;
-    return n;
+    req->header_bytes += n;
+    return req->header_bytes > MAX_HEADER_BYTES ? 0 : n; /* 0: curl fails the transfer */
+}
+
+/* The final response's headers (not those of a 1xx before it) and its
+ * trailers, through libcurl's header API, in the order they came. */
+static void take_headers(cmi_http_request_t *req, CURL *e)
+{
+    const unsigned origin = CURLH_HEADER | CURLH_TRAILER;
+    size_t n = 0;
+    for (struct curl_header *h = NULL; (h = curl_easy_nextheader(e, origin, -1, h)) != NULL;)
+        n++;
+    if (n == 0)
+        return;
+    req->response_headers = calloc(n, sizeof(*req->response_headers));
+    if (req->response_headers == NULL)
+        return;
+    struct curl_header *h = NULL;
+    while (req->nresponse_headers < n && (h = curl_easy_nextheader(e, origin, -1, h)) != NULL) {
+        cmi_http_header_t *out = &req->response_headers[req->nresponse_headers];
+        out->name = strdup(h->name);
+        out->value = strdup(h->value);
+        if (out->name == NULL || out->value == NULL) {
+            free(out->name);
+            free(out->value);
+            break;
+        }
+        req->nresponse_headers++;
+    }
 }
 
 /* ---- one transfer ----------------------------------------------------------------- */
@@ -145,6 +170,7 @@ static void finish(cmi_http_client_t *c, cmi_http_request_t *req, CURLcode rc)
     req->result = classify(rc);
     if (rc == CURLE_OK) {
         curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &req->status);
+        take_headers(req, e);
     } else if (req->error[0] == '\0') {
         snprintf(req->error, sizeof(req->error), "%s", curl_easy_strerror(rc));
     }
@@ -267,6 +293,7 @@ void cmi_http_client_submit(cmi_http_client_t *c, cmi_http_request_t *req)
     req->error[0] = '\0';
     req->easy = NULL;
     req->slist = NULL;
+    req->header_bytes = 0;
     pthread_mutex_lock(&c->lock);
     req->next = c->inbox;
     c->inbox = req;
@@ -295,11 +322,23 @@ unsigned long cmi_http_client_connections(cmi_http_client_t *c)
     return atomic_load(&c->connections);
 }
 
+const char *cmi_http_response_header(const cmi_http_request_t *req, const char *name)
+{
+    for (size_t i = 0; i < req->nresponse_headers; i++)
+        if (strcasecmp(req->response_headers[i].name, name) == 0)
+            return req->response_headers[i].value;
+    return NULL;
+}
+
 void cmi_http_request_dispose(cmi_http_request_t *req)
 {
-    free(req->response);
+    for (size_t i = 0; i < req->nresponse_headers; i++) {
+        free(req->response_headers[i].name);
+        free(req->response_headers[i].value);
+    }
     free(req->response_headers);
-    req->response = req->response_headers = NULL;
-    req->response_len = req->response_headers_len = 0;
-    req->response_cap = req->response_headers_cap = 0;
+    free(req->response);
+    req->response_headers = NULL;
+    req->response = NULL;
+    req->nresponse_headers = req->response_len = req->response_cap = req->header_bytes = 0;
 }

@@ -569,49 +569,18 @@ static void on_done(cmi_http_request_t *req)
 }
 
 /* The response headers become the transport headers (the request's go). */
-static void take_headers(cmi_msg_t *msg, const char *raw, size_t len)
+static void take_headers(cmi_msg_t *msg, const cmi_http_request_t *req)
 {
     msg->headers.count = 0;
-    const char *p = raw, *end = raw + len;
-    while (p < end) {
-        const char *eol = memchr(p, '\n', (size_t)(end - p));
-        size_t n = eol ? (size_t)(eol - p) : (size_t)(end - p);
-        size_t ln = n > 0 && p[n - 1] == '\r' ? n - 1 : n;
-        const char *colon = memchr(p, ':', ln);
-        if (colon != NULL) {
-            size_t nl = (size_t)(colon - p);
-            const char *v = colon + 1;
-            while (v < p + ln && (*v == ' ' || *v == '\t'))
-                v++;
-            size_t vl = (size_t)(p + ln - v);
-            if (!cmi_header_is_framing(p, nl) && nl > 0 && cmi_header_valid(p, nl, v, vl)) {
-                cmi_msg_header_add_inbound(msg, cmi_arena_strndup(msg->arena, p, nl), nl,
-                                           cmi_arena_strndup(msg->arena, v, vl), vl);
-                msg->headers.items[msg->headers.count - 1].outbound = 1; /* goes back to the caller */
-            }
+    for (size_t i = 0; i < req->nresponse_headers; i++) {
+        const char *n = req->response_headers[i].name, *v = req->response_headers[i].value;
+        size_t nl = strlen(n), vl = strlen(v);
+        if (!cmi_header_is_framing(n, nl) && nl > 0 && cmi_header_valid(n, nl, v, vl)) {
+            cmi_msg_header_add_inbound(msg, cmi_arena_strndup(msg->arena, n, nl), nl,
+                                       cmi_arena_strndup(msg->arena, v, vl), vl);
+            msg->headers.items[msg->headers.count - 1].outbound = 1; /* goes back to the caller */
         }
-        p += n + 1;
     }
-}
-
-static const char *header_value(cmi_msg_t *msg, const char *raw, size_t len, const char *name)
-{
-    size_t want = strlen(name);
-    for (const char *p = raw; p < raw + len;) {
-        const char *eol = memchr(p, '\n', (size_t)(raw + len - p));
-        size_t n = eol ? (size_t)(eol - p) : (size_t)(raw + len - p);
-        if (n > want && p[want] == ':' && strncasecmp(p, name, want) == 0) {
-            const char *v = p + want + 1;
-            while (*v == ' ')
-                v++;
-            size_t vl = (size_t)(p + n - v);
-            while (vl > 0 && (v[vl - 1] == '\r' || v[vl - 1] == ' '))
-                vl--;
-            return cmi_arena_strndup(msg->arena, v, vl);
-        }
-        p += n + 1;
-    }
-    return NULL;
 }
 
 static int start_attempt(cmi_msg_t *msg, call_state_t *st);
@@ -625,10 +594,12 @@ static int call_continue(cmi_msg_t *msg, void *data)
         leaf_ok(st->leaf);
         char *body = cmi_arena_alloc(msg->arena, req->response_len + 1);
         memcpy(body, req->response, req->response_len + 1);
-        const char *ct = header_value(msg, req->response_headers, req->response_headers_len, "Content-Type");
+        const char *ct = cmi_http_response_header(req, "Content-Type");
+        if (ct != NULL)
+            ct = cmi_arena_strdup(msg->arena, ct); /* the request's buffers go below */
         const call_mediator_t *c = st->call;
         if (c->target == TGT_BODY) {
-            take_headers(msg, req->response_headers, req->response_headers_len);
+            take_headers(msg, req);
             cmi_msg_set_payload(msg, body, req->response_len, ct ? ct : "");
         } else if (c->target == TGT_PROPERTY) {
             cmi_msg_prop_set(msg, CMI_SCOPE_DEFAULT, c->target_name, cmi_value_string(body, req->response_len));
