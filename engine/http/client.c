@@ -15,26 +15,17 @@
 #define DEFAULT_MAX_RESPONSE (64u * 1024 * 1024)
 #define MAX_HEADER_BYTES (1024u * 1024)
 
+STAILQ_HEAD(request_queue, cmi_http_request);
+
 struct cmi_http_client {
     CURLM *multi;
     pthread_t thread;
     pthread_mutex_t lock;
-    cmi_http_request_t *inbox; /* under lock */
-    int stopping;              /* under lock */
-    cmi_http_request_t *running; /* curl thread */
+    struct request_queue inbox;               /* under lock, in submission order */
+    int stopping;                             /* under lock */
+    LIST_HEAD(, cmi_http_request) running;    /* curl thread */
     atomic_ulong connections;
 };
-
-static void running_remove(cmi_http_client_t *c, cmi_http_request_t *req)
-{
-    if (req->prev)
-        req->prev->next = req->next;
-    else
-        c->running = req->next;
-    if (req->next)
-        req->next->prev = req->prev;
-    req->next = req->prev = NULL;
-}
 
 /* ---- buffers ------------------------------------------------------------------ */
 
@@ -184,7 +175,7 @@ static void finish(cmi_http_client_t *c, cmi_http_request_t *req, CURLcode rc)
     curl_slist_free_all(req->slist);
     req->easy = NULL;
     req->slist = NULL;
-    running_remove(c, req);
+    LIST_REMOVE(req, running_link);
     req->done(req);
 }
 
@@ -204,26 +195,20 @@ static void fail_now(cmi_http_request_t *req, const char *why)
 
 static int take_inbox(cmi_http_client_t *c)
 {
+    struct request_queue todo = STAILQ_HEAD_INITIALIZER(todo);
     pthread_mutex_lock(&c->lock);
-    cmi_http_request_t *req = c->inbox;
-    c->inbox = NULL;
+    STAILQ_CONCAT(&todo, &c->inbox);
     int stopping = c->stopping;
     pthread_mutex_unlock(&c->lock);
-    while (req != NULL) {
-        cmi_http_request_t *next = req->next;
-        req->next = NULL;
-        if (stopping) {
+    cmi_http_request_t *req;
+    while ((req = STAILQ_FIRST(&todo)) != NULL) {
+        STAILQ_REMOVE_HEAD(&todo, inbox_link);
+        if (stopping)
             fail_now(req, "the HTTP client is stopping");
-        } else if (setup(req) != 0 || curl_multi_add_handle(c->multi, req->easy) != CURLM_OK) {
+        else if (setup(req) != 0 || curl_multi_add_handle(c->multi, req->easy) != CURLM_OK)
             fail_now(req, "cannot start the HTTP call");
-        } else {
-            req->prev = NULL;
-            req->next = c->running;
-            if (c->running)
-                c->running->prev = req;
-            c->running = req;
-        }
-        req = next;
+        else
+            LIST_INSERT_HEAD(&c->running, req, running_link);
     }
     return stopping;
 }
@@ -250,8 +235,8 @@ static void *client_main(void *arg)
     }
     /* Transfers still running end now. */
     cmi_http_request_t *req;
-    while ((req = c->running) != NULL) {
-        running_remove(c, req);
+    while ((req = LIST_FIRST(&c->running)) != NULL) {
+        LIST_REMOVE(req, running_link);
         curl_multi_remove_handle(c->multi, req->easy);
         fail_now(req, "the HTTP client is stopping");
     }
@@ -274,6 +259,8 @@ cmi_http_client_t *cmi_http_client_create(char *err, size_t n)
         return NULL;
     }
     pthread_mutex_init(&c->lock, NULL);
+    STAILQ_INIT(&c->inbox);
+    LIST_INIT(&c->running);
     int rc = pthread_create(&c->thread, NULL, client_main, c);
     if (rc != 0) {
         snprintf(err, n, "cannot start the HTTP client thread: %s", strerror(rc));
@@ -295,8 +282,7 @@ void cmi_http_client_submit(cmi_http_client_t *c, cmi_http_request_t *req)
     req->slist = NULL;
     req->header_bytes = 0;
     pthread_mutex_lock(&c->lock);
-    req->next = c->inbox;
-    c->inbox = req;
+    STAILQ_INSERT_TAIL(&c->inbox, req, inbox_link);
     pthread_mutex_unlock(&c->lock);
     curl_multi_wakeup(c->multi);
 }

@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/queue.h>
 
 typedef enum {
     CMI_HTTP_OK = 0,         /* an answer came (any status) */
@@ -51,7 +52,8 @@ struct cmi_http_request {
     /* Private. */
     void *easy;
     void *slist;
-    cmi_http_request_t *next, *prev; /* inbox, then the running list */
+    STAILQ_ENTRY(cmi_http_request) inbox_link;
+    LIST_ENTRY(cmi_http_request) running_link;
     size_t response_cap, header_bytes;
 };
 
