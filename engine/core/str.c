@@ -12,20 +12,9 @@
 #include <string.h>
 #include <strings.h>
 
-int cmi_str_eq(cmi_str_t a, const char *b)
-{
-    size_t n = strlen(b);
-    return a.len == n && memcmp(a.ptr, b, n) == 0;
-}
-
 int cmi_str_caseeqn(const char *a, size_t alen, const char *b, size_t blen)
 {
     return alen == blen && strncasecmp(a, b, alen) == 0;
-}
-
-int cmi_str_caseeq(cmi_str_t a, const char *b)
-{
-    return cmi_str_caseeqn(a.ptr, a.len, b, strlen(b));
 }
 
 void cmi_strbuf_init(cmi_strbuf_t *b, cmi_arena_t *arena, size_t initial)

@@ -1,5 +1,5 @@
-/* Small string helpers: length-delimited slices, an arena-backed growable
- * buffer, base64, percent-encoding and -decoding and the number/size/duration parsers
+/* Small string helpers: an arena-backed growable buffer, UTF-8, base64,
+ * percent-encoding and -decoding, and the number/size/duration parsers
  * shared by the command line, the server config and the artifact
  * compilers. */
 #ifndef CMI_CORE_STR_H
@@ -10,20 +10,7 @@
 
 #include "core/arena.h"
 
-typedef struct {
-    const char *ptr;
-    size_t len;
-} cmi_str_t;
-
-#define CMI_STR_LIT(s) ((cmi_str_t){(s), sizeof(s) - 1})
-
-static inline cmi_str_t cmi_str(const char *p, size_t n)
-{
-    return (cmi_str_t){p, n};
-}
-
-int cmi_str_eq(cmi_str_t a, const char *b);
-int cmi_str_caseeq(cmi_str_t a, const char *b);
+/* Case-insensitive equality of two length-delimited strings. */
 int cmi_str_caseeqn(const char *a, size_t alen, const char *b, size_t blen);
 
 /* Growable byte buffer whose storage comes from an arena.  The contents are
