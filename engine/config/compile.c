@@ -13,7 +13,7 @@
 #include "plugin/plugin.h"
 
 struct cmi_seqref {
-    cmi_seqref_t *next;
+    STAILQ_ENTRY(cmi_seqref) link;
     const char *key;
     const cmi_sequence_t **slot;
     const cmi_sequence_t *owner;
@@ -223,11 +223,7 @@ void cmi_compile_ref_sequence(cmi_compile_t *cc, const char *key, const cmi_sequ
     r->file = cc->file;
     r->line = line;
     r->what = what;
-    /* Appended, so that unresolved references are reported in file order. */
-    cmi_seqref_t **tail = &cc->refs;
-    while (*tail != NULL)
-        tail = &(*tail)->next;
-    *tail = r;
+    STAILQ_INSERT_TAIL(&cc->refs, r, link);
 }
 
 /* ---- reference resolution and the cycle check --------------------------- */
@@ -275,7 +271,8 @@ static void report_cycle(cycle_ctx_t *x, const cmi_seqref_t *closing)
 static void visit(cycle_ctx_t *x, seq_node_t *n)
 {
     n->color = 1;
-    for (const cmi_seqref_t *r = x->cc->refs; r != NULL; r = r->next) {
+    const cmi_seqref_t *r;
+    STAILQ_FOREACH (r, &x->cc->refs, link) {
         if (r->owner != n->seq || *r->slot == NULL)
             continue;
         seq_node_t *t = node_of(x, *r->slot);
@@ -318,21 +315,23 @@ static int by_position(const void *a, const void *b)
 void cmi_compile_resolve_refs(cmi_compile_t *cc)
 {
     size_t nrefs = 0;
-    for (cmi_seqref_t *r = cc->refs; r != NULL; r = r->next)
+    cmi_seqref_t *cur;
+    STAILQ_FOREACH (cur, &cc->refs, link)
         nrefs++;
     /* Unresolved references are reported in file and line order, whatever
      * order the compilers met them in. */
     ref_order_t *order = cmi_arena_calloc(cc->arena, nrefs + 1, sizeof(*order));
     size_t i = 0;
-    for (cmi_seqref_t *r = cc->refs; r != NULL; r = r->next, i++) {
-        order[i].ref = r;
+    STAILQ_FOREACH (cur, &cc->refs, link) {
+        order[i].ref = cur;
         order[i].index = i;
         order[i].file_rank = i;
         for (size_t k = 0; k < i; k++)
-            if (order[k].ref->file == r->file) {
+            if (order[k].ref->file == cur->file) {
                 order[i].file_rank = order[k].file_rank;
                 break;
             }
+        i++;
     }
     qsort(order, nrefs, sizeof(*order), by_position);
     for (i = 0; i < nrefs; i++) {

@@ -14,6 +14,8 @@
 #include "config/config.h"
 #include "config/diag.h"
 
+#include <sys/queue.h>
+
 #define CMI_SYNAPSE_NS "http://ws.apache.org/ns/synapse"
 
 typedef struct cmi_seqref cmi_seqref_t;
@@ -26,7 +28,9 @@ typedef struct cmi_compile {
     /* The named sequence being compiled (NULL inside APIs, inbound endpoints):
      * the source of reference edges for the cycle check. */
     const cmi_sequence_t *owner;
-    cmi_seqref_t *refs; /* references to resolve once all sequences are known */
+    /* References to resolve once all sequences are known, in the order met
+     * (STAILQ_INIT before the first). */
+    STAILQ_HEAD(cmi_seqref_list, cmi_seqref) refs;
     const char *source; /* the artifact's text while it compiles */
     size_t source_len;
 } cmi_compile_t;

@@ -250,9 +250,12 @@ cmi_config_t *cmi_config_load_with(const char *dir, const cmi_plugins_t *plugins
     cfg->connectors = cmi_arena_calloc(arena, 1, sizeof(*cfg->connectors));
     cfg->connectors->plugins = plugins;
     cfg->connectors->check_only = check_only;
+    STAILQ_INIT(&cfg->connectors->instances);
+    STAILQ_INIT(&cfg->connectors->listeners);
 
     size_t errors_before = diag->errors;
     cmi_compile_t cc = {.config = cfg, .diag = diag, .arena = arena};
+    STAILQ_INIT(&cc.refs);
     for (size_t i = 0; i < NFOLDERS; i++)
         load_folder(&cc, dir, &folders[i]);
     warn_unknown_folders(&cc, dir);

@@ -7,28 +7,29 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 
 #define ARENA_ALIGN alignof(max_align_t)
 #define ARENA_DEFAULT_BLOCK 4096u
 
 typedef struct arena_block {
-    struct arena_block *next;
+    SLIST_ENTRY(arena_block) link;
     size_t size; /* usable bytes after the header */
 } arena_block_t;
 
 typedef struct arena_cleanup {
-    struct arena_cleanup *next;
+    SLIST_ENTRY(arena_cleanup) link;
     cmi_cleanup_fn fn;
     void *data;
 } arena_cleanup_t;
 
 struct cmi_arena {
-    arena_block_t *blocks; /* current block first */
-    char *cur;             /* next free byte in the current block */
-    char *end;             /* end of the current block */
-    size_t block_size;     /* size of the next regular block */
+    SLIST_HEAD(, arena_block) blocks; /* current block first */
+    char *cur;                        /* next free byte in the current block */
+    char *end;                        /* end of the current block */
+    size_t block_size;                /* size of the next regular block */
     size_t used;
-    arena_cleanup_t *cleanups;
+    SLIST_HEAD(, arena_cleanup) cleanups; /* last registered first */
 };
 
 static void oom(size_t size)
@@ -86,15 +87,15 @@ cmi_arena_t *cmi_arena_create(size_t first_block)
     /* The arena lives at the start of its own first block: one malloc for a
      * message that fits in one block. */
     arena_block_t *b = cmi_xmalloc(size);
-    b->next = NULL;
     b->size = size - hdr;
     cmi_arena_t *a = (cmi_arena_t *)((char *)b + hdr);
-    a->blocks = b;
+    SLIST_INIT(&a->blocks);
+    SLIST_INSERT_HEAD(&a->blocks, b, link);
     a->cur = (char *)a + self;
     a->end = (char *)b + size;
     a->block_size = size < ARENA_DEFAULT_BLOCK ? ARENA_DEFAULT_BLOCK : size;
     a->used = 0;
-    a->cleanups = NULL;
+    SLIST_INIT(&a->cleanups);
     return a;
 }
 
@@ -102,17 +103,15 @@ void cmi_arena_destroy(cmi_arena_t *a)
 {
     if (a == NULL)
         return;
-    arena_cleanup_t *c = a->cleanups;
-    a->cleanups = NULL;
-    for (; c != NULL; c = c->next)
+    arena_cleanup_t *c = SLIST_FIRST(&a->cleanups);
+    SLIST_INIT(&a->cleanups); /* detached while they run */
+    for (; c != NULL; c = SLIST_NEXT(c, link))
         c->fn(c->data);
     /* The arena itself sits in the last block of the list (the first one
-     * allocated): read the list before freeing it. */
-    arena_block_t *b = a->blocks;
-    while (b != NULL) {
-        arena_block_t *next = b->next;
+     * allocated): the next link is read before its block goes. */
+    for (arena_block_t *b = SLIST_FIRST(&a->blocks), *next; b != NULL; b = next) {
+        next = SLIST_NEXT(b, link);
         free(b);
-        b = next;
     }
 }
 
@@ -124,16 +123,14 @@ static void *alloc_slow(cmi_arena_t *a, size_t size)
          * current one so the current block keeps serving small requests. */
         arena_block_t *big = cmi_xmalloc(hdr + size);
         big->size = size;
-        big->next = a->blocks->next;
-        a->blocks->next = big;
+        SLIST_INSERT_AFTER(SLIST_FIRST(&a->blocks), big, link);
         return (char *)big + hdr;
     }
     if (a->block_size < 64 * 1024)
         a->block_size *= 2;
     arena_block_t *b = cmi_xmalloc(a->block_size);
     b->size = a->block_size - hdr;
-    b->next = a->blocks;
-    a->blocks = b;
+    SLIST_INSERT_HEAD(&a->blocks, b, link);
     a->cur = (char *)b + hdr + size;
     a->end = (char *)b + a->block_size;
     return (char *)b + hdr;
@@ -221,8 +218,7 @@ void cmi_arena_cleanup_add(cmi_arena_t *a, cmi_cleanup_fn fn, void *data)
     arena_cleanup_t *c = cmi_arena_alloc(a, sizeof(*c));
     c->fn = fn;
     c->data = data;
-    c->next = a->cleanups;
-    a->cleanups = c;
+    SLIST_INSERT_HEAD(&a->cleanups, c, link);
 }
 
 size_t cmi_arena_used(const cmi_arena_t *a)

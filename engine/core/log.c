@@ -38,11 +38,6 @@ int cmi_log_level_parse(const char *name)
     return -1;
 }
 
-const char *cmi_log_level_name(cmi_log_level_t level)
-{
-    return (unsigned)level <= CMI_LOG_OFF ? level_names[level] : "?";
-}
-
 static void format_time(char *buf, size_t size)
 {
     struct timeval tv;

@@ -20,7 +20,6 @@ void cmi_log_configure(cmi_log_level_t min_level, cmi_log_format_t format);
 int cmi_log_enabled(cmi_log_level_t level);
 /* Parses "trace".."fatal" (any case); -1 when unknown. */
 int cmi_log_level_parse(const char *name);
-const char *cmi_log_level_name(cmi_log_level_t level);
 
 void cmi_log_write(cmi_log_level_t level, const char *component, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -164,6 +164,15 @@ int cmi_regex_find(const cmi_regex_t *r, const char *text, size_t len, regmatch_
     return regexec(&r->re, text, ngroups ? ngroups : 1, m, REG_STARTEND) == 0;
 }
 
+int cmi_regex_find_from(const cmi_regex_t *r, const char *text, size_t len, size_t from, regmatch_t *m)
+{
+    /* With REG_STARTEND glibc searches from rm_so but reads the text before
+     * it for context and reports offsets from text itself. */
+    m->rm_so = (regoff_t)from;
+    m->rm_eo = (regoff_t)len;
+    return regexec(&r->re, text, 1, m, REG_STARTEND) == 0;
+}
+
 size_t cmi_regex_groups(const cmi_regex_t *r)
 {
     return r->re.re_nsub;

@@ -27,6 +27,10 @@ int cmi_regex_matches(const cmi_regex_t *r, const char *text, size_t len);
 /* Java's Matcher.find() with groups: 1 when found; groups[k] is the k-th
  * group (rm_so == -1 when it did not take part). */
 int cmi_regex_find(const cmi_regex_t *r, const char *text, size_t len, regmatch_t *groups, size_t ngroups);
+/* The next match at or after byte from (Java's Matcher.find(from) as
+ * String.split() walks it): 1 when found, with its offsets into text in
+ * *m.  '^' matches at the start of text only. */
+int cmi_regex_find_from(const cmi_regex_t *r, const char *text, size_t len, size_t from, regmatch_t *m);
 /* The number of capturing groups in the pattern. */
 size_t cmi_regex_groups(const cmi_regex_t *r);
 

@@ -4,26 +4,17 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
+#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-int cmi_str_eq(cmi_str_t a, const char *b)
-{
-    size_t n = strlen(b);
-    return a.len == n && memcmp(a.ptr, b, n) == 0;
-}
-
 int cmi_str_caseeqn(const char *a, size_t alen, const char *b, size_t blen)
 {
     return alen == blen && strncasecmp(a, b, alen) == 0;
-}
-
-int cmi_str_caseeq(cmi_str_t a, const char *b)
-{
-    return cmi_str_caseeqn(a.ptr, a.len, b, strlen(b));
 }
 
 void cmi_strbuf_init(cmi_strbuf_t *b, cmi_arena_t *arena, size_t initial)
@@ -176,6 +167,75 @@ void cmi_strbuf_json_escaped(cmi_strbuf_t *out, const char *s, size_t len)
             }
         }
         i++;
+    }
+}
+
+/* ---- base64 ---------------------------------------------------------------- */
+
+void cmi_base64_encode(cmi_strbuf_t *out, const void *data, size_t len)
+{
+    /* EVP_EncodeBlock takes an int: long input goes in slices of a
+     * multiple of 3 bytes, which encode without padding in between. */
+    const unsigned char *p = data;
+    do {
+        size_t n = len > 3u * (1u << 28) ? 3u * (1u << 28) : len;
+        strbuf_reserve(out, 4 * ((n + 2) / 3));
+        int w = EVP_EncodeBlock((unsigned char *)out->data + out->len, p, (int)n);
+        out->len += (size_t)w;
+        out->data[out->len] = '\0';
+        p += n;
+        len -= n;
+    } while (len > 0);
+}
+
+static int b64_digit(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/';
+}
+
+int cmi_base64_decode(cmi_arena_t *arena, const char *s, size_t len, char **out, size_t *out_len)
+{
+    size_t n = len, pad = 0;
+    while (n > 0 && pad < 2 && s[n - 1] == '=')
+        n--, pad++;
+    for (size_t i = 0; i < n; i++)
+        if (!b64_digit((unsigned char)s[i]))
+            return -1; /* outside the alphabet, '=' before the end included */
+    /* A last unit of one digit holds no byte; padding completes its unit. */
+    if (n % 4 == 1 || (pad > 0 && (n + pad) % 4 != 0) || n > INT_MAX - 3)
+        return -1;
+    size_t missing = (4 - n % 4) % 4; /* padding, written or not */
+    char *text = cmi_arena_alloc(arena, n + missing + 1);
+    memcpy(text, s, n);
+    memset(text + n, '=', missing);
+    char *bytes = cmi_arena_alloc(arena, (n + missing) / 4 * 3 + 1);
+    int w = EVP_DecodeBlock((unsigned char *)bytes, (const unsigned char *)text, (int)(n + missing));
+    if (w < 0)
+        return -1;
+    /* EVP_DecodeBlock counts the padding as zero bytes. */
+    w -= (int)missing;
+    bytes[w] = '\0';
+    *out = bytes;
+    if (out_len)
+        *out_len = (size_t)w;
+    return 0;
+}
+
+/* ---- percent-encoding ---------------------------------------------------------- */
+
+void cmi_url_encode(cmi_strbuf_t *out, const char *s, size_t len, const char *safe)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    strbuf_reserve(out, len);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+            (ch != '\0' && strchr(safe, ch) != NULL)) {
+            cmi_strbuf_putc(out, (char)ch);
+        } else {
+            char e[3] = {'%', hex[ch >> 4], hex[ch & 15]};
+            cmi_strbuf_append(out, e, 3);
+        }
     }
 }
 

@@ -1,6 +1,7 @@
-/* Small string helpers: length-delimited slices, an arena-backed growable
- * buffer, percent-decoding and the number/size/duration parsers shared by
- * the command line, the server config and the artifact compilers. */
+/* Small string helpers: an arena-backed growable buffer, UTF-8, base64,
+ * percent-encoding and -decoding, and the number/size/duration parsers
+ * shared by the command line, the server config and the artifact
+ * compilers. */
 #ifndef CMI_CORE_STR_H
 #define CMI_CORE_STR_H
 
@@ -9,20 +10,7 @@
 
 #include "core/arena.h"
 
-typedef struct {
-    const char *ptr;
-    size_t len;
-} cmi_str_t;
-
-#define CMI_STR_LIT(s) ((cmi_str_t){(s), sizeof(s) - 1})
-
-static inline cmi_str_t cmi_str(const char *p, size_t n)
-{
-    return (cmi_str_t){p, n};
-}
-
-int cmi_str_eq(cmi_str_t a, const char *b);
-int cmi_str_caseeq(cmi_str_t a, const char *b);
+/* Case-insensitive equality of two length-delimited strings. */
 int cmi_str_caseeqn(const char *a, size_t alen, const char *b, size_t blen);
 
 /* Growable byte buffer whose storage comes from an arena.  The contents are
@@ -52,6 +40,30 @@ const char *cmi_utf8_sanitize(cmi_arena_t *arena, const char *s, size_t len, siz
 /* Appends text escaped for the inside of a JSON string (bytes that are not
  * UTF-8 as \ufffd). */
 void cmi_strbuf_json_escaped(cmi_strbuf_t *b, const char *s, size_t len);
+
+/* Base64 (RFC 4648, standard alphabet): the one codec of the engine.
+ * cmi_base64_encode appends the encoding of data, '=' padded. */
+void cmi_base64_encode(cmi_strbuf_t *out, const void *data, size_t len);
+/* Decodes what MI's ${base64decode()} (Java's Base64.getDecoder()) takes:
+ * the standard alphabet, the padding optional but whole when present
+ * ("YQ" and "YQ==", not "YQ="), nothing after it, no whitespace.  Returns
+ * -1 on anything else, else 0 with the bytes (any byte, NUL too) in a
+ * NUL-terminated arena copy *out of *out_len bytes. */
+int cmi_base64_decode(cmi_arena_t *arena, const char *s, size_t len, char **out, size_t *out_len);
+
+/* Percent-encoding, the engine's one encoder: ASCII letters and digits
+ * and the characters of safe stay as they are, every other byte becomes
+ * %XX (upper-case hex), appended to out.  Each caller names its set: */
+/* RFC 3986 unreserved: {uri.var.X} in an endpoint URL (RFC 6570). */
+#define CMI_URL_SAFE_UNRESERVED "-._~"
+/* MI's ${urlEncode()}: Java's URLEncoder, then ' ' as %20 and '*' as %2A. */
+#define CMI_URL_SAFE_URLENCODE "-._"
+/* RFC 2396 as commons-httpclient 3.1 encodes a path (allowed_abs_path)
+ * and a query (allowed_query): MI's XPath url-encode(), which is
+ * URIUtil.encodePathQuery(), before and after the first '?'. */
+#define CMI_URL_SAFE_RFC2396_PATH "-_.!~*'():@&=$,;/"
+#define CMI_URL_SAFE_RFC2396_QUERY "-_.!~*'();/?:@&=+$,"
+void cmi_url_encode(cmi_strbuf_t *out, const char *s, size_t len, const char *safe);
 
 /* Percent-decodes src into a new NUL-terminated arena string.  With
  * plus_as_space, '+' becomes ' ' (query strings); decoded bytes that are

@@ -8,13 +8,12 @@
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
-#include <openssl/evp.h>
-#include <regex.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/time.h>
 
+#include "core/regex.h"
 #include "core/str.h"
 #include "expr/ast.h"
 #include "runtime/convert.h"
@@ -261,9 +260,10 @@ static const char *regex_problem(const char *re)
     return NULL;
 }
 
-/* split(s, re): as Java's String.split, a regular expression (POSIX
- * extended here) with trailing empty strings dropped; a delimiter without
- * regex characters is matched as plain text, which is the common case. */
+/* split(s, re): as Java's String.split, a regular expression in MI's
+ * (Java's) syntax as filter, switch and property take it (core/regex.h),
+ * with trailing empty strings dropped; a delimiter without regex
+ * characters is matched as plain text, which is the common case. */
 static int fn_split(ex_ctx_t *c, cmi_value_t *args, size_t n, cmi_value_t *out)
 {
     (void)n;
@@ -292,17 +292,12 @@ static int fn_split(ex_ctx_t *c, cmi_value_t *args, size_t n, cmi_value_t *out)
     const char *text = cmi_arena_strndup(c->msg->arena, s, sl);
     const char *delim = cmi_arena_strndup(c->msg->arena, d, dl);
     int plain = strpbrk(delim, "\\^$.|?*+()[]{}") == NULL;
-    regex_t re;
+    cmi_regex_t *re = NULL;
     if (!plain) {
         const char *problem = regex_problem(delim);
-        if (problem != NULL)
+        re = cmi_arena_calloc(c->msg->arena, 1, sizeof(*re));
+        if (problem != NULL || cmi_regex_compile(c->msg->arena, re, delim, &problem) != 0)
             return ex_fail(c, "split(): pattern '%s': %s", delim, problem);
-        int rc = regcomp(&re, delim, REG_EXTENDED);
-        if (rc != 0) {
-            char why[128];
-            regerror(rc, &re, why, sizeof(why));
-            return ex_fail(c, "split(): '%s' is not a valid regular expression: %s", delim, why);
-        }
     }
     size_t i = 0;
     while (i <= sl) {
@@ -315,16 +310,14 @@ static int fn_split(ex_ctx_t *c, cmi_value_t *args, size_t n, cmi_value_t *out)
             len = dl;
         } else {
             regmatch_t m;
-            if (i >= sl || regexec(&re, text + i, 1, &m, i > 0 ? REG_NOTBOL : 0) != 0 || m.rm_eo == 0)
+            if (i >= sl || !cmi_regex_find_from(re, text, sl, i, &m) || (size_t)m.rm_eo == i)
                 break;
-            at = i + (size_t)m.rm_so;
+            at = (size_t)m.rm_so;
             len = (size_t)(m.rm_eo - m.rm_so);
         }
         json_array_append_new(arr, cmi_json_text(c->msg->arena, text + i, at - i));
         i = at + len;
     }
-    if (!plain)
-        regfree(&re);
     json_array_append_new(arr, cmi_json_text(c->msg->arena, text + i, i <= sl ? sl - i : 0));
     while (json_array_size(arr) > 1 && json_string_length(json_array_get(arr, json_array_size(arr) - 1)) == 0)
         json_array_remove(arr, json_array_size(arr) - 1);
@@ -459,35 +452,24 @@ static int fn_b64encode(ex_ctx_t *c, cmi_value_t *args, size_t n, cmi_value_t *o
     ARG_STRING(0, "base64encode");
     if (check_charset(c, args, n, "base64encode") != 0)
         return CMI_FLOW_ERROR;
-    size_t len = args[0].u.s.len;
-    char *buf = cmi_arena_alloc(c->msg->arena, 4 * ((len + 2) / 3) + 1);
-    int w = EVP_EncodeBlock((unsigned char *)buf, (const unsigned char *)args[0].u.s.ptr, (int)len);
-    *out = cmi_value_string(buf, (size_t)w);
+    cmi_strbuf_t b;
+    cmi_strbuf_init(&b, c->msg->arena, 4 * ((args[0].u.s.len + 2) / 3) + 1);
+    cmi_base64_encode(&b, args[0].u.s.ptr, args[0].u.s.len);
+    *out = cmi_value_string(b.data, b.len);
     return 0;
 }
 
+/* As MI (Java's Base64.getDecoder()): input that is not base64 is an error. */
 static int fn_b64decode(ex_ctx_t *c, cmi_value_t *args, size_t n, cmi_value_t *out)
 {
     ARG_STRING(0, "base64decode");
     if (check_charset(c, args, n, "base64decode") != 0)
         return CMI_FLOW_ERROR;
-    const char *s = args[0].u.s.ptr;
-    size_t len = args[0].u.s.len;
-    while (len > 0 && isspace((unsigned char)s[len - 1]))
-        len--;
-    if (len % 4 != 0)
-        return ex_fail(c, "base64decode(): the input is not base64 (length %zu is not a multiple of 4)", len);
-    unsigned char *buf = cmi_arena_alloc(c->msg->arena, len / 4 * 3 + 1);
-    int w = EVP_DecodeBlock(buf, (const unsigned char *)s, (int)len);
-    if (w < 0)
+    char *s;
+    size_t len;
+    if (cmi_base64_decode(c->msg->arena, args[0].u.s.ptr, args[0].u.s.len, &s, &len) != 0)
         return ex_fail(c, "base64decode(): the input is not base64");
-    /* EVP_DecodeBlock counts the padding as data; drop it. */
-    if (len >= 1 && s[len - 1] == '=')
-        w--;
-    if (len >= 2 && s[len - 2] == '=')
-        w--;
-    buf[w] = '\0';
-    *out = cmi_value_string((const char *)buf, (size_t)w);
+    *out = cmi_value_string(s, len);
     return 0;
 }
 
@@ -496,17 +478,9 @@ static int fn_url_encode(ex_ctx_t *c, cmi_value_t *args, size_t n, cmi_value_t *
     ARG_STRING(0, "urlEncode");
     if (check_charset(c, args, n, "urlEncode") != 0)
         return CMI_FLOW_ERROR;
-    /* As MI 4.4 (Java's URLEncoder, then '+' as %20 and '*' as %2A):
-     * letters, digits and . - _ stay, everything else is %XX. */
     cmi_strbuf_t b;
     cmi_strbuf_init(&b, c->msg->arena, args[0].u.s.len * 3 + 1);
-    for (size_t i = 0; i < args[0].u.s.len; i++) {
-        unsigned char ch = (unsigned char)args[0].u.s.ptr[i];
-        if (isalnum(ch) || ch == '.' || ch == '-' || ch == '_')
-            cmi_strbuf_putc(&b, (char)ch);
-        else
-            cmi_strbuf_printf(&b, "%%%02X", ch);
-    }
+    cmi_url_encode(&b, args[0].u.s.ptr, args[0].u.s.len, CMI_URL_SAFE_URLENCODE);
     *out = cmi_value_string(b.data, b.len);
     return 0;
 }

@@ -18,10 +18,10 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
-#include <openssl/evp.h>
 #include <string.h>
 #include <strings.h>
 
+#include "core/str.h"
 #include "expr/ast.h"
 #include "runtime/convert.h"
 #include "runtime/errors.h"
@@ -149,6 +149,12 @@ static void fn_get_property(xmlXPathParserContextPtr ctxt, int nargs)
     xmlFree(second);
 }
 
+/* The text a helper wrote in a scratch arena, as an XPath string. */
+static void return_text(xmlXPathParserContextPtr ctxt, const char *s, size_t len)
+{
+    xmlXPathReturnString(ctxt, xmlStrndup((const xmlChar *)s, (int)len));
+}
+
 static void fn_base64_encode(xmlXPathParserContextPtr ctxt, int nargs)
 {
     if (nargs < 1 || nargs > 2) {
@@ -158,13 +164,17 @@ static void fn_base64_encode(xmlXPathParserContextPtr ctxt, int nargs)
     if (nargs == 2)
         xmlFree(xmlXPathPopString(ctxt)); /* charset: strings are UTF-8 */
     xmlChar *s = xmlXPathPopString(ctxt);
-    int len = xmlStrlen(s);
-    char *buf = xmlMalloc((size_t)(4 * ((len + 2) / 3) + 1));
-    EVP_EncodeBlock((unsigned char *)buf, s, len);
-    xmlXPathReturnString(ctxt, (xmlChar *)buf);
+    cmi_arena_t *a = cmi_arena_create(0);
+    cmi_strbuf_t b;
+    cmi_strbuf_init(&b, a, 64);
+    cmi_base64_encode(&b, s, (size_t)xmlStrlen(s));
+    return_text(ctxt, b.data, b.len);
+    cmi_arena_destroy(a);
     xmlFree(s);
 }
 
+/* Input that is not base64 gives "" (MI's commons-codec decoder skips what
+ * is not base64 and never fails; ${base64decode()} fails instead). */
 static void fn_base64_decode(xmlXPathParserContextPtr ctxt, int nargs)
 {
     if (nargs < 1 || nargs > 2) {
@@ -174,24 +184,16 @@ static void fn_base64_decode(xmlXPathParserContextPtr ctxt, int nargs)
     if (nargs == 2)
         xmlFree(xmlXPathPopString(ctxt));
     xmlChar *s = xmlXPathPopString(ctxt);
-    int len = xmlStrlen(s);
-    unsigned char *buf = xmlMalloc((size_t)(len / 4 * 3 + 1));
-    int w = len % 4 == 0 ? EVP_DecodeBlock(buf, s, len) : -1;
-    if (w < 0) {
-        xmlFree(buf);
-        xmlFree(s);
-        xmlXPathReturnEmptyString(ctxt);
-        return;
-    }
-    if (len >= 1 && s[len - 1] == '=')
-        w--;
-    if (len >= 2 && s[len - 2] == '=')
-        w--;
-    buf[w] = '\0';
-    xmlXPathReturnString(ctxt, buf);
+    cmi_arena_t *a = cmi_arena_create(0);
+    char *bytes;
+    const char *text = cmi_base64_decode(a, (const char *)s, (size_t)xmlStrlen(s), &bytes, NULL) == 0 ? bytes : "";
+    return_text(ctxt, text, strlen(text)); /* an XPath string ends at a NUL */
+    cmi_arena_destroy(a);
     xmlFree(s);
 }
 
+/* As MI's (commons-httpclient's URIUtil.encodePathQuery()): the text as a
+ * path, and after its first '?' as a query. */
 static void fn_url_encode(xmlXPathParserContextPtr ctxt, int nargs)
 {
     if (nargs != 1) {
@@ -200,18 +202,18 @@ static void fn_url_encode(xmlXPathParserContextPtr ctxt, int nargs)
     }
     xmlChar *s = xmlXPathPopString(ctxt);
     size_t len = (size_t)xmlStrlen(s);
-    char *out = xmlMalloc(len * 3 + 1), *o = out;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char ch = s[i];
-        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || strchr(".-*_", ch))
-            *o++ = (char)ch;
-        else if (ch == ' ')
-            *o++ = '+';
-        else
-            o += snprintf(o, 4, "%%%02X", ch);
+    const char *q = memchr(s, '?', len);
+    size_t path = q ? (size_t)(q - (const char *)s) : len;
+    cmi_arena_t *a = cmi_arena_create(0);
+    cmi_strbuf_t b;
+    cmi_strbuf_init(&b, a, len * 3 + 1);
+    cmi_url_encode(&b, (const char *)s, path, CMI_URL_SAFE_RFC2396_PATH);
+    if (q != NULL) {
+        cmi_strbuf_putc(&b, '?');
+        cmi_url_encode(&b, q + 1, len - path - 1, CMI_URL_SAFE_RFC2396_QUERY);
     }
-    *o = '\0';
-    xmlXPathReturnString(ctxt, (xmlChar *)out);
+    return_text(ctxt, b.data, b.len);
+    cmi_arena_destroy(a);
     xmlFree(s);
 }
 

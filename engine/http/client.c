@@ -10,29 +10,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define DEFAULT_MAX_RESPONSE (64u * 1024 * 1024)
+#define MAX_HEADER_BYTES (1024u * 1024)
+
+STAILQ_HEAD(request_queue, cmi_http_request);
 
 struct cmi_http_client {
     CURLM *multi;
     pthread_t thread;
     pthread_mutex_t lock;
-    cmi_http_request_t *inbox; /* under lock */
-    int stopping;              /* under lock */
-    cmi_http_request_t *running; /* curl thread */
+    struct request_queue inbox;               /* under lock, in submission order */
+    int stopping;                             /* under lock */
+    LIST_HEAD(, cmi_http_request) running;    /* curl thread */
     atomic_ulong connections;
 };
-
-static void running_remove(cmi_http_client_t *c, cmi_http_request_t *req)
-{
-    if (req->prev)
-        req->prev->next = req->next;
-    else
-        c->running = req->next;
-    if (req->next)
-        req->next->prev = req->prev;
-    req->next = req->prev = NULL;
-}
 
 /* ---- buffers ------------------------------------------------------------------ */
 
@@ -68,18 +61,41 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
     return n;
 }
 
+/* libcurl keeps the headers (read in finish()); this only bounds them. */
 static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
 {
+    (void)data;
     cmi_http_request_t *req = arg;
     size_t n = size * nmemb;
-    /* A new status line (after a 100 Continue, say): only the last
-     * response's headers count. */
-    if (n >= 5 && memcmp(data, "HTTP/", 5) == 0)
-        req->response_headers_len = 0;
-    else if (append(&req->response_headers, &req->response_headers_len, &req->response_headers_cap, data, n,
-                    1024 * 1024) != 0)
-        return 0;
-    return n;
+    req->header_bytes += n;
+    return req->header_bytes > MAX_HEADER_BYTES ? 0 : n; /* 0: curl fails the transfer */
+}
+
+/* The final response's headers (not those of a 1xx before it) and its
+ * trailers, through libcurl's header API, in the order they came. */
+static void take_headers(cmi_http_request_t *req, CURL *e)
+{
+    const unsigned origin = CURLH_HEADER | CURLH_TRAILER;
+    size_t n = 0;
+    for (struct curl_header *h = NULL; (h = curl_easy_nextheader(e, origin, -1, h)) != NULL;)
+        n++;
+    if (n == 0)
+        return;
+    req->response_headers = calloc(n, sizeof(*req->response_headers));
+    if (req->response_headers == NULL)
+        return;
+    struct curl_header *h = NULL;
+    while (req->nresponse_headers < n && (h = curl_easy_nextheader(e, origin, -1, h)) != NULL) {
+        cmi_http_header_t *out = &req->response_headers[req->nresponse_headers];
+        out->name = strdup(h->name);
+        out->value = strdup(h->value);
+        if (out->name == NULL || out->value == NULL) {
+            free(out->name);
+            free(out->value);
+            break;
+        }
+        req->nresponse_headers++;
+    }
 }
 
 /* ---- one transfer ----------------------------------------------------------------- */
@@ -145,6 +161,7 @@ static void finish(cmi_http_client_t *c, cmi_http_request_t *req, CURLcode rc)
     req->result = classify(rc);
     if (rc == CURLE_OK) {
         curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &req->status);
+        take_headers(req, e);
     } else if (req->error[0] == '\0') {
         snprintf(req->error, sizeof(req->error), "%s", curl_easy_strerror(rc));
     }
@@ -158,7 +175,7 @@ static void finish(cmi_http_client_t *c, cmi_http_request_t *req, CURLcode rc)
     curl_slist_free_all(req->slist);
     req->easy = NULL;
     req->slist = NULL;
-    running_remove(c, req);
+    LIST_REMOVE(req, running_link);
     req->done(req);
 }
 
@@ -178,26 +195,20 @@ static void fail_now(cmi_http_request_t *req, const char *why)
 
 static int take_inbox(cmi_http_client_t *c)
 {
+    struct request_queue todo = STAILQ_HEAD_INITIALIZER(todo);
     pthread_mutex_lock(&c->lock);
-    cmi_http_request_t *req = c->inbox;
-    c->inbox = NULL;
+    STAILQ_CONCAT(&todo, &c->inbox);
     int stopping = c->stopping;
     pthread_mutex_unlock(&c->lock);
-    while (req != NULL) {
-        cmi_http_request_t *next = req->next;
-        req->next = NULL;
-        if (stopping) {
+    cmi_http_request_t *req;
+    while ((req = STAILQ_FIRST(&todo)) != NULL) {
+        STAILQ_REMOVE_HEAD(&todo, inbox_link);
+        if (stopping)
             fail_now(req, "the HTTP client is stopping");
-        } else if (setup(req) != 0 || curl_multi_add_handle(c->multi, req->easy) != CURLM_OK) {
+        else if (setup(req) != 0 || curl_multi_add_handle(c->multi, req->easy) != CURLM_OK)
             fail_now(req, "cannot start the HTTP call");
-        } else {
-            req->prev = NULL;
-            req->next = c->running;
-            if (c->running)
-                c->running->prev = req;
-            c->running = req;
-        }
-        req = next;
+        else
+            LIST_INSERT_HEAD(&c->running, req, running_link);
     }
     return stopping;
 }
@@ -224,8 +235,8 @@ static void *client_main(void *arg)
     }
     /* Transfers still running end now. */
     cmi_http_request_t *req;
-    while ((req = c->running) != NULL) {
-        running_remove(c, req);
+    while ((req = LIST_FIRST(&c->running)) != NULL) {
+        LIST_REMOVE(req, running_link);
         curl_multi_remove_handle(c->multi, req->easy);
         fail_now(req, "the HTTP client is stopping");
     }
@@ -248,6 +259,8 @@ cmi_http_client_t *cmi_http_client_create(char *err, size_t n)
         return NULL;
     }
     pthread_mutex_init(&c->lock, NULL);
+    STAILQ_INIT(&c->inbox);
+    LIST_INIT(&c->running);
     int rc = pthread_create(&c->thread, NULL, client_main, c);
     if (rc != 0) {
         snprintf(err, n, "cannot start the HTTP client thread: %s", strerror(rc));
@@ -267,9 +280,9 @@ void cmi_http_client_submit(cmi_http_client_t *c, cmi_http_request_t *req)
     req->error[0] = '\0';
     req->easy = NULL;
     req->slist = NULL;
+    req->header_bytes = 0;
     pthread_mutex_lock(&c->lock);
-    req->next = c->inbox;
-    c->inbox = req;
+    STAILQ_INSERT_TAIL(&c->inbox, req, inbox_link);
     pthread_mutex_unlock(&c->lock);
     curl_multi_wakeup(c->multi);
 }
@@ -295,11 +308,23 @@ unsigned long cmi_http_client_connections(cmi_http_client_t *c)
     return atomic_load(&c->connections);
 }
 
+const char *cmi_http_response_header(const cmi_http_request_t *req, const char *name)
+{
+    for (size_t i = 0; i < req->nresponse_headers; i++)
+        if (strcasecmp(req->response_headers[i].name, name) == 0)
+            return req->response_headers[i].value;
+    return NULL;
+}
+
 void cmi_http_request_dispose(cmi_http_request_t *req)
 {
-    free(req->response);
+    for (size_t i = 0; i < req->nresponse_headers; i++) {
+        free(req->response_headers[i].name);
+        free(req->response_headers[i].value);
+    }
     free(req->response_headers);
-    req->response = req->response_headers = NULL;
-    req->response_len = req->response_headers_len = 0;
-    req->response_cap = req->response_headers_cap = 0;
+    free(req->response);
+    req->response_headers = NULL;
+    req->response = NULL;
+    req->nresponse_headers = req->response_len = req->response_cap = req->header_bytes = 0;
 }

@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/queue.h>
 
 typedef enum {
     CMI_HTTP_OK = 0,         /* an answer came (any status) */
@@ -23,6 +24,10 @@ typedef enum {
 
 typedef struct cmi_http_client cmi_http_client_t;
 typedef struct cmi_http_request cmi_http_request_t;
+
+typedef struct {
+    char *name, *value; /* as libcurl's header API gives them: the value without surrounding blanks */
+} cmi_http_header_t;
 
 struct cmi_http_request {
     /* In: set by the caller, unchanged and valid until done() ran. */
@@ -41,14 +46,15 @@ struct cmi_http_request {
     long status;
     char *response;          /* NUL-terminated; response_len bytes */
     size_t response_len;
-    char *response_headers;  /* the last response's header lines, "Name: value\r\n"... */
-    size_t response_headers_len;
+    cmi_http_header_t *response_headers; /* the final response's headers and trailers, as they came */
+    size_t nresponse_headers;
     char error[256];
     /* Private. */
     void *easy;
     void *slist;
-    cmi_http_request_t *next, *prev; /* inbox, then the running list */
-    size_t response_cap, response_headers_cap;
+    STAILQ_ENTRY(cmi_http_request) inbox_link;
+    LIST_ENTRY(cmi_http_request) running_link;
+    size_t response_cap, header_bytes;
 };
 
 /* Starts the curl thread.  NULL with a reason on failure. */
@@ -59,6 +65,9 @@ void cmi_http_client_submit(cmi_http_client_t *c, cmi_http_request_t *req);
 void cmi_http_client_destroy(cmi_http_client_t *c);
 /* Connections the client opened so far (keep-alive checks in tests). */
 unsigned long cmi_http_client_connections(cmi_http_client_t *c);
+/* The value of the response's first header called name (any case), NULL
+ * when it has none. */
+const char *cmi_http_response_header(const cmi_http_request_t *req, const char *name);
 /* Frees the response buffers. */
 void cmi_http_request_dispose(cmi_http_request_t *req);
 

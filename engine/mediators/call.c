@@ -380,24 +380,6 @@ cmi_endpoint_t *cmi_compile_endpoint(cmi_compile_t *cc, xmlNodePtr node)
 
 /* ---- the URL ------------------------------------------------------------------------------ */
 
-static void percent_encode(cmi_strbuf_t *out, const char *s, size_t n)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    /* A value that is a dot segment would move up the backend's path
-     * (curl and servers resolve "/x/.."): its dots are encoded too. */
-    int dots = (n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.');
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (isalnum(ch) || ch == '-' || (ch == '.' && !dots) || ch == '_' || ch == '~') {
-            cmi_strbuf_putc(out, (char)ch);
-        } else {
-            cmi_strbuf_putc(out, '%');
-            cmi_strbuf_putc(out, hex[ch >> 4]);
-            cmi_strbuf_putc(out, hex[ch & 15]);
-        }
-    }
-}
-
 /* MI's {uri.var.NAME} (percent-encoded) and {+uri.var.NAME} (as it is):
  * the property uri.var.NAME of the message; anything else in braces stays. */
 static const char *expand_uri_vars(cmi_msg_t *msg, const char *in, size_t len)
@@ -417,8 +399,12 @@ static const char *expand_uri_vars(cmi_msg_t *msg, const char *in, size_t len)
                 if (v != NULL) {
                     if (raw)
                         cmi_strbuf_puts(&out, v);
+                    else if (strcmp(v, ".") == 0 || strcmp(v, "..") == 0)
+                        /* a dot segment would move up the backend's path (curl
+                         * and servers resolve "/x/.."): its dots are encoded */
+                        cmi_url_encode(&out, v, strlen(v), "-_~");
                     else
-                        percent_encode(&out, v, strlen(v));
+                        cmi_url_encode(&out, v, strlen(v), CMI_URL_SAFE_UNRESERVED);
                 }
                 i = (size_t)(close - in) + 1;
                 continue;
@@ -583,49 +569,18 @@ static void on_done(cmi_http_request_t *req)
 }
 
 /* The response headers become the transport headers (the request's go). */
-static void take_headers(cmi_msg_t *msg, const char *raw, size_t len)
+static void take_headers(cmi_msg_t *msg, const cmi_http_request_t *req)
 {
     msg->headers.count = 0;
-    const char *p = raw, *end = raw + len;
-    while (p < end) {
-        const char *eol = memchr(p, '\n', (size_t)(end - p));
-        size_t n = eol ? (size_t)(eol - p) : (size_t)(end - p);
-        size_t ln = n > 0 && p[n - 1] == '\r' ? n - 1 : n;
-        const char *colon = memchr(p, ':', ln);
-        if (colon != NULL) {
-            size_t nl = (size_t)(colon - p);
-            const char *v = colon + 1;
-            while (v < p + ln && (*v == ' ' || *v == '\t'))
-                v++;
-            size_t vl = (size_t)(p + ln - v);
-            if (!cmi_header_is_framing(p, nl) && nl > 0 && cmi_header_valid(p, nl, v, vl)) {
-                cmi_msg_header_add_inbound(msg, cmi_arena_strndup(msg->arena, p, nl), nl,
-                                           cmi_arena_strndup(msg->arena, v, vl), vl);
-                msg->headers.items[msg->headers.count - 1].outbound = 1; /* goes back to the caller */
-            }
+    for (size_t i = 0; i < req->nresponse_headers; i++) {
+        const char *n = req->response_headers[i].name, *v = req->response_headers[i].value;
+        size_t nl = strlen(n), vl = strlen(v);
+        if (!cmi_header_is_framing(n, nl) && nl > 0 && cmi_header_valid(n, nl, v, vl)) {
+            cmi_msg_header_add_inbound(msg, cmi_arena_strndup(msg->arena, n, nl), nl,
+                                       cmi_arena_strndup(msg->arena, v, vl), vl);
+            msg->headers.items[msg->headers.count - 1].outbound = 1; /* goes back to the caller */
         }
-        p += n + 1;
     }
-}
-
-static const char *header_value(cmi_msg_t *msg, const char *raw, size_t len, const char *name)
-{
-    size_t want = strlen(name);
-    for (const char *p = raw; p < raw + len;) {
-        const char *eol = memchr(p, '\n', (size_t)(raw + len - p));
-        size_t n = eol ? (size_t)(eol - p) : (size_t)(raw + len - p);
-        if (n > want && p[want] == ':' && strncasecmp(p, name, want) == 0) {
-            const char *v = p + want + 1;
-            while (*v == ' ')
-                v++;
-            size_t vl = (size_t)(p + n - v);
-            while (vl > 0 && (v[vl - 1] == '\r' || v[vl - 1] == ' '))
-                vl--;
-            return cmi_arena_strndup(msg->arena, v, vl);
-        }
-        p += n + 1;
-    }
-    return NULL;
 }
 
 static int start_attempt(cmi_msg_t *msg, call_state_t *st);
@@ -639,10 +594,12 @@ static int call_continue(cmi_msg_t *msg, void *data)
         leaf_ok(st->leaf);
         char *body = cmi_arena_alloc(msg->arena, req->response_len + 1);
         memcpy(body, req->response, req->response_len + 1);
-        const char *ct = header_value(msg, req->response_headers, req->response_headers_len, "Content-Type");
+        const char *ct = cmi_http_response_header(req, "Content-Type");
+        if (ct != NULL)
+            ct = cmi_arena_strdup(msg->arena, ct); /* the request's buffers go below */
         const call_mediator_t *c = st->call;
         if (c->target == TGT_BODY) {
-            take_headers(msg, req->response_headers, req->response_headers_len);
+            take_headers(msg, req);
             cmi_msg_set_payload(msg, body, req->response_len, ct ? ct : "");
         } else if (c->target == TGT_PROPERTY) {
             cmi_msg_prop_set(msg, CMI_SCOPE_DEFAULT, c->target_name, cmi_value_string(body, req->response_len));

@@ -216,11 +216,7 @@ cmi_instance_impl_t *cmi_bind_instance(cmi_compile_t *cc, xmlNodePtr elem, const
     inst->pub.name = key;
     inst->pub.component = cmi_arena_sprintf(cc->arena, "%s:%s", m->desc->name, key);
     inst->pub.params = inst->params.statics;
-    cmi_connector_state_t *st = cc->config->connectors;
-    cmi_instance_impl_t **tail = &st->instances;
-    while (*tail != NULL)
-        tail = &(*tail)->next;
-    *tail = inst;
+    STAILQ_INSERT_TAIL(&cc->config->connectors->instances, inst, link);
     return inst;
 }
 
@@ -345,9 +341,7 @@ cmi_mediator_t *cmi_bind_operation(cmi_compile_t *cc, xmlNodePtr node)
     b->pub.instance = inst ? &inst->pub : NULL;
     b->pub.where = cmi_arena_sprintf(cc->arena, "%s:%d", cc->file, cmi_xml_line(node));
     b->pub.params = b->params.statics;
-    cmi_connector_state_t *st = cc->config->connectors;
-    b->next = st->bindings;
-    st->bindings = b;
+    SLIST_INSERT_HEAD(&cc->config->connectors->bindings, b, link);
     cmi_op_mediator_t *om = cmi_mediator_new(cc, node, sizeof(*om), cmi_host_op_run);
     om->binding = b;
     return &om->base;
@@ -408,9 +402,5 @@ void cmi_bind_listener(cmi_compile_t *cc, xmlNodePtr root, cmi_inbound_t *ib)
     l->pub.component = cmi_arena_sprintf(cc->arena, "%s:%s", m->desc->name, ib->name);
     l->pub.params = l->params.statics;
     ib->listener = l;
-    cmi_connector_state_t *st = cc->config->connectors;
-    cmi_listener_impl_t **tail = &st->listeners;
-    while (*tail != NULL)
-        tail = &(*tail)->next;
-    *tail = l;
+    STAILQ_INSERT_TAIL(&cc->config->connectors->listeners, l, link);
 }

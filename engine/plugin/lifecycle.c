@@ -20,7 +20,8 @@ typedef struct {
 static int start_instances(cmi_connector_state_t *st)
 {
     char err[512];
-    for (cmi_instance_impl_t *i = st->instances; i != NULL; i = i->next) {
+    cmi_instance_impl_t *i;
+    STAILQ_FOREACH (i, &st->instances, link) {
         const cmi_config_def_t *def = i->mod->desc->config;
         err[0] = '\0';
         if (def->start != NULL && def->start(&i->pub, err, sizeof(err)) != 0) {
@@ -36,7 +37,8 @@ static int start_instances(cmi_connector_state_t *st)
 static int prepare_bindings(cmi_connector_state_t *st)
 {
     char err[512];
-    for (cmi_binding_impl_t *b = st->bindings; b != NULL; b = b->next) {
+    cmi_binding_impl_t *b;
+    SLIST_FOREACH (b, &st->bindings, link) {
         err[0] = '\0';
         if (b->op->prepare != NULL && b->op->prepare(&b->pub, err, sizeof(err)) != 0) {
             cmi_log_error("connectors", "%s at %s cannot be prepared: %s", b->params.what, b->pub.where,
@@ -53,7 +55,8 @@ static int prepare_bindings(cmi_connector_state_t *st)
 static int start_listeners(cmi_engine_t *e, cmi_connector_state_t *st)
 {
     char err[512];
-    for (cmi_listener_impl_t *l = st->listeners; l != NULL; l = l->next) {
+    cmi_listener_impl_t *l;
+    STAILQ_FOREACH (l, &st->listeners, link) {
         l->engine = e;
         err[0] = '\0';
         if (l->def->start(&l->pub, err, sizeof(err)) != 0) {
@@ -99,7 +102,8 @@ int cmi_connectors_start_listeners(cmi_engine_t *e, cmi_worker_t *service)
 static void stop_listeners_on_service(void *arg)
 {
     lifecycle_t *lc = arg;
-    for (cmi_listener_impl_t *l = lc->e->config->connectors->listeners; l != NULL; l = l->next) {
+    cmi_listener_impl_t *l;
+    STAILQ_FOREACH (l, &lc->e->config->connectors->listeners, link) {
         if (!l->started || !atomic_exchange(&l->accepting, 0))
             continue;
         /* An inject() that saw accepting set finishes posting first: after
@@ -124,18 +128,21 @@ static void stop_on_service(void *arg)
 {
     lifecycle_t *lc = arg;
     cmi_connector_state_t *st = lc->e->config->connectors;
-    for (cmi_listener_impl_t *l = st->listeners; l != NULL; l = l->next) {
+    cmi_listener_impl_t *l;
+    STAILQ_FOREACH (l, &st->listeners, link) {
         atomic_store(&l->accepting, 0);
         if (l->started && l->def->destroy != NULL)
             l->def->destroy(&l->pub);
         l->started = 0;
     }
-    for (cmi_binding_impl_t *b = st->bindings; b != NULL; b = b->next) {
+    cmi_binding_impl_t *b;
+    SLIST_FOREACH (b, &st->bindings, link) {
         if (b->prepared && b->op->release != NULL)
             b->op->release(&b->pub);
         b->prepared = 0;
     }
-    for (cmi_instance_impl_t *i = st->instances; i != NULL; i = i->next) {
+    cmi_instance_impl_t *i;
+    STAILQ_FOREACH (i, &st->instances, link) {
         const cmi_config_def_t *def = i->mod->desc->config;
         if (i->started && def->stop != NULL)
             def->stop(&i->pub);

@@ -23,6 +23,7 @@
 #include <libxml/tree.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <sys/queue.h>
 
 #include <cmi/connector.h>
 
@@ -108,7 +109,7 @@ typedef struct cmi_instance_impl {
     const char *file;
     int line;
     int started;
-    struct cmi_instance_impl *next;
+    STAILQ_ENTRY(cmi_instance_impl) link;
 } cmi_instance_impl_t;
 
 typedef struct cmi_binding_impl {
@@ -120,7 +121,7 @@ typedef struct cmi_binding_impl {
     const char *response_variable; /* NULL: none */
     int overwrite_body;
     int prepared;
-    struct cmi_binding_impl *next;
+    SLIST_ENTRY(cmi_binding_impl) link;
 } cmi_binding_impl_t;
 
 typedef struct cmi_listener_impl {
@@ -135,7 +136,7 @@ typedef struct cmi_listener_impl {
     atomic_int injecting; /* inject() calls under way */
     atomic_uint next_worker;
     int started;
-    struct cmi_listener_impl *next;
+    STAILQ_ENTRY(cmi_listener_impl) link;
 } cmi_listener_impl_t;
 
 /* A connector operation in a sequence: the engine's mediator around it. */
@@ -144,13 +145,14 @@ typedef struct {
     cmi_binding_impl_t *binding;
 } cmi_op_mediator_t;
 
-/* What the connector parts of a deployment add to cmi_config_t. */
+/* What the connector parts of a deployment add to cmi_config_t (the
+ * STAILQs are STAILQ_INIT before the first). */
 typedef struct cmi_connector_state {
     const cmi_plugins_t *plugins;
     int check_only; /* `cmi check`: a secret that cannot be read is a warning */
-    cmi_instance_impl_t *instances;
-    cmi_binding_impl_t *bindings;
-    cmi_listener_impl_t *listeners;
+    STAILQ_HEAD(, cmi_instance_impl) instances; /* in document order */
+    SLIST_HEAD(, cmi_binding_impl) bindings;    /* the last compiled first */
+    STAILQ_HEAD(, cmi_listener_impl) listeners; /* in document order */
 } cmi_connector_state_t;
 
 struct cmi_compile;

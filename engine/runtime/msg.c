@@ -565,16 +565,6 @@ void cmi_msg_set_payload_json(cmi_msg_t *msg, json_t *json)
     p->kind = CMI_PAYLOAD_JSON;
 }
 
-void cmi_msg_set_payload_xml(cmi_msg_t *msg, xmlDocPtr doc, const char *content_type)
-{
-    payload_reset(msg);
-    cmi_payload_t *p = &msg->payload;
-    p->xml = cmi_msg_own_xml(msg, doc);
-    p->xml_tried = 1;
-    p->content_type = content_type ? content_type : "application/xml";
-    p->kind = CMI_PAYLOAD_XML;
-}
-
 static int dump_cb(const char *buf, size_t n, void *data)
 {
     cmi_strbuf_append(data, buf, n);

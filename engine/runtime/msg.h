@@ -241,8 +241,6 @@ cmi_payload_kind_t cmi_payload_kind_of(const char *content_type);
 void cmi_msg_set_payload(cmi_msg_t *msg, const char *bytes, size_t len, const char *content_type);
 /* Sets a JSON payload; the reference passes to the message. */
 void cmi_msg_set_payload_json(cmi_msg_t *msg, json_t *json);
-/* Sets an XML payload; the document passes to the message. */
-void cmi_msg_set_payload_xml(cmi_msg_t *msg, xmlDocPtr doc, const char *content_type);
 /* The payload as bytes, serialising a JSON or XML view if one was set. */
 const char *cmi_msg_payload_bytes(cmi_msg_t *msg, size_t *len);
 /* The payload as JSON (borrowed, valid until the payload changes), or NULL

@@ -97,6 +97,76 @@ static void test_url_decode(void)
     cmi_arena_destroy(a);
 }
 
+/* One encoder; each set is named by its caller. */
+static void test_url_encode(void)
+{
+    static const struct {
+        const char *safe, *in, *want;
+    } cases[] = {
+        {CMI_URL_SAFE_UNRESERVED, "a b/c?d=e&f~g.h-i_j*k+l%", "a%20b%2Fc%3Fd%3De%26f~g.h-i_j%2Ak%2Bl%25"},
+        {CMI_URL_SAFE_URLENCODE, "a b/c?d=e&f~g.h-i_j*k+l%", "a%20b%2Fc%3Fd%3De%26f%7Eg.h-i_j%2Ak%2Bl%25"},
+        {CMI_URL_SAFE_RFC2396_PATH, "/a b/c;p=1:2@x&y$z,!'()*~+", "/a%20b/c;p=1:2@x&y$z,!'()*~%2B"},
+        {CMI_URL_SAFE_RFC2396_QUERY, "q=a b&c=d+e/f?g#h%[]", "q=a%20b&c=d+e/f?g%23h%25%5B%5D"},
+        {"", "AZaz09\xc3\xa9\x7f", "AZaz09%C3%A9%7F"}, /* letters and digits always stay, bytes >= 0x80 never */
+        {CMI_URL_SAFE_UNRESERVED, "", ""},
+    };
+    cmi_arena_t *a = cmi_arena_create(0);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        cmi_strbuf_t b;
+        cmi_strbuf_init(&b, a, 1);
+        cmi_url_encode(&b, cases[i].in, strlen(cases[i].in), cases[i].safe);
+        CU_ASSERT_STRING_EQUAL(b.data, cases[i].want);
+        CU_ASSERT_EQUAL(b.len, strlen(cases[i].want));
+    }
+    cmi_strbuf_t b; /* a NUL in the input is encoded, never a terminator */
+    cmi_strbuf_init(&b, a, 1);
+    cmi_url_encode(&b, "a\0b", 3, CMI_URL_SAFE_UNRESERVED);
+    CU_ASSERT_STRING_EQUAL(b.data, "a%00b");
+    cmi_arena_destroy(a);
+}
+
+/* RFC 4648's vectors; decoding takes what Java's Base64.getDecoder() (MI's
+ * base64decode()) takes and refuses the rest. */
+static void test_base64(void)
+{
+    static const char *const plain[] = {"", "f", "fo", "foo", "foob", "fooba", "foobar"};
+    static const char *const coded[] = {"", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"};
+    static const char *const unpadded[] = {"", "Zg", "Zm8", "Zm9v", "Zm9vYg", "Zm9vYmE", "Zm9vYmFy"};
+    cmi_arena_t *a = cmi_arena_create(0);
+    char *out;
+    size_t n;
+    for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++) {
+        cmi_strbuf_t b;
+        cmi_strbuf_init(&b, a, 1);
+        cmi_base64_encode(&b, plain[i], strlen(plain[i]));
+        CU_ASSERT_STRING_EQUAL(b.data, coded[i]);
+        CU_ASSERT_EQUAL(b.len, strlen(coded[i]));
+        CU_ASSERT_EQUAL_FATAL(cmi_base64_decode(a, coded[i], strlen(coded[i]), &out, &n), 0);
+        CU_ASSERT_STRING_EQUAL(out, plain[i]);
+        CU_ASSERT_EQUAL(n, strlen(plain[i]));
+        CU_ASSERT_EQUAL_FATAL(cmi_base64_decode(a, unpadded[i], strlen(unpadded[i]), &out, &n), 0);
+        CU_ASSERT_STRING_EQUAL(out, plain[i]);
+    }
+    /* any byte, NUL and 0xFF too, both ways */
+    cmi_strbuf_t b;
+    cmi_strbuf_init(&b, a, 1);
+    cmi_strbuf_append(&b, "x", 1); /* appends */
+    cmi_base64_encode(&b, "\0\xff\x01", 3);
+    CU_ASSERT_STRING_EQUAL(b.data, "xAP8B");
+    CU_ASSERT_EQUAL(cmi_base64_decode(a, "AP8B", 4, &out, &n), 0);
+    CU_ASSERT_EQUAL(n, 3);
+    CU_ASSERT(memcmp(out, "\0\xff\x01", 3) == 0);
+    CU_ASSERT_EQUAL(cmi_base64_decode(a, "+/+/", 4, &out, &n), 0);
+    CU_ASSERT(memcmp(out, "\xfb\xff\xbf", 3) == 0);
+    /* not base64: one behaviour, -1 */
+    static const char *const bad[] = {"Zg=", "Z", "Zm9vY", "=", "==", "Zg===", "Zg==Zg==", "Zm=v", "Zm9v\n",
+                                      " Zm9v", "Zm 9v", "Zm9-", "Zm9_", "!!"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        CU_ASSERT_EQUAL(cmi_base64_decode(a, bad[i], strlen(bad[i]), &out, &n), -1);
+    CU_ASSERT_EQUAL(cmi_base64_decode(a, "Zm9v\0", 5, &out, &n), -1); /* the length counts, not a NUL */
+    cmi_arena_destroy(a);
+}
+
 /* RFC 3629's table: what jansson accepts, so that what cmi lets through
  * jansson can write. */
 static void test_utf8(void)
@@ -223,6 +293,8 @@ static CU_TestInfo core_tests[] = {
     {"arena calloc zeroes", test_arena_calloc_zeroes},
     {"strbuf grows and stays terminated", test_strbuf},
     {"percent-decoding", test_url_decode},
+    {"percent-encoding with named safe sets", test_url_encode},
+    {"base64: one codec, one answer to bad input", test_base64},
     {"UTF-8: sequences, U+FFFD for the rest, JSON escaping", test_utf8},
     {"size, duration, integer and boolean parsers", test_parsers},
     {"hash table", test_htab},

@@ -268,7 +268,16 @@ static const ecase_t cases[] = {
     {"${split(\"a1b22c\", \"[0-9]+\")}", "[\"a\",\"b\",\"c\"]", NULL, 0},
     {"${split(\"a,b,,\", \",\")}", "[\"a\",\"b\"]", NULL, 0},
     {"${split(\"a b\", \" \")[1]}", "b", NULL, 0},
-    {"${split(\"x\", \"(\")}", NULL, "not a valid regular expression", 0},
+    {"${split(\"x\", \"(\")}", NULL, "invalid regular expression", 0},
+    /* MI's (Java's) syntax, as filter, switch and property take it */
+    {"${split(\"a1b22c\", \"\\\\d+\")}", "[\"a\",\"b\",\"c\"]", NULL, 0},
+    {"${split(\"a \\t b\\nc\", \"\\\\s+\")}", "[\"a\",\"b\",\"c\"]", NULL, 0},
+    {"${split(\"a-b_c\", \"\\\\W|_\")}", "[\"a\",\"b\",\"c\"]", NULL, 0},
+    {"${split(\"aXbxc\", \"(?i)x\")}", "[\"a\",\"b\",\"c\"]", NULL, 0},
+    {"${split(\"a.b\", \"\\\\.\")}", "[\"a\",\"b\"]", NULL, 0},
+    {"${split(\"ab\", \"(?=b)\")}", NULL, "lookaround", 0},
+    {"${split(\"aXaY\", \"^a\")}", "[\"\",\"XaY\"]", NULL, 0}, /* ^ at the start of the text only */
+    {"${split(\"xa\", \"^a\")}", "[\"xa\"]", NULL, 0},
     {"${split(\"x\", \",+++\")}", NULL, "a quantifier may follow only a character", 0},
     {"${split(\"x\", \"(a+)+\")}", NULL, "a quantifier may follow only a character", 0},
     {"${split(\"x\", \"a{2}\")}", NULL, "bounded repetition", 0},
@@ -292,8 +301,12 @@ static const ecase_t cases[] = {
     {"${base64decode(\"aGVsbG8=\")}", "hello", NULL, 0},
     {"${base64decode(\"aGk=\")}", "hi", NULL, 0},
     {"${base64decode(\"!!\")}", NULL, "not base64", 0},
+    {"${base64decode(\"aGk\")}", "hi", NULL, 0},            /* padding optional, as Java's decoder */
+    {"${base64decode(\"aGk=\\n\")}", NULL, "not base64", 0}, /* no whitespace, as Java's decoder */
+    {"${base64decode(\"aG=k\")}", NULL, "not base64", 0},
     {"${base64encode(\"x\", \"ISO-8859-1\")}", NULL, "not supported by cmi yet", 0},
     {"${urlEncode(\"a b&c\")}", "a%20b%26c", NULL, 0},
+    {"${urlEncode(\"~*+/.-_\")}", "%7E%2A%2B%2F.-_", NULL, 0},
     {"${urlDecode(\"a+b%26c\")}", "a b&c", NULL, 0},
     {"${isString(\"x\")}", "true", NULL, 0},
     {"${isNumber(1)}", "true", NULL, 0},
@@ -358,7 +371,11 @@ static const ecase_t cases[] = {
     {"concat(get-property('p1'), '-', $ctx:pnum)", "hello-42", NULL, 0},
     {"base64Encode('hi')", "aGk=", NULL, 0},
     {"base64Decode('aGk=')", "hi", NULL, 0},
-    {"url-encode('a b')", "a+b", NULL, 0},
+    {"base64Decode('aGk')", "hi", NULL, 0},
+    {"base64Decode('!!')", "", NULL, 0},
+    {"base64Decode('aG=k')", "", NULL, 0},
+    {"url-encode('a b')", "a%20b", NULL, 0}, /* MI's: commons-httpclient's encodePathQuery() */
+    {"url-encode('http://h/a b+c?q=a b&r=x+y/z?')", "http://h/a%20b%2Bc?q=a%20b&r=x+y/z?", NULL, 0},
     {"json-eval($.name)", "John", NULL, 0},
     {"json-eval($.items[1].id)", "2", NULL, 0},
     {"json-eval($.items[*].id)", "[1,2,3]", NULL, 0},

@@ -77,6 +77,22 @@ static void *serve(void *arg)
             atomic_fetch_sub(&in_flight, 1);
             goto out;
         }
+        if (strcmp(path, "/headers") == 0 || strcmp(path, "/trailer") == 0) {
+            /* a 1xx first (its headers are not the answer's), a name twice,
+             * a value with blanks around it; or chunked with a trailer */
+            static const char headers[] = "HTTP/1.1 100 Continue\r\nX-Interim: 1\r\n\r\n"
+                                          "HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nX-Pad: \t padded  value \t\r\n"
+                                          "set-cookie: b=2\r\nContent-Length: 2\r\n\r\nok";
+            static const char trailer[] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n"
+                                          "2\r\nok\r\n0\r\nX-Sum: 42\r\n\r\n";
+            const char *r = path[1] == 'h' ? headers : trailer;
+            if (write(fd, r, strlen(r)) < 0)
+                goto out;
+            atomic_fetch_sub(&in_flight, 1);
+            memmove(buf, buf + head + clen, have - head - clen);
+            have -= head + clen;
+            continue;
+        }
         if (strcmp(path, "/slow") == 0)
             sleep_ms(1500);
         if (strcmp(path, "/wait") == 0)
@@ -200,8 +216,37 @@ static void test_answer_and_headers_both_ways(void)
     CU_ASSERT_EQUAL(req.result, CMI_HTTP_OK);
     CU_ASSERT_EQUAL(req.status, 200);
     CU_ASSERT_STRING_EQUAL(req.response, "POST /echo?x=1 x-test=hello body={\"a\":1}");
-    CU_ASSERT_PTR_NOT_NULL(strstr(req.response_headers, "X-Backend: yes\r\n"));
-    CU_ASSERT_PTR_NOT_NULL(strstr(req.response_headers, "Content-Type: text/plain\r\n"));
+    CU_ASSERT_STRING_EQUAL(cmi_http_response_header(&req, "X-Backend"), "yes");
+    CU_ASSERT_STRING_EQUAL(cmi_http_response_header(&req, "content-type"), "text/plain");
+    CU_ASSERT_PTR_NULL(cmi_http_response_header(&req, "X-Missing"));
+    CU_ASSERT_EQUAL(req.nresponse_headers, 3);
+    done_with(&req);
+}
+
+/* libcurl's header API: the final response's headers in order, a name
+ * that comes twice twice, values without the blanks around them. */
+static void test_response_headers(void)
+{
+    cmi_http_request_t req;
+    one(&req, "GET", "/headers", 5000);
+    CU_ASSERT_EQUAL(req.result, CMI_HTTP_OK);
+    CU_ASSERT_EQUAL(req.status, 200);
+    CU_ASSERT_STRING_EQUAL(req.response, "ok");
+    CU_ASSERT_EQUAL_FATAL(req.nresponse_headers, 4);
+    static const char *const want[][2] = {
+        {"Set-Cookie", "a=1"}, {"X-Pad", "padded  value"}, {"set-cookie", "b=2"}, {"Content-Length", "2"}};
+    for (size_t i = 0; i < 4; i++) {
+        CU_ASSERT_STRING_EQUAL(req.response_headers[i].name, want[i][0]);
+        CU_ASSERT_STRING_EQUAL(req.response_headers[i].value, want[i][1]);
+    }
+    CU_ASSERT_STRING_EQUAL(cmi_http_response_header(&req, "SET-COOKIE"), "a=1"); /* the first */
+    CU_ASSERT_PTR_NULL(cmi_http_response_header(&req, "X-Interim"));
+    done_with(&req);
+    one(&req, "GET", "/trailer", 5000);
+    CU_ASSERT_EQUAL(req.result, CMI_HTTP_OK);
+    CU_ASSERT_STRING_EQUAL(req.response, "ok");
+    CU_ASSERT_STRING_EQUAL(cmi_http_response_header(&req, "Trailer"), "X-Sum");
+    CU_ASSERT_STRING_EQUAL(cmi_http_response_header(&req, "X-Sum"), "42"); /* trailers too, as before */
     done_with(&req);
 }
 
@@ -334,6 +379,7 @@ int main(void)
 {
     CU_TestInfo tests[] = {
         {"an answer, headers both ways", test_answer_and_headers_both_ways},
+        {"response headers through libcurl's header API", test_response_headers},
         {"4xx and 5xx are answers", test_error_statuses_are_answers},
         {"timeout", test_timeout},
         {"connection refused", test_refused},
