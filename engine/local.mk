@@ -6,7 +6,7 @@ engine_libcmi_base_la_SOURCES = \
 	engine/core/arena.c engine/core/arena.h \
 	engine/core/str.c engine/core/str.h \
 	engine/plugin/pvalue.c engine/plugin/pvalue.h
-engine_libcmi_base_la_LIBADD = $(JANSSON_LIBS)
+engine_libcmi_base_la_LIBADD = $(JANSSON_LIBS) $(OPENSSL_LIBS)
 
 # The engine: everything but main() is a convenience library, so that unit
 # tests link the same objects the binary runs.
