@@ -37,7 +37,8 @@ engine_libcmi_engine_la_SOURCES = \
 	engine/mediators/variable.c \
 	engine/mediators/filter.c \
 	engine/mediators/switch.c \
-	engine/mediators/call.c engine/mediators/call.h \
+	engine/mediators/call.c engine/mediators/call.h engine/config/endpoint.c engine/config/endpoint.h \
+	engine/runtime/endpoint.c engine/runtime/endpoint.h \
 	engine/mediators/test_suspend.c \
 	engine/plugin/plugin.h engine/plugin/loader.c engine/plugin/params.c engine/plugin/bind.c \
 	engine/plugin/host.c engine/plugin/lifecycle.c \

@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "config/artifacts.h"
-#include "mediators/call.h"
+#include "config/endpoint.h"
 #include "plugin/plugin.h"
 
 static const cmi_attr_rule_t sequence_attrs[] = {

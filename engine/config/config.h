@@ -90,7 +90,7 @@ typedef struct cmi_config {
     const char *dir;
     cmi_htab_t sequences;     /* name -> cmi_sequence_t */
     cmi_htab_t local_entries; /* key -> cmi_local_entry_t */
-    cmi_htab_t endpoints;     /* name -> cmi_endpoint_t (mediators/call.h) */
+    cmi_htab_t endpoints;     /* name -> cmi_endpoint_t (config/endpoint.h) */
     cmi_api_t **apis;
     size_t napis;
     cmi_inbound_t **inbounds;

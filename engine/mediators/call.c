@@ -1,24 +1,18 @@
 /* <call [blocking]> with <endpoint key="name"/> or an inline <endpoint>
- * holding <http method uri-template> or <address uri>: an HTTP call to a
- * backend that holds no thread.  The message is suspended, the request goes
+ * (config/endpoint.c; their health: runtime/endpoint.c) holding <http
+ * method uri-template> or <address uri>: an HTTP call to a backend that
+ * holds no thread.  The message is suspended, the request goes
  * to the engine's curl thread (http/client.c), and the completion is posted
  * back to the message's worker, where the response replaces the payload,
  * HTTP_SC holds the backend's status and the response headers become the
  * transport headers.  As in MI, an answer of any status is a response;
  * only failing to get one is a fault: 101503 (connection failed), 101504
  * (timed out), 101505 (connection closed), 101500 (anything else).
- *
- * Endpoints are MI's: a leaf (<http>/<address>) with suspendOnFailure and
- * markForSuspension, or a <failover> / <loadbalance> group of leaves.  A
- * failure moves a group to its next leaf that is not suspended; a leaf's
- * health is shared by every worker. */
+ * A failure moves a group to its next leaf that is not suspended. */
 #include "config.h"
 
-#include <ctype.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 #include <string.h>
 #include <strings.h>
 
@@ -28,6 +22,7 @@
 #include "expr/expr.h"
 #include "http/client.h"
 #include "mediators/call.h"
+#include "runtime/endpoint.h"
 #include "mediators/registry.h"
 #include "runtime/convert.h"
 #include "runtime/errors.h"
@@ -42,13 +37,6 @@ enum {
     CMI_ERR_NONE_READY = 303000,    /* no leaf of a group can be tried */
     CMI_ERR_SUSPENDED = 303001,     /* the endpoint is suspended */
 };
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 enum { SRC_BODY, SRC_PROPERTY, SRC_INLINE, SRC_CUSTOM };
 enum { TGT_BODY, TGT_PROPERTY, TGT_VARIABLE };
@@ -65,318 +53,6 @@ typedef struct {
     int target;
     const char *target_name;
 } call_mediator_t;
-
-/* ---- endpoints ------------------------------------------------------------------------ */
-
-static const cmi_attr_rule_t endpoint_attrs[] = {
-    {"name", CMI_ATTR_OK},
-    {"key", CMI_ATTR_OK},
-    {"xmlns", CMI_ATTR_OK},
-    {"onError", CMI_ATTR_UNSUPPORTED},
-    {"template", CMI_ATTR_UNSUPPORTED},
-    {"uri", CMI_ATTR_UNSUPPORTED},
-    {NULL, 0},
-};
-
-static const cmi_attr_rule_t http_attrs[] = {
-    {"method", CMI_ATTR_OK},
-    {"uri-template", CMI_ATTR_OK},
-    {"statistics", CMI_ATTR_COSMETIC},
-    {"trace", CMI_ATTR_COSMETIC},
-    {NULL, 0},
-};
-
-static const cmi_attr_rule_t address_attrs[] = {
-    {"uri", CMI_ATTR_OK},
-    {"format", CMI_ATTR_UNSUPPORTED},
-    {"optimize", CMI_ATTR_UNSUPPORTED},
-    {"encoding", CMI_ATTR_UNSUPPORTED},
-    {"statistics", CMI_ATTR_COSMETIC},
-    {"trace", CMI_ATTR_COSMETIC},
-    {NULL, 0},
-};
-
-/* <timeout><duration>ms</duration><responseAction>fault|discard|never</responseAction></timeout> */
-static int compile_timeout(cmi_compile_t *cc, xmlNodePtr node, cmi_endpoint_t *ep)
-{
-    for (xmlNodePtr c = node->children; c != NULL; c = c->next) {
-        if (c->type != XML_ELEMENT_NODE)
-            continue;
-        const char *text = cmi_xml_text(cc, c);
-        if (cmi_xml_is(c, "duration")) {
-            if (text == NULL || cmi_parse_uint(text, 86400000, &ep->timeout_ms) != 0) {
-                cmi_compile_error(cc, c, "<timeout><duration>: expected milliseconds, got '%s'", text ? text : "");
-                return -1;
-            }
-        } else if (cmi_xml_is(c, "responseAction")) {
-            if (text == NULL || strcmp(text, "fault") != 0) {
-                cmi_compile_error(cc, c, "<timeout><responseAction>%s: only 'fault' is supported by cmi yet",
-                                  text ? text : "");
-                return -1;
-            }
-        } else {
-            cmi_compile_error(cc, c, "<timeout>: unexpected element <%s>", c->name);
-            return -1;
-        }
-    }
-    return 0;
-}
-
-/* "101503, 101504": error codes; -1 means none. */
-static int parse_codes(cmi_compile_t *cc, xmlNodePtr node, const char *text, int *codes, size_t *n)
-{
-    *n = 0;
-    for (const char *p = text; p != NULL && *p;) {
-        while (*p == ' ' || *p == ',' || *p == '\n' || *p == '\t')
-            p++;
-        if (*p == '\0')
-            break;
-        char *end;
-        long v = strtol(p, &end, 10);
-        if (end == p || (*end && *end != ',' && *end != ' ' && *end != '\n' && *end != '\t')) {
-            cmi_compile_error(cc, node, "<errorCodes>: '%s' is not a comma-separated list of error codes", text);
-            return -1;
-        }
-        if (v != -1) {
-            if (*n == 16) {
-                cmi_compile_error(cc, node, "<errorCodes>: at most 16 codes");
-                return -1;
-            }
-            codes[(*n)++] = (int)v;
-        }
-        p = end;
-    }
-    return 0;
-}
-
-static int uint_child(cmi_compile_t *cc, xmlNodePtr c, uint64_t max, uint64_t *out)
-{
-    const char *text = cmi_xml_text(cc, c);
-    if (text == NULL || cmi_parse_uint(text, max, out) != 0) {
-        cmi_compile_error(cc, c, "<%s>: expected a whole number, got '%s'", c->name, text ? text : "");
-        return -1;
-    }
-    return 0;
-}
-
-static int compile_suspension(cmi_compile_t *cc, xmlNodePtr node, cmi_endpoint_t *ep)
-{
-    int suspend = cmi_xml_is(node, "suspendOnFailure");
-    if (suspend) {
-        ep->suspend_on = 1;
-        ep->initial_ms = 30000; /* Synapse's default */
-        ep->factor = 1.0;
-        ep->max_ms = 86400000;
-    }
-    for (xmlNodePtr c = node->children; c != NULL; c = c->next) {
-        if (c->type != XML_ELEMENT_NODE)
-            continue;
-        const char *text = cmi_xml_text(cc, c);
-        if (cmi_xml_is(c, "errorCodes")) {
-            if (parse_codes(cc, c, text, suspend ? ep->suspend_codes : ep->mark_codes,
-                            suspend ? &ep->nsuspend_codes : &ep->nmark_codes) != 0)
-                return -1;
-        } else if (suspend && cmi_xml_is(c, "initialDuration")) {
-            if (text != NULL && strcmp(text, "-1") == 0)
-                ep->suspend_on = 0; /* MI: no suspension */
-            else if (uint_child(cc, c, 86400000, &ep->initial_ms) != 0)
-                return -1;
-        } else if (suspend && cmi_xml_is(c, "maximumDuration")) {
-            if (uint_child(cc, c, 86400000000ull, &ep->max_ms) != 0)
-                return -1;
-        } else if (suspend && cmi_xml_is(c, "progressionFactor")) {
-            char *end;
-            ep->factor = text ? strtod(text, &end) : 0;
-            if (text == NULL || *end != '\0' || !(ep->factor >= 1.0) || ep->factor > 100) {
-                cmi_compile_error(cc, c, "<progressionFactor>: expected a number from 1 to 100, got '%s'",
-                                  text ? text : "");
-                return -1;
-            }
-        } else if (!suspend && cmi_xml_is(c, "retriesBeforeSuspension")) {
-            uint64_t v;
-            if (uint_child(cc, c, 1000000, &v) != 0)
-                return -1;
-            ep->retries_before = (int64_t)v;
-        } else if (!suspend && cmi_xml_is(c, "retryDelay")) {
-            if (uint_child(cc, c, 86400000, &ep->retry_delay_ms) != 0)
-                return -1;
-        } else {
-            cmi_compile_error(cc, c, "<%s>: unexpected element <%s>", node->name, c->name);
-            return -1;
-        }
-    }
-    return 0;
-}
-
-static int compile_target(cmi_compile_t *cc, xmlNodePtr node, cmi_endpoint_t *ep)
-{
-    int http = cmi_xml_is(node, "http");
-    if (cmi_xml_check_attrs(cc, node, http ? http_attrs : address_attrs, NULL))
-        return -1;
-    const char *uri = cmi_xml_attr(cc, node, http ? "uri-template" : "uri");
-    if (uri == NULL || *uri == '\0') {
-        cmi_compile_error(cc, node, "<%s>: the %s attribute is required", node->name, http ? "uri-template" : "uri");
-        return -1;
-    }
-    if (strncmp(uri, "http://", 7) != 0 && strncmp(uri, "https://", 8) != 0 && strncmp(uri, "{", 1) != 0 &&
-        strncmp(uri, "$", 1) != 0) {
-        cmi_compile_error(cc, node, "<%s>: '%s' is not an http:// or https:// URL", node->name, uri);
-        return -1;
-    }
-    cmi_expr_error_t e;
-    ep->uri = cmi_template_compile(cc->arena, uri, CMI_TEMPLATE_TEXT, 0, &e);
-    if (ep->uri == NULL) {
-        cmi_compile_report_expr_error(cc, node, http ? "uri-template" : "uri", uri, &e);
-        return -1;
-    }
-    if (http) {
-        const char *method = cmi_xml_attr(cc, node, "method");
-        if (method != NULL && *method != '\0') {
-            static const char *const methods[] = {"get", "post", "put", "delete", "patch", "head", "options", NULL};
-            const char *const *m = methods;
-            while (*m != NULL && strcasecmp(*m, method) != 0)
-                m++;
-            if (*m == NULL) {
-                cmi_compile_error(cc, node, "<http>: method '%s' is not one of GET, POST, PUT, DELETE, PATCH, HEAD, "
-                                  "OPTIONS", method);
-                return -1;
-            }
-            char *up = cmi_arena_strdup(cc->arena, method);
-            for (char *p = up; *p; p++)
-                *p = (char)toupper((unsigned char)*p);
-            ep->method = up;
-        }
-    }
-    for (xmlNodePtr c = node->children; c != NULL; c = c->next) {
-        if (c->type != XML_ELEMENT_NODE)
-            continue;
-        if (cmi_xml_is(c, "timeout")) {
-            if (compile_timeout(cc, c, ep) != 0)
-                return -1;
-        } else if (cmi_xml_is(c, "suspendOnFailure") || cmi_xml_is(c, "markForSuspension")) {
-            if (compile_suspension(cc, c, ep) != 0)
-                return -1;
-        } else if (cmi_xml_is(c, "enableSec") || cmi_xml_is(c, "enableAddressing") ||
-                   cmi_xml_is(c, "enableRM") || cmi_xml_is(c, "retryConfig") || cmi_xml_is(c, "authentication")) {
-            cmi_compile_error(cc, c, "<%s><%s>: not supported by cmi yet", node->name, c->name);
-            return -1;
-        } else {
-            cmi_compile_error(cc, c, "<%s>: unexpected element <%s>", node->name, c->name);
-            return -1;
-        }
-    }
-    return 0;
-}
-
-static const cmi_attr_rule_t group_attrs[] = {
-    {"algorithm", CMI_ATTR_OK},
-    {"failover", CMI_ATTR_OK},
-    {"policy", CMI_ATTR_UNSUPPORTED},
-    {"dynamic", CMI_ATTR_UNSUPPORTED},
-    {"buildMessage", CMI_ATTR_COSMETIC},
-    {NULL, 0},
-};
-
-/* <failover> or <loadbalance>: leaves, inline or by key. */
-static int compile_group(cmi_compile_t *cc, xmlNodePtr node, cmi_endpoint_t *ep)
-{
-    if (cmi_xml_check_attrs(cc, node, group_attrs, NULL))
-        return -1;
-    ep->kind = cmi_xml_is(node, "failover") ? CMI_EP_FAILOVER : CMI_EP_LOADBALANCE;
-    const char *alg = cmi_xml_attr(cc, node, "algorithm");
-    if (alg != NULL && strcmp(alg, "org.apache.synapse.endpoints.algorithms.RoundRobin") != 0) {
-        cmi_compile_error(cc, node, "<loadbalance algorithm=\"%s\">: only RoundRobin is supported by cmi yet", alg);
-        return -1;
-    }
-    const char *fo = cmi_xml_attr(cc, node, "failover");
-    ep->lb_failover = fo == NULL || strcmp(fo, "false") != 0;
-    ep->next_child = cmi_arena_calloc(cc->arena, 1, sizeof(*ep->next_child));
-    size_t n = 0;
-    for (xmlNodePtr c = node->children; c != NULL; c = c->next)
-        n += c->type == XML_ELEMENT_NODE;
-    ep->children = cmi_arena_calloc(cc->arena, n ? n : 1, sizeof(*ep->children));
-    for (xmlNodePtr c = node->children; c != NULL; c = c->next) {
-        if (c->type != XML_ELEMENT_NODE)
-            continue;
-        if (!cmi_xml_is(c, "endpoint")) {
-            cmi_compile_error(cc, c, "<%s>: unexpected element <%s>", node->name, c->name);
-            return -1;
-        }
-        const char *key = cmi_xml_attr(cc, c, "key");
-        cmi_endpoint_t *child = NULL;
-        if (key != NULL && *key != '\0') {
-            child = cmi_htab_gets(&cc->config->endpoints, key);
-            if (child == NULL) {
-                cmi_compile_error(cc, c, "<endpoint key=\"%s\">: no endpoint of that name in endpoints/ (a group "
-                                  "names endpoints of files that sort before its own)", key);
-                return -1;
-            }
-        } else if ((child = cmi_compile_endpoint(cc, c)) == NULL) {
-            return -1;
-        }
-        if (child->kind != CMI_EP_LEAF) {
-            cmi_compile_error(cc, c, "<%s>: a group inside a group is not supported by cmi yet", node->name);
-            return -1;
-        }
-        ep->children[ep->nchildren++] = child;
-    }
-    if (ep->nchildren == 0) {
-        cmi_compile_error(cc, node, "<%s>: give at least one <endpoint>", node->name);
-        return -1;
-    }
-    return 0;
-}
-
-cmi_endpoint_t *cmi_compile_endpoint(cmi_compile_t *cc, xmlNodePtr node)
-{
-    if (cmi_xml_check_attrs(cc, node, endpoint_attrs, NULL))
-        return NULL;
-    cmi_endpoint_t *ep = cmi_arena_calloc(cc->arena, 1, sizeof(*ep));
-    ep->name = cmi_xml_attr(cc, node, "name");
-    ep->where = cmi_arena_sprintf(cc->arena, "%s:%d", cc->file, cmi_xml_line(node));
-    int targets = 0;
-    for (xmlNodePtr c = node->children; c != NULL; c = c->next) {
-        if (c->type != XML_ELEMENT_NODE)
-            continue;
-        if (cmi_xml_is(c, "http") || cmi_xml_is(c, "address")) {
-            if (targets++ > 0) {
-                cmi_compile_error(cc, c, "<endpoint>: more than one target");
-                return NULL;
-            }
-            if (compile_target(cc, c, ep) != 0)
-                return NULL;
-        } else if (cmi_xml_is(c, "loadbalance") || cmi_xml_is(c, "failover")) {
-            if (targets++ > 0) {
-                cmi_compile_error(cc, c, "<endpoint>: more than one target");
-                return NULL;
-            }
-            if (compile_group(cc, c, ep) != 0)
-                return NULL;
-        } else if (cmi_xml_is(c, "wsdl") ||
-                   cmi_xml_is(c, "default") || cmi_xml_is(c, "recipientlist") || cmi_xml_is(c, "property") ||
-                   cmi_xml_is(c, "parameter") || cmi_xml_is(c, "description")) {
-            if (cmi_xml_is(c, "description"))
-                continue;
-            cmi_compile_error(cc, c, "<endpoint><%s>: not supported by cmi yet", c->name);
-            return NULL;
-        } else {
-            cmi_compile_error(cc, c, "<endpoint>: unexpected element <%s>", c->name);
-            return NULL;
-        }
-    }
-    if (targets == 0) {
-        cmi_compile_error(cc, node, "<endpoint%s%s%s>: give an <http> or <address> target", ep->name ? " name=\"" : "",
-                          ep->name ? ep->name : "", ep->name ? "\"" : "");
-        return NULL;
-    }
-    if (ep->kind == CMI_EP_LEAF) {
-        ep->state = cmi_arena_calloc(cc->arena, 1, sizeof(*ep->state));
-        pthread_mutex_init(&ep->state->lock, NULL);
-        ep->state->next_ms = ep->initial_ms;
-        ep->state->retries_left = ep->retries_before;
-    }
-    return ep;
-}
 
 /* ---- the URL ------------------------------------------------------------------------------ */
 
@@ -423,9 +99,7 @@ typedef struct {
     cmi_msg_t *msg;
     const cmi_endpoint_t *top;  /* what <call> names */
     const cmi_endpoint_t *leaf; /* being tried */
-    size_t attempts;            /* leaves tried */
-    size_t next;                /* group: the next child to consider */
-    size_t first;               /* loadbalance: where the round started */
+    cmi_endpoint_cursor_t cursor; /* which leaves were tried */
     int last_code;              /* the last failure, for when no leaf is left */
     const char *last_message, *last_detail;
     /* Built once per call: the request headers (room for a Content-Type
@@ -437,116 +111,6 @@ typedef struct {
     size_t body_len;
     const call_mediator_t *call;
 } call_state_t;
-
-/* ---- a leaf's health ---------------------------------------------------------------------- */
-
-static const char *ep_name(const cmi_endpoint_t *ep)
-{
-    return ep->name ? ep->name : ep->where;
-}
-
-static int leaf_ready(const cmi_endpoint_t *leaf, int64_t now)
-{
-    pthread_mutex_lock(&leaf->state->lock);
-    int ready = now >= leaf->state->until;
-    pthread_mutex_unlock(&leaf->state->lock);
-    return ready;
-}
-
-static void leaf_ok(const cmi_endpoint_t *leaf)
-{
-    cmi_endpoint_state_t *s = leaf->state;
-    pthread_mutex_lock(&s->lock);
-    int was = s->suspended;
-    s->until = 0;
-    s->next_ms = leaf->initial_ms;
-    s->retries_left = leaf->retries_before;
-    s->suspended = 0;
-    pthread_mutex_unlock(&s->lock);
-    if (was)
-        cmi_log_info("call", "endpoint %s answers again: active", ep_name(leaf));
-}
-
-static int has_code(const int *codes, size_t n, int code)
-{
-    for (size_t i = 0; i < n; i++)
-        if (codes[i] == code)
-            return 1;
-    return 0;
-}
-
-/* MI's rules: a code marked for suspension is tolerated
- * retriesBeforeSuspension times (retryDelay apart); then, or on a code of
- * suspendOnFailure (all codes when it lists none), the leaf is suspended
- * for a duration that grows by progressionFactor up to maximumDuration. */
-static void leaf_failed(const cmi_endpoint_t *leaf, int code)
-{
-    cmi_endpoint_state_t *s = leaf->state;
-    int64_t now = now_ms();
-    uint64_t for_ms = 0;
-    pthread_mutex_lock(&s->lock);
-    if (s->suspended && now < s->until) {
-        /* Calls that were in flight when it was suspended fail too: one
-         * suspension, not one per call (nor a duration grown by each). */
-        pthread_mutex_unlock(&s->lock);
-        return;
-    }
-    int suspend = 0;
-    if (has_code(leaf->mark_codes, leaf->nmark_codes, code)) {
-        if (s->retries_left-- > 0)
-            s->until = now + (int64_t)leaf->retry_delay_ms;
-        else
-            suspend = 1;
-    } else if (leaf->suspend_on && (leaf->nsuspend_codes == 0 || has_code(leaf->suspend_codes, leaf->nsuspend_codes,
-                                                                           code))) {
-        suspend = 1;
-    }
-    if (suspend) {
-        for_ms = leaf->suspend_on ? (s->next_ms < leaf->max_ms ? s->next_ms : leaf->max_ms) : 30000;
-        s->until = now + (int64_t)for_ms;
-        double next = (double)s->next_ms * leaf->factor;
-        s->next_ms = next > (double)leaf->max_ms ? leaf->max_ms : (uint64_t)next;
-        s->retries_left = leaf->retries_before;
-        s->suspended = 1;
-    }
-    pthread_mutex_unlock(&s->lock);
-    if (suspend)
-        cmi_log_warn("call", "endpoint %s suspended for %llu ms after error %d", ep_name(leaf),
-                     (unsigned long long)for_ms, code);
-}
-
-/* The next leaf to try, or NULL when none is left (or none is ready). */
-static const cmi_endpoint_t *pick(call_state_t *st)
-{
-    const cmi_endpoint_t *top = st->top;
-    int64_t now = now_ms();
-    if (top->kind == CMI_EP_LEAF)
-        return st->attempts == 0 && leaf_ready(top, now) ? top : NULL;
-    size_t n = top->nchildren;
-    if (top->kind == CMI_EP_LOADBALANCE) {
-        if (st->attempts == 0)
-            st->first = st->next = atomic_fetch_add(top->next_child, 1) % n;
-        else if (!top->lb_failover)
-            return NULL;
-        /* One round from where this call started. */
-        for (; st->next < st->first + n; st->next++) {
-            const cmi_endpoint_t *c = top->children[st->next % n];
-            if (leaf_ready(c, now)) {
-                st->next++;
-                return c;
-            }
-        }
-        return NULL;
-    }
-    for (; st->next < n; st->next++) { /* failover: in order, the first ready */
-        const cmi_endpoint_t *c = top->children[st->next];
-        if (leaf_ready(c, now)) {
-            st->next++;
-            return c;
-        }
-    }
-    return NULL;
-}
 
 static int is_hop_by_hop(const char *name, size_t len)
 {
@@ -591,7 +155,7 @@ static int call_continue(cmi_msg_t *msg, void *data)
     call_state_t *st = data;
     cmi_http_request_t *req = &st->req;
     if (req->result == CMI_HTTP_OK) {
-        leaf_ok(st->leaf);
+        cmi_endpoint_ok(st->leaf);
         char *body = cmi_arena_alloc(msg->arena, req->response_len + 1);
         memcpy(body, req->response, req->response_len + 1);
         const char *ct = cmi_http_response_header(req, "Content-Type");
@@ -633,29 +197,28 @@ static int call_continue(cmi_msg_t *msg, void *data)
     st->last_code = errs[req->result].code;
     st->last_message = errs[req->result].message;
     st->last_detail = cmi_arena_sprintf(msg->arena, "%s %s: %s", req->method, req->url, req->error);
-    leaf_failed(st->leaf, st->last_code);
+    cmi_endpoint_failed(st->leaf, st->last_code);
     cmi_http_request_dispose(req);
     if (st->top->kind != CMI_EP_LEAF)
-        cmi_log_debug("call", "endpoint %s failed (%d): trying the next of %s (message %s)", ep_name(st->leaf),
-                      st->last_code, ep_name(st->top), msg->id);
+        cmi_log_debug("call", "endpoint %s failed (%d): trying the next of %s (message %s)", cmi_endpoint_name(st->leaf),
+                      st->last_code, cmi_endpoint_name(st->top), msg->id);
     return start_attempt(msg, st); /* the next leaf of a group, or the fault */
 }
 
 /* Picks a leaf and sends the request to it. */
 static int start_attempt(cmi_msg_t *msg, call_state_t *st)
 {
-    const cmi_endpoint_t *ep = pick(st);
+    const cmi_endpoint_t *ep = cmi_endpoint_pick(st->top, &st->cursor);
     if (ep == NULL) {
         if (st->last_code != 0)
             return cmi_msg_set_error(msg, st->last_code, st->last_message, "%s", st->last_detail);
         if (st->top->kind == CMI_EP_LEAF)
             return cmi_msg_set_error(msg, CMI_ERR_SUSPENDED, "Endpoint suspended",
-                                     "endpoint %s is suspended", ep_name(st->top));
+                                     "endpoint %s is suspended", cmi_endpoint_name(st->top));
         return cmi_msg_set_error(msg, CMI_ERR_NONE_READY, "No endpoint ready",
-                                 "no endpoint of %s is ready (all suspended)", ep_name(st->top));
+                                 "no endpoint of %s is ready (all suspended)", cmi_endpoint_name(st->top));
     }
     st->leaf = ep;
-    st->attempts++;
     cmi_http_client_t *client = msg->worker != NULL ? msg->worker->engine->http_client : NULL;
     if (client == NULL)
         return cmi_msg_set_error(msg, CMI_ERR_SENDING, "Error in Sender", "no HTTP client in this context");

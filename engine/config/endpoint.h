@@ -1,0 +1,64 @@
+/* Endpoints, an artifact kind: named in endpoints/ or inline in <call>.
+ * Compiled at load (config/endpoint.c); their health at run time, shared
+ * by every worker, and the choice of a group's leaf: runtime/endpoint.c.
+ * MI's: a leaf (<http>/<address>) with suspendOnFailure and
+ * markForSuspension, or a <failover> / <loadbalance> group of leaves. */
+#ifndef CMI_CONFIG_ENDPOINT_H
+#define CMI_CONFIG_ENDPOINT_H
+
+#include <libxml/tree.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "config/compile.h"
+
+struct cmi_template;
+
+enum { CMI_EP_LEAF, CMI_EP_FAILOVER, CMI_EP_LOADBALANCE };
+
+/* A leaf's health, shared by every worker (MI's endpoint states: active,
+ * timeout after a failure marked for suspension, suspended). */
+typedef struct {
+    pthread_mutex_t lock;
+    int64_t until;        /* monotonic ms: not tried before this */
+    uint64_t next_ms;     /* the next suspension's length */
+    int64_t retries_left; /* marked failures still allowed before suspension */
+    int suspended;        /* logged as suspended (for the log line at its end) */
+} cmi_endpoint_state_t;
+
+typedef struct cmi_endpoint cmi_endpoint_t;
+struct cmi_endpoint {
+    const char *name;  /* NULL inline */
+    const char *where; /* file:line */
+    int kind;
+    /* CMI_EP_LEAF */
+    const char *method;             /* <http method>, upper case; NULL: the message's */
+    const struct cmi_template *uri; /* ${...} rendered, then {uri.var.X} expanded */
+    uint64_t timeout_ms;            /* 0: 60 s */
+    /* <suspendOnFailure>: suspend on these codes (none listed: any code
+     * not marked for suspension), initialDuration * progressionFactor^n up
+     * to maximumDuration. */
+    int suspend_on;
+    int suspend_codes[16];
+    size_t nsuspend_codes;
+    uint64_t initial_ms, max_ms;
+    double factor;
+    /* <markForSuspension>: these codes are tolerated retriesBeforeSuspension
+     * times (the endpoint waits retryDelay between), then it is suspended. */
+    int mark_codes[16];
+    size_t nmark_codes;
+    int64_t retries_before;
+    uint64_t retry_delay_ms;
+    cmi_endpoint_state_t *state;
+    /* Groups: children are leaves. */
+    cmi_endpoint_t **children;
+    size_t nchildren;
+    atomic_uint *next_child; /* loadbalance round-robin */
+    int lb_failover;         /* loadbalance tries the next one after a failure */
+};
+
+/* An <endpoint> element (artifact or inline); NULL after reporting. */
+cmi_endpoint_t *cmi_compile_endpoint(cmi_compile_t *cc, xmlNodePtr node);
+
+#endif

@@ -1,0 +1,25 @@
+/* Endpoints at run time (runtime/endpoint.c). */
+#ifndef CMI_RUNTIME_ENDPOINT_H
+#define CMI_RUNTIME_ENDPOINT_H
+
+#include <stddef.h>
+
+#include "config/endpoint.h"
+
+/* Which leaves of one call's endpoint were tried (zeroed for a new call). */
+typedef struct {
+    size_t attempts; /* leaves tried */
+    size_t next;     /* group: the next child to consider */
+    size_t first;    /* loadbalance: where the round started */
+} cmi_endpoint_cursor_t;
+
+/* Its name, or file:line when inline. */
+const char *cmi_endpoint_name(const cmi_endpoint_t *ep);
+/* The next leaf of top to try, or NULL when none is left (or none is ready). */
+const cmi_endpoint_t *cmi_endpoint_pick(const cmi_endpoint_t *top, cmi_endpoint_cursor_t *cursor);
+/* A leaf answered: active again. */
+void cmi_endpoint_ok(const cmi_endpoint_t *leaf);
+/* A leaf failed with code: MI's rules decide on a suspension. */
+void cmi_endpoint_failed(const cmi_endpoint_t *leaf, int code);
+
+#endif
