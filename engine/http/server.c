@@ -382,7 +382,7 @@ static const cmi_sequence_t empty_sequence = {0};
 static cmi_msg_t *start_message(cmi_worker_t *w, h2o_req_t *req)
 {
     http_link_t *link = h2o_mem_alloc_shared(&req->pool, sizeof(*link), on_req_dispose);
-    cmi_msg_t *msg = cmi_msg_create(w, &http_origin, link);
+    cmi_msg_t *msg = cmi_worker_msg_create(w, &http_origin, link);
     link->req = req;
     link->msg = msg;
     cmi_msg_retain(msg); /* released by on_req_dispose */

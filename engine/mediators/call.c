@@ -129,7 +129,7 @@ static int is_hop_by_hop(const char *name, size_t len)
 static void on_done(cmi_http_request_t *req)
 {
     call_state_t *st = req->data;
-    cmi_msg_resume(st->msg); /* the result is read on the worker */
+    cmi_flow_post_resume(st->msg); /* the result is read on the worker */
 }
 
 /* The response headers become the transport headers (the request's go). */
@@ -281,7 +281,7 @@ static int start_attempt(cmi_msg_t *msg, call_state_t *st)
     req->data = st;
     msg->resume_fn = call_continue;
     msg->resume_data = st;
-    int rc = cmi_msg_suspend(msg);
+    int rc = cmi_flow_suspend(msg);
     cmi_http_client_submit(client, req);
     return rc;
 }

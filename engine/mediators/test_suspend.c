@@ -1,7 +1,7 @@
 /* <testSuspend millis="N" from="timer|thread" fail="false"/>: a test-only
  * mediator (known only with CMI_TEST_MEDIATORS=1) that suspends the message
  * and has it resumed after N ms, either by a timer on its own worker or by
- * another thread through cmi_msg_resume(), the path connectors take.  With
+ * another thread through cmi_flow_post_resume(), the path connectors take.  With
  * fail="true" the message resumes with an error. */
 #include "config.h"
 
@@ -29,13 +29,13 @@ typedef struct {
 } suspend_state_t;
 
 /* Resumes as a connector would: from whatever thread finished the work,
- * through cmi_msg_resume / cmi_msg_resume_error only. */
+ * through cmi_flow_post_resume / cmi_flow_post_error only. */
 static void resume(suspend_state_t *st)
 {
     if (st->m->fail)
-        cmi_msg_resume_error(st->msg, CMI_ERR_MEDIATION, "TEST_FAILURE", "testSuspend was asked to fail");
+        cmi_flow_post_error(st->msg, CMI_ERR_MEDIATION, "TEST_FAILURE", "testSuspend was asked to fail");
     else
-        cmi_msg_resume(st->msg);
+        cmi_flow_post_resume(st->msg);
 }
 
 static void on_timer(cmi_timer_t *t)
@@ -72,7 +72,7 @@ static int run_suspend(const cmi_mediator_t *m, cmi_msg_t *msg)
         st->timer.data = st;
         cmi_worker_timer_start(msg->worker, &st->timer, s->millis);
     }
-    return cmi_msg_suspend(msg);
+    return cmi_flow_suspend(msg);
 }
 
 static const cmi_attr_rule_t attrs[] = {

@@ -442,7 +442,7 @@ static int host_call_suspend(cmi_call_t *pub, uint64_t deadline_ms, int timeout_
         c->deadline.data = c;
         cmi_worker_timer_start(msg->worker, &c->deadline, deadline_ms);
     }
-    return cmi_msg_suspend(msg);
+    return cmi_flow_suspend(msg);
 }
 
 static int host_call_resume(cmi_call_t *pub, cmi_resume_fn fn, void *arg)
@@ -469,7 +469,7 @@ static int host_call_resume(cmi_call_t *pub, cmi_resume_fn fn, void *arg)
     }
     c->fn = fn;
     c->arg = arg;
-    cmi_msg_resume(c->pub.msg);
+    cmi_flow_post_resume(c->pub.msg);
     return 0;
 }
 
@@ -537,7 +537,7 @@ static void arena_destroy_cb(void *arena)
 static void run_inject(cmi_worker_t *w, cmi_task_t *task)
 {
     inject_t *in = (inject_t *)task;
-    cmi_msg_t *msg = cmi_msg_create(w, &inbound_origin, in);
+    cmi_msg_t *msg = cmi_worker_msg_create(w, &inbound_origin, in);
     /* The message reads the payload and headers where they are. */
     cmi_arena_cleanup_add(msg->arena, arena_destroy_cb, in->arena);
     if (in->len > 0)

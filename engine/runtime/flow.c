@@ -2,9 +2,13 @@
 
 #include "runtime/flow.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "config/config.h"
+#include "core/arena.h"
 #include "core/log.h"
 #include "runtime/errors.h"
 #include "runtime/msg.h"
@@ -155,4 +159,81 @@ void cmi_flow_resume(cmi_msg_t *msg, int rc)
     if (rc < 0)
         flow_error(msg, msg->suspended_by);
     flow_run(msg);
+}
+
+/* ---- suspend / resume (any thread -> the owner worker) ------------------------ */
+
+struct cmi_resume_error {
+    int code;
+    char *message;
+    char *detail;
+};
+
+static void (*resume_hook)(cmi_msg_t *msg);
+
+void cmi_flow_set_resume_hook(void (*hook)(cmi_msg_t *msg))
+{
+    resume_hook = hook;
+}
+
+int cmi_flow_suspend(cmi_msg_t *msg)
+{
+    msg->suspended = 1;
+    return CMI_FLOW_SUSPENDED;
+}
+
+static void post_resume(cmi_msg_t *msg)
+{
+    if (msg->owner != NULL && msg->owner->post_resume != NULL) {
+        if (msg->owner->post_resume(msg) != 0)
+            cmi_log_debug("worker", "a completion for message %s arrived after the drain gave it up", msg->id);
+    }
+    else if (resume_hook != NULL)
+        resume_hook(msg);
+    else
+        cmi_flow_resumed(msg); /* unit tests that resume on the owning thread */
+}
+
+void cmi_flow_post_resume(cmi_msg_t *msg)
+{
+    msg->resume_rc = CMI_FLOW_CONTINUE;
+    post_resume(msg);
+}
+
+void cmi_flow_post_error(cmi_msg_t *msg, int code, const char *message, const char *detail_fmt, ...)
+{
+    struct cmi_resume_error *e = cmi_xcalloc(1, sizeof(*e));
+    e->code = code;
+    e->message = message ? cmi_xstrdup(message) : NULL;
+    if (detail_fmt != NULL) {
+        va_list ap;
+        va_start(ap, detail_fmt);
+        if (vasprintf(&e->detail, detail_fmt, ap) < 0)
+            e->detail = NULL;
+        va_end(ap);
+    }
+    msg->resume_error = e;
+    msg->resume_rc = CMI_FLOW_ERROR;
+    post_resume(msg);
+}
+
+void cmi_flow_resumed(cmi_msg_t *msg)
+{
+    struct cmi_resume_error *e = msg->resume_error;
+    if (e != NULL) {
+        msg->resume_error = NULL;
+        cmi_msg_set_error(msg, e->code, e->message, e->detail ? "%s" : NULL, e->detail);
+        free(e->message);
+        free(e->detail);
+        free(e);
+    }
+    int rc = msg->resume_rc;
+    if (msg->resume_fn != NULL) {
+        int (*fn)(cmi_msg_t *, void *) = msg->resume_fn;
+        msg->resume_fn = NULL;
+        rc = fn(msg, msg->resume_data);
+        if (rc == CMI_FLOW_SUSPENDED)
+            return; /* the continuation waits for something else */
+    }
+    cmi_flow_resume(msg, rc);
 }

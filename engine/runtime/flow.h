@@ -10,7 +10,7 @@
  *   CMI_FLOW_CONTINUE   go on with the next mediator
  *   CMI_FLOW_DONE       the flow is over (respond, drop)
  *   CMI_FLOW_SUSPENDED  the mediator started something that will call
- *                       cmi_msg_resume() later, from any thread
+ *                       cmi_flow_post_resume() later, from any thread
  *   CMI_FLOW_ERROR      the mediator set the error slot (cmi_msg_set_error);
  *                       fault handling runs (docs/mediators.md, "Errors
  *                       and fault handling")
@@ -54,8 +54,27 @@ typedef struct cmi_sequence {
 void cmi_flow_start(cmi_msg_t *msg, const cmi_sequence_t *seq);
 /* Continues a suspended message after the mediator that suspended it; rc is
  * CMI_FLOW_CONTINUE, or CMI_FLOW_ERROR with the error slot set.  Called on
- * the owner worker (cmi_msg_resume gets it there). */
+ * the owner worker (cmi_flow_post_resume gets it there). */
 void cmi_flow_resume(cmi_msg_t *msg, int rc);
+
+/* ---- suspend / resume across threads ---------------------------------------- */
+
+/* Marks the message suspended; a mediator returns the result. */
+int cmi_flow_suspend(cmi_msg_t *msg);
+/* From any thread: continue the suspended message on its worker after the
+ * mediator that suspended it (through its owner's post_resume). */
+void cmi_flow_post_resume(cmi_msg_t *msg);
+/* From any thread: continue the suspended message on its worker with an
+ * error (its fault handling runs).  The strings are copied; the message
+ * itself is not touched until the worker has it back. */
+void cmi_flow_post_error(cmi_msg_t *msg, int code, const char *message, const char *detail_fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* On the owner thread, for a posted resume: applies a carried error, runs
+ * the continuation (msg->resume_fn) and continues the flow. */
+void cmi_flow_resumed(cmi_msg_t *msg);
+/* Unit tests without workers: resumes go to hook instead of running on the
+ * resuming thread (NULL: run at once). */
+void cmi_flow_set_resume_hook(void (*hook)(cmi_msg_t *msg));
 /* Runs seq next, then returns to the current sequence.  Returns
  * CMI_FLOW_CONTINUE, or CMI_FLOW_ERROR (error slot set) past the depth limit. */
 int cmi_flow_push(cmi_msg_t *msg, const cmi_sequence_t *seq);

@@ -18,7 +18,6 @@
 #include "core/str.h"
 #include "runtime/convert.h"
 #include "runtime/errors.h"
-#include "runtime/worker.h"
 
 /* Message arenas start at 8 KiB: a typical JSON request with its headers
  * and a response of a few hundred bytes fits in one block. */
@@ -39,7 +38,8 @@ int cmi_scope_parse(const char *name)
 
 /* ---- ids -------------------------------------------------------------- */
 
-static uint64_t fallback_random(void)
+/* Per thread (a worker is a thread): no lock. */
+static uint64_t thread_random(void)
 {
     static _Thread_local uint64_t state;
     if (state == 0) {
@@ -55,8 +55,7 @@ static uint64_t fallback_random(void)
 
 static const char *make_id(cmi_msg_t *msg)
 {
-    uint64_t a = msg->worker ? cmi_worker_random(msg->worker) : fallback_random();
-    uint64_t b = msg->worker ? cmi_worker_random(msg->worker) : fallback_random();
+    uint64_t a = thread_random(), b = thread_random();
     /* RFC 4122 version 4 layout */
     a = (a & 0xffffffffffff0fffull) | 0x0000000000004000ull;
     b = (b & 0x3fffffffffffffffull) | 0x8000000000000000ull;
@@ -98,19 +97,19 @@ size_t cmi_msg_view_limit(void)
 
 /* ---- lifetime ----------------------------------------------------------- */
 
-cmi_msg_t *cmi_msg_create(cmi_worker_t *worker, const cmi_msg_origin_t *origin, void *origin_data)
+cmi_msg_t *cmi_msg_create(cmi_worker_t *worker, const cmi_msg_owner_t *owner, const cmi_msg_origin_t *origin,
+                          void *origin_data)
 {
     cmi_arena_t *arena = cmi_arena_create(MSG_ARENA_BLOCK);
     cmi_msg_t *msg = cmi_arena_calloc(arena, 1, sizeof(*msg));
     msg->magic = CMI_MSG_MAGIC;
     msg->arena = arena;
     msg->worker = worker;
+    msg->owner = owner;
     msg->refs = 1;
     msg->origin = origin;
     msg->origin_data = origin_data;
     msg->id = make_id(msg);
-    if (worker != NULL)
-        cmi_worker_msg_created(worker);
     return msg;
 }
 
@@ -124,87 +123,11 @@ void cmi_msg_release(cmi_msg_t *msg)
     if (--msg->refs > 0)
         return;
     cmi_worker_t *worker = msg->worker;
+    const cmi_msg_owner_t *owner = msg->owner;
     size_t used = cmi_arena_used(msg->arena);
     cmi_arena_destroy(msg->arena);
-    if (worker != NULL)
-        cmi_worker_msg_destroyed(worker, used);
-}
-
-/* ---- suspend / resume ----------------------------------------------------- */
-
-struct cmi_resume_error {
-    int code;
-    char *message;
-    char *detail;
-};
-
-static void (*resume_hook)(cmi_msg_t *msg);
-
-void cmi_msg_set_resume_hook(void (*hook)(cmi_msg_t *msg))
-{
-    resume_hook = hook;
-}
-
-int cmi_msg_suspend(cmi_msg_t *msg)
-{
-    msg->suspended = 1;
-    return CMI_FLOW_SUSPENDED;
-}
-
-static void post_resume(cmi_msg_t *msg)
-{
-    if (msg->worker != NULL) {
-        if (cmi_worker_post_resume(msg->worker, msg) != 0)
-            cmi_log_debug("worker", "a completion for message %s arrived after the drain gave it up", msg->id);
-    }
-    else if (resume_hook != NULL)
-        resume_hook(msg);
-    else
-        cmi_msg_resumed(msg); /* unit tests that resume on the owning thread */
-}
-
-void cmi_msg_resume(cmi_msg_t *msg)
-{
-    msg->resume_rc = CMI_FLOW_CONTINUE;
-    post_resume(msg);
-}
-
-void cmi_msg_resume_error(cmi_msg_t *msg, int code, const char *message, const char *detail_fmt, ...)
-{
-    struct cmi_resume_error *e = cmi_xcalloc(1, sizeof(*e));
-    e->code = code;
-    e->message = message ? cmi_xstrdup(message) : NULL;
-    if (detail_fmt != NULL) {
-        va_list ap;
-        va_start(ap, detail_fmt);
-        if (vasprintf(&e->detail, detail_fmt, ap) < 0)
-            e->detail = NULL;
-        va_end(ap);
-    }
-    msg->resume_error = e;
-    msg->resume_rc = CMI_FLOW_ERROR;
-    post_resume(msg);
-}
-
-void cmi_msg_resumed(cmi_msg_t *msg)
-{
-    struct cmi_resume_error *e = msg->resume_error;
-    if (e != NULL) {
-        msg->resume_error = NULL;
-        cmi_msg_set_error(msg, e->code, e->message, e->detail ? "%s" : NULL, e->detail);
-        free(e->message);
-        free(e->detail);
-        free(e);
-    }
-    int rc = msg->resume_rc;
-    if (msg->resume_fn != NULL) {
-        int (*fn)(cmi_msg_t *, void *) = msg->resume_fn;
-        msg->resume_fn = NULL;
-        rc = fn(msg, msg->resume_data);
-        if (rc == CMI_FLOW_SUSPENDED)
-            return; /* the continuation waits for something else */
-    }
-    cmi_flow_resume(msg, rc);
+    if (owner != NULL && owner->released != NULL)
+        owner->released(worker, used);
 }
 
 /* ---- errors ------------------------------------------------------------ */

@@ -6,7 +6,7 @@
  * of it (so a response body in the arena stays valid while h2o sends it).
  *
  * A message belongs to one worker thread; only that thread touches it,
- * except cmi_msg_resume(), which any thread may call once per suspension. */
+ * except cmi_flow_post_resume(), which any thread may call once per suspension. */
 #ifndef CMI_RUNTIME_MSG_H
 #define CMI_RUNTIME_MSG_H
 
@@ -80,7 +80,7 @@ typedef struct {
 } cmi_payload_t;
 
 /* How a message answers whoever sent it (HTTP, an inbound endpoint). */
-typedef struct {
+typedef struct cmi_msg_origin {
     const char *name;
     /* Sends the response now (respond mediator, errors). */
     void (*respond)(cmi_msg_t *msg);
@@ -135,7 +135,9 @@ struct cmi_msg {
     unsigned dropped : 1;
     unsigned finished : 1;
 
-    /* Cross-thread resume (runtime/worker.c). */
+    /* Its owner's hooks (NULL in unit tests): set by its creator. */
+    const struct cmi_msg_owner *owner;
+    /* Cross-thread resume (runtime/flow.c posts it, runtime/worker.c delivers). */
     h2o_multithread_message_t resume_link;
     int resume_rc;
     struct cmi_resume_error *resume_error; /* malloc'd by the resumer, freed on the worker */
@@ -146,31 +148,25 @@ struct cmi_msg {
     void *resume_data;
 };
 
-/* Creates a message owned by worker (NULL in unit tests) with one reference
- * held by the caller. */
-cmi_msg_t *cmi_msg_create(cmi_worker_t *worker, const cmi_msg_origin_t *origin, void *origin_data);
+/* What a message's owner (its worker, runtime/worker.c) is told, through
+ * hooks its creator sets, so that the message context calls nothing above
+ * it. */
+typedef struct cmi_msg_owner {
+    /* Any thread: have cmi_flow_resumed(msg) run on the owner; -1 when it
+     * no longer takes messages (drained). */
+    int (*post_resume)(cmi_msg_t *msg);
+    /* The last reference went; arena_bytes: what the message's arena held. */
+    void (*released)(cmi_worker_t *w, size_t arena_bytes);
+} cmi_msg_owner_t;
+
+/* Creates a message of worker (NULL in unit tests; owner: its hooks, may
+ * be NULL) with one reference held by the caller.  Workers create theirs
+ * with cmi_worker_msg_create(). */
+cmi_msg_t *cmi_msg_create(cmi_worker_t *worker, const cmi_msg_owner_t *owner, const cmi_msg_origin_t *origin,
+                          void *origin_data);
 void cmi_msg_retain(cmi_msg_t *msg);
 /* Drops a reference; the last one frees the arena and everything in it. */
 void cmi_msg_release(cmi_msg_t *msg);
-
-/* --- suspend / resume --------------------------------------------------- */
-
-/* Marks the message suspended; a mediator returns the result. */
-int cmi_msg_suspend(cmi_msg_t *msg);
-/* From any thread: continue the suspended message on its worker after the
- * mediator that suspended it. */
-void cmi_msg_resume(cmi_msg_t *msg);
-/* From any thread: continue the suspended message on its worker with an
- * error (its fault handling runs).  The strings are copied; the message
- * itself is not touched until the worker has it back. */
-void cmi_msg_resume_error(cmi_msg_t *msg, int code, const char *message, const char *detail_fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-/* Unit tests without workers: resumes go to hook instead of running on the
- * resuming thread (NULL: run at once). */
-void cmi_msg_set_resume_hook(void (*hook)(cmi_msg_t *msg));
-/* Called on the owner thread for a posted resume: applies a carried error
- * and continues the flow. */
-void cmi_msg_resumed(cmi_msg_t *msg);
 
 /* --- errors ----------------------------------------------------------- */
 

@@ -55,7 +55,7 @@ static void on_resume(h2o_multithread_receiver_t *receiver, h2o_linklist_t *mess
         h2o_multithread_message_t *m =
             H2O_STRUCT_FROM_MEMBER(h2o_multithread_message_t, link, messages->next);
         h2o_linklist_unlink(&m->link);
-        cmi_msg_resumed(H2O_STRUCT_FROM_MEMBER(cmi_msg_t, resume_link, m));
+        cmi_flow_resumed(H2O_STRUCT_FROM_MEMBER(cmi_msg_t, resume_link, m));
     }
 }
 
@@ -294,8 +294,6 @@ static void worker_setup(cmi_worker_t *w)
     h2o_multithread_register_receiver(w->ctx.queue, &w->task_receiver, on_task);
     w->accept_ctx.ctx = &w->ctx;
     w->accept_ctx.hosts = w->h2o->hosts;
-    if (getrandom(&w->rng, sizeof(w->rng), 0) != (ssize_t)sizeof(w->rng) || w->rng == 0)
-        w->rng = 0x9e3779b97f4a7c15ull + w->index;
     if (w->on_start != NULL)
         w->on_start(w);
 }
@@ -444,20 +442,6 @@ void cmi_worker_timer_stop(cmi_timer_t *t)
         h2o_timeout_unlink(&t->entry);
 }
 
-uint64_t cmi_worker_random(cmi_worker_t *w)
-{
-    uint64_t x = w->rng; /* xorshift64* */
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    w->rng = x;
-    return x * 2685821657736338717ull;
-}
-
-void cmi_worker_msg_created(cmi_worker_t *w)
-{
-    w->inflight++;
-}
 
 static void on_trim(cmi_timer_t *t)
 {
@@ -465,7 +449,7 @@ static void on_trim(cmi_timer_t *t)
     malloc_trim(0);
 }
 
-void cmi_worker_msg_destroyed(cmi_worker_t *w, size_t bytes)
+static void msg_released(cmi_worker_t *w, size_t bytes)
 {
     w->inflight--;
     /* glibc keeps what a large message freed (a 10 MiB JSON body's tree
@@ -483,6 +467,23 @@ void cmi_worker_msg_destroyed(cmi_worker_t *w, size_t bytes)
         else
             close_connections(w);
     }
+}
+
+static int msg_post_resume(cmi_msg_t *msg)
+{
+    return cmi_worker_post_resume(msg->worker, msg);
+}
+
+static const cmi_msg_owner_t worker_owner = {
+    .post_resume = msg_post_resume,
+    .released = msg_released,
+};
+
+cmi_msg_t *cmi_worker_msg_create(cmi_worker_t *w, const cmi_msg_origin_t *origin, void *origin_data)
+{
+    cmi_msg_t *msg = cmi_msg_create(w, &worker_owner, origin, origin_data);
+    w->inflight++;
+    return msg;
 }
 
 int cmi_worker_post_resume(cmi_worker_t *w, cmi_msg_t *msg)

@@ -3,7 +3,7 @@
  * Each worker runs one h2o event loop with its own listening socket
  * (SO_REUSEPORT), so an HTTP connection and every message it starts stay on
  * one thread.  Other threads (AMQP, curl) hand completions back with
- * cmi_msg_resume(), which posts the message to its worker's queue
+ * cmi_flow_post_resume(), which posts the message to its worker's queue
  * (h2o_multithread_*); the worker resumes it from its loop.  Nothing on the
  * hot path takes a lock except that queue. */
 #ifndef CMI_RUNTIME_WORKER_H
@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 typedef struct cmi_msg cmi_msg_t;
+typedef struct cmi_msg_origin cmi_msg_origin_t;
 typedef struct cmi_engine cmi_engine_t;
 typedef struct cmi_worker cmi_worker_t;
 typedef struct cmi_worker_timeout cmi_worker_timeout_t;
@@ -66,7 +67,6 @@ struct cmi_worker {
     atomic_size_t pending_tasks;
     cmi_worker_timeout_t *timeouts; /* a fixed set of h2o timeout lists (worker.c) */
     cmi_timer_t drain_timer;
-    uint64_t rng;
     size_t inflight; /* messages alive on this worker */
     h2o_linklist_t conns; /* open client connections (for the drain) */
     size_t nconns;
@@ -113,11 +113,10 @@ int cmi_worker_finished(cmi_worker_t *w);
 /* Owner thread only. */
 void cmi_worker_timer_start(cmi_worker_t *w, cmi_timer_t *t, uint64_t delay_ms);
 void cmi_worker_timer_stop(cmi_timer_t *t);
-uint64_t cmi_worker_random(cmi_worker_t *w);
-void cmi_worker_msg_created(cmi_worker_t *w);
-/* bytes: what the message's arena held; after a large one the worker
- * hands freed memory back to the system (a second later, once). */
-void cmi_worker_msg_destroyed(cmi_worker_t *w, size_t bytes);
+/* A message of w, counted in flight until its last reference goes (after
+ * a large one the worker hands freed memory back to the system, a second
+ * later, once); its resumes come back to w. */
+cmi_msg_t *cmi_worker_msg_create(cmi_worker_t *w, const cmi_msg_origin_t *origin, void *origin_data);
 #define CMI_WORKER_TRIM_AFTER (1024u * 1024)
 
 /* Tracks an accepted client connection so that a drain can close idle

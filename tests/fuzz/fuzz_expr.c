@@ -16,7 +16,7 @@ static const char *PAYLOAD = "{\"name\":\"John\",\"age\":30,\"items\":[{\"id\":1
 
 static cmi_msg_t *make_msg(void)
 {
-    cmi_msg_t *m = cmi_msg_create(NULL, NULL, NULL);
+    cmi_msg_t *m = cmi_msg_create(NULL, NULL, NULL, NULL);
     cmi_msg_set_payload(m, PAYLOAD, strlen(PAYLOAD), "application/json");
     m->method = "GET";
     m->request_uri = "/a/b?c=d";

@@ -31,7 +31,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         compiled[n++] = cmi_expr_compile(arena, *x, NULL, &err);
     }
     for (const char *const *ct = types; *ct; ct++) {
-        cmi_msg_t *msg = cmi_msg_create(NULL, NULL, NULL);
+        cmi_msg_t *msg = cmi_msg_create(NULL, NULL, NULL, NULL);
         char *body = cmi_arena_memdup(msg->arena, data, size);
         cmi_msg_set_payload(msg, body, size, *ct);
         const char *err = NULL;

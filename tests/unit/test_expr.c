@@ -30,7 +30,7 @@ static const char *XML_PAYLOAD =
 
 static cmi_msg_t *make_msg(const char *body, const char *ct)
 {
-    cmi_msg_t *m = cmi_msg_create(NULL, NULL, NULL);
+    cmi_msg_t *m = cmi_msg_create(NULL, NULL, NULL, NULL);
     cmi_msg_set_payload(m, body, strlen(body), ct);
     m->method = "GET";
     m->request_uri = "/shop/items/123?qty=3";
@@ -452,7 +452,7 @@ static void test_error_codes(void)
     CU_ASSERT_EQUAL(msg->error_code, CMI_ERR_EXPRESSION);
     CU_ASSERT_STRING_EQUAL(msg->error_detail, "${1 / 0}: division by zero");
     /* an unparsable JSON payload is a payload error (400), not an expression error */
-    cmi_msg_t *bad = cmi_msg_create(NULL, NULL, NULL);
+    cmi_msg_t *bad = cmi_msg_create(NULL, NULL, NULL, NULL);
     cmi_msg_set_payload(bad, "{\"a\": ", 6, "application/json");
     e = cmi_expr_compile(cfg, "${payload.a}", NULL, &err);
     CU_ASSERT_EQUAL(cmi_expr_eval(e, bad, &v), CMI_FLOW_ERROR);
@@ -473,7 +473,7 @@ static void test_xpath_view_limit(void)
     cmi_expr_error_t err;
     cmi_expr_t *e = cmi_expr_compile(cfg, "count(//*)", NULL, &err);
     CU_ASSERT_PTR_NOT_NULL_FATAL(e);
-    cmi_msg_t *m = cmi_msg_create(NULL, NULL, NULL);
+    cmi_msg_t *m = cmi_msg_create(NULL, NULL, NULL, NULL);
     const char *body = "{\"kkkkkkkkkkkkkkkkkkkk\": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]}";
     cmi_msg_set_payload(m, body, strlen(body), "application/json");
     cmi_msg_set_view_limit(300);

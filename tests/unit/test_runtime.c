@@ -90,7 +90,7 @@ static int wait_finished(void)
             cmi_msg_t *msg = out.pending_resume;
             out.pending_resume = NULL;
             pthread_mutex_unlock(&out.lock);
-            cmi_msg_resumed(msg);
+            cmi_flow_resumed(msg);
             pthread_mutex_lock(&out.lock);
             continue;
         }
@@ -114,7 +114,7 @@ static int setup(void)
     pthread_mutex_init(&out.lock, NULL);
     pthread_cond_init(&out.cond, NULL);
     setenv("CMI_TEST_MEDIATORS", "1", 1);
-    cmi_msg_set_resume_hook(post_resume_hook);
+    cmi_flow_set_resume_hook(post_resume_hook);
     deploy_init(&dep);
     deploy_file(&dep, "api/t.xml",
                 API_HEAD
@@ -192,7 +192,7 @@ static void run(const char *pattern)
     reset_outcome();
     const cmi_resource_t *res = res_of(pattern);
     CU_ASSERT_PTR_NOT_NULL_FATAL(res);
-    cmi_msg_t *msg = cmi_msg_create(NULL, &fake_origin, NULL);
+    cmi_msg_t *msg = cmi_msg_create(NULL, NULL, &fake_origin, NULL);
     msg->api = res->api;
     msg->resource = res;
     msg->fault_seq = res->fault_seq ? res->fault_seq : cfg->fault_seq;
@@ -264,7 +264,7 @@ static void test_drop(void)
 
 static void test_depth_limit(void)
 {
-    cmi_msg_t *msg = cmi_msg_create(NULL, &fake_origin, NULL);
+    cmi_msg_t *msg = cmi_msg_create(NULL, NULL, &fake_origin, NULL);
     static const cmi_sequence_t empty = {.name = "e"};
     int rc = CMI_FLOW_CONTINUE;
     int pushed = 0;
@@ -282,7 +282,7 @@ static void test_depth_limit(void)
 
 static void test_properties_and_headers(void)
 {
-    cmi_msg_t *msg = cmi_msg_create(NULL, &fake_origin, NULL);
+    cmi_msg_t *msg = cmi_msg_create(NULL, NULL, &fake_origin, NULL);
     CU_ASSERT_EQUAL(strncmp(msg->id, "urn:uuid:", 9), 0);
     CU_ASSERT_EQUAL(strlen(msg->id), 45);
     cmi_msg_prop_set(msg, CMI_SCOPE_DEFAULT, "a", cmi_value_cstring("1"));
@@ -326,7 +326,7 @@ static void test_properties_and_headers(void)
 
 static void test_payload_views(void)
 {
-    cmi_msg_t *msg = cmi_msg_create(NULL, &fake_origin, NULL);
+    cmi_msg_t *msg = cmi_msg_create(NULL, NULL, &fake_origin, NULL);
     const char *body = "{\"a\": {\"b\": [1, 2]}}";
     cmi_msg_set_payload(msg, body, strlen(body), "application/json; charset=UTF-8");
     CU_ASSERT_EQUAL(msg->payload.kind, CMI_PAYLOAD_JSON);
@@ -497,7 +497,7 @@ static void test_error_table(void)
 static void test_message_id_format(void)
 {
     for (int n = 0; n < 200; n++) {
-        cmi_msg_t *msg = cmi_msg_create(NULL, &fake_origin, NULL);
+        cmi_msg_t *msg = cmi_msg_create(NULL, NULL, &fake_origin, NULL);
         const char *id = msg->id;
         CU_ASSERT_EQUAL_FATAL(strlen(id), 45);
         CU_ASSERT_NSTRING_EQUAL(id, "urn:uuid:", 9);
