@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "core/log.h"
 #include "engine.h"
@@ -230,8 +229,14 @@ static size_t host_msg_headers(cmi_msg_t *msg,
 /* SUSPENDED -> RESUMING (a resume won) or -> CANCELLING -> TIMED_OUT (the
  * deadline won; CANCELLING while the connector's cancel hook runs, so that
  * a racing resume is answered STALE only once the hook has returned: the
- * connector frees what the hook may still be looking at on STALE). */
+ * connector frees what the hook may still be looking at on STALE).  Such a
+ * resume sleeps on cancel_done until the worker leaves CANCELLING (it used
+ * to poll); the race is rare and the hook short, so one condition serves
+ * every call. */
 enum { CALL_RUNNING, CALL_SUSPENDED, CALL_RESUMING, CALL_CANCELLING, CALL_TIMED_OUT };
+
+static pthread_mutex_t cancel_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cancel_done = PTHREAD_COND_INITIALIZER;
 
 typedef struct {
     cmi_call_t pub;
@@ -349,7 +354,10 @@ static void on_deadline(cmi_timer_t *t)
                           c->b->params.what, c->b->pub.where, (unsigned long long)c->deadline_ms);
     c->pub.msg = NULL;
     c->pub.params = NULL;
+    pthread_mutex_lock(&cancel_lock); /* a resume may be waiting for this */
     atomic_store(&c->state, CALL_TIMED_OUT);
+    pthread_cond_broadcast(&cancel_done);
+    pthread_mutex_unlock(&cancel_lock);
     call_release(c); /* the host's; the connector's goes with its late resume */
     cmi_flow_resume(msg, CMI_FLOW_ERROR);
 }
@@ -452,9 +460,10 @@ static int host_call_resume(cmi_call_t *pub, cmi_resume_fn fn, void *arg)
     if (!atomic_compare_exchange_strong(&c->state, &expected, CALL_RESUMING)) {
         if (expected == CALL_CANCELLING && !(c->in_cancel && cmi_worker_current() == c->worker)) {
             /* The cancel hook is running on the worker: STALE only after it. */
-            struct timespec tick = {0, 20000L};
+            pthread_mutex_lock(&cancel_lock);
             while (atomic_load(&c->state) == CALL_CANCELLING)
-                nanosleep(&tick, NULL);
+                pthread_cond_wait(&cancel_done, &cancel_lock);
+            pthread_mutex_unlock(&cancel_lock);
             expected = CALL_TIMED_OUT;
         }
         if (expected != CALL_TIMED_OUT && expected != CALL_CANCELLING) {
