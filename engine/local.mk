@@ -6,7 +6,7 @@ engine_libcmi_base_la_SOURCES = \
 	engine/core/arena.c engine/core/arena.h \
 	engine/core/str.c engine/core/str.h \
 	engine/plugin/pvalue.c engine/plugin/pvalue.h
-engine_libcmi_base_la_LIBADD = $(JANSSON_LIBS) $(OPENSSL_LIBS)
+engine_libcmi_base_la_LIBADD = $(JANSSON_LIBS) $(OPENSSL_LIBS) -lm
 
 # The engine: everything but main() is a convenience library, so that unit
 # tests link the same objects the binary runs.
@@ -21,7 +21,7 @@ engine_libcmi_engine_la_SOURCES = \
 	engine/config/config.h \
 	engine/config/diag.c engine/config/diag.h \
 	engine/config/loader.c \
-	engine/runtime/convert.c engine/runtime/convert.h \
+	engine/runtime/convert.c engine/runtime/convert.h engine/runtime/render.c \
 	engine/runtime/errors.c engine/runtime/errors.h \
 	engine/runtime/flow.c engine/runtime/flow.h \
 	engine/runtime/msg.c engine/runtime/msg.h \

@@ -5,6 +5,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -381,4 +382,20 @@ int cmi_parse_bool(const char *s, int *out)
         return 0;
     }
     return -1;
+}
+
+size_t cmi_format_double(double d, char *buf, size_t size)
+{
+    if (isnan(d))
+        return (size_t)snprintf(buf, size, "NaN");
+    if (isinf(d))
+        return (size_t)snprintf(buf, size, d < 0 ? "-Infinity" : "Infinity");
+    if (d == floor(d) && fabs(d) < 1e15)
+        return (size_t)snprintf(buf, size, "%.0f", d);
+    for (int prec = 15; prec <= 17; prec++) {
+        int n = snprintf(buf, size, "%.*g", prec, d);
+        if (strtod(buf, NULL) == d)
+            return (size_t)n;
+    }
+    return (size_t)snprintf(buf, size, "%.17g", d);
 }

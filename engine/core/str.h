@@ -82,4 +82,8 @@ int cmi_parse_duration_ms(const char *s, uint64_t *out);
 /* "true"/"false" in any case. */
 int cmi_parse_bool(const char *s, int *out);
 
+/* Formats a double as the shortest text that reads back to the same value
+ * ("1.5", "3", "1e+21"); buf needs 32 bytes. */
+size_t cmi_format_double(double d, char *buf, size_t size);
+
 #endif

@@ -7,8 +7,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include "runtime/errors.h"
-#include "runtime/msg.h"
 
 /* ---- SOAP ------------------------------------------------------------- */
 
@@ -23,7 +21,7 @@ int cmi_soap_is_envelope(xmlNodePtr n)
            (has_ns(n, CMI_SOAP11_NS) || has_ns(n, CMI_SOAP12_NS));
 }
 
-static xmlNodePtr envelope_of(xmlDocPtr doc, const char *ns_href)
+xmlNodePtr cmi_soap_envelope_in(xmlDocPtr doc, const char *ns_href)
 {
     xmlNodePtr env = xmlNewDocNode(doc, NULL, (const xmlChar *)"Envelope", NULL);
     xmlNsPtr ns = xmlNewNs(env, (const xmlChar *)ns_href, (const xmlChar *)"soapenv");
@@ -34,7 +32,7 @@ static xmlNodePtr envelope_of(xmlDocPtr doc, const char *ns_href)
 
 xmlNodePtr cmi_soap_envelope(xmlDocPtr doc)
 {
-    return envelope_of(doc, CMI_SOAP11_NS);
+    return cmi_soap_envelope_in(doc, CMI_SOAP11_NS);
 }
 
 xmlNodePtr cmi_soap_body_child(xmlNodePtr env)
@@ -449,116 +447,6 @@ int cmi_xml_to_json(xmlNodePtr el, cmi_strbuf_t *out, size_t limit)
         cmi_strbuf_putc(out, '}');
     }
     return w.over || out->len > limit ? -1 : 0;
-}
-
-/* ---- responses ------------------------------------------------------------ */
-
-static int is_soap_type(const char *ct, const char **ns)
-{
-    size_t n = strcspn(ct, ";");
-    while (n > 0 && ct[n - 1] == ' ')
-        n--;
-    if (n == 8 && strncasecmp(ct, "text/xml", 8) == 0) {
-        *ns = CMI_SOAP11_NS;
-        return 1;
-    }
-    if (n == 20 && strncasecmp(ct, "application/soap+xml", 20) == 0) {
-        *ns = CMI_SOAP12_NS;
-        return 1;
-    }
-    return 0;
-}
-
-static void dump(cmi_msg_t *msg, xmlDocPtr doc, xmlNodePtr node, const char **bytes, size_t *len)
-{
-    xmlBufferPtr buf = xmlBufferCreate();
-    xmlNodeDump(buf, doc, node, 0, 0);
-    *len = (size_t)xmlBufferLength(buf);
-    *bytes = cmi_arena_memdup(msg->arena, xmlBufferContent(buf), *len);
-    xmlBufferFree(buf);
-}
-
-/* A new document owned by the message. */
-static xmlDocPtr new_doc(cmi_msg_t *msg)
-{
-    return cmi_msg_own_xml(msg, xmlNewDoc((const xmlChar *)"1.0"));
-}
-
-static int payload_error(cmi_msg_t *msg, const char *err)
-{
-    return cmi_msg_set_error(msg, CMI_ERR_PAYLOAD, NULL, "converting the payload for the response: %s", err);
-}
-
-static int too_large(cmi_msg_t *msg, const char *what)
-{
-    return cmi_msg_set_error(msg, CMI_ERR_PAYLOAD_TOO_LARGE, NULL,
-                             "converting the payload for the response: the %s would take more than %zu bytes", what,
-                             cmi_msg_view_limit());
-}
-
-int cmi_payload_render_as(cmi_msg_t *msg, const char *ct, const char **bytes, size_t *len)
-{
-    cmi_payload_kind_t target = cmi_payload_kind_of(ct), source = msg->payload.kind;
-    const char *soap_ns = NULL, *err = NULL;
-    int soap = is_soap_type(ct, &soap_ns);
-    if (target == CMI_PAYLOAD_JSON && source == CMI_PAYLOAD_XML) {
-        xmlDocPtr doc = cmi_msg_payload_xml(msg, &err);
-        if (doc == NULL)
-            return payload_error(msg, err);
-        xmlNodePtr root = xmlDocGetRootElement(doc);
-        if (cmi_soap_is_envelope(root))
-            root = cmi_soap_body_child(root);
-        cmi_strbuf_t b;
-        cmi_strbuf_init(&b, msg->arena, 256);
-        if (root == NULL)
-            cmi_strbuf_puts(&b, "{}");
-        else if (cmi_xml_to_json(root, &b, cmi_msg_view_limit()) != 0)
-            return too_large(msg, "JSON");
-        *bytes = b.data;
-        *len = b.len;
-        return 0;
-    }
-    if (target == CMI_PAYLOAD_XML && source == CMI_PAYLOAD_JSON) {
-        json_t *j = cmi_msg_payload_json(msg, &err);
-        if (j == NULL)
-            return payload_error(msg, err);
-        xmlDocPtr doc = new_doc(msg);
-        xmlNodePtr holder = soap ? envelope_of(doc, soap_ns) : xmlNewDocNode(doc, NULL, (const xmlChar *)"holder", NULL);
-        if (!soap)
-            xmlDocSetRootElement(doc, holder);
-        if (cmi_json_to_xml_document(holder, j, cmi_msg_view_limit()) != 0)
-            return too_large(msg, "XML");
-        dump(msg, doc, soap ? xmlDocGetRootElement(doc) : holder->children, bytes, len);
-        return 0;
-    }
-    if (target == CMI_PAYLOAD_XML && source == CMI_PAYLOAD_XML) {
-        xmlDocPtr doc = cmi_msg_payload_xml(msg, &err);
-        if (doc == NULL)
-            return payload_error(msg, err);
-        xmlNodePtr root = xmlDocGetRootElement(doc);
-        if (soap && !cmi_soap_is_envelope(root)) { /* a SOAP type: the payload goes in an envelope */
-            xmlDocPtr out = new_doc(msg);
-            xmlAddChild(envelope_of(out, soap_ns), xmlDocCopyNode(root, out, 1));
-            dump(msg, out, xmlDocGetRootElement(out), bytes, len);
-            return 0;
-        }
-        if (!soap && cmi_soap_is_envelope(root)) { /* plain XML: what the Body holds */
-            xmlNodePtr child = cmi_soap_body_child(root);
-            if (child == NULL) {
-                *bytes = "";
-                *len = 0;
-                return 0;
-            }
-            xmlDocPtr out = new_doc(msg);
-            xmlNodePtr copy = xmlDocCopyNode(child, out, 1);
-            xmlDocSetRootElement(out, copy);
-            xmlReconciliateNs(out, copy);
-            dump(msg, out, copy, bytes, len);
-            return 0;
-        }
-    }
-    *bytes = cmi_msg_payload_bytes(msg, len);
-    return 0;
 }
 
 /* ---- reading XML -------------------------------------------------------------- */

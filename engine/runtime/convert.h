@@ -50,6 +50,8 @@ json_t *cmi_json_read(cmi_arena_t *arena, const char *bytes, size_t len, json_er
 
 /* A SOAP 1.1 envelope in doc; returns its Body. */
 xmlNodePtr cmi_soap_envelope(xmlDocPtr doc);
+/* The same in the SOAP version whose namespace is ns_href. */
+xmlNodePtr cmi_soap_envelope_in(xmlDocPtr doc, const char *ns_href);
 /* Whether node is a SOAP 1.1 or 1.2 Envelope. */
 int cmi_soap_is_envelope(xmlNodePtr node);
 /* The first element inside the Body of an envelope (NULL if none). */

@@ -165,22 +165,6 @@ int cmi_value_convert(cmi_arena_t *arena, cmi_ptype_t type, cmi_value_t *v, cons
     return 0;
 }
 
-size_t cmi_format_double(double d, char *buf, size_t size)
-{
-    if (isnan(d))
-        return (size_t)snprintf(buf, size, "NaN");
-    if (isinf(d))
-        return (size_t)snprintf(buf, size, d < 0 ? "-Infinity" : "Infinity");
-    if (d == floor(d) && fabs(d) < 1e15)
-        return (size_t)snprintf(buf, size, "%.0f", d);
-    for (int prec = 15; prec <= 17; prec++) {
-        int n = snprintf(buf, size, "%.*g", prec, d);
-        if (strtod(buf, NULL) == d)
-            return (size_t)n;
-    }
-    return (size_t)snprintf(buf, size, "%.17g", d);
-}
-
 static int dump_to_strbuf(const char *p, size_t n, void *data)
 {
     cmi_strbuf_append(data, p, n);

@@ -110,8 +110,4 @@ const char *cmi_value_to_text(cmi_arena_t *arena, const cmi_value_t *v, size_t *
  * made in arena. */
 json_t *cmi_json_text(cmi_arena_t *arena, const char *s, size_t len);
 
-/* Formats a double as the shortest text that reads back to the same value
- * ("1.5", "3", "1e+21"); buf needs 32 bytes. */
-size_t cmi_format_double(double d, char *buf, size_t size);
-
 #endif
