@@ -426,7 +426,7 @@ rmq_pool_t *rmq_pool_create(const cmi_host_t *host, const char *component, const
     parse_servers(pool);
     container_id(pool);
     init_conns(pool);
-    for (size_t i = 0; features != NULL && features[i] != NULL && i < RMQ_MAX_FEATURES; i++) {
+    for (size_t i = 0; features != NULL && i < RMQ_MAX_FEATURES && features[i] != NULL; i++) {
         pool->features[i] = features[i];
         pool->feature_state[i] = features[i]->create(pool);
         pool->nfeatures = i + 1;
