@@ -80,6 +80,9 @@ static const cmi_param_def_t echo_params[] = {
                                      "delayed answers: suspend this many times in a row", 1, 10),
     [ECHO_OP_INLINE] = CMI_PARAM("resumeInline", CMI_PARAM_BOOL, DYN, O, resume_inline, "false",
                                  "resume from inside run, before it returns (no delay)"),
+    [ECHO_OP_CANCEL_LINGER] = CMI_PARAM("cancelLinger", CMI_PARAM_DURATION, DYN, O, cancel_linger_ms, "0",
+                                        "test: when the deadline ends the call, the cancel hook has the echo thread "
+                                        "resume it at once and lingers this long (a resume racing the hook)"),
     [ECHO_OP_COUNT] = CMI_PARAM_END,
 };
 #undef O
@@ -123,6 +126,7 @@ typedef struct job {
     uint64_t delay_ms;
     int64_t hops_left;
     int64_t hops;
+    uint64_t cancel_linger_ms;
     json_t *result;
 } job_t;
 
@@ -134,6 +138,7 @@ typedef struct echo_instance {
     pthread_cond_t cond;
     job_t *jobs; /* sorted by due time */
     int stopping;
+    unsigned resumes_begun, resumes_stale; /* cancelLinger's witnesses */
 } echo_instance_t;
 
 static uint64_t now_ms(void)
@@ -179,9 +184,39 @@ static int take_job(echo_instance_t *ei, job_t *job)
 
 /* On the worker, when the deadline ends the call: take the job back and
  * settle the resume still owed (the host answers it STALE). */
+/* cancelLinger: the job is made due now and the hook lingers, so that the
+ * echo thread's call_resume() lands while the hook runs; the host answers
+ * it STALE once the hook has returned (and the echo thread frees the job). */
+static void linger_in_cancel(job_t *job)
+{
+    echo_instance_t *ei = job->ei;
+    uint64_t linger = job->cancel_linger_ms;
+    if (!take_job(ei, job))
+        return; /* the echo thread has it already */
+    ei->host->log(CMI_LOG_INFO, ei->component, "the cancel hook lingers %llu ms while the echo thread resumes",
+                  (unsigned long long)linger);
+    job->delay_ms = 0;
+    pthread_mutex_lock(&ei->lock);
+    unsigned begun = ei->resumes_begun, stale = ei->resumes_stale;
+    pthread_mutex_unlock(&ei->lock);
+    queue_job(ei, job); /* the job is the echo thread's from here on */
+    struct timespec ts = {(time_t)(linger / 1000), (long)(linger % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+    pthread_mutex_lock(&ei->lock);
+    int raced = ei->resumes_begun != begun, answered = ei->resumes_stale != stale;
+    pthread_mutex_unlock(&ei->lock);
+    ei->host->log(CMI_LOG_INFO, ei->component, "the cancel hook returns: %s, %s",
+                  raced ? "a resume came while it ran" : "no resume came while it ran",
+                  answered ? "and was answered before the hook was done" : "none answered yet");
+}
+
 static void on_cancel(cmi_call_t *call, void *arg)
 {
     job_t *job = arg;
+    if (job->cancel_linger_ms > 0) {
+        linger_in_cancel(job);
+        return;
+    }
     if (!take_job(job->ei, job))
         return; /* the echo thread has it and is resuming */
     call->host->log(CMI_LOG_INFO, job->ei->component, "an echo call was cancelled by its deadline");
@@ -222,9 +257,15 @@ static int finish_stopping(cmi_call_t *call, void *arg)
 
 static void resume_job(echo_instance_t *ei, job_t *job, cmi_resume_fn fn)
 {
+    pthread_mutex_lock(&ei->lock);
+    ei->resumes_begun++;
+    pthread_mutex_unlock(&ei->lock);
     if (ei->host->call_resume(job->call, fn, job) == CMI_CALL_STALE) {
+        pthread_mutex_lock(&ei->lock);
+        ei->resumes_stale++;
+        pthread_mutex_unlock(&ei->lock);
         /* The deadline came first; the message has moved on. */
-        ei->host->log(CMI_LOG_DEBUG, ei->component, "a delayed echo arrived after its deadline; dropped");
+        ei->host->log(CMI_LOG_INFO, ei->component, "a delayed echo arrived after its deadline; dropped");
         job_free(job);
     }
 }
@@ -384,6 +425,7 @@ static int op_echo(cmi_call_t *call)
     job->delay_ms = p->resume_inline ? 0 : p->delay_ms;
     job->hops = job->hops_left = p->resume_inline ? 1 : p->hops;
     job->result = r;
+    job->cancel_linger_ms = p->cancel_linger_ms;
     /* Suspend before handing the job over: from then on it may be resumed
      * at any moment, even before run returns. */
     suspend_job(call, job, p->timeout_ms);

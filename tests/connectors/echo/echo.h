@@ -25,7 +25,7 @@ typedef struct {
 
 /* <echo.echo configKey> */
 enum { ECHO_OP_MESSAGE, ECHO_OP_DELAY, ECHO_OP_TIMEOUT, ECHO_OP_REPEAT, ECHO_OP_TAGS, ECHO_OP_ATTRIBUTES,
-       ECHO_OP_UPPER, ECHO_OP_HOPS, ECHO_OP_INLINE, ECHO_OP_COUNT };
+       ECHO_OP_UPPER, ECHO_OP_HOPS, ECHO_OP_INLINE, ECHO_OP_CANCEL_LINGER, ECHO_OP_COUNT };
 
 typedef struct {
     cmi_params_head_t head;
@@ -38,6 +38,7 @@ typedef struct {
     int upper;
     int64_t hops;
     int resume_inline;
+    uint64_t cancel_linger_ms;
 } echo_op_params_t;
 
 /* <echo.fail> */
