@@ -458,7 +458,8 @@ static int host_call_resume(cmi_call_t *pub, cmi_resume_fn fn, void *arg)
     call_t *c = call_of(pub);
     int expected = CALL_SUSPENDED;
     if (!atomic_compare_exchange_strong(&c->state, &expected, CALL_RESUMING)) {
-        if (expected == CALL_CANCELLING && !(c->in_cancel && cmi_worker_current() == c->worker)) {
+        /* in_cancel is the worker's: read only on the worker (TSan). */
+        if (expected == CALL_CANCELLING && !(cmi_worker_current() == c->worker && c->in_cancel)) {
             /* The cancel hook is running on the worker: STALE only after it. */
             pthread_mutex_lock(&cancel_lock);
             while (atomic_load(&c->state) == CALL_CANCELLING)
