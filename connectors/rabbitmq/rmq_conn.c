@@ -15,7 +15,7 @@
 
 #define OPEN_TIMEOUT_MS 30000 /* TCP, SASL and the broker's open, at most */
 
-const char *rmq_conn_server(const rmq_conn_t *c)
+static const char *rmq_conn_server(const rmq_conn_t *c)
 {
     return c->pool->servers[c->url % c->pool->nservers].hostport;
 }
@@ -182,8 +182,6 @@ void rmq_conn_lost(rmq_conn_t *c, const char *why)
 /* After everything that held on to c's pn_* objects has let go. */
 void rmq_conn_forget(rmq_conn_t *c)
 {
-    c->mgmt_out = c->mgmt_in = NULL;
-    c->mgmt_ready = 0;
     c->statics_pending = 0;
     c->close_requested = 0;
     c->queued = 0;

@@ -255,7 +255,6 @@ int rmq_pool_format(rmq_pool_t *pool);
 /* ---- inside the core (rmq_conn.c, rmq_declare.c, rmq_send.c) --------------------------- */
 
 /* rmq_conn.c */
-const char *rmq_conn_server(const rmq_conn_t *c);
 void rmq_conn_connect(rmq_pool_t *pool, rmq_conn_t *c);
 void rmq_conn_opened(rmq_conn_t *c);
 void rmq_conn_lost(rmq_conn_t *c, const char *why);
@@ -270,7 +269,6 @@ void rmq_conn_on_timeout(rmq_pool_t *pool, rmq_conn_t *c, int64_t now);
  * declaration through pool->declared (rmq_pool.c sets it). */
 int rmq_target_needs_declaring(const rmq_target_t *t, int format);
 /* The declaration of t on c, started if there is none yet. */
-rmq_decl_t *rmq_declare_find(rmq_conn_t *c, const char *key);
 rmq_decl_t *rmq_declare(rmq_pool_t *pool, rmq_conn_t *c, const rmq_target_t *t);
 /* 4.x: sends the requests that are ready (after the caller has recorded
  * what waits for them). */
@@ -284,21 +282,18 @@ void rmq_declare_on_timeout(rmq_conn_t *c, int64_t now);
 /* c is gone: the publishes waiting for its declarations go to again. */
 void rmq_declare_on_closed(rmq_conn_t *c, rmq_pub_list_t *again);
 void rmq_declare_free_results(rmq_mgmt_result_t *r);
-/* The 3.x management API's callback (any thread). */
-void rmq_declare_mgmt_done(void *arg, int status, const char *detail);
 
 /* rmq_send.c */
 void rmq_send_dispatch(rmq_pool_t *pool, rmq_pub_t *pub);
 void rmq_send_pump_waiting(rmq_pool_t *pool);
 void rmq_send_on_link(rmq_pool_t *pool, rmq_conn_t *c, pn_event_t *e, rmq_link_tag_t *tag);
-void rmq_send_on_delivery(rmq_pool_t *pool, pn_delivery_t *d);
 void rmq_send_declared(rmq_pool_t *pool, rmq_conn_t *c, rmq_decl_t *d, int status, const char *detail);
 void rmq_send_on_session_closed(rmq_pool_t *pool, rmq_conn_t *c, const char *why);
 void rmq_send_statics(rmq_pool_t *pool, rmq_conn_t *c);
 void rmq_send_on_wake(rmq_pool_t *pool, rmq_conn_t *c);
 /* c is gone: what was in flight or pending on it goes to again (or fails
  * after MAX_ATTEMPTS). */
-void rmq_send_on_closed(rmq_pool_t *pool, rmq_conn_t *c, rmq_pub_list_t *again, const char *why);
+void rmq_send_on_closed(rmq_conn_t *c, rmq_pub_list_t *again, const char *why);
 /* Publishes of a lost connection, sent again before anything newer. */
 void rmq_send_again(rmq_pool_t *pool, rmq_pub_list_t *again);
 void rmq_send_reap_cancelled(rmq_pool_t *pool);

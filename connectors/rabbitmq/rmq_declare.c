@@ -211,7 +211,21 @@ static void forget_done_decl(rmq_conn_t *c)
     decl_free(victim);
 }
 
-rmq_decl_t *rmq_declare_find(rmq_conn_t *c, const char *key)
+/* The 3.x management API's callback (its thread): to the pool's inbox. */
+static void mgmt_done(void *arg, int status, const char *detail)
+{
+    rmq_mgmt_result_t *r = arg;
+    r->status = status;
+    snprintf(r->detail, sizeof(r->detail), "%s", detail ? detail : "");
+    rmq_pool_t *pool = r->pool;
+    pthread_mutex_lock(&pool->lock);
+    r->next = pool->results;
+    pool->results = r;
+    pthread_mutex_unlock(&pool->lock);
+    rmq_pool_interrupt(pool);
+}
+
+static rmq_decl_t *find(rmq_conn_t *c, const char *key)
 {
     rmq_decl_t *d;
     SLIST_FOREACH(d, &c->decls, entry)
@@ -222,7 +236,7 @@ rmq_decl_t *rmq_declare_find(rmq_conn_t *c, const char *key)
 
 rmq_decl_t *rmq_declare(rmq_pool_t *pool, rmq_conn_t *c, const rmq_target_t *t)
 {
-    rmq_decl_t *d = rmq_declare_find(c, t->key);
+    rmq_decl_t *d = find(c, t->key);
     if (d != NULL)
         return d;
     d = rmq_xcalloc(1, sizeof(*d));
@@ -250,24 +264,11 @@ rmq_decl_t *rmq_declare(rmq_pool_t *pool, rmq_conn_t *c, const rmq_target_t *t)
     r->conn = c->index;
     r->generation = c->generation;
     r->key = rmq_xstrdup(t->key);
-    rmq_mgmt_submit(pool->mgmt, t->declare, t->ndeclare, rmq_declare_mgmt_done, r);
+    rmq_mgmt_submit(pool->mgmt, t->declare, t->ndeclare, mgmt_done, r);
     return d;
 }
 
 /* ---- 3.x: answers of the management API ----------------------------------------------- */
-
-void rmq_declare_mgmt_done(void *arg, int status, const char *detail)
-{
-    rmq_mgmt_result_t *r = arg;
-    r->status = status;
-    snprintf(r->detail, sizeof(r->detail), "%s", detail ? detail : "");
-    rmq_pool_t *pool = r->pool;
-    pthread_mutex_lock(&pool->lock);
-    r->next = pool->results;
-    pool->results = r;
-    pthread_mutex_unlock(&pool->lock);
-    rmq_pool_interrupt(pool);
-}
 
 void rmq_declare_free_results(rmq_mgmt_result_t *r)
 {
@@ -300,7 +301,7 @@ void rmq_declare_take_results(rmq_pool_t *pool, rmq_mgmt_result_t *results)
 
 static void on_result(rmq_pool_t *pool, rmq_conn_t *c, rmq_mgmt_result_t *r)
 {
-    rmq_decl_t *d = rmq_declare_find(c, r->key);
+    rmq_decl_t *d = find(c, r->key);
     if (c->generation != r->generation || c->state != RMQ_CONN_UP || d == NULL)
         return; /* the connection dropped meanwhile: its publishes moved on */
     decl_finish(pool, c, d, r->status, r->detail);
@@ -361,4 +362,6 @@ void rmq_declare_on_closed(rmq_conn_t *c, rmq_pub_list_t *again)
     c->ndecls = 0;
     rmq_declare_free_results(c->results);
     c->results = NULL;
+    c->mgmt_out = c->mgmt_in = NULL; /* gone with the connection */
+    c->mgmt_ready = 0;
 }

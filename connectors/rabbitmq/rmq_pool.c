@@ -90,7 +90,7 @@ static void on_closed(rmq_pool_t *pool, rmq_conn_t *c, pn_transport_t *t)
     rmq_conn_lost(c, why);
     rmq_pub_list_t again;
     rmq_pub_list_init(&again);
-    rmq_send_on_closed(pool, c, &again, why);
+    rmq_send_on_closed(c, &again, why);
     rmq_declare_on_closed(c, &again);
     rmq_pub_list_splice(&again, &c->todo);
     EACH_FEATURE(pool, i)

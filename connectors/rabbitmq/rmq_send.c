@@ -339,7 +339,7 @@ void rmq_send_statics(rmq_pool_t *pool, rmq_conn_t *c)
 
 /* ---- sender events -------------------------------------------------------------------------- */
 
-void rmq_send_on_delivery(rmq_pool_t *pool, pn_delivery_t *d)
+static void on_delivery(rmq_pool_t *pool, pn_delivery_t *d)
 {
     rmq_pub_t *pub = pn_delivery_get_context(d);
     if (pub == NULL || !pn_delivery_updated(d))
@@ -425,7 +425,7 @@ void rmq_send_on_link(rmq_pool_t *pool, rmq_conn_t *c, pn_event_t *e, rmq_link_t
         on_sender_closed(pool, l, pl);
         break;
     case PN_DELIVERY:
-        rmq_send_on_delivery(pool, pn_event_delivery(e));
+        on_delivery(pool, pn_event_delivery(e));
         break;
     default:
         break;
@@ -463,9 +463,8 @@ void rmq_send_on_session_closed(rmq_pool_t *pool, rmq_conn_t *c, const char *why
 
 /* ---- losing a connection -------------------------------------------------------------------- */
 
-void rmq_send_on_closed(rmq_pool_t *pool, rmq_conn_t *c, rmq_pub_list_t *again, const char *why)
+void rmq_send_on_closed(rmq_conn_t *c, rmq_pub_list_t *again, const char *why)
 {
-    (void)pool;
     rmq_pub_t *p;
     while ((p = rmq_pub_list_pop(&c->inflight)) != NULL) {
         if (++p->attempts >= MAX_ATTEMPTS)
