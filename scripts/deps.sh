@@ -8,7 +8,7 @@ PACKAGES=(
   libxml2-dev libh2o-evloop-dev libjansson-dev libcurl4-openssl-dev libssl-dev libcunit1-dev
   libqpid-proton11-dev rabbitmq-server python3-qpid-proton
   python3 curl valgrind clang libclang-rt-14-dev
-  wrk nginx
+  wrk nginx debootstrap
 )
 
 missing=()

@@ -18,7 +18,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-RABBIT_BIN = "/usr/lib/rabbitmq/bin"  # the scripts that run as the calling user
+BROKERS = ("3.10", "4.0")
 
 
 class NodeError(Exception):
@@ -31,9 +31,83 @@ def free_port():
         return s.getsockname()[1]
 
 
+class Broker:
+    """Where one RabbitMQ version's scripts are and how they run: 3.10 is
+    Debian 12's package on the host; 4.0 is Debian 13's in the root that
+    scripts/rabbitmq4-setup makes (CMI_RABBITMQ4_ROOT), run with chroot.
+    Its nodes share a private epmd on loopback (a port of their own, so they
+    never meet another run's nodes or a system epmd), killed with the last
+    node."""
+
+    BIN = "/usr/lib/rabbitmq/bin"  # the scripts that run as the calling user (not Debian's wrappers)
+
+    def __init__(self, version):
+        if version not in BROKERS:
+            raise NodeError("unknown RabbitMQ version %r (known: %s)" % (version, ", ".join(BROKERS)))
+        self.version = version
+        self.root = os.environ.get("CMI_RABBITMQ4_ROOT", "/opt/cmi-rabbitmq4") if version == "4.0" else None
+        self.epmd_port = free_port()
+        self.live = 0  # nodes started and not stopped
+
+    def check(self):
+        where = (self.root or "") + os.path.join(self.BIN, "rabbitmq-server")
+        if not os.path.exists(where):
+            raise NodeError("RabbitMQ %s is not installed (%s is missing): run %s" % (
+                self.version, where, "scripts/deps.sh" if self.root is None else "scripts/rabbitmq4-setup"))
+        if self.root is not None and os.getuid() != 0:
+            raise NodeError("RabbitMQ 4.0 runs in a chroot: the tests need root")
+
+    def tmpdir(self, prefix):
+        """A data folder the node can see by the same path."""
+        base = os.path.join(self.root, "tmp") if self.root else None
+        return tempfile.mkdtemp(prefix=prefix, dir=base)
+
+    def env(self, extra):
+        """The whole environment of a broker script: nothing of the caller's
+        (the root has its own PATH and no pyenv), everything on loopback."""
+        e = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
+             "ERL_EPMD_ADDRESS": "127.0.0.1", "ERL_EPMD_PORT": str(self.epmd_port),
+             "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
+             "RABBITMQ_CTL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}"}
+        e.update(extra)
+        return e
+
+    def argv(self, script, *args):
+        cmd = [os.path.join(self.BIN, script)] + list(args)
+        return ["/usr/sbin/chroot", self.root] + cmd if self.root else cmd
+
+    def node_started(self):
+        self.live += 1
+
+    def node_stopped(self):
+        self.live -= 1
+        if self.live <= 0:
+            self.live = 0
+            self.kill_epmd()
+
+    def kill_epmd(self):
+        epmd = ["epmd", "-port", str(self.epmd_port), "-kill"]
+        subprocess.run(["/usr/sbin/chroot", self.root] + epmd if self.root else epmd, env=self.env({}),
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
+
+
+_current = None
+
+
+def broker():
+    """The broker of this run: CMI_RABBITMQ (3.10 or 4.0; run.py sets it for
+    each of its runs), 3.10 when unset."""
+    global _current
+    version = os.environ.get("CMI_RABBITMQ", "3.10")
+    if _current is None or _current.version != version:
+        _current = Broker(version)
+    return _current
+
+
 class RabbitNode:
-    def __init__(self, name="cmitest", cookie=None):
-        self.dir = tempfile.mkdtemp(prefix="cmi-rabbit-")
+    def __init__(self, name="cmitest", cookie=None, broker_=None):
+        self.broker = broker_ or broker()
+        self.dir = self.broker.tmpdir("cmi-rabbit-")
         self.name = "%s%d@localhost" % (name, os.getpid())
         self.amqp_port = free_port()
         self.mgmt_port = free_port()
@@ -45,10 +119,8 @@ class RabbitNode:
     # ---- lifecycle ----------------------------------------------------------
 
     def env(self):
-        e = dict(os.environ)
-        home = os.path.join(self.dir, "home")
-        e.update({
-            "HOME": home,
+        return self.broker.env({
+            "HOME": os.path.join(self.dir, "home"),
             "RABBITMQ_NODENAME": self.name,
             "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
             "RABBITMQ_NODE_PORT": str(self.amqp_port),
@@ -58,11 +130,9 @@ class RabbitNode:
             "RABBITMQ_ENABLED_PLUGINS_FILE": os.path.join(self.dir, "enabled_plugins"),
             "RABBITMQ_CONFIG_FILE": os.path.join(self.dir, "rabbitmq"),
         })
-        return e
 
     def start(self, timeout=120.0):
-        if not os.path.exists(os.path.join(RABBIT_BIN, "rabbitmq-server")):
-            raise NodeError("rabbitmq-server is not installed (Debian package rabbitmq-server)")
+        self.broker.check()
         for d in ("home", "mnesia", "log"):
             os.makedirs(os.path.join(self.dir, d), exist_ok=True)
         if self.cookie is not None:
@@ -79,9 +149,10 @@ class RabbitNode:
             f.write("management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = %d\n" % self.mgmt_port)
             f.write("loopback_users = none\n")
         self.log = open(os.path.join(self.dir, "server.out"), "ab")
-        self.proc = subprocess.Popen([os.path.join(RABBIT_BIN, "rabbitmq-server")], env=self.env(),
+        self.proc = subprocess.Popen(self.broker.argv("rabbitmq-server"), env=self.env(),
                                      stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
+        self.broker.node_started()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -101,7 +172,7 @@ class RabbitNode:
             return ""
 
     def ctl(self, *args, timeout=60):
-        p = subprocess.run([os.path.join(RABBIT_BIN, "rabbitmqctl"), "-n", self.name] + list(args), env=self.env(),
+        p = subprocess.run(self.broker.argv("rabbitmqctl", "-n", self.name, *args), env=self.env(),
                            capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
         if p.returncode != 0:
             raise NodeError("rabbitmqctl %s: %s" % (" ".join(args), (p.stdout + p.stderr).decode(errors="replace")))
@@ -118,6 +189,7 @@ class RabbitNode:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
         self.proc = None
+        self.broker.node_stopped()
         self.log.close()
         self.log = None
 
@@ -153,6 +225,7 @@ class RabbitNode:
             self.proc.wait()
         finally:
             self.proc = None
+            self.broker.node_stopped()
             if self.log:
                 self.log.close()
             shutil.rmtree(self.dir, ignore_errors=True)

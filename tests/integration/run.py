@@ -1,10 +1,14 @@
 #!/usr/bin/env python3
-"""Integration tests against a real RabbitMQ: one node is started on
-loopback for the whole run (tests use queues of their own), every
+"""Integration tests against a real RabbitMQ, on each broker asked for: one
+node is started on loopback for the whole run of a broker (tests use queues
+of their own; some start nodes or clusters of their own), every
 test_*(node) function of the test_*.py modules here runs against it with
 the real cmi and the real connector module, then the node is stopped.
 
-usage: run.py [-k SUBSTRING]
+usage: run.py [-k SUBSTRING] [--broker 3.10|4.0 ...]
+The brokers: --broker, else CMI_RABBITMQ (space- or comma-separated), else
+both 3.10 and 4.0 (4.0 needs scripts/rabbitmq4-setup).  A test reads the
+broker it runs on from CMI_RABBITMQ, which is set for each run.
 Exit status: the number of failures (0: all passed)."""
 import argparse
 import importlib
@@ -17,7 +21,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "scenarios"))
 
-from rabbitmq import RabbitNode  # noqa: E402
+from rabbitmq import BROKERS, RabbitNode, broker  # noqa: E402
 
 
 def collect(filt):
@@ -33,38 +37,59 @@ def collect(filt):
     return tests
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("-k", dest="filter")
-    args = ap.parse_args()
-    tests = collect(args.filter)
+def run_on(version, tests):
+    """Every test against one broker; returns (tests run, failures)."""
+    os.environ["CMI_RABBITMQ"] = version
     t0 = time.monotonic()
     node = RabbitNode()
     try:
         node.start()
     except Exception as e:
         node.stop()
-        print("FAIL  cannot start RabbitMQ for the integration tests: %s" % e, flush=True)
-        return 1
-    print("RabbitMQ %s up on 127.0.0.1:%d (management %d) in %.1fs"
-          % (node.api("GET", "/api/overview")["rabbitmq_version"], node.amqp_port, node.mgmt_port,
-             time.monotonic() - t0), flush=True)
+        print("FAIL  [%s] cannot start RabbitMQ for the integration tests: %s" % (version, e), flush=True)
+        return len(tests), max(1, len(tests))
+    print("RabbitMQ %s (asked for %s) up on 127.0.0.1:%d (management %d, epmd %d) in %.1fs"
+          % (node.api("GET", "/api/overview")["rabbitmq_version"], version, node.amqp_port, node.mgmt_port,
+             broker().epmd_port, time.monotonic() - t0), flush=True)
     failures = 0
     try:
         for name, fn in tests:
             t = time.monotonic()
             try:
                 fn(node)
-                print("ok    %-58s %6.2fs" % (name, time.monotonic() - t), flush=True)
+                print("ok    [%s] %-58s %6.2fs" % (version, name, time.monotonic() - t), flush=True)
             except Exception as e:
                 failures += 1
                 detail = str(e) if isinstance(e, AssertionError) or type(e).__name__ == "TestFailure" \
                     else traceback.format_exc()
-                print("FAIL  %-58s %6.2fs\n      %s" % (name, time.monotonic() - t,
-                                                        "\n      ".join(detail.splitlines())), flush=True)
+                print("FAIL  [%s] %-58s %6.2fs\n      %s" % (version, name, time.monotonic() - t,
+                                                             "\n      ".join(detail.splitlines())), flush=True)
     finally:
         node.stop()
-    print("%d integration test(s), %d failed (%.0fs)" % (len(tests), failures, time.monotonic() - t0))
+    print("RabbitMQ %s: %d integration test(s), %d failed (%.0fs)"
+          % (version, len(tests), failures, time.monotonic() - t0), flush=True)
+    return len(tests), failures
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("-k", dest="filter")
+    ap.add_argument("--broker", action="append", choices=BROKERS)
+    args = ap.parse_args()
+    versions = args.broker or os.environ.get("CMI_RABBITMQ", " ".join(BROKERS)).replace(",", " ").split()
+    for v in versions:
+        if v not in BROKERS:
+            print("FAIL  unknown broker %r in CMI_RABBITMQ (known: %s)" % (v, " ".join(BROKERS)))
+            return 1
+    tests = collect(args.filter)
+    t0 = time.monotonic()
+    total = failures = 0
+    for v in versions:
+        n, f = run_on(v, tests)
+        total += n
+        failures += f
+    print("%d integration test run(s) on %s, %d failed (%.0fs)"
+          % (total, " and ".join(versions), failures, time.monotonic() - t0))
     return min(failures, 99)
 
 
