@@ -272,7 +272,7 @@ typedef struct {
  * of 3.x (method, path under /api, JSON body) and 4.x's AMQP management
  * node (same method, a v2 path, the body as an AMQP map). */
 typedef struct {
-    const char *method; /* "PUT" or "POST" */
+    const char *method; /* "PUT" or "POST"; "GET" asks whether it exists (4.x only) */
     char *http_path;    /* "/api/queues/%2F/orders" */
     char *http_body;    /* JSON text */
     char *v2_path;      /* "/queues/orders" */
@@ -481,8 +481,12 @@ void rmq_mgmt_submit(rmq_mgmt_t *m, const rmq_declare_t *decl, size_t n, rmq_mgm
  * /management node.  Returns malloc'd bytes, or NULL with err. */
 char *rmq_v2_request_encode(const rmq_declare_t *d, const char *message_id, size_t *len, char *err, size_t n);
 /* Reads the status of a /management response ("201" in the subject);
- * returns 0 when it means success, else -1 with a detail. */
+ * returns 0 when it means success, else the status it names (409, ...), or
+ * -1 when it names none or cannot be read, with a detail. */
 int rmq_v2_response_status(const char *bytes, size_t len, char *correlation, size_t corr_size, char *detail,
                            size_t n);
+/* The error code of a declaration a management API refused with an HTTP
+ * status (3.x's API, 4.x's /management node) and the broker's reason. */
+int rmq_declare_refusal_code(long status, const char *reason);
 
 #endif

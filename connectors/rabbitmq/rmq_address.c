@@ -103,7 +103,7 @@ static const char *const dls_names[] = {"at-most-once", "at-least-once"};
 
 static char *dump(json_t *j)
 {
-    char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+    char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY); /* a GET's body is null */
     if (s == NULL)
         abort();
     return s;
@@ -187,6 +187,18 @@ static int declare_queue(rmq_target_t *t, const rmq_target_spec_t *s, const char
     return 0;
 }
 
+/* A queue the publish must not declare: on 4.x its existence is asked of
+ * /management first (GET), because an attach to a missing queue makes
+ * RabbitMQ 4.x end the session, and every publish on it with the session.
+ * 3.x refuses the link alone: nothing to ask there. */
+static void check_queue(rmq_target_t *t, const rmq_target_spec_t *s, const char *vhost_enc)
+{
+    char *q = rmq_percent_encode(s->queue.name);
+    add_declare(t, "GET", rmq_xasprintf("/api/queues/%s/%s", vhost_enc, q), json_null(),
+                rmq_xasprintf("/queues/%s", q), json_null(), 0);
+    free(q);
+}
+
 static int declare_binding(rmq_target_t *t, const rmq_target_spec_t *s, const char *vhost_enc, char *err,
                            size_t n)
 {
@@ -265,6 +277,8 @@ int rmq_target_build(rmq_target_t *t, const rmq_target_spec_t *s, const char *vh
     if (rc == 0 && queue != NULL) {
         if (s->queue.auto_declare)
             rc = declare_queue(t, s, vh, queue_needs_management(s), err, n);
+        else
+            check_queue(t, s, vh);
         if (rc == 0 && exchange != NULL && s->queue.auto_declare)
             rc = declare_binding(t, s, vh, err, n);
         char *q = rmq_percent_encode(queue);

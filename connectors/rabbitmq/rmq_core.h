@@ -288,7 +288,7 @@ void rmq_send_dispatch(rmq_pool_t *pool, rmq_pub_t *pub);
 void rmq_send_pump_waiting(rmq_pool_t *pool);
 void rmq_send_on_link(rmq_pool_t *pool, rmq_conn_t *c, pn_event_t *e, rmq_link_tag_t *tag);
 void rmq_send_declared(rmq_pool_t *pool, rmq_conn_t *c, rmq_decl_t *d, int status, const char *detail);
-void rmq_send_on_session_closed(rmq_pool_t *pool, rmq_conn_t *c, const char *why);
+void rmq_send_on_session_closed(rmq_pool_t *pool, rmq_conn_t *c, const char *condition, const char *why);
 void rmq_send_statics(rmq_pool_t *pool, rmq_conn_t *c);
 void rmq_send_on_wake(rmq_pool_t *pool, rmq_conn_t *c);
 /* c is gone: what was in flight or pending on it goes to again (or fails

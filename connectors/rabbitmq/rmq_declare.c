@@ -143,7 +143,7 @@ static void mgmt_answer(rmq_pool_t *pool, rmq_conn_t *c, pn_delivery_t *dl)
             continue;
         d->request_id[0] = '\0';
         if (rc != 0)
-            decl_finish(pool, c, d, RMQ_ERR_CONFIG, detail);
+            decl_finish(pool, c, d, rmq_declare_refusal_code(rc, detail), detail);
         else if (++d->next_op == d->nops)
             decl_finish(pool, c, d, 0, NULL);
         break;

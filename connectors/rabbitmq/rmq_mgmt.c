@@ -96,8 +96,9 @@ static int run_at(rmq_mgmt_t *m, const char *base, CURL *curl, const rmq_declare
                  "needs the management tag", d->method, what, status);
         return RMQ_ERR_CONFIG;
     }
-    snprintf(detail, n, "management API: %s %s answered HTTP %ld: %.300s", d->method, what, status, reason_of(&reply));
-    return status >= 500 ? RMQ_ERR_GENERAL : RMQ_ERR_CONFIG;
+    const char *reason = reason_of(&reply);
+    snprintf(detail, n, "management API: %s %s answered HTTP %ld: %.300s", d->method, what, status, reason);
+    return rmq_declare_refusal_code(status, reason);
 }
 
 /* The node that answered last first, then the others: a dead node's API

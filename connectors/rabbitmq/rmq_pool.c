@@ -113,7 +113,7 @@ static void on_session_closed(rmq_pool_t *pool, pn_session_t *ssn)
         char why[400];
         rmq_condition_text(cond, why, sizeof(why));
         snprintf(c->close_why, sizeof(c->close_why), "it ended the session: %s", why);
-        rmq_send_on_session_closed(pool, c, why);
+        rmq_send_on_session_closed(pool, c, pn_condition_get_name(cond), why);
     }
     /* Without its session the connection is of no use: start again. */
     pn_connection_close(pc);

@@ -439,11 +439,24 @@ void rmq_send_on_link(rmq_pool_t *pool, rmq_conn_t *c, pn_event_t *e, rmq_link_t
  * they would take every next connection down the same way until
  * publishTimeout, and the log would only say "closed".  The culprit is a
  * sender still attaching: the one the reason names, or, when it names none
- * of them, each of them. */
-void rmq_send_on_session_closed(rmq_pool_t *pool, rmq_conn_t *c, const char *why)
+ * of them, each of them.
+ *
+ * An internal error is the broker's own failure, not a refusal of the
+ * address (RabbitMQ 4.0.5 ends a session so when two connections declare
+ * one queue at once): nothing is held against it, and what waits for the
+ * attach is sent again on the next connection, as after any loss. */
+void rmq_send_on_session_closed(rmq_pool_t *pool, rmq_conn_t *c, const char *condition, const char *why)
 {
     int named = 0;
     rmq_link_t *l;
+    if (condition != NULL && strcmp(condition, "amqp:internal-error") == 0) {
+        SLIST_FOREACH(l, &c->links, entry)
+            if (!l->ready)
+                RMQ_LOG(pool, CMI_LOG_WARN, "connection %d: the broker failed (%s) while the sender to %s was "
+                        "attaching; its %zu publish(es) are sent again on the next connection", c->index, why,
+                        l->address, l->pending.n);
+        return;
+    }
     SLIST_FOREACH(l, &c->links, entry)
         named |= !l->ready && blamed(why, l->address) == 1;
     int64_t now = rmq_now();

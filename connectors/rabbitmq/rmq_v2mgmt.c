@@ -64,7 +64,7 @@ static void put_json(pn_data_t *d, json_t *j)
 char *rmq_v2_request_encode(const rmq_declare_t *decl, const char *message_id, size_t *len, char *err, size_t n)
 {
     json_error_t je;
-    json_t *body = json_loads(decl->v2_body, 0, &je);
+    json_t *body = json_loads(decl->v2_body, JSON_DECODE_ANY, &je); /* a GET's body is null */
     if (body == NULL) {
         snprintf(err, n, "bad declaration body: %s", je.text);
         return NULL;
@@ -113,6 +113,7 @@ int rmq_v2_response_status(const char *bytes, size_t len, char *correlation, siz
         rc = 0;
         snprintf(detail, n, "%d", status);
     } else {
+        rc = status >= 300 && status < 1000 ? status : -1;
         pn_data_t *body = pn_message_body(m);
         char text[300] = "";
         if (pn_data_next(body) && pn_data_type(body) == PN_STRING) {
@@ -123,4 +124,18 @@ int rmq_v2_response_status(const char *bytes, size_t len, char *correlation, siz
     }
     pn_message_free(m);
     return rc;
+}
+
+int rmq_declare_refusal_code(long status, const char *reason)
+{
+    /* 3.x's API says 400 "PRECONDITION_FAILED - inequivalent arg ...", 4.x's
+     * /management says 409: what the broker holds conflicts with the
+     * declaration.  That is the broker's refusal, as when 3.x ends a session
+     * over an attach that declares a queue (701206 there too), not a bad
+     * parameter: one code for it whatever the broker and the path.  So is
+     * 404, a queue that must exist and does not (4.x answers an attach to
+     * it with amqp:not-found, 701206 too). */
+    if (status == 409 || status == 404 || (reason != NULL && strstr(reason, "PRECONDITION_FAILED") != NULL))
+        return RMQ_ERR_AMQP;
+    return status >= 500 ? RMQ_ERR_GENERAL : RMQ_ERR_CONFIG;
 }

@@ -45,6 +45,7 @@ class Broker:
         if version not in BROKERS:
             raise NodeError("unknown RabbitMQ version %r (known: %s)" % (version, ", ".join(BROKERS)))
         self.version = version
+        self.is4 = version.startswith("4.")  # native AMQP 1.0: /management, v2 addresses, outcomes
         self.root = os.environ.get("CMI_RABBITMQ4_ROOT", "/opt/cmi-rabbitmq4") if version == "4.0" else None
         self.epmd_port = free_port()
         self.live = 0  # nodes started and not stopped
@@ -276,18 +277,30 @@ class RabbitNode:
         if not r.get("routed"):
             raise NodeError("message to %s was not routed" % queue)
 
-    def send(self, address, bodies, content_type="application/json"):
-        """Sends many messages with an AMQP 1.0 client of its own."""
-        from proton import Message
-        from proton.utils import BlockingConnection
+    def send(self, address, bodies, content_type="application/json", unroutable=False):
+        """Sends many messages with an AMQP 1.0 client of its own.
+        unroutable: the messages go nowhere, which RabbitMQ 3.x accepts (and
+        drops) and 4.x answers `released`: each must be answered so."""
+        from proton import Delivery, Message
+        from proton.utils import BlockingConnection, SendException
         conn = BlockingConnection("amqp://127.0.0.1:%d" % self.amqp_port, timeout=30, user="guest",
                                   password="guest", allowed_mechs="PLAIN", allow_insecure_mechs=True,
                                   virtual_host="/")
         try:
             snd = conn.create_sender(address)
             for b in bodies:
-                snd.send(Message(body=b.encode() if isinstance(b, str) else b, content_type=content_type,
-                                 durable=True, inferred=True))
+                msg = Message(body=b.encode() if isinstance(b, str) else b, content_type=content_type, durable=True,
+                              inferred=True)
+                if not (unroutable and self.broker.is4):
+                    snd.send(msg)
+                    continue
+                try:
+                    snd.send(msg)
+                except SendException as e:
+                    if e.state != Delivery.RELEASED:
+                        raise
+                else:
+                    raise NodeError("RabbitMQ %s accepted an unroutable message" % self.broker.version)
         finally:
             conn.close()
 

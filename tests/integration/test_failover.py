@@ -188,13 +188,18 @@ def test_broker_restart_under_load(node):
                 load.wait_for_successes(100, 20)
             load.finish()
             verify(load, node.drain(q), "broker restarted twice")
-            # Each state change is logged once: per restart, each of the two
-            # connections goes down once and comes up once, however many
-            # attempts it took.
+            # What users care about is above: every confirmed message is in
+            # the queue.  The log says each state change once, however many
+            # attempts a reconnect took: every "down" has its "up", and there
+            # is no storm.  Per restart each of the two connections goes down;
+            # RabbitMQ 4.0.5 may also end a session over two connections
+            # declaring the queue at once (its bug: see README), which cmi
+            # survives with one more down and up.
             log = cmi.log_text()
             downs = len(re.findall(r"\[rabbitmq:RMQ\] connection \d to \S+ down", log))
             ups = len(re.findall(r"\[rabbitmq:RMQ\] connection \d up", log))
-            check(downs == 4 and ups == 6, "%d 'down' and %d 'up' lines for 2 restarts of 2 connections:\n%s"
+            check(4 <= downs <= 8 and ups == 2 + downs,
+                  "%d 'down' and %d 'up' lines for 2 restarts of 2 connections:\n%s"
                   % (downs, ups, "\n".join(l for l in log.splitlines() if "[rabbitmq:RMQ]" in l)))
         except (TestFailure, AssertionError) as e:
             raise explained(e, cmi) from None

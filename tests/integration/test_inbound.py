@@ -318,7 +318,7 @@ def test_exchange_binding_and_concurrent_consumers(node):
             wait_for(lambda: len(re.findall(r"consuming from queue", cmi.log_text())) == 3, 10, "3 receivers")
             wait_for(lambda: _consumers(node, q) == 3, 10, "3 consumers on the queue (has %r)" % _consumers(node, q))
             node.send("/exchange/%s/orders.eu" % x, [json.dumps({"n": i}) for i in range(6)])
-            node.send("/exchange/%s/invoices.eu" % x, [json.dumps({"n": 100})])
+            node.send("/exchange/%s/invoices.eu" % x, [json.dumps({"n": 100})], unroutable=True)
             wait_for(lambda: len(got_lines(cmi)) == 6, 10, "6 routed messages mediated")
             check(sorted(int(n) for n in got_lines(cmi)) == list(range(6)), "got %r" % got_lines(cmi))
             wait_for(lambda: node.depth(q) == 0, 10, "the queue empty")

@@ -326,7 +326,8 @@ def test_broker_restart_rpcs_resume(node):
                          **responder_files(node, q))) as d:
         cmi = start(d, endpoint=True)
         try:
-            check(call(cmi, 1)[0] == 200, "first RPC")
+            first = call(cmi, 1)
+            check(first[0] == 200, "first RPC: %s %r" % (first[0], first[2]))
             node.stop_app()
             time.sleep(1.0)
             node.start_app()

@@ -131,11 +131,22 @@ class Cmi:
         try:
             rc = self.proc.wait(timeout * SLOW)
         except subprocess.TimeoutExpired:
+            stacks = self.stacks()
             self.proc.kill()
             self.proc.wait()
-            raise TestFailure("cmi did not exit within %.0fs of signal %d" % (timeout * SLOW, sig))
+            raise TestFailure("cmi did not exit within %.0fs of signal %d; its threads:\n%s\nend of its log:\n%s"
+                              % (timeout * SLOW, sig, stacks, "\n".join(self.log_text().splitlines()[-40:])))
         self.reader.join(5)
         return rc
+
+    def stacks(self):
+        """Every thread's stack of a cmi that hangs (gdb), for the failure's text."""
+        try:
+            p = subprocess.run(["gdb", "-p", str(self.proc.pid), "-batch", "-ex", "thread apply all bt"],
+                               capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+            return "\n".join(ln for ln in p.stdout.splitlines() if ln.startswith(("#", "Thread")))
+        except (OSError, subprocess.TimeoutExpired) as e:
+            return "(no stacks: %s)" % e
 
     def stop_clean(self, timeout=15.0):
         """stop(), and fail with the end of the log unless cmi exited 0."""

@@ -96,11 +96,25 @@ static void test_plain_classic_queue(void)
     CU_ASSERT_STRING_EQUAL(t.describe, "queue 'orders'");
     rmq_target_dispose(&t);
 
-    p.queue.auto_declare = 0; /* must exist: never declared, never /queue/ */
+    p.queue.auto_declare = 0; /* must exist: never declared, never /queue/; 4.x asks first */
     CU_ASSERT_FATAL(rmq_target_build(&t, &p, "/", err, sizeof(err)) == 0);
     CU_ASSERT_STRING_EQUAL(rmq_target_address(&t, RMQ_FORMAT_V1), "/amq/queue/orders");
-    CU_ASSERT_EQUAL(t.ndeclare, 0);
-    CU_ASSERT_PTR_NULL(t.key);
+    CU_ASSERT_EQUAL_FATAL(t.ndeclare, 1);
+    CU_ASSERT_STRING_EQUAL(t.declare[0].method, "GET");
+    CU_ASSERT_STRING_EQUAL(t.declare[0].v2_path, "/queues/orders");
+    CU_ASSERT_STRING_EQUAL(t.declare[0].v2_body, "null");
+    CU_ASSERT_FALSE(t.declare[0].on_v1);
+    size_t len;
+    char *req = rmq_v2_request_encode(&t.declare[0], "req-1", &len, err, sizeof(err));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(req); /* a GET carries a null body */
+    pn_message_t *m = pn_message();
+    CU_ASSERT_EQUAL(pn_message_decode(m, req, len), 0);
+    CU_ASSERT_STRING_EQUAL(pn_message_get_subject(m), "GET");
+    pn_message_free(m);
+    /* the last section: amqp-value (0x77) null (0x40); proton's decoder drops it */
+    CU_ASSERT_TRUE(len >= 4 && memcmp(req + len - 4, "\x00\x53\x77\x40", 4) == 0);
+    free(req);
+    CU_ASSERT_PTR_NOT_NULL(t.key);
     rmq_target_dispose(&t);
 }
 
@@ -453,11 +467,23 @@ static void test_v2_response(void)
     CU_ASSERT_STRING_EQUAL(corr, "req-1");
     free(b);
     b = response("409", "req-2", "inequivalent arg 'x-queue-type'", &len);
-    CU_ASSERT_EQUAL(rmq_v2_response_status(b, len, corr, sizeof(corr), detail, sizeof(detail)), -1);
+    CU_ASSERT_EQUAL(rmq_v2_response_status(b, len, corr, sizeof(corr), detail, sizeof(detail)), 409);
     CU_ASSERT_STRING_EQUAL(corr, "req-2");
     CU_ASSERT_STRING_EQUAL(detail, "/management answered 409: inequivalent arg 'x-queue-type'");
     free(b);
     CU_ASSERT_EQUAL(rmq_v2_response_status("\x01\x02", 2, corr, sizeof(corr), detail, sizeof(detail)), -1);
+}
+
+/* A conflict with what the broker holds is one code on 3.x (HTTP API: 400
+ * PRECONDITION_FAILED) and 4.x (/management: 409); other refusals keep theirs. */
+static void test_declare_refusal_code(void)
+{
+    CU_ASSERT_EQUAL(rmq_declare_refusal_code(409, "inequivalent arg 'durable'"), RMQ_ERR_AMQP);
+    CU_ASSERT_EQUAL(rmq_declare_refusal_code(400, "PRECONDITION_FAILED - inequivalent arg 'x-queue-type'"),
+                    RMQ_ERR_AMQP);
+    CU_ASSERT_EQUAL(rmq_declare_refusal_code(400, "invalid arg 'x-max-length'"), RMQ_ERR_CONFIG);
+    CU_ASSERT_EQUAL(rmq_declare_refusal_code(-1, "undecodable answer from /management"), RMQ_ERR_CONFIG);
+    CU_ASSERT_EQUAL(rmq_declare_refusal_code(503, NULL), RMQ_ERR_GENERAL);
 }
 
 static CU_TestInfo rmq_tests[] = {
@@ -474,6 +500,7 @@ static CU_TestInfo rmq_tests[] = {
     {"publish result", test_publish_result},
     {"4.x /management request", test_v2_request},
     {"4.x /management response", test_v2_response},
+    {"declaration refusal code", test_declare_refusal_code},
     CU_TEST_INFO_NULL,
 };
 
