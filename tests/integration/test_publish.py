@@ -174,14 +174,27 @@ def test_exchanges_direct_topic_fanout(node):
             check(node.depth(qd) == 1, "direct queue depth %r" % node.depth(qd))
             bindings = node.api("GET", "/api/exchanges/%%2F/%s/bindings/source" % d_x)
             check(any(b["destination"] == qd and b["routing_key"] == "rk" for b in bindings), "binding %r" % bindings)
-            # The topic exchange exists once cmi declared it (first publish).
+            # The topic exchange exists once cmi declared it (first publish,
+            # which nothing routes yet).  An unroutable message is accepted
+            # and dropped by RabbitMQ 3.x, `released` by 4.x: not a success.
+            def unroutable(status, data, what):
+                res = json.loads(data) if status == 200 else {}
+                if node.broker.is4:
+                    check(status == 200 and res.get("success") == "false" and res["error"]["code"] == "701203"
+                          and "released" in res["error"]["detail"], "%s: %s %r" % (what, status, data))
+                else:
+                    check(status == 200 and res.get("success") == "true", "%s: %s %r" % (what, status, data))
             status, data = post(cmi, "/pub/topic/orders.eu", {"n": 0})
-            check(status == 200, "topic: %s %r" % (status, data))
+            unroutable(status, data, "topic, no binding yet")
             node.declare_queue(qt)
             node.bind(t_x, qt, "orders.*")
             for key, routed in (("orders.eu", True), ("orders.us", True), ("invoices.eu", False)):
                 status, data = post(cmi, "/pub/topic/" + key, {"key": key})
-                check(status == 200, "topic %s: %s %r" % (key, status, data))
+                if routed:
+                    check(status == 200 and json.loads(data)["success"] == "true",
+                          "topic %s: %s %r" % (key, status, data))
+                else:
+                    unroutable(status, data, "topic %s" % key)
             check(node.depth(qt) == 2, "topic queue got %r, expected 2 of 3" % node.depth(qt))
             status, data = post(cmi, "/pub/fanout", {"n": 0})
             node.declare_queue(qf1)
