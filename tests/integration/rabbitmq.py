@@ -57,6 +57,8 @@ class Broker:
                 self.version, where, "scripts/deps.sh" if self.root is None else "scripts/rabbitmq4-setup"))
         if self.root is not None and os.getuid() != 0:
             raise NodeError("RabbitMQ 4.0 runs in a chroot: the tests need root")
+        if self.root is not None and not os.path.ismount(os.path.join(self.root, "proc")):
+            raise NodeError("%s/proc is not mounted (after a reboot): run scripts/rabbitmq4-setup" % self.root)
 
     def tmpdir(self, prefix):
         """A data folder the node can see by the same path."""

@@ -250,8 +250,15 @@ def test_full_reject_publish_queue(node):
             status, data = post(cmi, "/pub/other", {"n": 3})
             check(status == 200 and json.loads(data)["success"] == "true", "other target: %s %r" % (status, data))
             time.sleep(2.0)  # a storm would show as a stream of reconnects now
-            downs = len(re.findall(r"connection \d to .* down", "\n".join(cmi.log_text().splitlines()[mark:])))
-            check(downs <= (0 if node.broker.is4 else 4), "%d connection losses after one poison message" % downs)
+            downs = [ln for ln in cmi.log_text().splitlines()[mark:] if re.search(r"connection \d to .* down", ln)]
+            if node.broker.is4:
+                # 4.0 answers the message alone: no connection is lost for
+                # it (RabbitMQ 4.0.5's concurrent-declaration bug aside, an
+                # internal error of the broker's, see README).
+                others = [ln for ln in downs if "internal-error" not in ln]
+                check(not others, "connection losses after a rejected message:\n%s" % "\n".join(others))
+            else:
+                check(len(downs) <= 4, "%d connection losses after one poison message" % len(downs))
             check(node.depth(full) == 1, "the full queue holds %r" % node.depth(full))
         finally:
             cmi.stop_clean()
