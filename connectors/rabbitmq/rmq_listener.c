@@ -350,14 +350,6 @@ static rmq_deliver_result_t deliver(void *arg, rmq_delivery_t *d, const rmq_inco
     const listener_params_t *p = ls->p;
     const char *type = m->content_type ? m->content_type : p->content_type ? p->content_type : "text/plain";
     const char *charset = m->content_encoding ? m->content_encoding : p->content_encoding;
-    /* The engine's own readers judge (its flows would fail on the same
-     * bytes), on this thread, before the message takes a flow's slot. */
-    char why[160];
-    if (!ls->l->host->payload_readable(type, m->body, m->len, why, sizeof(why))) {
-        ls->l->host->log(CMI_LOG_WARN, ls->l->component, "message %s is not valid %s (%s): discarded (the consumer "
-                         "goes on)", m->message_id[0] ? m->message_id : "without id", type, why);
-        return RMQ_DELIVER_UNUSABLE;
-    }
     char ctype[256];
     if (charset != NULL && strstr(type, "charset=") == NULL)
         snprintf(ctype, sizeof(ctype), "%s; charset=%s", type, charset);
@@ -375,8 +367,17 @@ static rmq_deliver_result_t deliver(void *arg, rmq_delivery_t *d, const rmq_inco
         h[k++] = (cmi_nv_t){"RABBITMQ_REPLY_TO", m->reply_to};
     cmi_prop_t props[] = {{CMI_SCOPE_AXIS2, "rabbitmq.message.correlation.id", m->correlation_id}};
     cmi_injection_t in = {m->body, m->len, ctype, h, k, props, 1, d};
-    int rc = ls->l->host->inject(ls->l, &in);
+    /* The engine's own readers judge (its flows would fail on the same
+     * bytes), on this thread, before the message takes a flow's slot; the
+     * JSON tree they build is the one the flow reads. */
+    char why[160];
+    int rc = ls->l->host->inject_checked(ls->l, &in, why, sizeof(why));
     free(h);
+    if (rc == -2) {
+        ls->l->host->log(CMI_LOG_WARN, ls->l->component, "message %s is not valid %s (%s): discarded (the consumer "
+                         "goes on)", m->message_id[0] ? m->message_id : "without id", type, why);
+        return RMQ_DELIVER_UNUSABLE;
+    }
     return rc == 0 ? RMQ_DELIVER_MEDIATING : RMQ_DELIVER_REFUSED;
 }
 

@@ -5,6 +5,7 @@
 
 #include <proton/codec.h>
 #include <proton/message.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,27 +93,70 @@ json_t *rmq_publish_result(const rmq_pub_t *pub)
     return r;
 }
 
+/* One pn_message_t per thread that encodes (the workers), cleared between
+ * messages: making one makes several pn_data objects each time.  Freed when
+ * its thread ends (the module is never unloaded). */
+static pthread_key_t message_key;
+static pthread_once_t message_once = PTHREAD_ONCE_INIT;
+
+static void message_key_free(void *m)
+{
+    pn_message_free(m);
+}
+
+static void message_key_make(void)
+{
+    if (pthread_key_create(&message_key, message_key_free) != 0)
+        abort();
+}
+
+static pn_message_t *thread_message(void)
+{
+    pthread_once(&message_once, message_key_make);
+    pn_message_t *m = pthread_getspecific(message_key);
+    if (m == NULL) {
+        m = pn_message();
+        if (m == NULL || pthread_setspecific(message_key, m) != 0)
+            abort();
+    } else {
+        pn_message_clear(m);
+    }
+    return m;
+}
+
+/* What the encoded message takes, or a little more: proton's encoder starts
+ * from 256 bytes and, on each overflow, formats an error, doubles the buffer
+ * and encodes everything again (three times for a 500 B body). */
+static size_t encoded_size_bound(const rmq_message_spec_t *s)
+{
+    size_t size = 512 + s->body_len; /* header, properties, section headers */
+    const char *const strs[] = {s->message_id, s->correlation_id, s->content_type, s->content_encoding,
+                                s->reply_to};
+    for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
+        size += strs[i] != NULL ? strlen(strs[i]) : 0;
+    if (s->app_props != NULL) {
+        const char *k;
+        json_t *v;
+        json_object_foreach(s->app_props, k, v) size += strlen(k) + json_string_length(v) + 10;
+    }
+    return size;
+}
+
 char *rmq_message_encode(const rmq_message_spec_t *spec, size_t *len, char *err, size_t n)
 {
-    pn_message_t *m = pn_message();
-    if (m == NULL) {
-        snprintf(err, n, "out of memory");
+    pn_message_t *m = thread_message();
+    if (fill(m, spec, err, n) != 0)
+        return NULL;
+    pn_rwbytes_t buf = {encoded_size_bound(spec), NULL};
+    buf.start = rmq_xmalloc(buf.size);
+    ssize_t r = pn_message_encode2(m, &buf);
+    if (r < 0) {
+        snprintf(err, n, "cannot encode the message: %s", pn_error_text(pn_message_error(m)));
+        free(buf.start);
         return NULL;
     }
-    char *out = NULL;
-    if (fill(m, spec, err, n) == 0) {
-        pn_rwbytes_t buf = {0, NULL};
-        ssize_t r = pn_message_encode2(m, &buf);
-        if (r < 0) {
-            snprintf(err, n, "cannot encode the message: %s", pn_error_text(pn_message_error(m)));
-            free(buf.start);
-        } else {
-            out = buf.start;
-            *len = (size_t)r;
-        }
-    }
-    pn_message_free(m);
-    return out;
+    *len = (size_t)r;
+    return buf.start;
 }
 
 /* ---- decoding -------------------------------------------------------------------- */

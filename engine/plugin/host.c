@@ -497,6 +497,7 @@ typedef struct {
     size_t nheaders;
     cmi_prop_t *props;
     size_t nprops;
+    json_t *json; /* the payload's tree when the check built one (owned until the message takes it) */
 } inject_t;
 
 static void inbound_respond(cmi_msg_t *msg)
@@ -552,6 +553,9 @@ static void run_inject(cmi_worker_t *w, cmi_task_t *task)
     cmi_arena_cleanup_add(msg->arena, arena_destroy_cb, in->arena);
     if (in->len > 0)
         cmi_msg_set_payload(msg, in->payload, in->len, in->content_type);
+    if (in->json != NULL)
+        cmi_msg_payload_adopt_json(msg, in->json);
+    in->json = NULL;
     for (size_t i = 0; i < in->nheaders; i++)
         cmi_msg_header_add_inbound(msg, in->headers[i].name, strlen(in->headers[i].name), in->headers[i].value,
                                    strlen(in->headers[i].value));
@@ -565,21 +569,44 @@ static void run_inject(cmi_worker_t *w, cmi_task_t *task)
     cmi_flow_start(msg, ib->sequence);
 }
 
-static int inject_post(cmi_listener_impl_t *l, const cmi_injection_t *src);
+static int inject_post(cmi_listener_impl_t *l, const cmi_injection_t *src, json_t *json);
+static int payload_check(const char *content_type, const void *bytes, size_t len, json_t **tree, char *why,
+                         size_t size);
 
-static int host_inject(cmi_listener_t *pub, const cmi_injection_t *src)
+/* json: the payload's tree, or NULL; the message takes it (freed here when
+ * there is none). */
+static int inject_counted(cmi_listener_t *pub, const cmi_injection_t *src, json_t *json)
 {
     CHECK_OBJ(pub, CMI_LISTENER_MAGIC);
     cmi_listener_impl_t *l = (cmi_listener_impl_t *)pub;
     /* Counted before the check: stopping the listener clears accepting,
      * then waits for injections under way to be posted. */
     atomic_fetch_add(&l->injecting, 1);
-    int rc = inject_post(l, src);
+    int rc = inject_post(l, src, json);
     atomic_fetch_sub(&l->injecting, 1);
+    if (rc != 0)
+        json_decref(json);
     return rc;
 }
 
-static int inject_post(cmi_listener_impl_t *l, const cmi_injection_t *src)
+static int host_inject(cmi_listener_t *pub, const cmi_injection_t *src)
+{
+    return inject_counted(pub, src, NULL);
+}
+
+/* The check runs on the caller's thread (the listener's), as
+ * payload_readable() does: an unreadable message never takes a worker, and
+ * the JSON tree it built is the one the flow reads. */
+static int host_inject_checked(cmi_listener_t *pub, const cmi_injection_t *src, char *why, size_t size)
+{
+    CHECK_OBJ(pub, CMI_LISTENER_MAGIC);
+    json_t *tree = NULL;
+    if (!payload_check(src->content_type, src->payload, src->len, &tree, why, size))
+        return -2;
+    return inject_counted(pub, src, tree);
+}
+
+static int inject_post(cmi_listener_impl_t *l, const cmi_injection_t *src, json_t *json)
 {
     if (!atomic_load(&l->accepting) || l->engine == NULL || l->engine->nworkers == 0)
         return -1;
@@ -607,6 +634,7 @@ static int inject_post(cmi_listener_impl_t *l, const cmi_injection_t *src)
         in->props[in->nprops].name = cmi_arena_strdup(a, src->props[i].name);
         in->props[in->nprops++].value = cmi_arena_strdup(a, src->props[i].value);
     }
+    in->json = json;
     cmi_engine_t *e = l->engine;
     unsigned i = atomic_fetch_add(&l->next_worker, 1) % e->nworkers;
     if (cmi_worker_post_task(&e->workers[i], &in->task) != 0) {
@@ -681,7 +709,11 @@ static int host_defer(void (*fn)(void *arg), void *arg)
     return cmi_worker_defer(w, fn, arg);
 }
 
-static int host_payload_readable(const char *content_type, const void *bytes, size_t len, char *why, size_t size)
+/* Whether a flow can read the bytes as content_type (the readers its
+ * payload views use).  tree: when not NULL, a JSON payload's tree is left
+ * there (the caller's reference); otherwise it is freed. */
+static int payload_check(const char *content_type, const void *bytes, size_t len, json_t **tree, char *why,
+                         size_t size)
 {
     cmi_payload_kind_t kind = cmi_payload_kind_of(content_type);
     if (kind != CMI_PAYLOAD_JSON && kind != CMI_PAYLOAD_XML)
@@ -693,7 +725,10 @@ static int host_payload_readable(const char *content_type, const void *bytes, si
         json_t *j = cmi_json_read(a, bytes, len, &je);
         if (j == NULL)
             reason = cmi_arena_sprintf(a, "not valid JSON: %s at line %d column %d", je.text, je.line, je.column);
-        json_decref(j);
+        else if (tree != NULL)
+            *tree = j;
+        else
+            json_decref(j);
     } else {
         xmlDocPtr doc = cmi_xml_read(a, bytes, len, &reason);
         if (doc != NULL)
@@ -706,6 +741,11 @@ static int host_payload_readable(const char *content_type, const void *bytes, si
         snprintf(why, size, "%s", reason);
     cmi_arena_destroy(a);
     return reason == NULL;
+}
+
+static int host_payload_readable(const char *content_type, const void *bytes, size_t len, char *why, size_t size)
+{
+    return payload_check(content_type, bytes, len, NULL, why, size);
 }
 
 const cmi_host_t cmi_host_api = {
@@ -745,4 +785,5 @@ const cmi_host_t cmi_host_api = {
     .call_response_variable = host_call_response_variable,
     .defer = host_defer,
     .payload_readable = host_payload_readable,
+    .inject_checked = host_inject_checked,
 };

@@ -167,6 +167,7 @@ static const cmi_host_t host = {
     .call_response_variable = cmi_th_call_response_variable,
     .defer = cmi_th_defer,
     .payload_readable = cmi_th_payload_readable,
+    .inject_checked = cmi_th_inject_checked,
 };
 
 const cmi_host_t *cmi_test_host(void)

@@ -67,6 +67,7 @@ void cmi_th_timer_start(cmi_host_timer_t *t, uint64_t delay_ms);
 void cmi_th_timer_stop(cmi_host_timer_t *t);
 void cmi_th_timer_destroy(cmi_host_timer_t *t);
 int cmi_th_inject(cmi_listener_t *listener, const cmi_injection_t *in);
+int cmi_th_inject_checked(cmi_listener_t *listener, const cmi_injection_t *in, char *why, size_t size);
 int cmi_th_defer(void (*fn)(void *arg), void *arg);
 /* Frees the injections and forgets deferred functions (takes the lock;
  * message cleanups run without it). */

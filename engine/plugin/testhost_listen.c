@@ -62,6 +62,16 @@ int cmi_th_inject(cmi_listener_t *listener, const cmi_injection_t *in)
     return 0;
 }
 
+/* The check payload_readable() makes, then inject(): what the engine does,
+ * but for handing the JSON tree over (the test host's messages read their
+ * payload themselves). */
+int cmi_th_inject_checked(cmi_listener_t *listener, const cmi_injection_t *in, char *why, size_t size)
+{
+    if (!cmi_th_payload_readable(in->content_type, in->payload, in->len, why, size))
+        return -2;
+    return cmi_th_inject(listener, in);
+}
+
 size_t cmi_test_injected(void)
 {
     pthread_mutex_lock(&cmi_th_lock);

@@ -488,6 +488,13 @@ void cmi_msg_set_payload_json(cmi_msg_t *msg, json_t *json)
     p->kind = CMI_PAYLOAD_JSON;
 }
 
+void cmi_msg_payload_adopt_json(cmi_msg_t *msg, json_t *json)
+{
+    cmi_payload_t *p = &msg->payload;
+    p->json = cmi_msg_own_json(msg, json);
+    p->json_tried = 1;
+}
+
 static int dump_cb(const char *buf, size_t n, void *data)
 {
     cmi_strbuf_append(data, buf, n);

@@ -237,6 +237,10 @@ cmi_payload_kind_t cmi_payload_kind_of(const char *content_type);
 void cmi_msg_set_payload(cmi_msg_t *msg, const char *bytes, size_t len, const char *content_type);
 /* Sets a JSON payload; the reference passes to the message. */
 void cmi_msg_set_payload_json(cmi_msg_t *msg, json_t *json);
+/* json is the tree of the payload's bytes as they are, built by whoever
+ * checked them (an inbound listener's thread): the message keeps both and
+ * never parses the bytes itself.  The reference passes to the message. */
+void cmi_msg_payload_adopt_json(cmi_msg_t *msg, json_t *json);
 /* The payload as bytes, serialising a JSON or XML view if one was set. */
 const char *cmi_msg_payload_bytes(cmi_msg_t *msg, size_t *len);
 /* The payload as JSON (borrowed, valid until the payload changes), or NULL

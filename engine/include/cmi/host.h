@@ -202,6 +202,16 @@ struct cmi_host {
      * types: always).  Returns 1, or 0 with the reason in why (size
      * bytes, NUL-terminated). */
     int (*payload_readable)(const char *content_type, const void *bytes, size_t len, char *why, size_t size);
+
+    /* ---- since 1.4 ------------------------------------------------------- */
+    /* Any thread: inject() of a payload checked as payload_readable()
+     * checks it, on the calling thread, before it takes a worker; the tree
+     * the check builds (JSON) goes with the message, so that its flow does
+     * not read the bytes again.  Returns 0; -1 when the listener is
+     * stopping; -2 when the payload is not readable, with the reason in why
+     * (size bytes, NUL-terminated).  On -1 and -2 the caller still owns
+     * delivery. */
+    int (*inject_checked)(cmi_listener_t *listener, const cmi_injection_t *in, char *why, size_t size);
 };
 
 #endif

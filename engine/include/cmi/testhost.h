@@ -206,6 +206,7 @@ CMI_TEST_API int cmi_test_timer_fire(cmi_host_timer_t *t);
 CMI_TEST_API size_t cmi_test_run_deferred(void);
 
 /* payload_readable() checks JSON with jansson and takes every other type,
- * XML included, as readable: the engine's XML reader is not linked. */
+ * XML included, as readable: the engine's XML reader is not linked.
+ * inject_checked() makes that check, then inject(). */
 
 #endif
