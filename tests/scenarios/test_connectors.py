@@ -127,7 +127,7 @@ def test_client_gone_while_connector_call_suspended():
 def test_describe():
     rc, out, err = run_cmi(["describe", "echo"])
     check(rc == 0, "describe echo: %d %s" % (rc, err))
-    for want in ("echo 1.0.0 (connector ABI 1.3", "Connection config: <localEntry key=\"KEY\"><echo.init>",
+    for want in ("echo 1.0.0 (connector ABI 1.4", "Connection config: <localEntry key=\"KEY\"><echo.init>",
                  "Operation: <echo.echo configKey=\"KEY\">", "Operation: <echo.fail>",
                  "Inbound endpoint: <inboundEndpoint class=\"org.example.cmi.EchoTimer\"",
                  "(enum, default KEEP; one of KEEP, UPPER, LOWER)", "(string, secret)",
@@ -143,7 +143,7 @@ def test_wrong_abi_module_is_refused_at_start():
     with echo_deployment() as d:
         rc, out, err = run_cmi(["run", d, "--http-port", "0", "--connectors", badabi])
         check(rc == 1, "cmi run with a wrong-ABI module exited %d" % rc)
-        check("badabi.so: error: connector module refused: built for connector ABI 2.0, but this cmi runs ABI 1.3"
+        check("badabi.so: error: connector module refused: built for connector ABI 2.0, but this cmi runs ABI 1.4"
               in err, "refusal message: %s" % err)
         check("listening on" not in out + err, "a port was opened")
 
