@@ -288,6 +288,22 @@ static void credit_freed(rmq_consume_t *cs, rmq_rlink_t *r, rmq_consumer_t *orph
         refill(cs, r);
 }
 
+/* A flow frame carries proton's credit as it is when the frame is written,
+ * and more transfers may have come in by then: the proactor reads again
+ * while a batch of events is handled and writes only once every event is
+ * handled.  RabbitMQ 3.x's overshoot can so take the credit below zero
+ * after refill() set it, and below zero goes on the wire as a huge unsigned
+ * link-credit: the broker sent cmi the rest of the queue (seen under load:
+ * 1,792 messages out for a credit of 10).  Every transfer is seen here
+ * before that write: the credit goes back to zero (a flow frame of 0 stops
+ * the broker), and refill() grants again as slots free. */
+static void clamp_credit(rmq_rlink_t *r)
+{
+    int credit = pn_link_credit(r->pn);
+    if (credit < 0)
+        pn_link_flow(r->pn, -credit);
+}
+
 static void on_message(rmq_consume_t *cs, rmq_rlink_t *r, pn_delivery_t *pd)
 {
     rmq_conn_t *c = r->conn;
@@ -296,6 +312,7 @@ static void on_message(rmq_consume_t *cs, rmq_rlink_t *r, pn_delivery_t *pd)
     char *raw = rmq_xmalloc(size);
     ssize_t got = pn_link_recv(r->pn, raw, size);
     pn_link_advance(r->pn);
+    clamp_credit(r);
     d->cs = cs;
     d->conn = c;
     d->rlink = r;
