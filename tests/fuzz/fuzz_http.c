@@ -109,8 +109,11 @@ static int connect_loopback(void)
     int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    if (s < 0 || connect(s, (struct sockaddr *)&sa, sizeof(sa)) != 0)
+    if (s < 0 || connect(s, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        /* Not the server's fault unless it says so: name the cause. */
+        fprintf(stderr, "fuzz_http: cannot connect to 127.0.0.1:%d: %s\n", port, strerror(errno));
         abort();
+    }
     return s;
 }
 
