@@ -27,6 +27,7 @@
 #include <proton/message.h>
 #include <proton/types.h>
 #include <pthread.h>
+#include <regex.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -193,12 +194,37 @@ typedef struct {
 /* What a target is built from: the options, and which of them were given
  * (bit RMQ_Q_* / RMQ_X_*; an option not given has its default, and an
  * argument not given is not sent). */
+/* What a request may choose as a target (docs/rabbitmq.md, "Names from
+ * requests"): an operation's allowDynamicAddress and dynamicTargetPattern,
+ * compiled once when the operation is loaded. */
+typedef struct {
+    int allow_address; /* a dynamic queue starting with '/' is taken as an address */
+    int has_pattern;
+    regex_t pattern; /* dynamic queue and exchange names must match it wholly */
+} rmq_name_policy_t;
+
+/* Compiles pattern (NULL: none).  Returns 0, or -1 with regcomp's reason. */
+int rmq_name_policy_init(rmq_name_policy_t *np, int allow_address, const char *pattern, char *err, size_t n);
+void rmq_name_policy_dispose(rmq_name_policy_t *np);
+
+/* Which of a spec's names were written as expressions. */
+enum { RMQ_DYN_QUEUE = 1u << 0, RMQ_DYN_EXCHANGE = 1u << 1 };
+
 typedef struct {
     rmq_queue_opts_t queue;
     uint32_t queue_set;
     rmq_exchange_opts_t exchange;
     uint32_t exchange_set;
+    unsigned dynamic;                /* RMQ_DYN_* */
+    const rmq_name_policy_t *policy; /* for the dynamic names; NULL: no address, any name */
 } rmq_target_spec_t;
+
+/* Refuses what can never work or what the policy does not allow, before
+ * anything reaches the broker: an empty name, a name or routing key over
+ * 255 bytes (RabbitMQ's limit), a queue to declare named amq.*, and for
+ * dynamic names an address without allow_address or a name the pattern
+ * does not match.  Returns 0, or -1 with the reason (701202). */
+int rmq_target_check_names(const rmq_target_spec_t *s, char *err, size_t n);
 
 #define RMQ_IS_SET(set, opt) ((((set) >> (opt)) & 1u) != 0)
 
@@ -217,7 +243,7 @@ enum {
     RMQ_P_HEADERS = RMQ_Q_COUNT + RMQ_X_COUNT,
     RMQ_P_BODY_TYPE, RMQ_P_BODY_JSON, RMQ_P_BODY_XML, RMQ_P_BODY_TEXT, RMQ_P_CHARSET,
     RMQ_P_PUBLISH_TIMEOUT, RMQ_P_CONFIRMS, RMQ_P_PRIORITY, RMQ_P_TTL, RMQ_P_REPLY_TO, RMQ_P_MESSAGE_ID,
-    RMQ_P_CORRELATION_ID,
+    RMQ_P_CORRELATION_ID, RMQ_P_ALLOW_ADDRESS, RMQ_P_TARGET_PATTERN,
     RMQ_P_COUNT
 };
 
@@ -238,6 +264,8 @@ typedef struct {
     const char *reply_to;
     const char *message_id;
     const char *correlation_id;
+    int allow_address;
+    const char *target_pattern;
 } rmq_publish_params_t;
 
 /* ---- <rabbitmq.sendRpc> ------------------------------------------------------------ */
@@ -247,7 +275,8 @@ enum {
     RMQ_R_REPLY = RMQ_Q_COUNT, /* replyToQueue, replyToQueueAutoDeclare, ... */
     RMQ_R_HEADERS = 2 * RMQ_Q_COUNT,
     RMQ_R_BODY_TYPE, RMQ_R_BODY_JSON, RMQ_R_BODY_XML, RMQ_R_BODY_TEXT, RMQ_R_CHARSET,
-    RMQ_R_REQUEST_TIMEOUT, RMQ_R_RESPONSE_BODY_TYPE, RMQ_R_RESPONSE_CHARSET,
+    RMQ_R_REQUEST_TIMEOUT, RMQ_R_RESPONSE_BODY_TYPE, RMQ_R_RESPONSE_CHARSET, RMQ_R_ALLOW_ADDRESS,
+    RMQ_R_TARGET_PATTERN,
     RMQ_R_COUNT
 };
 
@@ -264,6 +293,8 @@ typedef struct {
     uint64_t request_timeout_ms;
     int response_body_type;
     const char *response_charset;
+    int allow_address;
+    const char *target_pattern;
 } rmq_rpc_params_t;
 
 /* ---- targets: where a message goes and what must exist first ------------------ */

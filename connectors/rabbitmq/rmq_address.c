@@ -258,6 +258,8 @@ static int is_amq(const char *exchange)
 int rmq_target_build(rmq_target_t *t, const rmq_target_spec_t *s, const char *vhost, char *err, size_t n)
 {
     memset(t, 0, sizeof(*t));
+    if (rmq_target_check_names(s, err, n) != 0)
+        return -1;
     const char *queue = s->queue.name, *exchange = s->exchange.name;
     if (queue != NULL && queue[0] == '/') {
         /* An address as it is: a reply-to a responder was given, say. */

@@ -42,6 +42,26 @@ static int check_url(const cmi_param_def_t *def, const char *v, char *err, size_
     return 0;
 }
 
+/* A dynamicTargetPattern that does not compile is a load error. */
+static int check_pattern(const cmi_param_def_t *def, const char *v, char *err, size_t n)
+{
+    (void)def;
+    rmq_name_policy_t np;
+    if (rmq_name_policy_init(&np, 0, v, err, n) != 0)
+        return -1;
+    rmq_name_policy_dispose(&np);
+    return 0;
+}
+
+/* The two rows of what a request may choose, for publishMessage and sendRpc. */
+#define RMQ_ROW_ALLOW_ADDRESS(T_)                                                                          \
+    CMI_PARAM("allowDynamicAddress", CMI_PARAM_BOOL, 0, T_, allow_address, "false",                        \
+              "take a queue from an expression that starts with / as an address (a reply-to)")
+#define RMQ_ROW_TARGET_PATTERN(T_)                                                                         \
+    {.name = "dynamicTargetPattern", .type = CMI_PARAM_STRING, .offset = offsetof(T_, target_pattern),   \
+     .description = "POSIX extended regex that queue and exchange names from expressions must match wholly", \
+     .check = check_pattern}
+
 /* ---- <rabbitmq.init> ---------------------------------------------------------- */
 
 static const char *const sasl_names[] = {"PLAIN", "EXTERNAL", "ANONYMOUS", NULL};
@@ -246,6 +266,8 @@ static const cmi_param_def_t publish_params[] = {
     [RMQ_P_CORRELATION_ID] = CMI_PARAM("correlationId", S, D, P, correlation_id, NULL,
                                        "correlation-id (default: rabbitmq.message.correlation.id, else the "
                                        "message-id)"),
+    [RMQ_P_ALLOW_ADDRESS] = RMQ_ROW_ALLOW_ADDRESS(P),
+    [RMQ_P_TARGET_PATTERN] = RMQ_ROW_TARGET_PATTERN(P),
     [RMQ_P_COUNT] = CMI_PARAM_END,
 };
 #undef P
@@ -322,6 +344,8 @@ static const cmi_param_def_t rpc_params[] = {
                                                   "it parses, text otherwise)", rmq_body_type_names),
     [RMQ_R_RESPONSE_CHARSET] = CMI_PARAM("responseCharSet", S, D, R, response_charset, NULL,
                                          "the reply's charset when it has no content-encoding"),
+    [RMQ_R_ALLOW_ADDRESS] = RMQ_ROW_ALLOW_ADDRESS(R),
+    [RMQ_R_TARGET_PATTERN] = RMQ_ROW_TARGET_PATTERN(R),
     [RMQ_R_COUNT] = CMI_PARAM_END,
 };
 #undef R

@@ -22,12 +22,16 @@ void rmq_target_spec_read(rmq_target_spec_t *spec, const void *params, unsigned 
     for (unsigned i = 0; i < RMQ_Q_COUNT; i++)
         if (CMI_PARAM_GIVEN(params, qbase + i))
             spec->queue_set |= 1u << i;
+    if (CMI_PARAM_IS_DYNAMIC(params, qbase + RMQ_Q_NAME))
+        spec->dynamic |= RMQ_DYN_QUEUE;
     if (x == NULL)
         return;
     spec->exchange = *x;
     for (unsigned i = 0; i < RMQ_X_COUNT; i++)
         if (CMI_PARAM_GIVEN(params, xbase + i))
             spec->exchange_set |= 1u << i;
+    if (CMI_PARAM_IS_DYNAMIC(params, xbase + RMQ_X_NAME))
+        spec->dynamic |= RMQ_DYN_EXCHANGE;
 }
 
 void rmq_target_spec_set_queue(rmq_target_spec_t *spec, unsigned opt)

@@ -11,7 +11,8 @@
 #include "rmq_ops.h"
 
 typedef struct {
-    rmq_target_t target; /* when every target parameter is static */
+    rmq_name_policy_t policy; /* what a request may choose */
+    rmq_target_t target;      /* when every target parameter is static */
     int is_static;
 } publish_binding_t;
 
@@ -29,10 +30,12 @@ static int target_is_static(const rmq_publish_params_t *p)
     return 1;
 }
 
-static int build_target(rmq_target_t *t, const rmq_publish_params_t *p, const char *vhost, char *err, size_t n)
+static int build_target(rmq_target_t *t, const rmq_publish_params_t *p, const publish_binding_t *pb,
+                        const char *vhost, char *err, size_t n)
 {
     rmq_target_spec_t spec;
     rmq_target_spec_read(&spec, p, RMQ_P_QUEUE, &p->queue, RMQ_P_EXCHANGE, &p->exchange);
+    spec.policy = &pb->policy;
     return rmq_target_build(t, &spec, vhost, err, n);
 }
 
@@ -41,17 +44,22 @@ static int build_target(rmq_target_t *t, const rmq_publish_params_t *p, const ch
 int rmq_publish_prepare(cmi_binding_t *b, char *err, size_t n)
 {
     const rmq_publish_params_t *p = b->params;
-    if (!target_is_static(p))
-        return 0;
     const rmq_init_params_t *ip = b->instance->params;
     publish_binding_t *pb = rmq_xcalloc(1, sizeof(*pb));
-    if (build_target(&pb->target, p, ip->vhost, err, n) != 0) {
+    if (rmq_name_policy_init(&pb->policy, p->allow_address, p->target_pattern, err, n) != 0) {
         free(pb);
         return -1;
     }
-    pb->is_static = 1;
+    if (target_is_static(p)) {
+        if (build_target(&pb->target, p, pb, ip->vhost, err, n) != 0) {
+            rmq_name_policy_dispose(&pb->policy);
+            free(pb);
+            return -1;
+        }
+        pb->is_static = 1;
+        rmq_pool_add_static_target(pool_of(b->instance), &pb->target);
+    }
     b->data = pb;
-    rmq_pool_add_static_target(pool_of(b->instance), &pb->target);
     return 0;
 }
 
@@ -59,7 +67,9 @@ void rmq_publish_release(cmi_binding_t *b)
 {
     publish_binding_t *pb = b->data;
     if (pb != NULL) {
-        rmq_target_dispose(&pb->target);
+        if (pb->is_static)
+            rmq_target_dispose(&pb->target);
+        rmq_name_policy_dispose(&pb->policy);
         free(pb);
     }
     b->data = NULL;
@@ -252,9 +262,9 @@ int rmq_publish_run(cmi_call_t *call)
     const rmq_init_params_t *ip = call->binding->instance->params;
     rmq_pub_t *pub = rmq_xcalloc(1, sizeof(*pub));
     char err[512];
-    if (pb != NULL && pb->is_static) {
+    if (pb->is_static) {
         rmq_target_copy(&pub->target, &pb->target);
-    } else if (build_target(&pub->target, p, ip->vhost, err, sizeof(err)) != 0) {
+    } else if (build_target(&pub->target, p, pb, ip->vhost, err, sizeof(err)) != 0) {
         free(pub);
         return h->call_fail(call, RMQ_ERR_CONFIG, RMQ_MSG_CONFIG, "publishMessage: %s", err);
     }

@@ -77,7 +77,8 @@ struct rmq_rpc {
 };
 
 typedef struct {
-    rmq_target_t reply; /* the reply queue: its declaration and addresses */
+    rmq_target_t reply;       /* the reply queue: its declaration and addresses */
+    rmq_name_policy_t policy; /* what a request may choose as the request queue */
 } rpc_binding_t;
 
 /* ---- the table ----------------------------------------------------------------------- */
@@ -453,6 +454,10 @@ int rmq_rpc_prepare(cmi_binding_t *b, char *err, size_t n)
     const rmq_init_params_t *ip = b->instance->params;
     rmq_rpcs_t *rs = ((rmq_instance_t *)b->instance->data)->rpcs;
     rpc_binding_t *rb = rmq_xcalloc(1, sizeof(*rb));
+    if (rmq_name_policy_init(&rb->policy, p->allow_address, p->target_pattern, err, n) != 0) {
+        free(rb);
+        return -1;
+    }
     rmq_target_spec_t q;
     rmq_target_spec_read(&q, p, RMQ_R_REPLY, &p->reply, 0, NULL);
     char own[200];
@@ -471,6 +476,7 @@ int rmq_rpc_prepare(cmi_binding_t *b, char *err, size_t n)
     int rc = rmq_target_build(&rb->reply, &q, ip->vhost, err, n);
     free(args);
     if (rc != 0) {
+        rmq_name_policy_dispose(&rb->policy);
         free(rb);
         return -1;
     }
@@ -478,6 +484,7 @@ int rmq_rpc_prepare(cmi_binding_t *b, char *err, size_t n)
     snprintf(own_name, sizeof(own_name), "%s", q.queue.name);
     if (consume_replies(rs, &rb->reply, own_name, err, n) != 0) {
         rmq_target_dispose(&rb->reply);
+        rmq_name_policy_dispose(&rb->policy);
         free(rb);
         return -1;
     }
@@ -490,6 +497,7 @@ void rmq_rpc_release(cmi_binding_t *b)
     rpc_binding_t *rb = b->data;
     if (rb != NULL) {
         rmq_target_dispose(&rb->reply);
+        rmq_name_policy_dispose(&rb->policy);
         free(rb);
     }
     b->data = NULL;
@@ -507,6 +515,7 @@ int rmq_rpc_run(cmi_call_t *call)
     char err[512];
     rmq_target_spec_t q;
     rmq_target_spec_read(&q, p, RMQ_R_QUEUE, &p->request, 0, NULL);
+    q.policy = &rb->policy;
     rmq_pub_t *pub = rmq_xcalloc(1, sizeof(*pub));
     rmq_rpc_t *r = rmq_xcalloc(1, sizeof(*r));
     if (q.queue.name == NULL || rmq_target_build(&pub->target, &q, ip->vhost, err, sizeof(err)) != 0) {

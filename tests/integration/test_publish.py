@@ -487,6 +487,54 @@ def test_thousand_concurrent_publishes_all_confirmed_and_present(node):
             cmi.stop_clean()
 
 
+def test_names_from_requests_are_constrained(node):
+    # Issue 19: a queue name from the request that starts with '/' is not
+    # taken as an address (it reached another application's queue), names
+    # that can never work (amq.*, over 255 bytes) are refused before
+    # anything reaches the broker (an amq.* attach ended the session of
+    # every other publish on it), and dynamicTargetPattern restricts what
+    # a request may name.  allowDynamicAddress lets a responder publish to
+    # the reply-to it received.
+    victim, ok = unique("victim"), "ok." + uuid.uuid4().hex[:8]
+    node.declare_queue(victim)
+    address = ("/queues/%s" if node.broker.is4 else "/amq/queue/%s") % victim
+    res = (resource("/any", "<queue>{${payload.queue}}</queue>")
+           + resource("/pattern", "<queue>{${payload.queue}}</queue>"
+                      "<dynamicTargetPattern>ok\\.[a-z0-9]+</dynamicTargetPattern>")
+           + resource("/address", "<queue>{${payload.queue}}</queue><allowDynamicAddress>true</allowDynamicAddress>"))
+    with Deployment({"local-entries/rmq.xml": connection(node), "api/pub.xml": api(res)}) as d:
+        cmi = start(d)
+        try:
+            def refused(path, name, why):
+                status, data = post(cmi, path, {"queue": name})
+                check(status == 500, "%s %r: %s %r" % (path, name[:40], status, data))
+                err = json.loads(data)["error"]
+                check(err["code"] == 701202 and why in err["detail"], "%s %r: error %r" % (path, name[:40], err))
+
+            refused("/pub/any", address, "only with allowDynamicAddress true")
+            refused("/pub/any", "/exchange/amq.direct/" + victim, "only with allowDynamicAddress true")
+            refused("/pub/any", "amq.x1", "names starting with 'amq.' are the broker's")
+            refused("/pub/any", "q" * 256, "256 bytes long: RabbitMQ takes at most 255")
+            refused("/pub/pattern", "other", "does not match dynamicTargetPattern")
+            refused("/pub/pattern", ok + "/x", "does not match dynamicTargetPattern")
+            check(node.depth(victim) == 0, "the victim queue got %d messages" % node.depth(victim))
+            # Nothing reached the broker: no session ended, every connection
+            # stayed up, and the same connections publish at once.
+            for path, name in (("/pub/any", unique("fine")), ("/pub/pattern", ok)):
+                status, data = post(cmi, path, {"queue": name})
+                check(status == 200 and json.loads(data)["success"] == "true", "%s %s: %s %r"
+                      % (path, name, status, data))
+            lost = losses(cmi.log_text().splitlines(), node)
+            check(not lost, "connections lost: %r" % lost)
+            check(not re.search(r"ended the session", cmi.log_text()), "a session ended: %s" % cmi.log_text()[-2000:])
+            # The operation that allows it publishes to the address as given.
+            status, data = post(cmi, "/pub/address", {"queue": address})
+            check(status == 200 and json.loads(data)["success"] == "true", "address: %s %r" % (status, data))
+            wait_for(lambda: node.depth(victim) == 1, 5, "the message at %s" % address)
+        finally:
+            cmi.stop_clean()
+
+
 def test_default_deployment_example(node):
     # synapse-configs/default as the quickstart serves it, pointed at the
     # test's broker: the README's curl to /publishmessage.
@@ -513,6 +561,15 @@ def test_default_deployment_example(node):
             check(r.get("success") == "true" and r.get("messageId"), "README example result %r" % r)
             (g,) = node.get(q)
             check(base64.b64decode(g["payload"]) == b"Hello from cmi", "message %r" % g)
+            # Its dynamicTargetPattern: a request names a queue, not an address.
+            status, data = post(cmi, "/publishmessage", {"queue": "/amq/queue/" + q, "message": "x"})
+            check(status == 500, "an address from the request: %s %r" % (status, data))
+            cmi.wait_log(r"701202.*the queue '/amq/queue/%s' comes from the message and starts with '/'" % q, 5)
+            status, data = post(cmi, "/publishmessage", {"queue": "no spaces", "message": "x"})
+            check(status == 500, "a name outside the pattern: %s %r" % (status, data))
+            cmi.wait_log(r"701202.*the queue 'no spaces' comes from the message and does not match "
+                         r"dynamicTargetPattern", 5)
+            check(node.depth(q) == 0, "a message reached %s through an address" % q)
         finally:
             cmi.stop_clean()
 

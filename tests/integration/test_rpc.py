@@ -28,7 +28,8 @@ def responder(queue, delay_ms=0, reply_to='{${headers["RABBITMQ_REPLY_TO"]}}'):
            '<payloadFactory media-type="json"><format>{"echo": ${payload.n}, "by": "responder"}</format>'
            '</payloadFactory><header name="x-answered-by" value="cmi-responder" scope="transport"/>'
            '<rabbitmq.publishMessage configKey="RMQ"><queue>%s</queue><responseVariable>p</responseVariable>'
-           '</rabbitmq.publishMessage><rabbitmq.accept/></sequence>' % (NS, wait, reply_to))
+           '<allowDynamicAddress>true</allowDynamicAddress></rabbitmq.publishMessage><rabbitmq.accept/></sequence>'
+           % (NS, wait, reply_to))
     return seq
 
 

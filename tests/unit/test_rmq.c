@@ -486,6 +486,98 @@ static void test_declare_refusal_code(void)
     CU_ASSERT_EQUAL(rmq_declare_refusal_code(503, NULL), RMQ_ERR_GENERAL);
 }
 
+/* Builds a target from spec; returns 0 or -1 with the reason in err. */
+static int try_build(const rmq_target_spec_t *p, char *err, size_t n)
+{
+    rmq_target_t t;
+    err[0] = '\0';
+    if (rmq_target_build(&t, p, "/", err, n) != 0)
+        return -1;
+    rmq_target_dispose(&t);
+    return 0;
+}
+
+static void test_names_that_never_work(void)
+{
+    char err[512], name[300];
+    rmq_target_spec_t p = params();
+    p.queue.name = "";
+    CU_ASSERT_EQUAL(try_build(&p, err, sizeof(err)), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "queue name is empty"));
+    memset(name, 'q', 256);
+    name[256] = '\0';
+    p.queue.name = name;
+    CU_ASSERT_EQUAL(try_build(&p, err, sizeof(err)), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "256 bytes long: RabbitMQ takes at most 255"));
+    name[255] = '\0';
+    CU_ASSERT_EQUAL(try_build(&p, err, sizeof(err)), 0);
+    /* amq.* is the broker's: not declared, but an existing one may be used. */
+    p.queue.name = "amq.x1";
+    CU_ASSERT_EQUAL(try_build(&p, err, sizeof(err)), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "names starting with 'amq.' are the broker's"));
+    p.queue.auto_declare = 0;
+    CU_ASSERT_EQUAL(try_build(&p, err, sizeof(err)), 0);
+    p = params();
+    p.exchange.name = "amq.topic"; /* never declared, always usable */
+    CU_ASSERT_EQUAL(try_build(&p, err, sizeof(err)), 0);
+    memset(name, 'k', 257);
+    name[257] = '\0';
+    p.exchange.routing_key = name;
+    CU_ASSERT_EQUAL(try_build(&p, err, sizeof(err)), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "routing key is 257 bytes long"));
+}
+
+static void test_names_from_requests(void)
+{
+    char err[512];
+    rmq_name_policy_t np;
+    rmq_target_spec_t p = params();
+    /* A static address is the artifact's own choice. */
+    p.queue.name = "/amq/queue/other.app.dlq";
+    CU_ASSERT_EQUAL(try_build(&p, err, sizeof(err)), 0);
+    /* From a request: refused unless the operation allows it. */
+    p.dynamic = RMQ_DYN_QUEUE;
+    CU_ASSERT_EQUAL(try_build(&p, err, sizeof(err)), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "only with allowDynamicAddress true"));
+    CU_ASSERT_EQUAL_FATAL(rmq_name_policy_init(&np, 1, NULL, err, sizeof(err)), 0);
+    p.policy = &np;
+    CU_ASSERT_EQUAL(try_build(&p, err, sizeof(err)), 0);
+    rmq_name_policy_dispose(&np);
+    /* The pattern must match the whole name; an alternation stays one. */
+    CU_ASSERT_EQUAL_FATAL(rmq_name_policy_init(&np, 0, "orders|demo\\.[a-z0-9-]+", err, sizeof(err)), 0);
+    p.policy = &np;
+    p.queue.name = "demo.x-1";
+    CU_ASSERT_EQUAL(try_build(&p, err, sizeof(err)), 0);
+    p.queue.name = "orders";
+    CU_ASSERT_EQUAL(try_build(&p, err, sizeof(err)), 0);
+    p.queue.name = "orders2";
+    CU_ASSERT_EQUAL(try_build(&p, err, sizeof(err)), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "the queue 'orders2' comes from the message and does not match"));
+    p.queue.name = "xdemo.a";
+    CU_ASSERT_EQUAL(try_build(&p, err, sizeof(err)), -1);
+    /* The error quotes the request's bytes bounded and printable. */
+    p.queue.name = "bad\nname\x01";
+    CU_ASSERT_EQUAL(try_build(&p, err, sizeof(err)), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "'bad?name?'"));
+    /* Static names are the artifact's: the pattern is for requests. */
+    p.dynamic = 0;
+    p.queue.name = "anything.static";
+    CU_ASSERT_EQUAL(try_build(&p, err, sizeof(err)), 0);
+    /* A dynamic exchange name too; its routing key is not a name. */
+    p.queue.name = NULL;
+    p.exchange.name = "payments";
+    p.exchange.routing_key = "any.key";
+    p.dynamic = RMQ_DYN_EXCHANGE;
+    CU_ASSERT_EQUAL(try_build(&p, err, sizeof(err)), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "the exchange 'payments' comes from the message"));
+    p.exchange.name = "orders";
+    CU_ASSERT_EQUAL(try_build(&p, err, sizeof(err)), 0);
+    rmq_name_policy_dispose(&np);
+    /* A pattern that does not compile is the operation's load error. */
+    CU_ASSERT_EQUAL(rmq_name_policy_init(&np, 0, "orders(", err, sizeof(err)), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "dynamicTargetPattern: "));
+}
+
 static CU_TestInfo rmq_tests[] = {
     {"percent-encoding", test_percent_encoding},
     {"address format from the broker's version", test_format_from_version},
@@ -494,6 +586,8 @@ static CU_TestInfo rmq_tests[] = {
     {"exchange targets", test_exchange_targets},
     {"queue bound to an exchange", test_queue_bound_to_exchange},
     {"raw address and errors", test_raw_address_and_errors},
+    {"names that never work", test_names_that_never_work},
+    {"names from requests", test_names_from_requests},
     {"header filter", test_header_filter},
     {"message on the wire", test_message_on_the_wire},
     {"message decoded", test_message_decoded},
