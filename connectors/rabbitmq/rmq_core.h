@@ -79,6 +79,15 @@ struct rmq_decl {
     size_t nops, next_op;
     char request_id[32]; /* the message-id of the request awaiting its answer */
     int64_t deadline;    /* while running: when to give up on the answer */
+    /* One declaration of a key at a time in the pool: while another
+     * connection's is under way this one follows it, keeping its plan in
+     * case that connection drops (rmq_declare.c). */
+    int follows;
+    rmq_declare_t *plan;
+    size_t nplan;
+    int peer_ended; /* the one it follows ended with peer_status */
+    int peer_status;
+    char *peer_detail;
 };
 
 /* A 3.x management API answer, from its thread to the connection. */
@@ -122,6 +131,7 @@ struct rmq_conn {
     int mgmt_ready;
     rmq_mgmt_result_t *results;
     int decls_expired; /* some declaration's answer is overdue */
+    int decls_peer_ended; /* some declaration it follows ended elsewhere */
     /* Recovery (rmq_conn.c). */
     int close_requested;
     int ever_up;

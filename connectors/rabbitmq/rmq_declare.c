@@ -2,6 +2,13 @@
  * publish or receiver (exchange, queue, binding), once per connection
  * (until it reconnects), shared by everything that waits for it.
  *
+ * Declarations are cluster-wide, so the pool has at most one of a key
+ * under way: a connection that needs one while another connection's is
+ * under way follows it and takes its answer (RabbitMQ 4.0.5 ends sessions
+ * when two connections declare one queue at once; and one request is
+ * cheaper than several).  Should that connection drop first, one follower
+ * declares itself.
+ *
  * RabbitMQ 3.x: through the HTTP management API (rmq_mgmt.c, its own
  * thread; answers come back through the pool's inbox).  RabbitMQ 4.x:
  * over the /management node: a link pair of one name, both ends addressed
@@ -34,17 +41,67 @@ int rmq_target_needs_declaring(const rmq_target_t *t, int format)
     return 0;
 }
 
+/* peer_status: the connection whose declaration was followed dropped. */
+#define PEER_GONE (-1)
+
 static void decl_free(rmq_decl_t *d)
 {
     rmq_declare_free(d->ops, d->nops);
+    rmq_declare_free(d->plan, d->nplan);
+    free(d->peer_detail);
     free(d->key);
     free(d);
 }
 
-/* A declaration is over: whoever waits for it goes on (or fails), and a
- * failed one is forgotten (a later publish tries again). */
+static rmq_decl_t *find(rmq_conn_t *c, const char *key)
+{
+    rmq_decl_t *d;
+    SLIST_FOREACH(d, &c->decls, entry)
+        if (strcmp(d->key, key) == 0)
+            return d;
+    return NULL;
+}
+
+/* Another connection's declaration of key that is under way, if any. */
+static rmq_decl_t *under_way_elsewhere(rmq_pool_t *pool, const rmq_conn_t *c, const char *key)
+{
+    for (size_t i = 0; i < pool->nconns; i++) {
+        rmq_conn_t *o = &pool->conns[i];
+        if (o == c || o->pn == NULL)
+            continue;
+        rmq_decl_t *d = find(o, key);
+        if (d != NULL && d->state == RMQ_DECL_RUNNING && !d->follows)
+            return d;
+    }
+    return NULL;
+}
+
+/* The connections that follow d hear of its end in their own events. */
+static void tell_followers(rmq_pool_t *pool, const rmq_conn_t *c, const rmq_decl_t *d, int status,
+                           const char *detail)
+{
+    for (size_t i = 0; i < pool->nconns; i++) {
+        rmq_conn_t *o = &pool->conns[i];
+        if (o == c || o->pn == NULL)
+            continue;
+        rmq_decl_t *f = find(o, d->key);
+        if (f == NULL || !f->follows || f->peer_ended)
+            continue;
+        f->peer_ended = 1;
+        f->peer_status = status;
+        f->peer_detail = rmq_dup_or_null(detail);
+        o->decls_peer_ended = 1;
+        pn_connection_wake(o->pn);
+    }
+}
+
+/* A declaration is over: whoever waits for it goes on (or fails), on this
+ * connection and on those that follow it, and a failed one is forgotten
+ * (a later publish tries again). */
 static void decl_finish(rmq_pool_t *pool, rmq_conn_t *c, rmq_decl_t *d, int status, const char *detail)
 {
+    if (!d->follows)
+        tell_followers(pool, c, d, status, detail);
     pool->declared(pool, c, d, status, detail);
     if (status == 0) {
         d->state = RMQ_DECL_DONE;
@@ -225,13 +282,25 @@ static void mgmt_done(void *arg, int status, const char *detail)
     rmq_pool_interrupt(pool);
 }
 
-static rmq_decl_t *find(rmq_conn_t *c, const char *key)
+/* Sends d's requests: over /management on 4.x (from rmq_declare_flush,
+ * called once the caller has recorded what waits), through the HTTP
+ * management API on 3.x. */
+static void start(rmq_pool_t *pool, rmq_conn_t *c, rmq_decl_t *d, const rmq_declare_t *ops, size_t nops)
 {
-    rmq_decl_t *d;
-    SLIST_FOREACH(d, &c->decls, entry)
-        if (strcmp(d->key, key) == 0)
-            return d;
-    return NULL;
+    d->follows = 0;
+    if (c->format == RMQ_FORMAT_V2) {
+        d->ops = rmq_xcalloc(nops, sizeof(*d->ops));
+        rmq_declare_copy(d->ops, ops, nops);
+        d->nops = nops;
+        mgmt_links(c);
+        return;
+    }
+    rmq_mgmt_result_t *r = rmq_xcalloc(1, sizeof(*r));
+    r->pool = pool;
+    r->conn = c->index;
+    r->generation = c->generation;
+    r->key = rmq_xstrdup(d->key);
+    rmq_mgmt_submit(pool->mgmt, ops, nops, mgmt_done, r);
 }
 
 rmq_decl_t *rmq_declare(rmq_pool_t *pool, rmq_conn_t *c, const rmq_target_t *t)
@@ -250,22 +319,31 @@ rmq_decl_t *rmq_declare(rmq_pool_t *pool, rmq_conn_t *c, const rmq_target_t *t)
     if (c->ndecls > MAX_DECLS)
         forget_done_decl(c);
     rmq_pool_timer_changed(pool);
-    if (c->format == RMQ_FORMAT_V2) {
-        /* Requests go out from rmq_declare_flush, called once the caller
-         * has recorded what waits for this declaration. */
-        d->ops = rmq_xcalloc(t->ndeclare, sizeof(*d->ops));
-        rmq_declare_copy(d->ops, t->declare, t->ndeclare);
-        d->nops = t->ndeclare;
-        mgmt_links(c);
+    if (under_way_elsewhere(pool, c, d->key) != NULL) {
+        d->follows = 1;
+        d->plan = rmq_xcalloc(t->ndeclare, sizeof(*d->plan));
+        rmq_declare_copy(d->plan, t->declare, t->ndeclare);
+        d->nplan = t->ndeclare;
         return d;
     }
-    rmq_mgmt_result_t *r = rmq_xcalloc(1, sizeof(*r));
-    r->pool = pool;
-    r->conn = c->index;
-    r->generation = c->generation;
-    r->key = rmq_xstrdup(t->key);
-    rmq_mgmt_submit(pool->mgmt, t->declare, t->ndeclare, mgmt_done, r);
+    start(pool, c, d, t->declare, t->ndeclare);
     return d;
+}
+
+/* The declaration d followed ended: its answer is d's, unless its
+ * connection dropped first; then d declares itself, unless another
+ * follower already does. */
+static void follow_up(rmq_pool_t *pool, rmq_conn_t *c, rmq_decl_t *d)
+{
+    int status = d->peer_status;
+    char *detail = d->peer_detail;
+    d->peer_detail = NULL;
+    d->peer_ended = 0;
+    if (status != PEER_GONE)
+        decl_finish(pool, c, d, status, detail);
+    else if (under_way_elsewhere(pool, c, d->key) == NULL)
+        start(pool, c, d, d->plan, d->nplan);
+    free(detail);
 }
 
 /* ---- 3.x: answers of the management API ----------------------------------------------- */
@@ -309,6 +387,14 @@ static void on_result(rmq_pool_t *pool, rmq_conn_t *c, rmq_mgmt_result_t *r)
 
 void rmq_declare_on_wake(rmq_pool_t *pool, rmq_conn_t *c)
 {
+    if (c->decls_peer_ended) {
+        c->decls_peer_ended = 0;
+        rmq_decl_t *d, *next;
+        SLIST_FOREACH_SAFE(d, &c->decls, entry, next)
+            if (d->follows && d->peer_ended)
+                follow_up(pool, c, d);
+        rmq_declare_flush(pool, c);
+    }
     if (c->decls_expired) {
         c->decls_expired = 0;
         int64_t now = rmq_now();
@@ -354,6 +440,9 @@ void rmq_declare_on_timeout(rmq_conn_t *c, int64_t now)
 void rmq_declare_on_closed(rmq_conn_t *c, rmq_pub_list_t *again)
 {
     rmq_decl_t *d;
+    SLIST_FOREACH(d, &c->decls, entry)
+        if (d->state == RMQ_DECL_RUNNING && !d->follows)
+            tell_followers(c->pool, c, d, PEER_GONE, NULL);
     while ((d = SLIST_FIRST(&c->decls)) != NULL) {
         SLIST_REMOVE_HEAD(&c->decls, entry);
         rmq_pub_list_splice(again, &d->waiting);

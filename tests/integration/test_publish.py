@@ -487,6 +487,53 @@ def test_thousand_concurrent_publishes_all_confirmed_and_present(node):
             cmi.stop_clean()
 
 
+def test_one_declaration_of_a_name_at_a_time(node):
+    # Issue 19: declarations are cluster-wide, so the pool makes one of a
+    # name at a time and its other connections wait for its answer.  Every
+    # connection of a pool of four publishing first to the same new queue
+    # at once used to declare it four times at once, which RabbitMQ 4.0.5
+    # answers by ending sessions (an internal error in its
+    # rabbit_amqp_management).  Now: every publish succeeds at once, no
+    # session ends, nothing is lost or doubled.
+    names = [unique("first") for _ in range(12)]
+    # x-max-priority: declared through the management API on 3.10 too.
+    res = resource("/first", "<queue>{${payload.queue}}</queue><maxPriority>5</maxPriority>")
+    with Deployment({"local-entries/rmq.xml": connection(node, extra="<connectionPoolSize>4</connectionPoolSize>"),
+                     "api/pub.xml": api(res)}) as d:
+        cmi = start(d)
+        try:
+            wait_for(lambda: len(re.findall(r"\[rabbitmq:RMQ\] connection \d up: ", cmi.log_text())) == 4, 20,
+                     "four connections up")
+            errors, lock = [], threading.Lock()
+
+            def client(name, i):
+                status, data = post(cmi, "/pub/first", {"queue": name, "i": i})
+                if status != 200 or json.loads(data)["success"] != "true":
+                    with lock:
+                        errors.append((name, status, data))
+
+            t0 = time.monotonic()
+            for name in names:
+                threads = [threading.Thread(target=client, args=(name, i)) for i in range(8)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join(60)
+            took = time.monotonic() - t0
+            check(not errors, "%d publishes failed, first %r" % (len(errors), errors[:1]))
+            text = cmi.log_text()
+            check("ended the session" not in text and " down" not in text,
+                  "a session or a connection ended: %s" % "\n".join(
+                      ln for ln in text.splitlines() if "ended the session" in ln or " down" in ln)[:2000])
+            for name in names:
+                got = sorted(json.loads(b)["i"] for b in node.drain(name))
+                check(got == list(range(8)), "%s holds %r, expected each of 8 publishes once" % (name, got))
+            print("      12 new queues, 8 first publishes to each at once over 4 connections: all confirmed in "
+                  "%.2fs, no session ended" % took, flush=True)
+        finally:
+            cmi.stop_clean()
+
+
 def test_names_from_requests_are_constrained(node):
     # Issue 19: a queue name from the request that starts with '/' is not
     # taken as an address (it reached another application's queue), names
