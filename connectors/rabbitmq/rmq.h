@@ -468,6 +468,11 @@ struct rmq_pub {
     rmq_outcome_t outcome;
     int err_code;
     char err_detail[384];
+    /* Its queue was not found (4.x): asked again at retry_at, at most until
+     * missing_until (rmq_send.c, "missing queues"). */
+    int64_t retry_at;
+    int64_t missing_until;
+    int64_t backoff_ms;
 };
 
 typedef struct {

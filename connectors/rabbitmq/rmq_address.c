@@ -190,10 +190,11 @@ static int declare_queue(rmq_target_t *t, const rmq_target_spec_t *s, const char
 /* A queue the publish must not declare: on 4.x its existence is asked of
  * /management first (GET), because an attach to a missing queue makes
  * RabbitMQ 4.x end the session, and every publish on it with the session.
- * 3.x refuses the link alone: nothing to ask there. */
-static void check_queue(rmq_target_t *t, const rmq_target_spec_t *s, const char *vhost_enc)
+ * 3.x refuses the link alone: nothing to ask there.  (4.0.5's /management
+ * has no GET for an exchange: it ends the session with a function_clause.) */
+static void check_queue(rmq_target_t *t, const char *name, const char *vhost_enc)
 {
-    char *q = rmq_percent_encode(s->queue.name);
+    char *q = rmq_percent_encode(name);
     add_declare(t, "GET", rmq_xasprintf("/api/queues/%s/%s", vhost_enc, q), json_null(),
                 rmq_xasprintf("/queues/%s", q), json_null(), 0);
     free(q);
@@ -280,7 +281,7 @@ int rmq_target_build(rmq_target_t *t, const rmq_target_spec_t *s, const char *vh
         if (s->queue.auto_declare)
             rc = declare_queue(t, s, vh, queue_needs_management(s), err, n);
         else
-            check_queue(t, s, vh);
+            check_queue(t, queue, vh);
         if (rc == 0 && exchange != NULL && s->queue.auto_declare)
             rc = declare_binding(t, s, vh, err, n);
         char *q = rmq_percent_encode(queue);

@@ -64,6 +64,10 @@ typedef struct rmq_link {
 /* ---- declarations --------------------------------------------------------------------- */
 
 typedef enum { RMQ_DECL_RUNNING, RMQ_DECL_DONE } rmq_decl_state_t;
+/* A declaration's status when the broker says that what must exist does not
+ * (4.x's /management answered 404): its publishes wait and ask again
+ * (rmq_send.c, "missing queues"); a consumer retries as after any failure. */
+#define RMQ_DECL_NOT_FOUND (-404)
 
 typedef struct rmq_decl rmq_decl_t;
 typedef void (*rmq_declared_fn)(rmq_pool_t *pool, rmq_conn_t *c, rmq_decl_t *d, int status, const char *detail);
@@ -201,6 +205,8 @@ struct rmq_pool {
     rmq_conn_t *conns;
     size_t nconns;
     rmq_pub_list_t waiting;
+    rmq_pub_list_t parked;  /* their queue was not found: until their retry_at (rmq_send.c) */
+    int64_t parked_next;    /* the earliest retry_at among them; 0: none */
     static_target_t *statics;
     rmq_refused_t *refused; /* addresses whose attach ended the session */
     rmq_mgmt_t *mgmt;
@@ -280,6 +286,9 @@ void rmq_conn_on_timeout(rmq_pool_t *pool, rmq_conn_t *c, int64_t now);
 int rmq_target_needs_declaring(const rmq_target_t *t, int format);
 /* The declaration of t on c, started if there is none yet. */
 rmq_decl_t *rmq_declare(rmq_pool_t *pool, rmq_conn_t *c, const rmq_target_t *t);
+/* Forgets the finished declarations of key on every connection: the next
+ * publish to it declares (or asks for) it again. */
+void rmq_declare_forget(rmq_pool_t *pool, const char *key);
 /* 4.x: sends the requests that are ready (after the caller has recorded
  * what waits for them). */
 void rmq_declare_flush(rmq_pool_t *pool, rmq_conn_t *c);
@@ -307,6 +316,11 @@ void rmq_send_on_closed(rmq_conn_t *c, rmq_pub_list_t *again, const char *why);
 /* Publishes of a lost connection, sent again before anything newer. */
 void rmq_send_again(rmq_pool_t *pool, rmq_pub_list_t *again);
 void rmq_send_reap_cancelled(rmq_pool_t *pool);
+/* Publishes whose queue was not found: asked again when their time comes. */
+int64_t rmq_send_next_deadline(const rmq_pool_t *pool);
+void rmq_send_on_timeout(rmq_pool_t *pool, int64_t now);
+/* Fails every publish the pool holds outside its connections. */
+void rmq_send_fail_held(rmq_pool_t *pool, int code, const char *detail);
 void rmq_send_dispose(rmq_pool_t *pool);
 
 struct static_target {

@@ -200,7 +200,7 @@ static void mgmt_answer(rmq_pool_t *pool, rmq_conn_t *c, pn_delivery_t *dl)
             continue;
         d->request_id[0] = '\0';
         if (rc != 0)
-            decl_finish(pool, c, d, rmq_declare_refusal_code(rc, detail), detail);
+            decl_finish(pool, c, d, rc == 404 ? RMQ_DECL_NOT_FOUND : rmq_declare_refusal_code(rc, detail), detail);
         else if (++d->next_op == d->nops)
             decl_finish(pool, c, d, 0, NULL);
         break;
@@ -328,6 +328,19 @@ rmq_decl_t *rmq_declare(rmq_pool_t *pool, rmq_conn_t *c, const rmq_target_t *t)
     }
     start(pool, c, d, t->declare, t->ndeclare);
     return d;
+}
+
+void rmq_declare_forget(rmq_pool_t *pool, const char *key)
+{
+    for (size_t i = 0; i < pool->nconns; i++) {
+        rmq_conn_t *c = &pool->conns[i];
+        rmq_decl_t *d = find(c, key);
+        if (d == NULL || d->state != RMQ_DECL_DONE)
+            continue;
+        SLIST_REMOVE(&c->decls, d, rmq_decl, entry);
+        c->ndecls--;
+        decl_free(d);
+    }
 }
 
 /* The declaration d followed ended: its answer is d's, unless its

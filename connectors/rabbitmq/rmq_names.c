@@ -78,10 +78,12 @@ static int check_length(const char *what, const char *value, char *err, size_t n
     return 0;
 }
 
-static int check_dynamic(const rmq_target_spec_t *s, const char *what, const char *name, char *err, size_t n)
+/* what: "queue" or "exchange"; only a queue may be written as an address. */
+static int check_dynamic(const rmq_target_spec_t *s, const char *what, const char *name, int may_be_address,
+                         char *err, size_t n)
 {
     char q[QUOTE_MAX + 8];
-    if (name[0] == '/' && strcmp(what, "queue") == 0 && (s->policy == NULL || !s->policy->allow_address)) {
+    if (may_be_address && name[0] == '/' && (s->policy == NULL || !s->policy->allow_address)) {
         quote(q, sizeof(q), name);
         snprintf(err, n, "the queue '%s' comes from the message and starts with '/': an address is taken from a "
                          "dynamic value only with allowDynamicAddress true", q);
@@ -101,7 +103,7 @@ int rmq_target_check_names(const rmq_target_spec_t *s, char *err, size_t n)
     if (queue != NULL) {
         if (check_length("queue name", queue, err, n) != 0)
             return -1;
-        if ((s->dynamic & RMQ_DYN_QUEUE) && check_dynamic(s, "queue", queue, err, n) != 0)
+        if ((s->dynamic & RMQ_DYN_QUEUE) && check_dynamic(s, "queue", queue, 1, err, n) != 0)
             return -1;
         if (queue[0] != '/' && s->queue.auto_declare && strncmp(queue, "amq.", 4) == 0) {
             char q[QUOTE_MAX + 8];
@@ -114,7 +116,7 @@ int rmq_target_check_names(const rmq_target_spec_t *s, char *err, size_t n)
     if (exchange != NULL) {
         if (check_length("exchange name", exchange, err, n) != 0)
             return -1;
-        if ((s->dynamic & RMQ_DYN_EXCHANGE) && check_dynamic(s, "exchange", exchange, err, n) != 0)
+        if ((s->dynamic & RMQ_DYN_EXCHANGE) && check_dynamic(s, "exchange", exchange, 0, err, n) != 0)
             return -1;
     }
     if (key != NULL && strlen(key) > NAME_MAX_BYTES) {

@@ -45,6 +45,7 @@ static void arm_timer(rmq_pool_t *pool)
         EARLIER(rmq_conn_next_deadline(&pool->conns[i]));
         EARLIER(rmq_declare_next_deadline(&pool->conns[i]));
     }
+    EARLIER(rmq_send_next_deadline(pool));
     EACH_FEATURE(pool, i)
         if (pool->features[i]->next_deadline != NULL)
             EARLIER(pool->features[i]->next_deadline(pool->feature_state[i]));
@@ -124,7 +125,7 @@ static void on_session_closed(rmq_pool_t *pool, pn_session_t *ssn)
 static void begin_stop(rmq_pool_t *pool)
 {
     pool->stopping = 1;
-    rmq_pub_fail_list(&pool->waiting, RMQ_ERR_CONNECTION, "the connection config is stopping");
+    rmq_send_fail_held(pool, RMQ_ERR_CONNECTION, "the connection config is stopping");
     for (size_t i = 0; i < pool->nconns; i++) {
         rmq_conn_t *c = &pool->conns[i];
         c->retry_at = 0;
@@ -214,6 +215,7 @@ static void on_timeout(rmq_pool_t *pool)
         rmq_conn_on_timeout(pool, &pool->conns[i], now);
         rmq_declare_on_timeout(&pool->conns[i], now);
     }
+    rmq_send_on_timeout(pool, now);
     EACH_FEATURE(pool, i)
         HOOK(pool, i, on_timeout, now);
     rmq_pool_timer_changed(pool);
@@ -349,7 +351,7 @@ static void *pool_thread(void *arg)
             arm_timer(pool);
     }
     /* Every publish held is answered (or freed, when its deadline came). */
-    rmq_pub_fail_list(&pool->waiting, RMQ_ERR_CONNECTION, "the connection config is stopping");
+    rmq_send_fail_held(pool, RMQ_ERR_CONNECTION, "the connection config is stopping");
     return NULL;
 }
 
@@ -422,6 +424,7 @@ rmq_pool_t *rmq_pool_create(const cmi_host_t *host, const char *component, const
     pthread_mutex_init(&pool->lock, NULL);
     rmq_pub_list_init(&pool->inbox);
     rmq_pub_list_init(&pool->waiting);
+    rmq_pub_list_init(&pool->parked);
     atomic_init(&pool->format, p->address_format == RMQ_FORMAT_V2 ? RMQ_FORMAT_V2 : RMQ_FORMAT_V1);
     parse_servers(pool);
     container_id(pool);

@@ -25,6 +25,9 @@
 #define MAX_ATTEMPTS 3   /* connections a message may be in flight on */
 #define MAX_LINKS 256    /* senders kept per connection (dynamic targets) */
 #define REFUSED_MS 10000 /* an address that ended the session is not attached again for this long */
+#define MISSING_FIRST_MS 25   /* a publish whose queue was not found asks again after this, */
+#define MISSING_MAX_MS 400    /* doubling up to this, */
+#define MISSING_GRACE_MS 2000 /* and fails when it still is not found after this */
 
 /* ---- refused addresses ------------------------------------------------------------------
  *
@@ -218,9 +221,81 @@ static void route(rmq_pool_t *pool, rmq_conn_t *c, rmq_pub_t *pub)
     rmq_declare_flush(pool, c); /* 4.x: its request goes out now, if the pair is ready */
 }
 
+/* ---- missing queues ------------------------------------------------------------------------
+ *
+ * RabbitMQ 4.x says 404 when asked for a queue that must exist and does not
+ * (and ends the session on an attach to one, which cmi therefore never
+ * makes unasked).  Often the queue is a moment away: an inbound endpoint of
+ * this cmi declares it at start-up, another application at its own.  So a
+ * publish does not fail at the first 404: it waits off its connection and
+ * asks again after 25 ms, doubling to 400 ms, and fails with the broker's
+ * answer (701206) only when the queue is still missing after 2 s.  Each ask
+ * is one /management request per connection, shared by every publish that
+ * waits for the same target (rmq_declare.c); nothing is remembered against
+ * the queue, so a publish never fails for a queue that exists now. */
+
+static void park(rmq_pool_t *pool, rmq_pub_t *pub, const char *detail, int64_t now)
+{
+    if (pub->missing_until == 0) {
+        pub->missing_until = now + MISSING_GRACE_MS;
+        pub->backoff_ms = MISSING_FIRST_MS;
+    } else if (pub->backoff_ms < MISSING_MAX_MS) {
+        pub->backoff_ms *= 2;
+    }
+    if (now >= pub->missing_until) {
+        rmq_pub_fail(pub, RMQ_ERR_AMQP, "%s (asked for %d s)", detail ? detail : "not found", MISSING_GRACE_MS / 1000);
+        return;
+    }
+    pub->retry_at = now + pub->backoff_ms;
+    if (pool->parked_next == 0 || pub->retry_at < pool->parked_next)
+        pool->parked_next = pub->retry_at;
+    atomic_store(&pub->stage, RMQ_PUB_WAITING);
+    rmq_pub_list_push(&pool->parked, pub);
+    rmq_pool_timer_changed(pool);
+}
+
+int64_t rmq_send_next_deadline(const rmq_pool_t *pool)
+{
+    return pool->parked_next;
+}
+
+void rmq_send_on_timeout(rmq_pool_t *pool, int64_t now)
+{
+    if (pool->parked_next == 0 || pool->parked_next > now)
+        return;
+    pool->parked_next = 0;
+    rmq_pub_list_t due;
+    rmq_pub_list_init(&due);
+    rmq_pub_t *p, *next;
+    TAILQ_FOREACH_SAFE(p, &pool->parked.q, entry, next) {
+        if (p->retry_at <= now) {
+            rmq_pub_list_remove(&pool->parked, p);
+            rmq_pub_list_push(&due, p);
+        } else if (pool->parked_next == 0 || p->retry_at < pool->parked_next) {
+            pool->parked_next = p->retry_at;
+        }
+    }
+    while ((p = rmq_pub_list_pop(&due)) != NULL)
+        rmq_send_dispatch(pool, p);
+}
+
+void rmq_send_fail_held(rmq_pool_t *pool, int code, const char *detail)
+{
+    rmq_pub_fail_list(&pool->waiting, code, detail);
+    rmq_pub_fail_list(&pool->parked, code, detail);
+    pool->parked_next = 0;
+}
+
 void rmq_send_declared(rmq_pool_t *pool, rmq_conn_t *c, rmq_decl_t *d, int status, const char *detail)
 {
     c->queued -= d->waiting.n;
+    if (status == RMQ_DECL_NOT_FOUND) {
+        int64_t now = rmq_now();
+        rmq_pub_t *p;
+        while ((p = rmq_pub_list_pop(&d->waiting)) != NULL)
+            park(pool, p, detail, now);
+        return;
+    }
     if (status == 0) {
         rmq_pub_t *p;
         while ((p = rmq_pub_list_pop(&d->waiting)) != NULL)
@@ -432,6 +507,25 @@ void rmq_send_on_link(rmq_pool_t *pool, rmq_conn_t *c, pn_event_t *e, rmq_link_t
     }
 }
 
+/* On 4.x, whether every publish waiting for an attach on c has its target
+ * declared or asked for over /management before the attach (all queue
+ * targets; not an exchange that must exist, which 4.0.5 cannot be asked
+ * for).  Only then is an attach that found nothing worth another try. */
+static int all_asked_first(rmq_conn_t *c)
+{
+    if (c->format != RMQ_FORMAT_V2)
+        return 0;
+    rmq_link_t *l;
+    SLIST_FOREACH(l, &c->links, entry) {
+        rmq_pub_t *p;
+        if (!l->ready)
+            TAILQ_FOREACH(p, &l->pending.q, entry)
+                if (p->target.key == NULL || !rmq_target_needs_declaring(&p->target, RMQ_FORMAT_V2))
+                    return 0;
+    }
+    return 1;
+}
+
 /* The broker ended the session.  RabbitMQ 3.x does when the declaration an
  * attach asks for fails (a queue that exists with other arguments:
  * PRECONDITION_FAILED) instead of refusing the link.  The publishes
@@ -444,17 +538,29 @@ void rmq_send_on_link(rmq_pool_t *pool, rmq_conn_t *c, pn_event_t *e, rmq_link_t
  * An internal error is the broker's own failure, not a refusal of the
  * address (RabbitMQ 4.0.5 ends a session so when two connections declare
  * one queue at once): nothing is held against it, and what waits for the
- * attach is sent again on the next connection, as after any loss. */
+ * attach is sent again on the next connection, as after any loss.  So is
+ * 4.x's amqp:not-found: every 4.x target is asked for or declared over
+ * /management before its attach (rmq_address.c), so a queue missing at the
+ * attach was deleted in between; on the next connection the declaration
+ * is made again (or the publishes wait for the queue, "missing queues"). */
 void rmq_send_on_session_closed(rmq_pool_t *pool, rmq_conn_t *c, const char *condition, const char *why)
 {
     int named = 0;
     rmq_link_t *l;
-    if (condition != NULL && strcmp(condition, "amqp:internal-error") == 0) {
-        SLIST_FOREACH(l, &c->links, entry)
-            if (!l->ready)
-                RMQ_LOG(pool, CMI_LOG_WARN, "connection %d: the broker failed (%s) while the sender to %s was "
-                        "attaching; its %zu publish(es) are sent again on the next connection", c->index, why,
+    int internal = condition != NULL && strcmp(condition, "amqp:internal-error") == 0;
+    int not_found = condition != NULL && strcmp(condition, "amqp:not-found") == 0;
+    if (internal || (not_found && all_asked_first(c))) {
+        SLIST_FOREACH(l, &c->links, entry) {
+            if (l->ready)
+                continue;
+            rmq_pub_t *p;
+            TAILQ_FOREACH(p, &l->pending.q, entry)
+                if (p->target.key != NULL)
+                    rmq_declare_forget(pool, p->target.key); /* made again before the next attach */
+            RMQ_LOG(pool, CMI_LOG_WARN, "connection %d: the broker ended the session (%s) while the sender to "
+                        "%s was attaching; its %zu publish(es) are sent again on the next connection", c->index, why,
                         l->address, l->pending.n);
+        }
         return;
     }
     SLIST_FOREACH(l, &c->links, entry)
@@ -526,6 +632,7 @@ static void reap_list(rmq_pub_list_t *l, rmq_conn_t *c)
 void rmq_send_reap_cancelled(rmq_pool_t *pool)
 {
     reap_list(&pool->waiting, NULL);
+    reap_list(&pool->parked, NULL);
     for (size_t i = 0; i < pool->nconns; i++) {
         rmq_conn_t *c = &pool->conns[i];
         reap_list(&c->todo, c);

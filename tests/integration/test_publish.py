@@ -57,6 +57,15 @@ def losses(lines, node):
     return [ln for ln in downs if not (node.broker.is4 and "amqp:internal-error" in ln and "badmatch" in ln)]
 
 
+def concurrently(fn, args_list, timeout):
+    """fn(*args) for each args at once, each on a thread of its own."""
+    threads = [threading.Thread(target=fn, args=args) for args in args_list]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+
+
 def post(cmi, path, body, headers=None, conn=None):
     h = {"Content-Type": "application/json"}
     h.update(headers or {})
@@ -469,12 +478,8 @@ def test_thousand_concurrent_publishes_all_confirmed_and_present(node):
                 finally:
                     conn.close()
 
-            threads = [threading.Thread(target=client, args=(25,)) for _ in range(40)]
             t0 = time.monotonic()
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join(120)
+            concurrently(client, [(25,)] * 40, 120)
             took = time.monotonic() - t0
             check(not errors, "%d publishes failed, first %r" % (len(errors), errors[:1]))
             check(len(results) == 1000 and len(set(results)) == 1000, "%d confirmed, %d distinct ids"
@@ -514,11 +519,7 @@ def test_one_declaration_of_a_name_at_a_time(node):
 
             t0 = time.monotonic()
             for name in names:
-                threads = [threading.Thread(target=client, args=(name, i)) for i in range(8)]
-                for t in threads:
-                    t.start()
-                for t in threads:
-                    t.join(60)
+                concurrently(client, [(name, i) for i in range(8)], 60)
             took = time.monotonic() - t0
             check(not errors, "%d publishes failed, first %r" % (len(errors), errors[:1]))
             text = cmi.log_text()
@@ -530,6 +531,67 @@ def test_one_declaration_of_a_name_at_a_time(node):
                 check(got == list(range(8)), "%s holds %r, expected each of 8 publishes once" % (name, got))
             print("      12 new queues, 8 first publishes to each at once over 4 connections: all confirmed in "
                   "%.2fs, no session ended" % took, flush=True)
+        finally:
+            cmi.stop_clean()
+
+
+def test_missing_queue_waits_for_its_declaration(node):
+    # Issue 19.  A queue that must exist (queueAutoDeclare false) and does
+    # not: RabbitMQ 4.x says 404 when cmi asks /management.  The publish
+    # waits and asks again (25 ms, doubling to 400 ms) and goes as soon as
+    # the queue is there; only after 2 s does it fail, 701206 / 502 with the
+    # broker's answer.  Nothing ends a session.  RabbitMQ 3.10 accepts and drops a message for a
+    # missing queue (documented): the publish says success.
+    missing, late, gone = unique("missing"), unique("late"), unique("gone")
+    res = (resource("/must", "<queue>{${payload.queue}}</queue><queueAutoDeclare>false</queueAutoDeclare>")
+           + resource("/auto", "<queue>{${payload.queue}}</queue>"))
+    with Deployment({"local-entries/rmq.xml": connection(node), "api/pub.xml": api(res)}) as d:
+        cmi = start(d)
+        try:
+            if not node.broker.is4:
+                status, data = post(cmi, "/pub/must", {"queue": missing})
+                check(status == 200 and json.loads(data)["success"] == "true", "3.10: %s %r" % (status, data))
+                return
+            t0 = time.monotonic()
+            status, data = post(cmi, "/pub/must", {"queue": missing})
+            took = time.monotonic() - t0
+            check(status == 502 and 1.8 <= took < 5, "missing: %s %r after %.2fs" % (status, data, took))
+            err = json.loads(data)["error"]
+            check(err["code"] == 701206 and "404" in err["detail"] and "queue '%s'" % missing in err["detail"]
+                  and "(asked for 2 s)" in err["detail"], "missing: error %r" % err)
+            # Declared by someone else while the publish waits: it goes.
+            result = {}
+
+            def publish_late():
+                t0 = time.monotonic()
+                result["answer"] = post(cmi, "/pub/must", {"queue": late})
+                result["took"] = time.monotonic() - t0
+
+            waiter = threading.Thread(target=publish_late)
+            waiter.start()
+            time.sleep(0.3)
+            node.declare_queue(late)
+            waiter.join(10)
+            status, data = result["answer"]
+            check(status == 200 and json.loads(data)["success"] == "true" and 0.3 <= result["took"] < 1.8,
+                  "declared after 0.3 s: %s %r after %.2fs" % (status, data, result["took"]))
+            (g,) = node.get(late)
+            # A queue deleted after cmi declared it is made again by the
+            # next publish, at once.
+            status, data = post(cmi, "/pub/auto", {"queue": gone})
+            check(status == 200 and json.loads(data)["success"] == "true", "first to %s: %s %r" % (gone, status, data))
+            node.api("DELETE", "/api/queues/%2F/" + gone)
+            # (A publish racing the broker's detach of the deleted queue's
+            # sender fails with it: the next one goes.)
+            t0, answers = time.monotonic(), []
+            while not answers or answers[-1] != 200:
+                status, data = post(cmi, "/pub/auto", {"queue": gone})
+                answers.append(status if status != 200 or json.loads(data)["success"] == "true" else data)
+                check(time.monotonic() - t0 < 3, "after the delete: %r, last %r" % (answers, data))
+            wait_for(lambda: node.depth(gone) == 1, 10, "the queue made again with the message")
+            check("fail for the next" not in cmi.log_text(), "an address held as refused: %s" % cmi.log_text())
+            print("      missing queue: 701206 after %.1fs; declared after 0.3 s: published after %.2fs; deleted "
+                  "queue: made again, answers %r" % (took, result["took"], answers), flush=True)
         finally:
             cmi.stop_clean()
 

@@ -40,7 +40,11 @@ def test_rabbitmq_consumer_sample(node):
         sample_deployment(d, "rabbitmq-consumer", node)
         cmi = Cmi(d, workers=2, env={"CMI_CONNECTORS_PATH": RMQ_CONNECTORS}).start()
         try:
-            cmi.wait_log(r"\[rabbitmq:OrderConsumer\] connection 0: consuming from queue 'sample.orders'", 20)
+            # On 4.x the orders go in at once: the first publishes wait for
+            # the queue OrderConsumer declares a moment later (issue 19).
+            # RabbitMQ 3.10 would accept and drop them until then.
+            if not node.broker.is4:
+                cmi.wait_log(r"\[rabbitmq:OrderConsumer\] connection 0: consuming from queue 'sample.orders'", 20)
             orders = [{"orderId": "A-1", "customer": "ann", "amount": 20}, {"orderId": "A-2", "customer": "bob",
                                                                            "amount": 0},
                       {"orderId": "A-3", "amount": 5}, {"orderId": "A-4", "customer": "cy", "amount": 12.5}]

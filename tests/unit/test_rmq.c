@@ -173,6 +173,13 @@ static void test_exchange_targets(void)
     CU_ASSERT_EQUAL(t.ndeclare, 0);
     CU_ASSERT_STRING_EQUAL(rmq_target_address(&t, RMQ_FORMAT_V2), "/exchanges/amq.fanout");
     rmq_target_dispose(&t);
+
+    /* One that must exist is not asked for: 4.0.5's /management cannot. */
+    p.exchange.name = "given elsewhere";
+    p.exchange.auto_declare = 0;
+    CU_ASSERT_FATAL(rmq_target_build(&t, &p, "/", err, sizeof(err)) == 0);
+    CU_ASSERT_EQUAL(t.ndeclare, 0);
+    rmq_target_dispose(&t);
 }
 
 static void test_queue_bound_to_exchange(void)
