@@ -12,6 +12,7 @@ import time
 import uuid
 
 from harness import Cmi, TestFailure, check
+from proxy import Proxy
 from rabbitmq import wait_for
 from test_engine import Deployment
 
@@ -533,6 +534,60 @@ def test_one_declaration_of_a_name_at_a_time(node):
                   "%.2fs, no session ended" % took, flush=True)
         finally:
             cmi.stop_clean()
+
+
+def test_a_followed_declaration_whose_connection_drops(node):
+    # Issue 19: the connection whose declaration others follow drops before
+    # the answer: one of them declares itself, and every publish goes.
+    # Connection 0 runs through a proxy that is then stalled, so its
+    # declaration (over /management on 4.x) gets no answer; a second
+    # publish goes to connection 1 and follows it; the idle timeout (2 s)
+    # then ends connection 0.  Without the hand-over both would wait for the
+    # declaration's 30 s deadline.  (On 3.10 the declaration goes over the
+    # HTTP API, which the proxy does not carry: the same publishes must go,
+    # nothing is followed.)
+    proxy = Proxy(node.amqp_port)
+    q = unique("followed")
+    servers = "127.0.0.1:%d,127.0.0.1:%d" % (proxy.port, node.amqp_port)
+    res = resource("/f", "<queue>{${payload.queue}}</queue><maxPriority>5</maxPriority>"
+                         "<publishTimeout>20000</publishTimeout>")
+    try:
+        with Deployment({"local-entries/rmq.xml": connection(node, servers=servers,
+                                                             extra="<connectionIdleTimeout>2000</connectionIdleTimeout>"),
+                         "api/pub.xml": api(res)}) as d:
+            cmi = start(d)
+            try:
+                wait_for(lambda: len(re.findall(r"\[rabbitmq:RMQ\] connection \d up: ", cmi.log_text())) == 2, 20,
+                         "both connections up")
+                proxy.stall()
+                answers = {}
+
+                def publish(i):
+                    status, data = post(cmi, "/pub/f", {"queue": q, "i": i})
+                    answers[i] = (status, data)
+
+                t0 = time.monotonic()
+                first = threading.Thread(target=publish, args=(0,))
+                first.start()
+                time.sleep(0.3)  # connection 0 has it: the second goes to connection 1
+                second = threading.Thread(target=publish, args=(1,))
+                second.start()
+                first.join(30)
+                second.join(30)
+                took = time.monotonic() - t0
+                for i in (0, 1):
+                    check(i in answers, "publish %d unanswered after %.1fs:\n%s" % (i, took, cmi.log_text()[-4000:]))
+                    status, data = answers[i]
+                    check(status == 200 and json.loads(data)["success"] == "true", "publish %d: %s %r" % (i, status, data))
+                check(took < 10, "the publishes went after %.1fs" % took)
+                got = sorted(json.loads(b)["i"] for b in node.drain(q))
+                check(got == [0, 1], "the queue holds %r" % got)
+                print("      both publishes confirmed %.2fs after the first, connection 0 lost to its idle timeout"
+                      % took, flush=True)
+            finally:
+                cmi.stop_clean()
+    finally:
+        proxy.close()
 
 
 def test_missing_queue_waits_for_its_declaration(node):
