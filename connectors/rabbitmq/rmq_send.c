@@ -246,7 +246,9 @@ static void park(rmq_pool_t *pool, rmq_pub_t *pub, const char *detail, int64_t n
         rmq_pub_fail(pub, RMQ_ERR_AMQP, "%s (asked for %d s)", detail ? detail : "not found", MISSING_GRACE_MS / 1000);
         return;
     }
-    pub->retry_at = now + pub->backoff_ms;
+    /* On a 25 ms tick: however many wait, the timer walks them at most
+     * 40 times a second. */
+    pub->retry_at = (now + pub->backoff_ms + MISSING_FIRST_MS - 1) / MISSING_FIRST_MS * MISSING_FIRST_MS;
     if (pool->parked_next == 0 || pub->retry_at < pool->parked_next)
         pool->parked_next = pub->retry_at;
     atomic_store(&pub->stage, RMQ_PUB_WAITING);
@@ -553,10 +555,15 @@ void rmq_send_on_session_closed(rmq_pool_t *pool, rmq_conn_t *c, const char *con
         SLIST_FOREACH(l, &c->links, entry) {
             if (l->ready)
                 continue;
+            /* Made again before the next attach; a link's publishes mostly
+             * share one target: each run of one key is forgotten once. */
+            const char *last = NULL;
             rmq_pub_t *p;
-            TAILQ_FOREACH(p, &l->pending.q, entry)
-                if (p->target.key != NULL)
-                    rmq_declare_forget(pool, p->target.key); /* made again before the next attach */
+            TAILQ_FOREACH(p, &l->pending.q, entry) {
+                if (p->target.key != NULL && (last == NULL || strcmp(last, p->target.key) != 0))
+                    rmq_declare_forget(pool, p->target.key);
+                last = p->target.key;
+            }
             RMQ_LOG(pool, CMI_LOG_WARN, "connection %d: the broker ended the session (%s) while the sender to "
                         "%s was attaching; its %zu publish(es) are sent again on the next connection", c->index, why,
                         l->address, l->pending.n);
