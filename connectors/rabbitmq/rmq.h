@@ -496,6 +496,31 @@ static inline void rmq_pub_complete(rmq_pub_t *pub)
 void rmq_pub_free(rmq_pub_t *pub);
 
 
+/* ---- refused addresses (rmq_refused.c) ----------------------------------------- */
+
+/* Addresses the broker refused: for a while, publishes to one fail at once
+ * with the broker's reason instead of attaching again.  The while doubles
+ * with each refusal (RMQ_REFUSED_FIRST_MS to RMQ_REFUSED_MAX_MS) and starts
+ * afresh once an attach succeeds; at most RMQ_REFUSED_MAX addresses are
+ * remembered, the one refused longest ago forgotten first (a request can
+ * name any number of them).  One thread's (the pool's); times in ms. */
+#define RMQ_REFUSED_FIRST_MS 1000
+#define RMQ_REFUSED_MAX_MS 30000
+#define RMQ_REFUSED_MAX 256
+
+typedef struct rmq_refusals rmq_refusals_t;
+
+rmq_refusals_t *rmq_refusals_create(void);
+void rmq_refusals_destroy(rmq_refusals_t *rs);
+/* The broker's reason while address is held, else NULL (cheap when nothing
+ * is remembered: the clock is read only for a remembered address). */
+const char *rmq_refusals_check(rmq_refusals_t *rs, const char *address, int64_t (*now)(void));
+/* Remembers a refusal; returns how long the address is held. */
+int64_t rmq_refusals_add(rmq_refusals_t *rs, const char *address, const char *why, int64_t now);
+/* An attach to address succeeded: its next refusal starts the back-off afresh. */
+void rmq_refusals_clear(rmq_refusals_t *rs, const char *address);
+size_t rmq_refusals_count(const rmq_refusals_t *rs);
+
 /* ---- the management API (3.x) ------------------------------------------------ */
 
 typedef struct rmq_mgmt rmq_mgmt_t;

@@ -160,9 +160,24 @@ static void read_broker(rmq_conn_t *c)
     atomic_store(&c->pool->format, c->format);
 }
 
+/* Each sender has a session of its own beside the main one: as many as
+ * the broker allows (RabbitMQ 4.0: 64 sessions, channels 0-63), at most
+ * RMQ_MAX_SENDERS. */
+static void read_channel_max(rmq_conn_t *c)
+{
+    size_t channel_max = pn_transport_get_channel_max(pn_connection_transport(c->pn));
+    c->max_links = channel_max < RMQ_MAX_SENDERS ? channel_max : RMQ_MAX_SENDERS;
+    if (c->max_links == 0) {
+        RMQ_LOG(c->pool, CMI_LOG_ERROR, "connection %d: the broker allows one AMQP session per connection; cmi "
+                "needs two (publishes wait for a session that never comes)", c->index);
+        c->max_links = 1;
+    }
+}
+
 void rmq_conn_opened(rmq_conn_t *c)
 {
     read_broker(c);
+    read_channel_max(c);
     c->state = RMQ_CONN_UP;
     c->ever_up = 1;
     /* failures is reset once a link attaches or an outcome arrives: a peer

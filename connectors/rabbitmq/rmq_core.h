@@ -9,7 +9,8 @@
  *   rmq_declare.c  declarations: the 3.x HTTP management API and 4.x's
  *                  /management link pair;
  *   rmq_send.c     publishing: routing a publish to a connection and a
- *                  sender, outcomes, refused addresses.
+ *                  sender (each sender on an AMQP session of its own),
+ *                  outcomes, refused addresses (rmq_refused.c).
  * They call downwards only (pool -> send -> declare -> conn).  Features
  * (consuming, rmq_consume.c) register a table of hooks (rmq_feature_t)
  * when the pool is made; the core calls them only through it, and
@@ -49,14 +50,21 @@ typedef struct {
     rmq_role_t role;
 } rmq_link_tag_t;
 
-/* A sender of publishes. */
+/* Senders per connection at most (dynamic targets; fewer when the broker
+ * allows fewer sessions). */
+#define RMQ_MAX_SENDERS 256
+
+/* A sender of publishes, alone on its session (the session's context):
+ * what the broker ends for its address ends nothing else. */
 typedef struct rmq_link {
     rmq_link_tag_t tag;
-    SLIST_ENTRY(rmq_link) entry;
+    TAILQ_ENTRY(rmq_link) entry; /* most recently used first */
     rmq_conn_t *conn;
     char *address;
+    pn_session_t *ssn;
     pn_link_t *pn;
     int ready;
+    int64_t attach_deadline; /* attaching: when to give up on the broker's answer */
     rmq_pub_list_t pending; /* waiting for the attach or for credit */
     size_t inflight;        /* sent on it, no outcome yet */
 } rmq_link_t;
@@ -115,14 +123,17 @@ struct rmq_conn {
     rmq_conn_state_t state;
     unsigned generation; /* bumped at each connect: late results of an older one are ignored */
     pn_connection_t *pn;
-    pn_session_t *ssn;
+    pn_session_t *ssn; /* consumers and 4.x's /management pair; senders have their own */
     unsigned url; /* the server tried last */
     int format;   /* RMQ_FORMAT_V1 / V2 */
     char broker[64];
     uint64_t tag; /* delivery tags and link names */
     /* Publishing (rmq_send.c). */
-    SLIST_HEAD(, rmq_link) links;
+    TAILQ_HEAD(rmq_link_list, rmq_link) links;
     size_t nlinks;
+    size_t max_links;    /* sender sessions the broker allows beside the main one */
+    size_t nending;      /* sender sessions cmi ended whose channel is not free yet */
+    rmq_pub_list_t held; /* every sender session busy: waiting for one to go idle */
     rmq_pub_list_t inflight;
     size_t queued;       /* pending on its links and declarations, or to do */
     rmq_pub_list_t todo; /* handed to it from outside its own events */
@@ -178,7 +189,6 @@ typedef struct rmq_feature {
 /* ---- the pool --------------------------------------------------------------------------- */
 
 typedef struct static_target static_target_t;
-typedef struct rmq_refused rmq_refused_t;
 
 typedef struct {
     char *host;
@@ -207,8 +217,9 @@ struct rmq_pool {
     rmq_pub_list_t waiting;
     rmq_pub_list_t parked;  /* their queue was not found: until their retry_at (rmq_send.c) */
     int64_t parked_next;    /* the earliest retry_at among them; 0: none */
+    int64_t attach_next;    /* the earliest attach deadline of a sender; 0: none */
     static_target_t *statics;
-    rmq_refused_t *refused; /* addresses whose attach ended the session */
+    rmq_refusals_t *refused; /* addresses the broker refused (rmq_refused.c) */
     rmq_mgmt_t *mgmt;
     int stopping;
     int64_t stop_deadline;
@@ -307,7 +318,10 @@ void rmq_send_dispatch(rmq_pool_t *pool, rmq_pub_t *pub);
 void rmq_send_pump_waiting(rmq_pool_t *pool);
 void rmq_send_on_link(rmq_pool_t *pool, rmq_conn_t *c, pn_event_t *e, rmq_link_tag_t *tag);
 void rmq_send_declared(rmq_pool_t *pool, rmq_conn_t *c, rmq_decl_t *d, int status, const char *detail);
-void rmq_send_on_session_closed(rmq_pool_t *pool, rmq_conn_t *c, const char *condition, const char *why);
+/* The broker ended a session other than c's main one (condition NULL:
+ * without an error); its channel is free (PN_SESSION_FINAL). */
+void rmq_send_on_session_closed(rmq_pool_t *pool, pn_session_t *ssn, const char *condition, const char *why);
+void rmq_send_on_session_final(rmq_pool_t *pool, rmq_conn_t *c, pn_session_t *ssn);
 void rmq_send_statics(rmq_pool_t *pool, rmq_conn_t *c);
 void rmq_send_on_wake(rmq_pool_t *pool, rmq_conn_t *c);
 /* c is gone: what was in flight or pending on it goes to again (or fails

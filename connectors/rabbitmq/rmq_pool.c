@@ -105,18 +105,24 @@ static void on_closed(rmq_pool_t *pool, rmq_conn_t *c, pn_transport_t *t)
     rmq_send_again(pool, &again);
 }
 
+/* A sender's session costs only that sender (rmq_send.c tells its own
+ * from those already let go).  Without its main session (consumers,
+ * /management) the connection is of no use: it starts again. */
 static void on_session_closed(rmq_pool_t *pool, pn_session_t *ssn)
 {
     pn_connection_t *pc = pn_session_connection(ssn);
     rmq_conn_t *c = pn_connection_get_context(pc);
     pn_condition_t *cond = pn_session_remote_condition(ssn);
-    if (c != NULL && pn_condition_is_set(cond)) {
-        char why[400];
-        rmq_condition_text(cond, why, sizeof(why));
-        snprintf(c->close_why, sizeof(c->close_why), "it ended the session: %s", why);
-        rmq_send_on_session_closed(pool, c, pn_condition_get_name(cond), why);
+    char why[400];
+    rmq_condition_text(cond, why, sizeof(why));
+    if (c == NULL || ssn != c->ssn) {
+        if (c != NULL)
+            rmq_send_on_session_closed(pool, ssn, pn_condition_is_set(cond) ? pn_condition_get_name(cond) : NULL,
+                                       why);
+        return;
     }
-    /* Without its session the connection is of no use: start again. */
+    if (pn_condition_is_set(cond))
+        snprintf(c->close_why, sizeof(c->close_why), "it ended the session: %s", why);
     pn_connection_close(pc);
 }
 
@@ -291,6 +297,10 @@ static void handle(rmq_pool_t *pool, pn_event_t *e)
     case PN_SESSION_REMOTE_CLOSE:
         on_session_closed(pool, pn_event_session(e));
         break;
+    case PN_SESSION_FINAL:
+        if (c != NULL && pn_event_session(e) != c->ssn)
+            rmq_send_on_session_final(pool, c, pn_event_session(e));
+        break;
     case PN_LINK_REMOTE_OPEN:
     case PN_LINK_FLOW:
     case PN_LINK_REMOTE_CLOSE:
@@ -404,8 +414,9 @@ static void init_conns(rmq_pool_t *pool)
         c->index = (int)i;
         c->url = (unsigned)i; /* spread round-robin over serverUrls */
         c->logged_state = -1; /* the first failure is logged too */
-        SLIST_INIT(&c->links);
+        TAILQ_INIT(&c->links);
         SLIST_INIT(&c->decls);
+        rmq_pub_list_init(&c->held);
         rmq_pub_list_init(&c->inflight);
         rmq_pub_list_init(&c->todo);
     }
@@ -419,6 +430,7 @@ rmq_pool_t *rmq_pool_create(const cmi_host_t *host, const char *component, const
     snprintf(pool->component, sizeof(pool->component), "%s", component);
     pool->p = p;
     pool->declared = declared;
+    pool->refused = rmq_refusals_create();
     if (getrandom(&pool->rng, sizeof(pool->rng), 0) != (ssize_t)sizeof(pool->rng) || pool->rng == 0)
         pool->rng = 0x9e3779b97f4a7c15ull;
     pthread_mutex_init(&pool->lock, NULL);

@@ -2,11 +2,11 @@
  * the fewest messages in flight and room under maxInFlight (with none up
  * it waits: the host's deadline turns that into 701201), its target is
  * declared there if it needs to be, and it goes out on the sender of its
- * address.  A connection that drops is out at once: what was in flight on
- * it is sent again elsewhere (at-least-once; the message-id is kept),
- * except a message that was in flight on MAX_ATTEMPTS connections that
- * dropped, which fails (a poison message must not become a reconnect
- * storm).
+ * address (each sender on a session of its own, "senders").  A connection
+ * that drops is out at once: what was in flight on it is sent again
+ * elsewhere (at-least-once; the message-id is kept), except a message that
+ * was in flight on MAX_ATTEMPTS connections or sessions that dropped,
+ * which fails (a poison message must not become a reconnect storm).
  *
  * proton flushes a connection's output only for the connection whose
  * events it is handling: a publish picked for another connection is
@@ -22,79 +22,36 @@
 
 #include "rmq_core.h"
 
-#define MAX_ATTEMPTS 3   /* connections a message may be in flight on */
-#define MAX_LINKS 256    /* senders kept per connection (dynamic targets) */
-#define REFUSED_MS 10000 /* an address that ended the session is not attached again for this long */
+#define MAX_ATTEMPTS 3   /* connections or sessions a message may be in flight on */
 #define MISSING_FIRST_MS 25   /* a publish whose queue was not found asks again after this, */
 #define MISSING_MAX_MS 400    /* doubling up to this, */
 #define MISSING_GRACE_MS 2000 /* and fails when it still is not found after this */
+#define ATTACH_TIMEOUT_MS 5000 /* a sender whose attach is not answered in this time ends */
 
-/* ---- refused addresses ------------------------------------------------------------------
+/* ---- senders -------------------------------------------------------------------------------
  *
- * An address whose attach made the broker end the session (RabbitMQ 3.x,
- * for a queue that exists with other arguments): for REFUSED_MS, publishes
- * to it fail at once with the broker's reason and it is not attached, rather
- * than each attempt taking a connection (and everything in flight on it)
- * down.  Then one attach tries again: the operator may have fixed it. */
-struct rmq_refused {
-    struct rmq_refused *next;
-    char *address;
-    char why[700];
-    int64_t until;
-};
+ * Each sender has an AMQP session of its own.  RabbitMQ answers some
+ * attaches it refuses by ending the session (3.x, when the queue the
+ * attach declares exists with other arguments; 4.x, for a queue that does
+ * not exist): on a shared session that took every other target's messages
+ * in flight with it, and the connection.  Now it costs the one sender.
+ *
+ * Sessions are few (RabbitMQ 4.0 allows 64 per connection), so a
+ * connection has at most as many senders as the broker allows sessions
+ * beside the main one, and at most RMQ_MAX_SENDERS.  Past that, the least
+ * recently used idle sender is moved to the new address on its own
+ * session (detach, then attach: the broker's session handles both in
+ * order).  Its session is not ended and begun again: RabbitMQ 4.0.5 drops
+ * a begin on a channel it has not let go of yet, and with every other
+ * channel in use the one just ended is the one proton picks (measured: the
+ * begin is never answered).  A sender the broker detached keeps its
+ * session, empty (no address), for the next address.  With no sender idle,
+ * a publish for a new address waits on the connection (held) until one
+ * is.  A session the broker ended is gone; its channel counts as used
+ * until it is free (PN_SESSION_FINAL). */
 
-/* On every publish: the list is almost always empty, the clock read only
- * for an address in it. */
-static const rmq_refused_t *refused_now(const rmq_pool_t *pool, const char *address)
-{
-    for (const rmq_refused_t *r = pool->refused; r != NULL; r = r->next)
-        if (strcmp(r->address, address) == 0)
-            return r->until > rmq_now() ? r : NULL;
-    return NULL;
-}
-
-static void refuse(rmq_pool_t *pool, const char *address, const char *why, int64_t now)
-{
-    rmq_refused_t *r = pool->refused;
-    while (r != NULL && strcmp(r->address, address) != 0)
-        r = r->next;
-    if (r == NULL) {
-        r = rmq_xcalloc(1, sizeof(*r));
-        r->address = rmq_xstrdup(address);
-        r->next = pool->refused;
-        pool->refused = r;
-    }
-    snprintf(r->why, sizeof(r->why), "%s", why);
-    r->until = now + REFUSED_MS;
-}
-
-/* RabbitMQ names what it refused ("... for queue 'q' in vhost '/'"): the
- * name, when there is one, as a path segment of an address. */
-static int blamed(const char *why, const char *address)
-{
-    const char *at = strstr(why, "queue '");
-    size_t skip = 7;
-    if (at == NULL) {
-        at = strstr(why, "exchange '");
-        skip = 10;
-    }
-    if (at == NULL)
-        return -1; /* no name given */
-    at += skip;
-    const char *end = strchr(at, '\'');
-    if (end == NULL)
-        return -1;
-    size_t n = (size_t)(end - at);
-    for (const char *seg = address; seg != NULL; seg = strchr(seg, '/')) {
-        if (*seg == '/')
-            seg++;
-        if (strncmp(seg, at, n) == 0 && (seg[n] == '\0' || seg[n] == '/'))
-            return 1;
-    }
-    return 0;
-}
-
-/* ---- senders ------------------------------------------------------------------------------ */
+/* The context of a sender session that ended, until its channel is free. */
+static char ending_session;
 
 static void link_free(rmq_link_t *l)
 {
@@ -102,44 +59,64 @@ static void link_free(rmq_link_t *l)
     free(l);
 }
 
-static void link_unlink(rmq_conn_t *c, rmq_link_t *l)
+/* Lets go of l's proton link (proton frees it once the detach is
+ * answered; its late events find no sender). */
+static void link_detach(rmq_link_t *l)
 {
-    SLIST_REMOVE(&c->links, l, rmq_link, entry);
-    c->nlinks--;
     pn_link_set_context(l->pn, NULL);
+    pn_link_close(l->pn);
+    pn_link_free(l->pn);
+    l->pn = NULL;
+    l->ready = 0;
+    free(l->address);
+    l->address = NULL;
 }
 
-/* Senders for dynamic targets must not pile up: past MAX_LINKS, an idle one
- * (nothing pending or in flight) is closed, the least recently made first. */
-static void evict_idle_link(rmq_conn_t *c)
+/* Ends l and its session (the broker ended it). */
+static void link_end(rmq_conn_t *c, rmq_link_t *l)
 {
-    rmq_link_t *l, *victim = NULL;
-    SLIST_FOREACH(l, &c->links, entry)
-        if (l->pending.n == 0 && l->inflight == 0)
-            victim = l; /* the list is newest first: keep the last one */
-    if (victim == NULL)
-        return;
-    link_unlink(c, victim);
-    pn_link_close(victim->pn);
-    link_free(victim);
+    TAILQ_REMOVE(&c->links, l, entry);
+    c->nlinks--;
+    if (l->pn != NULL)
+        link_detach(l);
+    pn_session_close(l->ssn);
+    pn_session_set_context(l->ssn, &ending_session);
+    pn_session_free(l->ssn);
+    c->nending++;
+    link_free(l);
 }
 
-static rmq_link_t *link_for(rmq_conn_t *c, const char *address)
+static int link_idle(const rmq_link_t *l)
+{
+    return l->pending.n == 0 && l->inflight == 0;
+}
+
+static rmq_link_t *least_recently_used_idle(rmq_conn_t *c)
 {
     rmq_link_t *l;
-    SLIST_FOREACH(l, &c->links, entry)
-        if (strcmp(l->address, address) == 0)
+    TAILQ_FOREACH_REVERSE(l, &c->links, rmq_link_list, entry)
+        if (link_idle(l))
             return l;
-    if (c->nlinks >= MAX_LINKS)
-        evict_idle_link(c);
-    l = rmq_xcalloc(1, sizeof(*l));
-    l->tag.role = RMQ_ROLE_SENDER;
-    l->conn = c;
+    return NULL;
+}
+
+static int session_free(const rmq_conn_t *c)
+{
+    return c->nlinks + c->nending < c->max_links;
+}
+
+static void link_attach(rmq_conn_t *c, rmq_link_t *l, const char *address)
+{
+    rmq_pool_t *pool = c->pool;
+    l->attach_deadline = rmq_now() + ATTACH_TIMEOUT_MS;
+    if (pool->attach_next == 0) {
+        pool->attach_next = l->attach_deadline; /* the earliest: they only grow */
+        rmq_pool_timer_changed(pool);
+    }
     l->address = rmq_xstrdup(address);
-    rmq_pub_list_init(&l->pending);
     char name[64];
     snprintf(name, sizeof(name), "sender-%llu", (unsigned long long)++c->tag);
-    l->pn = pn_sender(c->ssn, name);
+    l->pn = pn_sender(l->ssn, name);
     pn_terminus_set_address(pn_link_target(l->pn), address);
     /* The 3.x plugin declares /queue/NAME with the target's durability:
      * without this the queue is transient and a broker restart empties it
@@ -147,8 +124,52 @@ static rmq_link_t *link_for(rmq_conn_t *c, const char *address)
     pn_terminus_set_durability(pn_link_target(l->pn), PN_CONFIGURATION);
     pn_link_set_context(l->pn, &l->tag);
     pn_link_open(l->pn);
-    SLIST_INSERT_HEAD(&c->links, l, entry);
+}
+
+static rmq_link_t *link_open(rmq_conn_t *c)
+{
+    rmq_link_t *l = rmq_xcalloc(1, sizeof(*l));
+    l->tag.role = RMQ_ROLE_SENDER;
+    l->conn = c;
+    rmq_pub_list_init(&l->pending);
+    l->ssn = pn_session(c->pn);
+    pn_session_set_context(l->ssn, l);
+    pn_session_open(l->ssn);
+    TAILQ_INSERT_HEAD(&c->links, l, entry);
     c->nlinks++;
+    return l;
+}
+
+static void most_recently_used(rmq_conn_t *c, rmq_link_t *l)
+{
+    if (l != TAILQ_FIRST(&c->links)) {
+        TAILQ_REMOVE(&c->links, l, entry);
+        TAILQ_INSERT_HEAD(&c->links, l, entry);
+    }
+}
+
+/* The sender of address on c: the one it has, a new one, or the least
+ * recently used idle one moved to it; NULL when every sender is busy. */
+static rmq_link_t *link_for(rmq_conn_t *c, const char *address)
+{
+    rmq_link_t *l;
+    TAILQ_FOREACH(l, &c->links, entry) {
+        if (l->address != NULL && strcmp(l->address, address) == 0) {
+            most_recently_used(c, l);
+            return l;
+        }
+    }
+    if (session_free(c)) {
+        l = link_open(c);
+    } else {
+        l = least_recently_used_idle(c);
+        if (l == NULL)
+            return NULL;
+        if (l->pn != NULL)
+            link_detach(l);
+        most_recently_used(c, l);
+    }
+    link_attach(c, l, address);
     return l;
 }
 
@@ -189,17 +210,36 @@ static void pump_link(rmq_link_t *l)
 static void route_to_link(rmq_pool_t *pool, rmq_conn_t *c, rmq_pub_t *pub)
 {
     const char *address = rmq_target_address(&pub->target, c->format);
-    const rmq_refused_t *r = refused_now(pool, address);
-    if (r != NULL) {
-        rmq_pub_fail(pub, RMQ_ERR_AMQP, "%s", r->why);
+    const char *why = rmq_refusals_check(pool->refused, address, rmq_now);
+    if (why != NULL) {
+        rmq_pub_fail(pub, RMQ_ERR_AMQP, "%s", why);
         return;
     }
     atomic_store(&pub->stage, RMQ_PUB_ROUTED);
+    c->queued++;
     rmq_link_t *l = link_for(c, address);
+    if (l == NULL) {
+        rmq_pub_list_push(&c->held, pub);
+        return;
+    }
     pub->link = l;
     rmq_pub_list_push(&l->pending, pub);
-    c->queued++;
     pump_link(l);
+}
+
+/* A sender went idle, or a session is free: held publishes go, in order,
+ * while each can get a sender. */
+static void serve_held(rmq_pool_t *pool, rmq_conn_t *c)
+{
+    rmq_pub_t *pub;
+    while ((pub = TAILQ_FIRST(&c->held.q)) != NULL && (session_free(c) || least_recently_used_idle(c) != NULL)) {
+        rmq_pub_list_remove(&c->held, pub);
+        c->queued--;
+        if (atomic_load(&pub->cancelled))
+            rmq_pub_complete(pub);
+        else
+            route_to_link(pool, c, pub);
+    }
 }
 
 /* A publish on a connection that is up: declare its target first when this
@@ -258,10 +298,11 @@ static void park(rmq_pool_t *pool, rmq_pub_t *pub, const char *detail, int64_t n
 
 int64_t rmq_send_next_deadline(const rmq_pool_t *pool)
 {
-    return pool->parked_next;
+    int64_t a = pool->parked_next, b = pool->attach_next;
+    return a == 0 ? b : b == 0 || a < b ? a : b;
 }
 
-void rmq_send_on_timeout(rmq_pool_t *pool, int64_t now)
+static void retry_parked(rmq_pool_t *pool, int64_t now)
 {
     if (pool->parked_next == 0 || pool->parked_next > now)
         return;
@@ -279,6 +320,39 @@ void rmq_send_on_timeout(rmq_pool_t *pool, int64_t now)
     }
     while ((p = rmq_pub_list_pop(&due)) != NULL)
         rmq_send_dispatch(pool, p);
+}
+
+static void end_unanswered(rmq_pool_t *pool, rmq_link_t *l);
+
+/* Senders whose attach (or their session's begin) the broker has not
+ * answered in ATTACH_TIMEOUT_MS end, rather than holding their address's
+ * publishes until each times out.  Walked only when the earliest deadline
+ * is due. */
+static void check_attaches(rmq_pool_t *pool, int64_t now)
+{
+    if (pool->attach_next == 0 || pool->attach_next > now)
+        return;
+    pool->attach_next = 0;
+    for (size_t i = 0; i < pool->nconns; i++) {
+        rmq_conn_t *c = &pool->conns[i];
+        rmq_link_t *l, *next;
+        if (c->state != RMQ_CONN_UP)
+            continue;
+        TAILQ_FOREACH_SAFE(l, &c->links, entry, next) {
+            if (l->ready || l->pn == NULL || l->attach_deadline == 0)
+                continue;
+            if (l->attach_deadline <= now)
+                end_unanswered(pool, l);
+            else if (pool->attach_next == 0 || l->attach_deadline < pool->attach_next)
+                pool->attach_next = l->attach_deadline;
+        }
+    }
+}
+
+void rmq_send_on_timeout(rmq_pool_t *pool, int64_t now)
+{
+    retry_parked(pool, now);
+    check_attaches(pool, now);
 }
 
 void rmq_send_fail_held(rmq_pool_t *pool, int code, const char *detail)
@@ -402,8 +476,8 @@ static void declare_static(rmq_pool_t *pool, rmq_conn_t *c, const rmq_target_t *
         return;
     }
     const char *address = rmq_target_address(t, c->format);
-    if (refused_now(pool, address) == NULL)
-        link_for(c, address);
+    if (rmq_refusals_check(pool->refused, address, rmq_now) == NULL)
+        link_for(c, address); /* NULL: every session busy; it attaches at its first publish */
 }
 
 /* Declared (or attached) on every connection as it comes up. */
@@ -449,20 +523,29 @@ static void on_delivery(rmq_pool_t *pool, pn_delivery_t *d)
     rmq_send_pump_waiting(pool);
 }
 
-/* The broker closed a sender: what is pending on it fails, and what was
- * in flight on it will not get an outcome (its deliveries are settled and
- * forget their publishes, which fail). */
-static void on_sender_closed(rmq_pool_t *pool, rmq_link_t *l, pn_link_t *pl)
+/* A message in flight on a connection or session that ended: sent again,
+ * unless it was in flight on MAX_ATTEMPTS of them (a poison message must
+ * not become a reconnect storm; a full reject-publish queue makes RabbitMQ
+ * 3.x drop the connection). */
+static void again_or_fail(rmq_pub_t *p, rmq_pub_list_t *again, const char *why)
+{
+    if (++p->attempts >= MAX_ATTEMPTS)
+        rmq_pub_fail(p, RMQ_ERR_OPERATION,
+                     "%s: the connection or session dropped %d times with this message in flight (last: %s); not "
+                     "sent again (a full reject-publish queue makes RabbitMQ 3.x drop the connection)",
+                     p->target.describe, p->attempts, why);
+    else
+        rmq_pub_list_push(again, p);
+}
+
+/* What was in flight on l: its deliveries forget their publishes, which go
+ * to again (or fail, again_or_fail). */
+static void take_inflight(rmq_link_t *l, rmq_pub_list_t *again, const char *why)
 {
     rmq_conn_t *c = l->conn;
-    char why[400];
-    rmq_condition_text(pn_link_remote_condition(pl), why, sizeof(why));
-    RMQ_LOG(pool, CMI_LOG_WARN, "connection %d: the broker closed the sender to %s: %s", c->index, l->address, why);
-    char detail[600];
-    snprintf(detail, sizeof(detail), "the broker refused the address %s: %s", l->address, why);
-    c->queued -= l->pending.n;
-    rmq_pub_fail_list(&l->pending, RMQ_ERR_AMQP, detail);
-    for (pn_delivery_t *dl = pn_unsettled_head(pl), *nx; dl != NULL; dl = nx) {
+    if (l->pn == NULL)
+        return; /* an empty sender: nothing in flight */
+    for (pn_delivery_t *dl = pn_unsettled_head(l->pn), *nx; dl != NULL; dl = nx) {
         nx = pn_unsettled_next(dl);
         pn_delivery_set_context(dl, NULL);
         pn_delivery_settle(dl);
@@ -471,14 +554,52 @@ static void on_sender_closed(rmq_pool_t *pool, rmq_link_t *l, pn_link_t *pl)
     TAILQ_FOREACH_SAFE(p, &c->inflight.q, entry, next) {
         if (p->link == l) {
             rmq_pub_list_remove(&c->inflight, p);
-            rmq_pub_fail(p, RMQ_ERR_AMQP, "%s", detail);
+            l->inflight--;
+            again_or_fail(p, again, why);
         }
     }
-    link_unlink(c, l);
-    pn_link_close(pl);
-    pn_link_free(pl);
-    link_free(l);
+}
+
+/* What l held went elsewhere (again) or failed, and l went with its
+ * session or was emptied: its place goes to held publishes, then to what
+ * waits for a connection. */
+static void sender_gone(rmq_pool_t *pool, rmq_conn_t *c, rmq_pub_list_t *again)
+{
+    rmq_send_again(pool, again);
+    serve_held(pool, c);
     rmq_send_pump_waiting(pool);
+}
+
+/* The broker closed a sender.  An attach it refused (no target, then a
+ * detach) is remembered against the address, and what waits on the sender
+ * fails with the broker's reason.  What was in flight will get no outcome:
+ * it is sent again, and fails with that reason should the address be held
+ * by then. */
+static void on_sender_closed(rmq_pool_t *pool, rmq_link_t *l, pn_link_t *pl)
+{
+    rmq_conn_t *c = l->conn;
+    char why[400];
+    rmq_condition_text(pn_link_remote_condition(pl), why, sizeof(why));
+    char detail[600];
+    snprintf(detail, sizeof(detail), "the broker refused the address %s: %s", l->address, why);
+    if (!l->ready && pn_condition_is_set(pn_link_remote_condition(pl))) {
+        int64_t hold = rmq_refusals_add(pool->refused, l->address, detail, rmq_now());
+        RMQ_LOG(pool, CMI_LOG_WARN, "connection %d: the broker refused the sender to %s: %s; publishes to it fail "
+                "for the next %lld ms (%zu now)", c->index, l->address, why, (long long)hold, l->pending.n);
+    } else {
+        RMQ_LOG(pool, CMI_LOG_WARN, "connection %d: the broker closed the sender to %s: %s", c->index, l->address,
+                why);
+    }
+    c->queued -= l->pending.n;
+    rmq_pub_fail_list(&l->pending, RMQ_ERR_AMQP, detail);
+    rmq_pub_list_t again;
+    rmq_pub_list_init(&again);
+    take_inflight(l, &again, detail);
+    /* Empty, on its session, first in line for the next address. */
+    link_detach(l);
+    TAILQ_REMOVE(&c->links, l, entry);
+    TAILQ_INSERT_TAIL(&c->links, l, entry);
+    sender_gone(pool, c, &again);
 }
 
 void rmq_send_on_link(rmq_pool_t *pool, rmq_conn_t *c, pn_event_t *e, rmq_link_tag_t *tag)
@@ -490,7 +611,9 @@ void rmq_send_on_link(rmq_pool_t *pool, rmq_conn_t *c, pn_event_t *e, rmq_link_t
         /* A refused attach comes back with no target, then a detach. */
         if (pn_terminus_get_address(pn_link_remote_target(pl)) != NULL) {
             l->ready = 1;
+            l->attach_deadline = 0;
             c->failures = 0;
+            rmq_refusals_clear(pool->refused, l->address);
             pump_link(l);
         }
         break;
@@ -503,88 +626,137 @@ void rmq_send_on_link(rmq_pool_t *pool, rmq_conn_t *c, pn_event_t *e, rmq_link_t
         break;
     case PN_DELIVERY:
         on_delivery(pool, pn_event_delivery(e));
+        if (c->held.n > 0 && link_idle(l))
+            serve_held(pool, c);
         break;
     default:
         break;
     }
 }
 
-/* On 4.x, whether every publish waiting for an attach on c has its target
+/* On 4.x, whether every publish waiting for l's attach has its target
  * declared or asked for over /management before the attach (all queue
  * targets; not an exchange that must exist, which 4.0.5 cannot be asked
  * for).  Only then is an attach that found nothing worth another try. */
-static int all_asked_first(rmq_conn_t *c)
+static int asked_first(const rmq_link_t *l)
 {
-    if (c->format != RMQ_FORMAT_V2)
+    if (l->conn->format != RMQ_FORMAT_V2)
         return 0;
-    rmq_link_t *l;
-    SLIST_FOREACH(l, &c->links, entry) {
-        rmq_pub_t *p;
-        if (!l->ready)
-            TAILQ_FOREACH(p, &l->pending.q, entry)
-                if (p->target.key == NULL || !rmq_target_needs_declaring(&p->target, RMQ_FORMAT_V2))
-                    return 0;
-    }
+    rmq_pub_t *p;
+    TAILQ_FOREACH(p, &l->pending.q, entry)
+        if (p->target.key == NULL || !rmq_target_needs_declaring(&p->target, RMQ_FORMAT_V2))
+            return 0;
     return 1;
 }
 
-/* The broker ended the session.  RabbitMQ 3.x does when the declaration an
+/* Made again before the next attach.  A sender's publishes mostly share
+ * one target: each run of one key is forgotten once. */
+static void forget_declarations(rmq_pool_t *pool, const rmq_pub_list_t *pubs)
+{
+    const char *last = NULL;
+    rmq_pub_t *p;
+    TAILQ_FOREACH(p, &pubs->q, entry) {
+        if (p->target.key != NULL && (last == NULL || strcmp(last, p->target.key) != 0))
+            rmq_declare_forget(pool, p->target.key);
+        last = p->target.key;
+    }
+}
+
+/* The broker ended sender l's session (only l's: the connection and every
+ * other sender carry on).  RabbitMQ 3.x does when the declaration an
  * attach asks for fails (a queue that exists with other arguments:
- * PRECONDITION_FAILED) instead of refusing the link.  The publishes
- * waiting for an attach fail now with the broker's reason; sent again,
- * they would take every next connection down the same way until
- * publishTimeout, and the log would only say "closed".  The culprit is a
- * sender still attaching: the one the reason names, or, when it names none
- * of them, each of them.
+ * PRECONDITION_FAILED) instead of refusing the link: the address is
+ * remembered as refused (rmq_refused.c) and what waits for the attach
+ * fails now with the broker's reason; sent again, it would only end the
+ * next session the same way.
  *
  * An internal error is the broker's own failure, not a refusal of the
  * address (RabbitMQ 4.0.5 ends a session so when two connections declare
- * one queue at once): nothing is held against it, and what waits for the
- * attach is sent again on the next connection, as after any loss.  So is
- * 4.x's amqp:not-found: every 4.x target is asked for or declared over
- * /management before its attach (rmq_address.c), so a queue missing at the
- * attach was deleted in between; on the next connection the declaration
- * is made again (or the publishes wait for the queue, "missing queues"). */
-void rmq_send_on_session_closed(rmq_pool_t *pool, rmq_conn_t *c, const char *condition, const char *why)
+ * one queue at once), nor is an end without an error: nothing is held
+ * against it, and what waited is sent again.  So is 4.x's amqp:not-found
+ * when every 4.x target of the sender was asked for or declared over
+ * /management before its attach (rmq_address.c): the queue was deleted in
+ * between; the declaration is made again (or the publishes wait for the
+ * queue, "missing queues").  Each message sent again counts an attempt
+ * (again_or_fail), so a session that keeps ending costs each message at
+ * most MAX_ATTEMPTS attaches. */
+void rmq_send_on_session_closed(rmq_pool_t *pool, pn_session_t *ssn, const char *condition, const char *why)
 {
-    int named = 0;
-    rmq_link_t *l;
-    int internal = condition != NULL && strcmp(condition, "amqp:internal-error") == 0;
-    int not_found = condition != NULL && strcmp(condition, "amqp:not-found") == 0;
-    if (internal || (not_found && all_asked_first(c))) {
-        SLIST_FOREACH(l, &c->links, entry) {
-            if (l->ready)
-                continue;
-            /* Made again before the next attach; a link's publishes mostly
-             * share one target: each run of one key is forgotten once. */
-            const char *last = NULL;
-            rmq_pub_t *p;
-            TAILQ_FOREACH(p, &l->pending.q, entry) {
-                if (p->target.key != NULL && (last == NULL || strcmp(last, p->target.key) != 0))
-                    rmq_declare_forget(pool, p->target.key);
-                last = p->target.key;
-            }
-            RMQ_LOG(pool, CMI_LOG_WARN, "connection %d: the broker ended the session (%s) while the sender to "
-                        "%s was attaching; its %zu publish(es) are sent again on the next connection", c->index, why,
-                        l->address, l->pending.n);
-        }
+    rmq_link_t *l = pn_session_get_context(ssn);
+    if (l == NULL || (void *)l == &ending_session)
+        return; /* cmi ended it */
+    rmq_conn_t *c = l->conn;
+    rmq_pub_list_t again;
+    rmq_pub_list_init(&again);
+    if (l->address == NULL) {
+        /* An empty sender (its link detached earlier): nothing to do but
+         * let go of it. */
+        RMQ_LOG(pool, CMI_LOG_WARN, "connection %d: the broker ended an idle sender's session: %s", c->index, why);
+        link_end(c, l);
+        sender_gone(pool, c, &again);
         return;
     }
-    SLIST_FOREACH(l, &c->links, entry)
-        named |= !l->ready && blamed(why, l->address) == 1;
-    int64_t now = rmq_now();
-    SLIST_FOREACH(l, &c->links, entry) {
-        if (l->ready || (named && blamed(why, l->address) != 1))
-            continue;
-        char detail[700];
-        snprintf(detail, sizeof(detail), "the broker ended the session while the sender to %s was attaching: %s",
-                 l->address, why);
-        RMQ_LOG(pool, CMI_LOG_WARN, "connection %d: %s; publishes to it fail for the next %d s (%zu now)", c->index,
-                detail, REFUSED_MS / 1000, l->pending.n);
-        refuse(pool, l->address, detail, now);
-        c->queued -= l->pending.n;
+    int internal = condition == NULL || strcmp(condition, "amqp:internal-error") == 0;
+    int not_found = condition != NULL && strcmp(condition, "amqp:not-found") == 0;
+    char detail[700];
+    snprintf(detail, sizeof(detail), "the broker ended the session of the sender to %s: %s", l->address, why);
+    take_inflight(l, &again, detail);
+    c->queued -= l->pending.n;
+    if (internal || (not_found && (l->ready || asked_first(l)))) {
+        forget_declarations(pool, &l->pending);
+        RMQ_LOG(pool, CMI_LOG_WARN, "connection %d: %s; its %zu publish(es) are sent again", c->index, detail,
+                l->pending.n + again.n);
+        rmq_pub_t *p;
+        while ((p = rmq_pub_list_pop(&l->pending)) != NULL)
+            again_or_fail(p, &again, detail);
+    } else {
+        int64_t hold = rmq_refusals_add(pool->refused, l->address, detail, rmq_now());
+        RMQ_LOG(pool, CMI_LOG_WARN, "connection %d: %s; publishes to it fail for the next %lld ms (%zu now)",
+                c->index, detail, (long long)hold, l->pending.n);
         rmq_pub_fail_list(&l->pending, RMQ_ERR_AMQP, detail);
     }
+    link_end(c, l);
+    sender_gone(pool, c, &again);
+}
+
+/* Should a broker leave an attach (or its session's begin) unanswered
+ * (RabbitMQ 4.0.5 loses a begin on a channel it has not let go of; see
+ * "senders"), the connection closes and what it held is sent again on the
+ * next one: only a new connection has channels both sides agree are free
+ * (proton reuses a channel as soon as cmi's end is written, before the
+ * broker's).  The sender's publishes count an attempt each, so an address
+ * whose attach is always lost costs each of them at most MAX_ATTEMPTS. */
+static void end_unanswered(rmq_pool_t *pool, rmq_link_t *l)
+{
+    rmq_conn_t *c = l->conn;
+    char detail[600];
+    snprintf(detail, sizeof(detail), "the broker did not answer the attach of the sender to %s within %d ms",
+             l->address, ATTACH_TIMEOUT_MS);
+    RMQ_LOG(pool, CMI_LOG_WARN, "connection %d: %s; the connection is closed and its %zu publish(es) sent again",
+            c->index, detail, l->pending.n);
+    l->attach_deadline = 0;
+    rmq_pub_t *p, *next;
+    TAILQ_FOREACH_SAFE(p, &l->pending.q, entry, next) {
+        if (++p->attempts < MAX_ATTEMPTS)
+            continue;
+        rmq_pub_list_remove(&l->pending, p);
+        c->queued--;
+        rmq_pub_fail(p, RMQ_ERR_OPERATION, "%s: %s, %d times; not sent again", p->target.describe, detail,
+                     p->attempts);
+    }
+    snprintf(c->close_why, sizeof(c->close_why), "%.*s", (int)sizeof(c->close_why) - 1, detail);
+    c->close_requested = 1;
+    pn_connection_wake(c->pn);
+}
+
+/* The channel of a session cmi ended is free. */
+void rmq_send_on_session_final(rmq_pool_t *pool, rmq_conn_t *c, pn_session_t *ssn)
+{
+    if (pn_session_get_context(ssn) != &ending_session)
+        return;
+    pn_session_set_context(ssn, NULL);
+    c->nending--;
+    serve_held(pool, c);
 }
 
 /* ---- losing a connection -------------------------------------------------------------------- */
@@ -592,21 +764,17 @@ void rmq_send_on_session_closed(rmq_pool_t *pool, rmq_conn_t *c, const char *con
 void rmq_send_on_closed(rmq_conn_t *c, rmq_pub_list_t *again, const char *why)
 {
     rmq_pub_t *p;
-    while ((p = rmq_pub_list_pop(&c->inflight)) != NULL) {
-        if (++p->attempts >= MAX_ATTEMPTS)
-            rmq_pub_fail(p, RMQ_ERR_OPERATION,
-                         "%s: the connection dropped %d times with this message in flight (last: %s); not sent "
-                         "again (a full reject-publish queue makes RabbitMQ 3.x drop the connection)",
-                         p->target.describe, p->attempts, why);
-        else
-            rmq_pub_list_push(again, p);
-    }
+    while ((p = rmq_pub_list_pop(&c->inflight)) != NULL)
+        again_or_fail(p, again, why);
     rmq_link_t *l;
-    while ((l = SLIST_FIRST(&c->links)) != NULL) {
-        link_unlink(c, l);
+    while ((l = TAILQ_FIRST(&c->links)) != NULL) {
+        TAILQ_REMOVE(&c->links, l, entry); /* its pn_* objects go with the connection */
+        c->nlinks--;
         rmq_pub_list_splice(again, &l->pending);
         link_free(l);
     }
+    rmq_pub_list_splice(again, &c->held);
+    c->nending = 0;
 }
 
 void rmq_send_again(rmq_pool_t *pool, rmq_pub_list_t *again)
@@ -646,18 +814,15 @@ void rmq_send_reap_cancelled(rmq_pool_t *pool)
         rmq_decl_t *d;
         SLIST_FOREACH(d, &c->decls, entry)
             reap_list(&d->waiting, c);
+        reap_list(&c->held, c);
         rmq_link_t *l;
-        SLIST_FOREACH(l, &c->links, entry)
+        TAILQ_FOREACH(l, &c->links, entry)
             reap_list(&l->pending, c);
     }
 }
 
 void rmq_send_dispose(rmq_pool_t *pool)
 {
-    while (pool->refused != NULL) {
-        rmq_refused_t *r = pool->refused;
-        pool->refused = r->next;
-        free(r->address);
-        free(r);
-    }
+    rmq_refusals_destroy(pool->refused);
+    pool->refused = NULL;
 }

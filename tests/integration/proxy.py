@@ -1,7 +1,9 @@
 """A TCP proxy in front of a broker that a test can break without touching
 the broker: `stall()` stops passing bytes on the connections open now
 (half-open: nothing arrives, nothing fails), `cut()` closes them at once;
-connections made afterwards pass normally."""
+connections made afterwards pass normally.  `lose_attach(marker)` drops the
+client's attach frames that contain marker (the address they name) until
+`lose_attach(None)`: the broker never sees them, as if it had lost them."""
 import socket
 import struct
 import threading
@@ -18,6 +20,8 @@ class Proxy:
         self.lock = threading.Lock()
         self.pairs = []  # [client, broker, stalled-event]
         self.accepted = 0
+        self.marker = None  # bytes: the client's frames holding them are dropped
+        self.lost = 0
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self):
@@ -35,10 +39,32 @@ class Proxy:
             with self.lock:
                 self.pairs.append((c, b, stalled))
                 self.accepted += 1
-            threading.Thread(target=self._pipe, args=(c, b, stalled), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(c, b, stalled, True), daemon=True).start()
             threading.Thread(target=self._pipe, args=(b, c, stalled), daemon=True).start()
 
-    def _pipe(self, src, dst, stalled):
+    def lose_attach(self, marker):
+        with self.lock:
+            self.marker = marker.encode() if marker else None
+
+    ATTACH = b"\x00\x53\x12"  # an AMQP frame body's performative: described, smallulong 0x12
+
+    def _lost(self, unit, marker):
+        return marker is not None and unit[8:11] == self.ATTACH and marker in unit
+
+    def _frames(self, buf):
+        """Whole units of the client's stream (8-byte protocol headers,
+        frames by their size) and what is left over."""
+        out = []
+        while len(buf) >= 8:
+            n = 8 if buf[:4] == b"AMQP" else struct.unpack(">I", buf[:4])[0]
+            if n < 8 or len(buf) < n:
+                break
+            out.append(buf[:n])
+            buf = buf[n:]
+        return out, buf
+
+    def _pipe(self, src, dst, stalled, from_client=False):
+        buf = b""
         try:
             while True:
                 data = src.recv(65536)
@@ -46,6 +72,14 @@ class Proxy:
                     break
                 if stalled.is_set():
                     continue  # swallowed, both ways: a half-open connection
+                if from_client:
+                    units, buf = self._frames(buf + data)
+                    with self.lock:
+                        marker = self.marker
+                    kept = [u for u in units if not self._lost(u, marker)]
+                    with self.lock:
+                        self.lost += len(units) - len(kept)
+                    data = b"".join(kept)
                 dst.sendall(data)
         except OSError:
             pass

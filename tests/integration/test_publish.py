@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import socket
+import subprocess
 import threading
 import time
 import uuid
@@ -285,11 +286,11 @@ def test_full_reject_publish_queue(node):
 def test_queue_existing_with_other_arguments(node):
     # A queue that exists with other arguments (here: transient, cmi
     # declares durable): RabbitMQ 3.10 answers the attach that declares it
-    # by ending the whole session, 4.0 answers the declaration over
+    # by ending the attach's session, 4.0 answers the declaration over
     # /management with 409.  On both cmi answers the publish at once with
     # 701206 / 502 and the broker's reason; other targets of the config keep
-    # working.  On 3.10 cmi stops attaching that address for a while so that
-    # the pool stays up.
+    # working and no connection is lost (each sender has a session of its
+    # own).  On 3.10 cmi stops attaching that address for a while.
     bad, good = unique("transient"), unique("good")
     node.api("PUT", "/api/queues/%2F/" + bad, {"durable": False, "arguments": {}})
     res = resource("/bad", "<queue>%s</queue>" % bad) + resource("/good", "<queue>%s</queue>" % good)
@@ -308,42 +309,23 @@ def test_queue_existing_with_other_arguments(node):
                 check("/management answered 409" in err["detail"], "error %r" % err)
             else:
                 check("PRECONDITION_FAILED" in err["detail"], "error %r" % err)
-                cmi.wait_log(r"sender to /queue/%s was attaching: .*PRECONDITION_FAILED" % bad, 5)
-
-            seen = {"text": None}
-
-            def reconnected():
-                # A connection that attached the queue at start-up before the
-                # first refusal was recorded went down for it too: every
-                # refusal has its "down" line, every connection is up again,
-                # and the log has not moved for 0.3 s.
-                text = cmi.log_text()
-                refusals = len(re.findall(r"connection \d: the broker ended the session while", text))
-                downs = len(re.findall(r"connection \d to .* down", text))
-                ups = len(re.findall(r"\[rabbitmq:RMQ\] connection \d up: ", text))
-                stable = text == seen["text"]
-                seen["text"] = text
-                if not (downs == refusals and ups == 2 + downs):
-                    return False
-                if not stable:
-                    time.sleep(0.3)
-                return stable
-            if not node.broker.is4:
-                wait_for(reconnected, 10, "the pool's connections to be up again")
-            mark = cmi.log_mark()
+                cmi.wait_log(r"the broker ended the session of the sender to /queue/%s: .*PRECONDITION_FAILED.*"
+                             r"publishes to it fail for the next 1000 ms" % bad, 5)
             for i in range(20):
                 status, data = post(cmi, "/pub/good", {"n": i})
                 check(status == 200, "publish %d to the other queue: %s %r" % (i, status, data))
                 status, data = post(cmi, "/pub/bad", {"n": i})
                 check(status == 502 and json.loads(data)["error"]["code"] == 701206,
                       "publish %d to the conflicting queue: %s %r" % (i, status, data))
-            time.sleep(1.0)  # reconnects, were there any, would show now
-            downs = losses(cmi.log_text().splitlines()[mark:], node)
-            check(not downs, "connection losses while the address is refused:\n%s" % "\n".join(downs))
-            if node.broker.is4:
-                downs = losses(cmi.log_text().splitlines(), node)
-                check(not downs, "RabbitMQ 4.0 refuses the declaration alone, yet connections were lost:\n%s"
-                      % "\n".join(downs))
+            if not node.broker.is4:
+                # Held, then tried again: each refusal holds it twice as long.
+                def tried_again():
+                    status, data = post(cmi, "/pub/bad", {"n": "again"})
+                    check(status == 502, "after the hold: %s %r" % (status, data))
+                    return re.search(r"sender to /queue/%s: .*for the next 2000 ms" % bad, cmi.log_text())
+                wait_for(tried_again, 5, "a second refusal, held for 2 s")
+            downs = losses(cmi.log_text().splitlines(), node)
+            check(not downs, "connections lost:\n%s" % "\n".join(downs))
             check(node.depth(good) == 20, "the other queue holds %r" % node.depth(good))
         finally:
             cmi.stop_clean()
@@ -695,6 +677,265 @@ def test_names_from_requests_are_constrained(node):
             status, data = post(cmi, "/pub/address", {"queue": address})
             check(status == 200 and json.loads(data)["success"] == "true", "address: %s %r" % (status, data))
             wait_for(lambda: node.depth(victim) == 1, 5, "the message at %s" % address)
+        finally:
+            cmi.stop_clean()
+
+
+def _good_traffic(cmi, path, queue, clients, seconds, tag):
+    """clients keep-alive clients publishing to queue for seconds: (ok
+    message numbers, failures)."""
+    oks, failures, lock = [], [], threading.Lock()
+    stop_at = time.monotonic() + seconds
+
+    def client(k):
+        conn = cmi.connection()
+        try:
+            i = 0
+            while time.monotonic() < stop_at:
+                n = "%s-%d-%d" % (tag, k, i)
+                i += 1
+                status, data = post(cmi, path, {"queue": queue, "n": n}, conn=conn)
+                with lock:
+                    if status == 200 and json.loads(data)["success"] == "true":
+                        oks.append(n)
+                    else:
+                        failures.append((status, data[:300]))
+        finally:
+            conn.close()
+
+    concurrently(client, [(k,) for k in range(clients)], seconds + 60)
+    return oks, failures
+
+
+def test_refused_names_do_not_hurt_other_traffic(node):
+    # Issue 19: one client sends names the broker refuses (queues declared
+    # elsewhere with other arguments: RabbitMQ 3.10 ends the session of the
+    # attach that declares one; exchanges that must exist and do not: both
+    # brokers refuse the attach, 4.0 by ending its session) and names cmi
+    # refuses itself (amq.*), each new, about 23 a second, while 8 others
+    # publish to a good queue.  The
+    # others' throughput stays within 20% of runs without the bad client
+    # (the mean of one before and one after, so that the machine's drift
+    # cancels); none of their requests fails; nothing reaches the queue
+    # twice.
+    good = unique("good")
+    taken = [unique("taken") for _ in range(150)]
+    for q in taken:
+        node.api("PUT", "/api/queues/%2F/" + q, {"durable": False, "arguments": {}})
+    res = (resource("/any", "<queue>{${payload.queue}}</queue>")
+           + resource("/exchange", "<exchange>{${payload.exchange}}</exchange><exchangeAutoDeclare>false"
+                      "</exchangeAutoDeclare><routingKey>k</routingKey>"))
+    with Deployment({"local-entries/rmq.xml": connection(node), "api/pub.xml": api(res)}) as d:
+        cmi = start(d)
+        try:
+            post(cmi, "/pub/any", {"queue": good, "n": "first"})  # declared before the clock starts
+            seconds = 4.0
+            alone, failed = _good_traffic(cmi, "/pub/any", good, 8, seconds, "alone")
+            check(not failed, "without the bad client %d publishes failed, first %r" % (len(failed), failed[:1]))
+            bad = {"sent": 0, "answered": [], "stop": False}
+
+            def bad_client():
+                conn = cmi.connection()
+                try:
+                    i = 0
+                    while not bad["stop"] and i < len(taken) * 3:
+                        if i % 3 == 0:
+                            path, body = "/pub/any", {"queue": taken[i // 3]}
+                        elif i % 3 == 1:
+                            path, body = "/pub/any", {"queue": "amq.bad-%d-%s" % (i, uuid.uuid4().hex[:6])}
+                        else:
+                            path, body = "/pub/exchange", {"exchange": unique("missing")}
+                        i += 1
+                        status, data = post(cmi, path, body, conn=conn)
+                        bad["answered"].append((body, status, data[:200]))
+                        time.sleep(0.04)
+                finally:
+                    conn.close()
+
+            t = threading.Thread(target=bad_client)
+            t.start()
+            try:
+                mixed, failed = _good_traffic(cmi, "/pub/any", good, 8, seconds, "mixed")
+            finally:
+                bad["stop"] = True
+                t.join(30)
+            after, failed_after = _good_traffic(cmi, "/pub/any", good, 8, seconds, "after")
+            check(not failed_after, "without the bad client again %d publishes failed, first %r"
+                  % (len(failed_after), failed_after[:1]))
+            refused_by_broker = sum(1 for body, status, _ in bad["answered"]
+                                    if (body.get("queue") in taken or "exchange" in body) and status == 502)
+            got = [json.loads(b)["n"] for b in node.drain(good)]
+            sent = ["first"] + alone + mixed + after
+            doubled = len(got) - len(set(got))
+            base = (len(alone) + len(after)) / 2.0
+            downs = losses(cmi.log_text().splitlines(), node)
+            print("      alone: %.0f/s and %.0f/s; with a client sending %d refused names (%d refused by the broker): "
+                  "%.0f/s (%.2f x), %d failed, %d doubled, %d connection(s) lost"
+                  % (len(alone) / seconds, len(after) / seconds, len(bad["answered"]), refused_by_broker,
+                     len(mixed) / seconds, len(mixed) / max(1, base), len(failed), doubled, len(downs)), flush=True)
+            check(not failed, "with the bad client %d of %d publishes failed, first %r"
+                  % (len(failed), len(failed) + len(mixed), failed[:1]))
+            check(all(status in (500, 502) for _, status, _ in bad["answered"]), "a refused name was answered %r"
+                  % [a for a in bad["answered"] if a[1] not in (500, 502)][:3])
+            check(refused_by_broker >= 30, "only %d names reached the broker's refusal: %r"
+                  % (refused_by_broker, bad["answered"][:6]))
+            check(not doubled, "%d messages reached the queue twice" % doubled)
+            check(set(got) == set(sent), "the queue holds %d messages, %d were confirmed (%d missing)"
+                  % (len(got), len(sent), len(set(sent) - set(got))))
+            check(not downs, "connections lost: %s" % "\n".join(downs[:5]))
+            check(len(mixed) >= 0.8 * base, "throughput fell from %.0f/s to %.0f/s"
+                  % (base / seconds, len(mixed) / seconds))
+        finally:
+            cmi.stop_clean()
+
+
+def test_an_attach_the_broker_never_answers(node):
+    # Issue 19: should the broker lose a sender's attach (RabbitMQ 4.0.5
+    # loses a session's begin on a channel it has not let go of; here a
+    # proxy drops the attach), the connection closes after 5 s and its
+    # publishes go again on the next, each counting an attempt: after three
+    # they fail with 701203 instead of waiting forever; nothing else is
+    # lost, and once attaches arrive again the address works.
+    proxy = Proxy(node.amqp_port)
+    lost, good = unique("lost"), unique("good")
+    node.declare_queue(lost)
+    res = resource("/any", "<queue>{${payload.queue}}</queue><publishTimeout>30000</publishTimeout>")
+    try:
+        with Deployment({"local-entries/rmq.xml": connection(node, servers="127.0.0.1:%d" % proxy.port),
+                         "api/pub.xml": api(res)}) as d:
+            cmi = start(d)
+            try:
+                proxy.lose_attach(lost)
+                out = {}
+
+                def publish_lost():
+                    t0 = time.monotonic()
+                    conn = cmi.connection(timeout=40)
+                    try:
+                        out["answer"] = post(cmi, "/pub/any", {"queue": lost, "n": 1}, conn=conn)
+                    finally:
+                        conn.close()
+                    out["took"] = time.monotonic() - t0
+                t = threading.Thread(target=publish_lost)
+                t.start()
+                for i in range(20):
+                    status, data = post(cmi, "/pub/any", {"queue": good, "n": i})
+                    check(status == 200, "publish %d to another queue: %s %r" % (i, status, data))
+                t.join(40)
+                status, data = out["answer"]
+                print("      an attach lost 3 times: %s after %.1fs (%d attach frame(s) dropped)"
+                      % (status, out["took"], proxy.lost), flush=True)
+                check(status == 502 and json.loads(data)["error"]["code"] == 701203, "the lost publish: %s %r"
+                      % (status, data))
+                check("did not answer the attach of the sender to" in json.loads(data)["error"]["detail"],
+                      "error %r" % json.loads(data)["error"])
+                check(14 < out["took"] < 25, "answered after %.1fs (3 attaches of 5 s)" % out["took"])
+                check(proxy.lost == 3, "%d attaches dropped" % proxy.lost)
+                proxy.lose_attach(None)
+                status, data = post(cmi, "/pub/any", {"queue": lost, "n": 2})
+                check(status == 200, "once attaches arrive: %s %r" % (status, data))
+                check([json.loads(b)["n"] for b in node.drain(lost)] == [2], "the queue's messages")
+                check(node.depth(good) == 20, "the other queue holds %r" % node.depth(good))
+                downs = losses(cmi.log_text().splitlines(), node)
+                check(len(downs) == 3 and all("did not answer the attach" in ln for ln in downs),
+                      "connections lost: %s" % "\n".join(downs[:5]))
+            finally:
+                cmi.stop_clean()
+    finally:
+        proxy.close()
+
+
+def _rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def _client_ports(pid, port):
+    """The local ports of process pid's TCP connections to port."""
+    out = subprocess.run(["ss", "-tnpH", "state", "established", "( dport = :%d )" % port], capture_output=True,
+                         text=True, timeout=10, stdin=subprocess.DEVNULL).stdout
+    return {ln.split()[2].rsplit(":", 1)[1] for ln in out.splitlines() if "pid=%d," % pid in ln}
+
+
+def _sessions(node, pid):
+    """The broker's count of AMQP sessions of each of process pid's
+    connections, now: 4.0 counts them as its connections' channels; 3.10's
+    plugin runs each session on an AMQP 0.9.1 channel of its own, named
+    after the client connection ("127.0.0.1:5 -> 127.0.0.1:6 (1)")."""
+    ports = _client_ports(pid, node.amqp_port)
+    counts = {}
+    if node.broker.is4:
+        out = node.ctl("list_connections", "name", "channels", "--no-table-headers", "--quiet")
+        for ln in out.splitlines():
+            if "\t" in ln:
+                name, n = ln.split("\t")[:2]
+                counts[name.strip()] = int(n)
+    else:
+        for ln in node.ctl("list_channels", "name", "--no-table-headers", "--quiet").splitlines():
+            if " -> " in ln:
+                name = ln.rsplit(" (", 1)[0].strip()
+                counts[name] = counts.get(name, 0) + 1
+    return {name: n for name, n in counts.items() if name.split(" -> ")[0].rsplit(":", 1)[-1] in ports}
+
+
+def test_two_thousand_names_keep_memory_and_links_bounded(node):
+    # Issue 19: a request names each queue, 2,000 distinct names.  cmi keeps
+    # a bounded number of senders (each with its session) per connection:
+    # the least recently used idle one is closed past the limit (RabbitMQ
+    # 4.0 allows 64 sessions per connection), and its memory does not grow
+    # with the names once the limits are reached.
+    res = resource("/any", "<queue>{${payload.queue}}</queue>")
+    prefix = unique("many")
+    with Deployment({"local-entries/rmq.xml": connection(node), "api/pub.xml": api(res)}) as d:
+        cmi = start(d)
+        try:
+            failures, lock = [], threading.Lock()
+
+            def client(k, names):
+                conn = cmi.connection()
+                try:
+                    for i in names:
+                        if i % 8 != k:
+                            continue
+                        status, data = post(cmi, "/pub/any", {"queue": "%s-%d" % (prefix, i), "i": i}, conn=conn)
+                        if status != 200 or json.loads(data)["success"] != "true":
+                            with lock:
+                                failures.append((i, status, data[:300]))
+                finally:
+                    conn.close()
+
+            t0 = time.monotonic()
+            concurrently(client, [(k, range(0, 500)) for k in range(8)], 300)
+            rss_500 = _rss_kb(cmi.proc.pid)
+            concurrently(client, [(k, range(500, 2000)) for k in range(8)], 600)
+            took = time.monotonic() - t0
+            rss_2000 = _rss_kb(cmi.proc.pid)
+            # Every connection has used more names than it may have senders:
+            # it has as many sessions as it may, no more (the broker's
+            # sessions, or cmi's 256 senders, and the main session).
+            limit = 64 if node.broker.is4 else 257
+            sessions = _sessions(node, cmi.proc.pid)
+            print("      2,000 names in %.1fs (%d failed); cmi's memory %d KB after 500 names, %d KB after 2,000; "
+                  "sessions per connection %s" % (took, len(failures), rss_500, rss_2000, sorted(sessions.values())),
+                  flush=True)
+            check(not failures, "%d publishes failed, first %r" % (len(failures), failures[:1]))
+            check(len(sessions) == 2 and all(n == limit for n in sessions.values()), "sessions %r (limit %d)"
+                  % (sessions, limit))
+            if "sanitize" in os.environ.get("CMI_SAN_LDFLAGS", ""):
+                # ASan and TSan keep freed memory (quarantine, history): the
+                # plain build's run of this test checks the figure.
+                print("      memory not compared under a sanitizer", flush=True)
+            else:
+                check(rss_2000 - rss_500 < 4096, "cmi's memory grew by %d KB from 500 to 2,000 names"
+                      % (rss_2000 - rss_500))
+            for i in (0, 1999):
+                got = node.get("%s-%d" % (prefix, i))
+                check(len(got) == 1, "queue %d holds %r" % (i, got))
+            downs = losses(cmi.log_text().splitlines(), node)
+            check(not downs, "connections lost: %s" % "\n".join(downs[:5]))
         finally:
             cmi.stop_clean()
 

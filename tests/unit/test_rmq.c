@@ -585,6 +585,78 @@ static void test_names_from_requests(void)
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "dynamicTargetPattern: "));
 }
 
+/* ---- refused addresses -------------------------------------------------------- */
+
+static int64_t clock_ms;
+
+static int64_t fake_now(void)
+{
+    return clock_ms;
+}
+
+static void test_refusals_back_off(void)
+{
+    rmq_refusals_t *rs = rmq_refusals_create();
+    clock_ms = 1000;
+    CU_ASSERT_PTR_NULL(rmq_refusals_check(rs, "/queues/a", fake_now));
+    /* Held for 1 s, then 2 s, 4 s, ... at most 30 s, with the broker's reason. */
+    CU_ASSERT_EQUAL(rmq_refusals_add(rs, "/queues/a", "PRECONDITION_FAILED 1", clock_ms), RMQ_REFUSED_FIRST_MS);
+    CU_ASSERT_STRING_EQUAL(rmq_refusals_check(rs, "/queues/a", fake_now), "PRECONDITION_FAILED 1");
+    CU_ASSERT_PTR_NULL(rmq_refusals_check(rs, "/queues/b", fake_now));
+    clock_ms += RMQ_REFUSED_FIRST_MS;
+    CU_ASSERT_PTR_NULL(rmq_refusals_check(rs, "/queues/a", fake_now)); /* tried again */
+    int64_t hold = RMQ_REFUSED_FIRST_MS;
+    for (int i = 0; i < 8; i++) {
+        int64_t next = hold * 2 > RMQ_REFUSED_MAX_MS ? RMQ_REFUSED_MAX_MS : hold * 2;
+        CU_ASSERT_EQUAL(rmq_refusals_add(rs, "/queues/a", "again", clock_ms), next);
+        hold = next;
+        clock_ms += hold;
+    }
+    CU_ASSERT_EQUAL(hold, RMQ_REFUSED_MAX_MS);
+    CU_ASSERT_EQUAL(rmq_refusals_count(rs), 1);
+    /* Refused again long after its hold: afresh. */
+    clock_ms += RMQ_REFUSED_MAX_MS + 1;
+    CU_ASSERT_EQUAL(rmq_refusals_add(rs, "/queues/a", "later", clock_ms), RMQ_REFUSED_FIRST_MS);
+    /* An attach that succeeds: afresh, and not held. */
+    CU_ASSERT_EQUAL(rmq_refusals_add(rs, "/queues/a", "again", clock_ms), 2 * RMQ_REFUSED_FIRST_MS);
+    rmq_refusals_clear(rs, "/queues/a");
+    CU_ASSERT_PTR_NULL(rmq_refusals_check(rs, "/queues/a", fake_now));
+    CU_ASSERT_EQUAL(rmq_refusals_add(rs, "/queues/a", "x", clock_ms), RMQ_REFUSED_FIRST_MS);
+    rmq_refusals_destroy(rs);
+}
+
+static void test_refusals_bounded(void)
+{
+    /* A request may name any number of addresses: the one refused longest
+     * ago is forgotten past RMQ_REFUSED_MAX. */
+    rmq_refusals_t *rs = rmq_refusals_create();
+    clock_ms = 5000;
+    char address[64];
+    for (int i = 0; i < 3 * RMQ_REFUSED_MAX; i++) {
+        snprintf(address, sizeof(address), "/queues/q%d", i);
+        rmq_refusals_add(rs, address, "refused", clock_ms);
+        CU_ASSERT(rmq_refusals_count(rs) <= RMQ_REFUSED_MAX);
+    }
+    CU_ASSERT_EQUAL(rmq_refusals_count(rs), RMQ_REFUSED_MAX);
+    CU_ASSERT_PTR_NULL(rmq_refusals_check(rs, "/queues/q0", fake_now));
+    snprintf(address, sizeof(address), "/queues/q%d", 3 * RMQ_REFUSED_MAX - 1);
+    CU_ASSERT_PTR_NOT_NULL(rmq_refusals_check(rs, address, fake_now));
+    snprintf(address, sizeof(address), "/queues/q%d", 2 * RMQ_REFUSED_MAX);
+    CU_ASSERT_PTR_NOT_NULL(rmq_refusals_check(rs, address, fake_now));
+    snprintf(address, sizeof(address), "/queues/q%d", 2 * RMQ_REFUSED_MAX - 1);
+    CU_ASSERT_PTR_NULL(rmq_refusals_check(rs, address, fake_now));
+    /* The oldest, refused again, becomes the most recent and stays; the
+     * next oldest goes. */
+    snprintf(address, sizeof(address), "/queues/q%d", 2 * RMQ_REFUSED_MAX);
+    rmq_refusals_add(rs, address, "again", clock_ms);
+    rmq_refusals_add(rs, "/queues/new", "new", clock_ms);
+    CU_ASSERT_PTR_NOT_NULL(rmq_refusals_check(rs, address, fake_now));
+    snprintf(address, sizeof(address), "/queues/q%d", 2 * RMQ_REFUSED_MAX + 1);
+    CU_ASSERT_PTR_NULL(rmq_refusals_check(rs, address, fake_now));
+    CU_ASSERT_EQUAL(rmq_refusals_count(rs), RMQ_REFUSED_MAX);
+    rmq_refusals_destroy(rs);
+}
+
 static CU_TestInfo rmq_tests[] = {
     {"percent-encoding", test_percent_encoding},
     {"address format from the broker's version", test_format_from_version},
@@ -602,6 +674,8 @@ static CU_TestInfo rmq_tests[] = {
     {"4.x /management request", test_v2_request},
     {"4.x /management response", test_v2_response},
     {"declaration refusal code", test_declare_refusal_code},
+    {"refused addresses back off", test_refusals_back_off},
+    {"refused addresses are bounded", test_refusals_bounded},
     CU_TEST_INFO_NULL,
 };
 
