@@ -149,7 +149,7 @@ typedef struct {
 enum {
     RMQ_Q_NAME, RMQ_Q_AUTO_DECLARE, RMQ_Q_TYPE, RMQ_Q_ARGUMENTS, RMQ_Q_MAX_PRIORITY, RMQ_Q_INITIAL_MEMBER_COUNT,
     RMQ_Q_DELIVERY_LIMIT, RMQ_Q_DEAD_LETTER_STRATEGY, RMQ_Q_MAX_AGE, RMQ_Q_MAX_SEGMENT_SIZE, RMQ_Q_EXCLUSIVE,
-    RMQ_Q_AUTO_DELETE, RMQ_Q_OVERFLOW,
+    RMQ_Q_AUTO_DELETE, RMQ_Q_OVERFLOW, RMQ_Q_CLASSIC_VERSION,
     RMQ_Q_COUNT
 };
 /* The options of an exchange, in the order of publishMessage's rows. */
@@ -164,6 +164,7 @@ typedef enum { RMQ_OVERFLOW_DROP_HEAD, RMQ_OVERFLOW_REJECT_PUBLISH, RMQ_OVERFLOW
 typedef enum { RMQ_EXCHANGE_DIRECT, RMQ_EXCHANGE_FANOUT, RMQ_EXCHANGE_TOPIC, RMQ_EXCHANGE_HEADERS } rmq_exchange_type_t;
 typedef enum { RMQ_BODY_NONE = -1, RMQ_BODY_JSON, RMQ_BODY_XML, RMQ_BODY_TEXT } rmq_body_type_t;
 typedef enum { RMQ_DLS_AT_MOST_ONCE, RMQ_DLS_AT_LEAST_ONCE } rmq_dls_t;
+typedef enum { RMQ_CLASSIC_V1, RMQ_CLASSIC_V2 } rmq_classic_version_t;
 
 typedef struct {
     const char *name;
@@ -178,7 +179,8 @@ typedef struct {
     int64_t max_segment_size;
     int exclusive;
     int auto_delete;
-    int overflow; /* rmq_overflow_t */
+    int overflow;        /* rmq_overflow_t */
+    int classic_version; /* rmq_classic_version_t */
 } rmq_queue_opts_t;
 
 typedef struct {
@@ -191,9 +193,6 @@ typedef struct {
     int auto_delete;
 } rmq_exchange_opts_t;
 
-/* What a target is built from: the options, and which of them were given
- * (bit RMQ_Q_* / RMQ_X_*; an option not given has its default, and an
- * argument not given is not sent). */
 /* What a request may choose as a target (docs/rabbitmq.md, "Names from
  * requests"): an operation's allowDynamicAddress and dynamicTargetPattern,
  * compiled once when the operation is loaded. */
@@ -210,6 +209,9 @@ void rmq_name_policy_dispose(rmq_name_policy_t *np);
 /* Which of a spec's names were written as expressions. */
 enum { RMQ_DYN_QUEUE = 1u << 0, RMQ_DYN_EXCHANGE = 1u << 1 };
 
+/* What a target is built from: the options, and which of them were given
+ * (bit RMQ_Q_* / RMQ_X_*; an option not given has its default, and an
+ * argument not given is not sent). */
 typedef struct {
     rmq_queue_opts_t queue;
     uint32_t queue_set;

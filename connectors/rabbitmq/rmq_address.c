@@ -128,8 +128,13 @@ static json_t *queue_arguments(const rmq_target_spec_t *s, char *err, size_t n)
         json_object_set_new(a, "x-queue-type", json_string(queue_types[s->queue.type]));
     if (RMQ_IS_SET(s->queue_set, RMQ_Q_MAX_PRIORITY))
         json_object_set_new(a, "x-max-priority", json_integer(s->queue.max_priority));
-    if (RMQ_IS_SET(s->queue_set, RMQ_Q_INITIAL_MEMBER_COUNT))
-        json_object_set_new(a, "x-quorum-initial-group-size", json_integer(s->queue.initial_member_count));
+    /* A stream's members are its cluster size (RabbitMQ's AMQP 1.0 client
+     * names both initialMemberCount). */
+    if (RMQ_IS_SET(s->queue_set, RMQ_Q_INITIAL_MEMBER_COUNT)) {
+        const char *members =
+            s->queue.type == RMQ_QUEUE_STREAM ? "x-initial-cluster-size" : "x-quorum-initial-group-size";
+        json_object_set_new(a, members, json_integer(s->queue.initial_member_count));
+    }
     if (RMQ_IS_SET(s->queue_set, RMQ_Q_DELIVERY_LIMIT))
         json_object_set_new(a, "x-delivery-limit", json_integer(s->queue.delivery_limit));
     if (RMQ_IS_SET(s->queue_set, RMQ_Q_DEAD_LETTER_STRATEGY))
@@ -140,6 +145,8 @@ static json_t *queue_arguments(const rmq_target_spec_t *s, char *err, size_t n)
         json_object_set_new(a, "x-stream-max-segment-size-bytes", json_integer(s->queue.max_segment_size));
     if (RMQ_IS_SET(s->queue_set, RMQ_Q_OVERFLOW))
         json_object_set_new(a, "x-overflow", json_string(overflow_names[s->queue.overflow]));
+    if (RMQ_IS_SET(s->queue_set, RMQ_Q_CLASSIC_VERSION))
+        json_object_set_new(a, "x-queue-version", json_integer(s->queue.classic_version == RMQ_CLASSIC_V1 ? 1 : 2));
     char why[256];
     json_t *extra = rmq_parse_arguments(s->queue.arguments, why, sizeof(why));
     if (extra == NULL) {
@@ -232,7 +239,8 @@ static int queue_needs_management(const rmq_target_spec_t *s)
         return 1;
     static const unsigned args = 1u << RMQ_Q_MAX_PRIORITY | 1u << RMQ_Q_INITIAL_MEMBER_COUNT |
                                  1u << RMQ_Q_DELIVERY_LIMIT | 1u << RMQ_Q_DEAD_LETTER_STRATEGY | 1u << RMQ_Q_MAX_AGE |
-                                 1u << RMQ_Q_MAX_SEGMENT_SIZE | 1u << RMQ_Q_OVERFLOW | 1u << RMQ_Q_ARGUMENTS;
+                                 1u << RMQ_Q_MAX_SEGMENT_SIZE | 1u << RMQ_Q_OVERFLOW | 1u << RMQ_Q_ARGUMENTS |
+                                 1u << RMQ_Q_CLASSIC_VERSION;
     return (s->queue_set & args) != 0;
 }
 

@@ -28,11 +28,16 @@ enum {
     RMQ_L_OAUTH2_GRANT_TYPE, RMQ_L_OAUTH2_USER, RMQ_L_OAUTH2_PASSWORD,
     RMQ_L_IDLE_TIMEOUT, RMQ_L_RETRY_COUNT, RMQ_L_RETRY_INTERVAL, RMQ_L_RECOVERY_POLICY, RMQ_L_RECOVERY_INITIAL_DELAY,
     RMQ_L_RECOVERY_INTERVAL, RMQ_L_RECOVERY_TIMEOUT,
-    RMQ_L_QUEUE, RMQ_L_QUEUE_TYPE, RMQ_L_QUEUE_AUTO_DECLARE, RMQ_L_QUEUE_ARGUMENTS,
-    RMQ_L_EXCHANGE, RMQ_L_EXCHANGE_TYPE, RMQ_L_ROUTING_KEY,
+    /* cmi's earlier names of the four above whose MI names differ */
+    RMQ_L_OLD_RETRY_COUNT, RMQ_L_OLD_RETRY_INTERVAL, RMQ_L_OLD_RECOVERY_INTERVAL, RMQ_L_OLD_RECOVERY_TIMEOUT,
+    RMQ_L_Q,                                   /* RMQ_Q_COUNT rows: the queue's options */
+    RMQ_L_X = RMQ_L_Q + RMQ_Q_COUNT,           /* RMQ_X_COUNT rows: the exchange's options */
+    RMQ_L_STREAM_MEMBERS = RMQ_L_X + RMQ_X_COUNT,
+    RMQ_L_BEHAVIOR, RMQ_L_SEQUENTIAL, RMQ_L_COORDINATION,
     RMQ_L_AUTO_ACK, RMQ_L_ACK_WAIT, RMQ_L_CREDIT, RMQ_L_CONSUMERS, RMQ_L_REQUEUE_DELAY, RMQ_L_CONTENT_TYPE,
     RMQ_L_CONTENT_ENCODING,
-    RMQ_L_DL_EXCHANGE, RMQ_L_DL_EXCHANGE_TYPE, RMQ_L_DL_ROUTING_KEY, RMQ_L_DL_QUEUE, RMQ_L_MAX_DL_COUNT,
+    RMQ_L_DL_EXCHANGE, RMQ_L_DL_EXCHANGE_TYPE, RMQ_L_DL_EXCHANGE_AUTO_DECLARE, RMQ_L_DL_ROUTING_KEY, RMQ_L_DL_QUEUE,
+    RMQ_L_DL_QUEUE_TYPE, RMQ_L_DL_QUEUE_AUTO_DECLARE, RMQ_L_MAX_DL_COUNT,
     RMQ_L_ADDRESS_FORMAT, RMQ_L_MGMT_URL,
     RMQ_L_COUNT
 };
@@ -58,8 +63,9 @@ typedef struct {
     uint64_t retry_interval_ms;
     int recovery_policy;
     uint64_t recovery_initial_delay_ms, recovery_interval_ms, recovery_timeout_ms;
-    rmq_queue_opts_t queue;       /* name, type, auto_declare, arguments */
-    rmq_exchange_opts_t exchange; /* name, type, routing_key */
+    rmq_queue_opts_t queue;
+    rmq_exchange_opts_t exchange;
+    const char *behavior, *sequential, *coordination; /* MI's polling and clustering switches */
     int auto_ack;
     uint64_t ack_wait_ms;
     int64_t credit;
@@ -69,8 +75,11 @@ typedef struct {
     const char *content_encoding;
     const char *dl_exchange;
     int dl_exchange_type;
+    int dl_exchange_auto_declare;
     const char *dl_routing_key;
     const char *dl_queue;
+    int dl_queue_type;
+    int dl_queue_auto_declare;
     int64_t max_dl_count;
     int address_format;
     cmi_param_list_t mgmt_url;
@@ -134,29 +143,57 @@ static const cmi_param_def_t listener_params[] = {
                                         oauth2_password, NULL, "OAuth2 password"),
     [RMQ_L_IDLE_TIMEOUT] = CMI_PARAM_RANGE("rabbitmq.connection.idle.timeout", DUR, 0, L, idle_timeout_ms, "60000",
                                            "AMQP idle timeout (heartbeats), ms", 0, 3600000),
-    [RMQ_L_RETRY_COUNT] = CMI_PARAM_RANGE("rabbitmq.connection.retry.count", CMI_PARAM_INT, 0, L, retry_count, "3",
-                                          "retries of the first connect (-1: forever)", -1, 1000000),
-    [RMQ_L_RETRY_INTERVAL] = CMI_PARAM_RANGE("rabbitmq.connection.retry.interval", DUR, 0, L, retry_interval_ms,
-                                             "1000", "between first-connect retries, ms", 1, 3600000),
+    [RMQ_L_RETRY_COUNT] = CMI_PARAM_RANGE("rabbitmq.connection.establish.retry.count", CMI_PARAM_INT, 0, L,
+                                          retry_count, "5", "retries of the first connect (-1: forever)", -1,
+                                          1000000),
+    [RMQ_L_RETRY_INTERVAL] = CMI_PARAM_RANGE("rabbitmq.connection.establish.retry.interval", DUR, 0, L,
+                                             retry_interval_ms, "1000", "between first-connect retries, ms", 1,
+                                             3600000),
     [RMQ_L_RECOVERY_POLICY] = CMI_PARAM_CHOICE("rabbitmq.connection.recovery.policy.type", 0, L, recovery_policy,
                                                "FIXED_WITH_INITIAL_DELAY_AND_TIMEOUT",
                                                "back-off after a lost connection (never gives up)", policy_names),
     [RMQ_L_RECOVERY_INITIAL_DELAY] = CMI_PARAM_RANGE("rabbitmq.connection.recovery.initial.delay", DUR, 0, L,
                                                      recovery_initial_delay_ms, "100", "first retry after a loss",
                                                      0, 3600000),
-    [RMQ_L_RECOVERY_INTERVAL] = CMI_PARAM_RANGE("rabbitmq.connection.recovery.interval", DUR, 0, L,
+    [RMQ_L_RECOVERY_INTERVAL] = CMI_PARAM_RANGE("rabbitmq.connection.recovery.retry.interval", DUR, 0, L,
                                                 recovery_interval_ms, "1000", "between retries", 1, 3600000),
-    [RMQ_L_RECOVERY_TIMEOUT] = CMI_PARAM_RANGE("rabbitmq.connection.recovery.timeout", DUR, 0, L,
+    [RMQ_L_RECOVERY_TIMEOUT] = CMI_PARAM_RANGE("rabbitmq.connection.recovery.retry.timeout", DUR, 0, L,
                                                recovery_timeout_ms, "60000", "one back-off cycle (logged)", 1,
                                                86400000),
-    [RMQ_L_QUEUE] = RMQ_ROW_QUEUE("rabbitmq.queue.name", L, queue, CMI_PARAM_REQUIRED, "queue to consume"),
-    [RMQ_L_QUEUE_TYPE] = RMQ_ROW_QUEUE_TYPE("rabbitmq.queue.type", L, queue, 0),
-    [RMQ_L_QUEUE_AUTO_DECLARE] = RMQ_ROW_QUEUE_AUTO_DECLARE("rabbitmq.queue.auto.declare", L, queue, 0),
-    [RMQ_L_QUEUE_ARGUMENTS] = RMQ_ROW_QUEUE_ARGUMENTS("rabbitmq.queue.arguments", L, queue, 0),
-    [RMQ_L_EXCHANGE] = RMQ_ROW_EXCHANGE("rabbitmq.exchange.name", L, exchange, 0,
-                                        "an exchange to declare and bind the queue to"),
-    [RMQ_L_EXCHANGE_TYPE] = RMQ_ROW_EXCHANGE_TYPE("rabbitmq.exchange.type", L, exchange, 0),
-    [RMQ_L_ROUTING_KEY] = RMQ_ROW_ROUTING_KEY("rabbitmq.routing.key", L, exchange, 0),
+    /* No default: they only stand for the rows above (validate_listener
+     * refuses both names of one). */
+    [RMQ_L_OLD_RETRY_COUNT] = CMI_PARAM_RANGE("rabbitmq.connection.retry.count", CMI_PARAM_INT, 0, L, retry_count,
+                                              NULL, "cmi's earlier name of rabbitmq.connection.establish.retry.count",
+                                              -1, 1000000),
+    [RMQ_L_OLD_RETRY_INTERVAL] = CMI_PARAM_RANGE("rabbitmq.connection.retry.interval", DUR, 0, L, retry_interval_ms,
+                                                 NULL, "cmi's earlier name of "
+                                                 "rabbitmq.connection.establish.retry.interval", 1, 3600000),
+    [RMQ_L_OLD_RECOVERY_INTERVAL] = CMI_PARAM_RANGE("rabbitmq.connection.recovery.interval", DUR, 0, L,
+                                                    recovery_interval_ms, NULL, "cmi's earlier name of "
+                                                    "rabbitmq.connection.recovery.retry.interval", 1, 3600000),
+    [RMQ_L_OLD_RECOVERY_TIMEOUT] = CMI_PARAM_RANGE("rabbitmq.connection.recovery.timeout", DUR, 0, L,
+                                                   recovery_timeout_ms, NULL, "cmi's earlier name of "
+                                                   "rabbitmq.connection.recovery.retry.timeout", 1, 86400000),
+    RMQ_QUEUE_ROWS(RMQ_L_Q, L, queue, 0, "queue to consume (required)", "rabbitmq.queue.name",
+                   "rabbitmq.queue.auto.declare", "rabbitmq.queue.type", "rabbitmq.queue.arguments",
+                   "rabbitmq.classic.max.priority", "rabbitmq.quorum.initial.member.count",
+                   "rabbitmq.quorum.delivery.limit", "rabbitmq.quorum.dead.letter.strategy", "rabbitmq.stream.max.age",
+                   "rabbitmq.stream.max.segment.size", "rabbitmq.queue.exclusive", "rabbitmq.queue.auto.delete",
+                   "rabbitmq.queue.overflow.strategy", "rabbitmq.classic.version"),
+    RMQ_EXCHANGE_ROWS(RMQ_L_X, L, exchange, 0, "an exchange to declare and bind the queue to",
+                      "rabbitmq.exchange.name", "rabbitmq.exchange.auto.declare", "rabbitmq.exchange.type",
+                      "rabbitmq.routing.key", "rabbitmq.exchange.arguments",
+                      "rabbitmq.header.exchange.binding.arguments", "rabbitmq.exchange.auto.delete"),
+    [RMQ_L_STREAM_MEMBERS] = CMI_PARAM_RANGE("rabbitmq.stream.initial.member.count", CMI_PARAM_INT, 0, L,
+                                             queue.initial_member_count, NULL,
+                                             "x-initial-cluster-size (stream; the quorum row's value for a stream)",
+                                             1, 1000),
+    [RMQ_L_BEHAVIOR] = CMI_PARAM("inbound.behavior", S, CMI_PARAM_IGNORED, L, behavior, NULL,
+                                 "MI's polling or event-based switch: cmi's endpoint is always event-based"),
+    [RMQ_L_SEQUENTIAL] = CMI_PARAM("sequential", S, CMI_PARAM_IGNORED, L, sequential, NULL,
+                                   "MI's polling switch: no meaning for an event-based endpoint"),
+    [RMQ_L_COORDINATION] = CMI_PARAM("coordination", S, CMI_PARAM_IGNORED, L, coordination, NULL,
+                                     "MI's cluster coordination: each cmi consumes (the broker shares the queue)"),
     [RMQ_L_AUTO_ACK] = CMI_PARAM("rabbitmq.auto.ack.enabled", B, 0, L, auto_ack, "false",
                                  "accept on arrival (decisions are then ignored)"),
     [RMQ_L_ACK_WAIT] = CMI_PARAM_RANGE("rabbitmq.ack.wait.time", DUR, 0, L, ack_wait_ms, "180000",
@@ -172,13 +209,21 @@ static const cmi_param_def_t listener_params[] = {
     [RMQ_L_CONTENT_ENCODING] = CMI_PARAM("rabbitmq.message.content.encoding", S, 0, L, content_encoding, NULL,
                                          "charset of messages that carry none"),
     [RMQ_L_DL_EXCHANGE] = CMI_PARAM("rabbitmq.dead.letter.exchange.name", S, 0, L, dl_exchange, NULL,
-                                    "x-dead-letter-exchange of the queue (declared)"),
+                                    "x-dead-letter-exchange of the queue"),
     [RMQ_L_DL_EXCHANGE_TYPE] = CMI_PARAM_CHOICE("rabbitmq.dead.letter.exchange.type", 0, L, dl_exchange_type,
                                                 "DIRECT", "its type", rmq_exchange_type_names),
+    [RMQ_L_DL_EXCHANGE_AUTO_DECLARE] = CMI_PARAM("rabbitmq.dead.letter.exchange.auto.declare", B, 0, L,
+                                                 dl_exchange_auto_declare, "false",
+                                                 "declare the dead-letter exchange (else it was made by hand)"),
     [RMQ_L_DL_ROUTING_KEY] = CMI_PARAM("rabbitmq.dead.letter.routing.key", S, 0, L, dl_routing_key, NULL,
                                        "x-dead-letter-routing-key of the queue"),
     [RMQ_L_DL_QUEUE] = CMI_PARAM("rabbitmq.dead.letter.queue.name", S, 0, L, dl_queue, NULL,
-                                 "a queue declared and bound to the dead-letter exchange"),
+                                 "the dead-letter queue, bound to the dead-letter exchange when declared"),
+    [RMQ_L_DL_QUEUE_TYPE] = CMI_PARAM_CHOICE("rabbitmq.dead.letter.queue.type", 0, L, dl_queue_type, "CLASSIC",
+                                             "its type", rmq_queue_type_names),
+    [RMQ_L_DL_QUEUE_AUTO_DECLARE] = CMI_PARAM("rabbitmq.dead.letter.queue.auto.declare", B, 0, L,
+                                              dl_queue_auto_declare, "false",
+                                              "declare the dead-letter queue and bind it (else it was made by hand)"),
     [RMQ_L_MAX_DL_COUNT] = CMI_PARAM("rabbitmq.max.dead.lettered.count", CMI_PARAM_INT, CMI_PARAM_UNSUPPORTED, L,
                                      max_dl_count, NULL,
                                      "discard after this many dead-letterings (not supported: the 3.x plugin hides "
@@ -192,9 +237,42 @@ static const cmi_param_def_t listener_params[] = {
 };
 #undef L
 
+/* One value under two names (MI's and cmi's earlier, or the quorum and
+ * stream names of the member count): only one may be given. */
+static int one_of(const void *params, unsigned a, unsigned b, char *err, size_t n)
+{
+    if (CMI_PARAM_GIVEN(params, a) && CMI_PARAM_GIVEN(params, b)) {
+        snprintf(err, n, "%s and %s are one parameter: give one of them", listener_params[a].name,
+                 listener_params[b].name);
+        return -1;
+    }
+    return 0;
+}
+
+static int validate_names(const listener_params_t *p, char *err, size_t n)
+{
+    static const unsigned pairs[][2] = {
+        {RMQ_L_RETRY_COUNT, RMQ_L_OLD_RETRY_COUNT},
+        {RMQ_L_RETRY_INTERVAL, RMQ_L_OLD_RETRY_INTERVAL},
+        {RMQ_L_RECOVERY_INTERVAL, RMQ_L_OLD_RECOVERY_INTERVAL},
+        {RMQ_L_RECOVERY_TIMEOUT, RMQ_L_OLD_RECOVERY_TIMEOUT},
+        {RMQ_L_Q + RMQ_Q_INITIAL_MEMBER_COUNT, RMQ_L_STREAM_MEMBERS},
+    };
+    for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++)
+        if (one_of(p, pairs[i][0], pairs[i][1], err, n) != 0)
+            return -1;
+    if (p->queue.name == NULL) {
+        snprintf(err, n, "rabbitmq.queue.name is required");
+        return -1;
+    }
+    return 0;
+}
+
 static int validate_listener(const void *params, char *err, size_t n)
 {
     const listener_params_t *p = params;
+    if (validate_names(p, err, n) != 0)
+        return -1;
     if (p->ports.count != 1 && p->ports.count != p->hosts.count) {
         snprintf(err, n, "rabbitmq.server.port lists %zu ports for %zu hosts: give one port, or one per host",
                  p->ports.count, p->hosts.count);
@@ -286,17 +364,23 @@ static void fill_init(listener_t *ls)
     i->mgmt_url = p->mgmt_url;
 }
 
-/* The dead-letter exchange (and its queue, bound with the dead-letter
- * routing key, else the consumed queue's name: the key a message published
- * to that queue keeps when it is dead-lettered) are declared before the
- * queue that names them; on 3.x too, through the management API (the
- * 3.x plugin declares a queue only for a link that attaches to it). */
+/* The dead-letter exchange and queue, when the endpoint says to declare
+ * them (MI's defaults: not; MI's examples make them by hand, a retry queue
+ * with its own TTL, and a declaration without those arguments would be
+ * refused), before the queue that names them; on 3.x too, through the
+ * management API (the 3.x plugin declares a queue only for a link that
+ * attaches to it).  A declared queue is bound with the dead-letter routing
+ * key, else the consumed queue's name (the key a message published to that
+ * queue keeps when it is dead-lettered). */
 static int dead_letter_first(const listener_params_t *p, rmq_target_t *t, char *err, size_t n)
 {
+    int queue = p->dl_queue != NULL && p->dl_queue_auto_declare;
+    if (!queue && !p->dl_exchange_auto_declare)
+        return 0;
     rmq_target_spec_t q = {
-        .queue = {.name = p->dl_queue, .auto_declare = p->dl_queue != NULL},
+        .queue = {.name = queue ? p->dl_queue : NULL, .auto_declare = 1, .type = p->dl_queue_type},
         .exchange = {.name = p->dl_exchange,
-                     .auto_declare = 1,
+                     .auto_declare = p->dl_exchange_auto_declare,
                      .type = p->dl_exchange_type,
                      .routing_key = p->dl_routing_key ? p->dl_routing_key : p->queue.name},
     };
@@ -311,19 +395,15 @@ static int dead_letter_first(const listener_params_t *p, rmq_target_t *t, char *
     return 0;
 }
 
-/* The queue to consume, declared like a publish target would be. */
+/* The queue to consume, declared like a publish target would be, with
+ * every queue and exchange option the endpoint gives. */
 static int consumer_target(const listener_params_t *p, rmq_target_t *t, char *err, size_t n)
 {
-    rmq_target_spec_t q = {
-        .queue = {.name = p->queue.name,
-                  .auto_declare = p->queue.auto_declare,
-                  .type = p->queue.type},
-        .exchange = {.name = p->exchange.name,
-                     .auto_declare = 1,
-                     .type = p->exchange.type,
-                     .routing_key = p->exchange.routing_key},
-    };
-    rmq_target_spec_set_queue(&q, RMQ_Q_NAME);
+    rmq_target_spec_t q;
+    rmq_target_spec_read(&q, p, RMQ_L_Q, &p->queue, RMQ_L_X, &p->exchange);
+    q.dynamic = 0; /* an endpoint's values are static */
+    if (CMI_PARAM_GIVEN(p, RMQ_L_STREAM_MEMBERS))
+        rmq_target_spec_set_queue(&q, RMQ_Q_INITIAL_MEMBER_COUNT);
     /* The dead-letter parameters become queue arguments. */
     char *args = rmq_xasprintf("%s%s%s%s%s%s%s", p->queue.arguments ? p->queue.arguments : "",
                                p->dl_exchange ? "," : "", p->dl_exchange ? "x-dead-letter-exchange=" : "",

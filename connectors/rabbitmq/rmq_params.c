@@ -7,12 +7,13 @@
 #include "rmq_params.h"
 
 /* In the order of rmq_queue_type_t, rmq_overflow_t, rmq_exchange_type_t,
- * rmq_body_type_t and rmq_dls_t. */
+ * rmq_body_type_t, rmq_dls_t and rmq_classic_version_t. */
 const char *const rmq_queue_type_names[] = {"CLASSIC", "QUORUM", "STREAM", NULL};
 const char *const rmq_overflow_names[] = {"DROP_HEAD", "REJECT_PUBLISH", "REJECT_PUBLISH_DLX", NULL};
 const char *const rmq_exchange_type_names[] = {"DIRECT", "FANOUT", "TOPIC", "HEADERS", NULL};
 const char *const rmq_body_type_names[] = {"JSON", "XML", "TEXT", NULL};
 const char *const rmq_dls_names[] = {"AT_MOST_ONCE", "AT_LEAST_ONCE", NULL};
+const char *const rmq_classic_version_names[] = {"V1", "V2", NULL};
 
 void rmq_target_spec_read(rmq_target_spec_t *spec, const void *params, unsigned qbase, const rmq_queue_opts_t *q,
                           unsigned xbase, const rmq_exchange_opts_t *x)

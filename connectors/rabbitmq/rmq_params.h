@@ -13,6 +13,7 @@ extern const char *const rmq_overflow_names[];
 extern const char *const rmq_exchange_type_names[];
 extern const char *const rmq_body_type_names[];
 extern const char *const rmq_dls_names[];
+extern const char *const rmq_classic_version_names[];
 
 #define RMQ_ROW_QUEUE(N_, T_, F_, FL_, DESC_) CMI_PARAM(N_, CMI_PARAM_STRING, FL_, T_, F_.name, NULL, DESC_)
 #define RMQ_ROW_QUEUE_AUTO_DECLARE(N_, T_, F_, FL_)                                                        \
@@ -44,11 +45,15 @@ extern const char *const rmq_dls_names[];
     CMI_PARAM(N_, CMI_PARAM_BOOL, FL_, T_, F_.auto_delete, "false", "auto-delete queue")
 #define RMQ_ROW_QUEUE_OVERFLOW(N_, T_, F_, FL_)                                                            \
     CMI_PARAM_CHOICE(N_, FL_, T_, F_.overflow, NULL, "x-overflow", rmq_overflow_names)
+#define RMQ_ROW_CLASSIC_VERSION(N_, T_, F_, FL_)                                                           \
+    CMI_PARAM_CHOICE(N_, FL_, T_, F_.classic_version, NULL,                                               \
+                     "x-queue-version (classic; sent only when given: RabbitMQ's default is V2)",          \
+                     rmq_classic_version_names)
 
 /* Every queue option at rows BASE_.. with the names MI gives them there
  * (P_ "queue" or "replyToQueue"; the first row's description DESC_). */
 #define RMQ_QUEUE_ROWS(BASE_, T_, F_, FL_, DESC_, NAME_, AUTO_DECLARE_, TYPE_, ARGUMENTS_, MAX_PRIORITY_, MEMBERS_, \
-                       DELIVERY_LIMIT_, DLS_, MAX_AGE_, SEGMENT_, EXCLUSIVE_, AUTO_DELETE_, OVERFLOW_)              \
+                       DELIVERY_LIMIT_, DLS_, MAX_AGE_, SEGMENT_, EXCLUSIVE_, AUTO_DELETE_, OVERFLOW_, VERSION_)    \
     [(BASE_) + RMQ_Q_NAME] = RMQ_ROW_QUEUE(NAME_, T_, F_, FL_, DESC_),                                           \
     [(BASE_) + RMQ_Q_AUTO_DECLARE] = RMQ_ROW_QUEUE_AUTO_DECLARE(AUTO_DECLARE_, T_, F_, FL_),                     \
     [(BASE_) + RMQ_Q_TYPE] = RMQ_ROW_QUEUE_TYPE(TYPE_, T_, F_, FL_),                                             \
@@ -61,7 +66,8 @@ extern const char *const rmq_dls_names[];
     [(BASE_) + RMQ_Q_MAX_SEGMENT_SIZE] = RMQ_ROW_MAX_SEGMENT_SIZE(SEGMENT_, T_, F_, FL_),                        \
     [(BASE_) + RMQ_Q_EXCLUSIVE] = RMQ_ROW_QUEUE_EXCLUSIVE(EXCLUSIVE_, T_, F_, FL_),                              \
     [(BASE_) + RMQ_Q_AUTO_DELETE] = RMQ_ROW_QUEUE_AUTO_DELETE(AUTO_DELETE_, T_, F_, FL_),                        \
-    [(BASE_) + RMQ_Q_OVERFLOW] = RMQ_ROW_QUEUE_OVERFLOW(OVERFLOW_, T_, F_, FL_)
+    [(BASE_) + RMQ_Q_OVERFLOW] = RMQ_ROW_QUEUE_OVERFLOW(OVERFLOW_, T_, F_, FL_),                                 \
+    [(BASE_) + RMQ_Q_CLASSIC_VERSION] = RMQ_ROW_CLASSIC_VERSION(VERSION_, T_, F_, FL_)
 
 #define RMQ_ROW_EXCHANGE(N_, T_, F_, FL_, DESC_) CMI_PARAM(N_, CMI_PARAM_STRING, FL_, T_, F_.name, NULL, DESC_)
 #define RMQ_ROW_EXCHANGE_AUTO_DECLARE(N_, T_, F_, FL_)                                                     \
@@ -77,5 +83,16 @@ extern const char *const rmq_dls_names[];
               "k=v,k=v: binding arguments (x-match=all,...)")
 #define RMQ_ROW_EXCHANGE_AUTO_DELETE(N_, T_, F_, FL_)                                                      \
     CMI_PARAM(N_, CMI_PARAM_BOOL, FL_, T_, F_.auto_delete, "false", "auto-delete exchange")
+
+/* Every exchange option at rows BASE_.. with the names MI gives them there. */
+#define RMQ_EXCHANGE_ROWS(BASE_, T_, F_, FL_, DESC_, NAME_, AUTO_DECLARE_, TYPE_, KEY_, ARGUMENTS_, HEADER_ARGS_,    \
+                          AUTO_DELETE_)                                                                            \
+    [(BASE_) + RMQ_X_NAME] = RMQ_ROW_EXCHANGE(NAME_, T_, F_, FL_, DESC_),                                         \
+    [(BASE_) + RMQ_X_AUTO_DECLARE] = RMQ_ROW_EXCHANGE_AUTO_DECLARE(AUTO_DECLARE_, T_, F_, FL_),                   \
+    [(BASE_) + RMQ_X_TYPE] = RMQ_ROW_EXCHANGE_TYPE(TYPE_, T_, F_, FL_),                                           \
+    [(BASE_) + RMQ_X_ROUTING_KEY] = RMQ_ROW_ROUTING_KEY(KEY_, T_, F_, FL_),                                       \
+    [(BASE_) + RMQ_X_ARGUMENTS] = RMQ_ROW_EXCHANGE_ARGUMENTS(ARGUMENTS_, T_, F_, FL_),                            \
+    [(BASE_) + RMQ_X_HEADER_ARGUMENTS] = RMQ_ROW_HEADER_EXCHANGE_ARGUMENTS(HEADER_ARGS_, T_, F_, FL_),            \
+    [(BASE_) + RMQ_X_AUTO_DELETE] = RMQ_ROW_EXCHANGE_AUTO_DELETE(AUTO_DELETE_, T_, F_, FL_)
 
 #endif

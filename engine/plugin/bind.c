@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "config/compile.h"
+#include "core/log.h"
 #include "core/str.h"
 #include "expr/expr.h"
 #include "plugin/plugin.h"
@@ -124,8 +125,13 @@ static void pset_set(cmi_compile_t *cc, cmi_pset_t *ps, xmlNodePtr node, const c
         cmi_diag_error(cc->diag, cc->file, line, "%s: parameter %s is not supported by cmi yet", ps->what, name);
         return;
     }
-    if (def->flags & CMI_PARAM_IGNORED)
+    if (def->flags & CMI_PARAM_IGNORED) {
+        /* MI's tooling writes it; it means nothing to cmi (cmi describe
+         * marks it "ignored"). */
+        cmi_log_debug("connectors", "%s:%d: %s: parameter %s has no effect in cmi (accepted as MI writes it)",
+                      cc->file, line, ps->what, name);
         return;
+    }
     const char *t = cmi_compile_trim(cc, raw, NULL);
     if (cmi_param_is_dynamic_syntax(def, t)) {
         if (!may_be_dynamic) {
@@ -350,10 +356,12 @@ cmi_mediator_t *cmi_bind_operation(cmi_compile_t *cc, xmlNodePtr node)
 /* ---- <inboundEndpoint class|protocol> --------------------------------- */
 
 /* Parameters every MI inbound endpoint may carry; they describe MI's
- * polling and clustering and have no effect in cmi. */
+ * polling and clustering and have no effect in cmi (a connector may list
+ * them as CMI_PARAM_IGNORED rows, so that cmi describe shows them). */
 static int generic_inbound_param(const char *name)
 {
-    return strcmp(name, "sequential") == 0 || strcmp(name, "coordination") == 0;
+    return strcmp(name, "sequential") == 0 || strcmp(name, "coordination") == 0 ||
+           strcmp(name, "inbound.behavior") == 0;
 }
 
 void cmi_bind_listener(cmi_compile_t *cc, xmlNodePtr root, cmi_inbound_t *ib)
@@ -392,6 +400,9 @@ void cmi_bind_listener(cmi_compile_t *cc, xmlNodePtr root, cmi_inbound_t *ib)
             if (pset_row(&l->params, (const char *)pname, &row) != NULL ||
                 !generic_inbound_param((const char *)pname))
                 pset_set(cc, &l->params, p, cmi_arena_strdup(cc->arena, (const char *)pname), param_text(cc, p), 0);
+            else
+                cmi_log_debug("connectors", "%s:%d: %s: parameter %s has no effect in cmi (accepted as MI writes "
+                              "it)", cc->file, cmi_xml_line(p), l->params.what, (const char *)pname);
             xmlFree(pname);
         }
     }

@@ -127,6 +127,42 @@ def test_requeue_redelivers(node):
             cmi.stop_clean()
 
 
+def _log_times(cmi, needle):
+    """The times (s) of cmi's log lines that contain needle."""
+    out = []
+    for line in cmi.log_text().splitlines():
+        if needle in line:
+            t = line[:23]
+            out.append(time.mktime(time.strptime(t[:19], "%Y-%m-%dT%H:%M:%S")) + float(t[19:23]))
+    return out
+
+
+def test_requeue_waits_the_requeue_delay(node):
+    # Issue 20: a flow that requeues every time (MI's "requeue messages with
+    # errors") sent the message straight back: about 800 deliveries a
+    # second and 6 MB of log in 14 s.  rabbitmq.requeue now waits
+    # rabbitmq.message.requeue.delay, as MI's docs say: deliveries come
+    # that far apart, and nothing is logged per requeue.
+    q = unique("requeue-delay")
+    with deployment(node, q, LOG_GOT + "<rabbitmq.requeue/>", [("rabbitmq.message.requeue.delay", "400")]) as d:
+        cmi = start(d)
+        try:
+            mark = cmi.log_mark()
+            node.send("/amq/queue/" + q, [json.dumps({"n": 1})])
+            wait_for(lambda: len(got_lines(cmi)) >= 5, 10, "five deliveries")
+            times = _log_times(cmi, "got 1 redelivered")[:5]
+            gaps = [b - a for a, b in zip(times, times[1:])]
+            print("      a message requeued by every flow: delivered again after %s s"
+                  % ", ".join("%.2f" % g for g in gaps), flush=True)
+            check(all(g >= 0.35 for g in gaps), "redelivered after %r s, the requeue delay is 0.4 s" % gaps)
+            lines = cmi.log_text().splitlines()[mark:]
+            noisy = [ln for ln in lines if " WARN " in ln or " ERROR " in ln]
+            check(not noisy, "requeues logged: %s" % "\n".join(noisy[:5]))
+        finally:
+            cmi.stop_clean()
+        check(node.depth(q) == 1, "the message is back in the queue after the stop (%r)" % node.depth(q))
+
+
 def test_no_decision_requeues_after_the_delay(node):
     q = unique("nodecision")
     body = (LOG_GOT + '<filter xpath="${headers[\'rabbitmq.message.redelivered\'] == \'true\'}">'
@@ -322,6 +358,68 @@ def test_exchange_binding_and_concurrent_consumers(node):
             wait_for(lambda: len(got_lines(cmi)) == 6, 10, "6 routed messages mediated")
             check(sorted(int(n) for n in got_lines(cmi)) == list(range(6)), "got %r" % got_lines(cmi))
             wait_for(lambda: node.depth(q) == 0, 10, "the queue empty")
+        finally:
+            cmi.stop_clean()
+
+
+def _declared(node, what, name):
+    return node.api("GET", "/api/%s/%%2F/%s" % (what, name))
+
+
+def test_every_queue_and_exchange_option_reaches_the_broker(node):
+    # Issue 20: the inbound endpoint's queue and exchange options, each with
+    # a value other than its default, under MI's names (and cmi's earlier
+    # names of the connection parameters MI names otherwise), show on the
+    # broker as the declaration's arguments; MI's generic inbound.behavior
+    # is accepted (it means nothing to cmi).
+    mgmt = ("rabbitmq.management.url", "http://127.0.0.1:%d" % node.mgmt_port)
+    classic, quorum, stream, x = unique("classic"), unique("quorum"), unique("stream"), unique("hdr-x")
+    endpoints = {
+        classic: [("inbound.behavior", "eventBased"), ("rabbitmq.classic.max.priority", "7"),
+                  ("rabbitmq.classic.version", "V2"), ("rabbitmq.queue.overflow.strategy", "REJECT_PUBLISH"),
+                  ("rabbitmq.queue.arguments", "x-message-ttl=60000"), ("rabbitmq.queue.auto.delete", "true"),
+                  ("rabbitmq.exchange.name", x), ("rabbitmq.exchange.type", "HEADERS"),
+                  ("rabbitmq.exchange.arguments", "alternate-exchange=amq.fanout"),
+                  ("rabbitmq.exchange.auto.delete", "true"),
+                  ("rabbitmq.header.exchange.binding.arguments", "x-match=any,kind=a"),
+                  ("rabbitmq.connection.establish.retry.count", "2"),
+                  ("rabbitmq.connection.recovery.interval", "500"), mgmt],
+        quorum: [("rabbitmq.queue.type", "QUORUM"), ("rabbitmq.quorum.initial.member.count", "1"),
+                 ("rabbitmq.quorum.delivery.limit", "5"), ("rabbitmq.quorum.dead.letter.strategy", "AT_LEAST_ONCE"),
+                 ("rabbitmq.queue.overflow.strategy", "REJECT_PUBLISH"),
+                 ("rabbitmq.connection.recovery.retry.interval", "500"), mgmt],
+        stream: [("rabbitmq.queue.type", "STREAM"), ("rabbitmq.stream.initial.member.count", "1"),
+                 ("rabbitmq.stream.max.age", "7D"), ("rabbitmq.stream.max.segment.size", "1000000"), mgmt],
+    }
+    files = {"sequences/onMessage.xml": sequence("onMessage", LOG_GOT + "<rabbitmq.accept/>"),
+             "sequences/onError.xml": ON_ERROR}
+    for i, (q, params) in enumerate(endpoints.items()):
+        files["inbound-endpoints/in%d.xml" % i] = endpoint(node, q, params).replace('name="In"', 'name="In%d"' % i)
+    with Deployment(files) as d:
+        cmi = Cmi(d, workers=2, env={"CMI_CONNECTORS_PATH": RMQ_CONNECTORS}).start()
+        try:
+            wait_for(lambda: all(_consumers(node, q) == 1 for q in (classic, quorum)), 20,
+                     "consumers on the classic and the quorum queue")
+            wait_for(lambda: node.queue(stream) is not None, 20, "the stream declared")
+            args = {q: _declared(node, "queues", q)["arguments"] for q in endpoints}
+            print("      declared: %s" % json.dumps(args, sort_keys=True), flush=True)
+            want = {"x-max-priority": 7, "x-queue-version": 2, "x-overflow": "reject-publish", "x-message-ttl": 60000}
+            if node.broker.is4:
+                want["x-queue-type"] = "classic"  # 4.0 records every queue's type itself
+            check(args[classic] == want, "classic %r" % args[classic])
+            check(_declared(node, "queues", classic)["auto_delete"] is True, "the classic queue is not auto-delete")
+            check(args[quorum] == {"x-queue-type": "quorum", "x-quorum-initial-group-size": 1, "x-delivery-limit": 5,
+                                   "x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"},
+                  "quorum %r" % args[quorum])
+            check(args[stream] == {"x-queue-type": "stream", "x-initial-cluster-size": 1, "x-max-age": "7D",
+                                   "x-stream-max-segment-size-bytes": 1000000}, "stream %r" % args[stream])
+            ex = _declared(node, "exchanges", x)
+            check(ex["type"] == "headers" and ex["auto_delete"] is True and
+                  ex["arguments"] == {"alternate-exchange": "amq.fanout"}, "exchange %r" % ex)
+            binds = node.api("GET", "/api/bindings/%%2F/e/%s/q/%s" % (x, classic))
+            check([b["arguments"] for b in binds] == [{"x-match": "any", "kind": "a"}], "bindings %r" % binds)
+            text = cmi.log_text()
+            check("inbound.behavior has no effect in cmi" in text, "no debug line for inbound.behavior")
         finally:
             cmi.stop_clean()
 

@@ -149,6 +149,38 @@ static void test_quorum_queue_with_arguments(void)
     rmq_target_dispose(&t);
 }
 
+static void test_classic_version_and_stream_members(void)
+{
+    /* rabbitmq.classic.version: x-queue-version, only when given; a
+     * stream's member count is its x-initial-cluster-size. */
+    rmq_target_spec_t p = params();
+    p.queue.name = "cq";
+    p.queue.classic_version = RMQ_CLASSIC_V1;
+    given(&p, RMQ_Q_NAME);
+    given(&p, RMQ_Q_CLASSIC_VERSION);
+    rmq_target_t t;
+    char err[256];
+    CU_ASSERT_FATAL(rmq_target_build(&t, &p, "/", err, sizeof(err)) == 0);
+    CU_ASSERT_EQUAL_FATAL(t.ndeclare, 1);
+    CU_ASSERT_TRUE(t.declare[0].on_v1); /* an argument: the management API declares it on 3.x */
+    CU_ASSERT_TRUE(json_equal_text(t.declare[0].http_body, "{\"durable\":true,\"exclusive\":false,\"auto_delete\":"
+                                                           "false,\"arguments\":{\"x-queue-version\":1}}"));
+    rmq_target_dispose(&t);
+
+    p = params();
+    p.queue.name = "s";
+    p.queue.type = RMQ_QUEUE_STREAM;
+    p.queue.initial_member_count = 3;
+    given(&p, RMQ_Q_NAME);
+    given(&p, RMQ_Q_INITIAL_MEMBER_COUNT);
+    CU_ASSERT_FATAL(rmq_target_build(&t, &p, "/", err, sizeof(err)) == 0);
+    CU_ASSERT_EQUAL_FATAL(t.ndeclare, 1);
+    CU_ASSERT_TRUE(json_equal_text(t.declare[0].http_body, "{\"durable\":true,\"exclusive\":false,\"auto_delete\":"
+                                                           "false,\"arguments\":{\"x-queue-type\":\"stream\","
+                                                           "\"x-initial-cluster-size\":3}}"));
+    rmq_target_dispose(&t);
+}
+
 static void test_exchange_targets(void)
 {
     rmq_target_spec_t p = params();
@@ -662,6 +694,7 @@ static CU_TestInfo rmq_tests[] = {
     {"address format from the broker's version", test_format_from_version},
     {"plain classic queue", test_plain_classic_queue},
     {"quorum queue with arguments", test_quorum_queue_with_arguments},
+    {"classic version and stream members", test_classic_version_and_stream_members},
     {"exchange targets", test_exchange_targets},
     {"queue bound to an exchange", test_queue_bound_to_exchange},
     {"raw address and errors", test_raw_address_and_errors},
