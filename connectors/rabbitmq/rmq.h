@@ -166,6 +166,10 @@ typedef enum { RMQ_BODY_NONE = -1, RMQ_BODY_JSON, RMQ_BODY_XML, RMQ_BODY_TEXT } 
 typedef enum { RMQ_DLS_AT_MOST_ONCE, RMQ_DLS_AT_LEAST_ONCE } rmq_dls_t;
 typedef enum { RMQ_CLASSIC_V1, RMQ_CLASSIC_V2 } rmq_classic_version_t;
 
+/* A queue's auto_declare: RMQ_DECLARE_IF_MISSING asks the broker first and
+ * declares only a queue that does not exist (MI's reply queue). */
+enum { RMQ_DECLARE_NO, RMQ_DECLARE_YES, RMQ_DECLARE_IF_MISSING };
+
 typedef struct {
     const char *name;
     int auto_declare;
@@ -311,6 +315,9 @@ typedef struct {
     char *v2_path;      /* "/queues/orders" */
     char *v2_body;      /* JSON text of the AMQP map */
     int on_v1;          /* needed on 3.x (a plain classic queue is declared by attaching to /queue/Q) */
+    /* A GET whose "exists" skips the declaration after it and whose 404
+     * runs it: a queue declared only when missing (sendRpc's reply queue). */
+    int if_missing;
 } rmq_declare_t;
 
 /* What a publish targets.  All strings are owned (malloc) by the target. */
@@ -326,6 +333,10 @@ typedef struct {
 /* Builds a target from its spec (vhost for the HTTP paths).  Returns 0,
  * or -1 with a reason (701202). */
 int rmq_target_build(rmq_target_t *t, const rmq_target_spec_t *spec, const char *vhost, char *err, size_t n);
+/* A consumer's queue that must exist is asked for on 3.x too (through the
+ * HTTP API): RabbitMQ 3.x ends the session of a receiver attached to a
+ * missing queue, and with it the connection's other receivers. */
+void rmq_target_ask_on_v1(rmq_target_t *t);
 /* A deep copy. */
 void rmq_target_copy(rmq_target_t *dst, const rmq_target_t *src);
 /* Deep copies of n declarations into dst (room for n); frees n and the array. */

@@ -114,7 +114,7 @@ static void add_declare(rmq_target_t *t, const char *method, char *http_path, js
 {
     rmq_declare_t *d = rmq_xrealloc(t->declare, (t->ndeclare + 1) * sizeof(*d));
     t->declare = d;
-    d[t->ndeclare++] = (rmq_declare_t){method, http_path, dump(http_body), v2_path, dump(v2_body), on_v1};
+    d[t->ndeclare++] = (rmq_declare_t){method, http_path, dump(http_body), v2_path, dump(v2_body), on_v1, 0};
     json_decref(http_body);
     json_decref(v2_body);
 }
@@ -207,6 +207,17 @@ static void check_queue(rmq_target_t *t, const char *name, const char *vhost_enc
     free(q);
 }
 
+/* Asked on both APIs, then declared only when missing: a queue that exists
+ * stays as it is, whatever arguments it was declared with. */
+static int declare_queue_if_missing(rmq_target_t *t, const rmq_target_spec_t *s, const char *vhost_enc, char *err,
+                                    size_t n)
+{
+    check_queue(t, s->queue.name, vhost_enc);
+    t->declare[t->ndeclare - 1].on_v1 = 1;
+    t->declare[t->ndeclare - 1].if_missing = 1;
+    return declare_queue(t, s, vhost_enc, 1, err, n);
+}
+
 static int declare_binding(rmq_target_t *t, const rmq_target_spec_t *s, const char *vhost_enc, char *err,
                            size_t n)
 {
@@ -251,11 +262,11 @@ static void build_key(rmq_target_t *t)
     size_t len = 1;
     for (size_t i = 0; i < t->ndeclare; i++)
         len += strlen(t->declare[i].method) + strlen(t->declare[i].http_path) + strlen(t->declare[i].http_body) +
-               strlen(t->declare[i].v2_body) + 4;
+               strlen(t->declare[i].v2_body) + 8;
     char *k = rmq_xmalloc(len), *w = k;
     for (size_t i = 0; i < t->ndeclare; i++)
-        w += sprintf(w, "%s %s %s %s\n", t->declare[i].method, t->declare[i].http_path, t->declare[i].http_body,
-                     t->declare[i].v2_body);
+        w += sprintf(w, "%s%s %s %s %s\n", t->declare[i].method, t->declare[i].on_v1 ? "" : "-v2",
+                     t->declare[i].http_path, t->declare[i].http_body, t->declare[i].v2_body);
     t->key = k;
 }
 
@@ -286,7 +297,9 @@ int rmq_target_build(rmq_target_t *t, const rmq_target_spec_t *s, const char *vh
     if (exchange != NULL && s->exchange.auto_declare && !is_amq(exchange))
         rc = declare_exchange(t, s, vh, err, n);
     if (rc == 0 && queue != NULL) {
-        if (s->queue.auto_declare)
+        if (s->queue.auto_declare == RMQ_DECLARE_IF_MISSING)
+            rc = declare_queue_if_missing(t, s, vh, err, n);
+        else if (s->queue.auto_declare)
             rc = declare_queue(t, s, vh, queue_needs_management(s), err, n);
         else
             check_queue(t, queue, vh);
@@ -295,8 +308,8 @@ int rmq_target_build(rmq_target_t *t, const rmq_target_spec_t *s, const char *vh
         char *q = rmq_percent_encode(queue);
         t->addr_v2 = rmq_xasprintf("/queues/%s", q);
         free(q);
-        t->addr_v1 = rmq_xasprintf(s->queue.auto_declare && !queue_needs_management(s) ? "/queue/%s" : "/amq/queue/%s",
-                               queue);
+        int plain = s->queue.auto_declare == RMQ_DECLARE_YES && !queue_needs_management(s);
+        t->addr_v1 = rmq_xasprintf(plain ? "/queue/%s" : "/amq/queue/%s", queue);
         t->describe = rmq_xasprintf("queue '%s'", queue);
     } else if (rc == 0) {
         const char *key = s->exchange.routing_key ? s->exchange.routing_key : "";
@@ -343,6 +356,16 @@ void rmq_target_prepend(rmq_target_t *t, rmq_target_t *first)
     build_key(t);
 }
 
+void rmq_target_ask_on_v1(rmq_target_t *t)
+{
+    for (size_t i = 0; i < t->ndeclare; i++)
+        if (strcmp(t->declare[i].method, "GET") == 0)
+            t->declare[i].on_v1 = 1;
+    free(t->key);
+    t->key = NULL;
+    build_key(t);
+}
+
 const char *rmq_target_address(const rmq_target_t *t, int format)
 {
     return format == RMQ_FORMAT_V2 ? t->addr_v2 : t->addr_v1;
@@ -352,7 +375,8 @@ void rmq_declare_copy(rmq_declare_t *dst, const rmq_declare_t *src, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         dst[i] = (rmq_declare_t){src[i].method,        rmq_xstrdup(src[i].http_path), rmq_xstrdup(src[i].http_body),
-                                 rmq_xstrdup(src[i].v2_path), rmq_xstrdup(src[i].v2_body),  src[i].on_v1};
+                                 rmq_xstrdup(src[i].v2_path), rmq_xstrdup(src[i].v2_body),  src[i].on_v1,
+                                 src[i].if_missing};
 }
 
 void rmq_declare_free(rmq_declare_t *d, size_t n)

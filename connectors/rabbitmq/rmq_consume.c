@@ -147,6 +147,7 @@ static void mediate(rmq_consume_t *cs, rmq_consumer_t *k, rmq_rlink_t *r, rmq_de
         if (r != NULL) {
             d->mediating = 1;
             r->in_mediation++;
+            k->mediating++;
         }
         return;
     }
@@ -218,11 +219,19 @@ static int busy(const rmq_rlink_t *r)
     return r->in_mediation + r->consumer->orphans[r->slot];
 }
 
+/* No slot: the receiver's credit is in use, or the consumer's mediation
+ * limit over all its receivers. */
+static int full(const rmq_rlink_t *r)
+{
+    const rmq_consumer_t *k = r->consumer;
+    return busy(r) >= k->spec.credit || (k->spec.max_mediating > 0 && k->mediating >= k->spec.max_mediating);
+}
+
 static void refill(rmq_consume_t *cs, rmq_rlink_t *r)
 {
     rmq_consumer_t *k = r->consumer;
     int closing = cs->consuming_stopped || cs->pool->stopping || k->refused;
-    while ((closing || busy(r) < k->spec.credit) && !STAILQ_EMPTY(&r->parked)) {
+    while ((closing || !full(r)) && !STAILQ_EMPTY(&r->parked)) {
         rmq_delivery_t *d = unpark(r);
         if (!d->auto_acked && (d->settled || closing)) {
             /* Its ack wait ran out while it waited, or consuming stops:
@@ -260,7 +269,9 @@ static void refill(rmq_consume_t *cs, rmq_rlink_t *r)
         pn_link_flow(r->pn, want);
 }
 
-/* A flow orphaned by a lost receiver ended: its slot is free again.  This
+/* A flow orphaned by a lost receiver ended: its slot is free again (slot
+ * -1: a place under the consumer's limit, for receivers with parked
+ * messages).  This
  * runs outside the events of the receivers' connections, and proton sends
  * a flow frame only for the connection whose events it handles: each is
  * woken and refills its receivers then (rmq_consume_on_wake). */
@@ -270,7 +281,9 @@ static void refill_slot(rmq_consume_t *cs, rmq_consumer_t *k, int slot)
         rmq_conn_t *c = &cs->pool->conns[i];
         rmq_rlink_t *r;
         SLIST_FOREACH(r, &cc_of(cs, c)->rlinks, entry) {
-            if (r->consumer != k || r->slot != slot || r->pn == NULL)
+            if (r->consumer != k || r->pn == NULL)
+                continue;
+            if (slot >= 0 ? r->slot != slot : STAILQ_EMPTY(&r->parked))
                 continue;
             if (c->pn == cs->pool->cur)
                 refill(cs, r);
@@ -282,10 +295,13 @@ static void refill_slot(rmq_consume_t *cs, rmq_consumer_t *k, int slot)
 
 static void credit_freed(rmq_consume_t *cs, rmq_rlink_t *r, rmq_consumer_t *orphan_of, int slot)
 {
+    rmq_consumer_t *k = orphan_of != NULL ? orphan_of : r->consumer;
     if (orphan_of != NULL)
         refill_slot(cs, orphan_of, slot);
     else
         refill(cs, r);
+    if (k->spec.max_mediating > 0)
+        refill_slot(cs, k, -1); /* a message parked by another receiver under the limit may take the place */
 }
 
 /* A flow frame carries proton's credit as it is when the frame is written,
@@ -319,6 +335,7 @@ static void on_message(rmq_consume_t *cs, rmq_rlink_t *r, pn_delivery_t *pd)
     d->pd = pd;
     d->raw = raw;
     d->raw_len = got > 0 ? (size_t)got : 0;
+    d->requeue_as_discard = r->consumer->spec.requeue_as_discard;
     atomic_init(&d->refs, 1); /* the pool's; the flow's is added when it starts */
     pn_delivery_set_context(pd, d);
     rmq_delivery_track(d);
@@ -337,8 +354,8 @@ static void on_message(rmq_consume_t *cs, rmq_rlink_t *r, pn_delivery_t *pd)
         if (rmq_delivery_await(d))
             rmq_pool_timer_changed(cs->pool); /* the earliest ack deadline now */
     }
-    if (busy(r) >= spec->credit)
-        park(r, d); /* beyond the credit: waits for a slot */
+    if (full(r))
+        park(r, d); /* beyond the credit or the limit: waits for a slot */
     else
         mediate(cs, r->consumer, r, d);
 }

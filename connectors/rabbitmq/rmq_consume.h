@@ -36,6 +36,12 @@ typedef struct {
     rmq_target_t target; /* the queue, and what to declare first */
     int links;           /* receivers per connection */
     int credit;          /* deliveries in mediation at once, per receiver */
+    /* Deliveries in mediation at once over all the receivers (MI's
+     * rabbitmq.message.receiver.thread.pool.size); 0: only the credit bounds. */
+    int max_mediating;
+    /* MI's rabbitmq.classic.override.requeue.with.discard: a requeue
+     * becomes a discard (a classic queue would redeliver it forever). */
+    int requeue_as_discard;
     int auto_ack;
     uint64_t ack_wait_ms;      /* a flow still running then: requeued */
     uint64_t requeue_delay_ms; /* a flow over without a decision: requeued after this */

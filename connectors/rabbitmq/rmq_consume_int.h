@@ -30,6 +30,9 @@ struct rmq_consumer {
     int *orphans;
     /* The engine refused a message (it is stopping): no more credit. */
     int refused;
+    /* Its deliveries in mediation (and orphans), over all receivers: at
+     * most spec.max_mediating when that is set; beyond it they park. */
+    int mediating;
 };
 SLIST_HEAD(consumer_list, rmq_consumer);
 
@@ -87,6 +90,7 @@ struct rmq_delivery {
     char message_id[128];
     int mediating;  /* pool thread: counted in its receiver's in_mediation */
     int auto_acked; /* pool thread: the broker sent it settled (auto-ack) */
+    int requeue_as_discard; /* its consumer's, copied on arrival (read by the workers) */
     rmq_consumer_t *orphan_of; /* pool thread: its flow counts in orphan_of->orphans[slot] */
     int slot;
     char *raw; /* pool thread: the encoded message while parked */

@@ -199,9 +199,15 @@ static void mgmt_answer(rmq_pool_t *pool, rmq_conn_t *c, pn_delivery_t *dl)
         if (d->ops == NULL || d->request_id[0] == '\0' || strcmp(d->request_id, corr) != 0)
             continue;
         d->request_id[0] = '\0';
+        /* An if_missing GET: "exists" skips the declaration after it, 404 runs it. */
+        int if_missing = d->ops[d->next_op].if_missing;
+        if (rc == 404 && if_missing)
+            rc = 0;
+        else if (rc == 0 && if_missing)
+            d->next_op++;
         if (rc != 0)
             decl_finish(pool, c, d, rc == 404 ? RMQ_DECL_NOT_FOUND : rmq_declare_refusal_code(rc, detail), detail);
-        else if (++d->next_op == d->nops)
+        else if (++d->next_op >= d->nops)
             decl_finish(pool, c, d, 0, NULL);
         break;
     }

@@ -117,12 +117,14 @@ void rmq_delivery_finish(rmq_consume_t *cs, rmq_delivery_t *d)
     if (d->mediating && r != NULL) {
         d->mediating = 0;
         r->in_mediation--;
+        r->consumer->mediating--;
     }
     rmq_consumer_t *orphan_of = d->orphan_of;
     int slot = d->slot;
     rmq_delivery_unref(d); /* the pool's reference */
     if (orphan_of != NULL) {
         orphan_of->orphans[slot]--;
+        orphan_of->mediating--;
         LOG(cs, CMI_LOG_DEBUG, "a flow of a message from a lost receiver ended (%d more on receiver %d)",
             orphan_of->orphans[slot], slot);
     }
@@ -134,6 +136,8 @@ void rmq_delivery_settle(rmq_consume_t *cs, rmq_delivery_t *d, int decision)
 {
     if (d->settled)
         return;
+    if (decision == RMQ_DECIDE_REQUEUE && d->requeue_as_discard)
+        decision = RMQ_DECIDE_DISCARD; /* a flow over without a decision too */
     if (d->pd != NULL) {
         pn_delivery_update(d->pd, outcome_of(decision));
         pn_delivery_settle(d->pd);
@@ -180,6 +184,8 @@ static void post(rmq_delivery_t *d, rmq_work_kind_t kind)
 
 int rmq_delivery_decide(rmq_delivery_t *d, int decision)
 {
+    if (decision == RMQ_DECIDE_REQUEUE && d->requeue_as_discard)
+        decision = RMQ_DECIDE_DISCARD; /* at once, not after the requeue delay */
     int none = RMQ_DECIDE_NONE;
     if (!atomic_compare_exchange_strong(&d->decision, &none, decision))
         return 0;

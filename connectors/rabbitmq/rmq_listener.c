@@ -33,11 +33,17 @@ enum {
     RMQ_L_Q,                                   /* RMQ_Q_COUNT rows: the queue's options */
     RMQ_L_X = RMQ_L_Q + RMQ_Q_COUNT,           /* RMQ_X_COUNT rows: the exchange's options */
     RMQ_L_STREAM_MEMBERS = RMQ_L_X + RMQ_X_COUNT,
+    /* a stream consumer's options */
+    RMQ_L_STREAM_FILTERS, RMQ_L_STREAM_MATCH_UNFILTERED, RMQ_L_STREAM_OFFSET_VALUE, RMQ_L_STREAM_OFFSET_STRATEGY,
+    RMQ_L_STREAM_FLUSH_INTERVAL, RMQ_L_STREAM_SHUTDOWN_TIMEOUT,
     RMQ_L_BEHAVIOR, RMQ_L_SEQUENTIAL, RMQ_L_COORDINATION,
-    RMQ_L_AUTO_ACK, RMQ_L_ACK_WAIT, RMQ_L_CREDIT, RMQ_L_CONSUMERS, RMQ_L_REQUEUE_DELAY, RMQ_L_CONTENT_TYPE,
-    RMQ_L_CONTENT_ENCODING,
+    RMQ_L_AUTO_ACK, RMQ_L_ACK_WAIT, RMQ_L_CREDIT, RMQ_L_CONSUMERS, RMQ_L_POOL_SIZE, RMQ_L_OLD_POOL_SIZE,
+    RMQ_L_REQUEUE_DELAY, RMQ_L_CONTENT_TYPE, RMQ_L_CONTENT_ENCODING,
     RMQ_L_DL_EXCHANGE, RMQ_L_DL_EXCHANGE_TYPE, RMQ_L_DL_EXCHANGE_AUTO_DECLARE, RMQ_L_DL_ROUTING_KEY, RMQ_L_DL_QUEUE,
     RMQ_L_DL_QUEUE_TYPE, RMQ_L_DL_QUEUE_AUTO_DECLARE, RMQ_L_MAX_DL_COUNT,
+    RMQ_L_THROTTLE_ENABLED, RMQ_L_THROTTLE_MODE, RMQ_L_THROTTLE_TIME_UNIT, RMQ_L_THROTTLE_COUNT,
+    RMQ_L_LEGACY_ROUTING_KEY, /* older MI's protocol="rabbitmq" name of rabbitmq.routing.key */
+    RMQ_L_CLASSIC_DL_STRATEGY, RMQ_L_CLASSIC_REQUEUE_AS_DISCARD,
     RMQ_L_ADDRESS_FORMAT, RMQ_L_MGMT_URL,
     RMQ_L_COUNT
 };
@@ -70,6 +76,15 @@ typedef struct {
     uint64_t ack_wait_ms;
     int64_t credit;
     int64_t consumers;
+    int64_t pool_size;
+    const char *stream_filters, *stream_offset_value, *stream_offset_strategy;
+    int stream_match_unfiltered;
+    int64_t stream_flush_interval, stream_shutdown_timeout;
+    int throttle_enabled;
+    int classic_dl_strategy;
+    int classic_requeue_as_discard;
+    const char *throttle_mode, *throttle_time_unit;
+    int64_t throttle_count;
     uint64_t requeue_delay_ms;
     const char *content_type;
     const char *content_encoding;
@@ -89,6 +104,8 @@ static const char *const sasl_names[] = {"PLAIN", "EXTERNAL", "ANONYMOUS", NULL}
 static const char *const policy_names[] = {"FIXED", "FIXED_WITH_INITIAL_DELAY", "FIXED_WITH_INITIAL_DELAY_AND_TIMEOUT",
                                            "EXPONENTIAL_WITH_JITTER", NULL};
 static const char *const format_names[] = {"auto", "v1", "v2", NULL};
+enum { RMQ_CLASSIC_DLS_NON_RETRYABLE, RMQ_CLASSIC_DLS_FIXED_DELAY };
+static const char *const classic_dls_names[] = {"NON_RETRYABLE_DISCARD", "FIXED_DELAY_RETRYABLE_DISCARD", NULL};
 
 #define L listener_params_t
 #define S CMI_PARAM_STRING
@@ -188,6 +205,24 @@ static const cmi_param_def_t listener_params[] = {
                                              queue.initial_member_count, NULL,
                                              "x-initial-cluster-size (stream; the quorum row's value for a stream)",
                                              1, 1000),
+    [RMQ_L_STREAM_FILTERS] = CMI_PARAM("rabbitmq.stream.filters", S, 0, L, stream_filters, NULL,
+                                       "a stream consumer's filter values (not supported yet: refused for a stream)"),
+    [RMQ_L_STREAM_MATCH_UNFILTERED] = CMI_PARAM("rabbitmq.stream.filter.match.unfiltered", B, 0, L,
+                                                stream_match_unfiltered, "false",
+                                                "with filters, also messages without a filter value"),
+    [RMQ_L_STREAM_OFFSET_VALUE] = CMI_PARAM("rabbitmq.stream.offset.starting.value", S, 0, L, stream_offset_value,
+                                            NULL, "a stream consumer's first offset (not supported yet: refused for "
+                                            "a stream)"),
+    [RMQ_L_STREAM_OFFSET_STRATEGY] = CMI_PARAM("rabbitmq.stream.offset.starting.strategy", S, 0, L,
+                                               stream_offset_strategy, "NEXT",
+                                               "where a stream consumer starts: NEXT (only NEXT is supported yet)"),
+    [RMQ_L_STREAM_FLUSH_INTERVAL] = CMI_PARAM_RANGE("rabbitmq.stream.offset.tracker.flush.interval", CMI_PARAM_INT,
+                                                    0, L, stream_flush_interval, "10",
+                                                    "seconds between saves of a stream consumer's offset", 1, 86400),
+    [RMQ_L_STREAM_SHUTDOWN_TIMEOUT] = CMI_PARAM_RANGE("rabbitmq.stream.offset.tracker.shutdown.timeout",
+                                                      CMI_PARAM_INT, 0, L, stream_shutdown_timeout, "5",
+                                                      "seconds to save a stream consumer's offset at shutdown", 1,
+                                                      3600),
     [RMQ_L_BEHAVIOR] = CMI_PARAM("inbound.behavior", S, CMI_PARAM_IGNORED, L, behavior, NULL,
                                  "MI's polling or event-based switch: cmi's endpoint is always event-based"),
     [RMQ_L_SEQUENTIAL] = CMI_PARAM("sequential", S, CMI_PARAM_IGNORED, L, sequential, NULL,
@@ -202,6 +237,15 @@ static const cmi_param_def_t listener_params[] = {
                                      "messages in mediation at once, per consumer", 1, 100000),
     [RMQ_L_CONSUMERS] = CMI_PARAM_RANGE("rabbitmq.concurrent.consumers.count", CMI_PARAM_INT, 0, L, consumers, "1",
                                         "receivers on the queue", 1, 64),
+    /* MI's docs give 1 as the default, but MI's code reads another name
+     * (below) with 10, and an MI thread is free again while its flow waits
+     * on a backend: unset, only the credit bounds (docs/rabbitmq.md). */
+    [RMQ_L_POOL_SIZE] = CMI_PARAM_RANGE("rabbitmq.message.receiver.thread.pool.size", CMI_PARAM_INT, 0, L, pool_size,
+                                        NULL, "messages of this endpoint in mediation at once, over all its receivers "
+                                        "(MI's dispatching threads); unset: the credit of each receiver", 1, 100000),
+    [RMQ_L_OLD_POOL_SIZE] = CMI_PARAM_RANGE("rabbitmq.message.consumer.thread.pool.size", CMI_PARAM_INT, 0, L,
+                                            pool_size, NULL,
+                                            "the name MI's code reads for the row above (same meaning)", 1, 100000),
     [RMQ_L_REQUEUE_DELAY] = CMI_PARAM_RANGE("rabbitmq.message.requeue.delay", DUR, 0, L, requeue_delay_ms, "1000",
                                             "a flow over without a decision: requeued after this, ms", 0, 3600000),
     [RMQ_L_CONTENT_TYPE] = CMI_PARAM("rabbitmq.message.content.type", S, 0, L, content_type, NULL,
@@ -228,6 +272,26 @@ static const cmi_param_def_t listener_params[] = {
                                      max_dl_count, NULL,
                                      "discard after this many dead-letterings (not supported: the 3.x plugin hides "
                                      "x-death from AMQP 1.0 consumers)"),
+    [RMQ_L_THROTTLE_ENABLED] = CMI_PARAM("rabbitmq.throttle.enabled", B, 0, L, throttle_enabled, "false",
+                                         "limit the messages consumed per time unit (not supported yet: true is "
+                                         "refused)"),
+    [RMQ_L_THROTTLE_MODE] = CMI_PARAM("rabbitmq.throttle.mode", S, 0, L, throttle_mode, "BATCH",
+                                      "with throttling: BATCH or FIXED_INTERVAL"),
+    [RMQ_L_THROTTLE_TIME_UNIT] = CMI_PARAM("rabbitmq.throttle.timeUnit", S, 0, L, throttle_time_unit, "MINUTE",
+                                           "with throttling: the time unit of the count"),
+    [RMQ_L_THROTTLE_COUNT] = CMI_PARAM_RANGE("rabbitmq.throttle.count", CMI_PARAM_INT, 0, L, throttle_count, NULL,
+                                             "with throttling: messages per time unit", 1, 100000000),
+    [RMQ_L_LEGACY_ROUTING_KEY] = CMI_PARAM("rabbitmq.queue.routing.key", S, 0, L, exchange.routing_key, NULL,
+                                           "older MI's name of rabbitmq.routing.key"),
+    [RMQ_L_CLASSIC_DL_STRATEGY] = CMI_PARAM_CHOICE("rabbitmq.classic.dead.letter.strategy", 0, L,
+                                                   classic_dl_strategy, "NON_RETRYABLE_DISCARD",
+                                                   "a classic queue's discarded messages: NON_RETRYABLE_DISCARD (to "
+                                                   "its dead-letter exchange, once); FIXED_DELAY_RETRYABLE_DISCARD is "
+                                                   "not supported yet", classic_dls_names),
+    [RMQ_L_CLASSIC_REQUEUE_AS_DISCARD] = CMI_PARAM("rabbitmq.classic.override.requeue.with.discard", B, 0, L,
+                                                   classic_requeue_as_discard, "false",
+                                                   "a classic queue's requeues become discards (dead-lettered): a "
+                                                   "classic queue has no delivery limit"),
     [RMQ_L_ADDRESS_FORMAT] = CMI_PARAM_CHOICE("rabbitmq.address.format", 0, L, address_format, "auto",
                                               "auto (from the broker's version), v1 (3.x), v2 (4.x)", format_names),
     [RMQ_L_MGMT_URL] = CMI_PARAM("rabbitmq.management.url", CMI_PARAM_LIST, 0, L, mgmt_url, NULL,
@@ -257,12 +321,41 @@ static int validate_names(const listener_params_t *p, char *err, size_t n)
         {RMQ_L_RECOVERY_INTERVAL, RMQ_L_OLD_RECOVERY_INTERVAL},
         {RMQ_L_RECOVERY_TIMEOUT, RMQ_L_OLD_RECOVERY_TIMEOUT},
         {RMQ_L_Q + RMQ_Q_INITIAL_MEMBER_COUNT, RMQ_L_STREAM_MEMBERS},
+        {RMQ_L_POOL_SIZE, RMQ_L_OLD_POOL_SIZE},
+        {RMQ_L_X + RMQ_X_ROUTING_KEY, RMQ_L_LEGACY_ROUTING_KEY},
     };
     for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++)
         if (one_of(p, pairs[i][0], pairs[i][1], err, n) != 0)
             return -1;
     if (p->queue.name == NULL) {
         snprintf(err, n, "rabbitmq.queue.name is required");
+        return -1;
+    }
+    return 0;
+}
+
+/* MI's throttling and a stream consumer's offsets and filters (not built
+ * yet): accepted at their defaults, refused where they would change what
+ * is consumed.  The stream options mean nothing for other queues, in MI too. */
+static int validate_unsupported(const listener_params_t *p, char *err, size_t n)
+{
+    if (p->classic_dl_strategy == RMQ_CLASSIC_DLS_FIXED_DELAY) {
+        snprintf(err, n, "rabbitmq.classic.dead.letter.strategy FIXED_DELAY_RETRYABLE_DISCARD is not supported by cmi "
+                 "yet");
+        return -1;
+    }
+    if (p->throttle_enabled) {
+        snprintf(err, n, "rabbitmq.throttle.enabled: throttling is not supported by cmi yet");
+        return -1;
+    }
+    if (p->queue.type != RMQ_QUEUE_STREAM)
+        return 0;
+    const char *what = p->stream_filters != NULL ? "rabbitmq.stream.filters"
+                       : p->stream_offset_value != NULL ? "rabbitmq.stream.offset.starting.value"
+                       : strcmp(p->stream_offset_strategy, "NEXT") != 0 ? "rabbitmq.stream.offset.starting.strategy"
+                       : NULL;
+    if (what != NULL) {
+        snprintf(err, n, "%s: a stream consumer starts at the next message (NEXT, no filters) in cmi so far", what);
         return -1;
     }
     return 0;
@@ -302,6 +395,8 @@ static int validate_listener(const void *params, char *err, size_t n)
         snprintf(err, n, "rabbitmq.connection.oauth2.enabled: OAuth2 tokens are not supported by cmi yet");
         return -1;
     }
+    if (validate_unsupported(p, err, n) != 0)
+        return -1;
     if (p->dl_queue != NULL && p->dl_exchange == NULL) {
         snprintf(err, n, "rabbitmq.dead.letter.queue.name needs rabbitmq.dead.letter.exchange.name (the exchange "
                  "it is bound to)");
@@ -325,6 +420,7 @@ typedef struct {
     rmq_init_params_t init; /* the pool's connection parameters */
     char **urls;            /* host:port, zipped */
     rmq_pool_t *pool;
+    int legacy; /* older MI's protocol="rabbitmq" endpoint */
 } listener_t;
 
 static void listener_free(listener_t *ls)
@@ -397,11 +493,25 @@ static int dead_letter_first(const listener_params_t *p, rmq_target_t *t, char *
 
 /* The queue to consume, declared like a publish target would be, with
  * every queue and exchange option the endpoint gives. */
-static int consumer_target(const listener_params_t *p, rmq_target_t *t, char *err, size_t n)
+/* Older MI's protocol="rabbitmq" endpoint (AMQP 0.9.1) with the same
+ * parameters: its queue is a classic one and is bound with the queue's
+ * name as the routing key unless they are given (docs/rabbitmq.md, "The
+ * legacy rabbitmq protocol"). */
+static void legacy_defaults(const listener_params_t *p, rmq_target_spec_t *q)
+{
+    if (!CMI_PARAM_GIVEN(p, RMQ_L_Q + RMQ_Q_TYPE))
+        q->queue.type = RMQ_QUEUE_CLASSIC;
+    if (q->exchange.name != NULL && q->exchange.routing_key == NULL)
+        q->exchange.routing_key = q->queue.name;
+}
+
+static int consumer_target(const listener_params_t *p, int legacy, rmq_target_t *t, char *err, size_t n)
 {
     rmq_target_spec_t q;
     rmq_target_spec_read(&q, p, RMQ_L_Q, &p->queue, RMQ_L_X, &p->exchange);
     q.dynamic = 0; /* an endpoint's values are static */
+    if (legacy)
+        legacy_defaults(p, &q);
     if (CMI_PARAM_GIVEN(p, RMQ_L_STREAM_MEMBERS))
         rmq_target_spec_set_queue(&q, RMQ_Q_INITIAL_MEMBER_COUNT);
     /* The dead-letter parameters become queue arguments. */
@@ -418,6 +528,8 @@ static int consumer_target(const listener_params_t *p, rmq_target_t *t, char *er
     free(args);
     if (rc == 0 && p->dl_exchange != NULL)
         rc = dead_letter_first(p, t, err, n);
+    if (rc == 0)
+        rmq_target_ask_on_v1(t);
     return rc;
 }
 
@@ -463,15 +575,16 @@ static rmq_deliver_result_t deliver(void *arg, rmq_delivery_t *d, const rmq_inco
 
 /* ---- the listener's hooks ---------------------------------------------------------------- */
 
-static int listener_start(cmi_listener_t *l, char *err, size_t n)
+static int start_consuming(cmi_listener_t *l, int legacy, char *err, size_t n)
 {
     listener_t *ls = rmq_xcalloc(1, sizeof(*ls));
     ls->l = l;
     ls->p = l->params;
+    ls->legacy = legacy;
     fill_init(ls);
     rmq_consumer_spec_t spec;
     memset(&spec, 0, sizeof(spec));
-    if (consumer_target(ls->p, &spec.target, err, n) != 0) {
+    if (consumer_target(ls->p, legacy, &spec.target, err, n) != 0) {
         listener_free(ls);
         return -1;
     }
@@ -484,6 +597,8 @@ static int listener_start(cmi_listener_t *l, char *err, size_t n)
     }
     spec.links = (int)ls->p->consumers;
     spec.credit = (int)ls->p->credit;
+    spec.max_mediating = (int)ls->p->pool_size;
+    spec.requeue_as_discard = ls->p->classic_requeue_as_discard && ls->p->queue.type == RMQ_QUEUE_CLASSIC;
     spec.auto_ack = ls->p->auto_ack;
     spec.ack_wait_ms = ls->p->ack_wait_ms;
     spec.requeue_delay_ms = ls->p->requeue_delay_ms;
@@ -492,6 +607,16 @@ static int listener_start(cmi_listener_t *l, char *err, size_t n)
     rmq_pool_consume(ls->pool, &spec);
     l->data = ls;
     return 0;
+}
+
+static int listener_start(cmi_listener_t *l, char *err, size_t n)
+{
+    return start_consuming(l, 0, err, n);
+}
+
+static int legacy_start(cmi_listener_t *l, char *err, size_t n)
+{
+    return start_consuming(l, 1, err, n);
 }
 
 static void listener_stop(cmi_listener_t *l)
@@ -525,27 +650,42 @@ static void listener_done(cmi_listener_t *l, void *delivery, cmi_msg_t *msg, int
         decision = RMQ_DECIDE_DISCARD;
     else if (ack != NULL && strcasecmp(ack, "true") == 0)
         decision = RMQ_DECIDE_ACCEPT;
+    /* Older MI's endpoint acknowledged a message whose flow ended without
+     * asking for a rollback; the 1.0 endpoint requeues it after the delay. */
+    const listener_t *ls = l->data;
+    if (decision == RMQ_DECIDE_NONE && ls->legacy)
+        decision = RMQ_DECIDE_ACCEPT;
     if (decision != RMQ_DECIDE_NONE)
         rmq_delivery_decide(d, decision);
     rmq_delivery_flow_done(d);
 }
 
 static const char *const listener_classes[] = {"org.wso2.carbon.inbound.rabbitmq.RabbitMQListener", NULL};
+static const char *const no_classes[] = {NULL};
+
+/* Both endpoint kinds: one parameter table, one set of hooks but start. */
+#define LISTENER_COMMON                                                                                              \
+    .params = listener_params, .params_size = sizeof(listener_params_t), .stop = listener_stop,                      \
+    .destroy = listener_destroy, .done = listener_done, .validate = validate_listener
 
 const cmi_listener_def_t rmq_listeners[] = {{
     .classes = listener_classes,
-    .protocol = "rabbitmq",
     .description = "consumes a queue (AMQP 1.0) and mediates each message in the endpoint's sequence; the flow "
                    "decides with rabbitmq.accept/discard/requeue or the ACKNOWLEDGE, SET_ROLLBACK_ONLY and "
                    "SET_REQUEUE_ON_ROLLBACK properties",
-    .params = listener_params,
-    .params_size = sizeof(listener_params_t),
     .start = listener_start,
-    .stop = listener_stop,
-    .destroy = listener_destroy,
-    .done = listener_done,
-    .validate = validate_listener,
+    LISTENER_COMMON,
+}, {
+    .classes = no_classes,
+    .protocol = "rabbitmq",
+    .description = "older MI's protocol=\"rabbitmq\" endpoint, served over AMQP 1.0 with the parameters above: a "
+                   "classic queue unless rabbitmq.queue.type is given, bound with its own name as the routing key "
+                   "unless rabbitmq.routing.key (or rabbitmq.queue.routing.key) is given, and acknowledged when its "
+                   "flow ends without a rollback",
+    .start = legacy_start,
+    LISTENER_COMMON,
 }, {.classes = NULL}};
+#undef LISTENER_COMMON
 
 /* ---- rabbitmq.accept / discard / requeue -------------------------------------------------- */
 

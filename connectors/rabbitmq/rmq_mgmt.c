@@ -62,6 +62,9 @@ static const char *reason_of(const reply_t *r)
     return out;
 }
 
+/* run_at(): an if_missing GET found nothing (not an error). */
+#define RMQ_MGMT_MISSING 1
+
 static int run_at(rmq_mgmt_t *m, const char *base, CURL *curl, const rmq_declare_t *d, char *detail, size_t n)
 {
     char url[2048];
@@ -91,6 +94,8 @@ static int run_at(rmq_mgmt_t *m, const char *base, CURL *curl, const rmq_declare
     }
     if (status >= 200 && status < 300)
         return 0;
+    if (status == 404 && d->if_missing)
+        return RMQ_MGMT_MISSING;
     if (status == 401 || status == 403) {
         snprintf(detail, n, "management API refused %s %s (HTTP %ld): check managementUsername/Password; the user "
                  "needs the management tag", d->method, what, status);
@@ -152,6 +157,12 @@ static void *mgmt_thread(void *arg)
                 snprintf(detail, sizeof(detail), "the connection config is stopping");
             } else if (j->decl[i].on_v1) {
                 status = run_one(m, curl, &j->decl[i], detail, sizeof(detail));
+                if (status == RMQ_ERR_CONNECTION && strcmp(j->decl[i].method, "GET") == 0 && !j->decl[i].if_missing)
+                    status = 0; /* cannot ask whether it exists: the attach finds out, as without the API */
+                else if (j->decl[i].if_missing && status == 0)
+                    i++; /* it exists: not declared again */
+                else if (status == RMQ_MGMT_MISSING)
+                    status = 0; /* missing: the next declares it */
             }
         }
         if (status != 0) /* the pool says what failed with it */

@@ -460,6 +460,14 @@ int rmq_rpc_prepare(cmi_binding_t *b, char *err, size_t n)
     }
     rmq_target_spec_t q;
     rmq_target_spec_read(&q, p, RMQ_R_REPLY, &p->reply, 0, NULL);
+    if (p->reply.name != NULL && p->reply.name[0] != '/' && !q.queue.auto_declare) {
+        /* MI's sendRpc declares its reply queue whatever replyToQueueAutoDeclare
+         * says (MI's own request-response example relies on it): declared
+         * when missing, left as it is when it exists (docs/rabbitmq.md). */
+        q.queue.auto_declare = RMQ_DECLARE_IF_MISSING;
+        LOG(rs, CMI_LOG_INFO, "sendRpc: replyToQueueAutoDeclare is false, but MI declares the reply queue whatever it "
+            "says: replyToQueue '%s' is declared if it does not exist", p->reply.name);
+    }
     char own[200];
     char *args = NULL;
     if (p->reply.name == NULL) {

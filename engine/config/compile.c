@@ -226,6 +226,15 @@ void cmi_compile_ref_sequence(cmi_compile_t *cc, const char *key, const cmi_sequ
     STAILQ_INSERT_TAIL(&cc->refs, r, link);
 }
 
+int cmi_compile_is_referenced(const cmi_compile_t *cc, const char *key)
+{
+    const cmi_seqref_t *r;
+    STAILQ_FOREACH (r, &cc->refs, link)
+        if (strcmp(r->key, key) == 0)
+            return 1;
+    return 0;
+}
+
 /* ---- reference resolution and the cycle check --------------------------- */
 
 typedef struct {

@@ -103,6 +103,8 @@ void cmi_compile_report_expr_error(cmi_compile_t *cc, xmlNodePtr node, const cha
                                    const struct cmi_expr_error *err);
 
 /* Resolves every recorded reference and checks named sequences for cycles. */
+/* Whether a sequence reference to key was met so far. */
+int cmi_compile_is_referenced(const cmi_compile_t *cc, const char *key);
 void cmi_compile_resolve_refs(cmi_compile_t *cc);
 
 #endif

@@ -99,10 +99,15 @@ static xmlDocPtr parse_file(cmi_compile_t *cc, const char *path)
         cmi_diag_error(cc->diag, cc->file, 0, "cannot read the file: %s", strerror(errno));
         return NULL;
     }
+    /* Artifacts copied from MI's documentation often keep the page's
+     * indentation before <?xml, which XML allows nowhere but at the start:
+     * spaces and tabs there are skipped (not newlines: lines keep their numbers). */
+    size_t skip = strspn(text, " \t");
     parse_error_t pe = {0};
     xmlSetStructuredErrorFunc(&pe, on_xml_error);
     /* No network, no entity expansion: artifacts cannot pull in anything. */
-    xmlDocPtr doc = xmlReadMemory(text, (int)len, path, NULL, XML_PARSE_NONET | XML_PARSE_BIG_LINES | XML_PARSE_NOCDATA);
+    xmlDocPtr doc = xmlReadMemory(text + skip, (int)(len - skip), path, NULL,
+                                  XML_PARSE_NONET | XML_PARSE_BIG_LINES | XML_PARSE_NOCDATA);
     xmlSetStructuredErrorFunc(NULL, NULL);
     if (doc == NULL || pe.have) {
         cmi_diag_error(cc->diag, cc->file, pe.line, "malformed XML: %s", pe.have ? pe.message : "cannot read file");
@@ -219,6 +224,40 @@ static void warn_unknown_folders(cmi_compile_t *cc, const char *dir)
     closedir(d);
 }
 
+/* MI ships a `fault` sequence (log the error, then drop).  An artifact that
+ * names `fault` without deploying one gets MI's, as in MI
+ * (docs/mi-compatibility.md, "The default fault sequence"); it does not
+ * become the deployment's fault sequence, so without such a reference
+ * cmi's error answers stay as they are.  The text is MI's own. */
+static const char mi_default_fault[] =
+    "<sequence name=\"fault\" xmlns=\"http://ws.apache.org/ns/synapse\">\n"
+    "    <log level=\"full\">\n"
+    "        <property name=\"MESSAGE\" value=\"Executing default 'fault' sequence\"/>\n"
+    "        <property expression=\"get-property('ERROR_CODE')\" name=\"ERROR_CODE\"/>\n"
+    "        <property expression=\"get-property('ERROR_MESSAGE')\" name=\"ERROR_MESSAGE\"/>\n"
+    "    </log>\n"
+    "    <drop/>\n"
+    "</sequence>\n";
+
+static void add_mi_default_fault(cmi_compile_t *cc)
+{
+    if (cmi_htab_gets(&cc->config->sequences, "fault") != NULL || !cmi_compile_is_referenced(cc, "fault"))
+        return;
+    xmlDocPtr doc = xmlReadMemory(mi_default_fault, (int)sizeof(mi_default_fault) - 1, "fault.xml", NULL,
+                                  XML_PARSE_NONET | XML_PARSE_NOCDATA);
+    if (doc == NULL)
+        abort(); /* the text above is well formed */
+    cc->file = "(MI's default fault sequence)";
+    cc->source = mi_default_fault;
+    cc->source_len = sizeof(mi_default_fault) - 1;
+    cmi_artifact_sequence(cc, xmlDocGetRootElement(doc));
+    cc->source = NULL;
+    cc->source_len = 0;
+    xmlFreeDoc(doc);
+    cmi_log_write(CMI_LOG_INFO, "config", "no sequence named 'fault' is deployed: MI's default (log, then drop) "
+                  "serves the artifacts that name it");
+}
+
 static void config_arena_free(void *p)
 {
     free(p);
@@ -259,9 +298,10 @@ cmi_config_t *cmi_config_load_with(const char *dir, const cmi_plugins_t *plugins
     for (size_t i = 0; i < NFOLDERS; i++)
         load_folder(&cc, dir, &folders[i]);
     warn_unknown_folders(&cc, dir);
+    cfg->fault_seq = cmi_htab_gets(&cfg->sequences, "fault"); /* deployed, never MI's default */
+    add_mi_default_fault(&cc);
     cmi_compile_resolve_refs(&cc);
     cfg->main_seq = cmi_htab_gets(&cfg->sequences, "main");
-    cfg->fault_seq = cmi_htab_gets(&cfg->sequences, "fault");
     cfg->dispatch = cmi_dispatch_build(cfg, diag);
 
     if (cfg->apis != NULL)

@@ -73,13 +73,13 @@ static int check_listeners(const cmi_connector_t *d, char *err, size_t n)
     if (d->listeners == NULL)
         return 0;
     for (const cmi_listener_def_t *l = d->listeners; l->classes != NULL; l++) {
-        if (l->classes[0] == NULL || l->start == NULL || l->done == NULL) {
-            snprintf(err, n, "a listener has no class name, start or done function");
+        if ((l->classes[0] == NULL && l->protocol == NULL) || l->start == NULL || l->done == NULL) {
+            snprintf(err, n, "a listener has no class name or protocol, start or done function");
             return -1;
         }
         char why[256];
         if (cmi_params_table_check(l->params, l->params_size, why, sizeof(why)) != 0) {
-            snprintf(err, n, "listener '%s': %s", l->classes[0], why);
+            snprintf(err, n, "listener '%s': %s", l->classes[0] ? l->classes[0] : l->protocol, why);
             return -1;
         }
     }

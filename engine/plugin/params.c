@@ -215,13 +215,19 @@ void cmi_module_describe(const cmi_module_t *m, FILE *out)
                 "the result becomes the payload", "");
     }
     for (const cmi_listener_def_t *l = d->listeners; l != NULL && l->classes != NULL; l++) {
-        fprintf(out, "\nInbound endpoint: <inboundEndpoint class=\"%s\"", l->classes[0]);
-        if (l->protocol != NULL)
+        if (l->classes[0] != NULL)
+            fprintf(out, "\nInbound endpoint: <inboundEndpoint class=\"%s\"", l->classes[0]);
+        else
+            fprintf(out, "\nInbound endpoint: <inboundEndpoint protocol=\"%s\"", l->protocol);
+        if (l->classes[0] != NULL && l->protocol != NULL)
             fprintf(out, " (or protocol=\"%s\")", l->protocol);
         fprintf(out, " sequence=\"SEQ\">\n");
         if (l->description != NULL)
             fprintf(out, "  %s\n", l->description);
-        describe_table(out, l->params);
+        if (l > d->listeners && l->params == l[-1].params)
+            fprintf(out, "  Parameters: those of the endpoint above.\n");
+        else
+            describe_table(out, l->params);
     }
     if (d->errors != NULL && d->errors->code != 0) {
         fprintf(out, "\nErrors (ERROR_CODE, ERROR_MESSAGE, HTTP status when no fault sequence answers):\n");

@@ -110,6 +110,27 @@ def test_discard_dead_letters(node):
             node.ctl("clear_policy", "dlx-" + q)
 
 
+def test_classic_requeue_overridden_with_discard(node):
+    # MI's rabbitmq.classic.override.requeue.with.discard: a classic queue
+    # (no delivery limit) would redeliver a requeued message forever; with
+    # it the requeue is a discard: dead-lettered once, never redelivered.
+    q, dlq = unique("override"), unique("override-dlq")
+    node.declare_queue(dlq)
+    node.policy("dlx-" + q, "^%s$" % q, {"dead-letter-exchange": "", "dead-letter-routing-key": dlq})
+    with deployment(node, q, LOG_GOT + "<rabbitmq.requeue/>",
+                    [("rabbitmq.queue.type", "CLASSIC"),
+                     ("rabbitmq.classic.override.requeue.with.discard", "true")]) as d:
+        cmi = start(d)
+        try:
+            node.send("/amq/queue/" + q, [json.dumps({"n": i}) for i in range(3)])
+            wait_for(lambda: node.depth(dlq) == 3, 10, "3 dead-lettered (has %r)" % node.depth(dlq))
+            check(node.depth(q) == 0, "the queue still holds %r" % node.depth(q))
+            check(sorted(got_lines(cmi)) == ["0", "1", "2"], "each delivered once: %r" % got_lines(cmi))
+        finally:
+            cmi.stop_clean()
+            node.ctl("clear_policy", "dlx-" + q)
+
+
 def test_requeue_redelivers(node):
     q = unique("requeue")
     body = (LOG_GOT + '<filter xpath="${headers[\'rabbitmq.message.redelivered\'] == \'true\'}">'
@@ -221,6 +242,41 @@ def test_credit_bounds_concurrency(node):
     print("      20 flows of 200 ms: credit 1 took %.2fs, credit 50 took %.2fs" % (one, fifty), flush=True)
     check(one >= 3.5, "credit 1 took only %.2fs for 20 x 200 ms" % one)
     check(fifty < one / 3, "credit 50 took %.2fs, credit 1 %.2fs" % (fifty, one))
+
+
+def _peak_in_mediation(log):
+    peak = cur = 0
+    for kind in re.findall(r"(got|done) \d+", log):
+        cur += 1 if kind == "got" else -1
+        peak = max(peak, cur)
+    return peak
+
+
+def test_thread_pool_size_bounds_mediation(node):
+    # MI's rabbitmq.message.receiver.thread.pool.size bounds the endpoint's
+    # messages in mediation over all its receivers: two receivers with a
+    # credit of 10 each hold 20, but only 3 flows run at once; without it
+    # the credit alone bounds (here: all 20 at once).
+    def peak(params):
+        q = unique("pool")
+        body = LOG_GOT + '<testSuspend millis="300"/><log><message>done ${payload.n}</message></log><rabbitmq.accept/>'
+        with deployment(node, q, body, [("rabbitmq.consumer.initial.credit", "10"),
+                                        ("rabbitmq.concurrent.consumers.count", "2")] + params) as d:
+            cmi = start(d)
+            try:
+                wait_for(lambda: len(re.findall(r"consuming from queue", cmi.log_text())) == 2, 10, "2 receivers")
+                node.send("/amq/queue/" + q, [json.dumps({"n": i}) for i in range(20)])
+                wait_for(lambda: len(re.findall(r"done \d+", cmi.log_text())) == 20, 30, "20 flows done")
+                wait_for(lambda: node.depth(q) == 0, 10, "the queue empty")
+                return _peak_in_mediation(cmi.log_text())
+            finally:
+                cmi.stop_clean()
+    bounded = peak([("rabbitmq.message.receiver.thread.pool.size", "3")])
+    check(bounded == 3, "pool size 3: %d flows ran at once" % bounded)
+    # MI's code reads rabbitmq.message.consumer.thread.pool.size: the same.
+    check(peak([("rabbitmq.message.consumer.thread.pool.size", "2")]) == 2, "pool size 2 under MI's code's name")
+    unbounded = peak([])
+    check(unbounded > 10, "without a pool size only %d flows ran at once" % unbounded)
 
 
 def _unacked(node, q):

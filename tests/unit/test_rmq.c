@@ -115,6 +115,40 @@ static void test_plain_classic_queue(void)
     CU_ASSERT_TRUE(len >= 4 && memcmp(req + len - 4, "\x00\x53\x77\x40", 4) == 0);
     free(req);
     CU_ASSERT_PTR_NOT_NULL(t.key);
+    /* A consumer's queue that must exist is asked for on 3.x too (a
+     * receiver on a missing queue costs 3.x's whole session): another key. */
+    char *key = strdup(t.key);
+    rmq_target_ask_on_v1(&t);
+    CU_ASSERT_TRUE(t.declare[0].on_v1);
+    CU_ASSERT_STRING_NOT_EQUAL(t.key, key);
+    free(key);
+    rmq_target_dispose(&t);
+}
+
+/* MI's reply queue: asked for on both APIs, declared only when missing. */
+static void test_queue_declared_if_missing(void)
+{
+    rmq_target_spec_t p = params();
+    p.queue.name = "order-reply";
+    p.queue.type = RMQ_QUEUE_QUORUM;
+    p.queue.auto_declare = RMQ_DECLARE_IF_MISSING;
+    given(&p, RMQ_Q_NAME);
+    rmq_target_t t;
+    char err[256];
+    CU_ASSERT_FATAL(rmq_target_build(&t, &p, "/", err, sizeof(err)) == 0);
+    CU_ASSERT_STRING_EQUAL(rmq_target_address(&t, RMQ_FORMAT_V1), "/amq/queue/order-reply");
+    CU_ASSERT_EQUAL_FATAL(t.ndeclare, 2);
+    CU_ASSERT_STRING_EQUAL(t.declare[0].method, "GET");
+    CU_ASSERT_TRUE(t.declare[0].if_missing && t.declare[0].on_v1);
+    CU_ASSERT_STRING_EQUAL(t.declare[0].http_path, "/api/queues/%2F/order-reply");
+    CU_ASSERT_STRING_EQUAL(t.declare[1].method, "PUT");
+    CU_ASSERT_TRUE(!t.declare[1].if_missing && t.declare[1].on_v1);
+    CU_ASSERT_TRUE(json_equal_text(t.declare[1].v2_body, "{\"durable\":true,\"exclusive\":false,\"auto_delete\":false,"
+                                   "\"arguments\":{\"x-queue-type\":\"quorum\"}}"));
+    rmq_target_t copy;
+    rmq_target_copy(&copy, &t);
+    CU_ASSERT_TRUE(copy.declare[0].if_missing);
+    rmq_target_dispose(&copy);
     rmq_target_dispose(&t);
 }
 
@@ -693,6 +727,7 @@ static CU_TestInfo rmq_tests[] = {
     {"percent-encoding", test_percent_encoding},
     {"address format from the broker's version", test_format_from_version},
     {"plain classic queue", test_plain_classic_queue},
+    {"queue declared if missing", test_queue_declared_if_missing},
     {"quorum queue with arguments", test_quorum_queue_with_arguments},
     {"classic version and stream members", test_classic_version_and_stream_members},
     {"exchange targets", test_exchange_targets},

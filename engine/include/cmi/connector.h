@@ -160,7 +160,7 @@ typedef struct {
 /* An inbound endpoint kind: <inboundEndpoint class="..."> (or
  * protocol="...") with <parameters>. */
 typedef struct {
-    const char *const *classes; /* class values that select it, NULL-terminated */
+    const char *const *classes; /* class values that select it, NULL-terminated (may be empty when protocol is set) */
     const char *protocol;       /* a protocol value that selects it, or NULL */
     const char *description;
     const cmi_param_def_t *params;
