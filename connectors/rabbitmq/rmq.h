@@ -318,6 +318,8 @@ typedef struct {
     /* A GET whose "exists" skips the declaration after it and whose 404
      * runs it: a queue declared only when missing (sendRpc's reply queue). */
     int if_missing;
+    /* Why 3.x's HTTP API cannot make this one (a static string), or NULL. */
+    const char *v1_refusal;
 } rmq_declare_t;
 
 /* What a publish targets.  All strings are owned (malloc) by the target. */

@@ -114,7 +114,7 @@ static void add_declare(rmq_target_t *t, const char *method, char *http_path, js
 {
     rmq_declare_t *d = rmq_xrealloc(t->declare, (t->ndeclare + 1) * sizeof(*d));
     t->declare = d;
-    d[t->ndeclare++] = (rmq_declare_t){method, http_path, dump(http_body), v2_path, dump(v2_body), on_v1, 0};
+    d[t->ndeclare++] = (rmq_declare_t){method, http_path, dump(http_body), v2_path, dump(v2_body), on_v1, 0, NULL};
     json_decref(http_body);
     json_decref(v2_body);
 }
@@ -191,6 +191,14 @@ static int declare_queue(rmq_target_t *t, const rmq_target_spec_t *s, const char
                 rmq_xasprintf("/queues/%s", q), body, on_v1);
     free(q);
     json_decref(args);
+    /* 3.10's HTTP API makes a transient, non-exclusive queue of an exclusive
+     * one (measured), and its AMQP 1.0 plugin cannot declare one: refused
+     * there rather than silently something else. 4.x's /management
+     * declares it for cmi's own connection. */
+    if (s->queue.exclusive)
+        t->declare[t->ndeclare - 1].v1_refusal = "an exclusive queue needs RabbitMQ 4.x: 3.x cannot declare one for an "
+                                                 "AMQP 1.0 client (its HTTP API makes a transient, non-exclusive "
+                                                 "queue instead)";
     return 0;
 }
 
@@ -376,7 +384,7 @@ void rmq_declare_copy(rmq_declare_t *dst, const rmq_declare_t *src, size_t n)
     for (size_t i = 0; i < n; i++)
         dst[i] = (rmq_declare_t){src[i].method,        rmq_xstrdup(src[i].http_path), rmq_xstrdup(src[i].http_body),
                                  rmq_xstrdup(src[i].v2_path), rmq_xstrdup(src[i].v2_body),  src[i].on_v1,
-                                 src[i].if_missing};
+                                 src[i].if_missing, src[i].v1_refusal};
 }
 
 void rmq_declare_free(rmq_declare_t *d, size_t n)

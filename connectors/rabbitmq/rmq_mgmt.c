@@ -155,6 +155,9 @@ static void *mgmt_thread(void *arg)
             if (stopping) {
                 status = RMQ_ERR_CONNECTION;
                 snprintf(detail, sizeof(detail), "the connection config is stopping");
+            } else if (j->decl[i].on_v1 && j->decl[i].v1_refusal != NULL) {
+                status = RMQ_ERR_CONFIG;
+                snprintf(detail, sizeof(detail), "%s", j->decl[i].v1_refusal);
             } else if (j->decl[i].on_v1) {
                 status = run_one(m, curl, &j->decl[i], detail, sizeof(detail));
                 if (status == RMQ_ERR_CONNECTION && strcmp(j->decl[i].method, "GET") == 0 && !j->decl[i].if_missing)

@@ -128,14 +128,16 @@ int rmq_v2_response_status(const char *bytes, size_t len, char *correlation, siz
 
 int rmq_declare_refusal_code(long status, const char *reason)
 {
-    /* 3.x's API says 400 "PRECONDITION_FAILED - inequivalent arg ...", 4.x's
-     * /management says 409: what the broker holds conflicts with the
-     * declaration.  That is the broker's refusal, as when 3.x ends a session
-     * over an attach that declares a queue (701206 there too), not a bad
-     * parameter: one code for it whatever the broker and the path.  So is
-     * 404, a queue that must exist and does not (4.x answers an attach to
-     * it with amqp:not-found, 701206 too). */
-    if (status == 409 || status == 404 || (reason != NULL && strstr(reason, "PRECONDITION_FAILED") != NULL))
+    /* 3.x's API says 400 "[PRECONDITION_FAILED - ]inequivalent arg ..."
+     * (3.10.8 without the prefix), 4.x's /management says 409: what the
+     * broker holds conflicts with the declaration.  That is the broker's
+     * refusal, as when 3.x ends a session over an attach that declares a
+     * queue (701206 there too), not a bad parameter: one code for it
+     * whatever the broker and the path.  So is 404, a queue that must exist
+     * and does not (4.x answers an attach to it with amqp:not-found, 701206
+     * too). */
+    int conflict = reason != NULL && (strstr(reason, "PRECONDITION_FAILED") || strstr(reason, "inequivalent arg"));
+    if (status == 409 || status == 404 || conflict)
         return RMQ_ERR_AMQP;
     return status >= 500 ? RMQ_ERR_GENERAL : RMQ_ERR_CONFIG;
 }

@@ -131,6 +131,40 @@ def test_classic_requeue_overridden_with_discard(node):
             node.ctl("clear_policy", "dlx-" + q)
 
 
+def _queue_names(node):
+    return [x["name"] for x in node.api("GET", "/api/queues/%2F")]
+
+
+def test_exclusive_queue(node):
+    # rabbitmq.queue.exclusive: on 4.x the queue is declared over
+    # /management for the endpoint's own connection (exclusive, gone when
+    # cmi stops); 3.x cannot declare one for an AMQP 1.0 client (its HTTP
+    # API makes a transient, non-exclusive queue instead): the endpoint says
+    # so once and retries quietly, never a reconnect loop.
+    q = unique("exclusive")
+    mgmt = ("rabbitmq.management.url", "http://127.0.0.1:%d" % node.mgmt_port)
+    with deployment(node, q, LOG_GOT + "<rabbitmq.accept/>", [("rabbitmq.queue.exclusive", "true"), mgmt]) as d:
+        cmi = Cmi(d, workers=2, env={"CMI_CONNECTORS_PATH": RMQ_CONNECTORS}).start()
+        try:
+            if node.broker.is4:
+                cmi.wait_log(r"consuming from queue '%s'" % q, 20)
+                check(node.queue(q)["exclusive"] is True, "the queue is exclusive: %r" % node.queue(q)["exclusive"])
+                node.send("/amq/queue/" + q, [json.dumps({"n": 1})])
+                wait_for(lambda: got_lines(cmi) == ["1"], 10, "the message mediated")
+            else:
+                said = r"cannot consume from queue '%s': an exclusive queue needs RabbitMQ 4\.x" % q
+                # Retried every 2 s, said again only at debug level.
+                wait_for(lambda: len(re.findall(said, cmi.log_text())) >= 3, 15, "two retries")
+                log = cmi.log_text()
+                check(len(re.findall(r"ERROR .*" + said, log)) == 1, "said once at error level")
+                check(not re.search(r"connection \d+ to \S+ down", log), "no reconnect")
+                check(q not in _queue_names(node), "no queue made")
+        finally:
+            cmi.stop_clean()
+    if node.broker.is4:
+        wait_for(lambda: q not in _queue_names(node), 10, "the exclusive queue gone with cmi's connection")
+
+
 def test_requeue_redelivers(node):
     q = unique("requeue")
     body = (LOG_GOT + '<filter xpath="${headers[\'rabbitmq.message.redelivered\'] == \'true\'}">'

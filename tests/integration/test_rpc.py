@@ -347,3 +347,32 @@ def test_broker_restart_rpcs_resume(node):
             raise explained(e, cmi) from None
         finally:
             cmi.stop_clean()
+
+
+def test_a_reply_queue_that_cannot_be_had_fails_at_once(node):
+    # Issue 20: the reply queue exists with other arguments (made by hand)
+    # and sendRpc must declare it otherwise: the broker refuses the
+    # declaration.  The request fails at once with the broker's reason
+    # (never at its 60 s timeout), the reply consumer says so once and
+    # retries on its timer, and no connection is ever dropped over it.
+    q, reply = unique("rpc-req"), unique("rpc-refused-reply")
+    node.declare_queue(reply, {"x-max-length": 5})
+    extra = ("<replyToQueue>%s</replyToQueue><replyToQueueAutoDeclare>true</replyToQueueAutoDeclare>"
+             "<replyToQueueArguments>x-max-length=10</replyToQueueArguments>" % reply)
+    with Deployment(client_files(node, q, extra)) as d:
+        cmi = start(d)
+        try:
+            t0 = time.monotonic()
+            status, _, data = call(cmi, 1)
+            took = time.monotonic() - t0
+            check(status == 502 and b"701206" in data, "the request: %s %r" % (status, data))
+            check(took < 5, "failed after %.1f s" % took)
+            said = r"cannot consume from queue '%s'" % reply
+            wait_for(lambda: len(re.findall(said, cmi.log_text())) >= 3, 15, "the reply consumer retried twice")
+            log = cmi.log_text()
+            check(len(re.findall(r"(ERROR|WARN) .*" + said, log)) == 1, "said once above debug level")
+            check(not re.search(r"connection \d+ to \S+ down", log), "no connection dropped")
+            status, _, data = call(cmi, 2)
+            check(status == 502, "a second request: %s %r" % (status, data))
+        finally:
+            cmi.stop_clean()

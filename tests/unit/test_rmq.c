@@ -145,9 +145,19 @@ static void test_queue_declared_if_missing(void)
     CU_ASSERT_TRUE(!t.declare[1].if_missing && t.declare[1].on_v1);
     CU_ASSERT_TRUE(json_equal_text(t.declare[1].v2_body, "{\"durable\":true,\"exclusive\":false,\"auto_delete\":false,"
                                    "\"arguments\":{\"x-queue-type\":\"quorum\"}}"));
+    CU_ASSERT_PTR_NULL(t.declare[1].v1_refusal);
     rmq_target_t copy;
     rmq_target_copy(&copy, &t);
     CU_ASSERT_TRUE(copy.declare[0].if_missing);
+    rmq_target_dispose(&copy);
+    rmq_target_dispose(&t);
+    /* An exclusive queue: 3.x's HTTP API would make something else of it. */
+    p.queue.exclusive = 1;
+    given(&p, RMQ_Q_EXCLUSIVE);
+    CU_ASSERT_FATAL(rmq_target_build(&t, &p, "/", err, sizeof(err)) == 0);
+    CU_ASSERT_PTR_NOT_NULL(t.declare[1].v1_refusal);
+    rmq_target_copy(&copy, &t);
+    CU_ASSERT_PTR_NOT_NULL(copy.declare[1].v1_refusal);
     rmq_target_dispose(&copy);
     rmq_target_dispose(&t);
 }
@@ -554,6 +564,8 @@ static void test_declare_refusal_code(void)
     CU_ASSERT_EQUAL(rmq_declare_refusal_code(409, "inequivalent arg 'durable'"), RMQ_ERR_AMQP);
     CU_ASSERT_EQUAL(rmq_declare_refusal_code(400, "PRECONDITION_FAILED - inequivalent arg 'x-queue-type'"),
                     RMQ_ERR_AMQP);
+    CU_ASSERT_EQUAL(rmq_declare_refusal_code(400, "inequivalent arg 'x-max-length' for queue 'q' in vhost '/': "
+                                                  "received '10' but current is '5'"), RMQ_ERR_AMQP); /* 3.10.8 */
     CU_ASSERT_EQUAL(rmq_declare_refusal_code(400, "invalid arg 'x-max-length'"), RMQ_ERR_CONFIG);
     CU_ASSERT_EQUAL(rmq_declare_refusal_code(-1, "undecodable answer from /management"), RMQ_ERR_CONFIG);
     CU_ASSERT_EQUAL(rmq_declare_refusal_code(503, NULL), RMQ_ERR_GENERAL);
