@@ -136,8 +136,6 @@ void rmq_delivery_settle(rmq_consume_t *cs, rmq_delivery_t *d, int decision)
 {
     if (d->settled)
         return;
-    if (decision == RMQ_DECIDE_REQUEUE && d->requeue_as_discard)
-        decision = RMQ_DECIDE_DISCARD; /* a flow over without a decision too */
     if (d->pd != NULL) {
         pn_delivery_update(d->pd, outcome_of(decision));
         pn_delivery_settle(d->pd);
@@ -266,11 +264,22 @@ static void apply(rmq_consume_t *cs, struct rmq_dwork *w)
         int64_t now = rmq_now();
         if (now - k->last_no_decision_log > 10000) {
             k->last_no_decision_log = now;
-            LOG(cs, CMI_LOG_WARN, "a flow of %s ended without accept, discard or requeue: the message is requeued in "
-                "%llu ms (logged at most every 10 s)", k->spec.target.describe,
-                (unsigned long long)k->spec.requeue_delay_ms);
+            if (d->requeue_as_discard)
+                LOG(cs, CMI_LOG_WARN, "a flow of %s ended without accept, discard or requeue: the message is "
+                    "discarded (rabbitmq.classic.override.requeue.with.discard; logged at most every 10 s)",
+                    k->spec.target.describe);
+            else
+                LOG(cs, CMI_LOG_WARN, "a flow of %s ended without accept, discard or requeue: the message is requeued "
+                    "in %llu ms (logged at most every 10 s)", k->spec.target.describe,
+                    (unsigned long long)k->spec.requeue_delay_ms);
         }
-        requeue_later(cs, d);
+        /* Only the flow's own requeues become discards: never what cmi
+         * releases itself (a stop, an ack wait run out). */
+        int none = RMQ_DECIDE_NONE;
+        if (d->requeue_as_discard && atomic_compare_exchange_strong(&d->decision, &none, RMQ_DECIDE_DISCARD))
+            rmq_delivery_settle(cs, d, RMQ_DECIDE_DISCARD);
+        else
+            requeue_later(cs, d);
     }
     rmq_delivery_finish(cs, d);
     rmq_delivery_unref(d); /* the flow's */
