@@ -41,7 +41,15 @@ __attribute__((format(printf, 4, 5))) static void consume_failed(rmq_consume_t *
 static void attach(rmq_consume_t *cs, rmq_conn_t *c, rmq_rlink_t *r)
 {
     const char *address = rmq_target_address(&r->consumer->spec.target, c->format);
-    r->pn = pn_receiver(c->ssn, r->name);
+    /* A session of its own while the broker's sessions allow (one left
+     * for a sender at least); past that, the main one. */
+    if (r->ssn == NULL && c->nreceivers + 1 < c->max_links) {
+        r->ssn = pn_session(c->pn);
+        pn_session_set_context(r->ssn, &r->tag);
+        pn_session_open(r->ssn);
+        c->nreceivers++;
+    }
+    r->pn = pn_receiver(r->ssn != NULL ? r->ssn : c->ssn, r->name);
     pn_terminus_set_address(pn_link_source(r->pn), address);
     /* /queue/NAME is declared with the source's durability on 3.x. */
     pn_terminus_set_durability(pn_link_source(r->pn), PN_CONFIGURATION);
@@ -362,13 +370,14 @@ static void on_message(rmq_consume_t *cs, rmq_rlink_t *r, pn_delivery_t *pd)
 
 /* The broker closed a receiver: its unsettled deliveries went back to the
  * queue with it; it is attached again after REATTACH_MS. */
-static void on_receiver_closed(rmq_consume_t *cs, rmq_conn_t *c, rmq_rlink_t *r, pn_link_t *pl)
+/* The broker took r away (its link, or its session): its unsettled
+ * deliveries went back to the queue with it; it is attached again after
+ * REATTACH_MS, the failure said once while it repeats. */
+static void receiver_lost(rmq_consume_t *cs, rmq_conn_t *c, rmq_rlink_t *r, const char *what, const char *why)
 {
-    char why[300];
-    rmq_condition_text(pn_link_remote_condition(pl), why, sizeof(why));
     if (!cs->pool->stopping && !cs->consuming_stopped) {
-        consume_failed(cs, r->consumer, CMI_LOG_WARN, "connection %d: the broker closed the receiver on %s: %s; "
-                       "attaching again every %d ms", c->index, r->consumer->spec.target.describe, why, REATTACH_MS);
+        consume_failed(cs, r->consumer, CMI_LOG_WARN, "connection %d: the broker %s on %s: %s; attaching again every "
+                       "%d ms", c->index, what, r->consumer->spec.target.describe, why, REATTACH_MS);
         r->retry_at = rmq_now() + REATTACH_MS;
         rmq_pool_timer_changed(cs->pool);
     }
@@ -381,10 +390,36 @@ static void on_receiver_closed(rmq_consume_t *cs, rmq_conn_t *c, rmq_rlink_t *r,
             rmq_delivery_finish(cs, d);
         }
     }
-    pn_link_set_context(pl, NULL);
-    pn_link_close(pl);
-    pn_link_free(pl);
-    r->pn = NULL;
+    if (r->pn != NULL) {
+        pn_link_set_context(r->pn, NULL);
+        pn_link_close(r->pn);
+        pn_link_free(r->pn);
+        r->pn = NULL;
+    }
+}
+
+static void on_receiver_closed(rmq_consume_t *cs, rmq_conn_t *c, rmq_rlink_t *r, pn_link_t *pl)
+{
+    char why[300];
+    rmq_condition_text(pn_link_remote_condition(pl), why, sizeof(why));
+    receiver_lost(cs, c, r, "closed the receiver", why);
+}
+
+/* The broker ended r's session: the session goes too (a new one with the
+ * next attach; the broker ended first, so its channel is free at once). */
+static void on_session_ended(rmq_consume_t *cs, rmq_conn_t *c, rmq_rlink_t *r, pn_session_t *ssn)
+{
+    char why[300];
+    rmq_condition_text(pn_session_remote_condition(ssn), why, sizeof(why));
+    if (r->pn != NULL) /* else its detach came first and said it */
+        receiver_lost(cs, c, r, "ended the session of the receiver", why);
+    pn_session_set_context(ssn, NULL);
+    pn_session_close(ssn);
+    pn_session_free(ssn);
+    if (r->ssn == ssn) {
+        r->ssn = NULL;
+        c->nreceivers--;
+    }
 }
 
 static void on_link(void *st, rmq_conn_t *c, pn_event_t *e, rmq_link_tag_t *tag)
@@ -406,6 +441,9 @@ static void on_link(void *st, rmq_conn_t *c, pn_event_t *e, rmq_link_tag_t *tag)
     case PN_LINK_REMOTE_CLOSE:
     case PN_LINK_REMOTE_DETACH:
         on_receiver_closed(cs, c, r, pl);
+        break;
+    case PN_SESSION_REMOTE_CLOSE:
+        on_session_ended(cs, c, r, pn_event_session(e));
         break;
     case PN_DELIVERY: {
         pn_delivery_t *pd = pn_event_delivery(e);
@@ -533,9 +571,11 @@ static void on_closed(void *st, rmq_conn_t *c)
     cconn_t *cc = cc_of(cs, c);
     rmq_rlink_t *r;
     SLIST_FOREACH(r, &cc->rlinks, entry) {
-        r->pn = NULL; /* gone with the connection */
+        r->pn = NULL; /* gone with the connection, and its session */
+        r->ssn = NULL;
         r->ready = 0;
     }
+    c->nreceivers = 0;
     SLIST_FOREACH(r, &cc->rlinks, entry)
         drop_parked(cs, r);
     rmq_delivery_conn_closed(cs, c);

@@ -43,6 +43,10 @@ struct rmq_rlink {
     SLIST_ENTRY(rmq_rlink) entry;
     rmq_conn_t *conn;
     rmq_consumer_t *consumer;
+    /* Its own session: a broker that refuses the receiver by ending the
+     * session (3.x over a queue declared otherwise) costs only this
+     * receiver, never the connection and the others on it. */
+    pn_session_t *ssn;
     pn_link_t *pn;
     int ready;
     int waiting_decl; /* its queue is being declared on this connection */

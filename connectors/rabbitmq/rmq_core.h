@@ -131,8 +131,9 @@ struct rmq_conn {
     /* Publishing (rmq_send.c). */
     TAILQ_HEAD(rmq_link_list, rmq_link) links;
     size_t nlinks;
-    size_t max_links;    /* sender sessions the broker allows beside the main one */
+    size_t max_links;    /* link sessions (senders, receivers) the broker allows beside the main one */
     size_t nending;      /* sender sessions cmi ended whose channel is not free yet */
+    size_t nreceivers;   /* receivers' sessions (rmq_consume.c): out of the senders' budget */
     rmq_pub_list_t held; /* every sender session busy: waiting for one to go idle */
     rmq_pub_list_t inflight;
     size_t queued;       /* pending on its links and declarations, or to do */

@@ -105,18 +105,25 @@ static void on_closed(rmq_pool_t *pool, rmq_conn_t *c, pn_transport_t *t)
     rmq_send_again(pool, &again);
 }
 
-/* A sender's session costs only that sender (rmq_send.c tells its own
- * from those already let go).  Without its main session (consumers,
- * /management) the connection is of no use: it starts again. */
-static void on_session_closed(rmq_pool_t *pool, pn_session_t *ssn)
+static void on_link_event(rmq_pool_t *pool, pn_event_t *e);
+
+/* A sender's or a receiver's session costs only that link (each has its
+ * own; rmq_send.c tells its senders from those already let go, a
+ * receiver's session comes to its feature as a link event).  Without its
+ * main session (/management) the connection is of no use: it starts again. */
+static void on_session_closed(rmq_pool_t *pool, pn_event_t *e)
 {
+    pn_session_t *ssn = pn_event_session(e);
     pn_connection_t *pc = pn_session_connection(ssn);
     rmq_conn_t *c = pn_connection_get_context(pc);
     pn_condition_t *cond = pn_session_remote_condition(ssn);
     char why[400];
     rmq_condition_text(cond, why, sizeof(why));
     if (c == NULL || ssn != c->ssn) {
-        if (c != NULL)
+        const rmq_link_tag_t *tag = pn_session_get_context(ssn);
+        if (c != NULL && tag != NULL && tag->role != RMQ_ROLE_SENDER)
+            on_link_event(pool, e);
+        else if (c != NULL)
             rmq_send_on_session_closed(pool, ssn, pn_condition_is_set(cond) ? pn_condition_get_name(cond) : NULL,
                                        why);
         return;
@@ -246,7 +253,11 @@ static void on_wake(rmq_pool_t *pool, rmq_conn_t *c)
 static void on_link_event(rmq_pool_t *pool, pn_event_t *e)
 {
     pn_link_t *pl = pn_event_link(e);
-    rmq_link_tag_t *tag = pl != NULL ? pn_link_get_context(pl) : NULL;
+    /* A link's event, or the end of a session that holds one link (its
+     * context is that link's). */
+    rmq_link_tag_t *tag = pl != NULL                ? pn_link_get_context(pl)
+                          : pn_event_session(e) != NULL ? pn_session_get_context(pn_event_session(e))
+                                                        : NULL;
     rmq_conn_t *c = pn_connection_get_context(pn_event_connection(e));
     if (tag == NULL || c == NULL)
         return; /* a link closed already */
@@ -295,7 +306,7 @@ static void handle(rmq_pool_t *pool, pn_event_t *e)
         pn_connection_close(pc);
         break;
     case PN_SESSION_REMOTE_CLOSE:
-        on_session_closed(pool, pn_event_session(e));
+        on_session_closed(pool, e);
         break;
     case PN_SESSION_FINAL:
         if (c != NULL && pn_event_session(e) != c->ssn)

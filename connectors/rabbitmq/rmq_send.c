@@ -51,7 +51,7 @@
  * until it is free (PN_SESSION_FINAL). */
 
 /* The context of a sender session that ended, until its channel is free. */
-static char ending_session;
+static rmq_link_tag_t ending_session = {RMQ_ROLE_SENDER}; /* an identity: no sender's */
 
 static void link_free(rmq_link_t *l)
 {
@@ -102,7 +102,7 @@ static rmq_link_t *least_recently_used_idle(rmq_conn_t *c)
 
 static int session_free(const rmq_conn_t *c)
 {
-    return c->nlinks + c->nending < c->max_links;
+    return c->nlinks + c->nending + c->nreceivers < c->max_links;
 }
 
 static void link_attach(rmq_conn_t *c, rmq_link_t *l, const char *address)

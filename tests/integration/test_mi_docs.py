@@ -14,6 +14,7 @@ import os
 import re
 import threading
 import time
+import urllib.parse
 
 from harness import Cmi, check
 from rabbitmq import NodeError, free_port, wait_for
@@ -46,7 +47,13 @@ class Example:
         return text.replace("</rabbitmq.init>", "<managementUrl>http://127.0.0.1:%d</managementUrl></rabbitmq.init>"
                             % node.mgmt_port)
 
+    def _names(self, what):
+        return {x["name"] for x in self.node.api("GET", "/api/%s/%%2F" % what)}
+
     def __enter__(self):
+        # The examples name their queues as MI's docs do (order-request, ...),
+        # and so do cmi's samples: what an example made goes with it.
+        self.before = {what: self._names(what) for what in ("queues", "exchanges")}
         d = self.deployment.__enter__()
         files = []
         for name in self.names:
@@ -71,6 +78,9 @@ class Example:
                 self.cmi.stop_clean()
         finally:
             self.deployment.__exit__(*exc)
+            for what in ("queues", "exchanges"):
+                for name in self._names(what) - self.before[what]:
+                    self.node.api("DELETE", "/api/%s/%%2F/%s" % (what, urllib.parse.quote(name, safe="")))
 
     def post(self, path, body, content_type):
         return self.cmi.request("POST", path, body, {"Content-Type": content_type})
@@ -183,12 +193,13 @@ def test_pub_sub(node):
 ORDER = '{\n    "orderId": "1242",\n    "orderQty": 43,\n    "orderDate": "2020/07/22"\n    }'
 
 
-def _request_response(node, example):
+def _request_response(node, example, then=None):
     with Example(node, example) as ex:
         status, _, body = ex.post("/orderrequest", ORDER, "application/json")
         check(status == 200 and json.loads(body) == {"message": "Order created"}, "reply: %s %r" % (status, body))
         ex.no_storm()
-        return ex.cmi.log_text()
+        if then is not None:
+            then(ex)
 
 
 def test_request_response(node):
@@ -206,10 +217,11 @@ def test_request_response_earlier_version(node):
         node.api("DELETE", "/api/queues/%2F/order-reply")  # none yet: the test starts without it
     except NodeError:
         pass
-    log = _request_response(node, "request_response_3c1300e")
-    check(len(re.findall(r"replyToQueueAutoDeclare is false, but MI declares the reply queue", log)) == 1,
-          "the MI behaviour is said once")
-    check(node.queue("order-reply")["durable"], "order-reply declared")
+    def declared(ex):
+        check(ex.count(r"replyToQueueAutoDeclare is false, but MI declares the reply queue") == 1,
+              "the MI behaviour is said once")
+        check(node.queue("order-reply")["durable"], "order-reply declared")
+    _request_response(node, "request_response_3c1300e", declared)
 
 
 def test_requeue_with_errors(node):
@@ -244,22 +256,27 @@ def test_move_to_dlq(node):
     # by hand first (orders a quorum queue dead-lettering to
     # orders-error-exchange); with the backend down "the failed message has
     # been moved to the orders-error queue via the dead letter exchange".
-    for x in ("orders-exchange", "orders-error-exchange"):
-        node.api("PUT", "/api/exchanges/%2F/" + x, {"type": "direct", "durable": True})
-    node.api("PUT", "/api/queues/%2F/orders-error", {"durable": True})
-    node.bind("orders-error-exchange", "orders-error", "orders-error")
-    node.api("PUT", "/api/queues/%2F/orders", {"durable": True, "arguments": {
-        "x-queue-type": "quorum", "x-dead-letter-exchange": "orders-error-exchange",
-        "x-dead-letter-routing-key": "orders-error"}})
-    node.bind("orders-exchange", "orders", "orders")
-    with Example(node, "move_to_dlq") as ex:
-        ex.cmi.wait_log(r"\[rabbitmq:RabbitMQOrdersEP\] connection 0: consuming from queue 'orders'", 20)
-        node.send("/exchange/orders-exchange/orders", [json.dumps({"orderId": "A-1"})])
-        ex.cmi.wait_log(r"Could not process the order\. Moving to dead letter queue\.", 10)
-        wait_for(lambda: node.depth("orders-error") == 1, 10, "the order in orders-error")
-        check(node.depth("orders") == 0, "orders empty")
-        check(json.loads(node.drain("orders-error")[0]) == {"orderId": "A-1"}, "the dead-lettered order")
-        ex.no_storm()
+    try:
+        for x in ("orders-exchange", "orders-error-exchange"):
+            node.api("PUT", "/api/exchanges/%2F/" + x, {"type": "direct", "durable": True})
+        node.api("PUT", "/api/queues/%2F/orders-error", {"durable": True})
+        node.bind("orders-error-exchange", "orders-error", "orders-error")
+        node.api("PUT", "/api/queues/%2F/orders", {"durable": True, "arguments": {
+            "x-queue-type": "quorum", "x-dead-letter-exchange": "orders-error-exchange",
+            "x-dead-letter-routing-key": "orders-error"}})
+        node.bind("orders-exchange", "orders", "orders")
+        with Example(node, "move_to_dlq") as ex:
+            ex.cmi.wait_log(r"\[rabbitmq:RabbitMQOrdersEP\] connection 0: consuming from queue 'orders'", 20)
+            node.send("/exchange/orders-exchange/orders", [json.dumps({"orderId": "A-1"})])
+            ex.cmi.wait_log(r"Could not process the order\. Moving to dead letter queue\.", 10)
+            wait_for(lambda: node.depth("orders-error") == 1, 10, "the order in orders-error")
+            check(node.depth("orders") == 0, "orders empty")
+            check(json.loads(node.drain("orders-error")[0]) == {"orderId": "A-1"}, "the dead-lettered order")
+            ex.no_storm()
+    finally:
+        for what, name in (("queues", "orders"), ("queues", "orders-error"), ("exchanges", "orders-exchange"),
+                           ("exchanges", "orders-error-exchange")):
+            node.api("DELETE", "/api/%s/%%2F/%s" % (what, name))
 
 
 PLACE_ORDER = ('<m:placeOrder xmlns:m="http://services.samples"><m:order><m:price>100</m:price>'

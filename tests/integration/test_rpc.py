@@ -376,3 +376,35 @@ def test_a_reply_queue_that_cannot_be_had_fails_at_once(node):
             check(status == 502, "a second request: %s %r" % (status, data))
         finally:
             cmi.stop_clean()
+
+
+def test_a_reply_queue_declared_otherwise_costs_only_its_receiver(node):
+    # The reply queue exists with other arguments (made by hand) and
+    # sendRpc names it plainly.  RabbitMQ 3.x refuses its receiver by ending
+    # the receiver's session (4.x answers the declaration with 409): the
+    # receiver has a session of its own, so the refusal costs only it.  It
+    # is said once and retried on a timer, no connection ever drops (before:
+    # every connection of the config reconnected each second), and the
+    # config's publishes go on.
+    q, reply, other = unique("rpc-req"), unique("rpc-plain-reply"), unique("rpc-other")
+    node.declare_queue(reply, {"x-max-length": 5})
+    extra = "<replyToQueue>%s</replyToQueue><requestTimeout>2000</requestTimeout>" % reply
+    publish = ('<api %s name="Pub" context="/pub"><resource methods="POST"><inSequence>'
+               '<rabbitmq.publishMessage configKey="RMQ"><queue>%s</queue></rabbitmq.publishMessage><respond/>'
+               '</inSequence></resource></api>' % (NS, other))
+    files = client_files(node, q, extra)
+    files["api/pub.xml"] = publish
+    with Deployment(files) as d:
+        cmi = start(d)
+        try:
+            said = r"(consume from|on) queue '%s'" % reply
+            wait_for(lambda: len(re.findall(said, cmi.log_text())) >= 3, 15, "the reply receiver retried twice")
+            for n in range(3):
+                status, _, data = cmi.request("POST", "/pub", json.dumps({"n": n}), {"Content-Type": "application/json"})
+                check(status == 200, "publish %d: %s %r" % (n, status, data))
+            wait_for(lambda: node.depth(other) == 3, 10, "the publishes in their queue")
+            log = cmi.log_text()
+            check(len(re.findall(r"(ERROR|WARN) .*" + said, log)) == 1, "said once above debug level")
+            check(not re.search(r"connection \d+ to \S+ down", log), "no connection dropped:\n" + log[-3000:])
+        finally:
+            cmi.stop_clean()
