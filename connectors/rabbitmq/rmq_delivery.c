@@ -276,10 +276,12 @@ static void apply(rmq_consume_t *cs, struct rmq_dwork *w)
         /* Only the flow's own requeues become discards: never what cmi
          * releases itself (a stop, an ack wait run out). */
         int none = RMQ_DECIDE_NONE;
-        if (d->requeue_as_discard && atomic_compare_exchange_strong(&d->decision, &none, RMQ_DECIDE_DISCARD))
-            rmq_delivery_settle(cs, d, RMQ_DECIDE_DISCARD);
-        else
-            requeue_later(cs, d);
+        if (d->requeue_as_discard && atomic_compare_exchange_strong(&d->decision, &none, RMQ_DECIDE_DISCARD)) {
+            rmq_delivery_settle(cs, d, RMQ_DECIDE_DISCARD); /* settled and over: finished by it */
+            rmq_delivery_unref(d); /* the flow's */
+            return;
+        }
+        requeue_later(cs, d);
     }
     rmq_delivery_finish(cs, d);
     rmq_delivery_unref(d); /* the flow's */

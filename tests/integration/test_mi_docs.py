@@ -193,8 +193,14 @@ def test_pub_sub(node):
 ORDER = '{\n    "orderId": "1242",\n    "orderQty": 43,\n    "orderDate": "2020/07/22"\n    }'
 
 
-def _request_response(node, example, then=None):
+def _request_response(node, example, then=None, server_first=False):
     with Example(node, example) as ex:
+        if server_first:
+            # This version's request queue is declared by the RPC server
+            # only (sendRpc does not): the docs deploy, then send.  On 3.x
+            # a request sent before the queue is there is accepted and
+            # dropped as unroutable (README, "RabbitMQ 3.10 and 4.0").
+            ex.cmi.wait_log(r"\[rabbitmq:RabbitMQRpcServerEP\] connection 0: consuming from queue 'order-request'", 20)
         status, _, body = ex.post("/orderrequest", ORDER, "application/json")
         check(status == 200 and json.loads(body) == {"message": "Order created"}, "reply: %s %r" % (status, body))
         ex.no_storm()
@@ -221,7 +227,7 @@ def test_request_response_earlier_version(node):
         check(ex.count(r"replyToQueueAutoDeclare is false, but MI declares the reply queue") == 1,
               "the MI behaviour is said once")
         check(node.queue("order-reply")["durable"], "order-reply declared")
-    _request_response(node, "request_response_3c1300e", declared)
+    _request_response(node, "request_response_3c1300e", declared, server_first=True)
 
 
 def test_requeue_with_errors(node):
