@@ -575,6 +575,18 @@ static void sender_gone(rmq_pool_t *pool, rmq_conn_t *c, rmq_pub_list_t *again)
  * fails with the broker's reason.  What was in flight will get no outcome:
  * it is sent again, and fails with that reason should the address be held
  * by then. */
+/* An address the broker refused is held only when the refusal met
+ * publishes: a sender opened ahead of any (a static target at start-up,
+ * before another artifact declared its exchange) is tried again by the
+ * first publish.  npubs: the publishes it met.  Returns the hold, 0 when
+ * none. */
+static int64_t hold_refused(rmq_pool_t *pool, const rmq_link_t *l, const char *detail, size_t npubs)
+{
+    if (npubs == 0)
+        return 0;
+    return rmq_refusals_add(pool->refused, l->address, detail, rmq_now());
+}
+
 static void on_sender_closed(rmq_pool_t *pool, rmq_link_t *l, pn_link_t *pl)
 {
     rmq_conn_t *c = l->conn;
@@ -583,7 +595,7 @@ static void on_sender_closed(rmq_pool_t *pool, rmq_link_t *l, pn_link_t *pl)
     char detail[600];
     snprintf(detail, sizeof(detail), "the broker refused the address %s: %s", l->address, why);
     if (!l->ready && pn_condition_is_set(pn_link_remote_condition(pl))) {
-        int64_t hold = rmq_refusals_add(pool->refused, l->address, detail, rmq_now());
+        int64_t hold = hold_refused(pool, l, detail, l->pending.n + l->inflight);
         RMQ_LOG(pool, CMI_LOG_WARN, "connection %d: the broker refused the sender to %s: %s; publishes to it fail "
                 "for the next %lld ms (%zu now)", c->index, l->address, why, (long long)hold, l->pending.n);
     } else {
@@ -710,7 +722,7 @@ void rmq_send_on_session_closed(rmq_pool_t *pool, pn_session_t *ssn, const char 
         while ((p = rmq_pub_list_pop(&l->pending)) != NULL)
             again_or_fail(p, &again, detail);
     } else {
-        int64_t hold = rmq_refusals_add(pool->refused, l->address, detail, rmq_now());
+        int64_t hold = hold_refused(pool, l, detail, l->pending.n + again.n);
         RMQ_LOG(pool, CMI_LOG_WARN, "connection %d: %s; publishes to it fail for the next %lld ms (%zu now)",
                 c->index, detail, (long long)hold, l->pending.n);
         rmq_pub_fail_list(&l->pending, RMQ_ERR_AMQP, detail);
