@@ -249,18 +249,35 @@ static int declare_binding(rmq_target_t *t, const rmq_target_spec_t *s, const ch
     return 0;
 }
 
-/* A plain classic queue without arguments is declared by the 3.x plugin
- * itself when a sender attaches to /queue/NAME; anything else needs the
- * management API there. */
-static int queue_needs_management(const rmq_target_spec_t *s)
+/* The queue options sent as x- arguments. */
+static int queue_has_arguments(const rmq_target_spec_t *s)
 {
-    if (s->queue.type != RMQ_QUEUE_CLASSIC || s->queue.exclusive || s->queue.auto_delete || s->exchange.name != NULL)
-        return 1;
     static const unsigned args = 1u << RMQ_Q_MAX_PRIORITY | 1u << RMQ_Q_INITIAL_MEMBER_COUNT |
                                  1u << RMQ_Q_DELIVERY_LIMIT | 1u << RMQ_Q_DEAD_LETTER_STRATEGY | 1u << RMQ_Q_MAX_AGE |
                                  1u << RMQ_Q_MAX_SEGMENT_SIZE | 1u << RMQ_Q_OVERFLOW | 1u << RMQ_Q_ARGUMENTS |
                                  1u << RMQ_Q_CLASSIC_VERSION;
     return (s->queue_set & args) != 0;
+}
+
+/* A plain classic queue without arguments is declared by the 3.x plugin
+ * itself when a sender attaches to /queue/NAME; anything else needs the
+ * management API there. */
+static int queue_needs_management(const rmq_target_spec_t *s)
+{
+    return s->queue.type != RMQ_QUEUE_CLASSIC || s->queue.exclusive || s->queue.auto_delete ||
+           s->exchange.name != NULL || queue_has_arguments(s);
+}
+
+/* A queue given nothing but its name (no type, no argument, no flag) is
+ * declared as MI's docs default it, a quorum queue, only when it is missing:
+ * one that exists is used whatever its type, so that a queue MI's code made
+ * (its default: classic) keeps serving an artifact that never named a type
+ * (docs/rabbitmq.md, "Defaults"). */
+static int declared_by_default(const rmq_target_spec_t *s)
+{
+    static const unsigned given = 1u << RMQ_Q_TYPE | 1u << RMQ_Q_EXCLUSIVE | 1u << RMQ_Q_AUTO_DELETE;
+    return s->queue.auto_declare == RMQ_DECLARE_YES && s->queue.type == RMQ_QUEUE_QUORUM &&
+           (s->queue_set & given) == 0 && !queue_has_arguments(s);
 }
 
 static void build_key(rmq_target_t *t)
@@ -283,10 +300,24 @@ static int is_amq(const char *exchange)
     return strncmp(exchange, "amq.", 4) == 0;
 }
 
+/* A classic queue's argument on a queue of another type: RabbitMQ would
+ * refuse the declaration at the first publish; said at load instead, since
+ * the type defaults to QUORUM and an artifact written for MI's code (which
+ * defaults to CLASSIC) may give a priority without a type. */
+static int check_type_arguments(const rmq_target_spec_t *s, char *err, size_t n)
+{
+    if (!s->queue.auto_declare || s->queue.type == RMQ_QUEUE_CLASSIC || !RMQ_IS_SET(s->queue_set, RMQ_Q_MAX_PRIORITY))
+        return 0;
+    snprintf(err, n, "a priority (x-max-priority) is for classic queues, and queue '%s' is a %s queue%s: give its type "
+             "as CLASSIC", s->queue.name, queue_types[s->queue.type],
+             RMQ_IS_SET(s->queue_set, RMQ_Q_TYPE) ? "" : " (the default type when none is given)");
+    return -1;
+}
+
 int rmq_target_build(rmq_target_t *t, const rmq_target_spec_t *s, const char *vhost, char *err, size_t n)
 {
     memset(t, 0, sizeof(*t));
-    if (rmq_target_check_names(s, err, n) != 0)
+    if (rmq_target_check_names(s, err, n) != 0 || check_type_arguments(s, err, n) != 0)
         return -1;
     const char *queue = s->queue.name, *exchange = s->exchange.name;
     if (queue != NULL && queue[0] == '/') {
@@ -305,7 +336,7 @@ int rmq_target_build(rmq_target_t *t, const rmq_target_spec_t *s, const char *vh
     if (exchange != NULL && s->exchange.auto_declare && !is_amq(exchange))
         rc = declare_exchange(t, s, vh, err, n);
     if (rc == 0 && queue != NULL) {
-        if (s->queue.auto_declare == RMQ_DECLARE_IF_MISSING)
+        if (s->queue.auto_declare == RMQ_DECLARE_IF_MISSING || declared_by_default(s))
             rc = declare_queue_if_missing(t, s, vh, err, n);
         else if (s->queue.auto_declare)
             rc = declare_queue(t, s, vh, queue_needs_management(s), err, n);

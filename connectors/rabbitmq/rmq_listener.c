@@ -237,12 +237,12 @@ static const cmi_param_def_t listener_params[] = {
                                      "messages in mediation at once, per consumer", 1, 100000),
     [RMQ_L_CONSUMERS] = CMI_PARAM_RANGE("rabbitmq.concurrent.consumers.count", CMI_PARAM_INT, 0, L, consumers, "1",
                                         "receivers on the queue", 1, 64),
-    /* MI's docs give 1 as the default, but MI's code reads another name
-     * (below) with 10, and an MI thread is free again while its flow waits
-     * on a backend: unset, only the credit bounds (docs/rabbitmq.md). */
+    /* MI's docs give 1 as the default (MI's code reads another name, below,
+     * with 10): the docs' default, as everywhere they and the code differ
+     * (docs/rabbitmq.md, "Defaults"). */
     [RMQ_L_POOL_SIZE] = CMI_PARAM_RANGE("rabbitmq.message.receiver.thread.pool.size", CMI_PARAM_INT, 0, L, pool_size,
-                                        NULL, "messages of this endpoint in mediation at once, over all its receivers "
-                                        "(MI's dispatching threads); unset: the credit of each receiver", 1, 100000),
+                                        "1", "messages of this endpoint in mediation at once, over all its receivers "
+                                        "(MI's dispatching threads)", 1, 100000),
     [RMQ_L_OLD_POOL_SIZE] = CMI_PARAM_RANGE("rabbitmq.message.consumer.thread.pool.size", CMI_PARAM_INT, 0, L,
                                             pool_size, NULL,
                                             "the name MI's code reads for the row above (same meaning)", 1, 100000),
@@ -475,6 +475,7 @@ static int dead_letter_first(const listener_params_t *p, rmq_target_t *t, char *
         return 0;
     rmq_target_spec_t q = {
         .queue = {.name = queue ? p->dl_queue : NULL, .auto_declare = 1, .type = p->dl_queue_type},
+        .queue_set = 1u << RMQ_Q_TYPE,
         .exchange = {.name = p->dl_exchange,
                      .auto_declare = p->dl_exchange_auto_declare,
                      .type = p->dl_exchange_type,

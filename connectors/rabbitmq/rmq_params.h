@@ -19,7 +19,9 @@ extern const char *const rmq_classic_version_names[];
 #define RMQ_ROW_QUEUE_AUTO_DECLARE(N_, T_, F_, FL_)                                                        \
     CMI_PARAM(N_, CMI_PARAM_BOOL, FL_, T_, F_.auto_declare, "true", "declare the queue (durable) first")
 #define RMQ_ROW_QUEUE_TYPE(N_, T_, F_, FL_)                                                                \
-    CMI_PARAM_CHOICE(N_, FL_, T_, F_.type, "CLASSIC", "queue type", rmq_queue_type_names)
+    CMI_PARAM_CHOICE(N_, FL_, T_, F_.type, "QUORUM",                                                       \
+                     "queue type (not given: a missing queue is declared QUORUM, an existing one is used as it is)", \
+                     rmq_queue_type_names)
 #define RMQ_ROW_QUEUE_ARGUMENTS(N_, T_, F_, FL_)                                                           \
     CMI_PARAM(N_, CMI_PARAM_STRING, FL_, T_, F_.arguments, NULL,                                          \
               "k=v,k=v: more queue arguments (typed: true/false, numbers, text)")

@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "expr/ast.h"
+#include "runtime/convert.h"
 #include "runtime/errors.h"
 #include "runtime/msg.h"
 
@@ -115,6 +116,49 @@ static const char *show(ex_ctx_t *c, const cmi_value_t *v)
 
 /* ---- roots --------------------------------------------------------------- */
 
+/* An XML or text payload as MI's Synapse expressions see it: the JSON form
+ * of the XML (of the SOAP Body's element), a text as {"text": ...} (MI holds
+ * it as a <text> element).  Made for each evaluation (linear in the payload,
+ * bounded by the view limit) and owned by the message.  NULL: the error slot
+ * is set. */
+static json_t *payload_as_json(ex_ctx_t *c)
+{
+    cmi_msg_t *msg = c->msg;
+    if (msg->payload.kind == CMI_PAYLOAD_TEXT) {
+        size_t len;
+        const char *bytes = cmi_msg_payload_bytes(msg, &len);
+        json_t *text = json_stringn(bytes, len);
+        if (text == NULL) {
+            cmi_msg_set_error(msg, CMI_ERR_PAYLOAD, NULL, "%s: the text payload is not UTF-8", c->expr->text);
+            return NULL;
+        }
+        return cmi_msg_own_json(msg, json_pack("{s:o}", "text", text));
+    }
+    const char *err = NULL;
+    xmlDocPtr doc = cmi_msg_payload_xml(msg, &err);
+    if (doc == NULL) {
+        cmi_msg_set_error(msg, CMI_ERR_PAYLOAD, NULL, "%s: %s", c->expr->text, err);
+        return NULL;
+    }
+    xmlNodePtr root = xmlDocGetRootElement(doc);
+    if (cmi_soap_is_envelope(root))
+        root = cmi_soap_body_child(root);
+    if (root == NULL)
+        return cmi_msg_own_json(msg, json_object());
+    cmi_strbuf_t b;
+    cmi_strbuf_init(&b, msg->arena, 256);
+    json_error_t je;
+    json_t *j = NULL;
+    if (cmi_xml_to_json(root, &b, cmi_msg_view_limit()) == 0)
+        j = cmi_json_read(msg->arena, b.data, b.len, &je);
+    if (j == NULL) {
+        cmi_msg_set_error(msg, CMI_ERR_PAYLOAD_TOO_LARGE, NULL, "%s: the payload's JSON form would take more than %zu bytes",
+                          c->expr->text, cmi_msg_view_limit());
+        return NULL;
+    }
+    return cmi_msg_own_json(msg, j);
+}
+
 static int payload_value(ex_ctx_t *c, int navigating, cmi_value_t *out)
 {
     cmi_msg_t *msg = c->msg;
@@ -137,9 +181,17 @@ static int payload_value(ex_ctx_t *c, int navigating, cmi_value_t *out)
         *out = ex_from_json(j);
         return 0;
     }
+    case CMI_PAYLOAD_XML:
+    case CMI_PAYLOAD_TEXT: {
+        json_t *j = payload_as_json(c);
+        if (j == NULL)
+            return -1;
+        *out = ex_from_json(j);
+        return 0;
+    }
     default: {
-        /* XML, text and binary payloads have no JSON structure: the payload
-         * itself reads as its text, anything below it is missing. */
+        /* A binary payload has no JSON structure: it reads as its bytes,
+         * anything below it is missing. */
         if (navigating) {
             *out = cmi_value_null();
             return 0;

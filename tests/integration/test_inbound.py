@@ -16,7 +16,22 @@ from test_failover import entry
 from test_publish import NS, RMQ_CONNECTORS, unique
 
 
-def endpoint(node, queue, extra="", sequence="onMessage", on_error="onError"):
+# What these tests give unless they say otherwise: the management API (3.x
+# declares through it), a classic queue, and no bound on mediation beside
+# the credit.  MI's own defaults (a quorum queue, one message in mediation)
+# are tested by test_mi_defaults.
+TEST_DEFAULTS = (("rabbitmq.queue.type", "CLASSIC"), ("rabbitmq.message.receiver.thread.pool.size", "100000"))
+
+
+def endpoint(node, queue, extra=(), sequence="onMessage", on_error="onError", defaults=True):
+    given = {k for k, _ in extra}
+    if "rabbitmq.message.consumer.thread.pool.size" in given:
+        given.add("rabbitmq.message.receiver.thread.pool.size")
+    extra = list(extra)
+    if "rabbitmq.management.url" not in given:
+        extra.append(("rabbitmq.management.url", "http://127.0.0.1:%d" % node.mgmt_port))
+    if defaults:
+        extra += [kv for kv in TEST_DEFAULTS if kv[0] not in given]
     return ('<inboundEndpoint %s name="In" sequence="%s" onError="%s" '
             'class="org.wso2.carbon.inbound.rabbitmq.RabbitMQListener" suspend="false"><parameters>'
             '<parameter name="sequential">true</parameter><parameter name="coordination">true</parameter>'
@@ -36,8 +51,8 @@ def sequence(name, body):
 ON_ERROR = sequence("onError", '<log category="WARN"><message>fault: ${props.synapse.ERROR_MESSAGE}</message></log>')
 
 
-def deployment(node, queue, body, params=(), more=None):
-    files = {"inbound-endpoints/in.xml": endpoint(node, queue, params),
+def deployment(node, queue, body, params=(), more=None, defaults=True):
+    files = {"inbound-endpoints/in.xml": endpoint(node, queue, params, defaults=defaults),
              "sequences/onMessage.xml": sequence("onMessage", body),
              "sequences/onError.xml": ON_ERROR}
     files.update(more or {})
@@ -291,8 +306,8 @@ def _peak_in_mediation(log):
 def test_thread_pool_size_bounds_mediation(node):
     # MI's rabbitmq.message.receiver.thread.pool.size bounds the endpoint's
     # messages in mediation over all its receivers: two receivers with a
-    # credit of 10 each hold 20, but only 3 flows run at once; without it
-    # the credit alone bounds (here: all 20 at once).
+    # credit of 10 each hold 20, but only 3 flows run at once; with a pool
+    # beyond the credit the credit alone bounds (here: all 20 at once).
     def peak(params):
         q = unique("pool")
         body = LOG_GOT + '<testSuspend millis="300"/><log><message>done ${payload.n}</message></log><rabbitmq.accept/>'
@@ -311,8 +326,35 @@ def test_thread_pool_size_bounds_mediation(node):
     check(bounded == 3, "pool size 3: %d flows ran at once" % bounded)
     # MI's code reads rabbitmq.message.consumer.thread.pool.size: the same.
     check(peak([("rabbitmq.message.consumer.thread.pool.size", "2")]) == 2, "pool size 2 under MI's code's name")
-    unbounded = peak([])
-    check(unbounded > 10, "without a pool size only %d flows ran at once" % unbounded)
+    unbounded = peak([("rabbitmq.message.receiver.thread.pool.size", "100000")])
+    check(unbounded > 10, "with a pool size beyond the credit only %d flows ran at once" % unbounded)
+
+
+def _queue_type(node, q):
+    return node.api("GET", "/api/queues/%2F/" + q).get("type")
+
+
+def test_mi_defaults(node):
+    # What an endpoint that names nothing but its queue gets, as MI's docs
+    # give the defaults: a missing queue is declared a quorum queue (on
+    # 3.10 through the management API), one that exists is consumed as it
+    # is (a classic queue MI's code made), and one message is in mediation
+    # at a time (rabbitmq.message.receiver.thread.pool.size 1) even with a
+    # credit of 5.
+    body = LOG_GOT + '<testSuspend millis="200"/><log><message>done ${payload.n}</message></log><rabbitmq.accept/>'
+    fresh, existing = unique("defaults"), unique("made-by-mi")
+    node.api("PUT", "/api/queues/%2F/" + existing, {"durable": True, "arguments": {}})
+    for q, want in ((fresh, "quorum"), (existing, "classic")):
+        with deployment(node, q, body, [("rabbitmq.consumer.initial.credit", "5")], defaults=False) as d:
+            cmi = start(d)
+            try:
+                check(_queue_type(node, q) == want, "queue %s is %r, not %s" % (q, _queue_type(node, q), want))
+                node.send("/amq/queue/" + q, [json.dumps({"n": i}) for i in range(6)])
+                wait_for(lambda: len(re.findall(r"done \d+", cmi.log_text())) == 6, 30, "6 flows done")
+                wait_for(lambda: node.depth(q) == 0, 10, "the queue empty")
+                check(_peak_in_mediation(cmi.log_text()) == 1, "%d flows ran at once" % _peak_in_mediation(cmi.log_text()))
+            finally:
+                cmi.stop_clean()
 
 
 def _unacked(node, q):

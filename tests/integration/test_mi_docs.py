@@ -151,14 +151,13 @@ def test_connector_example(node):
 def test_inbound_endpoint_example(node):
     # rabbitmq-amqp-1.0-inbound-endpoint-example.md, published with the
     # connector example's API: the endpoint logs the message and accepts it
-    # (the queue is empty after).  MI's log shows {"text":"Hello World!"}:
-    # MI wraps a text message in a <text> element, which its ${payload}
-    # renders as JSON; cmi's ${payload} of a text message is the text
-    # (docs/mi-compatibility.md).
+    # (the queue is empty after).  The log line is the docs' own:
+    # {"text":"Hello World!"} (MI holds a text message as a <text> element,
+    # which ${payload} reads as JSON).
     with Example(node, "inbound_endpoint_example", "connector_example", borrow=[CONNECTION]) as ex:
         ex.cmi.wait_log(r"\[rabbitmq:RabbitMQInboundEP\] connection 0: consuming from queue 'notification-queue'", 20)
         _publishmessage(ex, "notification-queue", "Hello World!")
-        ex.cmi.wait_log(r"\[mediation\] Hello World!", 10)
+        ex.cmi.wait_log(r"\[mediation\] \{\"text\":\"Hello World!\"\}$", 10)
         wait_for(lambda: node.depth("notification-queue") == 0, 10, "notification-queue empty")
         ex.no_storm()
 

@@ -181,7 +181,7 @@ def test_exchanges_direct_topic_fanout(node):
     res = (
         # exchange + queue: declared, bound, published to the queue (as MI)
         resource("/direct", "<exchange>%s</exchange><exchangeType>DIRECT</exchangeType><queue>%s</queue>"
-                            "<routingKey>rk</routingKey>" % (d_x, qd)) +
+                            "<queueType>CLASSIC</queueType><routingKey>rk</routingKey>" % (d_x, qd)) +
         # exchange only: routed by the broker
         resource("/topic/{key}", "<exchange>%s</exchange><exchangeType>TOPIC</exchangeType>"
                                  "<routingKey>{${params.pathParams.key}}</routingKey>" % t_x) +
@@ -241,10 +241,10 @@ def test_full_reject_publish_queue(node):
     # publish with an error within publishTimeout, other targets keep
     # working, and no reconnect storm follows.
     full, other = unique("full"), unique("other")
-    res = (resource("/full", "<queue>%s</queue><queueArguments>x-max-length=1</queueArguments>"
+    res = (resource("/full", "<queue>%s</queue><queueType>CLASSIC</queueType><queueArguments>x-max-length=1</queueArguments>"
                              "<queueOverflowStrategy>REJECT_PUBLISH</queueOverflowStrategy>"
                              "<publishTimeout>8000</publishTimeout>" % full) +
-           resource("/other", "<queue>%s</queue>" % other))
+           resource("/other", "<queue>%s</queue><queueType>CLASSIC</queueType>" % other))
     with Deployment({"local-entries/rmq.xml": connection(node), "api/pub.xml": api(res)}) as d:
         cmi = start(d)
         try:
@@ -293,7 +293,8 @@ def test_queue_existing_with_other_arguments(node):
     # own).  On 3.10 cmi stops attaching that address for a while.
     bad, good = unique("transient"), unique("good")
     node.api("PUT", "/api/queues/%2F/" + bad, {"durable": False, "arguments": {}})
-    res = resource("/bad", "<queue>%s</queue>" % bad) + resource("/good", "<queue>%s</queue>" % good)
+    res = (resource("/bad", "<queue>%s</queue><queueType>CLASSIC</queueType>" % bad)
+           + resource("/good", "<queue>%s</queue><queueType>CLASSIC</queueType>" % good))
     with Deployment({"local-entries/rmq.xml": connection(node), "api/pub.xml": api(res)}) as d:
         cmi = start(d)
         try:
@@ -442,7 +443,7 @@ def test_outcome_timeout_is_701204(node):
 def test_thousand_concurrent_publishes_all_confirmed_and_present(node):
     q = unique("load")
     with Deployment({"local-entries/rmq.xml": connection(node),
-                     "api/pub.xml": api(resource("/load", "<queue>%s</queue>" % q))}) as d:
+                     "api/pub.xml": api(resource("/load", "<queue>%s</queue><queueType>CLASSIC</queueType>" % q))}) as d:
         cmi = start(d)
         try:
             results, errors = [], []
@@ -485,7 +486,7 @@ def test_one_declaration_of_a_name_at_a_time(node):
     # session ends, nothing is lost or doubled.
     names = [unique("first") for _ in range(12)]
     # x-max-priority: declared through the management API on 3.10 too.
-    res = resource("/first", "<queue>{${payload.queue}}</queue><maxPriority>5</maxPriority>")
+    res = resource("/first", "<queue>{${payload.queue}}</queue><queueType>CLASSIC</queueType><maxPriority>5</maxPriority>")
     with Deployment({"local-entries/rmq.xml": connection(node, extra="<connectionPoolSize>4</connectionPoolSize>"),
                      "api/pub.xml": api(res)}) as d:
         cmi = start(d)
@@ -531,7 +532,7 @@ def test_a_followed_declaration_whose_connection_drops(node):
     proxy = Proxy(node.amqp_port)
     q = unique("followed")
     servers = "127.0.0.1:%d,127.0.0.1:%d" % (proxy.port, node.amqp_port)
-    res = resource("/f", "<queue>{${payload.queue}}</queue><maxPriority>5</maxPriority>"
+    res = resource("/f", "<queue>{${payload.queue}}</queue><queueType>CLASSIC</queueType><maxPriority>5</maxPriority>"
                          "<publishTimeout>20000</publishTimeout>")
     try:
         with Deployment({"local-entries/rmq.xml": connection(node, servers=servers,
@@ -722,7 +723,7 @@ def test_refused_names_do_not_hurt_other_traffic(node):
     taken = [unique("taken") for _ in range(150)]
     for q in taken:
         node.api("PUT", "/api/queues/%2F/" + q, {"durable": False, "arguments": {}})
-    res = (resource("/any", "<queue>{${payload.queue}}</queue>")
+    res = (resource("/any", "<queue>{${payload.queue}}</queue><queueType>CLASSIC</queueType>")
            + resource("/exchange", "<exchange>{${payload.exchange}}</exchange><exchangeAutoDeclare>false"
                       "</exchangeAutoDeclare><routingKey>k</routingKey>"))
     with Deployment({"local-entries/rmq.xml": connection(node), "api/pub.xml": api(res)}) as d:
@@ -887,7 +888,7 @@ def test_two_thousand_names_keep_memory_and_links_bounded(node):
     # the least recently used idle one is closed past the limit (RabbitMQ
     # 4.0 allows 64 sessions per connection), and its memory does not grow
     # with the names once the limits are reached.
-    res = resource("/any", "<queue>{${payload.queue}}</queue>")
+    res = resource("/any", "<queue>{${payload.queue}}</queue><queueType>CLASSIC</queueType>")
     prefix = unique("many")
     with Deployment({"local-entries/rmq.xml": connection(node), "api/pub.xml": api(res)}) as d:
         cmi = start(d)
@@ -985,7 +986,7 @@ def test_sasl_anonymous(node):
     entry = ('<localEntry %s key="RMQ"><rabbitmq.init><name>anon</name><serverUrls>127.0.0.1:%d</serverUrls>'
              '<saslMechanism>ANONYMOUS</saslMechanism></rabbitmq.init></localEntry>' % (NS, node.amqp_port))
     with Deployment({"local-entries/rmq.xml": entry,
-                     "api/pub.xml": api(resource("/a", "<queue>%s</queue>" % q))}) as d:
+                     "api/pub.xml": api(resource("/a", "<queue>%s</queue><queueType>CLASSIC</queueType>" % q))}) as d:
         cmi = start(d, workers=1)
         try:
             status, data = post(cmi, "/pub/a", {"anonymous": True})

@@ -41,8 +41,10 @@ def inbound(node, queue, credit=50):
             '<parameter name="rabbitmq.server.user.name">guest</parameter>'
             '<parameter name="rabbitmq.server.password">guest</parameter>'
             '<parameter name="rabbitmq.consumer.initial.credit">%d</parameter>'
+            '<parameter name="rabbitmq.message.receiver.thread.pool.size">%d</parameter>'
+            '<parameter name="rabbitmq.management.url">http://127.0.0.1:%d</parameter>'
             '<parameter name="rabbitmq.queue.name">%s</parameter></parameters></inboundEndpoint>'
-            % (NS, node.amqp_port, credit, queue))
+            % (NS, node.amqp_port, credit, credit, node.mgmt_port, queue))
 
 
 ANSWER_ERROR = '<sequence %s name="answerError"><rabbitmq.discard/></sequence>' % NS
@@ -183,7 +185,8 @@ def test_response_variable_keeps_the_payload_and_reply_queue_options(node):
     # the reply goes there and the payload stays.
     q, rq = unique("rpcvar"), unique("rpcreply")
     extra = ("<replyToQueue>%s</replyToQueue><replyToQueueArguments>x-max-length=1000</replyToQueueArguments>"
-             "<replyToQueueMaxPriority>5</replyToQueueMaxPriority><responseVariable>r</responseVariable>" % rq)
+             "<replyToQueueType>CLASSIC</replyToQueueType><replyToQueueMaxPriority>5</replyToQueueMaxPriority>"
+             "<responseVariable>r</responseVariable>" % rq)
     after = ('<payloadFactory media-type="json"><format>{"sent": ${payload.n}, "reply": ${vars.r.payload}}'
              '</format></payloadFactory><respond/>')
     with Deployment(dict(client_files(node, q, extra, after), **responder_files(node, q))) as d:
@@ -380,7 +383,7 @@ def test_a_reply_queue_that_cannot_be_had_fails_at_once(node):
 
 def test_a_reply_queue_declared_otherwise_costs_only_its_receiver(node):
     # The reply queue exists with other arguments (made by hand) and
-    # sendRpc names it plainly.  RabbitMQ 3.x refuses its receiver by ending
+    # sendRpc names it as a plain classic queue.  RabbitMQ 3.x refuses its receiver by ending
     # the receiver's session (4.x answers the declaration with 409): the
     # receiver has a session of its own, so the refusal costs only it.  It
     # is said once and retried on a timer, no connection ever drops (before:
@@ -388,7 +391,8 @@ def test_a_reply_queue_declared_otherwise_costs_only_its_receiver(node):
     # config's publishes go on.
     q, reply, other = unique("rpc-req"), unique("rpc-plain-reply"), unique("rpc-other")
     node.declare_queue(reply, {"x-max-length": 5})
-    extra = "<replyToQueue>%s</replyToQueue><requestTimeout>2000</requestTimeout>" % reply
+    extra = ("<replyToQueue>%s</replyToQueue><replyToQueueType>CLASSIC</replyToQueueType>"
+             "<requestTimeout>2000</requestTimeout>" % reply)
     publish = ('<api %s name="Pub" context="/pub"><resource methods="POST"><inSequence>'
                '<rabbitmq.publishMessage configKey="RMQ"><queue>%s</queue></rabbitmq.publishMessage><respond/>'
                '</inSequence></resource></api>' % (NS, other))

@@ -400,7 +400,14 @@ static const ecase_t cases[] = {
     {"//nothing", "", NULL, 1},
     {"${xpath(\"//p:item[1]\")}", "pen", NULL, 1},
     {"${xpath(\"count(//p:item)\") * 10}", "20", NULL, 1},
+    /* Synapse expressions read an XML payload as its JSON form (MI's
+     * conversion: namespaces dropped, attributes "@name", repeated elements
+     * an array, numbers typed) */
     {"${payload.id}", "", NULL, 1},
+    {"${payload.order.id + 1}", "8", NULL, 1},
+    {"${payload.order.note}", "a & b", NULL, 1},
+    {"${payload.order.item[1]}", "{\"@sku\":\"B2\",\"$\":\"ink\"}", NULL, 1},
+    {"${payload.order.item.length()}", "2", NULL, 1},
     {NULL, NULL, NULL, 0},
 };
 
@@ -567,7 +574,29 @@ static void test_templates(void)
     CU_ASSERT_PTR_NOT_NULL(strstr(render("v=${1 / 0}", CMI_TEMPLATE_TEXT, NULL, 0), "division by zero"));
 }
 
+/* MI holds a text payload as a <text> element: Synapse expressions read it
+ * as {"text": ...} (MI's RabbitMQ inbound endpoint example logs exactly
+ * that); a text that is not UTF-8 is a payload error, not a crash. */
+static void test_text_payload(void)
+{
+    cmi_msg_t *m = cmi_msg_create(NULL, NULL, NULL, NULL);
+    cmi_msg_set_payload(m, "Hello World!", 12, "text/plain");
+    cmi_expr_error_t err;
+    cmi_expr_t *whole = cmi_expr_compile(cfg, "${payload}", NULL, &err);
+    cmi_expr_t *text = cmi_expr_compile(cfg, "${payload.text}", NULL, &err);
+    cmi_value_t v;
+    CU_ASSERT_EQUAL(cmi_expr_eval(whole, m, &v), 0);
+    CU_ASSERT_STRING_EQUAL(cmi_value_to_text(m->arena, &v, NULL), "{\"text\":\"Hello World!\"}");
+    CU_ASSERT_EQUAL(cmi_expr_eval(text, m, &v), 0);
+    CU_ASSERT_STRING_EQUAL(cmi_value_to_text(m->arena, &v, NULL), "Hello World!");
+    cmi_msg_set_payload(m, "caf\xe9", 4, "text/plain");
+    CU_ASSERT_EQUAL(cmi_expr_eval(whole, m, &v), CMI_FLOW_ERROR);
+    CU_ASSERT_EQUAL(m->error_code, CMI_ERR_PAYLOAD);
+    cmi_msg_release(m);
+}
+
 static CU_TestInfo expr_tests[] = {
+    {"a text payload reads as {\"text\": ...}", test_text_payload},
     {"the case table (roots, operators, functions, legacy, XPath)", test_cases},
     {"evaluation errors carry codes and the expression", test_error_codes},
     {"the XPath view of a JSON payload is bounded", test_xpath_view_limit},

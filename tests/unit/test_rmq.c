@@ -125,6 +125,47 @@ static void test_plain_classic_queue(void)
     rmq_target_dispose(&t);
 }
 
+/* A queue given nothing but its name gets MI's documented default type,
+ * QUORUM, only when it is missing (asked first on both APIs); a type or an
+ * argument given makes it an ordinary declaration; a priority on a queue
+ * that is not classic is refused before anything reaches the broker. */
+static void test_default_type_declared_if_missing(void)
+{
+    rmq_target_spec_t p = params();
+    p.queue.name = "orders";
+    p.queue.type = RMQ_QUEUE_QUORUM; /* the parameter's default */
+    given(&p, RMQ_Q_NAME);
+    rmq_target_t t;
+    char err[256];
+    CU_ASSERT_FATAL(rmq_target_build(&t, &p, "/", err, sizeof(err)) == 0);
+    CU_ASSERT_STRING_EQUAL(rmq_target_address(&t, RMQ_FORMAT_V1), "/amq/queue/orders");
+    CU_ASSERT_EQUAL_FATAL(t.ndeclare, 2);
+    CU_ASSERT_TRUE(strcmp(t.declare[0].method, "GET") == 0 && t.declare[0].if_missing && t.declare[0].on_v1);
+    CU_ASSERT_TRUE(strcmp(t.declare[1].method, "PUT") == 0 && t.declare[1].on_v1);
+    CU_ASSERT_TRUE(json_equal_text(t.declare[1].v2_body, "{\"durable\":true,\"exclusive\":false,\"auto_delete\":false,"
+                                   "\"arguments\":{\"x-queue-type\":\"quorum\"}}"));
+    rmq_target_dispose(&t);
+    rmq_target_spec_t typed = p; /* QUORUM written out: declared as asked */
+    given(&typed, RMQ_Q_TYPE);
+    CU_ASSERT_FATAL(rmq_target_build(&t, &typed, "/", err, sizeof(err)) == 0);
+    CU_ASSERT_TRUE(t.ndeclare == 1 && strcmp(t.declare[0].method, "PUT") == 0);
+    rmq_target_dispose(&t);
+    rmq_target_spec_t limited = p; /* an argument: declared with it */
+    limited.queue.delivery_limit = 5;
+    given(&limited, RMQ_Q_DELIVERY_LIMIT);
+    CU_ASSERT_FATAL(rmq_target_build(&t, &limited, "/", err, sizeof(err)) == 0);
+    CU_ASSERT_TRUE(t.ndeclare == 1 && strcmp(t.declare[0].method, "PUT") == 0);
+    rmq_target_dispose(&t);
+    rmq_target_spec_t priority = p;
+    priority.queue.max_priority = 5;
+    given(&priority, RMQ_Q_MAX_PRIORITY);
+    CU_ASSERT_EQUAL(rmq_target_build(&t, &priority, "/", err, sizeof(err)), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "give its type as CLASSIC"));
+    priority.queue.type = RMQ_QUEUE_CLASSIC;
+    CU_ASSERT_FATAL(rmq_target_build(&t, &priority, "/", err, sizeof(err)) == 0);
+    rmq_target_dispose(&t);
+}
+
 /* MI's reply queue: asked for on both APIs, declared only when missing. */
 static void test_queue_declared_if_missing(void)
 {
@@ -471,6 +512,7 @@ static void test_v2_request(void)
     p.queue.name = "q 1";
     p.queue.type = RMQ_QUEUE_QUORUM;
     given(&p, RMQ_Q_NAME);
+    given(&p, RMQ_Q_TYPE);
     rmq_target_t t;
     char err[256];
     CU_ASSERT_FATAL(rmq_target_build(&t, &p, "/", err, sizeof(err)) == 0);
@@ -740,6 +782,7 @@ static CU_TestInfo rmq_tests[] = {
     {"address format from the broker's version", test_format_from_version},
     {"plain classic queue", test_plain_classic_queue},
     {"queue declared if missing", test_queue_declared_if_missing},
+    {"the default type: declared only when missing", test_default_type_declared_if_missing},
     {"quorum queue with arguments", test_quorum_queue_with_arguments},
     {"classic version and stream members", test_classic_version_and_stream_members},
     {"exchange targets", test_exchange_targets},
