@@ -7,7 +7,7 @@ RMQ_CFLAGS = $(AM_CFLAGS) -fvisibility=hidden $(PROTON_CFLAGS)
 noinst_LTLIBRARIES += connectors/rabbitmq/librmq-core.la
 connectors_rabbitmq_librmq_core_la_SOURCES = connectors/rabbitmq/rmq.h connectors/rabbitmq/rmq_alloc.c \
 	connectors/rabbitmq/rmq_params.h connectors/rabbitmq/rmq_params.c connectors/rabbitmq/rmq_address.c connectors/rabbitmq/rmq_names.c connectors/rabbitmq/rmq_message.c connectors/rabbitmq/rmq_v2mgmt.c \
-	connectors/rabbitmq/rmq_refused.c
+	connectors/rabbitmq/rmq_refused.c connectors/rabbitmq/rmq_throttle.c
 connectors_rabbitmq_librmq_core_la_CFLAGS = $(RMQ_CFLAGS)
 
 connectors_LTLIBRARIES = connectors/rabbitmq/rabbitmq.la

@@ -414,9 +414,50 @@ typedef struct {
     const char *correlation_id;
     const char *reply_to;
     int redelivered; /* not the first acquirer (RabbitMQ 3.x sets this on requeued messages) */
+    int64_t delivery_count; /* the x-delivery-count annotation (4.x quorum queues), -1 without */
     cmi_nv_t *props; /* application-properties as text */
     size_t nprops;
 } rmq_incoming_t;
+
+/* ---- throttling (rmq_throttle.c) ------------------------------------------------------------ */
+
+enum { RMQ_THROTTLE_BATCH, RMQ_THROTTLE_FIXED_INTERVAL };
+enum { RMQ_THROTTLE_MINUTE, RMQ_THROTTLE_HOUR, RMQ_THROTTLE_DAY };
+
+/* MI's rabbitmq.throttle.*: FIXED_INTERVAL starts a message at most every
+ * unit/count ms; BATCH starts at most count in each window, a window ending
+ * at the next minute, hour or local midnight.  Clocks in ms: now the pool's
+ * monotonic one, wall_ms the wall clock. */
+typedef struct {
+    int enabled;
+    int mode;
+    int unit;
+    int64_t count;
+    int64_t next_at;    /* FIXED_INTERVAL: the next may start then */
+    int64_t window_end; /* BATCH: the current window ends then */
+    int64_t used;       /* BATCH: started in the current window */
+} rmq_throttle_t;
+
+void rmq_throttle_init(rmq_throttle_t *t, int mode, int unit, int64_t count);
+/* How many messages may start now (INT64_MAX when not enabled). */
+int64_t rmq_throttle_allowance(rmq_throttle_t *t, int64_t now, int64_t wall_ms);
+/* A message starts now. */
+void rmq_throttle_take(rmq_throttle_t *t, int64_t now);
+/* When the allowance grows again (monotonic ms; 0: not enabled). */
+int64_t rmq_throttle_next(const rmq_throttle_t *t);
+
+/* Gives a received message back to its queue.  A failed delivery (a flow's
+ * requeue) is `modified` with delivery-failed on 4.x (format V2), which
+ * every 4.x counts as a failed delivery (a quorum queue's x-delivery-count
+ * and delivery limit; a `released` one only up to 4.2); 3.x refuses
+ * `modified` and takes `released`.  A message cmi gives back without a
+ * flow's verdict (stopping, never mediated) is `released`. */
+void rmq_requeue_outcome(pn_delivery_t *pd, int failed, int format);
+
+/* How often the message was dead-lettered from queue: the count of its
+ * x-opt-deaths entry for queue (RabbitMQ 4.x's AMQP 1.0 annotation; 3.x
+ * gives AMQP 1.0 consumers none), -1 when there is none. */
+int64_t rmq_message_death_count(pn_message_t *m, const char *queue);
 
 /* A received message decoded: in's strings point into it. */
 typedef struct {

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "rmq_consume_int.h"
 
@@ -136,6 +137,10 @@ static void on_declared(void *st, rmq_conn_t *c, const char *key, int status, co
 static void mediate(rmq_consume_t *cs, rmq_consumer_t *k, rmq_rlink_t *r, rmq_delivery_t *d)
 {
     const rmq_consumer_spec_t *spec = &k->spec;
+    if (k->spec.throttle.enabled) {
+        rmq_throttle_take(&k->spec.throttle, rmq_now());
+        rmq_pool_timer_changed(cs->pool); /* its next deadline moved */
+    }
     rmq_decoded_t dm;
     const char *why = NULL;
     rmq_deliver_result_t rc = RMQ_DELIVER_UNUSABLE;
@@ -172,7 +177,7 @@ static void mediate(rmq_consume_t *cs, rmq_consumer_t *k, rmq_rlink_t *r, rmq_de
             LOG(cs, CMI_LOG_WARN, "an auto-acknowledged message%s%s from %s was dropped: the engine is stopping (with "
                 "auto-ack the broker does not keep what it sent)", d->message_id[0] ? " " : "", d->message_id,
                 spec->target.describe);
-        decision = RMQ_DECIDE_REQUEUE;
+        decision = RMQ_DECIDE_RELEASE;
     }
     int none = RMQ_DECIDE_NONE;
     atomic_compare_exchange_strong(&d->decision, &none, decision);
@@ -227,12 +232,40 @@ static int busy(const rmq_rlink_t *r)
     return r->in_mediation + r->consumer->orphans[r->slot];
 }
 
-/* No slot: the receiver's credit is in use, or the consumer's mediation
- * limit over all its receivers. */
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The messages the consumer's throttle lets start now (INT64_MAX without). */
+static int64_t allowance(rmq_consumer_t *k)
+{
+    return k->spec.throttle.enabled ? rmq_throttle_allowance(&k->spec.throttle, rmq_now(), wall_ms()) : INT64_MAX;
+}
+
+/* No slot: the receiver's credit is in use, the consumer's mediation limit
+ * over all its receivers, or its throttle. */
 static int full(const rmq_rlink_t *r)
 {
-    const rmq_consumer_t *k = r->consumer;
-    return busy(r) >= k->spec.credit || (k->spec.max_mediating > 0 && k->mediating >= k->spec.max_mediating);
+    rmq_consumer_t *k = r->consumer;
+    return busy(r) >= k->spec.credit || (k->spec.max_mediating > 0 && k->mediating >= k->spec.max_mediating) ||
+           allowance(k) <= 0;
+}
+
+/* What a throttled consumer may still be sent: its allowance less the
+ * credit its receivers hold and the messages parked with them. */
+static int64_t throttle_room(rmq_consume_t *cs, rmq_consumer_t *k)
+{
+    int64_t room = allowance(k);
+    for (size_t i = 0; i < cs->pool->nconns; i++) {
+        const rmq_rlink_t *r;
+        SLIST_FOREACH(r, &cs->conns[i].rlinks, entry)
+            if (r->consumer == k)
+                room -= (r->pn != NULL && pn_link_credit(r->pn) > 0 ? pn_link_credit(r->pn) : 0) + (int64_t)r->nparked;
+    }
+    return room;
 }
 
 static void refill(rmq_consume_t *cs, rmq_rlink_t *r)
@@ -248,7 +281,7 @@ static void refill(rmq_consume_t *cs, rmq_rlink_t *r)
             d->raw = NULL;
             d->flow_done = 1;
             if (!d->settled)
-                rmq_delivery_settle(cs, d, RMQ_DECIDE_REQUEUE);
+                rmq_delivery_settle(cs, d, RMQ_DECIDE_RELEASE);
             else
                 rmq_delivery_finish(cs, d);
             continue;
@@ -265,6 +298,14 @@ static void refill(rmq_consume_t *cs, rmq_rlink_t *r)
      * a huge unsigned link-credit and lets the broker send the whole queue
      * (seen: 78,000 messages parked in cmi for a credit of 100). */
     int target = k->spec.credit - busy(r) - (int)r->nparked;
+    int batch = k->spec.credit >= 4 ? k->spec.credit / 4 : 1;
+    if (k->spec.throttle.enabled) { /* only what may start: the rest stays in the broker */
+        int64_t room = throttle_room(cs, k);
+        int held = pn_link_credit(r->pn) > 0 ? pn_link_credit(r->pn) : 0;
+        if (room + held < target)
+            target = (int)(room + held);
+        batch = 1;
+    }
     if (target <= 0)
         return;
     /* Credit goes back in batches of a quarter of it: RabbitMQ 3.x turns
@@ -272,7 +313,6 @@ static void refill(rmq_consume_t *cs, rmq_rlink_t *r)
      * CPU busy.  No stall: below a batch the broker still holds most of
      * the credit, or flows in mediation refill when they end. */
     int want = target - pn_link_credit(r->pn);
-    int batch = k->spec.credit >= 4 ? k->spec.credit / 4 : 1;
     if (want >= batch)
         pn_link_flow(r->pn, want);
 }
@@ -536,7 +576,36 @@ static int64_t next_deadline(void *st)
             if (r->retry_at > 0 && (next == 0 || r->retry_at < next))
                 next = r->retry_at;
     }
+    /* A throttle that lets more start later: its receivers are refilled then. */
+    int64_t now = rmq_now();
+    const rmq_consumer_t *k;
+    SLIST_FOREACH(k, &cs->consumers, entry) {
+        int64_t t = rmq_throttle_next(&k->spec.throttle);
+        if (t > now && t != k->throttle_woken && (next == 0 || t < next))
+            next = t;
+    }
     return next;
+}
+
+/* Throttles whose deadline passed: their receivers' connections are woken
+ * (on_wake refills every receiver). */
+static void throttles_due(rmq_consume_t *cs, int64_t now)
+{
+    rmq_consumer_t *k;
+    SLIST_FOREACH(k, &cs->consumers, entry) {
+        int64_t t = rmq_throttle_next(&k->spec.throttle);
+        if (t == 0 || t > now || t == k->throttle_woken)
+            continue;
+        k->throttle_woken = t;
+        for (size_t i = 0; i < cs->pool->nconns; i++) {
+            rmq_rlink_t *r;
+            SLIST_FOREACH(r, &cs->conns[i].rlinks, entry)
+                if (r->consumer == k && cs->pool->conns[i].pn != NULL) {
+                    pn_connection_wake(cs->pool->conns[i].pn);
+                    break;
+                }
+        }
+    }
 }
 
 /* Requeue delays and ack waits that ran out, receivers to attach again:
@@ -561,6 +630,7 @@ static void on_timeout(void *st, int64_t now)
         if (timeouts_of(cs, c, now) && c->pn != NULL)
             pn_connection_wake(c->pn);
     }
+    throttles_due(cs, now);
 }
 
 /* ---- losing and closing ------------------------------------------------------------------- */

@@ -16,8 +16,9 @@ typedef enum {
     RMQ_DECIDE_NONE,
     RMQ_DECIDE_ACCEPT,
     RMQ_DECIDE_DISCARD,
-    RMQ_DECIDE_REQUEUE,
-    RMQ_DECIDE_TIMEOUT
+    RMQ_DECIDE_REQUEUE, /* the flow's: a failed delivery */
+    RMQ_DECIDE_TIMEOUT, /* its flow outran the ack wait: a failed delivery too */
+    RMQ_DECIDE_RELEASE  /* cmi's, for a message no flow finished (stopping, never mediated): not counted */
 } rmq_decision_t;
 
 
@@ -45,6 +46,9 @@ typedef struct {
     int auto_ack;
     uint64_t ack_wait_ms;      /* a flow still running then: requeued */
     uint64_t requeue_delay_ms; /* a flow over without a decision: requeued after this */
+    /* MI's rabbitmq.throttle.*: credit only for the messages that may start
+     * (its state lives here, on the pool thread, once consuming starts). */
+    rmq_throttle_t throttle;
     rmq_deliver_fn deliver;
     void *arg;
 } rmq_consumer_spec_t;

@@ -33,6 +33,7 @@ struct rmq_consumer {
     /* Its deliveries in mediation (and orphans), over all receivers: at
      * most spec.max_mediating when that is set; beyond it they park. */
     int mediating;
+    int64_t throttle_woken; /* the throttle's deadline last acted on */
 };
 SLIST_HEAD(consumer_list, rmq_consumer);
 

@@ -69,12 +69,13 @@ static void live_remove(rmq_delivery_t *d)
 
 /* ---- settling ----------------------------------------------------------------------- */
 
-static uint64_t outcome_of(int decision)
+static void set_outcome(pn_delivery_t *pd, int decision, int format)
 {
     switch (decision) {
-    case RMQ_DECIDE_ACCEPT: return PN_ACCEPTED;
-    case RMQ_DECIDE_DISCARD: return PN_REJECTED; /* dead-lettered where the queue has a DLX */
-    default: return PN_RELEASED; /* requeue; 3.x refuses `modified` (see the notes) */
+    case RMQ_DECIDE_ACCEPT: pn_delivery_update(pd, PN_ACCEPTED); return;
+    case RMQ_DECIDE_DISCARD: pn_delivery_update(pd, PN_REJECTED); return; /* dead-lettered where there is a DLX */
+    case RMQ_DECIDE_RELEASE: rmq_requeue_outcome(pd, 0, format); return;
+    default: rmq_requeue_outcome(pd, 1, format); return; /* the flow's requeue, or its ack wait ran out */
     }
 }
 
@@ -137,7 +138,7 @@ void rmq_delivery_settle(rmq_consume_t *cs, rmq_delivery_t *d, int decision)
     if (d->settled)
         return;
     if (d->pd != NULL) {
-        pn_delivery_update(d->pd, outcome_of(decision));
+        set_outcome(d->pd, decision, d->conn != NULL ? d->conn->format : RMQ_FORMAT_V1);
         pn_delivery_settle(d->pd);
         d->pd = NULL;
     }
@@ -370,7 +371,7 @@ void rmq_delivery_release_all(rmq_consume_t *cs, rmq_conn_t *c)
     rmq_delivery_t *d;
     while ((d = TAILQ_FIRST(&cc_of(cs, c)->out)) != NULL) { /* settling takes d off the list */
         int none = RMQ_DECIDE_NONE;
-        atomic_compare_exchange_strong(&d->decision, &none, RMQ_DECIDE_REQUEUE);
+        atomic_compare_exchange_strong(&d->decision, &none, RMQ_DECIDE_RELEASE);
         rmq_delivery_settle(cs, d, atomic_load(&d->decision));
     }
 }

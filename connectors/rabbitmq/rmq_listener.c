@@ -83,7 +83,7 @@ typedef struct {
     int throttle_enabled;
     int classic_dl_strategy;
     int classic_requeue_as_discard;
-    const char *throttle_mode, *throttle_time_unit;
+    int throttle_mode, throttle_time_unit;
     int64_t throttle_count;
     uint64_t requeue_delay_ms;
     const char *content_type;
@@ -104,6 +104,10 @@ static const char *const sasl_names[] = {"PLAIN", "EXTERNAL", "ANONYMOUS", NULL}
 static const char *const policy_names[] = {"FIXED", "FIXED_WITH_INITIAL_DELAY", "FIXED_WITH_INITIAL_DELAY_AND_TIMEOUT",
                                            "EXPONENTIAL_WITH_JITTER", NULL};
 static const char *const format_names[] = {"auto", "v1", "v2", NULL};
+/* In the order of RMQ_THROTTLE_* (rmq.h). */
+static const char *const throttle_mode_names[] = {"BATCH", "FIXED_INTERVAL", NULL};
+static const char *const throttle_unit_names[] = {"MINUTE", "HOUR", "DAY", NULL};
+
 enum { RMQ_CLASSIC_DLS_NON_RETRYABLE, RMQ_CLASSIC_DLS_FIXED_DELAY };
 static const char *const classic_dls_names[] = {"NON_RETRYABLE_DISCARD", "FIXED_DELAY_RETRYABLE_DISCARD", NULL};
 
@@ -273,14 +277,17 @@ static const cmi_param_def_t listener_params[] = {
                                      "discard after this many dead-letterings (not supported: the 3.x plugin hides "
                                      "x-death from AMQP 1.0 consumers)"),
     [RMQ_L_THROTTLE_ENABLED] = CMI_PARAM("rabbitmq.throttle.enabled", B, 0, L, throttle_enabled, "false",
-                                         "limit the messages consumed per time unit (not supported yet: true is "
-                                         "refused)"),
-    [RMQ_L_THROTTLE_MODE] = CMI_PARAM("rabbitmq.throttle.mode", S, 0, L, throttle_mode, "BATCH",
-                                      "with throttling: BATCH or FIXED_INTERVAL"),
-    [RMQ_L_THROTTLE_TIME_UNIT] = CMI_PARAM("rabbitmq.throttle.timeUnit", S, 0, L, throttle_time_unit, "MINUTE",
-                                           "with throttling: the time unit of the count"),
+                                         "limit the messages consumed per time unit (by credit: the rest stays "
+                                         "in the broker)"),
+    [RMQ_L_THROTTLE_MODE] = CMI_PARAM_CHOICE("rabbitmq.throttle.mode", 0, L, throttle_mode, "BATCH",
+                                             "BATCH (count per window, a window ending at the next minute, hour or "
+                                             "local midnight) or FIXED_INTERVAL (one every unit/count)",
+                                             throttle_mode_names),
+    [RMQ_L_THROTTLE_TIME_UNIT] = CMI_PARAM_CHOICE("rabbitmq.throttle.timeUnit", 0, L, throttle_time_unit, "MINUTE",
+                                                  "the time unit of the count: MINUTE, HOUR or DAY",
+                                                  throttle_unit_names),
     [RMQ_L_THROTTLE_COUNT] = CMI_PARAM_RANGE("rabbitmq.throttle.count", CMI_PARAM_INT, 0, L, throttle_count, NULL,
-                                             "with throttling: messages per time unit", 1, 100000000),
+                                             "messages per time unit (required with throttling)", 1, 100000000),
     [RMQ_L_LEGACY_ROUTING_KEY] = CMI_PARAM("rabbitmq.queue.routing.key", S, 0, L, exchange.routing_key, NULL,
                                            "older MI's name of rabbitmq.routing.key"),
     [RMQ_L_CLASSIC_DL_STRATEGY] = CMI_PARAM_CHOICE("rabbitmq.classic.dead.letter.strategy", 0, L,
@@ -334,9 +341,10 @@ static int validate_names(const listener_params_t *p, char *err, size_t n)
     return 0;
 }
 
-/* MI's throttling and a stream consumer's offsets and filters (not built
- * yet): accepted at their defaults, refused where they would change what
- * is consumed.  The stream options mean nothing for other queues, in MI too. */
+/* What cmi does not run yet (a stream consumer's offsets and filters, the
+ * fixed-delay dead-letter strategy) is accepted at its defaults and refused
+ * where it would change what is consumed; throttling needs its count.  The
+ * stream options mean nothing for other queues, in MI too. */
 static int validate_unsupported(const listener_params_t *p, char *err, size_t n)
 {
     if (p->classic_dl_strategy == RMQ_CLASSIC_DLS_FIXED_DELAY) {
@@ -344,8 +352,9 @@ static int validate_unsupported(const listener_params_t *p, char *err, size_t n)
                  "yet");
         return -1;
     }
-    if (p->throttle_enabled) {
-        snprintf(err, n, "rabbitmq.throttle.enabled: throttling is not supported by cmi yet");
+    if (p->throttle_enabled && !CMI_PARAM_GIVEN(p, RMQ_L_THROTTLE_COUNT)) {
+        snprintf(err, n, "rabbitmq.throttle.enabled: throttling needs rabbitmq.throttle.count (messages per "
+                 "rabbitmq.throttle.timeUnit)");
         return -1;
     }
     if (p->queue.type != RMQ_QUEUE_STREAM)
@@ -548,7 +557,7 @@ static rmq_deliver_result_t deliver(void *arg, rmq_delivery_t *d, const rmq_inco
         snprintf(ctype, sizeof(ctype), "%s; charset=%s", type, charset);
     else
         snprintf(ctype, sizeof(ctype), "%s", type);
-    size_t nh = m->nprops + 4;
+    size_t nh = m->nprops + 5;
     cmi_nv_t *h = rmq_xcalloc(nh, sizeof(*h));
     size_t k = 0;
     for (size_t i = 0; i < m->nprops; i++)
@@ -558,6 +567,11 @@ static rmq_deliver_result_t deliver(void *arg, rmq_delivery_t *d, const rmq_inco
     h[k++] = (cmi_nv_t){"rabbitmq.message.redelivered", m->redelivered ? "true" : "false"};
     if (m->reply_to != NULL)
         h[k++] = (cmi_nv_t){"RABBITMQ_REPLY_TO", m->reply_to};
+    char count[24];
+    if (m->delivery_count >= 0) { /* as AMQP 0.9.1 consumers (MI's older endpoint) see it */
+        snprintf(count, sizeof(count), "%lld", (long long)m->delivery_count);
+        h[k++] = (cmi_nv_t){"x-delivery-count", count};
+    }
     cmi_prop_t props[] = {{CMI_SCOPE_AXIS2, "rabbitmq.message.correlation.id", m->correlation_id}};
     cmi_injection_t in = {m->body, m->len, ctype, h, k, props, 1, d};
     /* The engine's own readers judge (its flows would fail on the same
@@ -603,6 +617,8 @@ static int start_consuming(cmi_listener_t *l, int legacy, char *err, size_t n)
     spec.auto_ack = ls->p->auto_ack;
     spec.ack_wait_ms = ls->p->ack_wait_ms;
     spec.requeue_delay_ms = ls->p->requeue_delay_ms;
+    if (ls->p->throttle_enabled)
+        rmq_throttle_init(&spec.throttle, ls->p->throttle_mode, ls->p->throttle_time_unit, ls->p->throttle_count);
     spec.deliver = deliver;
     spec.arg = ls;
     rmq_pool_consume(ls->pool, &spec);

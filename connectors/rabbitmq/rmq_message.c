@@ -4,6 +4,8 @@
 #include "config.h"
 
 #include <proton/codec.h>
+#include <proton/delivery.h>
+#include <proton/disposition.h>
 #include <proton/message.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -225,6 +227,103 @@ static int body_of(pn_message_t *m, char **out, size_t *len)
     return -1;
 }
 
+void rmq_requeue_outcome(pn_delivery_t *pd, int failed, int format)
+{
+    if (!failed || format != RMQ_FORMAT_V2) {
+        pn_delivery_update(pd, PN_RELEASED);
+        return;
+    }
+    pn_disposition_set_failed(pn_delivery_local(pd), true);
+    pn_delivery_update(pd, PN_MODIFIED);
+}
+
+/* An integer read as the broker may write it; -1 for anything else. */
+static int64_t integer_of(pn_data_t *d)
+{
+    switch (pn_data_type(d)) {
+    case PN_UBYTE: return pn_data_get_ubyte(d);
+    case PN_USHORT: return pn_data_get_ushort(d);
+    case PN_UINT: return pn_data_get_uint(d);
+    case PN_ULONG: return pn_data_get_ulong(d) > INT64_MAX ? -1 : (int64_t)pn_data_get_ulong(d);
+    case PN_BYTE: return pn_data_get_byte(d);
+    case PN_SHORT: return pn_data_get_short(d);
+    case PN_INT: return pn_data_get_int(d);
+    case PN_LONG: return pn_data_get_long(d);
+    default: return -1;
+    }
+}
+
+/* Whether bytes (a symbol or string) are the NUL-terminated text. */
+static int bytes_are(pn_bytes_t b, const char *text)
+{
+    return b.size == strlen(text) && memcmp(b.start, text, b.size) == 0;
+}
+
+/* The value of message annotation key, the data positioned on it (inside
+ * the map: the caller reads it, then may leave it as it is); NULL without. */
+static pn_data_t *annotation(pn_message_t *m, const char *key)
+{
+    pn_data_t *a = pn_message_annotations(m);
+    pn_data_rewind(a);
+    if (!pn_data_next(a) || pn_data_type(a) != PN_MAP)
+        return NULL;
+    size_t n = pn_data_get_map(a) / 2;
+    pn_data_enter(a);
+    for (size_t i = 0; i < n && pn_data_next(a); i++) {
+        int found = pn_data_type(a) == PN_SYMBOL && bytes_are(pn_data_get_symbol(a), key);
+        if (!pn_data_next(a))
+            break;
+        if (found)
+            return a;
+    }
+    return NULL;
+}
+
+/* The message annotation x-delivery-count: RabbitMQ 4.x's count of a quorum
+ * queue message's returns (-1 when there is none). */
+static int64_t delivery_count_of(pn_message_t *m)
+{
+    pn_data_t *a = annotation(m, "x-delivery-count");
+    return a != NULL ? integer_of(a) : -1;
+}
+
+/* In one x-opt-deaths entry (a map), the count when its queue is queue. */
+static int64_t death_entry_count(pn_data_t *d, const char *queue)
+{
+    size_t n = pn_data_get_map(d) / 2;
+    int64_t count = -1;
+    int ours = 0;
+    pn_data_enter(d);
+    for (size_t i = 0; i < n && pn_data_next(d); i++) {
+        pn_bytes_t key = pn_data_type(d) == PN_SYMBOL ? pn_data_get_symbol(d) : pn_bytes(0, "");
+        if (!pn_data_next(d))
+            break;
+        if (bytes_are(key, "queue") && pn_data_type(d) == PN_STRING)
+            ours = bytes_are(pn_data_get_string(d), queue);
+        else if (bytes_are(key, "count"))
+            count = integer_of(d);
+    }
+    pn_data_exit(d);
+    return ours ? count : -1;
+}
+
+int64_t rmq_message_death_count(pn_message_t *m, const char *queue)
+{
+    pn_data_t *a = annotation(m, "x-opt-deaths");
+    if (a == NULL)
+        return -1;
+    pn_type_t t = pn_data_type(a);
+    size_t n = t == PN_ARRAY ? pn_data_get_array(a) : t == PN_LIST ? pn_data_get_list(a) : 0;
+    if (n == 0 || (t == PN_ARRAY && pn_data_get_array_type(a) != PN_MAP))
+        return -1;
+    pn_data_enter(a);
+    int64_t count = -1;
+    for (size_t i = 0; i < n && count < 0 && pn_data_next(a); i++)
+        if (pn_data_type(a) == PN_MAP)
+            count = death_entry_count(a, queue);
+    return count;
+}
+
 /* Application-properties as text headers. */
 static size_t props_of(pn_message_t *m, cmi_nv_t **out, char **strings)
 {
@@ -305,6 +404,7 @@ int rmq_message_decode(rmq_decoded_t *dm, const char *raw, size_t len, const cha
         .correlation_id = dm->correlation_id,
         .reply_to = pn_message_get_reply_to(dm->m),
         .redelivered = !pn_message_is_first_acquirer(dm->m),
+        .delivery_count = delivery_count_of(dm->m),
     };
     dm->in.nprops = props_of(dm->m, &dm->props, &dm->strings);
     dm->in.props = dm->props;

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import time
 
-from harness import Cmi, check
+from harness import Cmi, check, run_cmi
 from rabbitmq import wait_for
 from test_engine import Deployment
 from test_failover import entry
@@ -59,9 +59,9 @@ def deployment(node, queue, body, params=(), more=None, defaults=True):
     return Deployment(files)
 
 
-def start(d, workers=2):
+def start(d, workers=2, env=None):
     check(RMQ_CONNECTORS, "CMI_RMQ_CONNECTORS is not set (run through make check)")
-    cmi = Cmi(d, workers=workers, env={"CMI_CONNECTORS_PATH": RMQ_CONNECTORS}).start()
+    cmi = Cmi(d, workers=workers, env=dict({"CMI_CONNECTORS_PATH": RMQ_CONNECTORS}, **(env or {}))).start()
     cmi.wait_log(r"\[rabbitmq:In\] connection 0: consuming from queue '[^']+' \(credit", 20)
     return cmi
 
@@ -197,6 +197,96 @@ def test_requeue_redelivers(node):
             wait_for(lambda: node.depth(q) == 0, 10, "the queue empty")
         finally:
             cmi.stop_clean()
+
+
+def test_a_quorum_queue_counts_requeues(node):
+    # A flow's requeue is a failed delivery: RabbitMQ 4.x counts it in a
+    # quorum queue's x-delivery-count, which the flow sees as the header
+    # x-delivery-count (none on the first delivery); 3.10 gives no count.
+    # The flow accepts once it has seen 3.
+    q = unique("counted")
+    body = ('<log><message>got ${payload.n} count ${headers["x-delivery-count"]}</message></log>'
+            '<filter xpath="${headers[\'x-delivery-count\'] == 3 or (headers[\'x-delivery-count\'] == null'
+            ' and headers[\'rabbitmq.message.redelivered\'] == \'true\')}"><then><rabbitmq.accept/></then>'
+            '<else><rabbitmq.requeue/></else></filter>')
+    params = [("rabbitmq.queue.type", "QUORUM"), ("rabbitmq.message.requeue.delay", "0")]
+    with deployment(node, q, body, params) as d:
+        cmi = start(d)
+        try:
+            node.send("/amq/queue/" + q, [json.dumps({"n": 1})])
+            want = ["", "1", "2", "3"] if node.broker.is4 else ["", ""]
+            wait_for(lambda: len(got_lines(cmi, r"got 1 count (\S*)")) >= len(want), 15, "%d deliveries" % len(want))
+            wait_for(lambda: node.depth(q) == 0, 10, "the queue empty")
+            check(got_lines(cmi, r"got 1 count (\S*)") == want, "counts %r" % got_lines(cmi, r"got 1 count (\S*)"))
+        finally:
+            cmi.stop_clean()
+
+
+def test_throttle_fixed_interval(node):
+    # rabbitmq.throttle.* FIXED_INTERVAL, 120 a minute: a message starts
+    # every 500 ms, whatever the credit (10); the others stay in the broker
+    # (credit is granted only for what may start), none waits in cmi.
+    q = unique("throttle-fixed")
+    params = [("rabbitmq.throttle.enabled", "true"), ("rabbitmq.throttle.mode", "FIXED_INTERVAL"),
+              ("rabbitmq.throttle.timeUnit", "MINUTE"), ("rabbitmq.throttle.count", "120"),
+              ("rabbitmq.consumer.initial.credit", "10")]
+    with deployment(node, q, LOG_GOT + "<rabbitmq.accept/>", params) as d:
+        cmi = start(d)
+        try:
+            node.send("/amq/queue/" + q, [json.dumps({"n": i}) for i in range(6)])
+            held = []
+            def all_in():
+                held.append(_unacked(node, q)[1] or 0)
+                return len(got_lines(cmi)) == 6
+            wait_for(all_in, 15, "6 messages mediated")
+            times = _log_times(cmi, "] got ")
+            gaps = [b - a for a, b in zip(times, times[1:])]
+            check(all(g >= 0.45 for g in gaps) and times[-1] - times[0] <= 4.0,
+                  "gaps between starts %r" % ["%.3f" % g for g in gaps])
+            check(max(held) <= 2, "cmi held up to %d messages unacknowledged" % max(held))
+            wait_for(lambda: node.depth(q) == 0, 10, "the queue empty")
+        finally:
+            cmi.stop_clean()
+
+
+def test_throttle_batch(node):
+    # BATCH, 3 a minute: three start at once, the rest only when the next
+    # minute begins (MI's docs: windows on the minute boundary; cmi's local
+    # time is UTC here, as its log's), held in the broker meanwhile.
+    q = unique("throttle-batch")
+    params = [("rabbitmq.throttle.enabled", "true"), ("rabbitmq.throttle.mode", "BATCH"),
+              ("rabbitmq.throttle.timeUnit", "MINUTE"), ("rabbitmq.throttle.count", "3"),
+              ("rabbitmq.consumer.initial.credit", "10")]
+    with deployment(node, q, LOG_GOT + "<rabbitmq.accept/>", params) as d:
+        cmi = start(d, env={"TZ": "UTC"})
+        try:
+            node.send("/amq/queue/" + q, [json.dumps({"n": i}) for i in range(5)])
+            wait_for(lambda: len(got_lines(cmi)) >= 3, 10, "the first 3 mediated")
+            first = [line for line in cmi.log_text().splitlines() if "] got " in line]
+            crossed = len({line[:16] for line in first}) > 1  # the first ones met a minute boundary
+            if not crossed and len(first) == 3:
+                time.sleep(1)  # nothing more may start inside this minute
+                ready, unacked = _unacked(node, q)
+                check(len(got_lines(cmi)) == 3 and (ready, unacked) == (2, 0),
+                      "within the minute: %d mediated, the queue %r" % (len(got_lines(cmi)), (ready, unacked)))
+            wait_for(lambda: len(got_lines(cmi)) == 5, 65, "all 5 mediated")
+            starts = [line for line in cmi.log_text().splitlines() if "] got " in line]
+            per_minute = {}
+            for line in starts:
+                per_minute[line[:16]] = per_minute.get(line[:16], 0) + 1
+            check(max(per_minute.values()) <= 3, "starts per minute %r" % per_minute)
+            fourth = float(starts[3][17:23])
+            check(fourth < 1.5, "the 4th started %.3f s into its minute, not at its start" % fourth)
+        finally:
+            cmi.stop_clean()
+
+
+def test_throttle_needs_a_count(node):
+    # MI's docs: the count is required with throttling.
+    q = unique("throttle-nocount")
+    with deployment(node, q, "<rabbitmq.accept/>", [("rabbitmq.throttle.enabled", "true")]) as d:
+        rc, out, err = run_cmi(["check", d], env={"CMI_CONNECTORS_PATH": RMQ_CONNECTORS})
+        check(rc != 0 and "needs rabbitmq.throttle.count" in out + err, "cmi check: %d %s" % (rc, out + err))
 
 
 def _log_times(cmi, needle):

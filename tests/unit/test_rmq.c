@@ -7,6 +7,11 @@
 #include "config.h"
 
 #include <proton/codec.h>
+#include <proton/connection.h>
+#include <proton/delivery.h>
+#include <proton/disposition.h>
+#include <proton/link.h>
+#include <proton/session.h>
 #include <proton/message.h>
 #include <stdlib.h>
 #include <string.h>
@@ -431,6 +436,130 @@ static void test_message_on_the_wire(void)
 
 /* What a receiver gets: the engine's encoder's bytes decode to the same
  * fields; bodies that are not data, string or binary are refused. */
+/* RabbitMQ 4.x's count of a quorum queue message's returns, a message
+ * annotation (uint as the broker writes it, or another integer type). */
+static void test_delivery_count_annotation(void)
+{
+    pn_message_t *m = pn_message();
+    pn_data_put_binary(pn_message_body(m), pn_bytes(2, "hi"));
+    pn_data_t *a = pn_message_annotations(m);
+    pn_data_put_map(a);
+    pn_data_enter(a);
+    pn_data_put_symbol(a, pn_bytes(10, "x-exchange"));
+    pn_data_put_string(a, pn_bytes(0, ""));
+    pn_data_put_symbol(a, pn_bytes(16, "x-delivery-count"));
+    pn_data_put_ulong(a, 3);
+    pn_data_exit(a);
+    char buf[256];
+    size_t n = sizeof(buf);
+    CU_ASSERT_EQUAL_FATAL(pn_message_encode(m, buf, &n), 0);
+    pn_message_free(m);
+    rmq_decoded_t dm;
+    const char *why = NULL;
+    CU_ASSERT_EQUAL_FATAL(rmq_message_decode(&dm, buf, n, &why), 0);
+    CU_ASSERT_EQUAL(dm.in.delivery_count, 3);
+    rmq_decoded_dispose(&dm);
+}
+
+static void put_death(pn_data_t *a, const char *queue, uint64_t count)
+{
+    pn_data_put_map(a);
+    pn_data_enter(a);
+    pn_data_put_symbol(a, pn_bytes(5, "queue"));
+    pn_data_put_string(a, pn_bytes(strlen(queue), queue));
+    pn_data_put_symbol(a, pn_bytes(6, "reason"));
+    pn_data_put_symbol(a, pn_bytes(8, "rejected"));
+    pn_data_put_symbol(a, pn_bytes(5, "count"));
+    pn_data_put_ulong(a, count);
+    pn_data_exit(a);
+}
+
+/* RabbitMQ 4.x's dead-letter history (x-opt-deaths, an array of maps, most
+ * recent first): the count of the entry for the consumed queue. */
+static void test_death_count(void)
+{
+    pn_message_t *m = pn_message();
+    CU_ASSERT_EQUAL(rmq_message_death_count(m, "enrollment"), -1);
+    pn_data_t *a = pn_message_annotations(m);
+    pn_data_put_map(a);
+    pn_data_enter(a);
+    pn_data_put_symbol(a, pn_bytes(12, "x-opt-deaths"));
+    pn_data_put_array(a, false, PN_MAP);
+    pn_data_enter(a);
+    put_death(a, "enrollment-error", 7);
+    put_death(a, "enrollment", 2);
+    pn_data_exit(a);
+    pn_data_exit(a);
+    char buf[512];
+    size_t n = sizeof(buf);
+    CU_ASSERT_EQUAL_FATAL(pn_message_encode(m, buf, &n), 0);
+    pn_message_t *got = pn_message();
+    CU_ASSERT_EQUAL_FATAL(pn_message_decode(got, buf, n), 0);
+    CU_ASSERT_EQUAL(rmq_message_death_count(got, "enrollment"), 2);
+    CU_ASSERT_EQUAL(rmq_message_death_count(got, "enrollment-error"), 7);
+    CU_ASSERT_EQUAL(rmq_message_death_count(got, "enroll"), -1);
+    pn_message_free(got);
+    pn_message_free(m);
+}
+
+/* MI's throttling with clocks of the test's own: FIXED_INTERVAL one every
+ * unit/count; BATCH count per window, a window ending at the next minute,
+ * hour or midnight (local time: UTC here). */
+static void test_throttle(void)
+{
+    setenv("TZ", "UTC", 1);
+    tzset();
+    const int64_t wall = 1796292050000LL; /* 2026-12-03T10:00:50Z */
+    rmq_throttle_t t = {0};
+    CU_ASSERT_EQUAL(rmq_throttle_allowance(&t, 0, wall), INT64_MAX); /* not enabled */
+    CU_ASSERT_EQUAL(rmq_throttle_next(&t), 0);
+
+    rmq_throttle_init(&t, RMQ_THROTTLE_FIXED_INTERVAL, RMQ_THROTTLE_MINUTE, 120);
+    CU_ASSERT_EQUAL(rmq_throttle_allowance(&t, 1000, wall), 1);
+    rmq_throttle_take(&t, 1000);
+    CU_ASSERT_EQUAL(rmq_throttle_allowance(&t, 1499, wall), 0);
+    CU_ASSERT_EQUAL(rmq_throttle_next(&t), 1500);
+    CU_ASSERT_EQUAL(rmq_throttle_allowance(&t, 1500, wall), 1);
+
+    rmq_throttle_init(&t, RMQ_THROTTLE_BATCH, RMQ_THROTTLE_MINUTE, 3);
+    CU_ASSERT_EQUAL(rmq_throttle_allowance(&t, 0, wall), 3);
+    CU_ASSERT_EQUAL(rmq_throttle_next(&t), 10000); /* the minute ends in 10 s */
+    for (int i = 0; i < 3; i++)
+        rmq_throttle_take(&t, i);
+    CU_ASSERT_EQUAL(rmq_throttle_allowance(&t, 9999, wall + 9999), 0);
+    CU_ASSERT_EQUAL(rmq_throttle_allowance(&t, 10000, wall + 10000), 3); /* the next minute */
+    CU_ASSERT_EQUAL(rmq_throttle_next(&t), 70000);
+
+    rmq_throttle_init(&t, RMQ_THROTTLE_BATCH, RMQ_THROTTLE_HOUR, 10);
+    rmq_throttle_allowance(&t, 0, wall);
+    CU_ASSERT_EQUAL(rmq_throttle_next(&t), 3600000 - 50000);
+    rmq_throttle_init(&t, RMQ_THROTTLE_BATCH, RMQ_THROTTLE_DAY, 10);
+    rmq_throttle_allowance(&t, 0, wall);
+    CU_ASSERT_EQUAL(rmq_throttle_next(&t), (24 - 10) * 3600000LL - 50000);
+}
+
+/* A flow's requeue is `modified` + delivery-failed on 4.x, `released` on
+ * 3.x; a message cmi gives back unjudged is `released` on both. */
+static void test_requeue_outcome(void)
+{
+    pn_connection_t *c = pn_connection();
+    pn_link_t *l = pn_receiver(pn_session(c), "r");
+    struct { int failed, format; uint64_t state; } cases[] = {
+        {1, RMQ_FORMAT_V2, PN_MODIFIED}, {1, RMQ_FORMAT_V1, PN_RELEASED},
+        {0, RMQ_FORMAT_V2, PN_RELEASED}, {0, RMQ_FORMAT_V1, PN_RELEASED},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char tag[8];
+        snprintf(tag, sizeof(tag), "t%zu", i);
+        pn_delivery_t *d = pn_delivery(l, pn_dtag(tag, strlen(tag)));
+        rmq_requeue_outcome(d, cases[i].failed, cases[i].format);
+        CU_ASSERT_EQUAL(pn_delivery_local_state(d), cases[i].state);
+        CU_ASSERT_EQUAL(pn_disposition_is_failed(pn_delivery_local(d)), cases[i].state == PN_MODIFIED);
+        CU_ASSERT_FALSE(pn_disposition_is_undeliverable(pn_delivery_local(d)));
+    }
+    pn_connection_free(c);
+}
+
 static void test_message_decoded(void)
 {
     json_t *props = json_pack("{s:s, s:s}", "x-region", "eu", "x-n", "7");
@@ -456,6 +585,7 @@ static void test_message_decoded(void)
     for (size_t i = 0; i < dm.in.nprops; i++)
         region |= strcmp(dm.in.props[i].name, "x-region") == 0 && strcmp(dm.in.props[i].value, "eu") == 0;
     CU_ASSERT_TRUE(region);
+    CU_ASSERT_EQUAL(dm.in.delivery_count, -1); /* no annotation */
     rmq_decoded_dispose(&dm);
     free(bytes);
     json_decref(props);
@@ -782,6 +912,10 @@ static CU_TestInfo rmq_tests[] = {
     {"address format from the broker's version", test_format_from_version},
     {"plain classic queue", test_plain_classic_queue},
     {"queue declared if missing", test_queue_declared_if_missing},
+    {"the x-delivery-count annotation", test_delivery_count_annotation},
+    {"a requeue's outcome by broker", test_requeue_outcome},
+    {"the x-opt-deaths count of a queue", test_death_count},
+    {"throttling: fixed interval and batch windows", test_throttle},
     {"the default type: declared only when missing", test_default_type_declared_if_missing},
     {"quorum queue with arguments", test_quorum_queue_with_arguments},
     {"classic version and stream members", test_classic_version_and_stream_members},
