@@ -459,6 +459,11 @@ void rmq_requeue_outcome(pn_delivery_t *pd, int failed, int format);
  * gives AMQP 1.0 consumers none), -1 when there is none. */
 int64_t rmq_message_death_count(pn_message_t *m, const char *queue);
 
+/* m (a received message) re-encoded for the final dead-letter target
+ * (rmq_final.c) without what the broker added on the way; key gets its
+ * x-routing-key annotation ("" without).  NULL when it cannot be encoded. */
+char *rmq_message_for_final(pn_message_t *m, size_t raw_len, size_t *len, char *key, size_t key_size);
+
 /* A received message decoded: in's strings point into it. */
 typedef struct {
     rmq_incoming_t in;

@@ -85,6 +85,7 @@ static void open_rlink(rmq_consume_t *cs, rmq_conn_t *c, rmq_rlink_t *r)
 
 static void start_consumer(rmq_consume_t *cs, rmq_conn_t *c, rmq_consumer_t *k)
 {
+    rmq_final_on_start(cs, c, &k->spec);
     for (int i = 0; i < k->spec.links; i++) {
         rmq_rlink_t *r = rmq_xcalloc(1, sizeof(*r));
         r->tag.role = RMQ_ROLE_RECEIVER;
@@ -147,6 +148,7 @@ static void mediate(rmq_consume_t *cs, rmq_consumer_t *k, rmq_rlink_t *r, rmq_de
     int delivered = 0;
     if (rmq_message_decode(&dm, d->raw, d->raw_len, &why) == 0) {
         snprintf(d->message_id, sizeof(d->message_id), "%s", dm.in.message_id);
+        rmq_final_prepare(d, dm.m, d->raw_len);
         atomic_fetch_add(&d->refs, 1); /* the flow's, if it starts */
         rc = spec->deliver(spec->arg, d, &dm.in);
         delivered = 1; /* deliver() logs what it refuses */
@@ -676,6 +678,11 @@ static void *create(rmq_pool_t *pool)
     cs->pool = pool;
     cs->credit_freed = credit_freed;
     pthread_mutex_init(&cs->lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* rmq_pool_wait_finals' deadline */
+    pthread_cond_init(&cs->finals_cv, &ca);
+    pthread_condattr_destroy(&ca);
     SLIST_INIT(&cs->new_consumers);
     SLIST_INIT(&cs->dwork_inbox);
     SLIST_INIT(&cs->consumers);
@@ -687,6 +694,7 @@ static void *create(rmq_pool_t *pool)
         TAILQ_INIT(&cc->rq);
         TAILQ_INIT(&cc->live);
         SLIST_INIT(&cc->dwork);
+        TAILQ_INIT(&cc->finals);
     }
     return cs;
 }
@@ -711,6 +719,7 @@ static void destroy(void *st)
         free(w);
     }
     free(cs->conns);
+    pthread_cond_destroy(&cs->finals_cv);
     pthread_mutex_destroy(&cs->lock);
     free(cs);
 }

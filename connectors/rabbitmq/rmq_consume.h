@@ -33,6 +33,25 @@ typedef enum {
 /* Pool thread: hands the message to mediation. */
 typedef rmq_deliver_result_t (*rmq_deliver_fn)(void *arg, rmq_delivery_t *d, const rmq_incoming_t *m);
 
+/* MI's FIXED_DELAY_RETRYABLE_DISCARD with rabbitmq.max.dead.lettered.count
+ * (rmq_final.c): a message the flow discards after the broker dead-lettered
+ * it max_dl times from this queue (x-opt-deaths, 4.x) is published to the
+ * final target with a confirm first, then accepted; the strings are
+ * borrowed from the endpoint's parameters. */
+typedef struct {
+    int enabled;             /* 0 (a zeroed spec): no final target */
+    int64_t max_dl;
+    const char *queue;       /* the consumed queue, as x-opt-deaths names it */
+    const char *vhost;
+    const char *exchange;    /* the final exchange, or NULL */
+    const char *routing_key; /* NULL: the message's own */
+    const char *final_queue; /* used when there is no final exchange */
+    uint64_t retry_interval_ms;
+    int64_t retry_count;     /* retries after the first attempt */
+    double factor;           /* the n-th retry waits retry_interval * factor^(n-1) */
+    uint64_t ack_wait_ms;    /* an attempt without a confirm by then failed */
+} rmq_final_spec_t;
+
 typedef struct {
     rmq_target_t target; /* the queue, and what to declare first */
     int links;           /* receivers per connection */
@@ -49,6 +68,7 @@ typedef struct {
     /* MI's rabbitmq.throttle.*: credit only for the messages that may start
      * (its state lives here, on the pool thread, once consuming starts). */
     rmq_throttle_t throttle;
+    rmq_final_spec_t final;
     rmq_deliver_fn deliver;
     void *arg;
 } rmq_consumer_spec_t;
@@ -62,5 +82,8 @@ int rmq_delivery_decide(rmq_delivery_t *d, int decision);
 /* Any thread, once: the flow that mediated d is over. */
 void rmq_delivery_flow_done(rmq_delivery_t *d);
 const char *rmq_delivery_message_id(const rmq_delivery_t *d);
+/* Any thread: waits until no message of the pool is on its way to a final
+ * dead-letter target, at most timeout_ms; returns how many still are. */
+int rmq_pool_wait_finals(rmq_pool_t *pool, uint64_t timeout_ms);
 
 #endif

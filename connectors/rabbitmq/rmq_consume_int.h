@@ -74,6 +74,10 @@ SLIST_HEAD(dwork_list, rmq_dwork);
 
 typedef TAILQ_HEAD(delivery_list, rmq_delivery) delivery_list_t;
 
+/* A message on its way to the final dead-letter target (rmq_final.c). */
+typedef struct rmq_final_job rmq_final_job_t;
+typedef TAILQ_HEAD(final_list, rmq_final_job) final_list_t;
+
 /* One message a receiver got: shared by the pool thread and the flow that
  * mediates it (a reference each; the last one frees it). */
 struct rmq_delivery {
@@ -100,6 +104,7 @@ struct rmq_delivery {
     int slot;
     char *raw; /* pool thread: the encoded message while parked */
     size_t raw_len;
+    rmq_final_job_t *final; /* pool thread: a candidate for the final dead-letter target, or on its way */
 };
 
 /* What consuming keeps of one connection (cs thread). */
@@ -109,6 +114,7 @@ typedef struct {
     delivery_list_t rq;       /* requeue delays, by their end */
     delivery_list_t live;     /* every delivery it still holds */
     struct dwork_list dwork;  /* decisions and ended flows to apply here */
+    final_list_t finals;      /* its deliveries' final dead-letter jobs with a deadline */
 } cconn_t;
 
 /* Consuming's state in one pool. */
@@ -125,6 +131,8 @@ struct rmq_consume {
     struct consumer_list new_consumers;
     struct dwork_list dwork_inbox;
     int stop_consuming;
+    int nfinals; /* deliveries on their way to a final dead-letter target */
+    pthread_cond_t finals_cv;
     /* Pool thread. */
     struct consumer_list consumers;
     int consuming_stopped;
@@ -160,5 +168,27 @@ int rmq_delivery_timeouts(rmq_consume_t *cs, rmq_conn_t *c, int64_t now);
 void rmq_delivery_conn_closed(rmq_consume_t *cs, rmq_conn_t *c);
 /* Shutdown: what c holds unsettled is released, decisions first. */
 void rmq_delivery_release_all(rmq_consume_t *cs, rmq_conn_t *c);
+
+/* ---- rmq_final.c (pool thread) ---------------------------------------------------------------- */
+
+/* On arrival, m decoded: d becomes a candidate when its consumer has a
+ * final target and the broker dead-lettered it max_dl times already. */
+void rmq_final_prepare(rmq_delivery_t *d, pn_message_t *m, size_t raw_len);
+/* The flow discards d: 1 when it goes to the final target instead, or is
+ * on its way there already (d stays unsettled until the copy is confirmed
+ * or given up). */
+int rmq_final_take(rmq_consume_t *cs, rmq_delivery_t *d);
+/* d is on its way to the final target (its job settles it). */
+int rmq_final_busy(const rmq_delivery_t *d);
+/* d's connection is going. */
+void rmq_final_detach(rmq_consume_t *cs, rmq_delivery_t *d);
+/* With the delivery: a candidate's job. */
+void rmq_final_free(rmq_final_job_t *job);
+int64_t rmq_final_next_deadline(const cconn_t *cc);
+/* Retries, ack waits and give-backs due on c; 1 when a delivery was settled. */
+int rmq_final_timeouts(rmq_consume_t *cs, rmq_conn_t *c, int64_t now);
+/* A consumer starts on c: on 3.x, said once per connection that the count
+ * cannot be enforced. */
+void rmq_final_on_start(rmq_consume_t *cs, rmq_conn_t *c, const rmq_consumer_spec_t *spec);
 
 #endif

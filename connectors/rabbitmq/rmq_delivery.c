@@ -27,8 +27,11 @@
 
 void rmq_delivery_unref(rmq_delivery_t *d)
 {
-    if (atomic_fetch_sub(&d->refs, 1) == 1)
+    if (atomic_fetch_sub(&d->refs, 1) == 1) {
+        if (d->final != NULL)
+            rmq_final_free(d->final); /* a candidate its flow did not discard */
         free(d);
+    }
 }
 
 /* ---- the lists of a connection ------------------------------------------------------ */
@@ -85,6 +88,7 @@ static void set_outcome(pn_delivery_t *pd, int decision, int format)
 void rmq_delivery_detach(rmq_delivery_t *d)
 {
     if (d->conn != NULL) {
+        rmq_final_detach(d->cs, d);
         out_remove(d);
         rq_remove(d);
         live_remove(d);
@@ -137,6 +141,14 @@ void rmq_delivery_settle(rmq_consume_t *cs, rmq_delivery_t *d, int decision)
 {
     if (d->settled)
         return;
+    if (d->final != NULL && (decision == RMQ_DECIDE_DISCARD || rmq_final_busy(d)) && rmq_final_take(cs, d)) {
+        /* Published to the final target first: settled by its job. */
+        if (d->conn != NULL) {
+            out_remove(d);
+            rq_remove(d);
+        }
+        return;
+    }
     if (d->pd != NULL) {
         set_outcome(d->pd, decision, d->conn != NULL ? d->conn->format : RMQ_FORMAT_V1);
         pn_delivery_settle(d->pd);
@@ -304,9 +316,9 @@ void rmq_delivery_apply_all(rmq_consume_t *cs, rmq_conn_t *c)
 
 int64_t rmq_delivery_next_deadline(const cconn_t *cc)
 {
-    int64_t next = 0;
+    int64_t next = rmq_final_next_deadline(cc);
     const rmq_delivery_t *out = TAILQ_FIRST(&cc->out), *rq = TAILQ_FIRST(&cc->rq);
-    if (out != NULL)
+    if (out != NULL && (next == 0 || out->ack_deadline < next))
         next = out->ack_deadline;
     if (rq != NULL && (next == 0 || rq->requeue_at < next))
         next = rq->requeue_at;
@@ -316,7 +328,7 @@ int64_t rmq_delivery_next_deadline(const cconn_t *cc)
 int rmq_delivery_timeouts(rmq_consume_t *cs, rmq_conn_t *c, int64_t now)
 {
     cconn_t *cc = cc_of(cs, c);
-    int touched = 0;
+    int touched = rmq_final_timeouts(cs, c, now);
     rmq_delivery_t *d;
     while ((d = TAILQ_FIRST(&cc->rq)) != NULL && d->requeue_at <= now) {
         rq_remove(d);

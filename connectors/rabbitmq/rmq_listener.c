@@ -41,6 +41,9 @@ enum {
     RMQ_L_REQUEUE_DELAY, RMQ_L_CONTENT_TYPE, RMQ_L_CONTENT_ENCODING,
     RMQ_L_DL_EXCHANGE, RMQ_L_DL_EXCHANGE_TYPE, RMQ_L_DL_EXCHANGE_AUTO_DECLARE, RMQ_L_DL_ROUTING_KEY, RMQ_L_DL_QUEUE,
     RMQ_L_DL_QUEUE_TYPE, RMQ_L_DL_QUEUE_AUTO_DECLARE, RMQ_L_MAX_DL_COUNT,
+    RMQ_L_FINAL_QUEUE, RMQ_L_FINAL_QUEUE_TYPE, RMQ_L_FINAL_QUEUE_AUTO_DECLARE, RMQ_L_FINAL_EXCHANGE,
+    RMQ_L_FINAL_EXCHANGE_TYPE, RMQ_L_FINAL_EXCHANGE_AUTO_DECLARE, RMQ_L_FINAL_ROUTING_KEY,
+    RMQ_L_DLP_RETRY_INTERVAL, RMQ_L_DLP_RETRY_COUNT, RMQ_L_DLP_FACTOR, RMQ_L_DLP_ACK_WAIT, RMQ_L_DLP_SHUTDOWN,
     RMQ_L_THROTTLE_ENABLED, RMQ_L_THROTTLE_MODE, RMQ_L_THROTTLE_TIME_UNIT, RMQ_L_THROTTLE_COUNT,
     RMQ_L_LEGACY_ROUTING_KEY, /* older MI's protocol="rabbitmq" name of rabbitmq.routing.key */
     RMQ_L_CLASSIC_DL_STRATEGY, RMQ_L_CLASSIC_REQUEUE_AS_DISCARD,
@@ -96,6 +99,18 @@ typedef struct {
     int dl_queue_type;
     int dl_queue_auto_declare;
     int64_t max_dl_count;
+    const char *final_queue;
+    int final_queue_type;
+    int final_queue_auto_declare;
+    const char *final_exchange;
+    int final_exchange_type;
+    int final_exchange_auto_declare;
+    const char *final_routing_key;
+    uint64_t dlp_retry_interval_ms;
+    int64_t dlp_retry_count;
+    const char *dlp_factor;
+    uint64_t dlp_ack_wait_ms;
+    uint64_t dlp_shutdown_ms;
     int address_format;
     cmi_param_list_t mgmt_url;
 } listener_params_t;
@@ -272,10 +287,44 @@ static const cmi_param_def_t listener_params[] = {
     [RMQ_L_DL_QUEUE_AUTO_DECLARE] = CMI_PARAM("rabbitmq.dead.letter.queue.auto.declare", B, 0, L,
                                               dl_queue_auto_declare, "false",
                                               "declare the dead-letter queue and bind it (else it was made by hand)"),
-    [RMQ_L_MAX_DL_COUNT] = CMI_PARAM("rabbitmq.max.dead.lettered.count", CMI_PARAM_INT, CMI_PARAM_UNSUPPORTED, L,
-                                     max_dl_count, NULL,
-                                     "discard after this many dead-letterings (not supported: the 3.x plugin hides "
-                                     "x-death from AMQP 1.0 consumers)"),
+    [RMQ_L_MAX_DL_COUNT] = CMI_PARAM_RANGE("rabbitmq.max.dead.lettered.count", CMI_PARAM_INT, 0, L, max_dl_count,
+                                           "-1", "with FIXED_DELAY_RETRYABLE_DISCARD on a classic queue: a message "
+                                           "dead-lettered this many times goes to the final dead-letter target when "
+                                           "discarded again (RabbitMQ 4.x; -1: never)", -1, 1000000000),
+    [RMQ_L_FINAL_QUEUE] = CMI_PARAM("rabbitmq.final.dead.letter.queue.name", S, 0, L, final_queue, NULL,
+                                    "the final dead-letter queue (published to when there is no final exchange)"),
+    [RMQ_L_FINAL_QUEUE_TYPE] = CMI_PARAM_CHOICE("rabbitmq.final.dead.letter.queue.type", 0, L, final_queue_type,
+                                                "CLASSIC", "its type, when declared", rmq_queue_type_names),
+    [RMQ_L_FINAL_QUEUE_AUTO_DECLARE] = CMI_PARAM("rabbitmq.final.dead.letter.queue.auto.declare", B, 0, L,
+                                                 final_queue_auto_declare, "false",
+                                                 "declare the final queue (bound to the final exchange when there "
+                                                 "is one)"),
+    [RMQ_L_FINAL_EXCHANGE] = CMI_PARAM("rabbitmq.final.dead.letter.exchange.name", S, 0, L, final_exchange, NULL,
+                                       "the final dead-letter exchange (published to with the final routing key)"),
+    [RMQ_L_FINAL_EXCHANGE_TYPE] = CMI_PARAM_CHOICE("rabbitmq.final.dead.letter.exchange.type", 0, L,
+                                                   final_exchange_type, "DIRECT", "its type, when declared",
+                                                   rmq_exchange_type_names),
+    [RMQ_L_FINAL_EXCHANGE_AUTO_DECLARE] = CMI_PARAM("rabbitmq.final.dead.letter.exchange.auto.declare", B, 0, L,
+                                                    final_exchange_auto_declare, "false",
+                                                    "declare the final exchange"),
+    [RMQ_L_FINAL_ROUTING_KEY] = CMI_PARAM("rabbitmq.final.dead.letter.routing.key", S, 0, L, final_routing_key, NULL,
+                                          "the routing key to the final exchange (default: the message's own)"),
+    [RMQ_L_DLP_RETRY_INTERVAL] = CMI_PARAM_RANGE("rabbitmq.dead.letter.publisher.retry.interval", DUR, 0, L,
+                                                 dlp_retry_interval_ms, "10000",
+                                                 "before the first retry of a failed publish to the final target, "
+                                                 "ms", 1, 86400000),
+    [RMQ_L_DLP_RETRY_COUNT] = CMI_PARAM_RANGE("rabbitmq.dead.letter.publisher.retry.count", CMI_PARAM_INT, 0, L,
+                                              dlp_retry_count, "3", "retries after the first attempt; then the "
+                                              "original goes back to its queue (never lost)", 0, 1000),
+    [RMQ_L_DLP_FACTOR] = CMI_PARAM("rabbitmq.dead.letter.publisher.retry.exponential.factor", S, 0, L, dlp_factor,
+                                   "2.0", "each retry waits this times longer than the one before (1.0: fixed)"),
+    [RMQ_L_DLP_ACK_WAIT] = CMI_PARAM_RANGE("rabbitmq.dead.letter.publisher.ack.wait.time", DUR, 0, L,
+                                           dlp_ack_wait_ms, "30000", "an attempt without the broker's confirm by "
+                                           "then failed, ms", 1, 86400000),
+    [RMQ_L_DLP_SHUTDOWN] = CMI_PARAM_RANGE("rabbitmq.dead.letter.publisher.shutdown.timeout", DUR, 0, L,
+                                           dlp_shutdown_ms, "180000", "at shutdown, how long messages on their "
+                                           "way to the final target are waited for (the rest go back to the "
+                                           "queue), ms", 0, 86400000),
     [RMQ_L_THROTTLE_ENABLED] = CMI_PARAM("rabbitmq.throttle.enabled", B, 0, L, throttle_enabled, "false",
                                          "limit the messages consumed per time unit (by credit: the rest stays "
                                          "in the broker)"),
@@ -293,8 +342,9 @@ static const cmi_param_def_t listener_params[] = {
     [RMQ_L_CLASSIC_DL_STRATEGY] = CMI_PARAM_CHOICE("rabbitmq.classic.dead.letter.strategy", 0, L,
                                                    classic_dl_strategy, "NON_RETRYABLE_DISCARD",
                                                    "a classic queue's discarded messages: NON_RETRYABLE_DISCARD (to "
-                                                   "its dead-letter exchange, once); FIXED_DELAY_RETRYABLE_DISCARD is "
-                                                   "not supported yet", classic_dls_names),
+                                                   "its dead-letter exchange) or FIXED_DELAY_RETRYABLE_DISCARD (the "
+                                                   "same, counted: rabbitmq.max.dead.lettered.count)",
+                                                   classic_dls_names),
     [RMQ_L_CLASSIC_REQUEUE_AS_DISCARD] = CMI_PARAM("rabbitmq.classic.override.requeue.with.discard", B, 0, L,
                                                    classic_requeue_as_discard, "false",
                                                    "a classic queue's requeues become discards (dead-lettered): a "
@@ -341,17 +391,40 @@ static int validate_names(const listener_params_t *p, char *err, size_t n)
     return 0;
 }
 
-/* What cmi does not run yet (a stream consumer's offsets and filters, the
- * fixed-delay dead-letter strategy) is accepted at its defaults and refused
- * where it would change what is consumed; throttling needs its count.  The
- * stream options mean nothing for other queues, in MI too. */
-static int validate_unsupported(const listener_params_t *p, char *err, size_t n)
+/* MI counts dead-letterings only with FIXED_DELAY_RETRYABLE_DISCARD on a
+ * classic queue (its other handlers ignore the count). */
+static int final_applies(const listener_params_t *p)
 {
-    if (p->classic_dl_strategy == RMQ_CLASSIC_DLS_FIXED_DELAY) {
-        snprintf(err, n, "rabbitmq.classic.dead.letter.strategy FIXED_DELAY_RETRYABLE_DISCARD is not supported by cmi "
-                 "yet");
+    return p->max_dl_count >= 0 && p->classic_dl_strategy == RMQ_CLASSIC_DLS_FIXED_DELAY &&
+           p->queue.type == RMQ_QUEUE_CLASSIC;
+}
+
+/* MI accepts and drops a message past the count when there is no final
+ * target; cmi refuses the endpoint instead. */
+static int validate_final(const listener_params_t *p, char *err, size_t n)
+{
+    char *end;
+    double factor = strtod(p->dlp_factor, &end);
+    if (*end != '\0' || end == p->dlp_factor || !(factor > 0.0 && factor <= 100.0)) {
+        snprintf(err, n, "rabbitmq.dead.letter.publisher.retry.exponential.factor: '%s' is not a number from 0 to "
+                 "100 (2.0 doubles each wait)", p->dlp_factor);
         return -1;
     }
+    if (final_applies(p) && p->final_queue == NULL && p->final_exchange == NULL) {
+        snprintf(err, n, "rabbitmq.max.dead.lettered.count needs rabbitmq.final.dead.letter.queue.name or "
+                 "rabbitmq.final.dead.letter.exchange.name: where a message goes after its last retry (MI would "
+                 "drop it)");
+        return -1;
+    }
+    return 0;
+}
+
+/* What cmi does not run yet (a stream consumer's offsets and filters) is
+ * accepted at its defaults and refused where it would change what is
+ * consumed; throttling needs its count.  The stream options mean nothing
+ * for other queues, in MI too. */
+static int validate_unsupported(const listener_params_t *p, char *err, size_t n)
+{
     if (p->throttle_enabled && !CMI_PARAM_GIVEN(p, RMQ_L_THROTTLE_COUNT)) {
         snprintf(err, n, "rabbitmq.throttle.enabled: throttling needs rabbitmq.throttle.count (messages per "
                  "rabbitmq.throttle.timeUnit)");
@@ -404,7 +477,7 @@ static int validate_listener(const void *params, char *err, size_t n)
         snprintf(err, n, "rabbitmq.connection.oauth2.enabled: OAuth2 tokens are not supported by cmi yet");
         return -1;
     }
-    if (validate_unsupported(p, err, n) != 0)
+    if (validate_unsupported(p, err, n) != 0 || validate_final(p, err, n) != 0)
         return -1;
     if (p->dl_queue != NULL && p->dl_exchange == NULL) {
         snprintf(err, n, "rabbitmq.dead.letter.queue.name needs rabbitmq.dead.letter.exchange.name (the exchange "
@@ -477,21 +550,30 @@ static void fill_init(listener_t *ls)
  * attaches to it).  A declared queue is bound with the dead-letter routing
  * key, else the consumed queue's name (the key a message published to that
  * queue keeps when it is dead-lettered). */
-static int dead_letter_first(const listener_params_t *p, rmq_target_t *t, char *err, size_t n)
+typedef struct {
+    const char *exchange;
+    int exchange_type, exchange_auto_declare;
+    const char *routing_key; /* of the binding */
+    const char *queue;
+    int queue_type, queue_auto_declare;
+} dl_names_t;
+
+static int declare_first(const dl_names_t *dl_names, const char *vhost, rmq_target_t *t, char *err, size_t n)
 {
-    int queue = p->dl_queue != NULL && p->dl_queue_auto_declare;
-    if (!queue && !p->dl_exchange_auto_declare)
+    const dl_names_t *x = dl_names;
+    int queue = x->queue != NULL && x->queue_auto_declare;
+    if (!queue && !(x->exchange != NULL && x->exchange_auto_declare))
         return 0;
     rmq_target_spec_t q = {
-        .queue = {.name = queue ? p->dl_queue : NULL, .auto_declare = 1, .type = p->dl_queue_type},
+        .queue = {.name = queue ? x->queue : NULL, .auto_declare = 1, .type = x->queue_type},
         .queue_set = 1u << RMQ_Q_TYPE,
-        .exchange = {.name = p->dl_exchange,
-                     .auto_declare = p->dl_exchange_auto_declare,
-                     .type = p->dl_exchange_type,
-                     .routing_key = p->dl_routing_key ? p->dl_routing_key : p->queue.name},
+        .exchange = {.name = x->exchange,
+                     .auto_declare = x->exchange_auto_declare,
+                     .type = x->exchange_type,
+                     .routing_key = x->routing_key},
     };
     rmq_target_t dl;
-    if (rmq_target_build(&dl, &q, p->vhost, err, n) != 0) {
+    if (rmq_target_build(&dl, &q, vhost, err, n) != 0) {
         rmq_target_dispose(t);
         return -1;
     }
@@ -499,6 +581,26 @@ static int dead_letter_first(const listener_params_t *p, rmq_target_t *t, char *
         dl.declare[i].on_v1 = 1;
     rmq_target_prepend(t, &dl);
     return 0;
+}
+
+static int dead_letter_first(const listener_params_t *p, rmq_target_t *t, char *err, size_t n)
+{
+    const dl_names_t dl = {p->dl_exchange, p->dl_exchange_type, p->dl_exchange_auto_declare,
+                           p->dl_routing_key ? p->dl_routing_key : p->queue.name,
+                           p->dl_queue, p->dl_queue_type, p->dl_queue_auto_declare};
+    return declare_first(&dl, p->vhost, t, err, n);
+}
+
+/* The final dead-letter exchange and queue, when asked (MI's defaults:
+ * not), bound with the final routing key, else the key the endpoint's
+ * messages come with (the consumed queue's, or its name). */
+static int final_first(const listener_params_t *p, rmq_target_t *t, char *err, size_t n)
+{
+    const char *key = p->final_routing_key ? p->final_routing_key
+                      : p->exchange.routing_key ? p->exchange.routing_key : p->queue.name;
+    const dl_names_t fin = {p->final_exchange, p->final_exchange_type, p->final_exchange_auto_declare, key,
+                            p->final_queue, p->final_queue_type, p->final_queue_auto_declare};
+    return declare_first(&fin, p->vhost, t, err, n);
 }
 
 /* The queue to consume, declared like a publish target would be, with
@@ -538,6 +640,8 @@ static int consumer_target(const listener_params_t *p, int legacy, rmq_target_t 
     free(args);
     if (rc == 0 && p->dl_exchange != NULL)
         rc = dead_letter_first(p, t, err, n);
+    if (rc == 0 && final_applies(p))
+        rc = final_first(p, t, err, n);
     if (rc == 0)
         rmq_target_ask_on_v1(t);
     return rc;
@@ -590,6 +694,31 @@ static rmq_deliver_result_t deliver(void *arg, rmq_delivery_t *d, const rmq_inco
 
 /* ---- the listener's hooks ---------------------------------------------------------------- */
 
+static void final_spec(cmi_listener_t *l, rmq_final_spec_t *f)
+{
+    const listener_params_t *p = l->params;
+    if (!final_applies(p)) {
+        if (p->max_dl_count >= 0)
+            l->host->log(CMI_LOG_WARN, l->component, "rabbitmq.max.dead.lettered.count is ignored: it applies with "
+                         "rabbitmq.classic.dead.letter.strategy FIXED_DELAY_RETRYABLE_DISCARD on a classic queue "
+                         "(as in MI)");
+        return;
+    }
+    *f = (rmq_final_spec_t){
+        .enabled = 1,
+        .max_dl = p->max_dl_count,
+        .queue = p->queue.name,
+        .vhost = p->vhost,
+        .exchange = p->final_exchange,
+        .routing_key = p->final_routing_key,
+        .final_queue = p->final_queue,
+        .retry_interval_ms = p->dlp_retry_interval_ms,
+        .retry_count = p->dlp_retry_count,
+        .factor = strtod(p->dlp_factor, NULL), /* checked at load */
+        .ack_wait_ms = p->dlp_ack_wait_ms,
+    };
+}
+
 static int start_consuming(cmi_listener_t *l, int legacy, char *err, size_t n)
 {
     listener_t *ls = rmq_xcalloc(1, sizeof(*ls));
@@ -619,6 +748,7 @@ static int start_consuming(cmi_listener_t *l, int legacy, char *err, size_t n)
     spec.requeue_delay_ms = ls->p->requeue_delay_ms;
     if (ls->p->throttle_enabled)
         rmq_throttle_init(&spec.throttle, ls->p->throttle_mode, ls->p->throttle_time_unit, ls->p->throttle_count);
+    final_spec(l, &spec.final);
     spec.deliver = deliver;
     spec.arg = ls;
     rmq_pool_consume(ls->pool, &spec);
@@ -645,6 +775,9 @@ static void listener_stop(cmi_listener_t *l)
 static void listener_destroy(cmi_listener_t *l)
 {
     listener_t *ls = l->data;
+    /* Messages on their way to the final dead-letter target get their
+     * time (MI's shutdown timeout); what is left goes back to the queue. */
+    rmq_pool_wait_finals(ls->pool, ls->p->dlp_shutdown_ms);
     rmq_pool_destroy(ls->pool); /* releases what is still unsettled */
     listener_free(ls);
     l->data = NULL;

@@ -324,6 +324,35 @@ int64_t rmq_message_death_count(pn_message_t *m, const char *queue)
     return count;
 }
 
+/* The message as the final dead-letter target gets it: what the broker
+ * added on the way (message annotations: x-opt-deaths, x-exchange,
+ * x-routing-key; the header's delivery count) is left out, the rest
+ * (properties, application-properties, body) is the original's. */
+char *rmq_message_for_final(pn_message_t *m, size_t raw_len, size_t *len, char *key, size_t key_size)
+{
+    key[0] = '\0';
+    pn_data_t *a = annotation(m, "x-routing-key");
+    if (a != NULL && (pn_data_type(a) == PN_STRING || pn_data_type(a) == PN_SYMBOL)) {
+        pn_bytes_t k = pn_data_type(a) == PN_STRING ? pn_data_get_string(a) : pn_data_get_symbol(a);
+        if (k.size < key_size) {
+            memcpy(key, k.start, k.size);
+            key[k.size] = '\0';
+        }
+    }
+    pn_data_clear(pn_message_annotations(m));
+    pn_message_set_delivery_count(m, 0);
+    pn_message_set_first_acquirer(m, false);
+    pn_rwbytes_t buf = {raw_len + 256, NULL};
+    buf.start = rmq_xmalloc(buf.size);
+    ssize_t r = pn_message_encode2(m, &buf);
+    if (r < 0) {
+        free(buf.start);
+        return NULL;
+    }
+    *len = (size_t)r;
+    return buf.start;
+}
+
 /* Application-properties as text headers. */
 static size_t props_of(pn_message_t *m, cmi_nv_t **out, char **strings)
 {

@@ -502,6 +502,50 @@ static void test_death_count(void)
     pn_message_free(m);
 }
 
+/* The copy for the final dead-letter target: the broker's annotations
+ * (x-opt-deaths, x-routing-key) and delivery count left out, the routing
+ * key read first, the rest the original's. */
+static void test_message_for_final(void)
+{
+    pn_message_t *m = pn_message();
+    pn_message_set_id(m, (pn_atom_t){.type = PN_STRING, .u.as_bytes = pn_bytes(3, "m-1")});
+    pn_message_set_delivery_count(m, 4);
+    pn_data_t *a = pn_message_annotations(m);
+    pn_data_put_map(a);
+    pn_data_enter(a);
+    pn_data_put_symbol(a, pn_bytes(13, "x-routing-key"));
+    pn_data_put_string(a, pn_bytes(10, "enrollment"));
+    pn_data_put_symbol(a, pn_bytes(12, "x-opt-deaths"));
+    pn_data_put_array(a, false, PN_MAP);
+    pn_data_enter(a);
+    put_death(a, "enrollment", 3);
+    pn_data_exit(a);
+    pn_data_exit(a);
+    pn_data_put_binary(pn_message_body(m), pn_bytes(5, "hello"));
+    char key[64];
+    size_t len = 0;
+    char *bytes = rmq_message_for_final(m, 64, &len, key, sizeof(key));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(bytes);
+    CU_ASSERT_STRING_EQUAL(key, "enrollment");
+    rmq_decoded_t dm;
+    const char *why = NULL;
+    CU_ASSERT_EQUAL_FATAL(rmq_message_decode(&dm, bytes, len, &why), 0);
+    CU_ASSERT_EQUAL(rmq_message_death_count(dm.m, "enrollment"), -1);
+    CU_ASSERT_EQUAL(pn_message_get_delivery_count(dm.m), 0);
+    CU_ASSERT_STRING_EQUAL(dm.in.message_id, "m-1");
+    CU_ASSERT_EQUAL(dm.in.len, 5);
+    CU_ASSERT_NSTRING_EQUAL(dm.in.body, "hello", 5);
+    rmq_decoded_dispose(&dm);
+    free(bytes);
+    /* Without a routing key annotation: "". */
+    pn_data_clear(pn_message_annotations(m));
+    bytes = rmq_message_for_final(m, 64, &len, key, sizeof(key));
+    CU_ASSERT_PTR_NOT_NULL(bytes);
+    CU_ASSERT_STRING_EQUAL(key, "");
+    free(bytes);
+    pn_message_free(m);
+}
+
 /* MI's throttling with clocks of the test's own: FIXED_INTERVAL one every
  * unit/count; BATCH count per window, a window ending at the next minute,
  * hour or midnight (local time: UTC here). */
@@ -915,6 +959,7 @@ static CU_TestInfo rmq_tests[] = {
     {"the x-delivery-count annotation", test_delivery_count_annotation},
     {"a requeue's outcome by broker", test_requeue_outcome},
     {"the x-opt-deaths count of a queue", test_death_count},
+    {"the copy for the final dead-letter target", test_message_for_final},
     {"throttling: fixed interval and batch windows", test_throttle},
     {"the default type: declared only when missing", test_default_type_declared_if_missing},
     {"quorum queue with arguments", test_quorum_queue_with_arguments},
