@@ -7,7 +7,7 @@ RMQ_CFLAGS = $(AM_CFLAGS) -fvisibility=hidden $(PROTON_CFLAGS)
 noinst_LTLIBRARIES += connectors/rabbitmq/librmq-core.la
 connectors_rabbitmq_librmq_core_la_SOURCES = connectors/rabbitmq/rmq.h connectors/rabbitmq/rmq_alloc.c \
 	connectors/rabbitmq/rmq_params.h connectors/rabbitmq/rmq_params.c connectors/rabbitmq/rmq_address.c connectors/rabbitmq/rmq_names.c connectors/rabbitmq/rmq_message.c connectors/rabbitmq/rmq_v2mgmt.c \
-	connectors/rabbitmq/rmq_refused.c connectors/rabbitmq/rmq_throttle.c
+	connectors/rabbitmq/rmq_refused.c connectors/rabbitmq/rmq_throttle.c connectors/rabbitmq/rmq_offsets.c
 connectors_rabbitmq_librmq_core_la_CFLAGS = $(RMQ_CFLAGS)
 
 connectors_LTLIBRARIES = connectors/rabbitmq/rabbitmq.la
@@ -15,7 +15,7 @@ connectors_rabbitmq_rabbitmq_la_SOURCES = connectors/rabbitmq/rmq.h connectors/r
 	connectors/rabbitmq/rmq_core.h connectors/rabbitmq/rmq_pub.c connectors/rabbitmq/rmq_conn.c \
 	connectors/rabbitmq/rmq_declare.c connectors/rabbitmq/rmq_send.c connectors/rabbitmq/rmq_pool.c \
 	connectors/rabbitmq/rmq_mgmt.c connectors/rabbitmq/rmq_consume.h connectors/rabbitmq/rmq_consume_int.h connectors/rabbitmq/rmq_consume.c \
-	connectors/rabbitmq/rmq_delivery.c connectors/rabbitmq/rmq_final.c \
+	connectors/rabbitmq/rmq_delivery.c connectors/rabbitmq/rmq_final.c connectors/rabbitmq/rmq_stream.c \
 	connectors/rabbitmq/rmq_ops.h connectors/rabbitmq/rmq_publish.c connectors/rabbitmq/rmq_listener.c \
 	connectors/rabbitmq/rmq_rpc.c
 connectors_rabbitmq_rabbitmq_la_CFLAGS = $(RMQ_CFLAGS)

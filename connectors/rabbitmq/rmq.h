@@ -415,6 +415,8 @@ typedef struct {
     const char *reply_to;
     int redelivered; /* not the first acquirer (RabbitMQ 3.x sets this on requeued messages) */
     int64_t delivery_count; /* the x-delivery-count annotation (4.x quorum queues), -1 without */
+    int64_t stream_offset;  /* the x-stream-offset annotation (a stream's message), -1 without */
+    const char *stream_filter_value; /* its x-stream-filter-value annotation, or NULL */
     cmi_nv_t *props; /* application-properties as text */
     size_t nprops;
 } rmq_incoming_t;
@@ -464,6 +466,22 @@ int64_t rmq_message_death_count(pn_message_t *m, const char *queue);
  * x-routing-key annotation ("" without).  NULL when it cannot be encoded. */
 char *rmq_message_for_final(pn_message_t *m, size_t raw_len, size_t *len, char *key, size_t key_size);
 
+/* ---- a stream consumer's offset (rmq_offsets.c) ------------------------------------- */
+
+typedef struct rmq_offset_store rmq_offset_store_t;
+
+/* The file of the endpoint's offset on queue, under the state directory
+ * (CMI_STATE_DIRECTORY, else systemd's STATE_DIRECTORY, else
+ * $XDG_STATE_HOME/cmi or ~/.local/state/cmi), its folder made (0700).
+ * NULL with err when the folder cannot be made. */
+rmq_offset_store_t *rmq_offset_store_open(const char *endpoint, const char *queue, char *err, size_t n);
+const char *rmq_offset_store_path(const rmq_offset_store_t *s);
+/* 1 with the stored offset, 0 when none is stored, -1 with err. */
+int rmq_offset_store_load(rmq_offset_store_t *s, int64_t *offset, char *err, size_t n);
+/* Written whole, synced and renamed into place.  0, or -1 with err. */
+int rmq_offset_store_save(rmq_offset_store_t *s, int64_t offset, char *err, size_t n);
+void rmq_offset_store_close(rmq_offset_store_t *s);
+
 /* A received message decoded: in's strings point into it. */
 typedef struct {
     rmq_incoming_t in;
@@ -473,6 +491,7 @@ typedef struct {
     cmi_nv_t *props;
     char message_id[128];
     char correlation_id[128];
+    char filter_value[256];
 } rmq_decoded_t;
 
 /* Decodes raw (one encoded AMQP message): its body is one data section (or

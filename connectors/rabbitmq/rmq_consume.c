@@ -41,6 +41,15 @@ __attribute__((format(printf, 4, 5))) static void consume_failed(rmq_consume_t *
 
 static void attach(rmq_consume_t *cs, rmq_conn_t *c, rmq_rlink_t *r)
 {
+    /* Declared (a stream's arguments reach 3.x too), but not consumed. */
+    char why[400];
+    if (rmq_stream_usable(r->consumer, c, why, sizeof(why)) != 0) {
+        consume_failed(cs, r->consumer, CMI_LOG_ERROR, "connection %d: cannot consume from %s: %s (trying again "
+                       "every %d ms)", c->index, r->consumer->spec.target.describe, why, REATTACH_MS);
+        r->retry_at = rmq_now() + REATTACH_MS;
+        rmq_pool_timer_changed(cs->pool);
+        return;
+    }
     const char *address = rmq_target_address(&r->consumer->spec.target, c->format);
     /* A session of its own while the broker's sessions allow (one left
      * for a sender at least); past that, the main one. */
@@ -54,6 +63,7 @@ static void attach(rmq_consume_t *cs, rmq_conn_t *c, rmq_rlink_t *r)
     pn_terminus_set_address(pn_link_source(r->pn), address);
     /* /queue/NAME is declared with the source's durability on 3.x. */
     pn_terminus_set_durability(pn_link_source(r->pn), PN_CONFIGURATION);
+    rmq_stream_source(r->consumer, r->pn);
     if (r->consumer->spec.auto_ack) {
         /* Auto-ack: the broker sends settled; the message counts as
          * delivered when it arrives (docs/rabbitmq.md, "The inbound
@@ -148,12 +158,18 @@ static void mediate(rmq_consume_t *cs, rmq_consumer_t *k, rmq_rlink_t *r, rmq_de
     int delivered = 0;
     if (rmq_message_decode(&dm, d->raw, d->raw_len, &why) == 0) {
         snprintf(d->message_id, sizeof(d->message_id), "%s", dm.in.message_id);
-        rmq_final_prepare(d, dm.m, d->raw_len);
-        atomic_fetch_add(&d->refs, 1); /* the flow's, if it starts */
-        rc = spec->deliver(spec->arg, d, &dm.in);
         delivered = 1; /* deliver() logs what it refuses */
-        if (rc != RMQ_DELIVER_MEDIATING)
-            atomic_fetch_sub(&d->refs, 1);
+        if (spec->stream.enabled)
+            d->stream_offset = dm.in.stream_offset;
+        if (rmq_stream_skip(k, &dm.in)) {
+            rc = RMQ_DELIVER_DONE; /* not a filter value asked for: accepted unseen */
+        } else {
+            rmq_final_prepare(d, dm.m, d->raw_len);
+            atomic_fetch_add(&d->refs, 1); /* the flow's, if it starts */
+            rc = spec->deliver(spec->arg, d, &dm.in);
+            if (rc != RMQ_DELIVER_MEDIATING)
+                atomic_fetch_sub(&d->refs, 1);
+        }
     }
     rmq_decoded_dispose(&dm);
     free(d->raw);
@@ -386,6 +402,7 @@ static void on_message(rmq_consume_t *cs, rmq_rlink_t *r, pn_delivery_t *pd)
     d->raw = raw;
     d->raw_len = got > 0 ? (size_t)got : 0;
     d->requeue_as_discard = r->consumer->spec.requeue_as_discard;
+    d->stream_offset = -1;
     atomic_init(&d->refs, 1); /* the pool's; the flow's is added when it starts */
     pn_delivery_set_context(pd, d);
     rmq_delivery_track(d);
@@ -520,6 +537,7 @@ static void on_interrupt(void *st)
     int added = 0;
     while ((k = SLIST_FIRST(&ks)) != NULL) {
         SLIST_REMOVE_HEAD(&ks, entry);
+        rmq_stream_init(cs, k);
         SLIST_INSERT_HEAD(&cs->consumers, k, entry);
         added = 1;
     }
@@ -578,6 +596,9 @@ static int64_t next_deadline(void *st)
             if (r->retry_at > 0 && (next == 0 || r->retry_at < next))
                 next = r->retry_at;
     }
+    int64_t flush = rmq_stream_next_deadline(cs);
+    if (flush > 0 && (next == 0 || flush < next))
+        next = flush;
     /* A throttle that lets more start later: its receivers are refilled then. */
     int64_t now = rmq_now();
     const rmq_consumer_t *k;
@@ -633,14 +654,25 @@ static void on_timeout(void *st, int64_t now)
             pn_connection_wake(c->pn);
     }
     throttles_due(cs, now);
+    rmq_stream_on_timeout(cs, now);
 }
 
 /* ---- losing and closing ------------------------------------------------------------------- */
+
+/* Streams: what the connection's unsettled deliveries hold back is counted
+ * before they go (they are read again). */
+static void stream_checkpoints(rmq_consume_t *cs)
+{
+    rmq_consumer_t *k;
+    SLIST_FOREACH(k, &cs->consumers, entry)
+        rmq_stream_checkpoint(cs, k);
+}
 
 static void on_closed(void *st, rmq_conn_t *c)
 {
     rmq_consume_t *cs = st;
     cconn_t *cc = cc_of(cs, c);
+    stream_checkpoints(cs);
     rmq_rlink_t *r;
     SLIST_FOREACH(r, &cc->rlinks, entry) {
         r->pn = NULL; /* gone with the connection, and its session */
@@ -660,6 +692,8 @@ static void on_closed(void *st, rmq_conn_t *c)
 /* Shutdown: nothing is left hanging. */
 static void on_closing(void *st, rmq_conn_t *c)
 {
+    rmq_delivery_apply_all(st, c); /* decisions that came with the stop count */
+    stream_checkpoints(st);
     rmq_delivery_release_all(st, c);
 }
 
@@ -706,6 +740,7 @@ static void destroy(void *st)
     rmq_consumer_t *k;
     while ((k = SLIST_FIRST(&cs->consumers)) != NULL) {
         SLIST_REMOVE_HEAD(&cs->consumers, entry);
+        rmq_stream_save(cs, k); /* the last checkpoint, taken as the connections closed */
         consumer_free(k);
     }
     while ((k = SLIST_FIRST(&cs->new_consumers)) != NULL) {

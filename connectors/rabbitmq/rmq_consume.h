@@ -52,6 +52,20 @@ typedef struct {
     uint64_t ack_wait_ms;    /* an attempt without a confirm by then failed */
 } rmq_final_spec_t;
 
+/* A stream queue's consumer (docs/rabbitmq.md, "Streams"): where it starts,
+ * its filters (4.x), and the offset cmi keeps for it (rmq_stream.c).  The
+ * strings are borrowed from the endpoint's parameters; the store is the
+ * endpoint's. */
+typedef struct {
+    int enabled;
+    const char *strategy; /* "first", "last" or "next": without an offset to start at */
+    int64_t start;        /* the first offset to read, -1: by strategy */
+    cmi_param_list_t filters;
+    int match_unfiltered;
+    uint64_t flush_ms;           /* the offset is saved this often */
+    rmq_offset_store_t *store;   /* NULL: kept in memory only */
+} rmq_stream_spec_t;
+
 typedef struct {
     rmq_target_t target; /* the queue, and what to declare first */
     int links;           /* receivers per connection */
@@ -69,6 +83,7 @@ typedef struct {
      * (its state lives here, on the pool thread, once consuming starts). */
     rmq_throttle_t throttle;
     rmq_final_spec_t final;
+    rmq_stream_spec_t stream;
     rmq_deliver_fn deliver;
     void *arg;
 } rmq_consumer_spec_t;

@@ -34,6 +34,10 @@ struct rmq_consumer {
      * most spec.max_mediating when that is set; beyond it they park. */
     int mediating;
     int64_t throttle_woken; /* the throttle's deadline last acted on */
+    /* A stream's consumer (rmq_stream.c): the highest offset settled, the
+     * last one saved, where a receiver attaches next (-1: by the spec), the
+     * next save, the last decision logged as not applying to a stream. */
+    int64_t stream_done, stream_safe, stream_saved, stream_resume, stream_flush_at, stream_decision_log;
 };
 SLIST_HEAD(consumer_list, rmq_consumer);
 
@@ -105,6 +109,7 @@ struct rmq_delivery {
     char *raw; /* pool thread: the encoded message while parked */
     size_t raw_len;
     rmq_final_job_t *final; /* pool thread: a candidate for the final dead-letter target, or on its way */
+    int64_t stream_offset;  /* a stream's message: its offset; else -1 */
 };
 
 /* What consuming keeps of one connection (cs thread). */
@@ -190,5 +195,27 @@ int rmq_final_timeouts(rmq_consume_t *cs, rmq_conn_t *c, int64_t now);
 /* A consumer starts on c: on 3.x, said once per connection that the count
  * cannot be enforced. */
 void rmq_final_on_start(rmq_consume_t *cs, rmq_conn_t *c, const rmq_consumer_spec_t *spec);
+
+/* ---- rmq_stream.c (pool thread) ---------------------------------------------------------------- */
+
+/* A new consumer of a stream: where it starts (its stored offset). */
+void rmq_stream_init(rmq_consume_t *cs, rmq_consumer_t *k);
+/* 0, or -1 with why when k cannot consume from c's broker (3.x). */
+int rmq_stream_usable(const rmq_consumer_t *k, const rmq_conn_t *c, char *why, size_t n);
+/* A receiver attaches: its source's filters (where to start, stream filters). */
+void rmq_stream_source(const rmq_consumer_t *k, pn_link_t *pn);
+/* On arrival: 1 when the message is to be skipped (its filter value is
+ * not one asked for). */
+int rmq_stream_skip(const rmq_consumer_t *k, const rmq_incoming_t *m);
+/* A stream's message settled: every decision is an accept (a stream keeps
+ * its messages), said at most every 10 s when the flow asked otherwise. */
+int rmq_stream_settling(rmq_consume_t *cs, rmq_delivery_t *d, int decision);
+/* The offset below which everything is settled (the unsettled ones
+ * counted while the connections still hold them): where receivers attach
+ * again, and what rmq_stream_save writes when it moved. */
+void rmq_stream_checkpoint(rmq_consume_t *cs, rmq_consumer_t *k);
+void rmq_stream_save(rmq_consume_t *cs, rmq_consumer_t *k);
+int64_t rmq_stream_next_deadline(const rmq_consume_t *cs);
+void rmq_stream_on_timeout(rmq_consume_t *cs, int64_t now);
 
 #endif

@@ -149,6 +149,8 @@ void rmq_delivery_settle(rmq_consume_t *cs, rmq_delivery_t *d, int decision)
         }
         return;
     }
+    if (d->stream_offset >= 0)
+        decision = rmq_stream_settling(cs, d, decision);
     if (d->pd != NULL) {
         set_outcome(d->pd, decision, d->conn != NULL ? d->conn->format : RMQ_FORMAT_V1);
         pn_delivery_settle(d->pd);

@@ -80,7 +80,9 @@ typedef struct {
     int64_t credit;
     int64_t consumers;
     int64_t pool_size;
-    const char *stream_filters, *stream_offset_value, *stream_offset_strategy;
+    cmi_param_list_t stream_filters;
+    int64_t stream_offset_value;
+    int stream_offset_strategy;
     int stream_match_unfiltered;
     int64_t stream_flush_interval, stream_shutdown_timeout;
     int throttle_enabled;
@@ -124,6 +126,9 @@ static const char *const throttle_mode_names[] = {"BATCH", "FIXED_INTERVAL", NUL
 static const char *const throttle_unit_names[] = {"MINUTE", "HOUR", "DAY", NULL};
 
 enum { RMQ_CLASSIC_DLS_NON_RETRYABLE, RMQ_CLASSIC_DLS_FIXED_DELAY };
+/* MI's ConsumerBuilder.StreamOffsetSpecification, and RabbitMQ's names. */
+static const char *const stream_strategy_names[] = {"FIRST", "LAST", "NEXT", NULL};
+static const char *const stream_strategy_specs[] = {"first", "last", "next"};
 static const char *const classic_dls_names[] = {"NON_RETRYABLE_DISCARD", "FIXED_DELAY_RETRYABLE_DISCARD", NULL};
 
 #define L listener_params_t
@@ -224,24 +229,28 @@ static const cmi_param_def_t listener_params[] = {
                                              queue.initial_member_count, NULL,
                                              "x-initial-cluster-size (stream; the quorum row's value for a stream)",
                                              1, 1000),
-    [RMQ_L_STREAM_FILTERS] = CMI_PARAM("rabbitmq.stream.filters", S, 0, L, stream_filters, NULL,
-                                       "a stream consumer's filter values (not supported yet: refused for a stream)"),
+    [RMQ_L_STREAM_FILTERS] = CMI_PARAM("rabbitmq.stream.filters", CMI_PARAM_LIST, 0, L, stream_filters, NULL,
+                                       "a stream consumer's filter values, comma-separated: only messages whose "
+                                       "x-stream-filter-value is one of them (RabbitMQ 4.x)"),
     [RMQ_L_STREAM_MATCH_UNFILTERED] = CMI_PARAM("rabbitmq.stream.filter.match.unfiltered", B, 0, L,
                                                 stream_match_unfiltered, "false",
                                                 "with filters, also messages without a filter value"),
-    [RMQ_L_STREAM_OFFSET_VALUE] = CMI_PARAM("rabbitmq.stream.offset.starting.value", S, 0, L, stream_offset_value,
-                                            NULL, "a stream consumer's first offset (not supported yet: refused for "
-                                            "a stream)"),
-    [RMQ_L_STREAM_OFFSET_STRATEGY] = CMI_PARAM("rabbitmq.stream.offset.starting.strategy", S, 0, L,
-                                               stream_offset_strategy, "NEXT",
-                                               "where a stream consumer starts: NEXT (only NEXT is supported yet)"),
+    [RMQ_L_STREAM_OFFSET_VALUE] = CMI_PARAM_RANGE("rabbitmq.stream.offset.starting.value", CMI_PARAM_INT, 0, L,
+                                                  stream_offset_value, NULL, "a stream consumer's first offset, at "
+                                                  "every start (else the stored offset, else the strategy)", 0,
+                                                  INT64_C(4611686018427387904)),
+    [RMQ_L_STREAM_OFFSET_STRATEGY] = CMI_PARAM_CHOICE("rabbitmq.stream.offset.starting.strategy", 0, L,
+                                                      stream_offset_strategy, "NEXT",
+                                                      "where a stream consumer starts when no offset is stored: "
+                                                      "FIRST, LAST or NEXT", stream_strategy_names),
     [RMQ_L_STREAM_FLUSH_INTERVAL] = CMI_PARAM_RANGE("rabbitmq.stream.offset.tracker.flush.interval", CMI_PARAM_INT,
                                                     0, L, stream_flush_interval, "10",
                                                     "seconds between saves of a stream consumer's offset", 1, 86400),
     [RMQ_L_STREAM_SHUTDOWN_TIMEOUT] = CMI_PARAM_RANGE("rabbitmq.stream.offset.tracker.shutdown.timeout",
                                                       CMI_PARAM_INT, 0, L, stream_shutdown_timeout, "5",
-                                                      "seconds to save a stream consumer's offset at shutdown", 1,
-                                                      3600),
+                                                      "MI's wait for its offset saver at shutdown, s: cmi saves "
+                                                      "the offset as it stops, one small file written and synced",
+                                                      1, 3600),
     [RMQ_L_BEHAVIOR] = CMI_PARAM("inbound.behavior", S, CMI_PARAM_IGNORED, L, behavior, NULL,
                                  "MI's polling or event-based switch: cmi's endpoint is always event-based"),
     [RMQ_L_SEQUENTIAL] = CMI_PARAM("sequential", S, CMI_PARAM_IGNORED, L, sequential, NULL,
@@ -419,25 +428,12 @@ static int validate_final(const listener_params_t *p, char *err, size_t n)
     return 0;
 }
 
-/* What cmi does not run yet (a stream consumer's offsets and filters) is
- * accepted at its defaults and refused where it would change what is
- * consumed; throttling needs its count.  The stream options mean nothing
- * for other queues, in MI too. */
+/* Throttling needs its count. */
 static int validate_unsupported(const listener_params_t *p, char *err, size_t n)
 {
     if (p->throttle_enabled && !CMI_PARAM_GIVEN(p, RMQ_L_THROTTLE_COUNT)) {
         snprintf(err, n, "rabbitmq.throttle.enabled: throttling needs rabbitmq.throttle.count (messages per "
                  "rabbitmq.throttle.timeUnit)");
-        return -1;
-    }
-    if (p->queue.type != RMQ_QUEUE_STREAM)
-        return 0;
-    const char *what = p->stream_filters != NULL ? "rabbitmq.stream.filters"
-                       : p->stream_offset_value != NULL ? "rabbitmq.stream.offset.starting.value"
-                       : strcmp(p->stream_offset_strategy, "NEXT") != 0 ? "rabbitmq.stream.offset.starting.strategy"
-                       : NULL;
-    if (what != NULL) {
-        snprintf(err, n, "%s: a stream consumer starts at the next message (NEXT, no filters) in cmi so far", what);
         return -1;
     }
     return 0;
@@ -503,6 +499,7 @@ typedef struct {
     char **urls;            /* host:port, zipped */
     rmq_pool_t *pool;
     int legacy; /* older MI's protocol="rabbitmq" endpoint */
+    rmq_offset_store_t *offsets; /* a stream consumer's */
 } listener_t;
 
 static void listener_free(listener_t *ls)
@@ -512,6 +509,7 @@ static void listener_free(listener_t *ls)
     for (size_t i = 0; i < ls->init.server_urls.count; i++)
         free(ls->urls[i]);
     free(ls->urls);
+    rmq_offset_store_close(ls->offsets);
     free(ls);
 }
 
@@ -719,6 +717,35 @@ static void final_spec(cmi_listener_t *l, rmq_final_spec_t *f)
     };
 }
 
+/* A stream consumer (the stream options mean nothing for other queues, in
+ * MI too): one receiver, as MI's (a stream gives every receiver every
+ * message), and its offset kept in a file of its own. */
+static void stream_spec(listener_t *ls, rmq_consumer_spec_t *spec)
+{
+    const listener_params_t *p = ls->p;
+    const cmi_host_t *h = ls->l->host;
+    if (p->queue.type != RMQ_QUEUE_STREAM)
+        return;
+    if (spec->links > 1)
+        h->log(CMI_LOG_WARN, ls->l->component, "rabbitmq.concurrent.consumers.count %d: a stream is read by one "
+               "receiver (each receiver of a stream gets every message), as in MI", spec->links);
+    spec->links = 1;
+    char why[512];
+    ls->offsets = rmq_offset_store_open(ls->l->name, p->queue.name, why, sizeof(why));
+    if (ls->offsets == NULL)
+        h->log(CMI_LOG_ERROR, ls->l->component, "the stream's offset cannot be kept (%s): after a restart the "
+               "consumer starts by rabbitmq.stream.offset.starting.strategy (set CMI_STATE_DIRECTORY)", why);
+    spec->stream = (rmq_stream_spec_t){
+        .enabled = 1,
+        .strategy = stream_strategy_specs[p->stream_offset_strategy],
+        .start = CMI_PARAM_GIVEN(p, RMQ_L_STREAM_OFFSET_VALUE) ? p->stream_offset_value : -1,
+        .filters = p->stream_filters,
+        .match_unfiltered = p->stream_match_unfiltered,
+        .flush_ms = (uint64_t)p->stream_flush_interval * 1000,
+        .store = ls->offsets,
+    };
+}
+
 static int start_consuming(cmi_listener_t *l, int legacy, char *err, size_t n)
 {
     listener_t *ls = rmq_xcalloc(1, sizeof(*ls));
@@ -749,6 +776,7 @@ static int start_consuming(cmi_listener_t *l, int legacy, char *err, size_t n)
     if (ls->p->throttle_enabled)
         rmq_throttle_init(&spec.throttle, ls->p->throttle_mode, ls->p->throttle_time_unit, ls->p->throttle_count);
     final_spec(l, &spec.final);
+    stream_spec(ls, &spec);
     spec.deliver = deliver;
     spec.arg = ls;
     rmq_pool_consume(ls->pool, &spec);

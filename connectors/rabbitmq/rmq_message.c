@@ -434,7 +434,17 @@ int rmq_message_decode(rmq_decoded_t *dm, const char *raw, size_t len, const cha
         .reply_to = pn_message_get_reply_to(dm->m),
         .redelivered = !pn_message_is_first_acquirer(dm->m),
         .delivery_count = delivery_count_of(dm->m),
+        .stream_offset = -1,
     };
+    pn_data_t *a = annotation(dm->m, "x-stream-offset");
+    if (a != NULL)
+        dm->in.stream_offset = integer_of(a);
+    a = annotation(dm->m, "x-stream-filter-value");
+    if (a != NULL && (pn_data_type(a) == PN_STRING || pn_data_type(a) == PN_SYMBOL)) {
+        pn_bytes_t v = pn_data_type(a) == PN_STRING ? pn_data_get_string(a) : pn_data_get_symbol(a);
+        snprintf(dm->filter_value, sizeof(dm->filter_value), "%.*s", (int)v.size, v.start);
+        dm->in.stream_filter_value = dm->filter_value;
+    }
     dm->in.nprops = props_of(dm->m, &dm->props, &dm->strings);
     dm->in.props = dm->props;
     return 0;

@@ -12,7 +12,10 @@ import re
 import shlex
 import signal
 import socket
+import atexit
+import shutil
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -22,6 +25,20 @@ WRAPPER = shlex.split(os.environ.get("CMI_WRAPPER", ""))
 # ThreadSanitizer (a build whose CPU-heavy paths run 20-50 times slower:
 # an 8,000-character path that takes 0.08 s takes 4 s there).
 SLOW = 10.0 if WRAPPER else 5.0 if "sanitize=thread" in os.environ.get("CMI_SAN_LDFLAGS", "") else 1.0
+
+
+# What cmi keeps between runs (a stream consumer's offsets) goes to a
+# folder of this test process unless a test gives its own: never the
+# user's ~/.local/state/cmi.
+_STATE = None
+
+
+def state_dir():
+    global _STATE
+    if _STATE is None:
+        _STATE = tempfile.mkdtemp(prefix="cmi-state-")
+        atexit.register(shutil.rmtree, _STATE, True)
+    return _STATE
 
 
 class TestFailure(Exception):
@@ -41,6 +58,7 @@ class Cmi:
         self.workers = workers
         self.env = dict(os.environ)
         self.env.setdefault("CMI_TEST_MEDIATORS", "1")
+        self.env.setdefault("CMI_STATE_DIRECTORY", state_dir())
         # The test echo connector (tests/connectors/echo) is on the path.
         if os.environ.get("CMI_TEST_CONNECTORS"):
             self.env.setdefault("CMI_CONNECTORS_PATH", os.environ["CMI_TEST_CONNECTORS"])

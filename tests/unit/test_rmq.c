@@ -15,6 +15,7 @@
 #include <proton/message.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../../connectors/rabbitmq/rmq.h"
 #include "cu_main.h"
@@ -546,6 +547,40 @@ static void test_message_for_final(void)
     pn_message_free(m);
 }
 
+/* A stream consumer's offset file: none at first, saved and read back,
+ * replaced whole, a file that holds no offset said so. */
+static void test_offset_store(void)
+{
+    char dir[] = "/tmp/cmi-offsets-XXXXXX";
+    CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+    setenv("CMI_STATE_DIRECTORY", dir, 1);
+    char err[512];
+    rmq_offset_store_t *s = rmq_offset_store_open("In/1", "orders stream", err, sizeof(err));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    char want[600];
+    snprintf(want, sizeof(want), "%s/rabbitmq/In%%2F1@orders%%20stream.offset", dir);
+    CU_ASSERT_STRING_EQUAL(rmq_offset_store_path(s), want);
+    int64_t off = -1;
+    CU_ASSERT_EQUAL(rmq_offset_store_load(s, &off, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(rmq_offset_store_save(s, 41, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(rmq_offset_store_save(s, 4242, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(rmq_offset_store_load(s, &off, err, sizeof(err)), 1);
+    CU_ASSERT_EQUAL(off, 4242);
+    FILE *f = fopen(want, "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fputs("forty\n", f);
+    fclose(f);
+    CU_ASSERT_EQUAL(rmq_offset_store_load(s, &off, err, sizeof(err)), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "does not hold an offset"));
+    unlink(want);
+    rmq_offset_store_close(s);
+    char sub[600];
+    snprintf(sub, sizeof(sub), "%s/rabbitmq", dir);
+    rmdir(sub);
+    rmdir(dir);
+    unsetenv("CMI_STATE_DIRECTORY");
+}
+
 /* MI's throttling with clocks of the test's own: FIXED_INTERVAL one every
  * unit/count; BATCH count per window, a window ending at the next minute,
  * hour or midnight (local time: UTC here). */
@@ -960,6 +995,7 @@ static CU_TestInfo rmq_tests[] = {
     {"a requeue's outcome by broker", test_requeue_outcome},
     {"the x-opt-deaths count of a queue", test_death_count},
     {"the copy for the final dead-letter target", test_message_for_final},
+    {"a stream consumer's offset file", test_offset_store},
     {"throttling: fixed interval and batch windows", test_throttle},
     {"the default type: declared only when missing", test_default_type_declared_if_missing},
     {"quorum queue with arguments", test_quorum_queue_with_arguments},
