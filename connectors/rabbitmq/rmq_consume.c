@@ -591,6 +591,9 @@ static int64_t next_deadline(void *st)
         int64_t t = rmq_delivery_next_deadline(cc);
         if (t > 0 && (next == 0 || t < next))
             next = t;
+        t = rmq_final_next_deadline(cc);
+        if (t > 0 && (next == 0 || t < next))
+            next = t;
         const rmq_rlink_t *r;
         SLIST_FOREACH(r, &cc->rlinks, entry)
             if (r->retry_at > 0 && (next == 0 || r->retry_at < next))
@@ -636,6 +639,7 @@ static void throttles_due(rmq_consume_t *cs, int64_t now)
 static int timeouts_of(rmq_consume_t *cs, rmq_conn_t *c, int64_t now)
 {
     int touched = rmq_delivery_timeouts(cs, c, now);
+    touched |= rmq_final_timeouts(cs, c, now);
     rmq_rlink_t *r;
     SLIST_FOREACH(r, &cc_of(cs, c)->rlinks, entry)
         if (r->retry_at > 0 && r->retry_at <= now && r->pn == NULL && c->state == RMQ_CONN_UP) {
@@ -711,6 +715,9 @@ static void *create(rmq_pool_t *pool)
     rmq_consume_t *cs = rmq_xcalloc(1, sizeof(*cs));
     cs->pool = pool;
     cs->credit_freed = credit_freed;
+    cs->final_take = rmq_final_take;
+    cs->final_detach = rmq_final_detach;
+    cs->final_free = rmq_final_free;
     pthread_mutex_init(&cs->lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -797,4 +804,31 @@ void rmq_pool_stop_consuming(rmq_pool_t *pool)
     cs->stop_consuming = 1;
     pthread_mutex_unlock(&cs->lock);
     rmq_pool_interrupt(pool);
+}
+
+/* Dead-letter retries (rmq_final.c): the shutdown waits for them. */
+int rmq_pool_wait_finals(rmq_pool_t *pool, uint64_t timeout_ms)
+{
+    rmq_consume_t *cs = rmq_pool_feature_state(pool, &rmq_consume_feature);
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += (time_t)(timeout_ms / 1000);
+    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&cs->lock);
+    int pending = cs->nfinals;
+    pthread_mutex_unlock(&cs->lock);
+    if (pending == 0)
+        return 0;
+    LOG(cs, CMI_LOG_INFO, "waiting up to %llu ms for %d message(s) on their way to the final dead-letter target "
+        "(rabbitmq.dead.letter.publisher.shutdown.timeout)", (unsigned long long)timeout_ms, pending);
+    pthread_mutex_lock(&cs->lock);
+    while (cs->nfinals > 0 && pthread_cond_timedwait(&cs->finals_cv, &cs->lock, &until) == 0)
+        ;
+    int left = cs->nfinals;
+    pthread_mutex_unlock(&cs->lock);
+    return left;
 }

@@ -138,6 +138,11 @@ struct rmq_consume {
     int stop_consuming;
     int nfinals; /* deliveries on their way to a final dead-letter target */
     pthread_cond_t finals_cv;
+    /* rmq_final.c's, which sits above rmq_delivery.c: the delivery calls it
+     * only through these (no call cycle between the files). */
+    int (*final_take)(rmq_consume_t *cs, rmq_delivery_t *d, int decision);
+    void (*final_detach)(rmq_consume_t *cs, rmq_delivery_t *d);
+    void (*final_free)(rmq_final_job_t *job);
     /* Pool thread. */
     struct consumer_list consumers;
     int consuming_stopped;
@@ -179,12 +184,10 @@ void rmq_delivery_release_all(rmq_consume_t *cs, rmq_conn_t *c);
 /* On arrival, m decoded: d becomes a candidate when its consumer has a
  * final target and the broker dead-lettered it max_dl times already. */
 void rmq_final_prepare(rmq_delivery_t *d, pn_message_t *m, size_t raw_len);
-/* The flow discards d: 1 when it goes to the final target instead, or is
- * on its way there already (d stays unsettled until the copy is confirmed
- * or given up). */
-int rmq_final_take(rmq_consume_t *cs, rmq_delivery_t *d);
-/* d is on its way to the final target (its job settles it). */
-int rmq_final_busy(const rmq_delivery_t *d);
+/* d (a candidate) is being settled with decision: 1 when it goes to the
+ * final target instead (a discard), or is on its way there already (d stays
+ * unsettled until the copy is confirmed or given up). */
+int rmq_final_take(rmq_consume_t *cs, rmq_delivery_t *d, int decision);
 /* d's connection is going. */
 void rmq_final_detach(rmq_consume_t *cs, rmq_delivery_t *d);
 /* With the delivery: a candidate's job. */

@@ -29,7 +29,7 @@ void rmq_delivery_unref(rmq_delivery_t *d)
 {
     if (atomic_fetch_sub(&d->refs, 1) == 1) {
         if (d->final != NULL)
-            rmq_final_free(d->final); /* a candidate its flow did not discard */
+            d->cs->final_free(d->final); /* a candidate its flow did not discard */
         free(d);
     }
 }
@@ -88,7 +88,7 @@ static void set_outcome(pn_delivery_t *pd, int decision, int format)
 void rmq_delivery_detach(rmq_delivery_t *d)
 {
     if (d->conn != NULL) {
-        rmq_final_detach(d->cs, d);
+        d->cs->final_detach(d->cs, d);
         out_remove(d);
         rq_remove(d);
         live_remove(d);
@@ -141,7 +141,7 @@ void rmq_delivery_settle(rmq_consume_t *cs, rmq_delivery_t *d, int decision)
 {
     if (d->settled)
         return;
-    if (d->final != NULL && (decision == RMQ_DECIDE_DISCARD || rmq_final_busy(d)) && rmq_final_take(cs, d)) {
+    if (d->final != NULL && cs->final_take(cs, d, decision)) {
         /* Published to the final target first: settled by its job. */
         if (d->conn != NULL) {
             out_remove(d);
@@ -318,9 +318,9 @@ void rmq_delivery_apply_all(rmq_consume_t *cs, rmq_conn_t *c)
 
 int64_t rmq_delivery_next_deadline(const cconn_t *cc)
 {
-    int64_t next = rmq_final_next_deadline(cc);
+    int64_t next = 0;
     const rmq_delivery_t *out = TAILQ_FIRST(&cc->out), *rq = TAILQ_FIRST(&cc->rq);
-    if (out != NULL && (next == 0 || out->ack_deadline < next))
+    if (out != NULL)
         next = out->ack_deadline;
     if (rq != NULL && (next == 0 || rq->requeue_at < next))
         next = rq->requeue_at;
@@ -330,7 +330,7 @@ int64_t rmq_delivery_next_deadline(const cconn_t *cc)
 int rmq_delivery_timeouts(rmq_consume_t *cs, rmq_conn_t *c, int64_t now)
 {
     cconn_t *cc = cc_of(cs, c);
-    int touched = rmq_final_timeouts(cs, c, now);
+    int touched = 0;
     rmq_delivery_t *d;
     while ((d = TAILQ_FIRST(&cc->rq)) != NULL && d->requeue_at <= now) {
         rq_remove(d);

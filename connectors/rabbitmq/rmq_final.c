@@ -183,14 +183,14 @@ static void attempt(rmq_consume_t *cs, rmq_final_job_t *job)
     rmq_pool_submit(cs->pool, pub);
 }
 
-int rmq_final_take(rmq_consume_t *cs, rmq_delivery_t *d)
+int rmq_final_take(rmq_consume_t *cs, rmq_delivery_t *d, int decision)
 {
     rmq_final_job_t *job = d->final;
     if (job == NULL)
         return 0;
     if (job->state != JOB_CANDIDATE)
         return 1; /* on its way already: the job settles it */
-    if (d->pd == NULL || d->conn == NULL || d->conn->format != RMQ_FORMAT_V2)
+    if (decision != RMQ_DECIDE_DISCARD || d->pd == NULL || d->conn == NULL || d->conn->format != RMQ_FORMAT_V2)
         return 0;
     pthread_mutex_lock(&cs->lock);
     cs->nfinals++;
@@ -204,11 +204,6 @@ int rmq_final_take(rmq_consume_t *cs, rmq_delivery_t *d)
         f->exchange ? "exchange" : "queue", f->exchange ? f->exchange : f->final_queue);
     attempt(cs, job);
     return 1;
-}
-
-int rmq_final_busy(const rmq_delivery_t *d)
-{
-    return d->final != NULL && d->final->state != JOB_CANDIDATE;
 }
 
 static int64_t backoff_ms(const rmq_final_spec_t *f, int retry)
@@ -367,30 +362,4 @@ void rmq_final_on_start(rmq_consume_t *cs, rmq_conn_t *c, const rmq_consumer_spe
         "failing cycles through the dead-letter queue without end (use RabbitMQ 4.x, or a quorum queue's delivery "
         "limit: docs/rabbitmq.md, \"Dead-letter retries\")", c->index, spec->target.describe,
         c->broker[0] ? c->broker : "RabbitMQ 3.x");
-}
-
-int rmq_pool_wait_finals(rmq_pool_t *pool, uint64_t timeout_ms)
-{
-    rmq_consume_t *cs = rmq_pool_feature_state(pool, &rmq_consume_feature);
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_sec += (time_t)(timeout_ms / 1000);
-    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
-    pthread_mutex_lock(&cs->lock);
-    int pending = cs->nfinals;
-    pthread_mutex_unlock(&cs->lock);
-    if (pending == 0)
-        return 0;
-    LOG(cs, CMI_LOG_INFO, "waiting up to %llu ms for %d message(s) on their way to the final dead-letter target "
-        "(rabbitmq.dead.letter.publisher.shutdown.timeout)", (unsigned long long)timeout_ms, pending);
-    pthread_mutex_lock(&cs->lock);
-    while (cs->nfinals > 0 && pthread_cond_timedwait(&cs->finals_cv, &cs->lock, &until) == 0)
-        ;
-    int left = cs->nfinals;
-    pthread_mutex_unlock(&cs->lock);
-    return left;
 }
