@@ -41,7 +41,7 @@ engine_libcmi_engine_la_SOURCES = \
 	engine/runtime/endpoint.c engine/runtime/endpoint.h \
 	engine/mediators/test_suspend.c \
 	engine/plugin/plugin.h engine/plugin/loader.c engine/plugin/params.c engine/plugin/bind.c \
-	engine/plugin/host.c engine/plugin/lifecycle.c \
+	engine/plugin/host.c engine/plugin/inject.c engine/plugin/lifecycle.c \
 	engine/expr/ast.h engine/expr/expr.h \
 	engine/expr/eval.c engine/expr/functions.c engine/expr/parser.c \
 	engine/expr/template.c engine/expr/xpath.c \

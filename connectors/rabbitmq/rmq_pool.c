@@ -350,6 +350,9 @@ static void *pool_thread(void *arg)
     while (!pool->inactive) {
         pn_event_batch_t *b = pn_proactor_wait(pool->proactor);
         pn_event_t *e;
+        /* The messages a batch brings go to the workers together when it
+         * is handled (host.h, inject_hold). */
+        int held = pool->host->inject_hold() == 0;
         while ((e = pn_event_batch_next(b)) != NULL)
             handle(pool, e);
         pn_proactor_done(pool->proactor, b);
@@ -359,6 +362,8 @@ static void *pool_thread(void *arg)
         pool->cur = NULL;
         if (!pool->stopping)
             rmq_send_pump_waiting(pool);
+        if (held)
+            pool->host->inject_release();
         if (pool->stopping && all_closed(pool) && !closing_armed) {
             /* The last connection has closed: proton frees it once this
              * batch is done; a short timeout makes sure PN_PROACTOR_INACTIVE

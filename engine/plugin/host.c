@@ -1,6 +1,6 @@
 /* The host API table (cmi/host.h) and what stands behind it: connector
- * calls that suspend and resume, host timers, and inbound messages
- * injected by listeners. */
+ * calls that suspend and resume, host timers (inbound messages injected
+ * by listeners: inject.c). */
 #include "config.h"
 
 #include <stdarg.h>
@@ -15,17 +15,6 @@
 #include "runtime/errors.h"
 #include "runtime/msg.h"
 #include "runtime/worker.h"
-
-/* Objects crossing the module boundary carry a magic number; a wrong one is
- * a connector bug, never input, so it stops the process with a message
- * (Varnish's CHECK_OBJ). */
-#define CHECK_OBJ(obj, m)                                                                                  \
-    do {                                                                                                   \
-        if ((obj) == NULL || (obj)->magic != (m)) {                                                        \
-            cmi_log_write(CMI_LOG_FATAL, "connectors", "%s: bad object passed to the host API", __func__); \
-            abort();                                                                                       \
-        }                                                                                                  \
-    } while (0)
 
 /* A message is touched only on its worker: a connector that calls a msg_*
  * function from its own thread is stopped here, not left to corrupt it. */
@@ -483,41 +472,6 @@ static int host_call_resume(cmi_call_t *pub, cmi_resume_fn fn, void *arg)
     return 0;
 }
 
-/* ---- inbound messages ----------------------------------------------------- */
-
-typedef struct {
-    cmi_task_t task;
-    cmi_arena_t *arena; /* everything below; tied to the message once it exists */
-    cmi_listener_impl_t *l;
-    void *delivery;
-    const char *payload;
-    size_t len;
-    const char *content_type;
-    cmi_nv_t *headers;
-    size_t nheaders;
-    cmi_prop_t *props;
-    size_t nprops;
-    json_t *json; /* the payload's tree when the check built one (owned until the message takes it) */
-} inject_t;
-
-static void inbound_respond(cmi_msg_t *msg)
-{
-    inject_t *in = msg->origin_data;
-    if (in->l->def->respond != NULL)
-        in->l->def->respond(&in->l->pub, in->delivery, msg);
-    else
-        cmi_log_debug(in->l->pub.component, "<respond/> in a flow of inbound endpoint %s: nobody to answer",
-                      in->l->pub.name);
-}
-
-static void inbound_finish(cmi_msg_t *msg)
-{
-    inject_t *in = msg->origin_data;
-    in->l->def->done(&in->l->pub, in->delivery, msg, msg->fault_unhandled ? CMI_FLOW_ERROR : CMI_FLOW_CONTINUE);
-}
-
-static const cmi_msg_origin_t inbound_origin = {"inbound", inbound_respond, inbound_finish};
-
 static void host_call_on_cancel(cmi_call_t *pub, void (*fn)(cmi_call_t *call, void *arg), void *arg)
 {
     call_t *c = call_of(pub);
@@ -533,115 +487,7 @@ static const char *host_call_response_variable(cmi_call_t *pub)
 static void *host_call_delivery(cmi_call_t *pub)
 {
     call_t *c = call_of(pub);
-    cmi_msg_t *msg = c->pub.msg;
-    if (msg->origin != &inbound_origin)
-        return NULL;
-    inject_t *in = msg->origin_data;
-    return in->l->mod == c->b->mod ? in->delivery : NULL;
-}
-
-static void arena_destroy_cb(void *arena)
-{
-    cmi_arena_destroy(arena);
-}
-
-static void run_inject(cmi_worker_t *w, cmi_task_t *task)
-{
-    inject_t *in = (inject_t *)task;
-    cmi_msg_t *msg = cmi_worker_msg_create(w, &inbound_origin, in);
-    /* The message reads the payload and headers where they are. */
-    cmi_arena_cleanup_add(msg->arena, arena_destroy_cb, in->arena);
-    if (in->len > 0)
-        cmi_msg_set_payload(msg, in->payload, in->len, in->content_type);
-    if (in->json != NULL)
-        cmi_msg_payload_adopt_json(msg, in->json);
-    in->json = NULL;
-    for (size_t i = 0; i < in->nheaders; i++)
-        cmi_msg_header_add_inbound(msg, in->headers[i].name, strlen(in->headers[i].name), in->headers[i].value,
-                                   strlen(in->headers[i].value));
-    /* As for an HTTP request, the payload's type is a transport header too. */
-    if (cmi_msg_header_get(msg, "Content-Type", NULL) == NULL)
-        cmi_msg_header_add_inbound(msg, "Content-Type", 12, in->content_type, strlen(in->content_type));
-    for (size_t i = 0; i < in->nprops; i++)
-        cmi_msg_prop_set(msg, in->props[i].scope, in->props[i].name, cmi_value_cstring(in->props[i].value));
-    const cmi_inbound_t *ib = in->l->inbound;
-    msg->fault_seq = ib->on_error ? ib->on_error : in->l->config->fault_seq;
-    cmi_flow_start(msg, ib->sequence);
-}
-
-static int inject_post(cmi_listener_impl_t *l, const cmi_injection_t *src, json_t *json);
-static int payload_check(const char *content_type, const void *bytes, size_t len, json_t **tree, char *why,
-                         size_t size);
-
-/* json: the payload's tree, or NULL; the message takes it (freed here when
- * there is none). */
-static int inject_counted(cmi_listener_t *pub, const cmi_injection_t *src, json_t *json)
-{
-    CHECK_OBJ(pub, CMI_LISTENER_MAGIC);
-    cmi_listener_impl_t *l = (cmi_listener_impl_t *)pub;
-    /* Counted before the check: stopping the listener clears accepting,
-     * then waits for injections under way to be posted. */
-    atomic_fetch_add(&l->injecting, 1);
-    int rc = inject_post(l, src, json);
-    atomic_fetch_sub(&l->injecting, 1);
-    if (rc != 0)
-        json_decref(json);
-    return rc;
-}
-
-static int host_inject(cmi_listener_t *pub, const cmi_injection_t *src)
-{
-    return inject_counted(pub, src, NULL);
-}
-
-/* The check runs on the caller's thread (the listener's), as
- * payload_readable() does: an unreadable message never takes a worker, and
- * the JSON tree it built is the one the flow reads. */
-static int host_inject_checked(cmi_listener_t *pub, const cmi_injection_t *src, char *why, size_t size)
-{
-    CHECK_OBJ(pub, CMI_LISTENER_MAGIC);
-    json_t *tree = NULL;
-    if (!payload_check(src->content_type, src->payload, src->len, &tree, why, size))
-        return -2;
-    return inject_counted(pub, src, tree);
-}
-
-static int inject_post(cmi_listener_impl_t *l, const cmi_injection_t *src, json_t *json)
-{
-    if (!atomic_load(&l->accepting) || l->engine == NULL || l->engine->nworkers == 0)
-        return -1;
-    cmi_arena_t *a = cmi_arena_create(src->len + 1024);
-    inject_t *in = cmi_arena_calloc(a, 1, sizeof(*in));
-    in->task.fn = run_inject;
-    in->arena = a;
-    in->l = l;
-    in->delivery = src->delivery;
-    in->payload = cmi_arena_memdup(a, src->payload ? src->payload : "", src->len);
-    in->len = src->len;
-    in->content_type = cmi_arena_strdup(a, src->content_type ? src->content_type : "application/octet-stream");
-    in->headers = cmi_arena_calloc(a, src->nheaders + 1, sizeof(*in->headers));
-    for (size_t i = 0; i < src->nheaders; i++) {
-        if (src->headers[i].name == NULL || src->headers[i].value == NULL)
-            continue;
-        in->headers[in->nheaders].name = cmi_arena_strdup(a, src->headers[i].name);
-        in->headers[in->nheaders++].value = cmi_arena_strdup(a, src->headers[i].value);
-    }
-    in->props = cmi_arena_calloc(a, src->nprops + 1, sizeof(*in->props));
-    for (size_t i = 0; i < src->nprops; i++) {
-        if (src->props[i].name == NULL || src->props[i].value == NULL)
-            continue;
-        in->props[in->nprops].scope = src->props[i].scope;
-        in->props[in->nprops].name = cmi_arena_strdup(a, src->props[i].name);
-        in->props[in->nprops++].value = cmi_arena_strdup(a, src->props[i].value);
-    }
-    in->json = json;
-    cmi_engine_t *e = l->engine;
-    unsigned i = atomic_fetch_add(&l->next_worker, 1) % e->nworkers;
-    if (cmi_worker_post_task(&e->workers[i], &in->task) != 0) {
-        cmi_arena_destroy(a);
-        return -1;
-    }
-    return 0;
+    return cmi_inject_delivery(c->pub.msg, c->b->mod);
 }
 
 /* ---- timers -------------------------------------------------------------- */
@@ -709,45 +555,6 @@ static int host_defer(void (*fn)(void *arg), void *arg)
     return cmi_worker_defer(w, fn, arg);
 }
 
-/* Whether a flow can read the bytes as content_type (the readers its
- * payload views use).  tree: when not NULL, a JSON payload's tree is left
- * there (the caller's reference); otherwise it is freed. */
-static int payload_check(const char *content_type, const void *bytes, size_t len, json_t **tree, char *why,
-                         size_t size)
-{
-    cmi_payload_kind_t kind = cmi_payload_kind_of(content_type);
-    if (kind != CMI_PAYLOAD_JSON && kind != CMI_PAYLOAD_XML)
-        return 1;
-    cmi_arena_t *a = cmi_arena_create(0);
-    const char *reason = NULL;
-    if (kind == CMI_PAYLOAD_JSON) {
-        json_error_t je;
-        json_t *j = cmi_json_read(a, bytes, len, &je);
-        if (j == NULL)
-            reason = cmi_arena_sprintf(a, "not valid JSON: %s at line %d column %d", je.text, je.line, je.column);
-        else if (tree != NULL)
-            *tree = j;
-        else
-            json_decref(j);
-    } else {
-        xmlDocPtr doc = cmi_xml_read(a, bytes, len, &reason);
-        if (doc != NULL)
-            reason = NULL;
-        else
-            reason = cmi_arena_sprintf(a, "not valid XML: %s", reason);
-        xmlFreeDoc(doc);
-    }
-    if (reason != NULL && why != NULL && size > 0)
-        snprintf(why, size, "%s", reason);
-    cmi_arena_destroy(a);
-    return reason == NULL;
-}
-
-static int host_payload_readable(const char *content_type, const void *bytes, size_t len, char *why, size_t size)
-{
-    return payload_check(content_type, bytes, len, NULL, why, size);
-}
-
 const cmi_host_t cmi_host_api = {
     .abi_major = CMI_CONNECTOR_ABI_MAJOR,
     .abi_minor = CMI_CONNECTOR_ABI_MINOR,
@@ -781,9 +588,11 @@ const cmi_host_t cmi_host_api = {
     .timer_start = host_timer_start,
     .timer_stop = host_timer_stop,
     .timer_destroy = host_timer_destroy,
-    .inject = host_inject,
+    .inject = cmi_host_inject,
     .call_response_variable = host_call_response_variable,
     .defer = host_defer,
-    .payload_readable = host_payload_readable,
-    .inject_checked = host_inject_checked,
+    .payload_readable = cmi_host_payload_readable,
+    .inject_checked = cmi_host_inject_checked,
+    .inject_hold = cmi_host_inject_hold,
+    .inject_release = cmi_host_inject_release,
 };

@@ -155,6 +155,26 @@ typedef struct cmi_connector_state {
     STAILQ_HEAD(, cmi_listener_impl) listeners; /* in document order */
 } cmi_connector_state_t;
 
+/* Objects crossing the module boundary carry a magic number; a wrong one is
+ * a connector bug, never input, so it stops the process with a message
+ * (Varnish's CHECK_OBJ). */
+#define CHECK_OBJ(obj, m)                                                                                  \
+    do {                                                                                                   \
+        if ((obj) == NULL || (obj)->magic != (m)) {                                                        \
+            cmi_log_write(CMI_LOG_FATAL, "connectors", "%s: bad object passed to the host API", __func__); \
+            abort();                                                                                       \
+        }                                                                                                  \
+    } while (0)
+
+/* inject.c: the host API's inbound messages (cmi/host.h). */
+int cmi_host_inject(cmi_listener_t *pub, const cmi_injection_t *src);
+int cmi_host_inject_checked(cmi_listener_t *pub, const cmi_injection_t *src, char *why, size_t size);
+int cmi_host_payload_readable(const char *content_type, const void *bytes, size_t len, char *why, size_t size);
+int cmi_host_inject_hold(void);
+void cmi_host_inject_release(void);
+/* The delivery handle of msg when mod's listener injected it, else NULL. */
+void *cmi_inject_delivery(cmi_msg_t *msg, const cmi_module_t *mod);
+
 struct cmi_compile;
 /* <localEntry key><NAME.init>: compiles the connection config. */
 cmi_instance_impl_t *cmi_bind_instance(struct cmi_compile *cc, xmlNodePtr elem, const char *key);

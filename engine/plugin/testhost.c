@@ -168,6 +168,8 @@ static const cmi_host_t host = {
     .defer = cmi_th_defer,
     .payload_readable = cmi_th_payload_readable,
     .inject_checked = cmi_th_inject_checked,
+    .inject_hold = cmi_th_inject_hold,
+    .inject_release = cmi_th_inject_release,
 };
 
 const cmi_host_t *cmi_test_host(void)

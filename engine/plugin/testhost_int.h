@@ -69,6 +69,8 @@ void cmi_th_timer_destroy(cmi_host_timer_t *t);
 int cmi_th_inject(cmi_listener_t *listener, const cmi_injection_t *in);
 int cmi_th_inject_checked(cmi_listener_t *listener, const cmi_injection_t *in, char *why, size_t size);
 int cmi_th_defer(void (*fn)(void *arg), void *arg);
+int cmi_th_inject_hold(void);
+void cmi_th_inject_release(void);
 /* Frees the injections and forgets deferred functions (takes the lock;
  * message cleanups run without it). */
 void cmi_th_listen_reset(void);

@@ -72,6 +72,16 @@ int cmi_th_inject_checked(cmi_listener_t *listener, const cmi_injection_t *in, c
     return cmi_th_inject(listener, in);
 }
 
+/* The test host records an injection at once: nothing to hold. */
+int cmi_th_inject_hold(void)
+{
+    return -1;
+}
+
+void cmi_th_inject_release(void)
+{
+}
+
 size_t cmi_test_injected(void)
 {
     pthread_mutex_lock(&cmi_th_lock);

@@ -38,7 +38,7 @@ def collect(filt):
 
 
 def run_on(version, tests):
-    """Every test against one broker; returns (tests run, failures)."""
+    """Every test against one broker; returns (tests run, [(name, detail)] of the failures)."""
     os.environ["CMI_RABBITMQ"] = version
     t0 = time.monotonic()
     node = RabbitNode()
@@ -47,11 +47,11 @@ def run_on(version, tests):
     except Exception as e:
         node.stop()
         print("FAIL  [%s] cannot start RabbitMQ for the integration tests: %s" % (version, e), flush=True)
-        return len(tests), max(1, len(tests))
+        return len(tests), [("[%s] RabbitMQ" % version, "cannot start: %s" % e)]
     print("RabbitMQ %s (asked for %s) up on 127.0.0.1:%d (management %d, epmd %d) in %.1fs"
           % (node.api("GET", "/api/overview")["rabbitmq_version"], version, node.amqp_port, node.mgmt_port,
              broker().epmd_port, time.monotonic() - t0), flush=True)
-    failures = 0
+    failures = []
     try:
         for name, fn in tests:
             t = time.monotonic()
@@ -59,15 +59,15 @@ def run_on(version, tests):
                 fn(node)
                 print("ok    [%s] %-58s %6.2fs" % (version, name, time.monotonic() - t), flush=True)
             except Exception as e:
-                failures += 1
                 detail = str(e) if isinstance(e, AssertionError) or type(e).__name__ == "TestFailure" \
                     else traceback.format_exc()
                 print("FAIL  [%s] %-58s %6.2fs\n      %s" % (version, name, time.monotonic() - t,
                                                              "\n      ".join(detail.splitlines())), flush=True)
+                failures.append(("[%s] %s" % (version, name), detail))
     finally:
         node.stop()
     print("RabbitMQ %s: %d integration test(s), %d failed (%.0fs)"
-          % (version, len(tests), failures, time.monotonic() - t0), flush=True)
+          % (version, len(tests), len(failures), time.monotonic() - t0), flush=True)
     return len(tests), failures
 
 
@@ -83,14 +83,18 @@ def main():
             return 1
     tests = collect(args.filter)
     t0 = time.monotonic()
-    total = failures = 0
+    total, failures = 0, []
     for v in versions:
         n, f = run_on(v, tests)
         total += n
         failures += f
+    # Repeated last, briefly: CI keeps only the tail of a long log.
+    for name, detail in failures:
+        lines = detail.splitlines()
+        print("FAILED %s\n      %s" % (name, "\n      ".join(lines[-12:])))
     print("%d integration test run(s) on %s, %d failed (%.0fs)"
-          % (total, " and ".join(versions), failures, time.monotonic() - t0))
-    return min(failures, 99)
+          % (total, " and ".join(versions), len(failures), time.monotonic() - t0))
+    return min(len(failures), 99)
 
 
 if __name__ == "__main__":

@@ -155,6 +155,70 @@ def test_missing_connectors_folder_is_an_error():
               "missing folder: %d %s" % (rc, err))
 
 
+def test_held_injections_run_at_the_release_in_order():
+    # A listener thread that injects bursts under host->inject_hold: no
+    # message of a burst runs before the release (the listener waits 100 ms
+    # for one to end before it lets go, and logs what it saw), then every
+    # one runs, in the order injected (one worker).
+    files = {
+        "local-entries/conn.xml": CONN % "t",
+        "inbound-endpoints/burst.xml":
+            '<inboundEndpoint xmlns="http://ws.apache.org/ns/synapse" name="Burst" '
+            'class="org.example.cmi.EchoTimer" sequence="tick"><parameters>'
+            '<parameter name="echo.interval">20</parameter><parameter name="echo.count">3</parameter>'
+            '<parameter name="echo.burst">5</parameter></parameters></inboundEndpoint>',
+        "sequences/tick.xml":
+            '<sequence xmlns="http://ws.apache.org/ns/synapse" name="tick">'
+            '<log><message>got tick ${payload.tick}</message></log></sequence>',
+    }
+    import re
+    with Deployment(files) as d:
+        cmi = Cmi(d, workers=1).start()
+        try:
+            cmi.wait_log(r"all 15 ticks done", 10)
+        finally:
+            cmi.stop()
+        log = cmi.log_text()
+        bursts = re.findall(r"burst (\d+): (\d+) (held|injected \(no hold\)), (\d+) done before the release", log)
+        check(bursts == [(str(b), "5", "held", "0") for b in (1, 2, 3)], "bursts: %s" % bursts)
+        got = [int(t) for t in re.findall(r"got tick (\d+)", log)]
+        check(got == list(range(1, 16)), "ran in the order %s" % got)
+
+
+def test_drain_runs_every_held_message():
+    # As below, with bursts held by the listener's thread: SIGTERM in the
+    # middle; every message it was told it injected runs and is reported
+    # done (the stop waits for a release under way), and cmi exits 0.
+    files = {
+        "local-entries/conn.xml": CONN % "t",
+        "inbound-endpoints/fast.xml":
+            '<inboundEndpoint xmlns="http://ws.apache.org/ns/synapse" name="Fast" '
+            'class="org.example.cmi.EchoTimer" sequence="slowTick"><parameters>'
+            '<parameter name="echo.interval">2</parameter><parameter name="echo.count">100000</parameter>'
+            '<parameter name="echo.burst">7</parameter></parameters></inboundEndpoint>',
+        "sequences/slowTick.xml":
+            '<sequence xmlns="http://ws.apache.org/ns/synapse" name="slowTick">'
+            '<log><message>got tick ${payload.tick}</message></log>'
+            '<echo.echo configKey="EchoConn"><message>x</message><delay>50</delay></echo.echo></sequence>',
+    }
+    import re
+    with Deployment(files) as d:
+        cmi = Cmi(d, workers=2).start()
+        try:
+            cmi.wait_log(r"got tick 30\b", 10)
+            cmi.proc.send_signal(signal.SIGTERM)
+            rc = cmi.wait_exit()
+            check(rc == 0, "exit status %s" % rc)
+        finally:
+            cmi.kill()
+        log = cmi.log_text()
+        got = set(re.findall(r"got tick (\d+)", log))
+        done = set(re.findall(r"\[echo:Fast\] tick (\d+) done", log))
+        check(len(got) >= 30, "only %d ticks ran" % len(got))
+        check(got == done, "ticks that ran but were not reported done: %s; done but never ran: %s"
+              % (sorted(got - done, key=int)[:10], sorted(done - got, key=int)[:10]))
+
+
 def test_drain_runs_every_injected_message():
     # A listener injecting fast, flows that suspend in a connector call, and
     # SIGTERM in the middle: every message the listener was told it

@@ -11,6 +11,7 @@
  *   2026-11-22  1.2  host: defer().
  *   2026-12-02  1.3  host: payload_readable().
  *   2026-12-03  1.4  host: inject_checked().
+ *   2026-12-04  1.5  host: inject_hold(), inject_release().
  *
  * Rules for changing it: adding a field at the end of cmi_connector_t or
  * cmi_host_t, or a new function at the end of the host table, or giving a
@@ -44,7 +45,7 @@
 #include <cmi/types.h>
 
 #define CMI_CONNECTOR_ABI_MAJOR 1
-#define CMI_CONNECTOR_ABI_MINOR 4
+#define CMI_CONNECTOR_ABI_MINOR 5
 #define CMI_CONNECTOR_SYMBOL "cmi_connector"
 
 #define CMI_CONNECTOR_MAGIC 0x434d4943u /* "CMIC" */

@@ -212,6 +212,19 @@ struct cmi_host {
      * (size bytes, NUL-terminated).  On -1 and -2 the caller still owns
      * delivery. */
     int (*inject_checked)(cmi_listener_t *listener, const cmi_injection_t *in, char *why, size_t size);
+
+    /* ---- since 1.5 ------------------------------------------------------- */
+    /* Any thread but a worker: from inject_hold() to inject_release(), the
+     * messages this thread injects are handed to the workers together at
+     * the release (at the latest every 64 messages for one worker): one
+     * wake-up of a worker for a burst, not one per message.  inject() and
+     * inject_checked() answer as without the hold; a held message counts
+     * as an injection under way, so a listener's stop waits for the
+     * release: hold for one batch of work, never across a wait.  Returns 0,
+     * or -1 on a worker or while already holding (then messages go at
+     * once). */
+    int (*inject_hold)(void);
+    void (*inject_release)(void);
 };
 
 #endif

@@ -112,6 +112,9 @@ static const cmi_param_def_t timer_params[] = {
                                      "the message field of each tick's payload"),
     [ECHO_TIMER_CONTENT_TYPE] = CMI_PARAM("echo.content.type", CMI_PARAM_STRING, 0, T, content_type,
                                           "application/json", "content type of the payload"),
+    [ECHO_TIMER_BURST] = CMI_PARAM_RANGE("echo.burst", CMI_PARAM_INT, 0, T, burst, "0",
+                                         "0: a message per tick from a host timer; N: N messages per tick from the "
+                                         "listener's own thread, held together (host inject_hold)", 0, 1000),
     [ECHO_TIMER_ROWS] = CMI_PARAM_END,
 };
 #undef T
@@ -492,19 +495,20 @@ static const cmi_op_def_t ops[] = {
 typedef struct {
     const cmi_host_t *host;
     cmi_listener_t *l;
-    cmi_host_timer_t *timer;
+    cmi_host_timer_t *timer; /* echo.burst 0 */
+    pthread_t thread;        /* echo.burst N */
+    int threaded;
+    pthread_mutex_t lock; /* stopped, for the thread */
+    pthread_cond_t cond;
     int ticks;
     atomic_int done;
     int stopped;
 } echo_timer_t;
 
-static void on_tick(void *arg)
+/* Injects message number `tick`; 0, or -1 when it was not injected. */
+static int inject_tick(echo_timer_t *t, int tick)
 {
-    echo_timer_t *t = arg;
     const echo_timer_params_t *p = t->l->params;
-    if (t->stopped)
-        return;
-    int tick = ++t->ticks;
     delivery_t *d = calloc(1, sizeof(*d));
     if (d != NULL)
         d->tick = tick;
@@ -516,17 +520,77 @@ static void on_tick(void *arg)
     cmi_nv_t headers[] = {{"X-Echo-Tick", tick_text}};
     cmi_prop_t props[] = {{CMI_SCOPE_AXIS2, "echo.tick", tick_text}};
     cmi_injection_t in = {body, body ? strlen(body) : 0, p->content_type, headers, 1, props, 1, d};
+    int rc = 0;
     if (d == NULL || body == NULL || t->host->inject(t->l, &in) != 0) {
         t->host->log(CMI_LOG_WARN, t->l->component, "tick %d not injected", tick);
         free(d);
+        rc = -1;
     }
     free(body);
+    return rc;
+}
+
+static void on_tick(void *arg)
+{
+    echo_timer_t *t = arg;
+    const echo_timer_params_t *p = t->l->params;
+    if (t->stopped)
+        return;
+    int tick = ++t->ticks;
+    inject_tick(t, tick);
     if (tick < p->count)
         t->host->timer_start(t->timer, p->interval_ms);
 }
 
+static int stopped(echo_timer_t *t)
+{
+    pthread_mutex_lock(&t->lock);
+    int s = t->stopped;
+    pthread_mutex_unlock(&t->lock);
+    return s;
+}
+
+/* echo.burst: the listener's own thread injects each burst under
+ * inject_hold; none of it may run before the release, which the log says
+ * (it waits up to 100 ms for a flow to end before it lets go). */
+static void *burst_thread(void *arg)
+{
+    echo_timer_t *t = arg;
+    const echo_timer_params_t *p = t->l->params;
+    for (int b = 1; b <= p->count; b++) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += (time_t)(p->interval_ms / 1000);
+        until.tv_nsec += (long)(p->interval_ms % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_mutex_lock(&t->lock);
+        while (!t->stopped && pthread_cond_timedwait(&t->cond, &t->lock, &until) == 0)
+            ;
+        int stop = t->stopped;
+        pthread_mutex_unlock(&t->lock);
+        if (stop)
+            break;
+        int before = atomic_load(&t->done), held = 0;
+        int holding = t->host->inject_hold() == 0;
+        for (int i = 0; i < p->burst; i++)
+            held += inject_tick(t, ++t->ticks) == 0;
+        for (int waited = 0; holding && waited < 100 && atomic_load(&t->done) == before && !stopped(t); waited += 5)
+            nanosleep(&(struct timespec){0, 5000000L}, NULL);
+        int early = atomic_load(&t->done) - before;
+        if (holding)
+            t->host->inject_release();
+        t->host->log(CMI_LOG_INFO, t->l->component, "burst %d: %d %s, %d done before the release", b, held,
+                     holding ? "held" : "injected (no hold)", early);
+    }
+    return NULL;
+}
+
 static int listener_start(cmi_listener_t *l, char *err, size_t n)
 {
+    const echo_timer_params_t *p = l->params;
     echo_timer_t *t = calloc(1, sizeof(*t));
     if (t == NULL) {
         snprintf(err, n, "out of memory");
@@ -534,28 +598,50 @@ static int listener_start(cmi_listener_t *l, char *err, size_t n)
     }
     t->host = l->host;
     t->l = l;
+    pthread_mutex_init(&t->lock, NULL);
+    pthread_cond_init(&t->cond, NULL);
+    l->data = t;
+    if (p->burst > 0) {
+        if (pthread_create(&t->thread, NULL, burst_thread, t) != 0) {
+            snprintf(err, n, "cannot start the listener's thread");
+            l->data = NULL;
+            free(t);
+            return -1;
+        }
+        t->threaded = 1;
+        return 0;
+    }
     t->timer = l->host->timer_create(on_tick, t);
     if (t->timer == NULL) {
         snprintf(err, n, "no timer (not on a host thread?)");
+        l->data = NULL;
         free(t);
         return -1;
     }
-    l->data = t;
-    l->host->timer_start(t->timer, ((const echo_timer_params_t *)l->params)->interval_ms);
+    l->host->timer_start(t->timer, p->interval_ms);
     return 0;
 }
 
 static void listener_stop(cmi_listener_t *l)
 {
     echo_timer_t *t = l->data;
+    pthread_mutex_lock(&t->lock);
     t->stopped = 1;
-    t->host->timer_stop(t->timer);
+    pthread_cond_broadcast(&t->cond);
+    pthread_mutex_unlock(&t->lock);
+    if (t->threaded)
+        pthread_join(t->thread, NULL); /* its last inject was refused or went in */
+    else
+        t->host->timer_stop(t->timer);
 }
 
 static void listener_destroy(cmi_listener_t *l)
 {
     echo_timer_t *t = l->data;
-    t->host->timer_destroy(t->timer);
+    if (!t->threaded)
+        t->host->timer_destroy(t->timer);
+    pthread_mutex_destroy(&t->lock);
+    pthread_cond_destroy(&t->cond);
     free(t);
     l->data = NULL;
 }
@@ -571,8 +657,9 @@ static void listener_done(cmi_listener_t *l, void *delivery, cmi_msg_t *msg, int
                  outcome == CMI_FLOW_CONTINUE ? "ok" : "error",
                  decision ? decision_names[decision - 1] : prop ? prop : "none");
     free(d);
-    if (atomic_fetch_add(&t->done, 1) + 1 == p->count)
-        l->host->log(CMI_LOG_INFO, l->component, "all %lld ticks done", (long long)p->count);
+    long long total = (long long)p->count * (p->burst > 0 ? p->burst : 1);
+    if (atomic_fetch_add(&t->done, 1) + 1 == total)
+        l->host->log(CMI_LOG_INFO, l->component, "all %lld ticks done", total);
 }
 
 static void listener_respond(cmi_listener_t *l, void *delivery, cmi_msg_t *msg)

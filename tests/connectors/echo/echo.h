@@ -59,7 +59,7 @@ typedef struct {
 } echo_decide_params_t;
 
 /* <inboundEndpoint class="org.example.cmi.EchoTimer"> */
-enum { ECHO_TIMER_INTERVAL, ECHO_TIMER_COUNT, ECHO_TIMER_MESSAGE, ECHO_TIMER_CONTENT_TYPE, ECHO_TIMER_ROWS };
+enum { ECHO_TIMER_INTERVAL, ECHO_TIMER_COUNT, ECHO_TIMER_MESSAGE, ECHO_TIMER_CONTENT_TYPE, ECHO_TIMER_BURST, ECHO_TIMER_ROWS };
 
 typedef struct {
     cmi_params_head_t head;
@@ -67,6 +67,7 @@ typedef struct {
     int64_t count;
     const char *message;
     const char *content_type;
+    int64_t burst;
 } echo_timer_params_t;
 
 /* Error codes (registered with their HTTP status). */
