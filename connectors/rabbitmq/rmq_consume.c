@@ -156,7 +156,7 @@ static void mediate(rmq_consume_t *cs, rmq_consumer_t *k, rmq_rlink_t *r, rmq_de
     const char *why = NULL;
     rmq_deliver_result_t rc = RMQ_DELIVER_UNUSABLE;
     int delivered = 0;
-    if (rmq_message_decode(&dm, d->raw, d->raw_len, &why) == 0) {
+    if (rmq_message_decode(&dm, cs->scratch, d->raw, d->raw_len, &why) == 0) {
         snprintf(d->message_id, sizeof(d->message_id), "%s", dm.in.message_id);
         delivered = 1; /* deliver() logs what it refuses */
         if (spec->stream.enabled)
@@ -727,6 +727,7 @@ static void *create(rmq_pool_t *pool)
     SLIST_INIT(&cs->new_consumers);
     SLIST_INIT(&cs->dwork_inbox);
     SLIST_INIT(&cs->consumers);
+    cs->scratch = pn_message();
     cs->conns = rmq_xcalloc(pool->nconns, sizeof(*cs->conns));
     for (size_t i = 0; i < pool->nconns; i++) {
         cconn_t *cc = &cs->conns[i];
@@ -761,6 +762,7 @@ static void destroy(void *st)
         free(w);
     }
     free(cs->conns);
+    pn_message_free(cs->scratch);
     pthread_cond_destroy(&cs->finals_cv);
     pthread_mutex_destroy(&cs->lock);
     free(cs);

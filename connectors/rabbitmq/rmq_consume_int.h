@@ -144,6 +144,7 @@ struct rmq_consume {
     void (*final_detach)(rmq_consume_t *cs, rmq_delivery_t *d);
     void (*final_free)(rmq_final_job_t *job);
     /* Pool thread. */
+    pn_message_t *scratch; /* each message is decoded into it (rmq_message_decode) */
     struct consumer_list consumers;
     int consuming_stopped;
     cconn_t *conns; /* by connection index */

@@ -279,12 +279,32 @@ static pn_data_t *annotation(pn_message_t *m, const char *key)
     return NULL;
 }
 
-/* The message annotation x-delivery-count: RabbitMQ 4.x's count of a quorum
- * queue message's returns (-1 when there is none). */
-static int64_t delivery_count_of(pn_message_t *m)
+/* What a consumer reads of the message annotations, in one walk of the map:
+ * x-delivery-count (RabbitMQ 4.x's count of a quorum queue message's
+ * returns), a stream's x-stream-offset and x-stream-filter-value. */
+static void incoming_annotations(rmq_decoded_t *dm)
 {
-    pn_data_t *a = annotation(m, "x-delivery-count");
-    return a != NULL ? integer_of(a) : -1;
+    pn_data_t *a = pn_message_annotations(dm->m);
+    pn_data_rewind(a);
+    if (!pn_data_next(a) || pn_data_type(a) != PN_MAP)
+        return;
+    size_t n = pn_data_get_map(a) / 2;
+    pn_data_enter(a);
+    for (size_t i = 0; i < n && pn_data_next(a); i++) {
+        pn_bytes_t key = pn_data_type(a) == PN_SYMBOL ? pn_data_get_symbol(a) : pn_bytes(0, "");
+        if (!pn_data_next(a))
+            break;
+        if (bytes_are(key, "x-delivery-count")) {
+            dm->in.delivery_count = integer_of(a);
+        } else if (bytes_are(key, "x-stream-offset")) {
+            dm->in.stream_offset = integer_of(a);
+        } else if (bytes_are(key, "x-stream-filter-value") &&
+                   (pn_data_type(a) == PN_STRING || pn_data_type(a) == PN_SYMBOL)) {
+            pn_bytes_t v = pn_data_type(a) == PN_STRING ? pn_data_get_string(a) : pn_data_get_symbol(a);
+            snprintf(dm->filter_value, sizeof(dm->filter_value), "%.*s", (int)v.size, v.start);
+            dm->in.stream_filter_value = dm->filter_value;
+        }
+    }
 }
 
 /* In one x-opt-deaths entry (a map), the count when its queue is queue. */
@@ -409,10 +429,12 @@ static size_t props_of(pn_message_t *m, cmi_nv_t **out, char **strings)
     return count;
 }
 
-int rmq_message_decode(rmq_decoded_t *dm, const char *raw, size_t len, const char **why)
+int rmq_message_decode(rmq_decoded_t *dm, pn_message_t *reuse, const char *raw, size_t len, const char **why)
 {
     memset(dm, 0, sizeof(*dm));
-    dm->m = pn_message();
+    dm->own_m = reuse == NULL;
+    dm->m = reuse != NULL ? reuse : pn_message();
+    pn_message_clear(dm->m);
     if (pn_message_decode(dm->m, raw, len) != 0) {
         *why = "undecodable AMQP message";
         return -1;
@@ -433,18 +455,10 @@ int rmq_message_decode(rmq_decoded_t *dm, const char *raw, size_t len, const cha
         .correlation_id = dm->correlation_id,
         .reply_to = pn_message_get_reply_to(dm->m),
         .redelivered = !pn_message_is_first_acquirer(dm->m),
-        .delivery_count = delivery_count_of(dm->m),
+        .delivery_count = -1,
         .stream_offset = -1,
     };
-    pn_data_t *a = annotation(dm->m, "x-stream-offset");
-    if (a != NULL)
-        dm->in.stream_offset = integer_of(a);
-    a = annotation(dm->m, "x-stream-filter-value");
-    if (a != NULL && (pn_data_type(a) == PN_STRING || pn_data_type(a) == PN_SYMBOL)) {
-        pn_bytes_t v = pn_data_type(a) == PN_STRING ? pn_data_get_string(a) : pn_data_get_symbol(a);
-        snprintf(dm->filter_value, sizeof(dm->filter_value), "%.*s", (int)v.size, v.start);
-        dm->in.stream_filter_value = dm->filter_value;
-    }
+    incoming_annotations(dm);
     dm->in.nprops = props_of(dm->m, &dm->props, &dm->strings);
     dm->in.props = dm->props;
     return 0;
@@ -452,7 +466,7 @@ int rmq_message_decode(rmq_decoded_t *dm, const char *raw, size_t len, const cha
 
 void rmq_decoded_dispose(rmq_decoded_t *dm)
 {
-    if (dm->m != NULL)
+    if (dm->m != NULL && dm->own_m)
         pn_message_free(dm->m);
     free(dm->body);
     free(dm->props);

@@ -457,7 +457,7 @@ static void test_delivery_count_annotation(void)
     pn_message_free(m);
     rmq_decoded_t dm;
     const char *why = NULL;
-    CU_ASSERT_EQUAL_FATAL(rmq_message_decode(&dm, buf, n, &why), 0);
+    CU_ASSERT_EQUAL_FATAL(rmq_message_decode(&dm, NULL, buf, n, &why), 0);
     CU_ASSERT_EQUAL(dm.in.delivery_count, 3);
     rmq_decoded_dispose(&dm);
 }
@@ -530,7 +530,7 @@ static void test_message_for_final(void)
     CU_ASSERT_STRING_EQUAL(key, "enrollment");
     rmq_decoded_t dm;
     const char *why = NULL;
-    CU_ASSERT_EQUAL_FATAL(rmq_message_decode(&dm, bytes, len, &why), 0);
+    CU_ASSERT_EQUAL_FATAL(rmq_message_decode(&dm, NULL, bytes, len, &why), 0);
     CU_ASSERT_EQUAL(rmq_message_death_count(dm.m, "enrollment"), -1);
     CU_ASSERT_EQUAL(pn_message_get_delivery_count(dm.m), 0);
     CU_ASSERT_STRING_EQUAL(dm.in.message_id, "m-1");
@@ -651,7 +651,7 @@ static void test_message_decoded(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(bytes);
     rmq_decoded_t dm;
     const char *why = NULL;
-    CU_ASSERT_EQUAL_FATAL(rmq_message_decode(&dm, bytes, len, &why), 0);
+    CU_ASSERT_EQUAL_FATAL(rmq_message_decode(&dm, NULL, bytes, len, &why), 0);
     CU_ASSERT_EQUAL(dm.in.len, 7);
     CU_ASSERT_EQUAL(memcmp(dm.in.body, "{\"a\":1}", 7), 0);
     CU_ASSERT_STRING_EQUAL(dm.in.content_type, "application/json");
@@ -676,11 +676,11 @@ static void test_message_decoded(void)
     size_t n = sizeof(buf);
     CU_ASSERT_EQUAL_FATAL(pn_message_encode(m, buf, &n), 0);
     pn_message_free(m);
-    CU_ASSERT_EQUAL(rmq_message_decode(&dm, buf, n, &why), -1);
+    CU_ASSERT_EQUAL(rmq_message_decode(&dm, NULL, buf, n, &why), -1);
     CU_ASSERT_PTR_NOT_NULL(strstr(why, "neither data sections"));
     rmq_decoded_dispose(&dm);
     /* Bytes that are no AMQP message: a data section longer than the bytes. */
-    CU_ASSERT_EQUAL(rmq_message_decode(&dm, "\x00\x53\x75\xb0\x7f\xff\xff\xff", 8, &why), -1);
+    CU_ASSERT_EQUAL(rmq_message_decode(&dm, NULL, "\x00\x53\x75\xb0\x7f\xff\xff\xff", 8, &why), -1);
     CU_ASSERT_PTR_NOT_NULL(why);
     rmq_decoded_dispose(&dm);
 }
