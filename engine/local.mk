@@ -37,6 +37,7 @@ engine_libcmi_engine_la_SOURCES = \
 	engine/mediators/variable.c \
 	engine/mediators/filter.c \
 	engine/mediators/switch.c \
+	engine/mediators/enrich.c engine/mediators/enrich.h engine/mediators/enrich_edit.c \
 	engine/mediators/call.c engine/mediators/call.h engine/config/endpoint.c engine/config/endpoint.h \
 	engine/runtime/endpoint.c engine/runtime/endpoint.h \
 	engine/mediators/test_suspend.c \
@@ -44,7 +45,7 @@ engine_libcmi_engine_la_SOURCES = \
 	engine/plugin/host.c engine/plugin/inject.c engine/plugin/lifecycle.c \
 	engine/expr/ast.h engine/expr/expr.h \
 	engine/expr/eval.c engine/expr/functions.c engine/expr/parser.c \
-	engine/expr/template.c engine/expr/xpath.c \
+	engine/expr/template.c engine/expr/xpath.c engine/expr/locate.c \
 	engine/http/client.c engine/http/client.h \
 	engine/http/dispatch.c engine/http/dispatch.h \
 	engine/http/pathmatch.c engine/http/pathmatch.h \

@@ -502,3 +502,33 @@ struct cmi_template *cmi_compile_template(cmi_compile_t *cc, xmlNodePtr node, co
         cmi_compile_report_expr_error(cc, node, attr, text, &err);
     return t;
 }
+
+const char *cmi_compile_element_markup(cmi_compile_t *cc, xmlNodePtr elem, size_t *len)
+{
+    /* Copied into a document of its own so that namespaces declared on
+     * ancestors (the Synapse default namespace included, as MI does) are
+     * declared on the copy. */
+    xmlDocPtr tmp = xmlNewDoc((const xmlChar *)"1.0");
+    xmlNodePtr copy = xmlDocCopyNode(elem, tmp, 1);
+    xmlDocSetRootElement(tmp, copy);
+    xmlReconciliateNs(tmp, copy);
+    /* xmlns="" on the root undeclares a default namespace that no longer
+     * encloses it: drop it, as MI's serialiser does. */
+    for (xmlNsPtr *link = &copy->nsDef; *link != NULL;) {
+        xmlNsPtr ns = *link;
+        if (ns->prefix == NULL && (ns->href == NULL || ns->href[0] == '\0')) {
+            *link = ns->next;
+            ns->next = NULL;
+            xmlFreeNs(ns);
+        } else {
+            link = &ns->next;
+        }
+    }
+    xmlBufferPtr buf = xmlBufferCreate();
+    xmlNodeDump(buf, tmp, copy, 0, 0);
+    *len = (size_t)xmlBufferLength(buf);
+    const char *markup = cmi_arena_strndup(cc->arena, (const char *)xmlBufferContent(buf), *len);
+    xmlBufferFree(buf);
+    xmlFreeDoc(tmp);
+    return markup;
+}

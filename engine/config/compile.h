@@ -65,6 +65,10 @@ int cmi_xml_check_attrs(cmi_compile_t *cc, xmlNodePtr node, const cmi_attr_rule_
 /* s without leading and trailing white space, copied into the config
  * arena; *len (may be NULL) gets its length. */
 const char *cmi_compile_trim(cmi_compile_t *cc, const char *s, size_t *len);
+/* An element of the configuration as standalone markup (namespaces declared
+ * on its ancestors declared on it), in the configuration arena: an inline
+ * XML payload (payloadFactory, enrich). */
+const char *cmi_compile_element_markup(cmi_compile_t *cc, xmlNodePtr elem, size_t *len);
 /* Reports an error when node has element children; for elements that
  * take only attributes or text. */
 int cmi_xml_no_children(cmi_compile_t *cc, xmlNodePtr node);

@@ -148,6 +148,21 @@ int ex_as_number(const cmi_value_t *v, double *d);
 /* Wraps a borrowed JSON node as a value (scalars become plain values). */
 cmi_value_t ex_from_json(json_t *j);
 
+/* The working set of an indefinite path: JSON nodes, borrowed (eval.c). */
+typedef struct {
+    json_t **items;
+    size_t count, cap;
+    cmi_arena_t *arena;
+} ex_nodes_t;
+
+void ex_nodes_add(ex_nodes_t *ns, json_t *j);
+/* Applies one navigation step to j, adding what it reaches to out. */
+int ex_apply_step(ex_ctx_t *c, const ex_step_t *st, json_t *j, ex_nodes_t *out);
+/* The array's item i (negative: from the end), or NULL. */
+json_t *ex_index_of(json_t *j, long i);
+/* A subscript value (number: index, string: field) applied to j. */
+json_t *ex_subscript(const cmi_value_t *key, json_t *j);
+
 /* Offset of the '}' closing the "${" that starts text, or 0 (parser.c). */
 size_t ex_closing_brace(const char *text, size_t len);
 

@@ -285,20 +285,13 @@ static int root_value(ex_ctx_t *c, const ex_node_t *n, cmi_value_t *out)
 
 /* ---- navigation ------------------------------------------------------------ */
 
-/* The working set of an indefinite path: JSON nodes, borrowed. */
-typedef struct {
-    json_t **items;
-    size_t count, cap;
-    cmi_arena_t *arena;
-} nodes_t;
-
-static void nodes_add(nodes_t *ns, json_t *j)
+void ex_nodes_add(ex_nodes_t *ns, json_t *j)
 {
     ns->items = cmi_arena_grow(ns->arena, ns->items, ns->count, &ns->cap, sizeof(*ns->items), 16);
     ns->items[ns->count++] = j;
 }
 
-static json_t *index_of(json_t *j, long i)
+json_t *ex_index_of(json_t *j, long i)
 {
     if (!json_is_array(j))
         return NULL;
@@ -308,14 +301,14 @@ static json_t *index_of(json_t *j, long i)
     return i >= 0 && i < n ? json_array_get(j, (size_t)i) : NULL;
 }
 
-static void deep_collect(json_t *j, const char *name, nodes_t *out)
+static void deep_collect(json_t *j, const char *name, ex_nodes_t *out)
 {
     if (json_is_object(j)) {
         const char *key;
         json_t *v;
         json_object_foreach(j, key, v) {
             if (name == NULL || strcmp(key, name) == 0)
-                nodes_add(out, v);
+                ex_nodes_add(out, v);
             deep_collect(v, name, out);
         }
     } else if (json_is_array(j)) {
@@ -323,13 +316,13 @@ static void deep_collect(json_t *j, const char *name, nodes_t *out)
         json_t *v;
         json_array_foreach(j, i, v) {
             if (name == NULL)
-                nodes_add(out, v);
+                ex_nodes_add(out, v);
             deep_collect(v, name, out);
         }
     }
 }
 
-static void slice(json_t *j, const ex_step_t *st, nodes_t *out)
+static void slice(json_t *j, const ex_step_t *st, ex_nodes_t *out)
 {
     if (!json_is_array(j))
         return;
@@ -344,40 +337,40 @@ static void slice(json_t *j, const ex_step_t *st, nodes_t *out)
     if (b > n)
         b = n;
     for (long i = a; i < b; i++)
-        nodes_add(out, json_array_get(j, (size_t)i));
+        ex_nodes_add(out, json_array_get(j, (size_t)i));
 }
 
 static int json_of_value(ex_ctx_t *c, const cmi_value_t *v, json_t **out);
 
 /* Applies a subscript value (number: index, string: field) to j. */
-static json_t *subscript(const cmi_value_t *key, json_t *j)
+json_t *ex_subscript(const cmi_value_t *key, json_t *j)
 {
     double d;
     if (key->type == CMI_VAL_STRING && json_is_object(j))
         return json_object_getn(j, key->u.s.ptr, key->u.s.len);
     if (ex_as_number(key, &d) && d == floor(d) && d > -1e15 && d < 1e15)
-        return index_of(j, (long)d);
+        return ex_index_of(j, (long)d);
     return NULL;
 }
 
-static int apply_step(ex_ctx_t *c, const ex_step_t *st, json_t *j, nodes_t *out)
+int ex_apply_step(ex_ctx_t *c, const ex_step_t *st, json_t *j, ex_nodes_t *out)
 {
     json_t *r;
     switch (st->kind) {
     case STEP_FIELD:
         if (json_is_object(j) && (r = json_object_get(j, st->name)) != NULL)
-            nodes_add(out, r);
+            ex_nodes_add(out, r);
         return 0;
     case STEP_INDEX:
-        if ((r = index_of(j, st->index)) != NULL)
-            nodes_add(out, r);
+        if ((r = ex_index_of(j, st->index)) != NULL)
+            ex_nodes_add(out, r);
         return 0;
     case STEP_EXPR: {
         cmi_value_t key;
         if (ex_eval(c, st->expr, &key) != 0)
             return CMI_FLOW_ERROR;
-        if ((r = subscript(&key, j)) != NULL)
-            nodes_add(out, r);
+        if ((r = ex_subscript(&key, j)) != NULL)
+            ex_nodes_add(out, r);
         return 0;
     }
     case STEP_UNION:
@@ -385,17 +378,17 @@ static int apply_step(ex_ctx_t *c, const ex_step_t *st, json_t *j, nodes_t *out)
             cmi_value_t key;
             if (ex_eval(c, st->items[i], &key) != 0)
                 return CMI_FLOW_ERROR;
-            if ((r = subscript(&key, j)) != NULL)
-                nodes_add(out, r);
+            if ((r = ex_subscript(&key, j)) != NULL)
+                ex_nodes_add(out, r);
         }
         return 0;
     case STEP_WILD:
         if (json_is_array(j)) {
             size_t i;
-            json_array_foreach(j, i, r) nodes_add(out, r);
+            json_array_foreach(j, i, r) ex_nodes_add(out, r);
         } else if (json_is_object(j)) {
             const char *key;
-            json_object_foreach(j, key, r) nodes_add(out, r);
+            json_object_foreach(j, key, r) ex_nodes_add(out, r);
         }
         return 0;
     case STEP_DEEP:
@@ -416,7 +409,7 @@ static int apply_step(ex_ctx_t *c, const ex_step_t *st, json_t *j, nodes_t *out)
             if (rc != 0)
                 return rc;
             if (cmi_value_truth(&keep))
-                nodes_add(out, item);
+                ex_nodes_add(out, item);
         }
         return 0;
     }
@@ -525,8 +518,8 @@ static int eval_path(ex_ctx_t *c, const ex_node_t *n, cmi_value_t *out)
                 *out = cmi_value_null(); /* below a scalar or a missing value: missing */
                 return 0;
             }
-            nodes_t one = {.arena = c->msg->arena};
-            if (apply_step(c, &steps[i], cur.u.json, &one) != 0)
+            ex_nodes_t one = {.arena = c->msg->arena};
+            if (ex_apply_step(c, &steps[i], cur.u.json, &one) != 0)
                 return CMI_FLOW_ERROR;
             cur = one.count ? ex_from_json(one.items[0]) : cmi_value_null();
         }
@@ -535,19 +528,19 @@ static int eval_path(ex_ctx_t *c, const ex_node_t *n, cmi_value_t *out)
     }
     /* Indefinite: every step maps the working set; the result is an array
      * (empty when nothing matched), as JSONPath answers. */
-    nodes_t set = {.arena = c->msg->arena};
+    ex_nodes_t set = {.arena = c->msg->arena};
     json_t *start = NULL;
     if (base.type == CMI_VAL_JSON)
         start = base.u.json;
     else if (json_of_value(c, &base, &start) != 0)
         return CMI_FLOW_ERROR;
     if (start != NULL)
-        nodes_add(&set, start);
+        ex_nodes_add(&set, start);
     size_t i = 0;
     for (; i < nsteps && steps[i].kind != STEP_FUNC; i++) {
-        nodes_t nextset = {.arena = c->msg->arena};
+        ex_nodes_t nextset = {.arena = c->msg->arena};
         for (size_t k = 0; k < set.count; k++)
-            if (apply_step(c, &steps[i], set.items[k], &nextset) != 0)
+            if (ex_apply_step(c, &steps[i], set.items[k], &nextset) != 0)
                 return CMI_FLOW_ERROR;
         set = nextset;
     }

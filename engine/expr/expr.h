@@ -14,6 +14,7 @@
 #ifndef CMI_EXPR_EXPR_H
 #define CMI_EXPR_EXPR_H
 
+#include <jansson.h>
 #include <libxml/tree.h>
 #include <stddef.h>
 
@@ -57,6 +58,34 @@ int cmi_expr_eval_text(const cmi_expr_t *e, cmi_msg_t *msg, const char **text, s
 
 /* The truth rules above applied to a value. */
 int cmi_value_truth(const cmi_value_t *v);
+
+/* ---- places: where a JSON path points, for mediators that edit JSON ---- */
+
+typedef struct {
+    json_t *parent;  /* the object or array holding the place; NULL: the document itself */
+    const char *key; /* the field, in an object (message arena); NULL in an array */
+    size_t index;    /* the item, in an array */
+} cmi_json_place_t;
+
+/* Whether e is a JSON path over the payload (json-eval($...), ${payload...})
+ * whose places can be found: no function step, not ending in a deep scan. */
+int cmi_expr_is_json_path(const cmi_expr_t *e);
+/* The existing places e's path reaches in root (the path's "$" stands for
+ * root), in document order, in the message's arena.  Returns 0, or
+ * CMI_FLOW_ERROR with the error slot set (a filter that failed). */
+int cmi_expr_json_places(const cmi_expr_t *e, cmi_msg_t *msg, json_t *root, cmi_json_place_t **places, size_t *n);
+
+/* ---- XPath nodes to edit --------------------------------------------------- */
+
+/* Whether e is plain XPath (not ${...} nor json-eval()). */
+int cmi_expr_is_xpath(const cmi_expr_t *e);
+/* A new document holding the payload as XPath sees it (inside a SOAP
+ * envelope; a JSON payload as MI's XML form), the caller's to free; NULL
+ * with the error slot set (e names the expression in the message). */
+xmlDocPtr cmi_expr_payload_doc(const cmi_expr_t *e, cmi_msg_t *msg);
+/* Evaluates the XPath e over doc: the result, the caller's to free
+ * (xmlXPathFreeObject), or NULL with the error slot set. */
+struct _xmlXPathObject *cmi_expr_xpath_select(const cmi_expr_t *e, cmi_msg_t *msg, xmlDocPtr doc);
 
 /* ---- templates: text with embedded ${...} ------------------------------- */
 

@@ -445,12 +445,10 @@ static void convert(ex_ctx_t *c, xmlXPathObjectPtr r, cmi_value_t *out)
     }
 }
 
-int ex_xpath_eval(ex_ctx_t *c, const ex_node_t *n, cmi_value_t *out)
+/* Runs n's XPath over doc: the result (the caller frees it), or NULL with
+ * the error slot set. */
+static xmlXPathObjectPtr run_xpath(ex_ctx_t *c, const ex_node_t *n, xmlDocPtr doc)
 {
-    int failed;
-    xmlDocPtr doc = xpath_doc(c, &failed);
-    if (doc == NULL)
-        return CMI_FLOW_ERROR;
     xpath_run_t run = {.c = c};
     xmlXPathContextPtr ctx = new_context(doc, n, &run);
     xmlSetGenericErrorFunc(&run, on_generic_error);
@@ -459,9 +457,46 @@ int ex_xpath_eval(ex_ctx_t *c, const ex_node_t *n, cmi_value_t *out)
     xmlXPathFreeContext(ctx);
     if (r == NULL || run.error[0] != '\0') {
         xmlXPathFreeObject(r);
-        return ex_fail(c, "XPath evaluation failed: %s", run.error[0] ? run.error : "unknown error");
+        ex_fail(c, "XPath evaluation failed: %s", run.error[0] ? run.error : "unknown error");
+        return NULL;
     }
+    return r;
+}
+
+int ex_xpath_eval(ex_ctx_t *c, const ex_node_t *n, cmi_value_t *out)
+{
+    int failed;
+    xmlDocPtr doc = xpath_doc(c, &failed);
+    if (doc == NULL)
+        return CMI_FLOW_ERROR;
+    xmlXPathObjectPtr r = run_xpath(c, n, doc);
+    if (r == NULL)
+        return CMI_FLOW_ERROR;
     convert(c, r, out);
     xmlXPathFreeObject(r);
     return 0;
+}
+
+/* ---- selecting nodes to edit (enrich) ------------------------------------------ */
+
+int cmi_expr_is_xpath(const cmi_expr_t *e)
+{
+    return e->root->kind == EX_XPATH;
+}
+
+xmlDocPtr cmi_expr_payload_doc(const cmi_expr_t *e, cmi_msg_t *msg)
+{
+    ex_ctx_t c = {.expr = e, .msg = msg};
+    xmlDocPtr doc = xmlNewDoc((const xmlChar *)"1.0");
+    if (fill_doc(&c, doc) != 0) {
+        xmlFreeDoc(doc);
+        return NULL;
+    }
+    return doc;
+}
+
+xmlXPathObjectPtr cmi_expr_xpath_select(const cmi_expr_t *e, cmi_msg_t *msg, xmlDocPtr doc)
+{
+    ex_ctx_t c = {.expr = e, .msg = msg};
+    return run_xpath(&c, e->root, doc);
 }

@@ -156,31 +156,7 @@ static int compile_xml(cmi_compile_t *cc, xmlNodePtr format, payload_mediator_t 
         cmi_compile_error(cc, format, "<payloadFactory media-type=\"xml\">: the format holds no element");
         return -1;
     }
-    /* Copied into a document of its own so that namespaces declared on
-     * ancestors (the Synapse default namespace included, as MI does) are
-     * declared on the copy. */
-    xmlDocPtr tmp = xmlNewDoc((const xmlChar *)"1.0");
-    xmlNodePtr copy = xmlDocCopyNode(elem, tmp, 1);
-    xmlDocSetRootElement(tmp, copy);
-    xmlReconciliateNs(tmp, copy);
-    /* xmlns="" on the root undeclares a default namespace that no longer
-     * encloses it: drop it, as MI's serialiser does. */
-    for (xmlNsPtr *link = &copy->nsDef; *link != NULL;) {
-        xmlNsPtr ns = *link;
-        if (ns->prefix == NULL && (ns->href == NULL || ns->href[0] == '\0')) {
-            *link = ns->next;
-            ns->next = NULL;
-            xmlFreeNs(ns);
-        } else {
-            link = &ns->next;
-        }
-    }
-    xmlBufferPtr buf = xmlBufferCreate();
-    xmlNodeDump(buf, tmp, copy, 0, 0);
-    p->len = (size_t)xmlBufferLength(buf);
-    p->bytes = cmi_arena_strndup(cc->arena, (const char *)xmlBufferContent(buf), p->len);
-    xmlBufferFree(buf);
-    xmlFreeDoc(tmp);
+    p->bytes = cmi_compile_element_markup(cc, elem, &p->len);
     p->content_type = "application/xml";
     if (has_placeholders(p->bytes)) {
         p->tmpl = cmi_compile_template(cc, format, NULL, p->bytes, CMI_TEMPLATE_XML, p->nargs);

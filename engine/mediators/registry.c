@@ -16,6 +16,7 @@ static const cmi_mediator_kind_t kinds[] = {
     {"filter", cmi_compile_filter},
     {"switch", cmi_compile_switch},
     {"call", cmi_compile_call},
+    {"enrich", cmi_compile_enrich},
     {NULL, NULL},
 };
 
@@ -30,7 +31,7 @@ static int test_kinds_enabled;
  * supported by cmi yet" rather than "unknown", so a user knows the artifact
  * is right and cmi is what is missing. */
 static const char *const mi_unsupported[] = {
-    "send", "callout", "enrich", "class", "script", "xslt",
+    "send", "callout", "class", "script", "xslt",
     "fastXSLT", "xquery", "validate", "iterate", "aggregate", "clone", "foreach", "forEach",
     "cache", "throttle", "store", "loopback", "makefault", "datamapper", "dataServiceCall",
     "dblookup", "dbreport", "smooks", "rule", "bean", "ejb", "pojoCommand", "spring",

@@ -36,6 +36,7 @@ cmi_mediator_t *cmi_compile_variable(cmi_compile_t *cc, xmlNodePtr node);
 cmi_mediator_t *cmi_compile_filter(cmi_compile_t *cc, xmlNodePtr node);
 cmi_mediator_t *cmi_compile_switch(cmi_compile_t *cc, xmlNodePtr node);
 cmi_mediator_t *cmi_compile_call(cmi_compile_t *cc, xmlNodePtr node);
+cmi_mediator_t *cmi_compile_enrich(cmi_compile_t *cc, xmlNodePtr node);
 
 /* <then>/<else> children, or bare mediators as the then branch (filter). */
 int cmi_compile_branches(cmi_compile_t *cc, xmlNodePtr node, const cmi_sequence_t **then_seq,

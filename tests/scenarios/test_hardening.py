@@ -51,6 +51,15 @@ API = """<api xmlns="http://ws.apache.org/ns/synapse" name="H" context="/h">
       <respond/>
     </inSequence>
   </resource>
+  <resource methods="POST" uri-template="/enrich">
+    <inSequence>
+      <enrich>
+        <source type="inline">{"k": "XPAD"}</source>
+        <target action="replace" xpath="json-eval($.a[*])"/>
+      </enrich>
+      <respond/>
+    </inSequence>
+  </resource>
   <resource methods="GET" uri-template="/hello/{name}">
     <inSequence>
       <payloadFactory media-type="json"><format>{"hello": "$1"}</format>
@@ -79,7 +88,7 @@ API = """<api xmlns="http://ws.apache.org/ns/synapse" name="H" context="/h">
     </inSequence>
   </resource>
 </api>
-"""
+""".replace("XPAD", "x" * 245)  # the enrich resource's 256-byte source
 
 
 def deployment():
@@ -184,6 +193,25 @@ def test_json_to_xml_amplification_is_refused():
                 check(peak < 600 * 1024, "peak RSS %d KiB converting 5 MB" % peak)
             status, _, answer = post(cmi, "/h/toxml", b'{"a": [1, 2]}', "application/json")
             check(status == 200 and answer == b"<jsonObject><a>1</a><a>2</a></jsonObject>", "small: %r" % answer)
+        finally:
+            cmi.stop_clean()
+
+
+def test_enrich_copies_are_bounded():
+    # A 256-byte source put at each of 200,000 places: 51 MB from a 400 KB
+    # request, past the 40 MB view limit.  Answered 413 at once; a few
+    # places are fine.
+    body = ('{"a":[%s]}' % ",".join(["0"] * 200000)).encode()
+    with deployment() as d:
+        cmi = Cmi(d, workers=1).start()
+        try:
+            status, _, answer = post(cmi, "/h/enrich", body, "application/json", timeout=60)
+            check(status == 413 and b"would pass the view limit" in answer, "%s: %r" % (status, answer[:300]))
+            if not WRAPPER and not sanitized(cmi.proc.pid):
+                peak = int(re.search(r"VmHWM:\s+(\d+)", open("/proc/%d/status" % cmi.proc.pid).read()).group(1))
+                check(peak < 200 * 1024, "peak RSS %d KiB" % peak)
+            status, _, answer = post(cmi, "/h/enrich", b'{"a": [0, 0]}', "application/json")
+            check(status == 200 and json.loads(answer) == {"a": [{"k": "x" * 245}] * 2}, "small: %r" % answer[:100])
         finally:
             cmi.stop_clean()
 

@@ -1,0 +1,294 @@
+/* The edits the enrich mediator makes (enrich.h): on JSON trees at the
+ * places a JSON path reaches, and on XML nodes.  Every JSON value inserted
+ * is a copy, so no two places (or messages) share a mutable tree. */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "mediators/enrich.h"
+#include "runtime/convert.h"
+#include "runtime/errors.h"
+#include "runtime/msg.h"
+
+/* ---- values as JSON and as XML ------------------------------------------------ */
+
+json_t *cmi_enrich_as_json(cmi_msg_t *msg, const cmi_value_t *v)
+{
+    switch (v->type) {
+    case CMI_VAL_NULL: return json_null();
+    case CMI_VAL_BOOL: return json_boolean(v->u.b);
+    case CMI_VAL_INT: return json_integer(v->u.i);
+    case CMI_VAL_NUMBER: return json_real(v->u.d);
+    case CMI_VAL_JSON: return json_deep_copy(v->u.json);
+    case CMI_VAL_XML: {
+        const char *why = NULL;
+        xmlDocPtr doc = cmi_xml_read(msg->arena, v->u.s.ptr, v->u.s.len, &why);
+        xmlNodePtr root = doc ? xmlDocGetRootElement(doc) : NULL;
+        json_t *j = NULL;
+        if (root != NULL) {
+            cmi_strbuf_t b;
+            cmi_strbuf_init(&b, msg->arena, 128);
+            json_error_t je;
+            if (cmi_xml_to_json(root, &b, cmi_msg_view_limit()) == 0)
+                j = cmi_json_read(msg->arena, b.data, b.len, &je);
+        }
+        xmlFreeDoc(doc);
+        if (j != NULL)
+            return j;
+        break; /* not well-formed after all: its text */
+    }
+    case CMI_VAL_STRING: {
+        /* MI: a string holding a JSON object or array is that JSON; any
+         * other string is a JSON string. */
+        const char *s = v->u.s.ptr;
+        size_t n = v->u.s.len, i = 0;
+        while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n'))
+            i++;
+        if (i < n && (s[i] == '{' || s[i] == '[')) {
+            json_error_t je;
+            json_t *j = cmi_json_read(msg->arena, s, n, &je);
+            if (j != NULL)
+                return j;
+        }
+        break;
+    }
+    }
+    return cmi_json_text(msg->arena, v->u.s.ptr, v->u.s.len);
+}
+
+xmlNodePtr cmi_enrich_as_xml(cmi_msg_t *msg, const cmi_value_t *v, xmlDocPtr into)
+{
+    size_t len;
+    const char *text = cmi_value_to_text(msg->arena, v, &len);
+    size_t i = 0;
+    while (i < len && (text[i] == ' ' || text[i] == '\t' || text[i] == '\r' || text[i] == '\n'))
+        i++;
+    if (i < len && text[i] == '<') {
+        const char *why = NULL;
+        xmlDocPtr doc = cmi_xml_read(msg->arena, text, len, &why);
+        xmlNodePtr root = doc ? xmlDocGetRootElement(doc) : NULL;
+        xmlNodePtr copy = root ? xmlDocCopyNode(root, into, 1) : NULL;
+        xmlFreeDoc(doc);
+        if (copy != NULL)
+            return copy;
+    }
+    return xmlNewDocTextLen(into, (const xmlChar *)text, (int)len);
+}
+
+/* ---- JSON ------------------------------------------------------------------------ */
+
+static json_t *place_get(const cmi_json_place_t *p, json_t *doc)
+{
+    if (p->parent == NULL)
+        return doc;
+    return p->key ? json_object_get(p->parent, p->key) : json_array_get(p->parent, p->index);
+}
+
+/* Adds v (a reference the function takes) inside node: an array gets it
+ * last, an object the fields of an object. */
+static int add_child(cmi_msg_t *msg, json_t *node, json_t *v)
+{
+    if (json_is_array(node))
+        return json_array_append_new(node, v);
+    if (json_is_object(node) && json_is_object(v)) {
+        int rc = json_object_update(node, v);
+        json_decref(v);
+        return rc;
+    }
+    json_decref(v);
+    return cmi_msg_set_error(msg, CMI_ERR_MEDIATION, NULL,
+                             "enrich: a child can be added to an array, or an object's fields to an object, not to %s",
+                             json_is_object(node) ? "an object (the source is not an object)" : "a JSON value");
+}
+
+static int add_sibling(cmi_msg_t *msg, const cmi_json_place_t *p, json_t *v)
+{
+    if (p->parent != NULL && p->key == NULL)
+        return json_array_insert_new(p->parent, p->index + 1, v);
+    if (p->parent != NULL && json_is_object(v)) {
+        int rc = json_object_update(p->parent, v);
+        json_decref(v);
+        return rc;
+    }
+    json_decref(v);
+    return cmi_msg_set_error(msg, CMI_ERR_MEDIATION, NULL,
+                             "enrich: a sibling is added beside an item of an array, or as fields beside a field, "
+                             "not beside %s", p->parent == NULL ? "the whole document" : "a field (the source is not an object)");
+}
+
+/* Renames the field at p, keeping its place among the object's fields. */
+static int rename_field(cmi_msg_t *msg, const cmi_json_place_t *p, const char *name)
+{
+    if (p->key == NULL)
+        return cmi_msg_set_error(msg, CMI_ERR_MEDIATION, NULL, "enrich: a key target must name an object's field");
+    json_t *renamed = json_object();
+    const char *k;
+    json_t *v;
+    json_object_foreach(p->parent, k, v) json_object_set(renamed, strcmp(k, p->key) == 0 ? name : k, v);
+    json_object_clear(p->parent);
+    json_object_update(p->parent, renamed);
+    json_decref(renamed);
+    return 0;
+}
+
+/* Copies of the source at n places may not pass the view limit: a small
+ * payload with many places and a large source would otherwise grow the
+ * message by their product. */
+int cmi_enrich_within_limit(cmi_msg_t *msg, const cmi_value_t *src, size_t n)
+{
+    size_t each = 0;
+    if (src->type == CMI_VAL_JSON)
+        each = json_dumpb(src->u.json, NULL, 0, JSON_COMPACT);
+    else
+        cmi_value_to_text(msg->arena, src, &each);
+    if (n <= 1 || each <= cmi_msg_view_limit() / n)
+        return 0;
+    return cmi_msg_set_error(msg, CMI_ERR_PAYLOAD_TOO_LARGE, NULL,
+                             "enrich: %zu copies of a %zu-byte source would pass the view limit (%zu bytes)", n, each,
+                             cmi_msg_view_limit());
+}
+
+int cmi_enrich_json_at(cmi_msg_t *msg, json_t **doc, const cmi_json_place_t *places, size_t n,
+                       cmi_enrich_action_t action, const cmi_value_t *src)
+{
+    if (action != CMI_ENRICH_RENAME && cmi_enrich_within_limit(msg, src, n) != 0)
+        return CMI_FLOW_ERROR;
+    for (size_t i = 0; i < n; i++) {
+        const cmi_json_place_t *p = &places[i];
+        int rc = 0;
+        switch (action) {
+        case CMI_ENRICH_REPLACE: {
+            json_t *v = cmi_enrich_as_json(msg, src);
+            if (p->parent == NULL) {
+                json_decref(*doc);
+                *doc = v;
+            } else {
+                rc = p->key ? json_object_set_new(p->parent, p->key, v) : json_array_set_new(p->parent, p->index, v);
+            }
+            break;
+        }
+        case CMI_ENRICH_CHILD:
+            rc = add_child(msg, place_get(p, *doc), cmi_enrich_as_json(msg, src));
+            break;
+        case CMI_ENRICH_SIBLING:
+            rc = add_sibling(msg, p, cmi_enrich_as_json(msg, src));
+            break;
+        case CMI_ENRICH_RENAME: {
+            size_t len;
+            const char *name = cmi_value_to_text(msg->arena, src, &len);
+            while (len > 0 && (*name == ' ' || *name == '\n' || *name == '\r' || *name == '\t'))
+                name++, len--;
+            while (len > 0 && (name[len - 1] == ' ' || name[len - 1] == '\n' || name[len - 1] == '\r' ||
+                               name[len - 1] == '\t'))
+                len--;
+            rc = rename_field(msg, p, cmi_arena_strndup(msg->arena, name, len));
+            break;
+        }
+        case CMI_ENRICH_REMOVE:
+            break; /* cmi_enrich_json_remove() */
+        }
+        if (rc != 0)
+            return msg->error_code ? CMI_FLOW_ERROR
+                                   : cmi_msg_set_error(msg, CMI_ERR_MEDIATION, NULL, "enrich: the JSON edit failed");
+    }
+    return 0;
+}
+
+/* Array items removed from the last to the first, so indexes stay right. */
+static int by_parent_then_index_down(const void *a, const void *b)
+{
+    const cmi_json_place_t *x = a, *y = b;
+    if (x->parent != y->parent)
+        return x->parent < y->parent ? -1 : 1;
+    return x->index < y->index ? 1 : x->index > y->index ? -1 : 0;
+}
+
+void cmi_enrich_json_remove(json_t **doc, cmi_json_place_t *places, size_t n)
+{
+    /* Every parent is held while removing, so that a place inside a removed
+     * part stays valid memory (its removal then changes nothing visible). */
+    for (size_t i = 0; i < n; i++)
+        json_incref(places[i].parent);
+    for (size_t i = 0; i < n; i++)
+        if (places[i].parent != NULL && places[i].key != NULL)
+            json_object_del(places[i].parent, places[i].key);
+    qsort(places, n, sizeof(*places), by_parent_then_index_down);
+    for (size_t i = 0; i < n; i++) {
+        if (places[i].parent == NULL) {
+            json_decref(*doc);
+            *doc = json_null();
+        } else if (places[i].key == NULL && (i == 0 || places[i - 1].parent != places[i].parent ||
+                                            places[i - 1].index != places[i].index || places[i - 1].key != NULL)) {
+            json_array_remove(places[i].parent, places[i].index);
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        json_decref(places[i].parent);
+}
+
+/* ---- XML ------------------------------------------------------------------------- */
+
+int cmi_enrich_xml_at(cmi_msg_t *msg, xmlNodePtr target, cmi_enrich_action_t action, const cmi_value_t *src,
+                      xmlNodePtr replaced)
+{
+    xmlNodePtr node = cmi_enrich_as_xml(msg, src, target->doc);
+    int text = node->type == XML_TEXT_NODE;
+    if (target->type == XML_ATTRIBUTE_NODE || target->type == XML_TEXT_NODE) {
+        if (action != CMI_ENRICH_REPLACE) {
+            xmlFreeNode(node);
+            return cmi_msg_set_error(msg, CMI_ERR_MEDIATION, NULL, "enrich: an attribute or a text can only be replaced");
+        }
+        xmlChar *t = xmlNodeGetContent(node);
+        xmlNodeSetContent(target, t);
+        xmlFree(t);
+        xmlFreeNode(node);
+        return 0;
+    }
+    if (target->type != XML_ELEMENT_NODE) {
+        xmlFreeNode(node);
+        return cmi_msg_set_error(msg, CMI_ERR_MEDIATION, NULL, "enrich: the target is not an element, attribute or text");
+    }
+    switch (action) {
+    case CMI_ENRICH_REPLACE:
+        if (text) { /* text replaces what the element holds, as MI does */
+            xmlChar *t = xmlNodeGetContent(node);
+            xmlNodeSetContent(target, t);
+            xmlFree(t);
+            xmlFreeNode(node);
+        } else {
+            xmlReplaceNode(target, node);
+            xmlAddChild(replaced, target); /* freed by the caller, after whatever still points at it */
+        }
+        break;
+    case CMI_ENRICH_CHILD:
+        xmlAddChild(target, node);
+        break;
+    case CMI_ENRICH_SIBLING:
+        if (target->parent == NULL || target->parent->type == XML_DOCUMENT_NODE) {
+            xmlFreeNode(node);
+            return cmi_msg_set_error(msg, CMI_ERR_MEDIATION, NULL, "enrich: the document's root element has no sibling");
+        }
+        xmlAddNextSibling(target, node);
+        break;
+    default:
+        xmlFreeNode(node);
+        return cmi_msg_set_error(msg, CMI_ERR_MEDIATION, NULL, "enrich: remove and key targets are for JSON only (as in MI)");
+    }
+    /* Declarations the new node repeats from its new ancestors go, as MI's
+     * serialiser writes it (1: libxml2's XML_DOM_RECONNS_REMOVEREDUND, an
+     * option tree.c defines but no header exports). */
+    if (!text && node->parent != NULL)
+        xmlDOMWrapReconcileNamespaces(NULL, node, 1);
+    return 0;
+}
+
+const char *cmi_enrich_markup(cmi_msg_t *msg, xmlNodePtr node, size_t *len)
+{
+    xmlBufferPtr buf = xmlBufferCreate();
+    xmlNodeDump(buf, node->doc, node, 0, 0);
+    *len = (size_t)xmlBufferLength(buf);
+    const char *s = cmi_arena_strndup(msg->arena, (const char *)xmlBufferContent(buf), *len);
+    xmlBufferFree(buf);
+    return s;
+}
