@@ -89,7 +89,7 @@ static unsigned parse_methods(cmi_compile_t *cc, xmlNodePtr node, const char *te
     return set;
 }
 
-/* An inSequence/faultSequence given as an attribute (a key) or as a child
+/* An inSequence/outSequence/faultSequence given as an attribute (a key) or as a child
  * element (inline); both at once is an error. */
 static void compile_handler(cmi_compile_t *cc, xmlNodePtr res, const char *which, const cmi_sequence_t **slot)
 {
@@ -120,25 +120,6 @@ static void compile_handler(cmi_compile_t *cc, xmlNodePtr res, const char *which
             cmi_compile_ref_sequence(cc, on_error, &seq->on_error, cmi_xml_line(inline_seq),
                                      cmi_arena_sprintf(cc->arena, "<%s onError=\"%s\">", which, on_error));
         *slot = seq;
-    }
-}
-
-static void check_out_sequence(cmi_compile_t *cc, xmlNodePtr res)
-{
-    if (cmi_xml_attr(cc, res, "outSequence") != NULL) {
-        cmi_compile_error(cc, res, "<resource>: outSequence is not supported by cmi yet (it runs only after <send>)");
-        return;
-    }
-    for (xmlNodePtr c = res->children; c != NULL; c = c->next) {
-        if (!cmi_xml_is(c, "outSequence"))
-            continue;
-        for (xmlNodePtr m = c->children; m != NULL; m = m->next)
-            if (m->type == XML_ELEMENT_NODE) {
-                cmi_compile_error(cc, c,
-                                  "<outSequence> is not supported by cmi yet (it runs only after <send>); "
-                                  "use <call> in the inSequence");
-                return;
-            }
     }
 }
 
@@ -174,12 +155,14 @@ static cmi_resource_t *compile_resource(cmi_compile_t *cc, cmi_api_t *api, xmlNo
     for (xmlNodePtr c = node->children; c != NULL; c = c->next) {
         if (c->type != XML_ELEMENT_NODE)
             continue;
-        if (!cmi_xml_is(c, "inSequence") && !cmi_xml_is(c, "outSequence") && !cmi_xml_is(c, "faultSequence"))
+        if (!cmi_xml_is(c, "inSequence") && !cmi_xml_is(c, "outSequence") && !cmi_xml_is(c, "faultSequence") &&
+            !cmi_xml_is(c, "description"))
             cmi_compile_error(cc, c, "<resource>: unexpected element <%s>", c->name);
     }
     compile_handler(cc, node, "inSequence", &res->in_seq);
     compile_handler(cc, node, "faultSequence", &res->fault_seq);
-    check_out_sequence(cc, node);
+    compile_handler(cc, node, "outSequence", &res->out_seq);
+    res->has_out_seq = res->out_seq != NULL || cmi_xml_attr(cc, node, "outSequence") != NULL;
     return res;
 }
 
@@ -250,6 +233,8 @@ void cmi_artifact_api(cmi_compile_t *cc, xmlNodePtr root)
             continue;
         if (cmi_xml_is(c, "resource"))
             api->resources[api->count++] = compile_resource(cc, api, c);
+        else if (cmi_xml_is(c, "description"))
+            continue; /* a note */
         else if (cmi_xml_is(c, "handlers"))
             cmi_compile_error(cc, c, "<api>: <handlers> are not supported by cmi yet");
         else

@@ -204,8 +204,8 @@ cmi_sequence_t *cmi_compile_mediators(cmi_compile_t *cc, xmlNodePtr parent, cons
             cmi_compile_error(cc, c, "<%s>: unexpected text inside a mediator list", parent->name);
             continue;
         }
-        if (c->type != XML_ELEMENT_NODE)
-            continue;
+        if (c->type != XML_ELEMENT_NODE || cmi_xml_is(c, "description"))
+            continue; /* <description>: a note, as MI allows in any mediator list */
         cmi_mediator_t *m = cmi_compile_mediator(cc, c);
         if (m != NULL)
             seq->items[seq->count++] = m;

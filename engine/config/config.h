@@ -41,6 +41,11 @@ typedef struct cmi_resource {
     const cmi_pathmatch_t *match;
     const cmi_sequence_t *in_seq;
     const cmi_sequence_t *fault_seq;
+    /* The response path after <send>: the outSequence (inline or by key;
+     * an empty one is a sequence of nothing), or none (has_out_seq 0): the
+     * response goes back to the caller, as Synapse's resources do. */
+    const cmi_sequence_t *out_seq;
+    int has_out_seq;
     const char *file;
     int line;
     /* Set the first time a flow of this resource ends without a response:

@@ -38,6 +38,7 @@ struct cmi_http_request {
     const char *body;
     size_t body_len;
     uint64_t timeout_ms;     /* whole call; 0: none */
+    int http10;              /* HTTP/1.0 (MI's FORCE_HTTP_1.0) */
     size_t max_response;     /* bytes of body; 0: 64 MiB */
     void (*done)(cmi_http_request_t *req); /* curl thread */
     void *data;

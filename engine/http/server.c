@@ -402,6 +402,8 @@ static int run_main(cmi_worker_t *w, h2o_req_t *req, const cmi_config_t *cfg, co
         return 0;
     }
     msg->fault_seq = cfg->fault_seq;
+    msg->out_seq = cfg->main_seq; /* MI's main mediates both directions (<in>, <out>) */
+    msg->has_out_seq = 1;
     copy_request(msg, req);
     msg->sub_path = msg->request_uri;
     msg->rest_postfix = msg->request_uri;
@@ -537,6 +539,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
                                                 (int)qlen, query)
                             : cmi_arena_strndup(msg->arena, path.base + r.ctx_len, path.len - r.ctx_len);
     msg->fault_seq = r.resource->fault_seq ? r.resource->fault_seq : cfg->fault_seq;
+    msg->out_seq = r.resource->out_seq;
+    msg->has_out_seq = r.resource->has_out_seq != 0;
     copy_request(msg, req);
     if (cmi_log_enabled(CMI_LOG_DEBUG))
         log_dispatch(msg);

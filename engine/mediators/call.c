@@ -52,6 +52,10 @@ typedef struct {
     /* <target type>: where the response goes (the payload by default). */
     int target;
     const char *target_name;
+    /* <send>: the request goes when the in path ends, the response runs
+     * the out path (the `receive` sequence, else the out sequence). */
+    int send;
+    const cmi_sequence_t *receive;
 } call_mediator_t;
 
 /* ---- the URL ------------------------------------------------------------------------------ */
@@ -110,6 +114,7 @@ typedef struct {
     const char *body;
     size_t body_len;
     const call_mediator_t *call;
+    const char *fixed_url; /* <send/> to the flow's To address */
 } call_state_t;
 
 static int is_hop_by_hop(const char *name, size_t len)
@@ -183,7 +188,17 @@ static int call_continue(cmi_msg_t *msg, void *data)
         cmi_log_debug("call", "%s %s -> %ld (%zu bytes) (message %s)", req->method, req->url, req->status,
                       req->response_len, msg->id);
         cmi_http_request_dispose(req);
-        return CMI_FLOW_CONTINUE;
+        if (!c->send)
+            return CMI_FLOW_CONTINUE;
+        if (cmi_msg_prop_true(msg, CMI_SCOPE_DEFAULT, "OUT_ONLY")) {
+            msg->nframes = 0; /* OUT_ONLY: nothing waits for the response (the caller has its 202) */
+            return CMI_FLOW_DONE;
+        }
+        if (c->receive == NULL)
+            return cmi_flow_enter_out_path(msg);
+        msg->nframes = 0; /* <send receive="seq">: that sequence takes the response */
+        msg->out_path = 1;
+        return cmi_flow_push(msg, c->receive);
     }
     static const struct {
         int code;
@@ -205,6 +220,49 @@ static int call_continue(cmi_msg_t *msg, void *data)
     return start_attempt(msg, st); /* the next leaf of a group, or the fault */
 }
 
+/* The request as the message holds it now: the transport headers (but
+ * those of the connection and the body's framing), the payload and its
+ * type.  Built once per call (a <send> builds it where it stands). */
+static int build_request(cmi_msg_t *msg, call_state_t *st)
+{
+    st->lines = cmi_arena_calloc(msg->arena, msg->headers.count + 2, sizeof(*st->lines));
+    for (size_t i = 0; i < msg->headers.count; i++) {
+        const cmi_header_t *h = &msg->headers.items[i];
+        if (is_hop_by_hop(h->name, h->name_len))
+            continue;
+        /* A name or value that could not be on the wire (CR, LF: a
+         * header set from a property or a broker message) is not sent:
+         * curl would write it as it is. */
+        if (!cmi_header_valid(h->name, h->name_len, h->value, h->value_len)) {
+            cmi_log_warn("call", "header %.*s not sent to the backend: not a valid HTTP header (message %s)",
+                         (int)h->name_len, h->name, msg->id);
+            continue;
+        }
+        st->lines[st->nlines++] = cmi_arena_sprintf(msg->arena, "%.*s: %.*s", (int)h->name_len, h->name,
+                                                    (int)h->value_len, h->value);
+    }
+    const call_mediator_t *c = st->call;
+    const char *ct = c->source == SRC_BODY ? msg->payload.content_type : c->source_type;
+    if (ct != NULL && *ct != '\0' && cmi_header_valid("Content-Type", 12, ct, strlen(ct)))
+        st->ct_line = cmi_arena_sprintf(msg->arena, "Content-Type: %s", ct);
+    else
+        st->ct_line = "Content-Type:"; /* none, rather than curl's form-urlencoded */
+    if (c->source == SRC_BODY) {
+        st->body = cmi_msg_payload_bytes(msg, &st->body_len);
+    } else if (c->source == SRC_INLINE) {
+        st->body = c->source_text;
+        st->body_len = strlen(c->source_text);
+    } else if (c->source == SRC_PROPERTY) {
+        st->body = cmi_msg_prop_text(msg, CMI_SCOPE_DEFAULT, c->source_text);
+        if (st->body == NULL)
+            st->body = "";
+        st->body_len = strlen(st->body);
+    } else if (cmi_expr_eval_text(c->source_expr, msg, &st->body, &st->body_len) != 0) {
+        return CMI_FLOW_ERROR;
+    }
+    return 0;
+}
+
 /* Picks a leaf and sends the request to it. */
 static int start_attempt(cmi_msg_t *msg, call_state_t *st)
 {
@@ -222,61 +280,29 @@ static int start_attempt(cmi_msg_t *msg, call_state_t *st)
     cmi_http_client_t *client = msg->worker != NULL ? msg->worker->engine->http_client : NULL;
     if (client == NULL)
         return cmi_msg_set_error(msg, CMI_ERR_SENDING, "Error in Sender", "no HTTP client in this context");
-    cmi_strbuf_t url;
-    cmi_strbuf_init(&url, msg->arena, 128);
-    if (cmi_template_render(ep->uri, msg, NULL, 0, &url) != 0)
-        return CMI_FLOW_ERROR;
     cmi_http_request_t *req = &st->req;
     memset(req, 0, sizeof(*req));
-    req->url = expand_uri_vars(msg, url.data, url.len);
+    if (st->fixed_url != NULL) {
+        req->url = st->fixed_url; /* a To address is used as it is: nothing in it is expanded */
+    } else {
+        cmi_strbuf_t url;
+        cmi_strbuf_init(&url, msg->arena, 128);
+        if (cmi_template_render(ep->uri, msg, NULL, 0, &url) != 0)
+            return CMI_FLOW_ERROR;
+        req->url = expand_uri_vars(msg, url.data, url.len);
+    }
     req->method = ep->method ? ep->method : msg->method ? msg->method : "POST";
     int with_body = strcmp(req->method, "POST") == 0 || strcmp(req->method, "PUT") == 0 ||
                     strcmp(req->method, "PATCH") == 0;
-    if (st->lines == NULL) {
-        /* The request: the transport headers (but those of the connection
-         * and the body's framing), the payload and its type. */
-        st->lines = cmi_arena_calloc(msg->arena, msg->headers.count + 2, sizeof(*st->lines));
-        for (size_t i = 0; i < msg->headers.count; i++) {
-            const cmi_header_t *h = &msg->headers.items[i];
-            if (is_hop_by_hop(h->name, h->name_len))
-                continue;
-            /* A name or value that could not be on the wire (CR, LF: a
-             * header set from a property or a broker message) is not sent:
-             * curl would write it as it is. */
-            if (!cmi_header_valid(h->name, h->name_len, h->value, h->value_len)) {
-                cmi_log_warn("call", "header %.*s not sent to the backend: not a valid HTTP header (message %s)",
-                             (int)h->name_len, h->name, msg->id);
-                continue;
-            }
-            st->lines[st->nlines++] = cmi_arena_sprintf(msg->arena, "%.*s: %.*s", (int)h->name_len, h->name,
-                                                        (int)h->value_len, h->value);
-        }
-        const call_mediator_t *c = st->call;
-        const char *ct = c->source == SRC_BODY ? msg->payload.content_type : c->source_type;
-        if (ct != NULL && *ct != '\0' && cmi_header_valid("Content-Type", 12, ct, strlen(ct)))
-            st->ct_line = cmi_arena_sprintf(msg->arena, "Content-Type: %s", ct);
-        else
-            st->ct_line = "Content-Type:"; /* none, rather than curl's form-urlencoded */
-        if (c->source == SRC_BODY) {
-            st->body = cmi_msg_payload_bytes(msg, &st->body_len);
-        } else if (c->source == SRC_INLINE) {
-            st->body = c->source_text;
-            st->body_len = strlen(c->source_text);
-        } else if (c->source == SRC_PROPERTY) {
-            st->body = cmi_msg_prop_text(msg, CMI_SCOPE_DEFAULT, c->source_text);
-            if (st->body == NULL)
-                st->body = "";
-            st->body_len = strlen(st->body);
-        } else if (cmi_expr_eval_text(c->source_expr, msg, &st->body, &st->body_len) != 0) {
-            return CMI_FLOW_ERROR;
-        }
-    }
+    if (st->lines == NULL && build_request(msg, st) != 0)
+        return CMI_FLOW_ERROR;
     st->lines[st->nlines] = st->ct_line;
     req->headers = st->lines;
     req->nheaders = st->nlines + (with_body && st->ct_line != NULL);
     req->body = with_body ? st->body : NULL;
     req->body_len = with_body ? st->body_len : 0;
     req->timeout_ms = ep->timeout_ms ? ep->timeout_ms : 60000;
+    req->http10 = cmi_msg_prop_true(msg, CMI_SCOPE_AXIS2, "FORCE_HTTP_1.0");
     req->done = on_done;
     req->data = st;
     msg->resume_fn = call_continue;
@@ -286,6 +312,55 @@ static int start_attempt(cmi_msg_t *msg, call_state_t *st)
     return rc;
 }
 
+static int send_at_end(cmi_msg_t *msg, void *data)
+{
+    call_state_t *st = data;
+    msg->suspended_by = &st->call->base; /* names it if the attempt fails */
+    return start_attempt(msg, st);
+}
+
+/* <send/> without an endpoint, in the in path: the To address the flow set
+ * (a header or property mediator), never one a client sent: cmi is not an
+ * open proxy.  MI's built-in To (the request's own path) is not a target. */
+static int implicit_target(cmi_msg_t *msg, call_state_t *st)
+{
+    static cmi_endpoint_state_t state = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    static const cmi_endpoint_t to_address = {.where = "the To address", .kind = CMI_EP_LEAF, .state = &state};
+    const cmi_value_t *to = cmi_kvlist_get(&msg->props[CMI_SCOPE_DEFAULT], "To");
+    const char *url = to ? cmi_value_to_text(msg->arena, to, NULL) : NULL;
+    if (url == NULL || *url == '\0')
+        return cmi_msg_set_error(msg, CMI_ERR_SENDING, "Error in Sender",
+                                 "<send/> without an endpoint needs a To address set by the flow (<header name=\"To\">"
+                                 " or a To property); cmi never sends to an address from the request");
+    if (strncasecmp(url, "http://", 7) != 0 && strncasecmp(url, "https://", 8) != 0)
+        return cmi_msg_set_error(msg, CMI_ERR_SENDING, "Error in Sender",
+                                 "<send/>: the To address '%s' is not an http:// or https:// URL", url);
+    st->top = &to_address;
+    st->fixed_url = url;
+    return 0;
+}
+
+/* <send>: in the out path (or with the RESPONSE property true), without an
+ * endpoint, the response goes back to the caller; else the request is built here, as the message is now, and
+ * goes when the in path ends (mediators after <send> run first, as MI's
+ * asynchronous send lets them). */
+static int run_send(const call_mediator_t *c, cmi_msg_t *msg, call_state_t *st)
+{
+    if (c->endpoint == NULL && (msg->out_path || cmi_msg_prop_true(msg, CMI_SCOPE_DEFAULT, "RESPONSE"))) {
+        cmi_flow_respond(msg);
+        return CMI_FLOW_DONE;
+    }
+    if (c->endpoint == NULL && implicit_target(msg, st) != 0)
+        return CMI_FLOW_ERROR;
+    if (msg->at_end != NULL)
+        return cmi_msg_set_error(msg, CMI_ERR_MEDIATION, NULL, "a second <send> in one path: cmi sends one request per path");
+    if (build_request(msg, st) != 0)
+        return CMI_FLOW_ERROR;
+    msg->at_end = send_at_end;
+    msg->at_end_data = st;
+    return CMI_FLOW_CONTINUE;
+}
+
 static int run_call(const cmi_mediator_t *m, cmi_msg_t *msg)
 {
     const call_mediator_t *c = (const call_mediator_t *)m;
@@ -293,6 +368,8 @@ static int run_call(const cmi_mediator_t *m, cmi_msg_t *msg)
     st->msg = msg;
     st->top = c->endpoint;
     st->call = c;
+    if (c->send)
+        return run_send(c, msg, st);
     return start_attempt(msg, st);
 }
 
@@ -385,6 +462,20 @@ static int compile_target_of_call(cmi_compile_t *cc, xmlNodePtr node, call_media
     return 0;
 }
 
+/* <endpoint key="name"/> (resolved now: endpoints load first) or inline. */
+static int resolve_endpoint(cmi_compile_t *cc, xmlNodePtr ep, call_mediator_t *c)
+{
+    const char *key = cmi_xml_attr(cc, ep, "key");
+    if (key != NULL && *key != '\0') {
+        c->endpoint = cmi_htab_gets(&cc->config->endpoints, key);
+        if (c->endpoint == NULL)
+            cmi_compile_error(cc, ep, "<endpoint key=\"%s\">: no endpoint of that name in endpoints/", key);
+    } else {
+        c->endpoint = cmi_compile_endpoint(cc, ep);
+    }
+    return c->endpoint != NULL ? 0 : -1;
+}
+
 cmi_mediator_t *cmi_compile_call(cmi_compile_t *cc, xmlNodePtr node)
 {
     if (cmi_xml_check_attrs(cc, node, cmi_common_mediator_attrs, call_attrs))
@@ -411,17 +502,36 @@ cmi_mediator_t *cmi_compile_call(cmi_compile_t *cc, xmlNodePtr node)
         cmi_compile_error(cc, node, "<call>: give an <endpoint> (key=\"name\" or inline)");
         return NULL;
     }
-    const char *key = cmi_xml_attr(cc, ep, "key");
-    if (key != NULL && *key != '\0') {
-        c->endpoint = cmi_htab_gets(&cc->config->endpoints, key);
-        if (c->endpoint == NULL) {
-            cmi_compile_error(cc, ep, "<endpoint key=\"%s\">: no endpoint of that name in endpoints/", key);
+    return resolve_endpoint(cc, ep, c) == 0 ? &c->base : NULL;
+}
+
+static const cmi_attr_rule_t send_attrs[] = {
+    {"receive", CMI_ATTR_OK},
+    {"buildmessage", CMI_ATTR_OK}, /* cmi builds what it reads, when it reads it */
+    {NULL, 0},
+};
+
+/* <send [receive="seq"]> with an <endpoint> (key or inline), or none (the
+ * flow's To address in the in path; back to the caller in the out path). */
+cmi_mediator_t *cmi_compile_send(cmi_compile_t *cc, xmlNodePtr node)
+{
+    if (cmi_xml_check_attrs(cc, node, cmi_common_mediator_attrs, send_attrs))
+        return NULL;
+    call_mediator_t *c = cmi_mediator_new(cc, node, sizeof(*c), run_call);
+    c->send = 1;
+    xmlNodePtr ep = NULL;
+    for (xmlNodePtr ch = node->children; ch != NULL; ch = ch->next) {
+        if (ch->type != XML_ELEMENT_NODE || cmi_xml_is(ch, "description"))
+            continue;
+        if (!cmi_xml_is(ch, "endpoint") || ep != NULL) {
+            cmi_compile_error(cc, ch, "<send>: unexpected element <%s> (one <endpoint>)", ch->name);
             return NULL;
         }
-    } else {
-        c->endpoint = cmi_compile_endpoint(cc, ep);
-        if (c->endpoint == NULL)
-            return NULL;
+        ep = ch;
     }
-    return &c->base;
+    const char *receive = cmi_xml_attr(cc, node, "receive");
+    if (receive != NULL && *receive != '\0')
+        cmi_compile_ref_sequence(cc, receive, &c->receive, cmi_xml_line(node),
+                                 cmi_arena_sprintf(cc->arena, "<send receive=\"%s\">", receive));
+    return ep == NULL || resolve_endpoint(cc, ep, c) == 0 ? &c->base : NULL;
 }

@@ -91,7 +91,7 @@ int cmi_compile_branches(cmi_compile_t *cc, xmlNodePtr node, const cmi_sequence_
         return 0;
     }
     for (xmlNodePtr c = node->children; c != NULL; c = c->next)
-        if (c->type == XML_ELEMENT_NODE && c != then_el && c != else_el)
+        if (c->type == XML_ELEMENT_NODE && c != then_el && c != else_el && !cmi_xml_is(c, "description"))
             cmi_compile_warn(cc, c, "<%s>: <%s> beside <then>/<else> is ignored (as MI does)", node->name, c->name);
     compile_branch(cc, then_el, then_seq);
     if (else_el != NULL)

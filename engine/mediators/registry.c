@@ -17,6 +17,11 @@ static const cmi_mediator_kind_t kinds[] = {
     {"switch", cmi_compile_switch},
     {"call", cmi_compile_call},
     {"enrich", cmi_compile_enrich},
+    {"send", cmi_compile_send},
+    {"in", cmi_compile_in},
+    {"out", cmi_compile_out},
+    {"loopback", cmi_compile_loopback},
+    {"makefault", cmi_compile_makefault},
     {NULL, NULL},
 };
 
@@ -31,13 +36,13 @@ static int test_kinds_enabled;
  * supported by cmi yet" rather than "unknown", so a user knows the artifact
  * is right and cmi is what is missing. */
 static const char *const mi_unsupported[] = {
-    "send", "callout", "class", "script", "xslt",
+    "callout", "class", "script", "xslt",
     "fastXSLT", "xquery", "validate", "iterate", "aggregate", "clone", "foreach", "forEach",
-    "cache", "throttle", "store", "loopback", "makefault", "datamapper", "dataServiceCall",
+    "cache", "throttle", "store", "datamapper", "dataServiceCall",
     "dblookup", "dbreport", "smooks", "rule", "bean", "ejb", "pojoCommand", "spring",
     "entitlementService", "oauthService", "event", "builder", "jsontransform", "transaction",
     "publishEvent", "conditionalRouter", "router", "urlRewrite", "bam", "ntlm", "scatter-gather",
-    "throwError", "call-template", "enqueue", "in", "out", "propertyGroup", "sendBack", "kerberos",
+    "throwError", "call-template", "enqueue", "propertyGroup", "sendBack", "kerberos",
     "foreachMediator", "jsonTransform", "trigger", NULL,
 };
 

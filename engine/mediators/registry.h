@@ -37,6 +37,11 @@ cmi_mediator_t *cmi_compile_filter(cmi_compile_t *cc, xmlNodePtr node);
 cmi_mediator_t *cmi_compile_switch(cmi_compile_t *cc, xmlNodePtr node);
 cmi_mediator_t *cmi_compile_call(cmi_compile_t *cc, xmlNodePtr node);
 cmi_mediator_t *cmi_compile_enrich(cmi_compile_t *cc, xmlNodePtr node);
+cmi_mediator_t *cmi_compile_send(cmi_compile_t *cc, xmlNodePtr node);
+cmi_mediator_t *cmi_compile_in(cmi_compile_t *cc, xmlNodePtr node);
+cmi_mediator_t *cmi_compile_out(cmi_compile_t *cc, xmlNodePtr node);
+cmi_mediator_t *cmi_compile_loopback(cmi_compile_t *cc, xmlNodePtr node);
+cmi_mediator_t *cmi_compile_makefault(cmi_compile_t *cc, xmlNodePtr node);
 
 /* <then>/<else> children, or bare mediators as the then branch (filter). */
 int cmi_compile_branches(cmi_compile_t *cc, xmlNodePtr node, const cmi_sequence_t **then_seq,

@@ -97,6 +97,7 @@ static void flow_error(cmi_msg_t *msg, const cmi_mediator_t *m)
         cmi_msg_prop_set(msg, CMI_SCOPE_DEFAULT, "ERROR_DETAIL", cmi_value_cstring(msg->error_detail));
     const cmi_sequence_t *handler = msg->in_fault ? NULL : fault_handler(msg);
     msg->nframes = 0;
+    msg->at_end = NULL; /* a <send> waiting for the path's end is not sent */
     msg->in_fault = 1;
     msg->fault_unhandled = handler == NULL;
     if (handler != NULL)
@@ -116,6 +117,16 @@ static void flow_finish(cmi_msg_t *msg)
 static void flow_run(cmi_msg_t *msg)
 {
     for (;;) {
+        if (msg->nframes == 0 && msg->at_end != NULL) {
+            int (*fn)(cmi_msg_t *, void *) = msg->at_end;
+            msg->at_end = NULL;
+            int rc = fn(msg, msg->at_end_data);
+            if (rc == CMI_FLOW_SUSPENDED)
+                return;
+            if (rc == CMI_FLOW_ERROR)
+                flow_error(msg, NULL);
+            continue;
+        }
         if (msg->nframes == 0) {
             flow_finish(msg);
             return;
@@ -144,6 +155,19 @@ static void flow_run(cmi_msg_t *msg)
             break;
         }
     }
+}
+
+int cmi_flow_enter_out_path(cmi_msg_t *msg)
+{
+    msg->nframes = 0;
+    msg->out_path = 1;
+    if (!msg->has_out_seq) {
+        cmi_flow_respond(msg);
+        return CMI_FLOW_DONE;
+    }
+    if (msg->out_seq == NULL)
+        return CMI_FLOW_DONE; /* an empty outSequence: nothing answers (see http_finish) */
+    return cmi_flow_push(msg, msg->out_seq);
 }
 
 void cmi_flow_start(cmi_msg_t *msg, const cmi_sequence_t *seq)

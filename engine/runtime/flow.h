@@ -78,6 +78,11 @@ void cmi_flow_set_resume_hook(void (*hook)(cmi_msg_t *msg));
 /* Runs seq next, then returns to the current sequence.  Returns
  * CMI_FLOW_CONTINUE, or CMI_FLOW_ERROR (error slot set) past the depth limit. */
 int cmi_flow_push(cmi_msg_t *msg, const cmi_sequence_t *seq);
+/* Turns the message to its response path: the in path's frames go, the
+ * out sequence chosen at dispatch runs next; without one the message is
+ * answered now (MI: "no out-sequence configured: sending the response
+ * back").  Returns the flow code for the mediator to return. */
+int cmi_flow_enter_out_path(cmi_msg_t *msg);
 /* Sends the response to the message's caller now (once; later calls do
  * nothing).  The respond mediator and the error path use it. */
 void cmi_flow_respond(cmi_msg_t *msg);

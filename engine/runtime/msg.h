@@ -127,9 +127,19 @@ struct cmi_msg {
     } *frames;
     size_t nframes, frames_cap;
     const cmi_sequence_t *fault_seq; /* resource faultSequence, else the fault sequence */
+    /* The response path (<send>, <loopback>): what runs on the response
+     * (NULL with has_out_seq: nothing; without: the response goes back to
+     * the caller), chosen at dispatch; out_path once it runs. */
+    const cmi_sequence_t *out_seq;
+    /* Runs once when the current path ends (a <send> waiting for the rest
+     * of the in path); an error on the way cancels it. */
+    int (*at_end)(cmi_msg_t *msg, void *data);
+    void *at_end_data;
     const cmi_mediator_t *suspended_by;
     unsigned suspended : 1;
     unsigned in_fault : 1;
+    unsigned has_out_seq : 1;
+    unsigned out_path : 1; /* the response direction (<in>/<out>, <send/>) */
     unsigned fault_unhandled : 1; /* the last error found no fault sequence */
     unsigned responded : 1;
     unsigned dropped : 1;

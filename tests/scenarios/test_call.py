@@ -58,7 +58,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         n = int(self.headers.get("Content-Length", "0"))
         body = self.rfile.read(n).decode()
-        self.server.seen.append((self.command, self.path, dict(self.headers)))
+        self.server.seen.append((self.command, self.path, dict(self.headers, **{":version": self.request_version})))
         self.answer(201, json.dumps({"got": json.loads(body), "type": self.headers.get("Content-Type")}))
 
 
