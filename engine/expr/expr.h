@@ -81,7 +81,8 @@ int cmi_expr_json_places(const cmi_expr_t *e, cmi_msg_t *msg, json_t *root, cmi_
 int cmi_expr_is_xpath(const cmi_expr_t *e);
 /* A new document holding the payload as XPath sees it (inside a SOAP
  * envelope; a JSON payload as MI's XML form), the caller's to free; NULL
- * with the error slot set (e names the expression in the message). */
+ * with the error slot set (e, which may be NULL, names the expression in
+ * the message). */
 xmlDocPtr cmi_expr_payload_doc(const cmi_expr_t *e, cmi_msg_t *msg);
 /* Evaluates the XPath e over doc: the result, the caller's to free
  * (xmlXPathFreeObject), or NULL with the error slot set. */

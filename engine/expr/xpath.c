@@ -486,7 +486,8 @@ int cmi_expr_is_xpath(const cmi_expr_t *e)
 
 xmlDocPtr cmi_expr_payload_doc(const cmi_expr_t *e, cmi_msg_t *msg)
 {
-    ex_ctx_t c = {.expr = e, .msg = msg};
+    static const cmi_expr_t unnamed = {.text = "the payload"};
+    ex_ctx_t c = {.expr = e ? e : &unnamed, .msg = msg};
     xmlDocPtr doc = xmlNewDoc((const xmlChar *)"1.0");
     if (fill_doc(&c, doc) != 0) {
         xmlFreeDoc(doc);

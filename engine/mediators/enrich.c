@@ -164,7 +164,7 @@ static int edit_json(const enrich_mediator_t *e, cmi_msg_t *msg, json_t **doc, c
     if (json_places(e, msg, *doc, &places, &n) != 0)
         goto fail;
     if (e->action == CMI_ENRICH_REMOVE) {
-        cmi_enrich_json_remove(doc, places, n);
+        cmi_enrich_json_remove(doc, places, n, msg);
         return 0;
     }
     if (e->dst == PART_CUSTOM && e->dst_name == NULL && n == 0)

@@ -32,8 +32,8 @@ int cmi_enrich_within_limit(cmi_msg_t *msg, const cmi_value_t *src, size_t n);
  * *doc (which a replace of "$" swaps).  Returns 0 or CMI_FLOW_ERROR. */
 int cmi_enrich_json_at(cmi_msg_t *msg, json_t **doc, const cmi_json_place_t *places, size_t n,
                        cmi_enrich_action_t action, const cmi_value_t *src);
-/* Removes the places (reordered) from *doc. */
-void cmi_enrich_json_remove(json_t **doc, cmi_json_place_t *places, size_t n);
+/* Removes the places from *doc. */
+void cmi_enrich_json_remove(json_t **doc, const cmi_json_place_t *places, size_t n, cmi_msg_t *msg);
 
 /* Applies a replace, child or sibling with src at an XML node (an element,
  * an attribute or a text).  An element replaced is moved under `replaced`

@@ -78,57 +78,138 @@ xmlNodePtr cmi_enrich_as_xml(cmi_msg_t *msg, const cmi_value_t *v, xmlDocPtr int
 
 /* ---- JSON ------------------------------------------------------------------------ */
 
-static json_t *place_get(const cmi_json_place_t *p, json_t *doc)
+/* Places grouped by the object or array holding them, array items in
+ * ascending order: the edits of one array are made in one pass. */
+static int by_parent_then_index(const void *a, const void *b)
 {
-    if (p->parent == NULL)
-        return doc;
-    return p->key ? json_object_get(p->parent, p->key) : json_array_get(p->parent, p->index);
+    const cmi_json_place_t *x = a, *y = b;
+    if (x->parent != y->parent)
+        return x->parent < y->parent ? -1 : 1;
+    return x->index < y->index ? -1 : x->index > y->index ? 1 : 0;
 }
 
-/* Adds v (a reference the function takes) inside node: an array gets it
- * last, an object the fields of an object. */
+/* The places sorted (a copy in the message's arena), every parent held
+ * until cmi_enrich_places_release(): a place whose parent an earlier edit
+ * took out of the document (paths reaching nested parts) stays valid
+ * memory, and its edit changes nothing visible. */
+static cmi_json_place_t *places_hold(cmi_msg_t *msg, const cmi_json_place_t *given, size_t n)
+{
+    cmi_json_place_t *places = cmi_arena_memdup(msg->arena, given, n * sizeof(*given));
+    qsort(places, n, sizeof(*places), by_parent_then_index);
+    for (size_t i = 0; i < n; i++)
+        json_incref(places[i].parent);
+    return places;
+}
+
+static void places_release(cmi_json_place_t *places, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        json_decref(places[i].parent);
+}
+
+/* The places [*i, end) of one array, applied in one pass: the items at
+ * them removed (v NULL), or each followed by a copy of v.  An insert or a
+ * removal per place would move the rest of the array each time: quadratic
+ * in a path such as $.items[*]. */
+static void rebuild_array(json_t *arr, const cmi_json_place_t *p, size_t n, json_t *v)
+{
+    json_t *out = json_array();
+    size_t k = 0, len = json_array_size(arr);
+    for (size_t i = 0; i < len; i++) {
+        int hit = 0;
+        for (; k < n && p[k].index == i; k++)
+            hit = 1;
+        if (!hit || v != NULL)
+            json_array_append(out, json_array_get(arr, i));
+        if (hit && v != NULL)
+            json_array_append_new(out, json_deep_copy(v));
+    }
+    json_array_clear(arr);
+    json_array_extend(arr, out);
+    json_decref(out);
+}
+
+/* The end of the group of places sharing places[i]'s parent. */
+static size_t group_end(const cmi_json_place_t *places, size_t n, size_t i)
+{
+    size_t j = i;
+    while (j < n && places[j].parent == places[i].parent)
+        j++;
+    return j;
+}
+
+/* Adds v inside node: an array gets a copy last, an object the fields of
+ * an object. */
 static int add_child(cmi_msg_t *msg, json_t *node, json_t *v)
 {
     if (json_is_array(node))
-        return json_array_append_new(node, v);
-    if (json_is_object(node) && json_is_object(v)) {
-        int rc = json_object_update(node, v);
-        json_decref(v);
-        return rc;
-    }
-    json_decref(v);
+        return json_array_append_new(node, json_deep_copy(v));
+    if (json_is_object(node) && json_is_object(v))
+        return json_object_update(node, v);
     return cmi_msg_set_error(msg, CMI_ERR_MEDIATION, NULL,
                              "enrich: a child can be added to an array, or an object's fields to an object, not to %s",
                              json_is_object(node) ? "an object (the source is not an object)" : "a JSON value");
 }
 
-static int add_sibling(cmi_msg_t *msg, const cmi_json_place_t *p, json_t *v)
+/* Beside array items: a copy after each (one pass per array); beside an
+ * object's field: the fields of an object source. */
+static int add_siblings(cmi_msg_t *msg, const cmi_json_place_t *places, size_t n, json_t *v)
 {
-    if (p->parent != NULL && p->key == NULL)
-        return json_array_insert_new(p->parent, p->index + 1, v);
-    if (p->parent != NULL && json_is_object(v)) {
-        int rc = json_object_update(p->parent, v);
-        json_decref(v);
-        return rc;
+    for (size_t i = 0; i < n;) {
+        size_t end = group_end(places, n, i);
+        const cmi_json_place_t *p = &places[i];
+        if (p->parent != NULL && p->key == NULL) {
+            rebuild_array(p->parent, p, end - i, v);
+        } else if (p->parent != NULL && json_is_object(v)) {
+            json_object_update(p->parent, v);
+        } else {
+            return cmi_msg_set_error(msg, CMI_ERR_MEDIATION, NULL,
+                                     "enrich: a sibling is added beside an item of an array, or as fields beside a "
+                                     "field, not beside %s",
+                                     p->parent == NULL ? "the whole document" : "a field (the source is not an object)");
+        }
+        i = end;
     }
-    json_decref(v);
-    return cmi_msg_set_error(msg, CMI_ERR_MEDIATION, NULL,
-                             "enrich: a sibling is added beside an item of an array, or as fields beside a field, "
-                             "not beside %s", p->parent == NULL ? "the whole document" : "a field (the source is not an object)");
+    return 0;
 }
 
-/* Renames the field at p, keeping its place among the object's fields. */
-static int rename_field(cmi_msg_t *msg, const cmi_json_place_t *p, const char *name)
+/* The text of a key target's source, without the blanks around it (an
+ * inline source is written on a line of its own). */
+static const char *new_key(cmi_msg_t *msg, const cmi_value_t *src)
 {
-    if (p->key == NULL)
-        return cmi_msg_set_error(msg, CMI_ERR_MEDIATION, NULL, "enrich: a key target must name an object's field");
-    json_t *renamed = json_object();
-    const char *k;
-    json_t *v;
-    json_object_foreach(p->parent, k, v) json_object_set(renamed, strcmp(k, p->key) == 0 ? name : k, v);
-    json_object_clear(p->parent);
-    json_object_update(p->parent, renamed);
-    json_decref(renamed);
+    size_t len;
+    const char *name = cmi_value_to_text(msg->arena, src, &len);
+    while (len > 0 && (*name == ' ' || *name == '\n' || *name == '\r' || *name == '\t'))
+        name++, len--;
+    while (len > 0 && (name[len - 1] == ' ' || name[len - 1] == '\n' || name[len - 1] == '\r' || name[len - 1] == '\t'))
+        len--;
+    return cmi_arena_strndup(msg->arena, name, len);
+}
+
+/* Renames the fields at the places, keeping each in its place among its
+ * object's fields: one rebuild per object, whatever number of its fields
+ * the path names. */
+static int rename_fields(cmi_msg_t *msg, const cmi_json_place_t *places, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n;) {
+        size_t end = group_end(places, n, i);
+        json_t *obj = places[i].parent, *keys = json_object();
+        for (; i < end; i++) {
+            if (places[i].key == NULL) {
+                json_decref(keys);
+                return cmi_msg_set_error(msg, CMI_ERR_MEDIATION, NULL, "enrich: a key target must name an object's field");
+            }
+            json_object_set_new(keys, places[i].key, json_true());
+        }
+        json_t *renamed = json_object();
+        const char *k;
+        json_t *v;
+        json_object_foreach(obj, k, v) json_object_set(renamed, json_object_get(keys, k) ? name : k, v);
+        json_object_clear(obj);
+        json_object_update(obj, renamed);
+        json_decref(renamed);
+        json_decref(keys);
+    }
     return 0;
 }
 
@@ -149,82 +230,75 @@ int cmi_enrich_within_limit(cmi_msg_t *msg, const cmi_value_t *src, size_t n)
                              cmi_msg_view_limit());
 }
 
-int cmi_enrich_json_at(cmi_msg_t *msg, json_t **doc, const cmi_json_place_t *places, size_t n,
-                       cmi_enrich_action_t action, const cmi_value_t *src)
+static int replace_at(json_t **doc, const cmi_json_place_t *places, size_t n, json_t *v)
 {
-    if (action != CMI_ENRICH_RENAME && cmi_enrich_within_limit(msg, src, n) != 0)
-        return CMI_FLOW_ERROR;
     for (size_t i = 0; i < n; i++) {
         const cmi_json_place_t *p = &places[i];
-        int rc = 0;
-        switch (action) {
-        case CMI_ENRICH_REPLACE: {
-            json_t *v = cmi_enrich_as_json(msg, src);
-            if (p->parent == NULL) {
-                json_decref(*doc);
-                *doc = v;
-            } else {
-                rc = p->key ? json_object_set_new(p->parent, p->key, v) : json_array_set_new(p->parent, p->index, v);
-            }
-            break;
+        if (p->parent == NULL) {
+            json_decref(*doc);
+            *doc = json_deep_copy(v);
+        } else if ((p->key ? json_object_set_new(p->parent, p->key, json_deep_copy(v))
+                           : json_array_set_new(p->parent, p->index, json_deep_copy(v))) != 0) {
+            return -1;
         }
-        case CMI_ENRICH_CHILD:
-            rc = add_child(msg, place_get(p, *doc), cmi_enrich_as_json(msg, src));
-            break;
-        case CMI_ENRICH_SIBLING:
-            rc = add_sibling(msg, p, cmi_enrich_as_json(msg, src));
-            break;
-        case CMI_ENRICH_RENAME: {
-            size_t len;
-            const char *name = cmi_value_to_text(msg->arena, src, &len);
-            while (len > 0 && (*name == ' ' || *name == '\n' || *name == '\r' || *name == '\t'))
-                name++, len--;
-            while (len > 0 && (name[len - 1] == ' ' || name[len - 1] == '\n' || name[len - 1] == '\r' ||
-                               name[len - 1] == '\t'))
-                len--;
-            rc = rename_field(msg, p, cmi_arena_strndup(msg->arena, name, len));
-            break;
-        }
-        case CMI_ENRICH_REMOVE:
-            break; /* cmi_enrich_json_remove() */
-        }
-        if (rc != 0)
-            return msg->error_code ? CMI_FLOW_ERROR
-                                   : cmi_msg_set_error(msg, CMI_ERR_MEDIATION, NULL, "enrich: the JSON edit failed");
     }
     return 0;
 }
 
-/* Array items removed from the last to the first, so indexes stay right. */
-static int by_parent_then_index_down(const void *a, const void *b)
+static int edit_places(cmi_msg_t *msg, json_t **doc, const cmi_json_place_t *places, size_t n,
+                       cmi_enrich_action_t action, json_t *v)
 {
-    const cmi_json_place_t *x = a, *y = b;
-    if (x->parent != y->parent)
-        return x->parent < y->parent ? -1 : 1;
-    return x->index < y->index ? 1 : x->index > y->index ? -1 : 0;
+    if (action == CMI_ENRICH_REPLACE)
+        return replace_at(doc, places, n, v) == 0 ? 0 : cmi_msg_set_error(msg, CMI_ERR_MEDIATION, NULL,
+                                                                          "enrich: the JSON edit failed");
+    if (action == CMI_ENRICH_SIBLING)
+        return add_siblings(msg, places, n, v);
+    for (size_t i = 0; i < n; i++) { /* child */
+        const cmi_json_place_t *p = &places[i];
+        json_t *node = p->parent == NULL ? *doc
+                       : p->key         ? json_object_get(p->parent, p->key)
+                                        : json_array_get(p->parent, p->index);
+        if (add_child(msg, node, v) != 0)
+            return CMI_FLOW_ERROR;
+    }
+    return 0;
 }
 
-void cmi_enrich_json_remove(json_t **doc, cmi_json_place_t *places, size_t n)
+int cmi_enrich_json_at(cmi_msg_t *msg, json_t **doc, const cmi_json_place_t *given, size_t n,
+                       cmi_enrich_action_t action, const cmi_value_t *src)
 {
-    /* Every parent is held while removing, so that a place inside a removed
-     * part stays valid memory (its removal then changes nothing visible). */
-    for (size_t i = 0; i < n; i++)
-        json_incref(places[i].parent);
-    for (size_t i = 0; i < n; i++)
-        if (places[i].parent != NULL && places[i].key != NULL)
-            json_object_del(places[i].parent, places[i].key);
-    qsort(places, n, sizeof(*places), by_parent_then_index_down);
-    for (size_t i = 0; i < n; i++) {
+    if (action != CMI_ENRICH_RENAME && cmi_enrich_within_limit(msg, src, n) != 0)
+        return CMI_FLOW_ERROR;
+    cmi_json_place_t *places = places_hold(msg, given, n);
+    int rc;
+    if (action == CMI_ENRICH_RENAME) {
+        rc = rename_fields(msg, places, n, new_key(msg, src));
+    } else {
+        json_t *v = cmi_enrich_as_json(msg, src);
+        rc = edit_places(msg, doc, places, n, action, v);
+        json_decref(v);
+    }
+    places_release(places, n);
+    return rc == 0 ? 0 : CMI_FLOW_ERROR;
+}
+
+void cmi_enrich_json_remove(json_t **doc, const cmi_json_place_t *given, size_t n, cmi_msg_t *msg)
+{
+    cmi_json_place_t *places = places_hold(msg, given, n);
+    for (size_t i = 0; i < n;) {
+        size_t end = group_end(places, n, i);
         if (places[i].parent == NULL) {
             json_decref(*doc);
             *doc = json_null();
-        } else if (places[i].key == NULL && (i == 0 || places[i - 1].parent != places[i].parent ||
-                                            places[i - 1].index != places[i].index || places[i - 1].key != NULL)) {
-            json_array_remove(places[i].parent, places[i].index);
+        } else if (places[i].key == NULL) {
+            rebuild_array(places[i].parent, &places[i], end - i, NULL);
+        } else {
+            for (size_t k = i; k < end; k++)
+                json_object_del(places[k].parent, places[k].key);
         }
+        i = end;
     }
-    for (size_t i = 0; i < n; i++)
-        json_decref(places[i].parent);
+    places_release(places, n);
 }
 
 /* ---- XML ------------------------------------------------------------------------- */
