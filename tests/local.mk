@@ -74,8 +74,8 @@ AM_TESTS_ENVIRONMENT = CMI_BIN='$(abs_top_builddir)/cmi'; export CMI_BIN; \
 	MAKE='$(MAKE)'; export MAKE; \
 	UBSAN_OPTIONS='print_stacktrace=1:halt_on_error=1'; export UBSAN_OPTIONS; \
 	TSAN_OPTIONS='halt_on_error=1:second_deadlock_stack=1'; export TSAN_OPTIONS;
-TESTS += tests/config/run.py tests/scenarios/run.py tests/integration/run.py
-EXTRA_DIST += tests/config tests/scenarios tests/integration
+TESTS += tests/config/run.py tests/mi-docs/run.py tests/scenarios/run.py tests/integration/run.py
+EXTRA_DIST += tests/config tests/mi-docs tests/scenarios tests/integration
 
 # The scenario suite under valgrind: fails on any memory error or leak
 # reported in cmi (memcheck's exit status 99).

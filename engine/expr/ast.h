@@ -156,6 +156,9 @@ typedef struct {
 } ex_nodes_t;
 
 void ex_nodes_add(ex_nodes_t *ns, json_t *j);
+/* Whether a filter step ([?(...)]) keeps item (@): 0 with *keep, or
+ * CMI_FLOW_ERROR. */
+int ex_filter_keeps(ex_ctx_t *c, const ex_step_t *st, json_t *item, int *keep);
 /* Applies one navigation step to j, adding what it reaches to out. */
 int ex_apply_step(ex_ctx_t *c, const ex_step_t *st, json_t *j, ex_nodes_t *out);
 /* The array's item i (negative: from the end), or NULL. */

@@ -145,12 +145,7 @@ static json_t *payload_as_json(ex_ctx_t *c)
         root = cmi_soap_body_child(root);
     if (root == NULL)
         return cmi_msg_own_json(msg, json_object());
-    cmi_strbuf_t b;
-    cmi_strbuf_init(&b, msg->arena, 256);
-    json_error_t je;
-    json_t *j = NULL;
-    if (cmi_xml_to_json(root, &b, cmi_msg_view_limit()) == 0)
-        j = cmi_json_read(msg->arena, b.data, b.len, &je);
+    json_t *j = cmi_xml_to_json_tree(msg->arena, root, cmi_msg_view_limit());
     if (j == NULL) {
         cmi_msg_set_error(msg, CMI_ERR_PAYLOAD_TOO_LARGE, NULL, "%s: the payload's JSON form would take more than %zu bytes",
                           c->expr->text, cmi_msg_view_limit());
@@ -353,6 +348,17 @@ json_t *ex_subscript(const cmi_value_t *key, json_t *j)
     return NULL;
 }
 
+int ex_filter_keeps(ex_ctx_t *c, const ex_step_t *st, json_t *item, int *keep)
+{
+    const cmi_value_t *saved = c->current;
+    cmi_value_t cur = ex_from_json(item), v;
+    c->current = &cur;
+    int rc = ex_eval(c, st->expr, &v);
+    c->current = saved;
+    *keep = rc == 0 && cmi_value_truth(&v);
+    return rc;
+}
+
 int ex_apply_step(ex_ctx_t *c, const ex_step_t *st, json_t *j, ex_nodes_t *out)
 {
     json_t *r;
@@ -398,17 +404,13 @@ int ex_apply_step(ex_ctx_t *c, const ex_step_t *st, json_t *j, ex_nodes_t *out)
         slice(j, st, out);
         return 0;
     case STEP_FILTER: {
-        const cmi_value_t *saved = c->current;
         size_t n = json_is_array(j) ? json_array_size(j) : 1;
         for (size_t i = 0; i < n; i++) {
             json_t *item = json_is_array(j) ? json_array_get(j, i) : j;
-            cmi_value_t cur = ex_from_json(item), keep;
-            c->current = &cur;
-            int rc = ex_eval(c, st->expr, &keep);
-            c->current = saved;
+            int keep, rc = ex_filter_keeps(c, st, item, &keep);
             if (rc != 0)
                 return rc;
-            if (cmi_value_truth(&keep))
+            if (keep)
                 ex_nodes_add(out, item);
         }
         return 0;

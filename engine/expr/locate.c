@@ -50,15 +50,11 @@ static void add_subscript(places_t *p, const cmi_value_t *key, json_t *j)
 
 static int filter_places(ex_ctx_t *c, const ex_step_t *st, json_t *arr, places_t *p)
 {
-    const cmi_value_t *saved = c->current;
     for (size_t i = 0; i < json_array_size(arr); i++) {
-        cmi_value_t cur = ex_from_json(json_array_get(arr, i)), keep;
-        c->current = &cur;
-        int rc = ex_eval(c, st->expr, &keep);
-        c->current = saved;
+        int keep, rc = ex_filter_keeps(c, st, json_array_get(arr, i), &keep);
         if (rc != 0)
             return rc;
-        if (cmi_value_truth(&keep))
+        if (keep)
             add(p, arr, NULL, i);
     }
     return 0;

@@ -280,12 +280,7 @@ static int set_from_doc(cmi_msg_t *msg, xmlDocPtr doc, int was_soap, int was_jso
         return 0;
     }
     if (was_json) {
-        cmi_strbuf_t b;
-        cmi_strbuf_init(&b, msg->arena, 256);
-        json_error_t je;
-        json_t *j = NULL;
-        if (cmi_xml_to_json(node, &b, cmi_msg_view_limit()) == 0)
-            j = cmi_json_read(msg->arena, b.data, b.len, &je);
+        json_t *j = cmi_xml_to_json_tree(msg->arena, node, cmi_msg_view_limit());
         if (j == NULL)
             return cmi_msg_set_error(msg, CMI_ERR_PAYLOAD_TOO_LARGE, NULL, "enrich: the payload's JSON form would "
                                      "take more than %zu bytes", cmi_msg_view_limit());

@@ -25,14 +25,7 @@ json_t *cmi_enrich_as_json(cmi_msg_t *msg, const cmi_value_t *v)
         const char *why = NULL;
         xmlDocPtr doc = cmi_xml_read(msg->arena, v->u.s.ptr, v->u.s.len, &why);
         xmlNodePtr root = doc ? xmlDocGetRootElement(doc) : NULL;
-        json_t *j = NULL;
-        if (root != NULL) {
-            cmi_strbuf_t b;
-            cmi_strbuf_init(&b, msg->arena, 128);
-            json_error_t je;
-            if (cmi_xml_to_json(root, &b, cmi_msg_view_limit()) == 0)
-                j = cmi_json_read(msg->arena, b.data, b.len, &je);
-        }
+        json_t *j = root ? cmi_xml_to_json_tree(msg->arena, root, cmi_msg_view_limit()) : NULL;
         xmlFreeDoc(doc);
         if (j != NULL)
             return j;

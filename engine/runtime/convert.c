@@ -674,3 +674,11 @@ json_t *cmi_json_read(cmi_arena_t *arena, const char *bytes, size_t len, json_er
     }
     return j;
 }
+
+json_t *cmi_xml_to_json_tree(cmi_arena_t *arena, xmlNodePtr element, size_t limit)
+{
+    cmi_strbuf_t b;
+    cmi_strbuf_init(&b, arena, 256);
+    json_error_t je;
+    return cmi_xml_to_json(element, &b, limit) == 0 ? cmi_json_read(arena, b.data, b.len, &je) : NULL;
+}

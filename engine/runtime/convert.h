@@ -32,6 +32,9 @@ int cmi_json_to_xml_document(xmlNodePtr parent, json_t *j, size_t limit);
 /* Writes the JSON text for the element (and its content) to out.  Returns
  * -1 (out cut short) when it would take more than limit bytes. */
 int cmi_xml_to_json(xmlNodePtr element, cmi_strbuf_t *out, size_t limit);
+/* The element's JSON form as a tree (a new reference), or NULL when its
+ * text would take more than limit bytes.  The text is built in arena. */
+json_t *cmi_xml_to_json_tree(cmi_arena_t *arena, xmlNodePtr element, size_t limit);
 
 /* Parses an XML payload (a request, a backend's answer, a property value)
  * with no network access, no entity substitution and no DTD: a document
