@@ -19,6 +19,8 @@ static const cmi_attr_rule_t endpoint_attrs[] = {
     {"onError", CMI_ATTR_UNSUPPORTED},
     {"template", CMI_ATTR_UNSUPPORTED},
     {"uri", CMI_ATTR_UNSUPPORTED},
+    {"statistics", CMI_ATTR_COSMETIC},
+    {"trace", CMI_ATTR_COSMETIC},
     {NULL, 0},
 };
 
@@ -32,7 +34,7 @@ static const cmi_attr_rule_t http_attrs[] = {
 
 static const cmi_attr_rule_t address_attrs[] = {
     {"uri", CMI_ATTR_OK},
-    {"format", CMI_ATTR_UNSUPPORTED},
+    {"format", CMI_ATTR_OK},
     {"optimize", CMI_ATTR_UNSUPPORTED},
     {"encoding", CMI_ATTR_UNSUPPORTED},
     {"statistics", CMI_ATTR_COSMETIC},
@@ -152,6 +154,25 @@ static int compile_suspension(cmi_compile_t *cc, xmlNodePtr node, cmi_endpoint_t
     return 0;
 }
 
+/* <address format>: the type the request is written as (MI's message
+ * formatters: SOAP envelopes in or out, JSON <-> XML); rest: as it is. */
+static int compile_format(cmi_compile_t *cc, xmlNodePtr node, const char *format, cmi_endpoint_t *ep)
+{
+    static const struct {
+        const char *name, *type;
+    } formats[] = {{"soap11", "text/xml"}, {"soap12", "application/soap+xml"}, {"pox", "application/xml"},
+                   {"json", "application/json"}, {"rest", NULL}, {"leave-as-is", NULL}};
+    for (size_t i = 0; i < sizeof(formats) / sizeof(formats[0]); i++)
+        if (strcmp(format, formats[i].name) == 0) {
+            ep->format_type = formats[i].type;
+            return 0;
+        }
+    cmi_compile_error(cc, node, "<address format=\"%s\">: %s", format,
+                      strcmp(format, "get") == 0 ? "format get is not supported by cmi yet"
+                                                 : "expected soap11, soap12, pox, json, rest or leave-as-is");
+    return -1;
+}
+
 static int compile_target(cmi_compile_t *cc, xmlNodePtr node, cmi_endpoint_t *ep)
 {
     int http = cmi_xml_is(node, "http");
@@ -173,6 +194,9 @@ static int compile_target(cmi_compile_t *cc, xmlNodePtr node, cmi_endpoint_t *ep
         cmi_compile_report_expr_error(cc, node, http ? "uri-template" : "uri", uri, &e);
         return -1;
     }
+    const char *format = http ? NULL : cmi_xml_attr(cc, node, "format");
+    if (format != NULL && compile_format(cc, node, format, ep) != 0)
+        return -1;
     if (http) {
         const char *method = cmi_xml_attr(cc, node, "method");
         if (method != NULL && *method != '\0') {

@@ -36,6 +36,7 @@ struct cmi_endpoint {
     const char *method;             /* <http method>, upper case; NULL: the message's */
     const struct cmi_template *uri; /* ${...} rendered, then {uri.var.X} expanded */
     uint64_t timeout_ms;            /* 0: 60 s */
+    const char *format_type;        /* <address format>: the request's content type (converted); NULL: as it is */
     /* <suspendOnFailure>: suspend on these codes (none listed: any code
      * not marked for suspension), initialDuration * progressionFactor^n up
      * to maximumDuration. */

@@ -283,6 +283,55 @@ static void on_xpath_error(void *data, xmlErrorPtr e)
         run->error[--n] = '\0';
 }
 
+/* XPath 2.0's fn: names of the XPath 1.0 functions, which MI's XPaths use
+ * (fn:concat(...)): bound to libxml2's own implementations. */
+#define NS_FN "http://www.w3.org/2005/xpath-functions"
+
+static void fn_case(xmlXPathParserContextPtr ctxt, int nargs, int upper)
+{
+    if (nargs != 1) {
+        xmlXPathSetArityError(ctxt);
+        return;
+    }
+    xmlChar *s = xmlXPathPopString(ctxt);
+    for (xmlChar *p = s; p && *p; p++) /* ASCII letters; other characters stay as they are */
+        if (upper ? (*p >= 'a' && *p <= 'z') : (*p >= 'A' && *p <= 'Z'))
+            *p ^= 0x20;
+    xmlXPathReturnString(ctxt, s);
+}
+
+static void fn_upper_case(xmlXPathParserContextPtr ctxt, int nargs)
+{
+    fn_case(ctxt, nargs, 1);
+}
+
+static void fn_lower_case(xmlXPathParserContextPtr ctxt, int nargs)
+{
+    fn_case(ctxt, nargs, 0);
+}
+
+static void register_fn_namespace(xmlXPathContextPtr ctx)
+{
+    static const struct {
+        const char *name;
+        xmlXPathFunction f;
+    } fns[] = {
+        {"concat", xmlXPathConcatFunction}, {"contains", xmlXPathContainsFunction},
+        {"starts-with", xmlXPathStartsWithFunction}, {"substring", xmlXPathSubstringFunction},
+        {"substring-before", xmlXPathSubstringBeforeFunction}, {"substring-after", xmlXPathSubstringAfterFunction},
+        {"string-length", xmlXPathStringLengthFunction}, {"normalize-space", xmlXPathNormalizeFunction},
+        {"translate", xmlXPathTranslateFunction}, {"count", xmlXPathCountFunction}, {"sum", xmlXPathSumFunction},
+        {"round", xmlXPathRoundFunction}, {"floor", xmlXPathFloorFunction}, {"ceiling", xmlXPathCeilingFunction},
+        {"not", xmlXPathNotFunction}, {"true", xmlXPathTrueFunction}, {"false", xmlXPathFalseFunction},
+        {"boolean", xmlXPathBooleanFunction}, {"number", xmlXPathNumberFunction}, {"string", xmlXPathStringFunction},
+        {"local-name", xmlXPathLocalNameFunction},
+        {"upper-case", fn_upper_case}, {"lower-case", fn_lower_case},
+    };
+    xmlXPathRegisterNs(ctx, (const xmlChar *)"fn", (const xmlChar *)NS_FN);
+    for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++)
+        xmlXPathRegisterFuncNS(ctx, (const xmlChar *)fns[i].name, (const xmlChar *)NS_FN, fns[i].f);
+}
+
 static xmlXPathContextPtr new_context(xmlDocPtr doc, const ex_node_t *n, xpath_run_t *run)
 {
     xmlXPathContextPtr ctx = xmlXPathNewContext(doc);
@@ -295,6 +344,7 @@ static xmlXPathContextPtr new_context(xmlDocPtr doc, const ex_node_t *n, xpath_r
     xmlXPathRegisterNs(ctx, (const xmlChar *)"url", (const xmlChar *)NS_URL);
     xmlXPathRegisterNs(ctx, (const xmlChar *)"env", (const xmlChar *)NS_ENV);
     xmlXPathRegisterNs(ctx, (const xmlChar *)"soapenv", (const xmlChar *)CMI_SOAP11_NS);
+    register_fn_namespace(ctx);
     for (size_t i = 0; i < n->u.xpath.nns; i++)
         xmlXPathRegisterNs(ctx, (const xmlChar *)n->u.xpath.ns[i].prefix, (const xmlChar *)n->u.xpath.ns[i].href);
     xmlXPathRegisterFunc(ctx, (const xmlChar *)"get-property", fn_get_property);

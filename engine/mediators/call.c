@@ -297,10 +297,16 @@ static int start_attempt(cmi_msg_t *msg, call_state_t *st)
     if (st->lines == NULL && build_request(msg, st) != 0)
         return CMI_FLOW_ERROR;
     st->lines[st->nlines] = st->ct_line;
-    req->headers = st->lines;
-    req->nheaders = st->nlines + (with_body && st->ct_line != NULL);
     req->body = with_body ? st->body : NULL;
     req->body_len = with_body ? st->body_len : 0;
+    if (ep->format_type != NULL && st->call->source == SRC_BODY && with_body) {
+        /* <address format>: the payload as it is now, written as that type. */
+        if (cmi_payload_render_as(msg, ep->format_type, &req->body, &req->body_len) != 0)
+            return CMI_FLOW_ERROR;
+        st->lines[st->nlines] = cmi_arena_sprintf(msg->arena, "Content-Type: %s", ep->format_type);
+    }
+    req->headers = st->lines;
+    req->nheaders = st->nlines + (with_body && st->ct_line != NULL);
     req->timeout_ms = ep->timeout_ms ? ep->timeout_ms : 60000;
     req->http10 = cmi_msg_prop_true(msg, CMI_SCOPE_AXIS2, "FORCE_HTTP_1.0");
     req->done = on_done;

@@ -61,6 +61,8 @@ def deployment(port):
                  'uri-template="http://127.0.0.1:%d/x"/></endpoint><endpoint name="alive"><http method="post" '
                  'uri-template="http://127.0.0.1:%d/echo"/></endpoint></failover></endpoint></send>'
                  % (closed_port(), port), out="<send/>"),
+        resource("/format", '<send><endpoint><address uri="http://127.0.0.1:%d/echo" format="json"/></endpoint>'
+                 '</send>' % port),
         resource("/faultpox", '<makefault version="pox"><reason value="Popular service unavailable"/>'
                  '</makefault><respond/>'),
     ]
@@ -245,5 +247,16 @@ def test_send_fails_over_as_call_does():
             status, _, data = post(cmi, "/cl/failover", {"n": 8})
             check(status == 201 and json.loads(data)["got"] == {"n": 8}, "failover: %d %r" % (status, data))
             cmi.wait_log(r"endpoint dead failed \(101503\): trying the next", 5)
+        finally:
+            cmi.stop_clean()
+
+
+def test_address_format_writes_the_request_as_that_type():
+    with Backend() as b, deployment(b.port) as d:
+        cmi = Cmi(d, workers=1).start()
+        try:
+            status, _, data = post(cmi, "/cl/format", b"<order><id>7</id></order>", {"Content-Type": "application/xml"})
+            check(status == 201 and json.loads(data) == {"got": {"order": {"id": 7}}, "type": "application/json"},
+                  "format=json: %d %r" % (status, data))
         finally:
             cmi.stop_clean()

@@ -369,6 +369,8 @@ static const ecase_t cases[] = {
     {"$axis2:HTTP_SC", "201", NULL, 0},
     {"$url:qty", "3", NULL, 0},
     {"concat(get-property('p1'), '-', $ctx:pnum)", "hello-42", NULL, 0},
+    {"fn:concat(get-property('p1'), '-', fn:upper-case('ab'), fn:lower-case('CD'))", "hello-ABcd", NULL, 0},
+    {"fn:string-length(fn:substring-after('a=b', '='))", "1", NULL, 0},
     {"base64Encode('hi')", "aGk=", NULL, 0},
     {"base64Decode('aGk=')", "hi", NULL, 0},
     {"base64Decode('aGk')", "hi", NULL, 0},
