@@ -101,6 +101,9 @@ typedef struct cmi_config {
     cmi_inbound_t **inbounds;
     size_t ninbounds;
     const cmi_sequence_t *main_seq;  /* sequences/main.xml, or NULL */
+    /* MI's _resource_mismatch_handler_: runs for a request whose API
+     * matched and none of its resources did (else 404), or NULL. */
+    const cmi_sequence_t *mismatch_seq;
     const cmi_sequence_t *fault_seq; /* sequences/fault.xml, or NULL */
     cmi_dispatch_t *dispatch;
     struct cmi_connector_state *connectors; /* plugin/plugin.h */

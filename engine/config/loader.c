@@ -302,6 +302,7 @@ cmi_config_t *cmi_config_load_with(const char *dir, const cmi_plugins_t *plugins
     add_mi_default_fault(&cc);
     cmi_compile_resolve_refs(&cc);
     cfg->main_seq = cmi_htab_gets(&cfg->sequences, "main");
+    cfg->mismatch_seq = cmi_htab_gets(&cfg->sequences, "_resource_mismatch_handler_");
     cfg->dispatch = cmi_dispatch_build(cfg, diag);
 
     if (cfg->apis != NULL)

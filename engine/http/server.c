@@ -389,10 +389,25 @@ static cmi_msg_t *start_message(cmi_worker_t *w, h2o_req_t *req)
     return msg;
 }
 
-/* A request no API claims goes to the deployment's main sequence when
- * there is one, as in MI (without one: 404). */
-static int run_main(cmi_worker_t *w, h2o_req_t *req, const cmi_config_t *cfg, const char *query, size_t qlen)
+/* A request no resource takes, run by a deployment's sequence, as in MI:
+ * main for a request no API claims (its response path is main again, for
+ * <out>), _resource_mismatch_handler_ for one whose API matched but none
+ * of its resources (api: that API; its response goes back).  Without
+ * them: 404. */
+/* MI's REST_URL_POSTFIX: the path after the API's context, with the query. */
+static const char *rest_postfix(cmi_msg_t *msg, const h2o_req_t *req, h2o_iovec_t path, size_t ctx_len,
+                                const char *query, size_t qlen)
 {
+    if (req->query_at == SIZE_MAX)
+        return cmi_arena_strndup(msg->arena, path.base + ctx_len, path.len - ctx_len);
+    return cmi_arena_sprintf(msg->arena, "%.*s?%.*s", (int)(path.len - ctx_len), path.base + ctx_len, (int)qlen, query);
+}
+
+static int run_unmatched(cmi_worker_t *w, h2o_req_t *req, const cmi_config_t *cfg, const cmi_dispatch_result_t *r,
+                         h2o_iovec_t path, const char *query, size_t qlen)
+{
+    int main = r->api == NULL;
+    const cmi_sequence_t *seq = main ? cfg->main_seq : cfg->mismatch_seq;
     cmi_msg_t *msg = start_message(w, req);
     cmi_dispatch_result_t none = {0};
     if (bind_params(msg, &none, query, qlen) != 0) {
@@ -402,15 +417,16 @@ static int run_main(cmi_worker_t *w, h2o_req_t *req, const cmi_config_t *cfg, co
         return 0;
     }
     msg->fault_seq = cfg->fault_seq;
-    msg->out_seq = cfg->main_seq; /* MI's main mediates both directions (<in>, <out>) */
-    msg->has_out_seq = 1;
+    msg->out_seq = main ? cfg->main_seq : NULL;
+    msg->has_out_seq = main;
     copy_request(msg, req);
-    msg->sub_path = msg->request_uri;
-    msg->rest_postfix = msg->request_uri;
+    msg->api = r->api;
+    msg->sub_path = main ? msg->request_uri : cmi_arena_strndup(msg->arena, r->sub_path, r->sub_len);
+    msg->rest_postfix = main ? msg->request_uri : rest_postfix(msg, req, path, r->ctx_len, query, qlen);
     if (cmi_log_enabled(CMI_LOG_DEBUG))
-        cmi_log_write(CMI_LOG_DEBUG, "http", "%s %s -> main sequence (message %s)", msg->method, msg->request_uri,
-                      msg->id);
-    cmi_flow_start(msg, cfg->main_seq);
+        cmi_log_write(CMI_LOG_DEBUG, "http", "%s %s -> %s sequence (message %s)", msg->method, msg->request_uri,
+                      main ? "main" : "_resource_mismatch_handler_", msg->id);
+    cmi_flow_start(msg, seq);
     return 0;
 }
 
@@ -508,8 +524,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     h2o_iovec_t path = dispatch_path(req);
     cmi_dispatch_result_t r;
     int rc = cmi_dispatch_find(cfg->dispatch, mbit, path.base, path.len, query, qlen, &r);
-    if (rc == CMI_DISPATCH_NO_API && r.api == NULL && cfg->main_seq != NULL)
-        return run_main(w, req, cfg, query, qlen);
+    if (rc == CMI_DISPATCH_NO_API && (r.api == NULL ? cfg->main_seq : cfg->mismatch_seq) != NULL)
+        return run_unmatched(w, req, cfg, &r, path, query, qlen);
     if (rc == CMI_DISPATCH_NO_API)
         return send_json_error(req, 404, r.api ? "no resource of this API matches the request"
                                                : "no API matches the request path", NULL);
@@ -534,10 +550,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     msg->api = r.api;
     msg->resource = r.resource;
     msg->sub_path = cmi_arena_strndup(msg->arena, r.sub_path, r.sub_len);
-    msg->rest_postfix = req->query_at != SIZE_MAX
-                            ? cmi_arena_sprintf(msg->arena, "%.*s?%.*s", (int)(path.len - r.ctx_len), path.base + r.ctx_len,
-                                                (int)qlen, query)
-                            : cmi_arena_strndup(msg->arena, path.base + r.ctx_len, path.len - r.ctx_len);
+    msg->rest_postfix = rest_postfix(msg, req, path, r.ctx_len, query, qlen);
     msg->fault_seq = r.resource->fault_seq ? r.resource->fault_seq : cfg->fault_seq;
     msg->out_seq = r.resource->out_seq;
     msg->has_out_seq = r.resource->has_out_seq != 0;
