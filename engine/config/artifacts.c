@@ -77,14 +77,19 @@ void cmi_artifact_local_entry(cmi_compile_t *cc, xmlNodePtr root)
     if (elem != NULL) {
         const char *name = (const char *)elem->name;
         const char *dot = strchr(name, '.');
-        if (dot == NULL || strcmp(dot, ".init") != 0 || !cmi_xml_is_synapse(elem)) {
-            cmi_compile_error(cc, elem, "<localEntry key=\"%s\">: XML content <%s> is not supported by cmi yet",
-                              key, name);
+        if (dot != NULL && strcmp(dot, ".init") == 0 && cmi_xml_is_synapse(elem)) {
+            le->instance = cmi_bind_instance(cc, elem, key);
+            if (le->instance == NULL)
+                return;
+        } else if (cmi_xml_is_synapse(elem) && (cmi_xml_is(elem, "sequence") || cmi_xml_is(elem, "endpoint") ||
+                                                 cmi_xml_is(elem, "template"))) {
+            cmi_compile_error(cc, elem, "<localEntry key=\"%s\">: a <%s> in a local entry is not supported by cmi "
+                              "yet (deploy it under %ss/)", key, name, name);
             return;
+        } else {
+            size_t len;
+            le->markup = cmi_compile_element_markup(cc, elem, &len); /* XML a mediator takes (enrich) */
         }
-        le->instance = cmi_bind_instance(cc, elem, key);
-        if (le->instance == NULL)
-            return;
     } else {
         le->text = cmi_xml_text(cc, root);
     }

@@ -85,6 +85,7 @@ typedef struct cmi_inbound {
 typedef struct cmi_local_entry {
     const char *key;
     const char *text; /* text content (NULL for XML content) */
+    const char *markup; /* XML content, standalone (a connector's config is not) */
     struct cmi_instance_impl *instance; /* a connector's connection config (<NAME.init>) */
     const char *file;
     int line;

@@ -522,6 +522,27 @@ static int compile_inline(cmi_compile_t *cc, xmlNodePtr src, enrich_mediator_t *
     return 0;
 }
 
+/* <source type="inline" key="entry">: a local entry's XML or text (local
+ * entries load first). */
+static int compile_inline_key(cmi_compile_t *cc, xmlNodePtr src, enrich_mediator_t *e, const char *key)
+{
+    if (strncmp(key, "conf:", 5) == 0 || strncmp(key, "gov:", 4) == 0) {
+        cmi_compile_error(cc, src, "<enrich>: <source key=\"%s\">: registry resources are not supported by cmi yet "
+                                   "(use a local entry)", key);
+        return -1;
+    }
+    const cmi_local_entry_t *le = cmi_htab_gets(&cc->config->local_entries, key);
+    if (le == NULL || (le->markup == NULL && le->text == NULL)) {
+        cmi_compile_error(cc, src, "<enrich>: <source key=\"%s\">: %s", key,
+                          le == NULL ? "no local entry of that key is deployed" : "that local entry holds no XML or text");
+        return -1;
+    }
+    e->inline_value = cmi_value_cstring(le->markup ? le->markup : le->text);
+    if (le->markup != NULL)
+        e->inline_value.type = CMI_VAL_XML;
+    return 0;
+}
+
 static int compile_source(cmi_compile_t *cc, xmlNodePtr src, enrich_mediator_t *e)
 {
     const char *type = cmi_xml_attr(cc, src, "type");
@@ -559,10 +580,8 @@ static int compile_source(cmi_compile_t *cc, xmlNodePtr src, enrich_mediator_t *
         }
         return 0;
     case PART_INLINE:
-        if (cmi_xml_attr(cc, src, "key") != NULL) {
-            cmi_compile_error(cc, src, "<enrich>: an inline source by key (a local entry) is not supported by cmi yet");
-            return -1;
-        }
+        if (cmi_xml_attr(cc, src, "key") != NULL)
+            return compile_inline_key(cc, src, e, cmi_xml_attr(cc, src, "key"));
         return compile_inline(cc, src, e);
     default:
         return 0;
