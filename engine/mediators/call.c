@@ -360,6 +360,9 @@ static int run_send(const call_mediator_t *c, cmi_msg_t *msg, call_state_t *st)
         return CMI_FLOW_ERROR;
     if (msg->at_end != NULL)
         return cmi_msg_set_error(msg, CMI_ERR_MEDIATION, NULL, "a second <send> in one path: cmi sends one request per path");
+    if (++msg->sends > CMI_FLOW_MAX_DEPTH) /* each response path sending again: a loop, not a chain */
+        return cmi_msg_set_error(msg, CMI_ERR_MEDIATION, NULL, "more than %d <send>s for one message: a response path "
+                                 "that sends again for ever?", CMI_FLOW_MAX_DEPTH);
     if (build_request(msg, st) != 0)
         return CMI_FLOW_ERROR;
     msg->at_end = send_at_end;

@@ -135,6 +135,7 @@ struct cmi_msg {
      * of the in path); an error on the way cancels it. */
     int (*at_end)(cmi_msg_t *msg, void *data);
     void *at_end_data;
+    unsigned sends; /* <send>s made: an out path that sends again each time is cut off */
     const cmi_mediator_t *suspended_by;
     unsigned suspended : 1;
     unsigned in_fault : 1;

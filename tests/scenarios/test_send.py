@@ -63,6 +63,7 @@ def deployment(port):
                  % (closed_port(), port), out="<send/>"),
         resource("/format", '<send><endpoint><address uri="http://127.0.0.1:%d/echo" format="json"/></endpoint>'
                  '</send>' % port),
+        resource("/forever", '<send>%s</send>' % echo, '<send>%s</send>' % echo),
         resource("/faultpox", '<makefault version="pox"><reason value="Popular service unavailable"/>'
                  '</makefault><respond/>'),
     ]
@@ -258,5 +259,18 @@ def test_address_format_writes_the_request_as_that_type():
             status, _, data = post(cmi, "/cl/format", b"<order><id>7</id></order>", {"Content-Type": "application/xml"})
             check(status == 201 and json.loads(data) == {"got": {"order": {"id": 7}}, "type": "application/json"},
                   "format=json: %d %r" % (status, data))
+        finally:
+            cmi.stop_clean()
+
+
+def test_an_out_path_that_sends_for_ever_is_cut_off():
+    # The outSequence sends again on every response: 64 sends, then the
+    # fault path (MI would loop for ever).
+    with Backend() as b, deployment(b.port) as d:
+        cmi = Cmi(d, workers=1).start()
+        try:
+            status, _, data = post(cmi, "/cl/forever", {"n": 1})
+            check(status == 502 and "more than 64 <send>s" in json.loads(data)["detail"], "%d %r" % (status, data))
+            check(len(b.server.seen) == 64, "requests made: %d" % len(b.server.seen))
         finally:
             cmi.stop_clean()
