@@ -122,6 +122,8 @@ static int compile_suspension(cmi_compile_t *cc, xmlNodePtr node, cmi_endpoint_t
             if (parse_codes(cc, c, text, suspend ? ep->suspend_codes : ep->mark_codes,
                             suspend ? &ep->nsuspend_codes : &ep->nmark_codes) != 0)
                 return -1;
+            if (suspend && ep->nsuspend_codes == 0 && text != NULL && strstr(text, "-1") != NULL)
+                ep->suspend_on = 0; /* MI: -1 alone, no code suspends the endpoint */
         } else if (suspend && cmi_xml_is(c, "initialDuration")) {
             if (text != NULL && strcmp(text, "-1") == 0)
                 ep->suspend_on = 0; /* MI: no suspension */
@@ -194,6 +196,7 @@ static int compile_target(cmi_compile_t *cc, xmlNodePtr node, cmi_endpoint_t *ep
         cmi_compile_report_expr_error(cc, node, http ? "uri-template" : "uri", uri, &e);
         return -1;
     }
+    ep->address = !http;
     const char *format = http ? NULL : cmi_xml_attr(cc, node, "format");
     if (format != NULL && compile_format(cc, node, format, ep) != 0)
         return -1;

@@ -37,6 +37,7 @@ struct cmi_endpoint {
     const struct cmi_template *uri; /* ${...} rendered, then {uri.var.X} expanded */
     uint64_t timeout_ms;            /* 0: 60 s */
     const char *format_type;        /* <address format>: the request's content type (converted); NULL: as it is */
+    int address;                    /* an <address> (a service: a payload goes with POST), not an <http> */
     /* <suspendOnFailure>: suspend on these codes (none listed: any code
      * not marked for suspension), initialDuration * progressionFactor^n up
      * to maximumDuration. */

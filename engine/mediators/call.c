@@ -263,6 +263,24 @@ static int build_request(cmi_msg_t *msg, call_state_t *st)
     return 0;
 }
 
+/* An <address> is a service: a SOAP format is always a POST (as MI's SOAP
+ * sender), and a payload the flow built on a request that has none (a GET
+ * turned into a getQuote, as MI's REST-to-SOAP examples do) goes with POST
+ * rather than being dropped; with no payload the request's method stays
+ * (a GET proxied as a GET). */
+static int posts_payload(cmi_msg_t *msg, const cmi_endpoint_t *ep, const char *method)
+{
+    if (ep->format_type != NULL &&
+        (strcmp(ep->format_type, "text/xml") == 0 || strcmp(ep->format_type, "application/soap+xml") == 0))
+        return 1;
+    if (strcmp(method, "GET") != 0 && strcmp(method, "DELETE") != 0 && strcmp(method, "HEAD") != 0 &&
+        strcmp(method, "OPTIONS") != 0)
+        return 0;
+    size_t len = 0;
+    cmi_msg_payload_bytes(msg, &len);
+    return len > 0;
+}
+
 /* Picks a leaf and sends the request to it. */
 static int start_attempt(cmi_msg_t *msg, call_state_t *st)
 {
@@ -292,6 +310,8 @@ static int start_attempt(cmi_msg_t *msg, call_state_t *st)
         req->url = expand_uri_vars(msg, url.data, url.len);
     }
     req->method = ep->method ? ep->method : msg->method ? msg->method : "POST";
+    if (ep->address && posts_payload(msg, ep, req->method))
+        req->method = "POST";
     int with_body = strcmp(req->method, "POST") == 0 || strcmp(req->method, "PUT") == 0 ||
                     strcmp(req->method, "PATCH") == 0;
     if (st->lines == NULL && build_request(msg, st) != 0)

@@ -78,6 +78,9 @@ void cmi_endpoint_failed(const cmi_endpoint_t *leaf, int code)
     }
     if (suspend) {
         for_ms = leaf->suspend_on ? (s->next_ms < leaf->max_ms ? s->next_ms : leaf->max_ms) : 30000;
+        suspend = for_ms > 0; /* a suspension of no time is none (initialDuration 0): nothing to say */
+    }
+    if (suspend) {
         s->until = now + (int64_t)for_ms;
         double next = (double)s->next_ms * leaf->factor;
         s->next_ms = next > (double)leaf->max_ms ? leaf->max_ms : (uint64_t)next;

@@ -233,6 +233,29 @@ static const cmi_value_t *text_value(cmi_msg_t *msg, const char *text)
     return v;
 }
 
+/* The request's SOAP action, as MI reads it into the Action property: the
+ * SOAPAction header (SOAP 1.1, quotes taken off), else the action
+ * parameter of a SOAP 1.2 content type; NULL when there is none. */
+static const char *soap_action(cmi_msg_t *msg)
+{
+    size_t len;
+    const char *v = cmi_msg_header_get(msg, "SOAPAction", &len);
+    if (v != NULL) {
+        if (len >= 2 && v[0] == '"' && v[len - 1] == '"')
+            v++, len -= 2;
+        return len ? cmi_arena_strndup(msg->arena, v, len) : NULL;
+    }
+    const char *ct = cmi_msg_header_get(msg, "Content-Type", &len);
+    const char *a = ct ? strstr(cmi_arena_strndup(msg->arena, ct, len), "action=") : NULL;
+    if (a == NULL)
+        return NULL;
+    a += 7;
+    size_t n = strcspn(a, ";");
+    if (n >= 2 && a[0] == '"' && a[n - 1] == '"')
+        a++, n -= 2;
+    return n ? cmi_arena_strndup(msg->arena, a, n) : NULL;
+}
+
 /* Properties MI sets on every message, computed when read: uri.var.X and
  * query.param.X (the dispatch parameters), the message id, the REST
  * dispatch facts and the clock. */
@@ -251,6 +274,8 @@ static const cmi_value_t *builtin_prop(cmi_msg_t *msg, cmi_scope_t scope, const 
         return cmi_kvlist_get(&msg->query_params, name + 12);
     if (strcmp(name, "MessageID") == 0)
         return text_value(msg, msg->id);
+    if (strcmp(name, "Action") == 0)
+        return text_value(msg, soap_action(msg));
     if (strcmp(name, "To") == 0 || strcmp(name, "REST_FULL_REQUEST_PATH") == 0)
         return text_value(msg, msg->request_uri);
     if (strcmp(name, "REST_SUB_REQUEST_PATH") == 0)

@@ -13,6 +13,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from harness import Cmi, check
+from test_call import closed_port
 
 CORPUS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "mi-docs")
 
@@ -27,12 +28,6 @@ class StockQuoteHandler(BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
-
-    def do_GET(self):
-        # Axis2 answers a GET of a service too (its REST dispatch): the
-        # docs' GET resource calls the address endpoint with the request's
-        # method, as MI's pass-through does, so no body reaches it.
-        self.do_POST()
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", "0"))).decode()
@@ -69,9 +64,12 @@ class Example:
     """A corpus example copied to a temporary folder, with the docs'
     localhost:9000 pointed at the test's backend (the only change)."""
 
-    def __init__(self, name, port=None):
+    def __init__(self, name, port=None, main=None, hosts=None):
         self.src = os.path.join(CORPUS, name)
         self.port = port
+        self.main = main
+        # Other "host:port"s of the docs, each pointed at a test port.
+        self.hosts = hosts or {}
 
     def __enter__(self):
         self.dir = tempfile.mkdtemp(prefix="cmi-midocs-")
@@ -84,8 +82,16 @@ class Example:
                 text = open(os.path.join(root, f), encoding="utf-8").read()
                 if self.port is not None:
                     text = text.replace("localhost:9000", "127.0.0.1:%d" % self.port)
+                for host, port in self.hosts.items():
+                    text = text.replace(host, "127.0.0.1:%d" % port)
                 with open(os.path.join(self.dir, rel), "w", encoding="utf-8") as out:
                     out.write(text)
+        if self.main is not None:
+            # A wrapped snippet (sequences/snippet.xml) is driven by the
+            # test's own main sequence, in this copy only (never the corpus).
+            os.makedirs(os.path.join(self.dir, "sequences"), exist_ok=True)
+            with open(os.path.join(self.dir, "sequences", "main.xml"), "w", encoding="utf-8") as out:
+                out.write('<sequence xmlns="http://ws.apache.org/ns/synapse" name="main">%s</sequence>' % self.main)
         return self.dir
 
     def __exit__(self, *exc):
@@ -122,8 +128,11 @@ def test_exposing_a_soap_endpoint_as_a_rest_api():
         cmi = Cmi(d, workers=1).start()
         try:
             status, _, data = cmi.request("GET", "/stockquote/view/IBM?param1=value1&param2=value2")
-            check(status == 200 and b"<ns:getQuoteResponse" in data, "a quote: %d %r" % (status, data))
-            check(b.server.seen[-1][:2] == ("GET", "/services/SimpleStockQuoteService"), "sent %r" % b.server.seen[-1:])
+            check(status == 200 and b"<ax21:name>IBM Company</ax21:name>" in data, "quote: %d %r" % (status, data))
+            # The flow built a getQuote on a GET: an address endpoint (a
+            # service) gets it with POST, as the docs' result needs.
+            check(b.server.seen[-1][0] == "POST" and "<m0:symbol>IBM</m0:symbol>" in b.server.seen[-1][3],
+                  "sent %r" % b.server.seen[-1:])
             order = (b'<placeOrder xmlns="http://services.samples"><order><price>50</price><quantity>10</quantity>'
                      b'<symbol>IBM</symbol></order></placeOrder>')
             status, _, data = cmi.request("POST", "/stockquote/order/", order, {"Content-type": "application/xml"})
@@ -153,5 +162,325 @@ def test_converting_json_to_soap_with_payloadfactory():
             check(all(s in sent for s in ("<xsd:symbol>IBM</xsd:symbol>", "<xsd:price>3.141593E0</xsd:price>",
                                           "<xsd:quantity>4</xsd:quantity>", "<ser:placeOrder>")),
                   "the SOAP order: %r" % sent)
+        finally:
+            cmi.stop_clean()
+
+
+SOAPENV = "http://schemas.xmlsoap.org/soap/envelope/"
+SYNAPSE = "http://ws.apache.org/ns/synapse"
+
+
+def soap(body, header=""):
+    return ('<soapenv:Envelope xmlns:soapenv="%s">%s<soapenv:Body>%s</soapenv:Body></soapenv:Envelope>'
+            % (SOAPENV, "<soapenv:Header>%s</soapenv:Header>" % header if header else "", body)).encode()
+
+
+def envelope(data):
+    import xml.etree.ElementTree as ET
+    return ET.fromstring(data)
+
+
+class MenuHandler(BaseHTTPRequestHandler):
+    """A stand-in for the docs' pizza shop servlet: records what it gets."""
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        self.server.seen.append((self.command, self.path))
+        data = b'{"menu": ["pan"]}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+class MenuService(StockQuoteService):
+    def __enter__(self):
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), MenuHandler)
+        self.server.daemon_threads = True
+        self.server.seen = []
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+
+def test_payloadfactory_literal_value():
+    # reference/mediators/payloadfactory-mediator.md (Adding a literal
+    # value): POST /payload <pet>... -> {"newValue": "<pet>...</pet>"}.
+    with Example("payloadfactory_literal_api") as d:
+        cmi = Cmi(d, workers=1).start()
+        try:
+            status, headers, data = cmi.request("POST", "/payload", b"<pet><name>John</name><age>5</age></pet>",
+                                                {"Content-Type": "application/xml"})
+            check(status == 200 and headers.get("content-type", "").startswith("application/json"),
+                  "status %d %r %r" % (status, headers, data))
+            check(json.loads(data) == {"newValue": "<pet><name>John</name><age>5</age></pet>"}, "answer %r" % data)
+        finally:
+            cmi.stop_clean()
+
+
+def test_payloadfactory_default_template_json():
+    # reference/mediators/payloadfactory-mediator.md (Default template):
+    # {"AddInteger": {"Arg1": <grocery.arg1> "Arg2": <grocery.arg2>}}, the
+    # docs' template as it is (no comma between Arg1 and Arg2).  The
+    # snippet runs from main, then <respond/> (added) shows the payload.
+    with Example("payloadfactory_default_json", main='<sequence key="snippet"/><respond/>') as d:
+        cmi = Cmi(d, workers=1).start()
+        try:
+            status, _, data = cmi.request("POST", "/add", b'{"grocery": {"arg1": 10, "arg2": 20}}',
+                                          {"Content-Type": "application/json"})
+            check(status == 200, "status %d %r" % (status, data))
+            check(re.sub(r"\s+", " ", data.decode().strip()) == '{ "AddInteger": { "Arg1": 10 "Arg2": 20 } }',
+                  "answer %r" % data)
+        finally:
+            cmi.stop_clean()
+
+
+def test_header_complex_xml():
+    # reference/mediators/header-mediator.md (complex XML): the embedded
+    # XML becomes a SOAP header.  <respond/> (added) returns the envelope.
+    with Example("header_complex_xml", main='<sequence key="snippet"/><respond/>') as d:
+        cmi = Cmi(d, workers=1).start()
+        try:
+            status, _, data = cmi.request("POST", "/h", soap("<a>1</a>"), {"Content-Type": "text/xml"})
+            check(status == 200, "status %d %r" % (status, data))
+            env = envelope(data)
+            hdr = env.find("{%s}Header/{http://org.synapse.example}complexHeader" % SOAPENV)
+            check(hdr is not None, "no complexHeader: %r" % data)
+            props = [(p.get("key"), p.get("value")) for p in hdr.findall("{%s}property" % SYNAPSE)]
+            check(props == [("k1", "v1"), ("k2", "v2")], "its content: %r" % data)
+            check(env.find("{%s}Body/a" % SOAPENV) is not None, "the body kept: %r" % data)
+        finally:
+            cmi.stop_clean()
+
+
+def test_header_dynamic_soap():
+    # reference/mediators/header-mediator.md (dynamic SOAP header): the
+    # body's sym:symbol becomes the SOAP header m:header1.  <respond/> added.
+    with Example("header_dynamic_soap", main='<sequence key="snippet"/><respond/>') as d:
+        cmi = Cmi(d, workers=1).start()
+        try:
+            body = ('<m0:getQuote xmlns:m0="http://services.samples"><m0:request>'
+                    '<s:symbol xmlns:s="http://services.samples/xsd">WSO2</s:symbol></m0:request></m0:getQuote>')
+            status, _, data = cmi.request("POST", "/h", soap(body), {"Content-Type": "text/xml"})
+            check(status == 200, "status %d %r" % (status, data))
+            h = envelope(data).findall("{%s}Header/{http://org.synapse.example}header1" % SOAPENV)
+            check(len(h) == 1 and h[0].text == "WSO2", "header1: %r" % data)
+        finally:
+            cmi.stop_clean()
+
+
+def test_switch_sets_variable():
+    # reference/mediators/switch-mediator.md: IBM and MSFT match their
+    # cases, anything else the default ("Normal Stock - <symbol>").  The
+    # variable is shown by a payloadFactory and <respond/> (added).
+    show = '<payloadFactory media-type="json"><format>{"symbol": "${vars.symbol}"}</format></payloadFactory><respond/>'
+    with Example("switch_variable_snippet", main='<sequence key="snippet"/>' + show) as d:
+        cmi = Cmi(d, workers=1).start()
+        try:
+            for sym, want in (("IBM", "Great stock - IBM"), ("MSFT", "Are you sure? - MSFT"),
+                              ("WSO2", "Normal Stock - WSO2")):
+                status, _, data = cmi.request("POST", "/s", json.dumps({"request": {"symbol": sym}}).encode(),
+                                              {"Content-Type": "application/json"})
+                check(status == 200 and json.loads(data) == {"symbol": want}, "%s: %d %r" % (sym, status, data))
+        finally:
+            cmi.stop_clean()
+
+
+def test_variable_remove():
+    # reference/mediators/variable-mediator.md (remove): sessionToken is
+    # gone after the snippet.  main (added) sets it first and logs whether
+    # it exists before and after, then <respond/>.
+    main = ('<variable name="sessionToken" type="STRING" value="abc"/>'
+            '<log level="custom"><property name="before" expression="${exists(vars.sessionToken)}"/></log>'
+            '<sequence key="snippet"/>'
+            '<log level="custom"><property name="after" expression="${exists(vars.sessionToken)}"/></log><respond/>')
+    with Example("variable_remove", main=main) as d:
+        cmi = Cmi(d, workers=1).start()
+        try:
+            status, _, data = cmi.request("POST", "/v", b"{}", {"Content-Type": "application/json"})
+            check(status == 200, "status %d %r" % (status, data))
+            cmi.wait_log(r"\bbefore = true$", 5)
+            cmi.wait_log(r"\bafter = false$", 5)
+        finally:
+            cmi.stop_clean()
+
+
+def test_variable_set_expression():
+    # reference/mediators/variable-mediator.md (set with an expression):
+    # userDataObject (JSON) = payload.user.data, userId (INTEGER) =
+    # payload.user.id.  Shown by a payloadFactory and <respond/> (added).
+    show = ('<payloadFactory media-type="json"><format>{"data": ${vars.userDataObject}, "id": ${vars.userId}}'
+            '</format></payloadFactory><respond/>')
+    with Example("variable_set_expression", main='<sequence key="snippet"/>' + show) as d:
+        cmi = Cmi(d, workers=1).start()
+        try:
+            status, _, data = cmi.request("POST", "/v", b'{"user": {"id": "42", "data": {"a": [1, 2], "b": "x"}}}',
+                                          {"Content-Type": "application/json"})
+            check(status == 200, "status %d %r" % (status, data))
+            check(json.loads(data) == {"data": {"a": [1, 2], "b": "x"}, "id": 42}, "answer %r" % data)
+        finally:
+            cmi.stop_clean()
+
+
+def test_makefault_version_mismatch():
+    # reference/mediators/fault-mediator.md (Example 1): a SOAP 1.1 fault,
+    # code VersionMismatch, reason "test message " (the XML's value).
+    # <respond/> (added) returns it.
+    with Example("fault_makefault_snippet", main='<sequence key="snippet"/><respond/>') as d:
+        cmi = Cmi(d, workers=1).start()
+        try:
+            status, _, data = cmi.request("POST", "/f", soap("<a/>"), {"Content-Type": "text/xml"})
+            fault = envelope(data).find("{%s}Body/{%s}Fault" % (SOAPENV, SOAPENV))
+            check(fault is not None and fault.find("{%s}Body/a" % SOAPENV) is None, "a fault: %d %r" % (status, data))
+            code = fault.findtext("faultcode", "")
+            prefix = code.split(":")[0]
+            check(code.endswith(":VersionMismatch") and ('xmlns:%s="%s"' % (prefix, SOAPENV)) in data.decode(),
+                  "faultcode %r in %r" % (code, data))
+            check(fault.findtext("faultstring") == "test message ", "faultstring: %r" % data)
+        finally:
+            cmi.stop_clean()
+
+
+def test_http_endpoint_uri_template():
+    # learn/examples/endpoint-examples/using-http-endpoints.md (Example 1):
+    # with the docs' uri.var.* set, HTTPEndpoint calls
+    # /PizzaShopServlet/restapi/PizzaWS/menu?category=pizza&type=pan.  The
+    # page's <inSequence> (its properties, then a call of the endpoint) is
+    # the test's main sequence; localhost:8080 is the test's backend.
+    main = ('<property name="uri.var.servicepath" value="PizzaShopServlet"/>'
+            '<property name="uri.var.servicename" value="PizzaWS"/>'
+            '<property name="uri.var.category" value="pizza"/>'
+            '<property name="uri.var.pizzaType" value="pan"/>'
+            '<call><endpoint key="HTTPEndpoint"/></call><respond/>')
+    with MenuService() as b:
+        with Example("http_endpoint_uri_template", main=main, hosts={"localhost:8080": b.port}) as d:
+            cmi = Cmi(d, workers=1).start()
+            try:
+                status, _, data = cmi.request("GET", "/menu")
+                check(status == 200 and json.loads(data) == {"menu": ["pan"]}, "status %d %r" % (status, data))
+                check(b.server.seen == [("GET", "/PizzaShopServlet/restapi/PizzaWS/menu?category=pizza&type=pan")],
+                      "the backend got %r" % b.server.seen)
+            finally:
+                cmi.stop_clean()
+
+
+def test_endpoint_error_codes_connection_refused_stays_active():
+    # learn/examples/endpoint-examples/endpoint-error-handling.md (Example
+    # 1): 101503 (connection failed; localhost:123 is closed) is in neither
+    # list, so the endpoint stays Active: every call tries the backend again
+    # and fails with 101503, never a suspended endpoint.
+    with Example("endpoint_error_codes") as d:
+        cmi = Cmi(d, workers=1).start()
+        try:
+            for i in range(4):
+                status, _, data = cmi.request("GET", "/test")
+                check(status == 500 and json.loads(data)["error"]["code"] == 101503, "call %d: %d %r" % (i, status, data))
+            check(not re.search(r"(?i)suspend", cmi.log_text()), "a suspension in the log:\n%s" % cmi.log_text())
+        finally:
+            cmi.stop_clean()
+
+
+def test_failover_single_address_marks_suspended():
+    # learn/examples/endpoint-examples/using-failover-endpoints.md (Example
+    # 1): the unreachable endpoint logs ERROR_CODE 101503 "Error connecting
+    # to the back end" and Sample_First is marked SUSPENDED.
+    with Example("failover_single_address") as d:
+        cmi = Cmi(d, workers=1).start()
+        try:
+            status, _, data = cmi.request("GET", "/test")
+            check(status == 500, "status %d %r" % (status, data))
+            cmi.wait_log(r"WARN .*101503 Error connecting to the back end", 5)
+            cmi.wait_log(r"WARN .*endpoint Sample_First suspended", 5)
+        finally:
+            cmi.stop_clean()
+
+
+
+def test_filter_on_the_soap_action():
+    # reference/mediators/filter-mediator.md ("then and else"): the Action
+    # property (the request's SOAPAction) picks the branch.
+    with Example("filter_then_else_log", main='<sequence key="snippet"/><respond/>') as d:
+        cmi = Cmi(d, workers=1).start()
+        try:
+            soap = (b'<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body>'
+                    b'<getBusNo/></soapenv:Body></soapenv:Envelope>')
+            status, _, _ = cmi.request("POST", "/bus", soap, {"Content-Type": "text/xml",
+                                                              "SOAPAction": '"urn:getBusNo"'})
+            check(status == 200, "status %d" % status)
+            cmi.wait_log(r"service = Bus Services is called", 5)
+            status, _, _ = cmi.request("POST", "/train", soap, {"Content-Type": "text/xml", "SOAPAction": "urn:getTrain"})
+            cmi.wait_log(r"service = Train Service is called", 5)
+            check(cmi.log_text().count("Bus Services is called") == 1, "one bus, one train")
+        finally:
+            cmi.stop_clean()
+
+
+def test_endpoint_that_never_suspends():
+    # learn/examples/endpoint-examples/endpoint-error-handling.md (no
+    # suspension): errorCodes -1 everywhere, "you will not observe any
+    # endpoint suspended logs" however often the backend fails.
+    with Example("endpoint_no_suspend", port=closed_port()) as d:
+        cmi = Cmi(d, workers=1).start()
+        try:
+            for i in range(4):
+                status, _, data = cmi.request("GET", "/test")
+                check(status == 500 and json.loads(data)["error"]["code"] == 101503, "call %d: %d %r" % (i, status, data))
+            check(not re.search(r"(?i)suspend", cmi.log_text()), "a suspension in the log:\n%s" % cmi.log_text())
+        finally:
+            cmi.stop_clean()
+
+
+def test_rest_api_with_send_and_out_sequence():
+    # learn/examples/rest-api-examples/introduction-rest-api.md: <send> to a
+    # format="soap11" address, <outSequence><send/></outSequence>: the quote
+    # comes back; the OUT_ONLY order resource answers 202.
+    with StockQuoteService() as b, Example("rest_api_intro", b.port) as d:
+        cmi = Cmi(d, workers=1).start()
+        try:
+            status, _, data = cmi.request("GET", "/stockquote/view/IBM")
+            check(status == 200 and b"<ax21:name>IBM Company</ax21:name>" in data, "quote: %d %r" % (status, data))
+            method, _, ctype, body = b.server.seen[-1]
+            check(method == "POST" and ctype.startswith("text/xml") and "<m0:symbol>IBM</m0:symbol>" in body
+                  and "Envelope" in body, "format soap11 is a SOAP POST: %r" % (b.server.seen[-1],))
+            order = (b'<placeOrder xmlns="http://services.samples"><order><price>50</price><quantity>10</quantity>'
+                     b'<symbol>IBM</symbol></order></placeOrder>')
+            status, _, _ = cmi.request("POST", "/stockquote/order/", order, {"Content-type": "application/xml"})
+            check(status == 202, "order: %d" % status)
+            deadline = time.monotonic() + 5
+            while len(b.server.seen) < 2 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            check(len(b.server.seen) == 2 and "placeOrder" in b.server.seen[1][3], "the order: %r" % b.server.seen[1:])
+        finally:
+            cmi.stop_clean()
+
+
+def test_http_status_code_set_in_the_out_sequence():
+    # learn/examples/rest-api-examples/setting-http-status-codes.md: the
+    # outSequence sets HTTP_SC 201; the client gets 201 and the quote.
+    with StockQuoteService() as b, Example("http_status_codes", b.port) as d:
+        cmi = Cmi(d, workers=1).start()
+        try:
+            status, _, data = cmi.request("GET", "/stockquote/view/IBM")
+            check(status == 201 and b"<ax21:name>IBM Company</ax21:name>" in data, "201 quote: %d %r" % (status, data))
+        finally:
+            cmi.stop_clean()
+
+
+def test_query_parameters_in_the_outgoing_payload():
+    # learn/examples/rest-api-examples/using-query-parameters.md (outgoing):
+    # the query parameters go into the getQuote; the IBM quote comes back.
+    with StockQuoteService() as b, Example("query_params_outgoing", b.port) as d:
+        cmi = Cmi(d, workers=1).start()
+        try:
+            status, _, data = cmi.request("GET", "/stockquote/view/IBM?param1=value1&param2=value2")
+            check(status == 200 and b"<ax21:name>IBM Company</ax21:name>" in data and b"<ax21:symbol>IBM</ax21:symbol>"
+                  in data, "quote: %d %r" % (status, data))
+            body = b.server.seen[-1][3]
+            check(all(s in body for s in ("<m0:symbol>IBM</m0:symbol>", "<m0:customerName>value1</m0:customerName>",
+                                          "<m0:customerId>value2</m0:customerId>")), "getQuote sent: %r" % body)
         finally:
             cmi.stop_clean()
