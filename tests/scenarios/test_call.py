@@ -68,11 +68,16 @@ class Server(ThreadingHTTPServer):
 
 
 class Backend:
-    def __init__(self, port=0):
+    """A threaded HTTP server on loopback (127.0.0.1:port, 0: any) for a
+    test's backend; handler: its request handler (this file's by default);
+    server.seen collects what the handler records."""
+
+    def __init__(self, port=0, handler=Handler):
         self.want = port
+        self.handler = handler
 
     def __enter__(self):
-        self.server = Server(("127.0.0.1", self.want), Handler)
+        self.server = Server(("127.0.0.1", self.want), self.handler)
         self.server.lock = threading.Lock()
         self.server.in_flight = 0
         self.server.daemon_threads = True

@@ -8,12 +8,11 @@ import os
 import re
 import shutil
 import tempfile
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 from harness import Cmi, check
-from test_call import closed_port
+from test_call import Backend, closed_port
 
 CORPUS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "mi-docs")
 
@@ -46,18 +45,8 @@ class StockQuoteHandler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
-class StockQuoteService:
-    def __enter__(self):
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), StockQuoteHandler)
-        self.server.daemon_threads = True
-        self.server.seen = []
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+def StockQuoteService():
+    return Backend(handler=StockQuoteHandler)
 
 
 class Example:
@@ -98,6 +87,33 @@ class Example:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def quote_of(cmi, b, path, status=200):
+    """GETs path and checks the IBM quote came back with that status, the
+    getQuote having gone to the service with POST (the flow built it on a
+    GET: an address endpoint is a service); returns what was sent."""
+    got, _, data = cmi.request("GET", path)
+    check(got == status and b"<ax21:name>IBM Company</ax21:name>" in data and b"<ax21:symbol>IBM</ax21:symbol>"
+          in data, "the IBM quote: %d %r" % (got, data))
+    method, _, _, body = b.server.seen[-1]
+    check(method == "POST" and "<m0:symbol>IBM</m0:symbol>" in body, "getQuote sent: %r" % (b.server.seen[-1],))
+    return body
+
+
+def order_of(cmi, b):
+    """POSTs the docs' placeorder.xml to /stockquote/order/ (OUT_ONLY with
+    FORCE_SC_ACCEPTED): 202 at once, then the order reaches the service."""
+    before = len(b.server.seen)
+    order = (b'<placeOrder xmlns="http://services.samples"><order><price>50</price><quantity>10</quantity>'
+             b'<symbol>IBM</symbol></order></placeOrder>')
+    status, _, data = cmi.request("POST", "/stockquote/order/", order, {"Content-type": "application/xml"})
+    check(status == 202, "placeOrder: %d %r" % (status, data))
+    deadline = time.monotonic() + 5
+    while len(b.server.seen) == before and time.monotonic() < deadline:
+        time.sleep(0.02)
+    check(len(b.server.seen) == before + 1 and b.server.seen[-1][0] == "POST" and "<symbol>IBM</symbol>"
+          in b.server.seen[-1][3], "the order reached the service: %r" % b.server.seen[before:])
+
+
 def compact(xml):
     return re.sub(r">\s+<", "><", xml.strip())
 
@@ -127,22 +143,9 @@ def test_exposing_a_soap_endpoint_as_a_rest_api():
     with StockQuoteService() as b, Example("rest_to_soap", b.port) as d:
         cmi = Cmi(d, workers=1).start()
         try:
-            status, _, data = cmi.request("GET", "/stockquote/view/IBM?param1=value1&param2=value2")
-            check(status == 200 and b"<ax21:name>IBM Company</ax21:name>" in data, "quote: %d %r" % (status, data))
-            # The flow built a getQuote on a GET: an address endpoint (a
-            # service) gets it with POST, as the docs' result needs.
-            check(b.server.seen[-1][0] == "POST" and "<m0:symbol>IBM</m0:symbol>" in b.server.seen[-1][3],
-                  "sent %r" % b.server.seen[-1:])
-            order = (b'<placeOrder xmlns="http://services.samples"><order><price>50</price><quantity>10</quantity>'
-                     b'<symbol>IBM</symbol></order></placeOrder>')
-            status, _, data = cmi.request("POST", "/stockquote/order/", order, {"Content-type": "application/xml"})
-            check(status == 202, "placeOrder: %d %r" % (status, data))
-            # OUT_ONLY: the 202 comes first, the order goes on after it.
-            deadline = time.monotonic() + 5
-            while len(b.server.seen) < 2 and time.monotonic() < deadline:
-                time.sleep(0.02)
-            check(len(b.server.seen) == 2 and b.server.seen[1][0] == "POST" and "<symbol>IBM</symbol>"
-                  in b.server.seen[1][3], "the order reached the service: %r" % b.server.seen[1:])
+            quote_of(cmi, b, "/stockquote/view/IBM")
+            quote_of(cmi, b, "/stockquote/view/IBM?param1=value1&param2=value2")
+            order_of(cmi, b)
         finally:
             cmi.stop_clean()
 
@@ -197,14 +200,8 @@ class MenuHandler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
-class MenuService(StockQuoteService):
-    def __enter__(self):
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), MenuHandler)
-        self.server.daemon_threads = True
-        self.server.seen = []
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
+def MenuService():
+    return Backend(handler=MenuHandler)
 
 
 def test_payloadfactory_literal_value():
@@ -441,19 +438,10 @@ def test_rest_api_with_send_and_out_sequence():
     with StockQuoteService() as b, Example("rest_api_intro", b.port) as d:
         cmi = Cmi(d, workers=1).start()
         try:
-            status, _, data = cmi.request("GET", "/stockquote/view/IBM")
-            check(status == 200 and b"<ax21:name>IBM Company</ax21:name>" in data, "quote: %d %r" % (status, data))
-            method, _, ctype, body = b.server.seen[-1]
-            check(method == "POST" and ctype.startswith("text/xml") and "<m0:symbol>IBM</m0:symbol>" in body
-                  and "Envelope" in body, "format soap11 is a SOAP POST: %r" % (b.server.seen[-1],))
-            order = (b'<placeOrder xmlns="http://services.samples"><order><price>50</price><quantity>10</quantity>'
-                     b'<symbol>IBM</symbol></order></placeOrder>')
-            status, _, _ = cmi.request("POST", "/stockquote/order/", order, {"Content-type": "application/xml"})
-            check(status == 202, "order: %d" % status)
-            deadline = time.monotonic() + 5
-            while len(b.server.seen) < 2 and time.monotonic() < deadline:
-                time.sleep(0.02)
-            check(len(b.server.seen) == 2 and "placeOrder" in b.server.seen[1][3], "the order: %r" % b.server.seen[1:])
+            body = quote_of(cmi, b, "/stockquote/view/IBM")
+            check(b.server.seen[-1][2].startswith("text/xml") and "Envelope" in body,
+                  "format soap11 is a SOAP request: %r" % (b.server.seen[-1],))
+            order_of(cmi, b)
         finally:
             cmi.stop_clean()
 
@@ -464,8 +452,7 @@ def test_http_status_code_set_in_the_out_sequence():
     with StockQuoteService() as b, Example("http_status_codes", b.port) as d:
         cmi = Cmi(d, workers=1).start()
         try:
-            status, _, data = cmi.request("GET", "/stockquote/view/IBM")
-            check(status == 201 and b"<ax21:name>IBM Company</ax21:name>" in data, "201 quote: %d %r" % (status, data))
+            quote_of(cmi, b, "/stockquote/view/IBM", status=201)
         finally:
             cmi.stop_clean()
 
@@ -476,10 +463,7 @@ def test_query_parameters_in_the_outgoing_payload():
     with StockQuoteService() as b, Example("query_params_outgoing", b.port) as d:
         cmi = Cmi(d, workers=1).start()
         try:
-            status, _, data = cmi.request("GET", "/stockquote/view/IBM?param1=value1&param2=value2")
-            check(status == 200 and b"<ax21:name>IBM Company</ax21:name>" in data and b"<ax21:symbol>IBM</ax21:symbol>"
-                  in data, "quote: %d %r" % (status, data))
-            body = b.server.seen[-1][3]
+            body = quote_of(cmi, b, "/stockquote/view/IBM?param1=value1&param2=value2")
             check(all(s in body for s in ("<m0:symbol>IBM</m0:symbol>", "<m0:customerName>value1</m0:customerName>",
                                           "<m0:customerId>value2</m0:customerId>")), "getQuote sent: %r" % body)
         finally:
