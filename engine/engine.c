@@ -201,8 +201,8 @@ int cmi_engine_run(const cmi_settings_t *settings)
     if (rc == 0) {
         cmi_log_info("http", "listening on %s:%d (%u worker%s)", settings->http_host, e.http_port, e.nworkers,
                      e.nworkers == 1 ? "" : "s");
-        cmi_log_info("engine", "cmi %s ready: %zu API(s) from %s in %llu ms", PACKAGE_VERSION, e.config->napis,
-                     settings->deploy_dir, (unsigned long long)(now_ms() - t0));
+        cmi_log_info("engine", "cmi %s ready: %zu API(s), %zu proxy service(s) from %s in %llu ms", PACKAGE_VERSION,
+                     e.config->napis, e.config->nproxies, settings->deploy_dir, (unsigned long long)(now_ms() - t0));
         wait_for_stop(&set);
     }
     if (e.service.started)

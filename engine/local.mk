@@ -21,6 +21,8 @@ engine_libcmi_engine_la_SOURCES = \
 	engine/config/config.h \
 	engine/config/diag.c engine/config/diag.h \
 	engine/config/loader.c \
+	engine/config/proxy.c \
+	engine/config/wsdl.c engine/config/wsdl.h \
 	engine/runtime/convert.c engine/runtime/convert.h engine/runtime/render.c \
 	engine/runtime/errors.c engine/runtime/errors.h \
 	engine/runtime/flow.c engine/runtime/flow.h \

@@ -158,9 +158,9 @@ static int cmd_check(cmi_settings_t *s)
         cmi_plugins_destroy(plugins);
         return 1;
     }
-    printf("%s: OK: %zu API(s), %zu sequence(s), %zu endpoint(s), %zu local entr%s, %zu inbound endpoint(s), "
-           "%zu warning(s)\n",
-           s->deploy_dir, cfg->napis, cfg->sequences.count, cfg->endpoints.count, cfg->local_entries.count,
+    printf("%s: OK: %zu API(s), %zu proxy service(s), %zu sequence(s), %zu endpoint(s), %zu local entr%s, "
+           "%zu inbound endpoint(s), %zu warning(s)\n",
+           s->deploy_dir, cfg->napis, cfg->nproxies, cfg->sequences.count, cfg->endpoints.count, cfg->local_entries.count,
            cfg->local_entries.count == 1 ? "y" : "ies", cfg->ninbounds, diag.warnings);
     cmi_config_destroy(cfg);
     cmi_plugins_destroy(plugins);

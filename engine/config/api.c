@@ -89,40 +89,6 @@ static unsigned parse_methods(cmi_compile_t *cc, xmlNodePtr node, const char *te
     return set;
 }
 
-/* An inSequence/outSequence/faultSequence given as an attribute (a key) or as a child
- * element (inline); both at once is an error. */
-static void compile_handler(cmi_compile_t *cc, xmlNodePtr res, const char *which, const cmi_sequence_t **slot)
-{
-    const char *key = cmi_xml_attr(cc, res, which);
-    xmlNodePtr inline_seq = NULL;
-    for (xmlNodePtr c = res->children; c != NULL; c = c->next)
-        if (cmi_xml_is(c, which))
-            inline_seq = c;
-    if (key != NULL && inline_seq != NULL) {
-        cmi_compile_error(cc, inline_seq, "<resource>: %s is given both as an attribute and as an element",
-                          which);
-        return;
-    }
-    if (key != NULL) {
-        if (*key == '\0')
-            cmi_compile_error(cc, res, "<resource>: %s is empty", which);
-        else
-            cmi_compile_ref_sequence(cc, key, slot, cmi_xml_line(res),
-                                     cmi_arena_sprintf(cc->arena, "<resource %s=\"%s\">", which, key));
-        return;
-    }
-    if (inline_seq != NULL) {
-        static const cmi_attr_rule_t inline_attrs[] = {{"onError", CMI_ATTR_OK}, {NULL, 0}};
-        cmi_xml_check_attrs(cc, inline_seq, cmi_common_mediator_attrs, inline_attrs);
-        cmi_sequence_t *seq = cmi_compile_mediators(cc, inline_seq, NULL);
-        const char *on_error = cmi_xml_attr(cc, inline_seq, "onError");
-        if (on_error != NULL && *on_error != '\0')
-            cmi_compile_ref_sequence(cc, on_error, &seq->on_error, cmi_xml_line(inline_seq),
-                                     cmi_arena_sprintf(cc->arena, "<%s onError=\"%s\">", which, on_error));
-        *slot = seq;
-    }
-}
-
 static cmi_resource_t *compile_resource(cmi_compile_t *cc, cmi_api_t *api, xmlNodePtr node)
 {
     cmi_xml_check_attrs(cc, node, resource_attrs, NULL);
@@ -159,9 +125,9 @@ static cmi_resource_t *compile_resource(cmi_compile_t *cc, cmi_api_t *api, xmlNo
             !cmi_xml_is(c, "description"))
             cmi_compile_error(cc, c, "<resource>: unexpected element <%s>", c->name);
     }
-    compile_handler(cc, node, "inSequence", &res->in_seq);
-    compile_handler(cc, node, "faultSequence", &res->fault_seq);
-    compile_handler(cc, node, "outSequence", &res->out_seq);
+    cmi_compile_handler(cc, node, "inSequence", &res->in_seq);
+    cmi_compile_handler(cc, node, "faultSequence", &res->fault_seq);
+    cmi_compile_handler(cc, node, "outSequence", &res->out_seq);
     res->has_out_seq = res->out_seq != NULL || cmi_xml_attr(cc, node, "outSequence") != NULL;
     return res;
 }

@@ -203,3 +203,38 @@ void cmi_artifact_unsupported(cmi_compile_t *cc, xmlNodePtr root, const char *wh
         cmi_compile_warn(cc, root, "<%s%s%s%s>: %s are not supported by cmi yet (ignored)", root->name,
                          name ? " name=\"" : "", name ? name : "", name ? "\"" : "", what);
 }
+
+/* An inSequence/outSequence/faultSequence of owner (a <resource>, a proxy's
+ * <target>) given as an attribute (a key) or as a child element (inline);
+ * both at once is an error. */
+void cmi_compile_handler(cmi_compile_t *cc, xmlNodePtr owner, const char *which, const cmi_sequence_t **slot)
+{
+    const char *key = cmi_xml_attr(cc, owner, which);
+    xmlNodePtr inline_seq = NULL;
+    for (xmlNodePtr c = owner->children; c != NULL; c = c->next)
+        if (cmi_xml_is(c, which))
+            inline_seq = c;
+    if (key != NULL && inline_seq != NULL) {
+        cmi_compile_error(cc, inline_seq, "<%s>: %s is given both as an attribute and as an element", owner->name,
+                          which);
+        return;
+    }
+    if (key != NULL) {
+        if (*key == '\0')
+            cmi_compile_error(cc, owner, "<%s>: %s is empty", owner->name, which);
+        else
+            cmi_compile_ref_sequence(cc, key, slot, cmi_xml_line(owner),
+                                     cmi_arena_sprintf(cc->arena, "<%s %s=\"%s\">", owner->name, which, key));
+        return;
+    }
+    if (inline_seq != NULL) {
+        static const cmi_attr_rule_t inline_attrs[] = {{"onError", CMI_ATTR_OK}, {NULL, 0}};
+        cmi_xml_check_attrs(cc, inline_seq, cmi_common_mediator_attrs, inline_attrs);
+        cmi_sequence_t *seq = cmi_compile_mediators(cc, inline_seq, NULL);
+        const char *on_error = cmi_xml_attr(cc, inline_seq, "onError");
+        if (on_error != NULL && *on_error != '\0')
+            cmi_compile_ref_sequence(cc, on_error, &seq->on_error, cmi_xml_line(inline_seq),
+                                     cmi_arena_sprintf(cc->arena, "<%s onError=\"%s\">", which, on_error));
+        *slot = seq;
+    }
+}

@@ -55,6 +55,10 @@ typedef struct cmi_resource {
 
 struct cmi_api {
     const char *name;
+    /* Non-NULL for the API-shaped view of a proxy service (its context
+     * /services/NAME, one resource): dispatch, logs and properties tell
+     * them apart by it. */
+    const struct cmi_proxy *proxy;
     const char *context; /* effective: version folded in, no trailing '/' ("" for "/") */
     const char *version; /* NULL when unversioned */
     cmi_resource_t **resources;
@@ -68,6 +72,42 @@ typedef struct {
     const char *value;
     int line;
 } cmi_param_t;
+
+/* A WSDL published by a proxy (<publishWSDL>), kept as text cut at each
+ * endpoint address, which is written per request (the proxy's own address,
+ * as MI rewrites it), and the operations it declares. */
+typedef struct {
+    const char *text; /* up to the next address, or to the end */
+    size_t len;
+    const char *port_suffix; /* "HttpSoap11Endpoint", ...; NULL after the last piece */
+} cmi_wsdl_piece_t;
+
+typedef struct {
+    const char *name;
+    const char *soap_action; /* NULL: none declared */
+    const char *elem_ns;     /* the input's first body element, document style */
+    const char *elem_name;
+    int in_only;             /* no output message: the caller gets 202 at once */
+} cmi_wsdl_op_t;
+
+typedef struct {
+    cmi_wsdl_piece_t *pieces;
+    size_t npieces;
+    cmi_wsdl_op_t *ops;
+    size_t nops;
+    const char *content_type;
+} cmi_wsdl_t;
+
+enum { CMI_PROXY_HTTP = 1, CMI_PROXY_HTTPS = 2 };
+
+typedef struct cmi_proxy {
+    cmi_api_t api;           /* name, context "/services/NAME", the one resource */
+    cmi_resource_t resource; /* every method, every path under the context */
+    cmi_resource_t *resources[1];
+    unsigned transports;     /* CMI_PROXY_* */
+    int started;             /* startOnLoad */
+    const cmi_wsdl_t *wsdl;  /* NULL: none published */
+} cmi_proxy_t;
 
 typedef struct cmi_inbound {
     const char *name;
@@ -99,6 +139,8 @@ typedef struct cmi_config {
     cmi_htab_t endpoints;     /* name -> cmi_endpoint_t (config/endpoint.h) */
     cmi_api_t **apis;
     size_t napis;
+    cmi_proxy_t **proxies;
+    size_t nproxies;
     cmi_inbound_t **inbounds;
     size_t ninbounds;
     const cmi_sequence_t *main_seq;  /* sequences/main.xml, or NULL */

@@ -35,7 +35,7 @@ static const folder_t folders[] = {
     {"templates", "template", NULL, "templates", 0},
     {"api", "api", cmi_artifact_api, NULL, 0},
     {"inbound-endpoints", "inboundEndpoint", cmi_artifact_inbound, NULL, 0},
-    {"proxy-services", "proxy", NULL, "proxy services", 1},
+    {"proxy-services", "proxy", cmi_artifact_proxy, NULL, 0},
     {"tasks", "task", NULL, "scheduled tasks", 1},
     {"message-stores", "messageStore", NULL, "message stores", 1},
     {"message-processors", "messageProcessor", NULL, "message processors", 1},
@@ -309,6 +309,8 @@ cmi_config_t *cmi_config_load_with(const char *dir, const cmi_plugins_t *plugins
         cmi_arena_cleanup_add(arena, config_arena_free, cfg->apis);
     if (cfg->inbounds != NULL)
         cmi_arena_cleanup_add(arena, config_arena_free, cfg->inbounds);
+    if (cfg->proxies != NULL)
+        cmi_arena_cleanup_add(arena, config_arena_free, cfg->proxies);
     if (diag->errors > errors_before) {
         cmi_config_destroy(cfg);
         return NULL;

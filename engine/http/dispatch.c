@@ -6,7 +6,11 @@
 
 struct cmi_dispatch {
     cmi_htab_t contexts; /* effective context -> cmi_api_t */
+    cmi_htab_t proxies;  /* name -> cmi_proxy_t */
 };
+
+#define SERVICES "/services/"
+#define SERVICES_LEN (sizeof(SERVICES) - 1)
 
 cmi_dispatch_t *cmi_dispatch_build(cmi_config_t *config, cmi_diag_t *diag)
 {
@@ -20,7 +24,65 @@ cmi_dispatch_t *cmi_dispatch_build(cmi_config_t *config, cmi_diag_t *diag)
                            "<api name=\"%s\">: context '%s' is already used by API '%s' (%s:%d)", api->name,
                            *api->context ? api->context : "/", prev->name, prev->file, prev->line);
     }
+    cmi_htab_init(&d->proxies, config->arena);
+    for (size_t i = 0; i < config->nproxies; i++) {
+        cmi_proxy_t *p = config->proxies[i];
+        const cmi_proxy_t *prev = cmi_htab_put(&d->proxies, p->api.name, strlen(p->api.name), p);
+        if (prev != NULL)
+            cmi_diag_error(diag, p->api.file, p->api.line,
+                           "<proxy name=\"%s\">: a proxy of that name is already deployed (%s:%d)", p->api.name,
+                           prev->api.file, prev->api.line);
+    }
     return d;
+}
+
+/* The endpoint names Axis2 gives a service's bindings, which MI serves at
+ * /services/NAME.NAME<suffix> besides /services/NAME. */
+static const char *const port_suffixes[] = {
+    "HttpSoap11Endpoint", "HttpSoap12Endpoint", "HttpEndpoint",
+    "HttpsSoap11Endpoint", "HttpsSoap12Endpoint", "HttpsEndpoint",
+};
+
+/* The proxy a service segment names: NAME, or NAME.NAME<suffix>. */
+static const cmi_proxy_t *find_proxy(const cmi_dispatch_t *d, const char *seg, size_t len)
+{
+    const cmi_proxy_t *p = cmi_htab_get(&d->proxies, seg, len);
+    if (p != NULL || d->proxies.count == 0)
+        return p;
+    const char *dot = memchr(seg, '.', len);
+    if (dot == NULL)
+        return NULL;
+    size_t nlen = (size_t)(dot - seg);
+    p = cmi_htab_get(&d->proxies, seg, nlen);
+    if (p == NULL)
+        return NULL;
+    const char *rest = dot + 1;
+    size_t rlen = len - nlen - 1;
+    if (rlen <= nlen || memcmp(rest, seg, nlen) != 0)
+        return NULL;
+    for (size_t i = 0; i < sizeof(port_suffixes) / sizeof(port_suffixes[0]); i++)
+        if (strlen(port_suffixes[i]) == rlen - nlen && memcmp(rest + nlen, port_suffixes[i], rlen - nlen) == 0)
+            return p;
+    return NULL;
+}
+
+/* A proxy service's request: /services/NAME[.NAME<suffix>][/anything]. */
+static int find_proxy_request(const cmi_dispatch_t *d, const char *path, size_t len, cmi_dispatch_result_t *r)
+{
+    if (len <= SERVICES_LEN || memcmp(path, SERVICES, SERVICES_LEN) != 0)
+        return 0;
+    const char *seg = path + SERVICES_LEN;
+    const char *slash = memchr(seg, '/', len - SERVICES_LEN);
+    size_t slen = slash ? (size_t)(slash - seg) : len - SERVICES_LEN;
+    const cmi_proxy_t *p = find_proxy(d, seg, slen);
+    if (p == NULL)
+        return 0;
+    r->api = &p->api;
+    r->resource = &p->resource;
+    r->ctx_len = SERVICES_LEN + slen;
+    r->sub_path = r->ctx_len < len ? path + r->ctx_len : "/";
+    r->sub_len = r->ctx_len < len ? len - r->ctx_len : 1;
+    return 1;
 }
 
 static const cmi_api_t *find_api(const cmi_dispatch_t *d, const char *path, size_t len, size_t *ctx_len)
@@ -49,6 +111,10 @@ int cmi_dispatch_find(const cmi_dispatch_t *d, unsigned method_bit, const char *
     memset(r, 0, offsetof(cmi_dispatch_result_t, bindings));
     r->nbindings = 0;
     r->allow = 0;
+    /* Proxy services first, as MI's Axis2 dispatch finds a service before
+     * Synapse looks for an API. */
+    if (find_proxy_request(d, path, len, r))
+        return CMI_DISPATCH_FOUND;
     size_t plen = len > 1 && path[len - 1] == '/' ? len - 1 : len;
     size_t ctx_len;
     const cmi_api_t *api = find_api(d, path, plen, &ctx_len);

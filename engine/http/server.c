@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "config/config.h"
+#include "config/wsdl.h"
 #include "core/log.h"
 #include "core/str.h"
 #include "engine.h"
@@ -225,10 +226,10 @@ static void http_finish(cmi_msg_t *msg)
         status = 202;
         cmi_resource_t *res = (cmi_resource_t *)msg->resource;
         if (res != NULL && !atomic_flag_test_and_set(&res->warned_no_response))
-            cmi_log_warn(msg->api ? "http" : "http",
-                         "flows of API '%s' resource %s (%s:%d) end without <respond> or <drop>: the caller "
-                         "gets 202 with no body (logged once)",
-                         msg->api->name, res->pattern ? res->pattern : "(default)", res->file, res->line);
+            cmi_log_warn("http", "flows of %s '%s'%s%s (%s:%d) end without <respond>, <send> or <drop>: the caller "
+                         "gets 202 with no body (logged once)", msg->api->proxy ? "proxy service" : "API",
+                         msg->api->name, msg->api->proxy ? "" : " resource ",
+                         msg->api->proxy ? "" : res->pattern ? res->pattern : "(default)", res->file, res->line);
     }
     cmi_msg_prop_set(msg, CMI_SCOPE_AXIS2, "HTTP_SC", cmi_value_int(status));
     cmi_msg_prop_set(msg, CMI_SCOPE_AXIS2, "NO_ENTITY_BODY", cmi_value_bool(1));
@@ -331,8 +332,11 @@ static void log_dispatch(cmi_msg_t *msg)
 {
     cmi_strbuf_t b;
     cmi_strbuf_init(&b, msg->arena, 256);
-    cmi_strbuf_printf(&b, "%s %s -> api:%s resource %s", msg->method, msg->request_uri, msg->api->name,
-                      msg->resource->pattern ? msg->resource->pattern : "(default)");
+    if (msg->api->proxy != NULL)
+        cmi_strbuf_printf(&b, "%s %s -> proxy:%s", msg->method, msg->request_uri, msg->api->name);
+    else
+        cmi_strbuf_printf(&b, "%s %s -> api:%s resource %s", msg->method, msg->request_uri, msg->api->name,
+                          msg->resource->pattern ? msg->resource->pattern : "(default)");
     for (size_t i = 0; i < msg->path_params.count; i++)
         cmi_strbuf_printf(&b, " uri.var.%s=\"%s\"", msg->path_params.items[i].name,
                           msg->path_params.items[i].value.u.s.ptr);
@@ -376,6 +380,55 @@ static h2o_iovec_t dispatch_path(h2o_req_t *req)
 }
 
 static const cmi_sequence_t empty_sequence = {0};
+
+/* The base of the addresses in a served WSDL: this listener as the client
+ * reached it (Axis2 writes the request's host too), or localhost when the
+ * Host header is not a plain host[:port]. */
+static const char *wsdl_base(h2o_req_t *req)
+{
+    static const char ok[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.-:[]";
+    h2o_iovec_t a = req->authority;
+    int good = a.len > 0 && a.len < 256;
+    for (size_t i = 0; good && i < a.len; i++)
+        good = a.base[i] != '\0' && strchr(ok, a.base[i]) != NULL;
+    char *base = h2o_mem_alloc_pool(&req->pool, a.len + 20);
+    sprintf(base, "http://%.*s", good ? (int)a.len : 9, good ? a.base : "localhost");
+    return base;
+}
+
+/* What a proxy answers before its flow: refused over a transport it does
+ * not take, not started, or its WSDL (?wsdl).  Returns 1 when answered. */
+static int proxy_answered(h2o_req_t *req, const cmi_proxy_t *p, const char *query, size_t qlen)
+{
+    char why[256];
+    if (!(p->transports & CMI_PROXY_HTTP)) {
+        snprintf(why, sizeof(why), "proxy service '%s' is not served over http (its transports: https)", p->api.name);
+        return send_json_error(req, 404, h2o_strdup(&req->pool, why, SIZE_MAX).base, NULL), 1;
+    }
+    if (!p->started) {
+        snprintf(why, sizeof(why), "proxy service '%s' is not started (startOnLoad=\"false\")", p->api.name);
+        return send_json_error(req, 503, h2o_strdup(&req->pool, why, SIZE_MAX).base, NULL), 1;
+    }
+    int get = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) ||
+              h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
+    if (!get || qlen != 4 || strncasecmp(query, "wsdl", 4) != 0)
+        return 0;
+    if (p->wsdl == NULL) {
+        snprintf(why, sizeof(why), "proxy service '%s' publishes no WSDL (cmi does not generate one)", p->api.name);
+        return send_json_error(req, 404, h2o_strdup(&req->pool, why, SIZE_MAX).base, NULL), 1;
+    }
+    size_t len;
+    char *text = cmi_wsdl_render(p->wsdl, wsdl_base(req), p->api.name, &len);
+    char *body = h2o_mem_alloc_pool(&req->pool, len);
+    memcpy(body, text, len);
+    free(text);
+    req->res.status = 200;
+    req->res.reason = "OK";
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, p->wsdl->content_type,
+                   strlen(p->wsdl->content_type));
+    send_final(req, body, len);
+    return 1;
+}
 
 /* Starts a message for a request: the link that tells it when h2o is done
  * with the request, the request copied in, and the flow. */
@@ -540,6 +593,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         return send_json_error(req, 405, "the resource does not accept this method", copy);
     }
 
+    if (r.api->proxy != NULL && proxy_answered(req, r.api->proxy, query, qlen))
+        return 0;
     cmi_msg_t *msg = start_message(w, req);
     if (bind_params(msg, &r, query, qlen) != 0) {
         msg->responded = 1; /* answered here, not by the flow */

@@ -56,6 +56,8 @@ typedef struct {
      * the out path (the `receive` sequence, else the out sequence). */
     int send;
     const cmi_sequence_t *receive;
+    int blocking;    /* <call blocking="true">: the in sequence goes on, as in MI */
+    int proxy_target; /* a proxy's target endpoint (config/proxy.c) */
 } call_mediator_t;
 
 /* ---- the URL ------------------------------------------------------------------------------ */
@@ -366,13 +368,15 @@ static int implicit_target(cmi_msg_t *msg, call_state_t *st)
     return 0;
 }
 
-/* <send>: in the out path (or with the RESPONSE property true), without an
- * endpoint, the response goes back to the caller; else the request is built here, as the message is now, and
+/* <send>: in the out path (or with the RESPONSE property true, or after
+ * the flow removed the To header), without an endpoint, the message goes
+ * back to the caller; else the request is built here, as the message is now, and
  * goes when the in path ends (mediators after <send> run first, as MI's
  * asynchronous send lets them). */
 static int run_send(const call_mediator_t *c, cmi_msg_t *msg, call_state_t *st)
 {
-    if (c->endpoint == NULL && (msg->out_path || cmi_msg_prop_true(msg, CMI_SCOPE_DEFAULT, "RESPONSE"))) {
+    if (c->endpoint == NULL &&
+        (msg->out_path || msg->to_anonymous || cmi_msg_prop_true(msg, CMI_SCOPE_DEFAULT, "RESPONSE"))) {
         cmi_flow_respond(msg);
         return CMI_FLOW_DONE;
     }
@@ -393,6 +397,13 @@ static int run_send(const call_mediator_t *c, cmi_msg_t *msg, call_state_t *st)
 static int run_call(const cmi_mediator_t *m, cmi_msg_t *msg)
 {
     const call_mediator_t *c = (const call_mediator_t *)m;
+    /* Synapse sends to a proxy's target endpoint only when the in sequence
+     * returned true: not after a <send> or a non-blocking <call> (whose
+     * mediate() returns false; a <respond> or <drop> ends the flow). */
+    if (c->proxy_target && msg->handed_on)
+        return CMI_FLOW_CONTINUE;
+    if (c->send || !c->blocking)
+        msg->handed_on = 1;
     call_state_t *st = cmi_arena_calloc(msg->arena, 1, sizeof(*st));
     st->msg = msg;
     st->top = c->endpoint;
@@ -403,7 +414,7 @@ static int run_call(const cmi_mediator_t *m, cmi_msg_t *msg)
 }
 
 static const cmi_attr_rule_t call_attrs[] = {
-    {"blocking", CMI_ATTR_OK}, /* same result for the caller: nothing blocks in cmi */
+    {"blocking", CMI_ATTR_OK}, /* nothing blocks in cmi; it only decides a proxy's target send */
     {NULL, 0},
 };
 
@@ -510,6 +521,8 @@ cmi_mediator_t *cmi_compile_call(cmi_compile_t *cc, xmlNodePtr node)
     if (cmi_xml_check_attrs(cc, node, cmi_common_mediator_attrs, call_attrs))
         return NULL;
     call_mediator_t *c = cmi_mediator_new(cc, node, sizeof(*c), run_call);
+    const char *blocking = cmi_xml_attr(cc, node, "blocking");
+    c->blocking = blocking != NULL && strcmp(blocking, "true") == 0;
     xmlNodePtr ep = NULL;
     for (xmlNodePtr ch = node->children; ch != NULL; ch = ch->next) {
         if (ch->type != XML_ELEMENT_NODE)
@@ -563,4 +576,13 @@ cmi_mediator_t *cmi_compile_send(cmi_compile_t *cc, xmlNodePtr node)
         cmi_compile_ref_sequence(cc, receive, &c->receive, cmi_xml_line(node),
                                  cmi_arena_sprintf(cc->arena, "<send receive=\"%s\">", receive));
     return ep == NULL || resolve_endpoint(cc, ep, c) == 0 ? &c->base : NULL;
+}
+
+cmi_mediator_t *cmi_compile_proxy_target(cmi_compile_t *cc, xmlNodePtr send)
+{
+    call_mediator_t *c = (call_mediator_t *)cmi_compile_send(cc, send);
+    if (c == NULL)
+        return NULL;
+    c->proxy_target = 1;
+    return &c->base;
 }

@@ -5,4 +5,8 @@
 
 #include "config/endpoint.h"
 
+/* A proxy's target endpoint as the <send> element send: sent at the end of
+ * the in sequence unless the flow already sent or called (non-blocking). */
+cmi_mediator_t *cmi_compile_proxy_target(cmi_compile_t *cc, xmlNodePtr send);
+
 #endif

@@ -27,6 +27,14 @@ typedef enum { PART_CUSTOM, PART_ENVELOPE, PART_BODY, PART_PROPERTY, PART_VARIAB
 static const char *const part_names[] = {"custom", "envelope", "body", "property", "variable", "inline", "key", NULL};
 static const char *const action_names[] = {"replace", "child", "sibling", "remove", NULL};
 
+/* Where replaced nodes wait to be freed, after whatever still points at
+ * them: a node of their document, so that freeing them knows their names
+ * live in its dictionary (a parsed document's do). */
+static xmlNodePtr replaced_holder(xmlDocPtr doc)
+{
+    return xmlNewDocNode(doc, NULL, (const xmlChar *)"replaced", NULL);
+}
+
 typedef struct {
     cmi_mediator_t base;
     part_t src, dst;
@@ -201,7 +209,7 @@ static int edit_markup(const enrich_mediator_t *e, cmi_msg_t *msg, const cmi_val
         out->type = CMI_VAL_XML;
         return 0;
     }
-    xmlNodePtr replaced = xmlNewNode(NULL, (const xmlChar *)"replaced");
+    xmlNodePtr replaced = replaced_holder(doc);
     int rc = cmi_enrich_xml_at(msg, xmlDocGetRootElement(doc), e->action, src, replaced);
     if (rc == 0) {
         const char *markup = cmi_enrich_markup(msg, xmlDocGetRootElement(doc), &len);
@@ -309,7 +317,7 @@ static int to_xml_payload(const enrich_mediator_t *e, cmi_msg_t *msg, const cmi_
     if (doc == NULL)
         return CMI_FLOW_ERROR;
     int rc = 0;
-    xmlNodePtr replaced = xmlNewNode(NULL, (const xmlChar *)"replaced");
+    xmlNodePtr replaced = replaced_holder(doc);
     if (e->dst == PART_CUSTOM) {
         xmlXPathObjectPtr r = cmi_expr_xpath_select(e->dst_expr, msg, doc);
         if (r == NULL) {
@@ -357,7 +365,7 @@ static int replace_body(cmi_msg_t *msg, const cmi_value_t *src)
         xmlDocPtr doc = cmi_msg_payload_xml(msg, &err);
         xmlNodePtr elem = cmi_soap_body_child(xmlDocGetRootElement(doc));
         if (elem != NULL) {
-            xmlNodePtr replaced = xmlNewNode(NULL, (const xmlChar *)"replaced");
+            xmlNodePtr replaced = replaced_holder(doc);
             int rc = cmi_enrich_xml_at(msg, elem, CMI_ENRICH_REPLACE, src, replaced);
             xmlFreeNode(replaced);
             if (rc != 0)

@@ -65,6 +65,8 @@ static int run_soap_header(const header_mediator_t *h, cmi_msg_t *msg, const cha
             cmi_msg_prop_remove(msg, CMI_SCOPE_DEFAULT, h->name);
         else
             cmi_msg_prop_set(msg, CMI_SCOPE_DEFAULT, h->name, cmi_value_string(value, len));
+        if (strcmp(h->name, "To") == 0)
+            msg->to_anonymous = h->remove;
         return CMI_FLOW_CONTINUE;
     }
     xmlDocPtr doc = msg->payload.kind == CMI_PAYLOAD_XML ? cmi_msg_payload_xml(msg, NULL) : NULL;

@@ -84,7 +84,7 @@ static int run_log(const cmi_mediator_t *m, cmi_msg_t *msg)
         const char *body = cmi_msg_payload_bytes(msg, &len);
         cmi_strbuf_printf(&b, "%sPayload: %.*s", sep, (int)len, body);
     }
-    const char *component = msg->api ? cmi_arena_sprintf(msg->arena, "api:%s", msg->api->name) : "mediation";
+    const char *component = msg->api ? cmi_arena_sprintf(msg->arena, "%s:%s", msg->api->proxy ? "proxy" : "api", msg->api->name) : "mediation";
     cmi_log_write(lm->level, component, "%s", b.data);
     return CMI_FLOW_CONTINUE;
 }

@@ -10,10 +10,13 @@
 
 #include <ctype.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/str.h"
 #include "expr/expr.h"
 #include "mediators/registry.h"
+#include "runtime/convert.h"
+#include "runtime/errors.h"
 #include "runtime/msg.h"
 
 typedef struct {
@@ -29,15 +32,53 @@ typedef struct {
     pf_arg_t *args;
     size_t nargs;
     const char *content_type;
+    int xml; /* media-type="xml" */
 } payload_mediator_t;
+
+/* The SOAP Body of the message when it is a SOAP envelope, else NULL. */
+static xmlNodePtr soap_body_of(cmi_msg_t *msg)
+{
+    const char *ct = msg->payload.content_type;
+    size_t n = ct ? strcspn(ct, "; ") : 0;
+    if (msg->payload.kind != CMI_PAYLOAD_XML ||
+        !((n == 8 && strncasecmp(ct, "text/xml", 8) == 0) || (n == 20 && strncasecmp(ct, "application/soap+xml", 20) == 0)))
+        return NULL;
+    xmlDocPtr doc = cmi_msg_payload_xml(msg, NULL);
+    xmlNodePtr env = doc ? xmlDocGetRootElement(doc) : NULL;
+    return cmi_soap_is_envelope(env) ? cmi_soap_body(env) : NULL;
+}
+
+/* An XML payload goes in the Body of a SOAP message, whose envelope,
+ * headers and content type stay (MI's payloadFactory replaces the Body's
+ * content); any other message takes it as its whole payload. */
+static int set_payload(const payload_mediator_t *p, cmi_msg_t *msg, const char *bytes, size_t len)
+{
+    xmlNodePtr body = p->xml ? soap_body_of(msg) : NULL;
+    if (body == NULL) {
+        cmi_msg_set_payload(msg, bytes, len, p->content_type);
+        return CMI_FLOW_CONTINUE;
+    }
+    const char *why = NULL;
+    xmlDocPtr made = cmi_xml_read(msg->arena, bytes, len, &why);
+    if (made == NULL)
+        return cmi_msg_set_error(msg, CMI_ERR_PAYLOAD, NULL, "<payloadFactory>: the result is not XML: %s", why);
+    xmlNodePtr old = body->children;
+    xmlUnlinkNode(old);
+    xmlFreeNodeList(old);
+    body->children = body->last = NULL;
+    xmlNodePtr copy = xmlDocCopyNode(xmlDocGetRootElement(made), body->doc, 1);
+    xmlFreeDoc(made);
+    xmlAddChild(body, copy);
+    xmlReconciliateNs(body->doc, copy);
+    cmi_msg_payload_xml_changed(msg);
+    return CMI_FLOW_CONTINUE;
+}
 
 static int run_payload(const cmi_mediator_t *m, cmi_msg_t *msg)
 {
     const payload_mediator_t *p = (const payload_mediator_t *)m;
-    if (p->tmpl == NULL) {
-        cmi_msg_set_payload(msg, p->bytes, p->len, p->content_type);
-        return CMI_FLOW_CONTINUE;
-    }
+    if (p->tmpl == NULL)
+        return set_payload(p, msg, p->bytes, p->len);
     cmi_value_t *values = NULL;
     if (p->nargs > 0) {
         values = cmi_arena_alloc(msg->arena, p->nargs * sizeof(*values));
@@ -51,8 +92,7 @@ static int run_payload(const cmi_mediator_t *m, cmi_msg_t *msg)
     cmi_strbuf_init(&out, msg->arena, p->len + 256);
     if (cmi_template_render(p->tmpl, msg, values, p->nargs, &out) != 0)
         return CMI_FLOW_ERROR;
-    cmi_msg_set_payload(msg, out.data, out.len, p->content_type);
-    return CMI_FLOW_CONTINUE;
+    return set_payload(p, msg, out.data, out.len);
 }
 
 static const cmi_attr_rule_t attrs[] = {
@@ -158,6 +198,7 @@ static int compile_xml(cmi_compile_t *cc, xmlNodePtr format, payload_mediator_t 
     }
     p->bytes = cmi_compile_element_markup(cc, elem, &p->len);
     p->content_type = "application/xml";
+    p->xml = 1;
     if (has_placeholders(p->bytes)) {
         p->tmpl = cmi_compile_template(cc, format, NULL, p->bytes, CMI_TEMPLATE_XML, p->nargs);
         return p->tmpl ? 0 : -1;

@@ -35,13 +35,20 @@ xmlNodePtr cmi_soap_envelope(xmlDocPtr doc)
     return cmi_soap_envelope_in(doc, CMI_SOAP11_NS);
 }
 
-xmlNodePtr cmi_soap_body_child(xmlNodePtr env)
+xmlNodePtr cmi_soap_body(xmlNodePtr env)
 {
     for (xmlNodePtr c = env->children; c != NULL; c = c->next)
         if (c->type == XML_ELEMENT_NODE && strcmp((const char *)c->name, "Body") == 0)
-            for (xmlNodePtr b = c->children; b != NULL; b = b->next)
-                if (b->type == XML_ELEMENT_NODE)
-                    return b;
+            return c;
+    return NULL;
+}
+
+xmlNodePtr cmi_soap_body_child(xmlNodePtr env)
+{
+    xmlNodePtr body = cmi_soap_body(env);
+    for (xmlNodePtr b = body ? body->children : NULL; b != NULL; b = b->next)
+        if (b->type == XML_ELEMENT_NODE)
+            return b;
     return NULL;
 }
 

@@ -59,6 +59,8 @@ xmlNodePtr cmi_soap_envelope_in(xmlDocPtr doc, const char *ns_href);
 int cmi_soap_is_envelope(xmlNodePtr node);
 /* The first element inside the Body of an envelope (NULL if none). */
 xmlNodePtr cmi_soap_body_child(xmlNodePtr envelope);
+/* The envelope's Body element, or NULL. */
+xmlNodePtr cmi_soap_body(xmlNodePtr envelope);
 
 /* The payload as bytes for a response of the given content type when the
  * flow chose it (messageType): converted JSON <-> XML, wrapped in or taken

@@ -37,7 +37,7 @@ void cmi_flow_respond(cmi_msg_t *msg)
 
 static const char *log_component(cmi_msg_t *msg)
 {
-    return msg->api ? cmi_arena_sprintf(msg->arena, "api:%s", msg->api->name) : "mediation";
+    return msg->api ? cmi_arena_sprintf(msg->arena, "%s:%s", msg->api->proxy ? "proxy" : "api", msg->api->name) : "mediation";
 }
 
 /* The answer when no fault sequence handles an error: JSON with the status

@@ -282,9 +282,11 @@ static const cmi_value_t *builtin_prop(cmi_msg_t *msg, cmi_scope_t scope, const 
         return text_value(msg, msg->sub_path);
     if (strcmp(name, "REST_METHOD") == 0)
         return text_value(msg, msg->method);
-    if (msg->api != NULL && strcmp(name, "SYNAPSE_REST_API") == 0)
+    if (msg->api != NULL && msg->api->proxy != NULL && strcmp(name, "proxy.name") == 0)
         return text_value(msg, msg->api->name);
-    if (msg->api != NULL && strcmp(name, "REST_API_CONTEXT") == 0)
+    if (msg->api != NULL && msg->api->proxy == NULL && strcmp(name, "SYNAPSE_REST_API") == 0)
+        return text_value(msg, msg->api->name);
+    if (msg->api != NULL && msg->api->proxy == NULL && strcmp(name, "REST_API_CONTEXT") == 0)
         return text_value(msg, *msg->api->context ? msg->api->context : "/");
     if (strcmp(name, "SYSTEM_TIME") == 0 || strcmp(name, "SYSTEM_DATE") == 0) {
         struct timeval tv;

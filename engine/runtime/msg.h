@@ -145,6 +145,13 @@ struct cmi_msg {
     unsigned responded : 1;
     unsigned dropped : 1;
     unsigned finished : 1;
+    /* The flow removed the To header: WS-Addressing's anonymous address, so
+     * a <send/> without an endpoint answers the caller (MI's makefault
+     * examples: remove To, then send). */
+    unsigned to_anonymous : 1;
+    /* A <send> or a non-blocking <call> ran: a proxy's target endpoint is
+     * not used (mediators/call.c). */
+    unsigned handed_on : 1;
 
     /* Its owner's hooks (NULL in unit tests): set by its creator. */
     const struct cmi_msg_owner *owner;

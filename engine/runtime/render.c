@@ -55,17 +55,28 @@ static int too_large(cmi_msg_t *msg, const char *what)
                              cmi_msg_view_limit());
 }
 
+/* Whether the flow has looked into the payload (XPath, a view, a
+ * mediator's edit) since it arrived: MI's "built" message.  A SOAP
+ * envelope nobody looked into is written as JSON whole, envelope and all,
+ * as MI's formatter converts the unbuilt stream (docs/mi-compatibility.md,
+ * "SOAP to JSON"). */
+static int payload_built(const cmi_payload_t *p)
+{
+    return !p->bytes_valid || p->xml_tried || p->json_tried || p->xpath_doc != NULL || p->xpath_too_large;
+}
+
 int cmi_payload_render_as(cmi_msg_t *msg, const char *ct, const char **bytes, size_t *len)
 {
     cmi_payload_kind_t target = cmi_payload_kind_of(ct), source = msg->payload.kind;
     const char *soap_ns = NULL, *err = NULL;
     int soap = is_soap_type(ct, &soap_ns);
     if (target == CMI_PAYLOAD_JSON && source == CMI_PAYLOAD_XML) {
+        int built = payload_built(&msg->payload);
         xmlDocPtr doc = cmi_msg_payload_xml(msg, &err);
         if (doc == NULL)
             return payload_error(msg, err);
         xmlNodePtr root = xmlDocGetRootElement(doc);
-        if (cmi_soap_is_envelope(root))
+        if (cmi_soap_is_envelope(root) && built)
             root = cmi_soap_body_child(root);
         cmi_strbuf_t b;
         cmi_strbuf_init(&b, msg->arena, 256);

@@ -16,30 +16,54 @@ from test_call import Backend, closed_port
 
 CORPUS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "mi-docs")
 
-QUOTE = ('<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body>'
+QUOTE = ('<soapenv:Envelope xmlns:soapenv="%s"><soapenv:Header/><soapenv:Body>'
          '<ns:getQuoteResponse xmlns:ns="http://services.samples"><ns:return xmlns:ax21="http://services.samples/xsd">'
-         '<ax21:last>153.8</ax21:last><ax21:name>%s Company</ax21:name><ax21:symbol>%s</ax21:symbol></ns:return>'
+         '<ax21:high>-150.71</ax21:high><ax21:last>153.8</ax21:last><ax21:low>-155.27</ax21:low>'
+         '<ax21:name>%s Company</ax21:name><ax21:symbol>%s</ax21:symbol></ns:return>'
          '</ns:getQuoteResponse></soapenv:Body></soapenv:Envelope>')
+SOAP11_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
+SOAP12_ENV = "http://www.w3.org/2003/05/soap-envelope"
+WSDL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "stockquote.wsdl")
 
 
 class StockQuoteHandler(BaseHTTPRequestHandler):
+    """Axis2's SimpleStockQuoteService as the docs use it: getQuote answers
+    a quote in the request's SOAP version, placeOrder is one-way (202),
+    ?wsdl gives its WSDL."""
     protocol_version = "HTTP/1.1"
 
     def log_message(self, *args):
         pass
 
+    def do_GET(self):
+        self.server.seen.append((self.command, self.path, None, ""))
+        if not self.path.endswith("?wsdl"):
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        data = open(WSDL, "rb").read()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/xml")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", "0"))).decode()
-        self.server.seen.append((self.command, self.path, self.headers.get("Content-Type"), body))
+        ctype = self.headers.get("Content-Type")
+        self.server.seen.append((self.command, self.path, ctype, body))
         symbol = re.search(r"<(?:\w+:)?symbol>([^<]*)</", body)
         if "placeOrder" in body:
             self.send_response(202)  # Axis2's in-only operation
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
-        data = (QUOTE % ((symbol.group(1),) * 2 if symbol else ("?", "?"))).encode()
+        soap12 = ctype is not None and ctype.startswith("application/soap+xml")
+        name = symbol.group(1) if symbol else "?"
+        data = (QUOTE % (SOAP12_ENV if soap12 else SOAP11_ENV, name, name)).encode()
         self.send_response(200)
-        self.send_header("Content-Type", "text/xml; charset=UTF-8")
+        self.send_header("Content-Type", "application/soap+xml; charset=UTF-8" if soap12 else "text/xml; charset=UTF-8")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
@@ -53,12 +77,15 @@ class Example:
     """A corpus example copied to a temporary folder, with the docs'
     localhost:9000 pointed at the test's backend (the only change)."""
 
-    def __init__(self, name, port=None, main=None, hosts=None):
+    def __init__(self, name, port=None, main=None, hosts=None, files=None):
         self.src = os.path.join(CORPUS, name)
         self.port = port
         self.main = main
         # Other "host:port"s of the docs, each pointed at a test port.
         self.hosts = hosts or {}
+        # Placeholder paths of the docs ("/path/to/x.wsdl"), each pointed
+        # at a file of the tests.
+        self.files = files or {}
 
     def __enter__(self):
         self.dir = tempfile.mkdtemp(prefix="cmi-midocs-")
@@ -73,6 +100,8 @@ class Example:
                     text = text.replace("localhost:9000", "127.0.0.1:%d" % self.port)
                 for host, port in self.hosts.items():
                     text = text.replace(host, "127.0.0.1:%d" % port)
+                for path, real in self.files.items():
+                    text = text.replace(path, real)
                 with open(os.path.join(self.dir, rel), "w", encoding="utf-8") as out:
                     out.write(text)
         if self.main is not None:
