@@ -50,6 +50,8 @@ engine_libcmi_engine_la_SOURCES = \
 	engine/expr/eval.c engine/expr/functions.c engine/expr/parser.c \
 	engine/expr/template.c engine/expr/xpath.c engine/expr/locate.c \
 	engine/http/client.c engine/http/client.h \
+	engine/http/answer.h \
+	engine/http/proxy.c engine/http/proxy.h \
 	engine/http/dispatch.c engine/http/dispatch.h \
 	engine/http/pathmatch.c engine/http/pathmatch.h \
 	engine/http/server.c engine/http/server.h \

@@ -95,18 +95,33 @@ typedef struct {
     size_t npieces;
     cmi_wsdl_op_t *ops;
     size_t nops;
-    const char *content_type;
+    int published; /* from <publishWSDL>: requests must name one of its operations */
 } cmi_wsdl_t;
 
 enum { CMI_PROXY_HTTP = 1, CMI_PROXY_HTTPS = 2 };
+
+/* The proxy <parameter>s cmi honours (docs/mi-compatibility.md, "Proxy
+ * services"), as flags. */
+enum {
+    CMI_PROXY_INBOUND_ONLY = 1u << 0,     /* inbound.only: HTTP requests get 202, nothing runs */
+    CMI_PROXY_ANY_OPERATION = 1u << 1,    /* disableOperationValidation */
+    CMI_PROXY_SINGLE_OPERATION = 1u << 2, /* supportSingleOperation */
+    CMI_PROXY_NO_REST = 1u << 3,          /* disableREST */
+    CMI_PROXY_NO_SOAP11 = 1u << 4,        /* disableSOAP11 */
+    CMI_PROXY_NO_SOAP12 = 1u << 5,        /* disableSOAP12 */
+    CMI_PROXY_NO_METADATA = 1u << 6,      /* exposeServiceMetadata=false: ?wsdl is 403 */
+    CMI_PROXY_ORIGINAL_WSDL = 1u << 7,    /* useOriginalwsdl: the published WSDL as written */
+    CMI_PROXY_KEEP_ADDRESSES = 1u << 8,   /* modifyUserWSDLPortAddress=false */
+};
 
 typedef struct cmi_proxy {
     cmi_api_t api;           /* name, context "/services/NAME", the one resource */
     cmi_resource_t resource; /* every method, every path under the context */
     cmi_resource_t *resources[1];
-    unsigned transports;     /* CMI_PROXY_* */
+    unsigned transports;     /* CMI_PROXY_HTTP, CMI_PROXY_HTTPS */
+    unsigned flags;          /* CMI_PROXY_INBOUND_ONLY, ... */
     int started;             /* startOnLoad */
-    const cmi_wsdl_t *wsdl;  /* NULL: none published */
+    const cmi_wsdl_t *wsdl;  /* published, or generated (the one operation "mediate") */
 } cmi_proxy_t;
 
 typedef struct cmi_inbound {

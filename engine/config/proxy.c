@@ -184,44 +184,65 @@ static void compile_target(cmi_compile_t *cc, cmi_proxy_t *p, xmlNodePtr target)
     res->has_out_seq = res->out_seq != NULL || cmi_xml_attr(cc, target, "outSequence") != NULL;
 }
 
-/* Parameters whose meaning cmi does not give them: ignoring one would
- * change what the proxy does. */
+/* The proxy parameters of MI that act on HTTP, with the value that sets
+ * their flag; the refused ones change behaviour in a way cmi does not
+ * offer; the rest are Axis2 descriptions or other transports' settings. */
 static const struct {
     const char *name;
-    const char *why;
-} refused_params[] = {
-    {"enableMTOM", "MTOM is not supported by cmi"},
-    {"enableSwA", "SOAP with attachments is not supported by cmi"},
+    const char *sets_when; /* the value that sets flag */
+    unsigned flag;
+    const char *refused; /* why, when cmi refuses it */
+} proxy_params[] = {
+    {"inbound.only", "true", CMI_PROXY_INBOUND_ONLY, NULL},
+    {"disableOperationValidation", "true", CMI_PROXY_ANY_OPERATION, NULL},
+    {"supportSingleOperation", "true", CMI_PROXY_SINGLE_OPERATION, NULL},
+    {"disableREST", "true", CMI_PROXY_NO_REST, NULL},
+    {"disableSOAP11", "true", CMI_PROXY_NO_SOAP11, NULL},
+    {"disableSOAP12", "true", CMI_PROXY_NO_SOAP12, NULL},
+    {"exposeServiceMetadata", "false", CMI_PROXY_NO_METADATA, NULL},
+    {"useOriginalwsdl", "true", CMI_PROXY_ORIGINAL_WSDL, NULL},
+    {"modifyUserWSDLPortAddress", "false", CMI_PROXY_KEEP_ADDRESSES, NULL},
+    {"serviceType", NULL, 0, NULL},
+    {"hiddenService", NULL, 0, NULL},
+    {"ServiceURI", NULL, 0, "serving a proxy at a path of its own is not supported by cmi (it is at /services/NAME)"},
+    {"enableMTOM", NULL, 0, "MTOM is not supported by cmi"},
+    {"enableSwA", NULL, 0, "SOAP with attachments is not supported by cmi"},
 };
 
-/* <parameter name="...">: the ones that change an HTTP proxy's behaviour
- * in MI are refused until cmi honours them; the rest (Axis2's service
- * descriptions, other transports' settings) are said once and ignored. */
-static void compile_parameter(cmi_compile_t *cc, xmlNodePtr node)
+static void compile_parameter(cmi_compile_t *cc, cmi_proxy_t *p, xmlNodePtr node)
 {
     const char *name = cmi_xml_attr(cc, node, "name");
     if (name == NULL || *name == '\0') {
         cmi_compile_error(cc, node, "<parameter>: the name attribute is required");
         return;
     }
-    for (size_t i = 0; i < sizeof(refused_params) / sizeof(refused_params[0]); i++)
-        if (strcmp(name, refused_params[i].name) == 0) {
-            cmi_compile_error(cc, node, "<parameter name=\"%s\">: %s", name, refused_params[i].why);
-            return;
-        }
+    const char *value = cmi_compile_trim(cc, cmi_xml_text(cc, node), NULL);
+    for (size_t i = 0; i < sizeof(proxy_params) / sizeof(proxy_params[0]); i++) {
+        if (strcmp(name, proxy_params[i].name) != 0)
+            continue;
+        if (proxy_params[i].refused != NULL)
+            cmi_compile_error(cc, node, "<parameter name=\"%s\">: %s", name, proxy_params[i].refused);
+        else if (proxy_params[i].sets_when == NULL)
+            ; /* known, nothing to do over HTTP */
+        else if (strcmp(value, "true") != 0 && strcmp(value, "false") != 0)
+            cmi_compile_error(cc, node, "<parameter name=\"%s\">: true or false, not '%s'", name, value);
+        else if (strcmp(value, proxy_params[i].sets_when) == 0)
+            p->flags |= proxy_params[i].flag;
+        return;
+    }
     cmi_compile_warn(cc, node, "<parameter name=\"%s\">: not used by cmi's proxy services (ignored)", name);
 }
 
-static void compile_child(cmi_compile_t *cc, cmi_proxy_t *p, xmlNodePtr c, xmlNodePtr *target)
+static void compile_child(cmi_compile_t *cc, cmi_proxy_t *p, xmlNodePtr c, xmlNodePtr *target,
+                          xmlNodePtr *publish)
 {
-    if (cmi_xml_is(c, "target")) {
-        if (*target != NULL)
-            cmi_compile_error(cc, c, "<proxy>: more than one <target>");
-        *target = c;
-    } else if (cmi_xml_is(c, "publishWSDL")) {
-        p->wsdl = cmi_compile_wsdl(cc, c, p->api.name);
+    if (cmi_xml_is(c, "target") || cmi_xml_is(c, "publishWSDL")) {
+        xmlNodePtr *slot = cmi_xml_is(c, "target") ? target : publish;
+        if (*slot != NULL)
+            cmi_compile_error(cc, c, "<proxy>: more than one <%s>", c->name);
+        *slot = c;
     } else if (cmi_xml_is(c, "parameter")) {
-        compile_parameter(cc, c);
+        compile_parameter(cc, p, c);
     } else if (cmi_xml_is(c, "enableAddressing")) {
         cmi_compile_warn(cc, c, "<enableAddressing>: WS-Addressing headers are passed through as any SOAP header; "
                          "cmi does not act on them (reply-to addresses are never called)");
@@ -263,15 +284,16 @@ void cmi_artifact_proxy(cmi_compile_t *cc, xmlNodePtr root)
     if (p->transports == CMI_PROXY_HTTPS)
         cmi_compile_warn(cc, root, "<proxy name=\"%s\" transports=\"https\">: cmi has no HTTPS listener yet, so "
                          "this proxy answers no request (requests over http are refused, as MI does)", name);
-    xmlNodePtr target = NULL;
+    xmlNodePtr target = NULL, publish = NULL;
     for (xmlNodePtr c = root->children; c != NULL; c = c->next)
         if (c->type == XML_ELEMENT_NODE)
-            compile_child(cc, p, c, &target);
+            compile_child(cc, p, c, &target, &publish);
     if (target == NULL) {
         cmi_compile_error(cc, root, "<proxy name=\"%s\">: a <target> is required", name);
         return;
     }
     compile_target(cc, p, target);
+    p->wsdl = cmi_compile_wsdl(cc, publish, p); /* after the parameters, which shape it */
     cmi_config_t *cfg = cc->config; /* a name deployed twice is the dispatcher's error */
     cfg->proxies = cmi_xrealloc(cfg->proxies, (cfg->nproxies + 1) * sizeof(*cfg->proxies));
     cfg->proxies[cfg->nproxies++] = p;

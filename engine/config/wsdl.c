@@ -387,29 +387,217 @@ static void cut_pieces(cmi_compile_t *cc, const char *text, size_t len, const ch
                                                  (size_t)(end - p), NULL};
 }
 
-const cmi_wsdl_t *cmi_compile_wsdl(cmi_compile_t *cc, xmlNodePtr publish, const char *proxy_name)
+/* ---- the WSDL MI serves: its bindings and ports regenerated ------------------ */
+
+/* A prefix for href on root: the one in scope, else declared there (the
+ * preferred prefix, or a numbered one when that is taken). */
+static xmlNsPtr ns_for(xmlNodePtr root, const char *href, const char *prefer)
 {
-    if (cmi_xml_check_attrs(cc, publish, publish_attrs, NULL))
-        return NULL;
-    for (xmlNodePtr c = publish->children; c != NULL; c = c->next)
-        if (cmi_xml_is(c, "resource"))
-            cmi_compile_warn(cc, c, "<publishWSDL>: <resource> (imported schemas) is not served by cmi: the "
-                             "WSDL is published as it is, its imports left to the client");
-    xmlDocPtr doc = load_doc(cc, publish);
-    if (doc == NULL)
-        return NULL;
+    xmlNsPtr ns = xmlSearchNsByHref(root->doc, root, BAD_CAST href);
+    if (ns != NULL && ns->prefix != NULL)
+        return ns;
+    char prefix[32];
+    snprintf(prefix, sizeof(prefix), "%s", prefer);
+    for (int i = 1; xmlSearchNs(root->doc, root, BAD_CAST prefix) != NULL; i++)
+        snprintf(prefix, sizeof(prefix), "%s%d", prefer, i);
+    return xmlNewNs(root, BAD_CAST href, BAD_CAST prefix);
+}
+
+/* root's child of that kind whose name is qname's local part. */
+static xmlNodePtr named_child(xmlNodePtr root, const char *kind, const char *qname)
+{
+    const char *local = local_part(qname);
+    for (xmlNodePtr c = root->children; c != NULL; c = c->next) {
+        if (!is(c, NS_WSDL11, kind))
+            continue;
+        char *name = attr(c, "name");
+        int hit = name != NULL && strcmp(name, local) == 0;
+        xmlFree(name);
+        if (hit)
+            return c;
+    }
+    return NULL;
+}
+
+static xmlNodePtr first_port(xmlNodePtr root)
+{
+    for (xmlNodePtr s = root->children; s != NULL; s = s->next)
+        for (xmlNodePtr port = is(s, NS_WSDL11, "service") ? s->children : NULL; port != NULL; port = port->next)
+            if (is(port, NS_WSDL11, "port"))
+                return port;
+    return NULL;
+}
+
+/* The portType Axis2 builds the service from: the one the first service
+ * port's binding names, else the first. */
+static xmlNodePtr service_port_type(xmlNodePtr root)
+{
+    xmlNodePtr port = first_port(root);
+    char *binding = port ? attr(port, "binding") : NULL;
+    xmlNodePtr b = binding ? named_child(root, "binding", binding) : NULL;
+    char *type = b ? attr(b, "type") : NULL;
+    xmlNodePtr pt = type ? named_child(root, "portType", type) : NULL;
+    xmlFree(binding);
+    xmlFree(type);
+    for (xmlNodePtr c = root->children; c != NULL && pt == NULL; c = c->next)
+        if (is(c, NS_WSDL11, "portType"))
+            pt = c;
+    return pt;
+}
+
+typedef struct {
+    const char *binding;  /* NAME + this */
+    const char *port;     /* NAME + this: the Axis2 endpoint */
+    const char *ns, *prefix;
+    unsigned disabled_by; /* the proxy flag that removes it */
+} binding_kind_t;
+
+static const binding_kind_t kinds[] = {
+    {"Soap11Binding", "HttpSoap11Endpoint", NS_SOAP11, "soap", CMI_PROXY_NO_SOAP11},
+    {"Soap12Binding", "HttpSoap12Endpoint", NS_SOAP12, "soap12", CMI_PROXY_NO_SOAP12},
+    {"HttpBinding", "HttpEndpoint", NS_HTTP, "http", CMI_PROXY_NO_REST},
+};
+
+static xmlNodePtr add(xmlNodePtr parent, xmlNsPtr ns, const char *name)
+{
+    return xmlNewChild(parent, ns, BAD_CAST name, NULL);
+}
+
+static void add_binding(xmlNodePtr root, const binding_kind_t *k, const char *proxy, const char *pt_qname,
+                        const cmi_wsdl_t *w)
+{
+    xmlNsPtr wsdl = root->ns, bns = ns_for(root, k->ns, k->prefix);
+    int http = strcmp(k->ns, NS_HTTP) == 0;
+    char name[320];
+    snprintf(name, sizeof(name), "%s%s", proxy, k->binding);
+    xmlNodePtr b = add(root, wsdl, "binding");
+    xmlNewProp(b, BAD_CAST "name", BAD_CAST name);
+    xmlNewProp(b, BAD_CAST "type", BAD_CAST pt_qname);
+    xmlNodePtr bb = add(b, bns, "binding");
+    if (http) {
+        xmlNewProp(bb, BAD_CAST "verb", BAD_CAST "POST");
+    } else {
+        xmlNewProp(bb, BAD_CAST "transport", BAD_CAST "http://schemas.xmlsoap.org/soap/http");
+        xmlNewProp(bb, BAD_CAST "style", BAD_CAST "document");
+    }
+    for (size_t i = 0; i < w->nops; i++) {
+        const cmi_wsdl_op_t *o = &w->ops[i];
+        xmlNodePtr op = add(b, wsdl, "operation");
+        xmlNewProp(op, BAD_CAST "name", BAD_CAST o->name);
+        xmlNodePtr bop = add(op, bns, "operation");
+        if (http) {
+            xmlNewProp(bop, BAD_CAST "location", BAD_CAST o->name);
+        } else {
+            xmlNewProp(bop, BAD_CAST "soapAction", BAD_CAST(o->soap_action ? o->soap_action : ""));
+            xmlNewProp(bop, BAD_CAST "style", BAD_CAST "document");
+        }
+        for (int out = 0; out <= !o->in_only; out++) {
+            xmlNodePtr io = add(op, wsdl, out ? "output" : "input");
+            if (!http)
+                xmlNewProp(add(io, bns, "body"), BAD_CAST "use", BAD_CAST "literal");
+        }
+    }
+}
+
+/* Axis2's ?wsdl for a proxy: the published types, messages and portType,
+ * with the bindings and service made for the proxy (its name, its
+ * endpoints) in place of the document's own. */
+static void regenerate(cmi_compile_t *cc, xmlNodePtr root, const cmi_proxy_t *p, const cmi_wsdl_t *w)
+{
+    xmlNodePtr pt = service_port_type(root);
+    char *ptname = pt ? attr(pt, "name") : NULL;
+    char *tns = attr(root, "targetNamespace");
+    const char *qname = ptname ? ptname : "";
+    if (ptname != NULL && tns != NULL && *tns != '\0') {
+        xmlNsPtr ns = ns_for(root, tns, "tns");
+        qname = cmi_arena_sprintf(cc->arena, "%s:%s", ns->prefix, ptname);
+    }
+    for (xmlNodePtr c = root->children, next; c != NULL; c = next) {
+        next = c->next;
+        if (is(c, NS_WSDL11, "binding") || is(c, NS_WSDL11, "service")) {
+            xmlNodePtr blank = c->prev; /* its indentation goes with it */
+            if (blank != NULL && xmlIsBlankNode(blank)) {
+                xmlUnlinkNode(blank);
+                xmlFreeNode(blank);
+            }
+            xmlUnlinkNode(c);
+            xmlFreeNode(c);
+        }
+    }
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+        if (!(p->flags & kinds[i].disabled_by))
+            add_binding(root, &kinds[i], p->api.name, qname, w);
+    xmlNodePtr svc = add(root, root->ns, "service");
+    xmlNewProp(svc, BAD_CAST "name", BAD_CAST p->api.name);
+    char buf[320];
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+        if (p->flags & kinds[i].disabled_by)
+            continue;
+        xmlNodePtr port = add(svc, root->ns, "port");
+        snprintf(buf, sizeof(buf), "%s%s", p->api.name, kinds[i].port);
+        xmlNewProp(port, BAD_CAST "name", BAD_CAST buf);
+        snprintf(buf, sizeof(buf), "%s%s", p->api.name, kinds[i].binding);
+        const char *binding = tns && *tns ? cmi_arena_sprintf(cc->arena, "%s:%s", ns_for(root, tns, "tns")->prefix, buf)
+                                          : buf;
+        xmlNewProp(port, BAD_CAST "binding", BAD_CAST binding);
+        xmlNewProp(add(port, ns_for(root, kinds[i].ns, kinds[i].prefix), "address"), BAD_CAST "location",
+                   BAD_CAST "");
+    }
+    xmlFree(ptname);
+    xmlFree(tns);
+}
+
+/* What Axis2 publishes for a proxy without a WSDL: one operation,
+ * "mediate", that takes anything. */
+static xmlDocPtr mediate_wsdl(const char *name)
+{
+    char text[1024];
+    int n = snprintf(text, sizeof(text),
+                     "<wsdl:definitions xmlns:wsdl=\"" NS_WSDL11 "\" xmlns:ns=\"http://ws.apache.org/axis2\" "
+                     "xmlns:wsaw=\"http://www.w3.org/2006/05/addressing/wsdl\" "
+                     "targetNamespace=\"http://ws.apache.org/axis2\">"
+                     "<wsdl:message name=\"in\"/><wsdl:message name=\"out\"/>"
+                     "<wsdl:portType name=\"%sPortType\"><wsdl:operation name=\"mediate\">"
+                     "<wsdl:input message=\"ns:in\" wsaw:Action=\"urn:mediate\"/>"
+                     "<wsdl:output message=\"ns:out\" wsaw:Action=\"urn:mediateResponse\"/>"
+                     "</wsdl:operation></wsdl:portType></wsdl:definitions>", name);
+    return parse_text(text, (size_t)n, "mediate.wsdl");
+}
+
+const cmi_wsdl_t *cmi_compile_wsdl(cmi_compile_t *cc, xmlNodePtr publish, const cmi_proxy_t *p)
+{
+    xmlDocPtr doc;
+    if (publish == NULL) {
+        doc = mediate_wsdl(p->api.name); /* the proxy name is made of safe characters */
+    } else {
+        if (cmi_xml_check_attrs(cc, publish, publish_attrs, NULL))
+            return NULL;
+        for (xmlNodePtr c = publish->children; c != NULL; c = c->next)
+            if (cmi_xml_is(c, "resource"))
+                cmi_compile_warn(cc, c, "<publishWSDL>: <resource> (imported schemas) is not served by cmi: the "
+                                 "WSDL is published as it is, its imports left to the client");
+        if ((doc = load_doc(cc, publish)) == NULL)
+            return NULL;
+    }
     xmlNodePtr root = xmlDocGetRootElement(doc);
-    if (root == NULL || !(is(root, NS_WSDL11, "definitions") || is(root, NS_WSDL20, "description"))) {
+    int v2 = root != NULL && is(root, NS_WSDL20, "description");
+    if (root == NULL || !(is(root, NS_WSDL11, "definitions") || v2)) {
         cmi_compile_error(cc, publish, "<publishWSDL> of proxy '%s': the document is not a WSDL 1.1 "
-                          "<definitions> nor a WSDL 2.0 <description>", proxy_name);
+                          "<definitions> nor a WSDL 2.0 <description>", p->api.name);
         xmlFreeDoc(doc);
         return NULL;
     }
     cmi_wsdl_t *w = cmi_arena_calloc(cc->arena, 1, sizeof(*w));
-    w->content_type = "text/xml; charset=UTF-8";
+    w->published = publish != NULL;
     collect_ops(cc, root, w);
-    size_t n;
-    const char **suffixes = mark_addresses(cc, root, &n);
+    if (publish == NULL)
+        w->ops[0].soap_action = "urn:mediate";
+    /* WSDL 2.0 is served as written, its addresses rewritten: cmi does
+     * not regenerate it (docs/mi-compatibility.md). */
+    if (!v2 && !(p->flags & CMI_PROXY_ORIGINAL_WSDL))
+        regenerate(cc, root, p, w);
+    size_t n = 0;
+    const char **suffixes = p->flags & CMI_PROXY_KEEP_ADDRESSES ? NULL : mark_addresses(cc, root, &n);
     xmlChar *text = NULL;
     int len = 0;
     xmlDocDumpMemoryEnc(doc, &text, &len, "UTF-8");

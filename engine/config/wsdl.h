@@ -12,7 +12,12 @@
 /* The largest WSDL read from a file or URI. */
 #define CMI_WSDL_MAX_BYTES (4u << 20)
 
-const cmi_wsdl_t *cmi_compile_wsdl(cmi_compile_t *cc, xmlNodePtr publish, const char *proxy_name);
+/* The WSDL the proxy serves: the published one (publish: its
+ * <publishWSDL>) with bindings and ports made for the proxy as Axis2 does
+ * (or as written with useOriginalwsdl), or, with publish NULL, Axis2's
+ * WSDL of a proxy without one (the operation "mediate").  NULL after an
+ * error.  p's name and flags must be set. */
+const cmi_wsdl_t *cmi_compile_wsdl(cmi_compile_t *cc, xmlNodePtr publish, const cmi_proxy_t *p);
 
 /* The operation a SOAP request names: by its SOAPAction (or SOAP 1.2
  * action), else by the namespace and name of the body's first element;

@@ -137,6 +137,28 @@ const char *cmi_utf8_sanitize(cmi_arena_t *arena, const char *s, size_t len, siz
     return b.data;
 }
 
+void cmi_strbuf_xml_escaped(cmi_strbuf_t *out, const char *s, size_t len)
+{
+    for (size_t i = 0; i < len;) {
+        unsigned char ch = (unsigned char)s[i];
+        size_t k = ch >= 0x80 ? cmi_utf8_seq(s + i, len - i) : 1;
+        if (k == 0 || (ch < 0x20 && ch != '\t' && ch != '\n' && ch != '\r')) {
+            cmi_strbuf_puts(out, CMI_UTF8_REPLACEMENT);
+            i++;
+            continue;
+        }
+        switch (ch) {
+        case '&': cmi_strbuf_puts(out, "&amp;"); break;
+        case '<': cmi_strbuf_puts(out, "&lt;"); break;
+        case '>': cmi_strbuf_puts(out, "&gt;"); break;
+        case '"': cmi_strbuf_puts(out, "&quot;"); break;
+        case '\'': cmi_strbuf_puts(out, "&apos;"); break;
+        default: cmi_strbuf_append(out, s + i, k); break;
+        }
+        i += k;
+    }
+}
+
 void cmi_strbuf_json_escaped(cmi_strbuf_t *out, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";

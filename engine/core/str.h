@@ -41,6 +41,11 @@ const char *cmi_utf8_sanitize(cmi_arena_t *arena, const char *s, size_t len, siz
  * UTF-8 as \ufffd). */
 void cmi_strbuf_json_escaped(cmi_strbuf_t *b, const char *s, size_t len);
 
+/* Appends text escaped for XML character data or an attribute value:
+ * the five markup characters as entities, bytes that are not UTF-8 and
+ * control characters XML forbids as U+FFFD. */
+void cmi_strbuf_xml_escaped(cmi_strbuf_t *b, const char *s, size_t len);
+
 /* Base64 (RFC 4648, standard alphabet): the one codec of the engine.
  * cmi_base64_encode appends the encoding of data, '=' padded. */
 void cmi_base64_encode(cmi_strbuf_t *out, const void *data, size_t len);

@@ -50,6 +50,10 @@ static int fill_doc(ex_ctx_t *c, xmlDocPtr doc)
     cmi_msg_t *msg = c->msg;
     cmi_payload_t *p = &msg->payload;
     const char *err = NULL;
+    if (p->kind == CMI_PAYLOAD_XML && p->bytes_valid && p->len == 0) {
+        cmi_soap_envelope(doc); /* no body (a GET with an XML type): MI's empty envelope */
+        return 0;
+    }
     if (p->kind == CMI_PAYLOAD_XML) {
         xmlDocPtr src = cmi_msg_payload_xml(msg, &err);
         if (src == NULL) {

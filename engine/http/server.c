@@ -14,7 +14,8 @@
 #include <unistd.h>
 
 #include "config/config.h"
-#include "config/wsdl.h"
+#include "http/answer.h"
+#include "http/proxy.h"
 #include "core/log.h"
 #include "core/str.h"
 #include "engine.h"
@@ -94,6 +95,18 @@ static const char *reason_phrase(int status)
 }
 
 /* {"error":{"code":...,"message":...}} straight from the handler. */
+int cmi_http_answer(h2o_req_t *req, int status, const char *ctype, const char *body, size_t len)
+{
+    req->res.status = status;
+    req->res.reason = reason_phrase(status);
+    if (ctype != NULL)
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, ctype, strlen(ctype));
+    char *copy = h2o_mem_alloc_pool(&req->pool, len + 1);
+    memcpy(copy, body, len);
+    send_final(req, copy, len);
+    return 0;
+}
+
 static int send_json_error(h2o_req_t *req, int status, const char *message, const char *allow)
 {
     json_t *body = json_pack("{s:{s:i, s:s}}", "error", "code", status, "message", message);
@@ -381,55 +394,6 @@ static h2o_iovec_t dispatch_path(h2o_req_t *req)
 
 static const cmi_sequence_t empty_sequence = {0};
 
-/* The base of the addresses in a served WSDL: this listener as the client
- * reached it (Axis2 writes the request's host too), or localhost when the
- * Host header is not a plain host[:port]. */
-static const char *wsdl_base(h2o_req_t *req)
-{
-    static const char ok[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.-:[]";
-    h2o_iovec_t a = req->authority;
-    int good = a.len > 0 && a.len < 256;
-    for (size_t i = 0; good && i < a.len; i++)
-        good = a.base[i] != '\0' && strchr(ok, a.base[i]) != NULL;
-    char *base = h2o_mem_alloc_pool(&req->pool, a.len + 20);
-    sprintf(base, "http://%.*s", good ? (int)a.len : 9, good ? a.base : "localhost");
-    return base;
-}
-
-/* What a proxy answers before its flow: refused over a transport it does
- * not take, not started, or its WSDL (?wsdl).  Returns 1 when answered. */
-static int proxy_answered(h2o_req_t *req, const cmi_proxy_t *p, const char *query, size_t qlen)
-{
-    char why[256];
-    if (!(p->transports & CMI_PROXY_HTTP)) {
-        snprintf(why, sizeof(why), "proxy service '%s' is not served over http (its transports: https)", p->api.name);
-        return send_json_error(req, 404, h2o_strdup(&req->pool, why, SIZE_MAX).base, NULL), 1;
-    }
-    if (!p->started) {
-        snprintf(why, sizeof(why), "proxy service '%s' is not started (startOnLoad=\"false\")", p->api.name);
-        return send_json_error(req, 503, h2o_strdup(&req->pool, why, SIZE_MAX).base, NULL), 1;
-    }
-    int get = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) ||
-              h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
-    if (!get || qlen != 4 || strncasecmp(query, "wsdl", 4) != 0)
-        return 0;
-    if (p->wsdl == NULL) {
-        snprintf(why, sizeof(why), "proxy service '%s' publishes no WSDL (cmi does not generate one)", p->api.name);
-        return send_json_error(req, 404, h2o_strdup(&req->pool, why, SIZE_MAX).base, NULL), 1;
-    }
-    size_t len;
-    char *text = cmi_wsdl_render(p->wsdl, wsdl_base(req), p->api.name, &len);
-    char *body = h2o_mem_alloc_pool(&req->pool, len);
-    memcpy(body, text, len);
-    free(text);
-    req->res.status = 200;
-    req->res.reason = "OK";
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, p->wsdl->content_type,
-                   strlen(p->wsdl->content_type));
-    send_final(req, body, len);
-    return 1;
-}
-
 /* Starts a message for a request: the link that tells it when h2o is done
  * with the request, the request copied in, and the flow. */
 static cmi_msg_t *start_message(cmi_worker_t *w, h2o_req_t *req)
@@ -577,6 +541,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     h2o_iovec_t path = dispatch_path(req);
     cmi_dispatch_result_t r;
     int rc = cmi_dispatch_find(cfg->dispatch, mbit, path.base, path.len, query, qlen, &r);
+    if (rc == CMI_DISPATCH_NO_API && r.api == NULL && cmi_proxy_http_service_list(req, path.base, path.len))
+        return 0;
     if (rc == CMI_DISPATCH_NO_API && (r.api == NULL ? cfg->main_seq : cfg->mismatch_seq) != NULL)
         return run_unmatched(w, req, cfg, &r, path, query, qlen);
     if (rc == CMI_DISPATCH_NO_API)
@@ -593,7 +559,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         return send_json_error(req, 405, "the resource does not accept this method", copy);
     }
 
-    if (r.api->proxy != NULL && proxy_answered(req, r.api->proxy, query, qlen))
+    if (r.api->proxy != NULL && cmi_proxy_http_early(req, r.api->proxy, query, qlen, engine->http_port))
         return 0;
     cmi_msg_t *msg = start_message(w, req);
     if (bind_params(msg, &r, query, qlen) != 0) {
@@ -610,6 +576,11 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     msg->out_seq = r.resource->out_seq;
     msg->has_out_seq = r.resource->has_out_seq != 0;
     copy_request(msg, req);
+    if (r.api->proxy != NULL && cmi_proxy_http_operation(req, r.api->proxy, msg) != 0) {
+        msg->responded = 1; /* refused before mediation, as Axis2 does */
+        cmi_msg_release(msg);
+        return 0;
+    }
     if (cmi_log_enabled(CMI_LOG_DEBUG))
         log_dispatch(msg);
     cmi_flow_start(msg, r.resource->in_seq ? r.resource->in_seq : &empty_sequence);

@@ -236,7 +236,7 @@ static const cmi_value_t *text_value(cmi_msg_t *msg, const char *text)
 /* The request's SOAP action, as MI reads it into the Action property: the
  * SOAPAction header (SOAP 1.1, quotes taken off), else the action
  * parameter of a SOAP 1.2 content type; NULL when there is none. */
-static const char *soap_action(cmi_msg_t *msg)
+const char *cmi_msg_soap_action(cmi_msg_t *msg)
 {
     size_t len;
     const char *v = cmi_msg_header_get(msg, "SOAPAction", &len);
@@ -275,7 +275,7 @@ static const cmi_value_t *builtin_prop(cmi_msg_t *msg, cmi_scope_t scope, const 
     if (strcmp(name, "MessageID") == 0)
         return text_value(msg, msg->id);
     if (strcmp(name, "Action") == 0)
-        return text_value(msg, soap_action(msg));
+        return text_value(msg, cmi_msg_soap_action(msg));
     if (strcmp(name, "To") == 0 || strcmp(name, "REST_FULL_REQUEST_PATH") == 0)
         return text_value(msg, msg->request_uri);
     if (strcmp(name, "REST_SUB_REQUEST_PATH") == 0)
@@ -284,6 +284,8 @@ static const cmi_value_t *builtin_prop(cmi_msg_t *msg, cmi_scope_t scope, const 
         return text_value(msg, msg->method);
     if (msg->api != NULL && msg->api->proxy != NULL && strcmp(name, "proxy.name") == 0)
         return text_value(msg, msg->api->name);
+    if (msg->operation != NULL && strcmp(name, "OperationName") == 0)
+        return text_value(msg, msg->operation);
     if (msg->api != NULL && msg->api->proxy == NULL && strcmp(name, "SYNAPSE_REST_API") == 0)
         return text_value(msg, msg->api->name);
     if (msg->api != NULL && msg->api->proxy == NULL && strcmp(name, "REST_API_CONTEXT") == 0)

@@ -107,6 +107,7 @@ struct cmi_msg {
     const char *request_uri; /* path and query as received */
     const char *sub_path;    /* after the API context, without the query */
     const char *rest_postfix; /* after the API context, with the query (MI's REST_URL_POSTFIX) */
+    const char *operation;    /* a proxy's operation (MI's OperationName), else NULL */
     cmi_kvlist_t path_params;
     cmi_kvlist_t query_params;
 
@@ -228,6 +229,10 @@ void cmi_kvlist_add(cmi_arena_t *arena, cmi_kvlist_t *l, const char *name, cmi_v
 int cmi_kvlist_remove(cmi_kvlist_t *l, const char *name);
 
 /* --- transport headers ------------------------------------------------- */
+
+/* MI's Action of a request: the SOAPAction header (quotes taken off), else
+ * the action parameter of a SOAP 1.2 content type; NULL when none. */
+const char *cmi_msg_soap_action(cmi_msg_t *msg);
 
 /* First header of that name (case-insensitive), or NULL. */
 const char *cmi_msg_header_get(cmi_msg_t *msg, const char *name, size_t *len);
