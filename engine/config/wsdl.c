@@ -10,6 +10,7 @@
 
 #include "core/log.h"
 #include "plugin/plugin.h"
+#include "runtime/convert.h"
 
 #define NS_WSDL11 "http://schemas.xmlsoap.org/wsdl/"
 #define NS_WSDL20 "http://www.w3.org/ns/wsdl"
@@ -178,11 +179,13 @@ static xmlDocPtr load_doc(cmi_compile_t *cc, xmlNodePtr publish)
             cmi_compile_error(cc, publish, "<publishWSDL uri=\"%s\">: cannot read it: %s", uri, err);
         return NULL;
     }
-    xmlDocPtr doc = parse_text(text, len, uri ? uri : key);
+    /* As a payload is read: no DTD (no entity tricks from a backend's WSDL). */
+    const char *why = NULL;
+    xmlDocPtr doc = cmi_xml_read(cc->arena, text, len, &why);
     free(owned);
     if (doc == NULL)
-        cmi_compile_error(cc, publish, "<publishWSDL %s=\"%s\">: not well-formed XML", uri ? "uri" : "key",
-                          uri ? uri : key);
+        cmi_compile_error(cc, publish, "<publishWSDL %s=\"%s\">: %s", uri ? "uri" : "key", uri ? uri : key,
+                          why ? why : "not well-formed XML");
     return doc;
 }
 

@@ -43,26 +43,25 @@ static const char *const port_suffixes[] = {
     "HttpsSoap11Endpoint", "HttpsSoap12Endpoint", "HttpsEndpoint",
 };
 
-/* The proxy a service segment names: NAME, or NAME.NAME<suffix>. */
+/* The proxy a service segment names: NAME, or NAME.NAME<suffix>.  A name
+ * may hold dots itself, so the split is found from each suffix's length
+ * (the segment is 2 * |NAME| + 1 + |suffix| long), never by trying every
+ * dot: a hostile segment of many dots costs six lookups. */
 static const cmi_proxy_t *find_proxy(const cmi_dispatch_t *d, const char *seg, size_t len)
 {
     const cmi_proxy_t *p = cmi_htab_get(&d->proxies, seg, len);
     if (p != NULL || d->proxies.count == 0)
         return p;
-    const char *dot = memchr(seg, '.', len);
-    if (dot == NULL)
-        return NULL;
-    size_t nlen = (size_t)(dot - seg);
-    p = cmi_htab_get(&d->proxies, seg, nlen);
-    if (p == NULL)
-        return NULL;
-    const char *rest = dot + 1;
-    size_t rlen = len - nlen - 1;
-    if (rlen <= nlen || memcmp(rest, seg, nlen) != 0)
-        return NULL;
-    for (size_t i = 0; i < sizeof(port_suffixes) / sizeof(port_suffixes[0]); i++)
-        if (strlen(port_suffixes[i]) == rlen - nlen && memcmp(rest + nlen, port_suffixes[i], rlen - nlen) == 0)
+    for (size_t i = 0; i < sizeof(port_suffixes) / sizeof(port_suffixes[0]); i++) {
+        size_t slen = strlen(port_suffixes[i]);
+        if (len < slen + 3 || (len - slen - 1) % 2 != 0)
+            continue;
+        size_t n = (len - slen - 1) / 2;
+        if (seg[n] != '.' || memcmp(seg, seg + n + 1, n) != 0 || memcmp(seg + 2 * n + 1, port_suffixes[i], slen) != 0)
+            continue;
+        if ((p = cmi_htab_get(&d->proxies, seg, n)) != NULL)
             return p;
+    }
     return NULL;
 }
 

@@ -56,7 +56,9 @@ def facts(cmi, method, path, body=None, headers=None):
 
 
 def test_url_forms_and_rest_url_postfix():
-    with Deployment(proxy("P", "<target>%s</target>" % ECHO_FACTS)) as d:
+    files = proxy("P", "<target>%s</target>" % ECHO_FACTS)
+    files.update(proxy("a.b", "<target>%s</target>" % ECHO_FACTS))
+    with Deployment(files) as d:
         cmi = Cmi(d, workers=1).start()
         try:
             for path, postfix in (("/services/P", ""), ("/services/P/a/b?x=1", "/a/b?x=1"), ("/services/P?x=1", "?x=1"),
@@ -65,6 +67,12 @@ def test_url_forms_and_rest_url_postfix():
                 status, got = facts(cmi, "POST", path, b"<a/>")
                 check(status == 200 and got == {"op": "mediate", "proxy": "P", "postfix": postfix},
                       "%s: %d %r" % (path, status, got))
+            status, got = facts(cmi, "POST", "/services/P", b'{"a": 1}', {"Content-Type": "application/json"})
+            check(status == 200 and got["op"] == "mediate", "a JSON client: %d %r" % (status, got))
+            status, got = facts(cmi, "POST", "/services/a.b.a.bHttpSoap12Endpoint/y", b"<a/>")
+            check(status == 200 and got == {"op": "mediate", "proxy": "a.b", "postfix": "/y"}, "a dotted name: %r" % (got,))
+            status, _, data = cmi.request("POST", "/services/" + "." * 60000 + "HttpEndpoint", b"<a/>")
+            check(status in (404, 414, 431), "a segment of dots: %d" % status)
             status, got = facts(cmi, "GET", "/services/P/x")
             check(status == 200 and got["postfix"] == "/x", "a GET runs the flow too: %r" % (got,))
             for path in ("/services/P.Bogus", "/services/P.QHttpSoap11Endpoint", "/services/Nope", "/services/p"):
