@@ -134,19 +134,22 @@ static const cmi_sequence_t *compile_in_and_target(cmi_compile_t *cc, xmlNodePtr
     if (to_target == NULL)
         return NULL;
     size_t n = in ? in->count : call_in != NULL;
-    cmi_sequence_t *seq = cmi_arena_calloc(cc->arena, 1, sizeof(*seq));
     const cmi_mediator_t **items = cmi_arena_calloc(cc->arena, n + 1, sizeof(*items));
-    if (in != NULL) {
+    if (in != NULL)
         memcpy(items, in->items, n * sizeof(*items));
-        seq->on_error = in->on_error;
-    } else if (call_in != NULL) {
+    else if (call_in != NULL)
         items[0] = call_in;
-    }
     items[n] = to_target;
+    /* An inline in sequence (built just now, for this target alone) is
+     * extended in place: its onError, resolved after every sequence has
+     * loaded, is filled into it. */
+    cmi_sequence_t *seq = in ? (cmi_sequence_t *)in : cmi_arena_calloc(cc->arena, 1, sizeof(*seq));
     seq->items = items;
     seq->count = n + 1;
-    seq->file = cc->file;
-    seq->line = cmi_xml_line(target);
+    if (in == NULL) {
+        seq->file = cc->file;
+        seq->line = cmi_xml_line(target);
+    }
     return seq;
 }
 

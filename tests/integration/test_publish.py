@@ -793,8 +793,14 @@ def test_refused_names_do_not_hurt_other_traffic(node):
             check(set(got) == set(sent), "the queue holds %d messages, %d were confirmed (%d missing)"
                   % (len(got), len(sent), len(set(sent) - set(got))))
             check(not downs, "connections lost: %s" % "\n".join(downs[:5]))
-            check(len(mixed) >= 0.8 * base, "throughput fell from %.0f/s to %.0f/s"
-                  % (base / seconds, len(mixed) / seconds))
+            # Under a sanitizer cmi's own work (the bad client's included)
+            # costs several times more and the figure is noisier (0.75 x
+            # once in an ASan CI run, 0.87-0.97 x in the others): the plain
+            # build's run holds 0.8 x, and 0.6 x still catches what this test
+            # is for (the shared session gave 0.27 x).
+            floor = 0.6 if "sanitize" in os.environ.get("CMI_SAN_LDFLAGS", "") else 0.8
+            check(len(mixed) >= floor * base, "throughput fell from %.0f/s to %.0f/s (below %.1f x)"
+                  % (base / seconds, len(mixed) / seconds, floor))
         finally:
             cmi.stop_clean()
 

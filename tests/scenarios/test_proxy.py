@@ -143,6 +143,11 @@ def test_target_fault_sequence_and_the_global_one():
                                     '{"global": true}</format></payloadFactory><respond/></sequence>' % NS}
     files.update(proxy("Own", '<target><inSequence><call><endpoint><address uri="http://127.0.0.1:%d/x"/>'
                               '</endpoint></call><respond/></inSequence>%s</target>' % (dead, fault)))
+    files["sequences/inError.xml"] = ('<sequence %s name="inError"><payloadFactory media-type="json"><format>'
+                                      '{"onError": true}</format></payloadFactory><respond/></sequence>' % NS)
+    files.update(proxy("OnError", '<target><inSequence onError="inError"><call><endpoint><address '
+                                  'uri="http://127.0.0.1:%d/x"/></endpoint></call></inSequence><endpoint><address '
+                                  'uri="http://127.0.0.1:%d/y"/></endpoint></target>' % (dead, dead)))
     files.update(proxy("Global", '<target><inSequence><call><endpoint><address uri="http://127.0.0.1:%d/x"/>'
                                  '</endpoint></call><respond/></inSequence></target>' % dead))
     with Deployment(files) as d:
@@ -150,6 +155,9 @@ def test_target_fault_sequence_and_the_global_one():
         try:
             status, _, data = cmi.request("POST", "/services/Own", b"<a/>", {"Content-Type": "application/xml"})
             check(json.loads(data) == {"fault": "101503"}, "the target's fault sequence: %d %r" % (status, data))
+            status, _, data = cmi.request("POST", "/services/OnError", b"<a/>", {"Content-Type": "application/xml"})
+            check(json.loads(data) == {"onError": True}, "the in sequence's onError, with a target: %d %r"
+                  % (status, data))
             status, _, data = cmi.request("POST", "/services/Global", b"<a/>", {"Content-Type": "application/xml"})
             check(json.loads(data) == {"global": True}, "the deployment's fault sequence: %d %r" % (status, data))
         finally:
