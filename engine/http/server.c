@@ -94,7 +94,6 @@ static const char *reason_phrase(int status)
     }
 }
 
-/* {"error":{"code":...,"message":...}} straight from the handler. */
 int cmi_http_answer(h2o_req_t *req, int status, const char *ctype, const char *body, size_t len)
 {
     req->res.status = status;
@@ -107,6 +106,7 @@ int cmi_http_answer(h2o_req_t *req, int status, const char *ctype, const char *b
     return 0;
 }
 
+/* {"error":{"code":...,"message":...}} straight from the handler. */
 static int send_json_error(h2o_req_t *req, int status, const char *message, const char *allow)
 {
     json_t *body = json_pack("{s:{s:i, s:s}}", "error", "code", status, "message", message);

@@ -62,10 +62,9 @@ static int set_payload(const payload_mediator_t *p, cmi_msg_t *msg, const char *
     xmlDocPtr made = cmi_xml_read(msg->arena, bytes, len, &why);
     if (made == NULL)
         return cmi_msg_set_error(msg, CMI_ERR_PAYLOAD, NULL, "<payloadFactory>: the result is not XML: %s", why);
-    xmlNodePtr old = body->children;
-    xmlUnlinkNode(old);
-    xmlFreeNodeList(old);
+    xmlNodePtr old = body->children; /* every child: white space around the element too */
     body->children = body->last = NULL;
+    xmlFreeNodeList(old);
     xmlNodePtr copy = xmlDocCopyNode(xmlDocGetRootElement(made), body->doc, 1);
     xmlFreeDoc(made);
     xmlAddChild(body, copy);
