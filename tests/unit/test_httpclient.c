@@ -96,7 +96,7 @@ static void *serve(void *arg)
         if (strcmp(path, "/slow") == 0)
             sleep_ms(1500);
         if (strcmp(path, "/wait") == 0)
-            sleep_ms(150);
+            sleep_ms(300);
         char body[1024];
         snprintf(body, sizeof(body), "%s %s x-test=%s body=%.*s", method, path, xtest, (int)clen, buf + head);
         reply(fd, strncmp(path, "/status/", 8) == 0 ? atoi(path + 8) : 200, body);
@@ -333,8 +333,10 @@ static void test_calls_run_at_once(void)
     }
     CU_ASSERT_EQUAL(ok, N);
     /* The backend saw many of them at the same time: one thread, not one
-     * call after the other. */
-    CU_ASSERT(atomic_load(&max_in_flight) >= N / 2);
+     * call after the other (which would show 1).  N / 4, not N / 2: under
+     * ThreadSanitizer opening 40 connections once took longer than a call
+     * waits, so fewer overlapped (a CI run saw it). */
+    CU_ASSERT(atomic_load(&max_in_flight) >= N / 4);
 }
 
 static void test_destroy_ends_calls_in_flight(void)
