@@ -22,6 +22,8 @@ engine_libcmi_engine_la_SOURCES = \
 	engine/config/diag.c engine/config/diag.h \
 	engine/config/loader.c \
 	engine/config/proxy.c \
+	engine/config/template.c \
+	engine/config/uri.c engine/config/uri.h \
 	engine/config/wsdl.c engine/config/wsdl.h \
 	engine/runtime/convert.c engine/runtime/convert.h engine/runtime/render.c \
 	engine/runtime/errors.c engine/runtime/errors.h \
@@ -41,6 +43,7 @@ engine_libcmi_engine_la_SOURCES = \
 	engine/mediators/switch.c \
 	engine/mediators/enrich.c engine/mediators/enrich.h engine/mediators/enrich_edit.c \
 	engine/mediators/direction.c engine/mediators/makefault.c \
+	engine/mediators/call_template.c \
 	engine/mediators/call.c engine/mediators/call.h engine/config/endpoint.c engine/config/endpoint.h \
 	engine/runtime/endpoint.c engine/runtime/endpoint.h \
 	engine/mediators/test_suspend.c \

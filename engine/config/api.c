@@ -134,7 +134,7 @@ static cmi_resource_t *compile_resource(cmi_compile_t *cc, cmi_api_t *api, xmlNo
 
 /* The context a request must start with, version folded in as Synapse's
  * version strategies do: "url" puts it after the context, "context"
- * replaces a {version} placeholder. */
+ * replaces a {version} placeholder (none: the context as written). */
 static const char *effective_context(cmi_compile_t *cc, xmlNodePtr node, const char *context,
                                      const char *version, const char *vtype)
 {
@@ -148,12 +148,17 @@ static const char *effective_context(cmi_compile_t *cc, xmlNodePtr node, const c
             ctx = cmi_arena_sprintf(cc->arena, "%s/%s", context, version);
         } else if (strcmp(vtype, "context") == 0) {
             const char *ph = strstr(context, "{version}");
-            if (ph == NULL) {
-                cmi_compile_error(cc, node, "<api>: version-type=\"context\" needs '{version}' in the context '%s'",
-                                  context);
-                return NULL;
-            }
-            ctx = cmi_arena_sprintf(cc->arena, "%.*s%s%s", (int)(ph - context), context, version, ph + 9);
+            /* Without the placeholder Synapse's ContextVersionStrategy
+             * leaves the context as written: requests match it with no
+             * version in the path (MI's endpoint template example relies
+             * on it). */
+            if (ph == NULL)
+                cmi_compile_warn(cc, node,
+                                 "<api>: version-type=\"context\" without '{version}' in the context '%s': the "
+                                 "version is not part of the path (as MI)",
+                                 context);
+            else
+                ctx = cmi_arena_sprintf(cc->arena, "%.*s%s%s", (int)(ph - context), context, version, ph + 9);
         } else {
             cmi_compile_error(cc, node, "<api>: version-type must be 'url' or 'context', not '%s'", vtype);
             return NULL;

@@ -15,6 +15,10 @@ void cmi_artifact_api(cmi_compile_t *cc, xmlNodePtr root);
 void cmi_artifact_inbound(cmi_compile_t *cc, xmlNodePtr root);
 void cmi_artifact_endpoint(cmi_compile_t *cc, xmlNodePtr root);
 void cmi_artifact_proxy(cmi_compile_t *cc, xmlNodePtr root);
+/* templates/, read before endpoints/: endpoint templates are defined,
+ * sequence templates registered, their bodies compiled once sequences/ is
+ * loaded (config/template.c). */
+void cmi_artifact_template(cmi_compile_t *cc, xmlNodePtr root);
 /* owner's inSequence, outSequence or faultSequence (which), given as an
  * attribute (a key, resolved later) or inline; *slot stays NULL when absent. */
 void cmi_compile_handler(cmi_compile_t *cc, xmlNodePtr owner, const char *which, const cmi_sequence_t **slot);

@@ -20,6 +20,7 @@ struct cmi_seqref {
     const char *file;
     const char *what;
     int line;
+    int is_template; /* a <call-template target>: looked up among the templates */
 };
 
 const cmi_attr_rule_t cmi_common_mediator_attrs[] = {
@@ -213,8 +214,8 @@ cmi_sequence_t *cmi_compile_mediators(cmi_compile_t *cc, xmlNodePtr parent, cons
     return seq;
 }
 
-void cmi_compile_ref_sequence(cmi_compile_t *cc, const char *key, const cmi_sequence_t **slot,
-                              int line, const char *what)
+static cmi_seqref_t *add_ref(cmi_compile_t *cc, const char *key, const cmi_sequence_t **slot, int line,
+                             const char *what)
 {
     cmi_seqref_t *r = cmi_arena_calloc(cc->arena, 1, sizeof(*r));
     r->key = key;
@@ -224,15 +225,87 @@ void cmi_compile_ref_sequence(cmi_compile_t *cc, const char *key, const cmi_sequ
     r->line = line;
     r->what = what;
     STAILQ_INSERT_TAIL(&cc->refs, r, link);
+    return r;
+}
+
+void cmi_compile_ref_sequence(cmi_compile_t *cc, const char *key, const cmi_sequence_t **slot,
+                              int line, const char *what)
+{
+    add_ref(cc, key, slot, line, what);
+}
+
+void cmi_compile_ref_template(cmi_compile_t *cc, const char *key, const cmi_sequence_t **slot, int line,
+                              const char *what)
+{
+    add_ref(cc, key, slot, line, what)->is_template = 1;
+}
+
+void cmi_compile_after_refs(cmi_compile_t *cc, cmi_compile_check_fn fn, void *data)
+{
+    struct cmi_check *c = cmi_arena_calloc(cc->arena, 1, sizeof(*c));
+    c->fn = fn;
+    c->data = data;
+    STAILQ_INSERT_TAIL(&cc->checks, c, link);
 }
 
 int cmi_compile_is_referenced(const cmi_compile_t *cc, const char *key)
 {
     const cmi_seqref_t *r;
     STAILQ_FOREACH (r, &cc->refs, link)
-        if (strcmp(r->key, key) == 0)
+        if (!r->is_template && strcmp(r->key, key) == 0)
             return 1;
     return 0;
+}
+
+/* ---- deferred compilation -------------------------------------------------- */
+
+struct cmi_deferred {
+    STAILQ_ENTRY(cmi_deferred) link;
+    cmi_defer_phase_t phase;
+    xmlDocPtr doc; /* a copy, freed once compiled */
+    char *source;  /* the file's text, for the columns of expression errors */
+    size_t source_len;
+    const char *file;
+    cmi_deferred_fn fn;
+    void *data;
+};
+
+void cmi_compile_defer(cmi_compile_t *cc, cmi_defer_phase_t phase, xmlNodePtr root, cmi_deferred_fn fn, void *data)
+{
+    struct cmi_deferred *d = cmi_arena_calloc(cc->arena, 1, sizeof(*d));
+    d->phase = phase;
+    d->doc = xmlCopyDoc(root->doc, 1);
+    if (cc->source != NULL) {
+        d->source = cmi_xmalloc(cc->source_len + 1);
+        memcpy(d->source, cc->source, cc->source_len);
+        d->source[cc->source_len] = '\0';
+        d->source_len = cc->source_len;
+    }
+    d->file = cc->file;
+    d->fn = fn;
+    d->data = data;
+    STAILQ_INSERT_TAIL(&cc->deferred, d, link);
+}
+
+void cmi_compile_run_deferred(cmi_compile_t *cc, cmi_defer_phase_t phase)
+{
+    struct cmi_deferred *d;
+    STAILQ_FOREACH (d, &cc->deferred, link) {
+        if (d->phase != phase || d->doc == NULL)
+            continue;
+        const char *file = cc->file;
+        cc->file = d->file;
+        cc->source = d->source;
+        cc->source_len = d->source_len;
+        d->fn(cc, xmlDocGetRootElement(d->doc), d->data);
+        cc->source = NULL;
+        cc->source_len = 0;
+        cc->file = file;
+        xmlFreeDoc(d->doc);
+        free(d->source);
+        d->doc = NULL;
+        d->source = NULL;
+    }
 }
 
 /* ---- reference resolution and the cycle check --------------------------- */
@@ -345,24 +418,32 @@ void cmi_compile_resolve_refs(cmi_compile_t *cc)
     qsort(order, nrefs, sizeof(*order), by_position);
     for (i = 0; i < nrefs; i++) {
         cmi_seqref_t *r = order[i].ref;
-        const cmi_sequence_t *seq = cmi_htab_gets(&cc->config->sequences, r->key);
+        const cmi_htab_t *table = r->is_template ? &cc->config->templates : &cc->config->sequences;
+        const cmi_sequence_t *seq = cmi_htab_gets(table, r->key);
         if (seq == NULL)
-            cmi_diag_error(cc->diag, r->file, r->line, "%s: no sequence named '%s' is deployed", r->what,
-                           r->key);
+            cmi_diag_error(cc->diag, r->file, r->line, "%s: no %s named '%s' is deployed", r->what,
+                           r->is_template ? "sequence template" : "sequence", r->key);
         *r->slot = seq;
     }
     cycle_ctx_t x = {.cc = cc};
-    x.nodes = cmi_arena_calloc(cc->arena, cc->config->sequences.count + 1, sizeof(*x.nodes));
+    x.nodes = cmi_arena_calloc(cc->arena, cc->config->sequences.count + cc->config->templates.count + 1,
+                               sizeof(*x.nodes));
     x.stack = cmi_arena_calloc(cc->arena, nrefs + 1, sizeof(*x.stack));
-    size_t it = 0;
-    const cmi_htab_slot_t *slot;
-    while (cmi_htab_next(&cc->config->sequences, &it, &slot))
-        x.nodes[x.count++].seq = slot->value;
+    const cmi_htab_t *tables[] = {&cc->config->sequences, &cc->config->templates};
+    for (size_t t = 0; t < 2; t++) {
+        size_t it = 0;
+        const cmi_htab_slot_t *slot;
+        while (cmi_htab_next(tables[t], &it, &slot))
+            x.nodes[x.count++].seq = slot->value;
+    }
     /* Visit in file order so the cycle reported is the same on every run. */
     qsort(x.nodes, x.count, sizeof(*x.nodes), by_file);
     for (i = 0; i < x.count; i++)
         if (x.nodes[i].color == 0)
             visit(&x, &x.nodes[i]);
+    struct cmi_check *c;
+    STAILQ_FOREACH (c, &cc->checks, link)
+        c->fn(cc, c->data);
 }
 
 /* ---- expressions ------------------------------------------------------------ */

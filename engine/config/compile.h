@@ -19,8 +19,26 @@
 #define CMI_SYNAPSE_NS "http://ws.apache.org/ns/synapse"
 
 typedef struct cmi_seqref cmi_seqref_t;
+typedef struct cmi_compile cmi_compile_t;
 
-typedef struct cmi_compile {
+/* A check that needs every reference resolved (a template call's
+ * parameters against the template's): run by cmi_compile_resolve_refs. */
+typedef void (*cmi_compile_check_fn)(cmi_compile_t *cc, void *data);
+struct cmi_check {
+    STAILQ_ENTRY(cmi_check) link;
+    cmi_compile_check_fn fn;
+    void *data;
+};
+/* Part of an artifact read now and compiled later, when what it may name
+ * is loaded (a sequence template's body, a local entry's sequence). */
+typedef enum {
+    CMI_DEFER_ENDPOINTS, /* before endpoints/ */
+    CMI_DEFER_SEQUENCES, /* after sequences/ */
+} cmi_defer_phase_t;
+typedef void (*cmi_deferred_fn)(cmi_compile_t *cc, xmlNodePtr root, void *data);
+struct cmi_deferred;
+
+struct cmi_compile {
     cmi_config_t *config;
     cmi_diag_t *diag;
     cmi_arena_t *arena; /* the configuration arena */
@@ -33,7 +51,10 @@ typedef struct cmi_compile {
     STAILQ_HEAD(cmi_seqref_list, cmi_seqref) refs;
     const char *source; /* the artifact's text while it compiles */
     size_t source_len;
-} cmi_compile_t;
+    STAILQ_HEAD(cmi_check_list, cmi_check) checks; /* (STAILQ_INIT before the first) */
+    STAILQ_HEAD(cmi_deferred_list, cmi_deferred) deferred; /* (STAILQ_INIT too) */
+    int endpoint_depth; /* endpoint templates being expanded inside one another */
+};
 
 typedef enum {
     CMI_ATTR_OK = 0,       /* supported */
@@ -89,6 +110,18 @@ cmi_mediator_t *cmi_compile_mediator(cmi_compile_t *cc, xmlNodePtr node);
  * sequences are loaded (an unknown key is an error at line). */
 void cmi_compile_ref_sequence(cmi_compile_t *cc, const char *key, const cmi_sequence_t **slot,
                               int line, const char *what);
+/* The same for a <call-template target="key">: *slot gets the template's
+ * body (a sequence with tparams); the template's calls are edges of the
+ * cycle check as sequence references are. */
+void cmi_compile_ref_template(cmi_compile_t *cc, const char *key, const cmi_sequence_t **slot, int line,
+                              const char *what);
+/* Keeps a copy of root's document (and of the file's text) and runs
+ * fn(cc, copy of root, data) in the phase, with cc->file set as now. */
+void cmi_compile_defer(cmi_compile_t *cc, cmi_defer_phase_t phase, xmlNodePtr root, cmi_deferred_fn fn, void *data);
+/* Runs what was deferred to phase, in the order deferred. */
+void cmi_compile_run_deferred(cmi_compile_t *cc, cmi_defer_phase_t phase);
+/* Runs fn(cc, data) once every reference is resolved. */
+void cmi_compile_after_refs(cmi_compile_t *cc, cmi_compile_check_fn fn, void *data);
 /* Compiles the expression text of node's attribute attr (or, when attr is
  * NULL, of node's text content); an error is reported with the line and
  * column of the offending part in the file.  NULL after an error. */

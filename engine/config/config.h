@@ -146,12 +146,37 @@ typedef struct cmi_local_entry {
     int line;
 } cmi_local_entry_t;
 
+/* A sequence template's <parameter>s (templates/, config/template.c). */
+typedef struct {
+    const char *name;
+    const char *default_value; /* defaultValue, a plain string; NULL: none */
+    int mandatory;             /* isMandatory="true" */
+} cmi_template_param_t;
+
+typedef struct cmi_template_params {
+    cmi_template_param_t *items;
+    size_t count;
+} cmi_template_params_t;
+
+/* An endpoint template: its <endpoint> kept as XML, instantiated by each
+ * <endpoint template="NAME"> with $PARAM values substituted. */
+typedef struct cmi_endpoint_template {
+    const char *name;
+    const char **params; /* declared, with the implicit name and uri */
+    size_t nparams;
+    struct _xmlNode *endpoint; /* in a document the configuration arena frees */
+    const char *file;
+    int line;
+} cmi_endpoint_template_t;
+
 typedef struct cmi_config {
     cmi_arena_t *arena;
     const char *dir;
     cmi_htab_t sequences;     /* name -> cmi_sequence_t */
     cmi_htab_t local_entries; /* key -> cmi_local_entry_t */
     cmi_htab_t endpoints;     /* name -> cmi_endpoint_t (config/endpoint.h) */
+    cmi_htab_t templates;     /* name -> cmi_sequence_t with tparams (sequence templates) */
+    cmi_htab_t endpoint_templates; /* name -> cmi_endpoint_template_t */
     cmi_api_t **apis;
     size_t napis;
     cmi_proxy_t **proxies;

@@ -17,8 +17,8 @@ static const cmi_attr_rule_t endpoint_attrs[] = {
     {"key", CMI_ATTR_OK},
     {"xmlns", CMI_ATTR_OK},
     {"onError", CMI_ATTR_UNSUPPORTED},
-    {"template", CMI_ATTR_UNSUPPORTED},
-    {"uri", CMI_ATTR_UNSUPPORTED},
+    {"template", CMI_ATTR_OK},
+    {"uri", CMI_ATTR_UNSUPPORTED}, /* only with template (config/template.c) */
     {"statistics", CMI_ATTR_COSMETIC},
     {"trace", CMI_ATTR_COSMETIC},
     {NULL, 0},
@@ -300,6 +300,9 @@ static int compile_group(cmi_compile_t *cc, xmlNodePtr node, cmi_endpoint_t *ep)
 
 cmi_endpoint_t *cmi_compile_endpoint(cmi_compile_t *cc, xmlNodePtr node)
 {
+    const char *tname = cmi_xml_attr(cc, node, "template");
+    if (tname != NULL)
+        return cmi_compile_template_endpoint(cc, node, tname);
     if (cmi_xml_check_attrs(cc, node, endpoint_attrs, NULL))
         return NULL;
     cmi_endpoint_t *ep = cmi_arena_calloc(cc->arena, 1, sizeof(*ep));

@@ -63,4 +63,8 @@ struct cmi_endpoint {
 /* An <endpoint> element (artifact or inline); NULL after reporting. */
 cmi_endpoint_t *cmi_compile_endpoint(cmi_compile_t *cc, xmlNodePtr node);
 
+/* An <endpoint template="tname"> (config/template.c): the template's
+ * endpoint with the instance's parameters substituted, compiled. */
+cmi_endpoint_t *cmi_compile_template_endpoint(cmi_compile_t *cc, xmlNodePtr node, const char *tname);
+
 #endif

@@ -26,13 +26,14 @@ typedef struct {
     artifact_fn compile;
     const char *unsupported; /* what to call them when not supported */
     int unsupported_is_error;
+    int then; /* then the compilation deferred to this phase (cmi_defer_phase_t + 1; 0: none) */
 } folder_t;
 
 static const folder_t folders[] = {
     {"local-entries", "localEntry", cmi_artifact_local_entry, NULL, 0},
-    {"endpoints", "endpoint", cmi_artifact_endpoint, NULL, 0},
-    {"sequences", "sequence", cmi_artifact_sequence, NULL, 0},
-    {"templates", "template", NULL, "templates", 0},
+    {"templates", "template", cmi_artifact_template, NULL, 0, CMI_DEFER_ENDPOINTS + 1},
+    {"endpoints", "endpoint", cmi_artifact_endpoint, NULL, 0, 0},
+    {"sequences", "sequence", cmi_artifact_sequence, NULL, 0, CMI_DEFER_SEQUENCES + 1},
     {"api", "api", cmi_artifact_api, NULL, 0},
     {"inbound-endpoints", "inboundEndpoint", cmi_artifact_inbound, NULL, 0},
     {"proxy-services", "proxy", cmi_artifact_proxy, NULL, 0},
@@ -286,6 +287,8 @@ cmi_config_t *cmi_config_load_with(const char *dir, const cmi_plugins_t *plugins
     cmi_htab_init(&cfg->sequences, arena);
     cmi_htab_init(&cfg->local_entries, arena);
     cmi_htab_init(&cfg->endpoints, arena);
+    cmi_htab_init(&cfg->templates, arena);
+    cmi_htab_init(&cfg->endpoint_templates, arena);
     cfg->connectors = cmi_arena_calloc(arena, 1, sizeof(*cfg->connectors));
     cfg->connectors->plugins = plugins;
     cfg->connectors->check_only = check_only;
@@ -295,8 +298,13 @@ cmi_config_t *cmi_config_load_with(const char *dir, const cmi_plugins_t *plugins
     size_t errors_before = diag->errors;
     cmi_compile_t cc = {.config = cfg, .diag = diag, .arena = arena};
     STAILQ_INIT(&cc.refs);
-    for (size_t i = 0; i < NFOLDERS; i++)
+    STAILQ_INIT(&cc.checks);
+    STAILQ_INIT(&cc.deferred);
+    for (size_t i = 0; i < NFOLDERS; i++) {
         load_folder(&cc, dir, &folders[i]);
+        if (folders[i].then != 0)
+            cmi_compile_run_deferred(&cc, (cmi_defer_phase_t)(folders[i].then - 1));
+    }
     warn_unknown_folders(&cc, dir);
     cfg->fault_seq = cmi_htab_gets(&cfg->sequences, "fault"); /* deployed, never MI's default */
     add_mi_default_fault(&cc);

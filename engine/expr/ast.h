@@ -36,7 +36,7 @@ typedef enum {
     ROOT_PROPS_AXIS2,   /* props.axis2.NAME */
     ROOT_QUERY,         /* params.queryParams.NAME */
     ROOT_PATHPARAM,     /* params.pathParams.NAME */
-    ROOT_FUNCPARAM,     /* params.functionParams.NAME (templates: always null) */
+    ROOT_FUNCPARAM,     /* params.functionParams.NAME (a sequence template's parameter) */
     ROOT_CONFIGS,       /* configs.NAME */
     ROOT_CURRENT,       /* @ inside a filter */
     ROOT_VALUE,         /* steps applied to the value of an expression (a call) */
@@ -165,6 +165,11 @@ int ex_apply_step(ex_ctx_t *c, const ex_step_t *st, json_t *j, ex_nodes_t *out);
 json_t *ex_index_of(json_t *j, long i);
 /* A subscript value (number: index, string: field) applied to j. */
 json_t *ex_subscript(const cmi_value_t *key, json_t *j);
+
+/* A parameter of the sequence-template call in effect ($func:NAME and
+ * friends): null when there is none; a {{...}} value is evaluated now
+ * (eval.c).  Returns 0 or CMI_FLOW_ERROR. */
+int ex_func_param(ex_ctx_t *c, const char *name, cmi_value_t *out);
 
 /* Offset of the '}' closing the "${" that starts text, or 0 (parser.c). */
 size_t ex_closing_brace(const char *text, size_t len);

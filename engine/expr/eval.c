@@ -231,6 +231,30 @@ static cmi_value_t auto_number(cmi_value_t v)
     return v;
 }
 
+int ex_func_param(ex_ctx_t *c, const char *name, cmi_value_t *out)
+{
+    *out = cmi_value_null();
+    cmi_func_frame_t *f = cmi_msg_func_frame(c->msg);
+    for (size_t i = 0; f != NULL && i < f->count; i++) {
+        cmi_func_arg_t *a = &f->args[i];
+        if (strcmp(a->name, name) != 0)
+            continue;
+        if (!a->set)
+            return 0;
+        if (a->lazy == NULL) {
+            *out = a->value;
+            return 0;
+        }
+        if (a->busy)
+            return ex_fail(c, "template parameter '%s' is computed from itself", name);
+        a->busy = 1;
+        int rc = cmi_expr_eval(a->lazy, c->msg, out);
+        a->busy = 0;
+        return rc;
+    }
+    return 0;
+}
+
 static int root_value(ex_ctx_t *c, const ex_node_t *n, cmi_value_t *out)
 {
     cmi_msg_t *msg = c->msg;
@@ -260,7 +284,9 @@ static int root_value(ex_ctx_t *c, const ex_node_t *n, cmi_value_t *out)
         *out = auto_number(from_kv(cmi_kvlist_get(&msg->path_params, name)));
         return 0;
     case ROOT_FUNCPARAM:
-        *out = cmi_value_null(); /* sequence templates are not supported yet */
+        if (ex_func_param(c, name, out) != 0)
+            return CMI_FLOW_ERROR;
+        *out = auto_number(*out); /* Synapse's tryParseNumber */
         return 0;
     case ROOT_CONFIGS:
         /* configs.NAME: the process environment, read as MI reads its

@@ -9,9 +9,10 @@
  *
  * Synapse's additions:
  *   get-property('NAME'), get-property('SCOPE', 'NAME')   scopes: default,
- *       synapse, axis2, transport, operation, env
+ *       synapse, axis2, transport, operation, env, func
  *   base64Encode(s), base64Decode(s), url-encode(s)
- *   $ctx:NAME  $axis2:NAME  $trp:NAME  $url:NAME  $env:NAME  $body  $header */
+ *   $ctx:NAME  $axis2:NAME  $trp:NAME  $url:NAME  $env:NAME  $func:NAME
+ *   $body  $header */
 #include "config.h"
 
 #include <libxml/xpathInternals.h>
@@ -32,6 +33,7 @@
 #define NS_TRP "urn:cmi:xpath:trp"
 #define NS_URL "urn:cmi:xpath:url"
 #define NS_ENV "urn:cmi:xpath:env"
+#define NS_FUNC "urn:cmi:xpath:func"
 
 /* An XPath that runs for ever is cut off (libxml2 counts operations). */
 #define XPATH_OP_LIMIT 50000000ul
@@ -125,6 +127,17 @@ static const char *property_text(ex_ctx_t *c, const char *scope, const char *nam
     return v ? v : "";
 }
 
+/* A template parameter as text, "" when absent; NULL after an error (the
+ * message's error slot is set). */
+static const char *func_param_text(ex_ctx_t *c, const char *name)
+{
+    cmi_value_t v;
+    if (ex_func_param(c, name, &v) != 0)
+        return NULL;
+    size_t len;
+    return ex_text(c, &v, &len);
+}
+
 static void fn_get_property(xmlXPathParserContextPtr ctxt, int nargs)
 {
     if (nargs < 1 || nargs > 2) {
@@ -142,8 +155,13 @@ static void fn_get_property(xmlXPathParserContextPtr ctxt, int nargs)
             scope = "default"; /* get-property('SYSTEM_DATE', format): the format is not applied */
             name = "SYSTEM_DATE";
         }
-        value = property_text(run->c, scope, name);
-        if (value == NULL) {
+        if (strcmp(scope, "func") == 0) {
+            value = func_param_text(run->c, name);
+            if (value == NULL) {
+                snprintf(run->error, sizeof(run->error), "get-property('func', '%s') failed", name);
+                value = "";
+            }
+        } else if ((value = property_text(run->c, scope, name)) == NULL) {
             snprintf(run->error, sizeof(run->error), "get-property(): unknown scope '%s'", scope);
             value = "";
         }
@@ -221,6 +239,27 @@ static void fn_url_encode(xmlXPathParserContextPtr ctxt, int nargs)
     xmlFree(s);
 }
 
+/* $func:NAME: a value that holds XML is the element itself, so that a
+ * path can go on from it ($func:order/id), as Synapse's OMElement. */
+static xmlXPathObjectPtr func_param_object(xpath_run_t *run, const char *name)
+{
+    ex_ctx_t *c = run->c;
+    cmi_value_t v;
+    if (ex_func_param(c, name, &v) != 0) {
+        snprintf(run->error, sizeof(run->error), "$func:%s failed", name);
+        return xmlXPathNewCString("");
+    }
+    if (v.type == CMI_VAL_XML) {
+        xmlDocPtr doc = xmlReadMemory(v.u.s.ptr, (int)v.u.s.len, NULL, NULL,
+                                      XML_PARSE_NONET | XML_PARSE_NOCDATA | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+        if (doc != NULL && xmlDocGetRootElement(doc) != NULL)
+            return xmlXPathNewNodeSet(xmlDocGetRootElement(cmi_msg_own_xml(c->msg, doc)));
+        xmlFreeDoc(doc);
+    }
+    size_t len;
+    return xmlXPathNewCString(ex_text(c, &v, &len));
+}
+
 /* $ctx:NAME and friends. */
 static xmlXPathObjectPtr lookup_variable(void *data, const xmlChar *name, const xmlChar *ns_uri)
 {
@@ -240,8 +279,10 @@ static xmlXPathObjectPtr lookup_variable(void *data, const xmlChar *name, const 
         }
         return NULL; /* unknown: libxml2 reports an undefined variable */
     }
-    if (run->c == NULL)
-        return xmlXPathNewCString("");
+    if (run->c == NULL) /* the load-time trial: $func: may hold an element, so a path may go on from it */
+        return strcmp(uri, NS_FUNC) == 0 ? xmlXPathNewNodeSet(NULL) : xmlXPathNewCString("");
+    if (strcmp(uri, NS_FUNC) == 0)
+        return func_param_object(run, n);
     cmi_msg_t *msg = run->c->msg;
     const char *v = NULL;
     if (strcmp(uri, NS_CTX) == 0)
@@ -347,6 +388,7 @@ static xmlXPathContextPtr new_context(xmlDocPtr doc, const ex_node_t *n, xpath_r
     xmlXPathRegisterNs(ctx, (const xmlChar *)"trp", (const xmlChar *)NS_TRP);
     xmlXPathRegisterNs(ctx, (const xmlChar *)"url", (const xmlChar *)NS_URL);
     xmlXPathRegisterNs(ctx, (const xmlChar *)"env", (const xmlChar *)NS_ENV);
+    xmlXPathRegisterNs(ctx, (const xmlChar *)"func", (const xmlChar *)NS_FUNC);
     xmlXPathRegisterNs(ctx, (const xmlChar *)"soapenv", (const xmlChar *)CMI_SOAP11_NS);
     register_fn_namespace(ctx);
     for (size_t i = 0; i < n->u.xpath.nns; i++)
@@ -505,9 +547,13 @@ static xmlXPathObjectPtr run_xpath(ex_ctx_t *c, const ex_node_t *n, xmlDocPtr do
 {
     xpath_run_t run = {.c = c};
     xmlXPathContextPtr ctx = new_context(doc, n, &run);
+    /* Restored after: a {{...}} template parameter is evaluated inside the
+     * XPath that reads it. */
+    xmlGenericErrorFunc outer = xmlGenericError;
+    void *outer_ctx = xmlGenericErrorContext;
     xmlSetGenericErrorFunc(&run, on_generic_error);
     xmlXPathObjectPtr r = xmlXPathCompiledEval(n->u.xpath.comp, ctx);
-    xmlSetGenericErrorFunc(NULL, NULL);
+    xmlSetGenericErrorFunc(outer_ctx, outer);
     xmlXPathFreeContext(ctx);
     if (r == NULL || run.error[0] != '\0') {
         xmlXPathFreeObject(r);

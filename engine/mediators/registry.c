@@ -22,6 +22,7 @@ static const cmi_mediator_kind_t kinds[] = {
     {"out", cmi_compile_out},
     {"loopback", cmi_compile_loopback},
     {"makefault", cmi_compile_makefault},
+    {"call-template", cmi_compile_call_template},
     {NULL, NULL},
 };
 
@@ -42,7 +43,7 @@ static const char *const mi_unsupported[] = {
     "dblookup", "dbreport", "smooks", "rule", "bean", "ejb", "pojoCommand", "spring",
     "entitlementService", "oauthService", "event", "builder", "jsontransform", "transaction",
     "publishEvent", "conditionalRouter", "router", "urlRewrite", "bam", "ntlm", "scatter-gather",
-    "throwError", "call-template", "enqueue", "propertyGroup", "sendBack", "kerberos",
+    "throwError", "enqueue", "propertyGroup", "sendBack", "kerberos",
     "foreachMediator", "jsonTransform", "trigger", NULL,
 };
 

@@ -15,6 +15,16 @@
 
 int cmi_flow_push(cmi_msg_t *msg, const cmi_sequence_t *seq)
 {
+    return cmi_flow_push_func(msg, seq, cmi_msg_func_frame(msg));
+}
+
+cmi_func_frame_t *cmi_msg_func_frame(const cmi_msg_t *msg)
+{
+    return msg->nframes > 0 ? msg->frames[msg->nframes - 1].func : NULL;
+}
+
+int cmi_flow_push_func(cmi_msg_t *msg, const cmi_sequence_t *seq, cmi_func_frame_t *func)
+{
     if (msg->nframes >= CMI_FLOW_MAX_DEPTH)
         return cmi_msg_set_error(msg, CMI_ERR_SEQUENCE_DEPTH, NULL,
                                  "sequences nested deeper than %d while entering '%s'", CMI_FLOW_MAX_DEPTH,
@@ -22,6 +32,7 @@ int cmi_flow_push(cmi_msg_t *msg, const cmi_sequence_t *seq)
     msg->frames = cmi_arena_grow(msg->arena, msg->frames, msg->nframes, &msg->frames_cap, sizeof(*msg->frames), 8);
     msg->frames[msg->nframes].seq = seq;
     msg->frames[msg->nframes].pc = 0;
+    msg->frames[msg->nframes].func = func;
     msg->nframes++;
     return CMI_FLOW_CONTINUE;
 }
@@ -96,12 +107,15 @@ static void flow_error(cmi_msg_t *msg, const cmi_mediator_t *m)
     if (msg->error_detail != NULL)
         cmi_msg_prop_set(msg, CMI_SCOPE_DEFAULT, "ERROR_DETAIL", cmi_value_cstring(msg->error_detail));
     const cmi_sequence_t *handler = msg->in_fault ? NULL : fault_handler(msg);
+    /* The handler still sees the parameters of the template that failed,
+     * as in Synapse (whose function stack is not popped on an error). */
+    cmi_func_frame_t *func = cmi_msg_func_frame(msg);
     msg->nframes = 0;
     msg->at_end = NULL; /* a <send> waiting for the path's end is not sent */
     msg->in_fault = 1;
     msg->fault_unhandled = handler == NULL;
     if (handler != NULL)
-        cmi_flow_push(msg, handler);
+        cmi_flow_push_func(msg, handler, func);
     else
         respond_with_error(msg);
 }

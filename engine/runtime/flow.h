@@ -42,6 +42,9 @@ typedef struct cmi_sequence {
     size_t count;
     /* The sequence's onError handler, resolved at load (NULL: none). */
     const struct cmi_sequence *on_error;
+    /* A sequence template's declared parameters (config/template.c); NULL
+     * for a sequence. */
+    const struct cmi_template_params *tparams;
     const char *file;
     int line;
 } cmi_sequence_t;
@@ -78,6 +81,10 @@ void cmi_flow_set_resume_hook(void (*hook)(cmi_msg_t *msg));
 /* Runs seq next, then returns to the current sequence.  Returns
  * CMI_FLOW_CONTINUE, or CMI_FLOW_ERROR (error slot set) past the depth limit. */
 int cmi_flow_push(cmi_msg_t *msg, const cmi_sequence_t *seq);
+/* The same for a sequence template's body: func is the call's parameters
+ * (cmi_flow_push keeps the current ones). */
+struct cmi_func_frame;
+int cmi_flow_push_func(cmi_msg_t *msg, const cmi_sequence_t *seq, struct cmi_func_frame *func);
 /* Turns the message to its response path: the in path's frames go, the
  * out sequence chosen at dispatch runs next; without one the message is
  * answered now (MI: "no out-sequence configured: sending the response

@@ -125,6 +125,7 @@ struct cmi_msg {
     struct {
         const cmi_sequence_t *seq;
         size_t pc;
+        struct cmi_func_frame *func; /* the template call in effect (NULL: none) */
     } *frames;
     size_t nframes, frames_cap;
     const cmi_sequence_t *fault_seq; /* resource faultSequence, else the fault sequence */
@@ -166,6 +167,26 @@ struct cmi_msg {
     int (*resume_fn)(cmi_msg_t *msg, void *data);
     void *resume_data;
 };
+
+/* The parameters of one sequence-template call (<call-template>): what
+ * $func:NAME, get-property('func', 'NAME') and ${params.functionParams.NAME}
+ * read inside the template and what it calls (expr/funcparam.c).  In the
+ * message's arena. */
+typedef struct cmi_func_arg {
+    const char *name;
+    cmi_value_t value;
+    const struct cmi_expr *lazy; /* {{expr}}: evaluated each time it is read */
+    unsigned set : 1;            /* given, or defaulted */
+    unsigned busy : 1;           /* a lazy value being evaluated (reading itself fails) */
+} cmi_func_arg_t;
+
+typedef struct cmi_func_frame {
+    cmi_func_arg_t *args;
+    size_t count;
+} cmi_func_frame_t;
+
+/* The template call the running mediator is inside, or NULL. */
+cmi_func_frame_t *cmi_msg_func_frame(const cmi_msg_t *msg);
 
 /* What a message's owner (its worker, runtime/worker.c) is told, through
  * hooks its creator sets, so that the message context calls nothing above

@@ -497,3 +497,53 @@ def test_query_parameters_in_the_outgoing_payload():
                                           "<m0:customerId>value2</m0:customerId>")), "getQuote sent: %r" % body)
         finally:
             cmi.stop_clean()
+
+
+def test_sequence_template_default_value():
+    # learn/examples/template-examples/using-sequence-templates.md (Example
+    # 2): the API calls sequence-temp without a value, and the template logs
+    # its default, greeting = Welcome; the respond answers the request.
+    with Example("sequence_template_default") as d:
+        cmi = Cmi(d, workers=1).start()
+        try:
+            status, _, data = cmi.request("POST", "/test", b'{"a": 1}', {"Content-Type": "application/json"})
+            check(status == 200 and json.loads(data) == {"a": 1}, "status %d %r" % (status, data))
+            cmi.wait_log(r"\[api:test\] greeting = Welcome$")
+        finally:
+            cmi.stop_clean()
+
+
+class MockyHandler(BaseHTTPRequestHandler):
+    """run.mocky.io's two mocks of the endpoint template page: both answer
+    {"symbol": "foo"}."""
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        self.server.seen.append((self.command, self.path))
+        data = b'{"symbol": "foo"}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def test_endpoint_template_instances_in_an_api():
+    # learn/examples/template-examples/using-endpoint-templates.md: each
+    # resource calls an endpoint built from ep_template with its own uri;
+    # "curl http://localhost:8290/test/bar" answers {"symbol": "foo"} (the
+    # API's version-type="context" has no {version} in its context, so MI
+    # serves it at /test, as the docs' curl does).
+    with Backend(handler=MockyHandler) as b, Example("endpoint_template_api", hosts={"run.mocky.io": b.port}) as d:
+        cmi = Cmi(d, workers=1).start()
+        try:
+            for path, mock in (("/test/bar", "c72a5cfd-871b-43fc-8202-54fa18097341"),
+                               ("/test/foo", "8ca6aa42-ee0a-47a8-8007-e93abbb95b87")):
+                status, _, data = cmi.request("GET", path)
+                check(status == 200 and json.loads(data) == {"symbol": "foo"}, "%s: %d %r" % (path, status, data))
+                check(b.server.seen[-1] == ("GET", "/v3/" + mock), "%s reached %r" % (path, b.server.seen[-1]))
+        finally:
+            cmi.stop_clean()

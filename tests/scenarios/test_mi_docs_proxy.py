@@ -64,6 +64,30 @@ def test_switch_logs_the_greeting():
             cmi.stop_clean()
 
 
+def test_call_template_logs_the_greeting():
+    # learn/examples/template-examples/using-sequence-templates.md (Example
+    # 1): the switch calls Hello_Logger with message "Hello" for the first
+    # lang, and the template logs GREETING_MESSAGE = Hello; the flow drops it.
+    with Example("sequence_template_call") as d:
+        cmi = Cmi(d, workers=1).start()
+        try:
+            for lang, greeting in (("English", "Hello"), ("French", "Bonjour"), ("Japanese", "Konnichiwa")):
+                mark = cmi.log_mark()
+                status, _, data = cmi.request("POST", "/services/HelloProxy",
+                                              ("<body><lang>%s</lang><lang>English</lang></body>" % lang).encode(),
+                                              {"Content-Type": "application/xml"})
+                check(status == 202 and data == b"", "dropped: %d %r" % (status, data))
+                cmi.wait_log(r"\[proxy:HelloProxy\] GREETING_MESSAGE = %s$" % greeting, start=mark)
+            # No match: the <default> case calls the template without the
+            # parameter, whose value is then empty.
+            mark = cmi.log_mark()
+            cmi.request("POST", "/services/HelloProxy", b"<body><lang>Welsh</lang></body>",
+                        {"Content-Type": "application/xml"})
+            cmi.wait_log(r"\[proxy:HelloProxy\] GREETING_MESSAGE = $", start=mark)
+        finally:
+            cmi.stop_clean()
+
+
 def test_local_registry_sequence_and_endpoint():
     # learn/examples/registry-examples/local-registry-entries.md: MainProxy
     # runs the stockquote sequence (custom log with the direction property)
