@@ -1,10 +1,13 @@
 #include "config.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "config/artifacts.h"
 #include "config/endpoint.h"
+#include "config/uri.h"
 #include "plugin/plugin.h"
+#include "runtime/convert.h"
 
 static const cmi_attr_rule_t sequence_attrs[] = {
     {"name", CMI_ATTR_OK},          {"onError", CMI_ATTR_OK},
@@ -13,14 +16,10 @@ static const cmi_attr_rule_t sequence_attrs[] = {
     {NULL, 0},
 };
 
-void cmi_artifact_sequence(cmi_compile_t *cc, xmlNodePtr root)
+/* A named sequence: a file of sequences/, or a local entry's <sequence>
+ * under the entry's key. */
+static void define_sequence(cmi_compile_t *cc, xmlNodePtr root, const char *name)
 {
-    cmi_xml_check_attrs(cc, root, sequence_attrs, NULL);
-    const char *name = cmi_xml_attr(cc, root, "name");
-    if (name == NULL || *name == '\0') {
-        cmi_compile_error(cc, root, "<sequence>: the name attribute is required");
-        return;
-    }
     const cmi_sequence_t *prev = cmi_htab_gets(&cc->config->sequences, name);
     if (prev != NULL) {
         cmi_compile_error(cc, root, "<sequence name=\"%s\">: a sequence of that name is already deployed (%s:%d)",
@@ -46,12 +45,95 @@ void cmi_artifact_sequence(cmi_compile_t *cc, xmlNodePtr root)
                                                    on_error));
 }
 
+void cmi_artifact_sequence(cmi_compile_t *cc, xmlNodePtr root)
+{
+    cmi_xml_check_attrs(cc, root, sequence_attrs, NULL);
+    const char *name = cmi_xml_attr(cc, root, "name");
+    if (name == NULL || *name == '\0') {
+        cmi_compile_error(cc, root, "<sequence>: the name attribute is required");
+        return;
+    }
+    define_sequence(cc, root, name);
+}
+
 static const cmi_attr_rule_t local_entry_attrs[] = {
     {"key", CMI_ATTR_OK},
-    {"src", CMI_ATTR_UNSUPPORTED},
+    {"src", CMI_ATTR_OK},
     {"description", CMI_ATTR_OK},
     {NULL, 0},
 };
+
+/* The largest local entry read from src. */
+#define LOCAL_ENTRY_MAX_BYTES (4u << 20)
+
+/* The <sequence> or <endpoint> of a local entry (root, in the deferred
+ * copy): its element (description aside). */
+static xmlNodePtr entry_element(xmlNodePtr root)
+{
+    xmlNodePtr c = root->children;
+    while (c->type != XML_ELEMENT_NODE || cmi_xml_is(c, "description"))
+        c = c->next;
+    return c;
+}
+
+/* After sequences/ (its body may name anything): the sequence, named by
+ * the entry's key, as <sequence key="KEY"/> finds it in MI. */
+static void define_entry_sequence(cmi_compile_t *cc, xmlNodePtr root, void *data)
+{
+    xmlNodePtr seq = entry_element(root);
+    cmi_xml_check_attrs(cc, seq, sequence_attrs, NULL);
+    define_sequence(cc, seq, data);
+}
+
+/* Before endpoints/ (after templates/): the endpoint, named by the key. */
+static void define_entry_endpoint(cmi_compile_t *cc, xmlNodePtr root, void *data)
+{
+    const char *key = data;
+    cmi_endpoint_t *ep = cmi_compile_endpoint(cc, entry_element(root));
+    if (ep == NULL)
+        return;
+    ep->name = key;
+    if (cmi_htab_put(&cc->config->endpoints, key, strlen(key), ep) != NULL)
+        cmi_compile_error(cc, root, "<localEntry key=\"%s\">: another endpoint has this name", key);
+}
+
+/* <localEntry src="URI">: the content read now (Synapse reads it once, at
+ * deploy): XML, or else text.  Returns 0, or -1 after reporting. */
+static int read_src(cmi_compile_t *cc, xmlNodePtr root, const char *src, cmi_local_entry_t *le)
+{
+    char err[512] = "";
+    size_t len = 0;
+    src = cmi_compile_trim(cc, src, NULL);
+    if (!cmi_uri_readable(src)) {
+        cmi_compile_error(cc, root, "<localEntry src=\"%s\">: cmi reads file:, http: and https: URIs (not a "
+                          "registry path)", src);
+        return -1;
+    }
+    char *text = cmi_uri_read(cc, src, LOCAL_ENTRY_MAX_BYTES, &len, err, sizeof(err));
+    if (text == NULL) {
+        /* `cmi check` runs where the file or the server may be missing. */
+        if (cc->config->connectors->check_only) {
+            cmi_compile_warn(cc, root, "<localEntry src=\"%s\">: cannot read it here (%s)", src, err);
+            le->text = "";
+            return 0;
+        }
+        cmi_compile_error(cc, root, "<localEntry src=\"%s\">: cannot read it: %s", src, err);
+        return -1;
+    }
+    const char *why = NULL;
+    xmlDocPtr doc = strspn(text, " \t\r\n") < len && text[strspn(text, " \t\r\n")] == '<'
+                        ? cmi_xml_read(cc->arena, text, len, &why)
+                        : NULL;
+    if (doc != NULL && xmlDocGetRootElement(doc) != NULL) {
+        size_t mlen;
+        le->markup = cmi_compile_element_markup(cc, xmlDocGetRootElement(doc), &mlen);
+        xmlFreeDoc(doc);
+    } else {
+        le->text = cmi_arena_strndup(cc->arena, text, len); /* not XML: its text, as it is */
+    }
+    free(text);
+    return 0;
+}
 
 void cmi_artifact_local_entry(cmi_compile_t *cc, xmlNodePtr root)
 {
@@ -63,7 +145,7 @@ void cmi_artifact_local_entry(cmi_compile_t *cc, xmlNodePtr root)
     }
     xmlNodePtr elem = NULL;
     for (xmlNodePtr c = root->children; c != NULL; c = c->next)
-        if (c->type == XML_ELEMENT_NODE) {
+        if (c->type == XML_ELEMENT_NODE && !cmi_xml_is(c, "description")) {
             if (elem != NULL) {
                 cmi_compile_error(cc, c, "<localEntry key=\"%s\">: more than one element inside", key);
                 return;
@@ -74,24 +156,35 @@ void cmi_artifact_local_entry(cmi_compile_t *cc, xmlNodePtr root)
     le->key = key;
     le->file = cc->file;
     le->line = cmi_xml_line(root);
-    if (elem != NULL) {
+    const char *src = cmi_xml_attr(cc, root, "src");
+    if (src != NULL) {
+        if (elem != NULL) {
+            cmi_compile_error(cc, elem, "<localEntry key=\"%s\">: give src or content, not both", key);
+            return;
+        }
+        if (read_src(cc, root, src, le) != 0)
+            return;
+    } else if (elem != NULL) {
         const char *name = (const char *)elem->name;
         const char *dot = strchr(name, '.');
         if (dot != NULL && strcmp(dot, ".init") == 0 && cmi_xml_is_synapse(elem)) {
             le->instance = cmi_bind_instance(cc, elem, key);
             if (le->instance == NULL)
                 return;
-        } else if (cmi_xml_is_synapse(elem) && (cmi_xml_is(elem, "sequence") || cmi_xml_is(elem, "endpoint") ||
-                                                 cmi_xml_is(elem, "template"))) {
-            cmi_compile_error(cc, elem, "<localEntry key=\"%s\">: a <%s> in a local entry is not supported by cmi "
-                              "yet (deploy it under %ss/)", key, name, name);
+        } else if (cmi_xml_is(elem, "sequence")) {
+            cmi_compile_defer(cc, CMI_DEFER_SEQUENCES, root, define_entry_sequence, (void *)key);
+        } else if (cmi_xml_is(elem, "endpoint")) {
+            cmi_compile_defer(cc, CMI_DEFER_ENDPOINTS, root, define_entry_endpoint, (void *)key);
+        } else if (cmi_xml_is(elem, "template")) {
+            cmi_compile_error(cc, elem, "<localEntry key=\"%s\">: a <template> in a local entry is not supported by "
+                              "cmi yet (deploy it under templates/)", key);
             return;
-        } else {
-            size_t len;
-            le->markup = cmi_compile_element_markup(cc, elem, &len); /* XML a mediator takes (enrich) */
         }
+        size_t len;
+        if (le->instance == NULL)
+            le->markup = cmi_compile_element_markup(cc, elem, &len); /* XML a mediator takes (enrich, XSLT, WSDL) */
     } else {
-        le->text = cmi_xml_text(cc, root);
+        le->text = cmi_compile_trim(cc, cmi_xml_text(cc, root), NULL); /* Synapse trims an inline text */
     }
     const cmi_local_entry_t *prev = cmi_htab_put(&cc->config->local_entries, key, strlen(key), le);
     if (prev != NULL)

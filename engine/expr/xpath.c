@@ -22,6 +22,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "config/config.h"
 #include "core/str.h"
 #include "expr/ast.h"
 #include "runtime/convert.h"
@@ -112,6 +113,16 @@ static xpath_run_t *run_of(xmlXPathParserContextPtr ctxt)
     return ctxt->context->userData;
 }
 
+/* get-property('KEY') without a property KEY: the local entry KEY (its
+ * text, or its XML as markup), as Synapse falls back to its registry. */
+static const char *local_entry_text(cmi_msg_t *msg, const char *key)
+{
+    const cmi_local_entry_t *le = msg->local_entries ? cmi_htab_gets(msg->local_entries, key) : NULL;
+    if (le == NULL)
+        return NULL;
+    return le->text ? le->text : le->markup;
+}
+
 /* A property as get-property() and $ctx: see it: text, "" when absent. */
 static const char *property_text(ex_ctx_t *c, const char *scope, const char *name)
 {
@@ -124,18 +135,57 @@ static const char *property_text(ex_ctx_t *c, const char *scope, const char *nam
     if (s < 0)
         return NULL;
     const char *v = cmi_msg_prop_text(msg, (cmi_scope_t)s, name);
+    if (v == NULL && s == CMI_SCOPE_DEFAULT && strcasecmp(scope, "default") == 0)
+        v = local_entry_text(msg, name);
     return v ? v : "";
 }
 
-/* A template parameter as text, "" when absent; NULL after an error (the
- * message's error slot is set). */
-static const char *func_param_text(ex_ctx_t *c, const char *name)
+/* A value as XPath sees it: one that holds XML (a property of type OM, a
+ * template parameter bound to an element) is the element itself, so that a
+ * path can go on from it ($func:order/id) and its string value is its text,
+ * as Synapse's OMElement; anything else its text. */
+static xmlXPathObjectPtr value_object(ex_ctx_t *c, const cmi_value_t *v)
+{
+    if (v->type == CMI_VAL_XML) {
+        xmlDocPtr doc = xmlReadMemory(v->u.s.ptr, (int)v->u.s.len, NULL, NULL,
+                                      XML_PARSE_NONET | XML_PARSE_NOCDATA | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+        if (doc != NULL && xmlDocGetRootElement(doc) != NULL)
+            return xmlXPathNewNodeSet(xmlDocGetRootElement(cmi_msg_own_xml(c->msg, doc)));
+        xmlFreeDoc(doc);
+    }
+    size_t len;
+    return xmlXPathNewCString(ex_text(c, v, &len));
+}
+
+/* $func:NAME and get-property('func', NAME). */
+static xmlXPathObjectPtr func_param_object(xpath_run_t *run, const char *name)
 {
     cmi_value_t v;
-    if (ex_func_param(c, name, &v) != 0)
+    if (ex_func_param(run->c, name, &v) != 0) {
+        snprintf(run->error, sizeof(run->error), "template parameter '%s' failed", name);
+        return xmlXPathNewCString("");
+    }
+    return value_object(run->c, &v);
+}
+
+/* A property of the default or axis2 scope that holds XML, as an element
+ * (value_object); with registry, for the default scope, a local entry of
+ * XML when there is no property of that name.  NULL for any other. */
+static xmlXPathObjectPtr xml_property_object(ex_ctx_t *c, int scope, const char *name, int registry)
+{
+    if (scope != CMI_SCOPE_DEFAULT && scope != CMI_SCOPE_AXIS2)
         return NULL;
-    size_t len;
-    return ex_text(c, &v, &len);
+    const cmi_value_t *v = cmi_msg_prop_get(c->msg, (cmi_scope_t)scope, name);
+    if (v != NULL)
+        return v->type == CMI_VAL_XML ? value_object(c, v) : NULL;
+    const cmi_local_entry_t *le = registry && scope == CMI_SCOPE_DEFAULT && c->msg->local_entries
+                                      ? cmi_htab_gets(c->msg->local_entries, name)
+                                      : NULL;
+    if (le == NULL || le->markup == NULL)
+        return NULL;
+    cmi_value_t xml = cmi_value_cstring(le->markup);
+    xml.type = CMI_VAL_XML;
+    return value_object(c, &xml);
 }
 
 static void fn_get_property(xmlXPathParserContextPtr ctxt, int nargs)
@@ -147,26 +197,28 @@ static void fn_get_property(xmlXPathParserContextPtr ctxt, int nargs)
     xmlChar *second = nargs == 2 ? xmlXPathPopString(ctxt) : NULL;
     xmlChar *first = xmlXPathPopString(ctxt);
     xpath_run_t *run = run_of(ctxt);
-    const char *value = "";
-    if (run->c != NULL) {
-        const char *scope = nargs == 2 ? (const char *)first : "default";
-        const char *name = nargs == 2 ? (const char *)second : (const char *)first;
-        if (nargs == 2 && strcmp((const char *)first, "SYSTEM_DATE") == 0) {
-            scope = "default"; /* get-property('SYSTEM_DATE', format): the format is not applied */
-            name = "SYSTEM_DATE";
-        }
-        if (strcmp(scope, "func") == 0) {
-            value = func_param_text(run->c, name);
-            if (value == NULL) {
-                snprintf(run->error, sizeof(run->error), "get-property('func', '%s') failed", name);
-                value = "";
-            }
-        } else if ((value = property_text(run->c, scope, name)) == NULL) {
+    const char *scope = nargs == 2 ? (const char *)first : "default";
+    const char *name = nargs == 2 ? (const char *)second : (const char *)first;
+    if (nargs == 2 && strcmp((const char *)first, "SYSTEM_DATE") == 0) {
+        scope = "default"; /* get-property('SYSTEM_DATE', format): the format is not applied */
+        name = "SYSTEM_DATE";
+    }
+    xmlXPathObjectPtr obj = NULL;
+    if (run->c == NULL) /* the load-time trial: it may be an element, a path may go on from it */
+        obj = xmlXPathNewNodeSet(NULL);
+    else if (strcmp(scope, "func") == 0)
+        obj = func_param_object(run, name);
+    else if (cmi_scope_parse(scope) >= 0)
+        obj = xml_property_object(run->c, cmi_scope_parse(scope), name, strcasecmp(scope, "default") == 0);
+    if (obj == NULL) {
+        const char *value = property_text(run->c, scope, name);
+        if (value == NULL) {
             snprintf(run->error, sizeof(run->error), "get-property(): unknown scope '%s'", scope);
             value = "";
         }
+        obj = xmlXPathNewCString(value);
     }
-    xmlXPathReturnString(ctxt, xmlStrdup((const xmlChar *)value));
+    valuePush(ctxt, obj);
     xmlFree(first);
     xmlFree(second);
 }
@@ -239,27 +291,6 @@ static void fn_url_encode(xmlXPathParserContextPtr ctxt, int nargs)
     xmlFree(s);
 }
 
-/* $func:NAME: a value that holds XML is the element itself, so that a
- * path can go on from it ($func:order/id), as Synapse's OMElement. */
-static xmlXPathObjectPtr func_param_object(xpath_run_t *run, const char *name)
-{
-    ex_ctx_t *c = run->c;
-    cmi_value_t v;
-    if (ex_func_param(c, name, &v) != 0) {
-        snprintf(run->error, sizeof(run->error), "$func:%s failed", name);
-        return xmlXPathNewCString("");
-    }
-    if (v.type == CMI_VAL_XML) {
-        xmlDocPtr doc = xmlReadMemory(v.u.s.ptr, (int)v.u.s.len, NULL, NULL,
-                                      XML_PARSE_NONET | XML_PARSE_NOCDATA | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
-        if (doc != NULL && xmlDocGetRootElement(doc) != NULL)
-            return xmlXPathNewNodeSet(xmlDocGetRootElement(cmi_msg_own_xml(c->msg, doc)));
-        xmlFreeDoc(doc);
-    }
-    size_t len;
-    return xmlXPathNewCString(ex_text(c, &v, &len));
-}
-
 /* $ctx:NAME and friends. */
 static xmlXPathObjectPtr lookup_variable(void *data, const xmlChar *name, const xmlChar *ns_uri)
 {
@@ -279,10 +310,17 @@ static xmlXPathObjectPtr lookup_variable(void *data, const xmlChar *name, const 
         }
         return NULL; /* unknown: libxml2 reports an undefined variable */
     }
-    if (run->c == NULL) /* the load-time trial: $func: may hold an element, so a path may go on from it */
-        return strcmp(uri, NS_FUNC) == 0 ? xmlXPathNewNodeSet(NULL) : xmlXPathNewCString("");
+    if (run->c == NULL) /* the load-time trial: $func: and $ctx: may hold an element, a path may go on from it */
+        return xmlXPathNewNodeSet(NULL);
     if (strcmp(uri, NS_FUNC) == 0)
         return func_param_object(run, n);
+    xmlXPathObjectPtr obj = NULL;
+    if (strcmp(uri, NS_CTX) == 0)
+        obj = xml_property_object(run->c, CMI_SCOPE_DEFAULT, n, 0);
+    else if (strcmp(uri, NS_AXIS2) == 0)
+        obj = xml_property_object(run->c, CMI_SCOPE_AXIS2, n, 0);
+    if (obj != NULL)
+        return obj;
     cmi_msg_t *msg = run->c->msg;
     const char *v = NULL;
     if (strcmp(uri, NS_CTX) == 0)
@@ -476,11 +514,26 @@ static int has_element_children(xmlNodePtr n)
     return 0;
 }
 
+/* Whether an element has no text but white space (an empty element reads
+ * as its markup in MI: SynapseXPath.stringValueOf). */
+static int is_blank_element(xmlNodePtr n)
+{
+    if (n->type != XML_ELEMENT_NODE)
+        return 0;
+    xmlChar *t = xmlNodeGetContent(n);
+    int blank = 1;
+    for (const xmlChar *p = t; p != NULL && *p && blank; p++)
+        blank = *p == ' ' || *p == '\t' || *p == '\r' || *p == '\n';
+    xmlFree(t);
+    return blank;
+}
+
 /* A node as MI's XPath results read: text for text, attributes and simple
- * elements, the element's XML for elements with elements inside. */
+ * elements, the element's XML for elements with elements inside and for
+ * empty ones. */
 static void append_node(cmi_strbuf_t *b, xmlNodePtr node)
 {
-    if (node->type == XML_ELEMENT_NODE && has_element_children(node)) {
+    if (node->type == XML_ELEMENT_NODE && (has_element_children(node) || is_blank_element(node))) {
         /* Serialised from a copy of its own, so that namespaces declared on
          * its ancestors are declared on it: the fragment stands alone. */
         xmlDocPtr tmp = xmlNewDoc((const xmlChar *)"1.0");
@@ -528,7 +581,7 @@ static void convert(ex_ctx_t *c, xmlXPathObjectPtr r, cmi_value_t *out)
         int markup = 0;
         for (int i = 0; i < r->nodesetval->nodeNr; i++) {
             xmlNodePtr node = r->nodesetval->nodeTab[i];
-            markup |= node->type == XML_ELEMENT_NODE && has_element_children(node);
+            markup |= node->type == XML_ELEMENT_NODE && (has_element_children(node) || is_blank_element(node));
             append_node(&b, node);
         }
         *out = cmi_value_string(b.data, b.len);

@@ -434,6 +434,7 @@ static int run_unmatched(cmi_worker_t *w, h2o_req_t *req, const cmi_config_t *cf
         return 0;
     }
     msg->fault_seq = cfg->fault_seq;
+    msg->local_entries = &cfg->local_entries;
     msg->out_seq = main ? cfg->main_seq : NULL;
     msg->has_out_seq = main;
     copy_request(msg, req);
@@ -573,6 +574,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     msg->sub_path = cmi_arena_strndup(msg->arena, r.sub_path, r.sub_len);
     msg->rest_postfix = rest_postfix(msg, req, path, r.ctx_len, query, qlen);
     msg->fault_seq = r.resource->fault_seq ? r.resource->fault_seq : cfg->fault_seq;
+    msg->local_entries = &cfg->local_entries;
     msg->out_seq = r.resource->out_seq;
     msg->has_out_seq = r.resource->has_out_seq != 0;
     copy_request(msg, req);

@@ -58,7 +58,34 @@ static xmlNodePtr soap_header(xmlNodePtr env, int create)
     return body != NULL ? xmlAddPrevSibling(body, header) : xmlAddChild(env, header);
 }
 
-static int run_soap_header(const header_mediator_t *h, cmi_msg_t *msg, const char *value, size_t len)
+/* A computed value that is XML (a property of type OM): the element is the
+ * header block when it has the header's name, else it goes inside the
+ * block (MI's docs; Synapse itself would add its serialisation as text). */
+static void add_xml_block(const header_mediator_t *h, xmlNodePtr header, xmlNodePtr block, const char *xml,
+                          size_t len)
+{
+    xmlNodePtr list = NULL;
+    if (xmlParseInNodeContext(header, xml, (int)len, 0, &list) != XML_ERR_OK) {
+        xmlFreeNodeList(list);
+        xmlNodeAddContentLen(block, (const xmlChar *)xml, (int)len);
+        xmlAddChild(header, block);
+        return;
+    }
+    if (list != NULL && list->next == NULL && list->type == XML_ELEMENT_NODE &&
+        strcmp((const char *)list->name, h->local) == 0 &&
+        (h->ns_href == NULL ? list->ns == NULL : list->ns != NULL && strcmp((const char *)list->ns->href, h->ns_href) == 0)) {
+        xmlFreeNode(block);
+        xmlAddChild(header, list);
+        return;
+    }
+    for (xmlNodePtr c = list, next; c != NULL; c = next) {
+        next = c->next;
+        xmlAddChild(block, c);
+    }
+    xmlAddChild(header, block);
+}
+
+static int run_soap_header(const header_mediator_t *h, cmi_msg_t *msg, const char *value, size_t len, int xml)
 {
     if (h->addressing) {
         if (h->remove)
@@ -99,8 +126,12 @@ static int run_soap_header(const header_mediator_t *h, cmi_msg_t *msg, const cha
     } else {
         xmlNodePtr block = xmlNewDocNode(doc, NULL, (const xmlChar *)h->local, NULL);
         xmlSetNs(block, xmlNewNs(block, (const xmlChar *)h->ns_href, (const xmlChar *)h->ns_prefix));
-        xmlNodeAddContentLen(block, (const xmlChar *)value, (int)len);
-        xmlAddChild(header, block);
+        if (xml) {
+            add_xml_block(h, header, block, value, len);
+        } else {
+            xmlNodeAddContentLen(block, (const xmlChar *)value, (int)len);
+            xmlAddChild(header, block);
+        }
     }
     cmi_msg_payload_xml_changed(msg);
     return CMI_FLOW_CONTINUE;
@@ -111,10 +142,16 @@ static int run_header(const cmi_mediator_t *m, cmi_msg_t *msg)
     const header_mediator_t *h = (const header_mediator_t *)m;
     const char *value = h->value;
     size_t len = h->value_len;
-    if (h->expr != NULL && !h->remove && cmi_expr_eval_text(h->expr, msg, &value, &len) != 0)
-        return CMI_FLOW_ERROR;
+    int xml = 0;
+    if (h->expr != NULL && !h->remove) {
+        cmi_value_t v;
+        if (cmi_expr_eval(h->expr, msg, &v) != 0)
+            return CMI_FLOW_ERROR;
+        xml = v.type == CMI_VAL_XML;
+        value = cmi_value_to_text(msg->arena, &v, &len);
+    }
     if (h->soap)
-        return run_soap_header(h, msg, value ? value : "", value ? len : 0);
+        return run_soap_header(h, msg, value ? value : "", value ? len : 0, xml);
     if (h->remove) {
         cmi_msg_header_remove(msg, h->name, h->name_len);
         return CMI_FLOW_CONTINUE;

@@ -138,6 +138,28 @@ static int parse_scope(cmi_compile_t *cc, xmlNodePtr node, const char *s, cmi_sc
     return -1;
 }
 
+/* <property name="P" type="OM"><elem>...</elem></property>: the element, as
+ * Synapse keeps the first child element (whatever the type says) and
+ * reads it as an element: its text where a string is wanted, the element
+ * where XML is ($ctx:P in a SOAP header, XPath from it). */
+static cmi_mediator_t *compile_inline_xml(cmi_compile_t *cc, xmlNodePtr node, xmlNodePtr elem, const char *type,
+                                          property_mediator_t *p)
+{
+    if (type != NULL && strcasecmp(type, "OM") != 0)
+        cmi_compile_warn(cc, node, "<property name=\"%s\" type=\"%s\">: an inline element is kept as XML (type OM), "
+                         "as MI does", p->name, type);
+    if (cmi_xml_attr(cc, node, "pattern") != NULL) {
+        cmi_compile_error(cc, node, "<property name=\"%s\">: pattern applies to an expression's text, not to XML",
+                          p->name);
+        return NULL;
+    }
+    size_t len;
+    const char *markup = cmi_compile_element_markup(cc, elem, &len);
+    p->value = cmi_value_string(markup, len);
+    p->value.type = CMI_VAL_XML;
+    return &p->base;
+}
+
 cmi_mediator_t *cmi_compile_property(cmi_compile_t *cc, xmlNodePtr node)
 {
     int errors = cmi_xml_check_attrs(cc, node, cmi_common_mediator_attrs, attrs);
@@ -160,12 +182,10 @@ cmi_mediator_t *cmi_compile_property(cmi_compile_t *cc, xmlNodePtr node)
         errors++;
     }
     p->remove = action != NULL && strcmp(action, "remove") == 0;
-    for (xmlNodePtr c = node->children; c != NULL; c = c->next)
-        if (c->type == XML_ELEMENT_NODE) {
-            cmi_compile_error(cc, c, "<property name=\"%s\">: inline XML values are not supported by cmi yet",
-                              p->name);
-            return NULL;
-        }
+    xmlNodePtr inline_xml = NULL;
+    for (xmlNodePtr c = node->children; c != NULL && inline_xml == NULL; c = c->next)
+        if (c->type == XML_ELEMENT_NODE)
+            inline_xml = c;
     p->accept_early_check = strcmp(p->name, "FORCE_SC_ACCEPTED") == 0 || strcmp(p->name, "OUT_ONLY") == 0;
     if (p->scope == CMI_SCOPE_TRANSPORT && !cmi_header_valid(p->name, strlen(p->name), value ? value : "",
                                                               value ? strlen(value) : 0)) {
@@ -175,11 +195,13 @@ cmi_mediator_t *cmi_compile_property(cmi_compile_t *cc, xmlNodePtr node)
     }
     if (p->remove || errors)
         return errors ? NULL : &p->base;
-    if ((value == NULL) == (expression == NULL)) {
-        cmi_compile_error(cc, node, "<property name=\"%s\">: give a value or an expression (or action=\"remove\")",
-                          p->name);
+    if ((value != NULL) + (expression != NULL) + (inline_xml != NULL) != 1) {
+        cmi_compile_error(cc, node, "<property name=\"%s\">: give one of a value, an expression or an XML element "
+                          "(or action=\"remove\")", p->name);
         return NULL;
     }
+    if (inline_xml != NULL)
+        return compile_inline_xml(cc, node, inline_xml, type, p);
     cmi_ptype_t ptype = CMI_PTYPE_STRING;
     if (type != NULL) {
         int t = cmi_ptype_parse(type);

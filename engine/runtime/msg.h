@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "core/arena.h"
+#include "core/htab.h"
 #include "runtime/flow.h"
 #include "runtime/value.h"
 
@@ -129,6 +130,9 @@ struct cmi_msg {
     } *frames;
     size_t nframes, frames_cap;
     const cmi_sequence_t *fault_seq; /* resource faultSequence, else the fault sequence */
+    /* The deployment's local entries (key -> cmi_local_entry_t): what
+     * get-property('KEY') reads when no property KEY is set, as Synapse. */
+    const cmi_htab_t *local_entries;
     /* The response path (<send>, <loopback>): what runs on the response
      * (NULL with has_out_seq: nothing; without: the response goes back to
      * the caller), chosen at dispatch; out_path once it runs. */
