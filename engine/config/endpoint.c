@@ -49,15 +49,30 @@ static int compile_timeout(cmi_compile_t *cc, xmlNodePtr node, cmi_endpoint_t *e
         if (c->type != XML_ELEMENT_NODE)
             continue;
         const char *text = cmi_xml_text(cc, c);
-        if (cmi_xml_is(c, "duration")) {
-            if (text == NULL || cmi_parse_uint(text, 86400000, &ep->timeout_ms) != 0) {
+        size_t n = text ? strlen(text) : 0;
+        if (cmi_xml_is(c, "duration") && n > 2 && text[0] == '{' && text[n - 1] == '}') {
+            /* Synapse compiles what is between the braces as XPath only. */
+            ep->timeout_expr = cmi_compile_expr(cc, c, NULL, cmi_arena_strndup(cc->arena, text + 1, n - 2));
+            if (ep->timeout_expr == NULL)
+                return -1;
+            ep->timeout_warned = cmi_arena_calloc(cc->arena, 1, sizeof(*ep->timeout_warned));
+            atomic_flag_clear(ep->timeout_warned);
+            if (!cmi_expr_is_xpath(ep->timeout_expr)) {
+                cmi_compile_error(cc, c, "<timeout><duration>: {...} takes an XPath (get-property(...)), as in MI");
+                return -1;
+            }
+        } else if (cmi_xml_is(c, "duration")) {
+            if (text == NULL || cmi_parse_uint(cmi_compile_trim(cc, text, NULL), 86400000, &ep->timeout_ms) != 0) {
                 cmi_compile_error(cc, c, "<timeout><duration>: expected milliseconds, got '%s'", text ? text : "");
                 return -1;
             }
         } else if (cmi_xml_is(c, "responseAction")) {
-            if (text == NULL || strcmp(text, "fault") != 0) {
-                cmi_compile_error(cc, c, "<timeout><responseAction>%s: only 'fault' is supported by cmi yet",
-                                  text ? text : "");
+            const char *action = cmi_compile_trim(cc, text ? text : "", NULL);
+            if (strcmp(action, "discard") == 0) {
+                ep->discard_on_timeout = 1;
+            } else if (strcmp(action, "fault") != 0) {
+                cmi_compile_error(cc, c, "<timeout><responseAction>%s: expected fault or discard%s", action,
+                                  strcmp(action, "never") == 0 ? " ('never' is not supported by cmi yet)" : "");
                 return -1;
             }
         } else {
@@ -80,17 +95,38 @@ static int parse_codes(cmi_compile_t *cc, xmlNodePtr node, const char *text, int
         char *end;
         long v = strtol(p, &end, 10);
         if (end == p || (*end && *end != ',' && *end != ' ' && *end != '\n' && *end != '\t')) {
-            cmi_compile_error(cc, node, "<errorCodes>: '%s' is not a comma-separated list of error codes", text);
+            cmi_compile_error(cc, node, "<%s>: '%s' is not a comma-separated list of error codes", node->name, text);
             return -1;
         }
         if (v != -1) {
             if (*n == 16) {
-                cmi_compile_error(cc, node, "<errorCodes>: at most 16 codes");
+                cmi_compile_error(cc, node, "<%s>: at most 16 codes", node->name);
                 return -1;
             }
             codes[(*n)++] = (int)v;
         }
         p = end;
+    }
+    return 0;
+}
+
+/* <retryConfig><disabledErrorCodes>..</disabledErrorCodes><enabledErrorCodes>..</enabledErrorCodes> */
+static int compile_retry(cmi_compile_t *cc, xmlNodePtr node, cmi_endpoint_t *ep)
+{
+    for (xmlNodePtr c = node->children; c != NULL; c = c->next) {
+        if (c->type != XML_ELEMENT_NODE)
+            continue;
+        int rc;
+        if (cmi_xml_is(c, "disabledErrorCodes"))
+            rc = parse_codes(cc, c, cmi_xml_text(cc, c), ep->retry_disabled, &ep->nretry_disabled);
+        else if (cmi_xml_is(c, "enabledErrorCodes"))
+            rc = parse_codes(cc, c, cmi_xml_text(cc, c), ep->retry_enabled, &ep->nretry_enabled);
+        else {
+            cmi_compile_error(cc, c, "<retryConfig>: unexpected element <%s>", c->name);
+            rc = -1;
+        }
+        if (rc != 0)
+            return -1;
     }
     return 0;
 }
@@ -227,8 +263,11 @@ static int compile_target(cmi_compile_t *cc, xmlNodePtr node, cmi_endpoint_t *ep
         } else if (cmi_xml_is(c, "suspendOnFailure") || cmi_xml_is(c, "markForSuspension")) {
             if (compile_suspension(cc, c, ep) != 0)
                 return -1;
+        } else if (cmi_xml_is(c, "retryConfig")) {
+            if (compile_retry(cc, c, ep) != 0)
+                return -1;
         } else if (cmi_xml_is(c, "enableSec") || cmi_xml_is(c, "enableAddressing") ||
-                   cmi_xml_is(c, "enableRM") || cmi_xml_is(c, "retryConfig") || cmi_xml_is(c, "authentication")) {
+                   cmi_xml_is(c, "enableRM") || cmi_xml_is(c, "authentication")) {
             cmi_compile_error(cc, c, "<%s><%s>: not supported by cmi yet", node->name, c->name);
             return -1;
         } else {

@@ -36,6 +36,7 @@ struct cmi_endpoint {
     const char *method;             /* <http method>, upper case; NULL: the message's */
     const struct cmi_template *uri; /* ${...} rendered, then {uri.var.X} expanded */
     uint64_t timeout_ms;            /* 0: 60 s */
+    int discard_on_timeout;         /* <responseAction>discard: a timed-out call ends the flow, as <drop/> */
     const char *format_type;        /* <address format>: the request's content type (converted); NULL: as it is */
     int address;                    /* an <address> (a service: a payload goes with POST), not an <http> */
     /* <suspendOnFailure>: suspend on these codes (none listed: any code
@@ -52,6 +53,18 @@ struct cmi_endpoint {
     size_t nmark_codes;
     int64_t retries_before;
     uint64_t retry_delay_ms;
+    /* <timeout><duration>{xpath}</duration>: the timeout computed per call
+     * (milliseconds; at most the default 60 s, as MI caps it at its global
+     * timeout); NULL: timeout_ms. */
+    const struct cmi_expr *timeout_expr;
+    atomic_flag *timeout_warned; /* a computed timeout that was not a number, logged once */
+    /* <retryConfig>: whether the group this leaf is in tries another child
+     * after it failed with a code (MI's isRetry: never for a disabled code;
+     * with enabled codes listed, only for those). */
+    int retry_disabled[16];
+    size_t nretry_disabled;
+    int retry_enabled[16];
+    size_t nretry_enabled;
     cmi_endpoint_state_t *state;
     /* Groups: children are leaves. */
     cmi_endpoint_t **children;

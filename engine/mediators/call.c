@@ -11,6 +11,7 @@
  * A failure moves a group to its next leaf that is not suspended. */
 #include "config.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -215,7 +216,22 @@ static int call_continue(cmi_msg_t *msg, void *data)
     st->last_message = errs[req->result].message;
     st->last_detail = cmi_arena_sprintf(msg->arena, "%s %s: %s", req->method, req->url, req->error);
     cmi_endpoint_failed(st->leaf, st->last_code);
+    int timed_out = req->result == CMI_HTTP_TIMEOUT;
     cmi_http_request_dispose(req);
+    if (timed_out && st->leaf->discard_on_timeout) {
+        /* MI's responseAction discard: no fault handling; the flow ends as
+         * with <drop/> (an HTTP caller gets 202 rather than waiting on). */
+        cmi_log_debug("call", "endpoint %s timed out; its responseAction discards the message %s",
+                      cmi_endpoint_name(st->leaf), msg->id);
+        msg->dropped = 1;
+        return CMI_FLOW_DONE;
+    }
+    if (st->top->kind != CMI_EP_LEAF && !cmi_endpoint_retries(st->leaf, st->last_code))
+        /* As Synapse's failover and loadbalance on a non-retry error. */
+        return cmi_msg_set_error(msg, CMI_ERR_NONE_READY, "No endpoint ready",
+                                 "endpoint %s failed with %d, which its retryConfig does not retry: no other endpoint "
+                                 "of %s is tried (%s)", cmi_endpoint_name(st->leaf), st->last_code,
+                                 cmi_endpoint_name(st->top), st->last_detail);
     if (st->top->kind != CMI_EP_LEAF)
         cmi_log_debug("call", "endpoint %s failed (%d): trying the next of %s (message %s)", cmi_endpoint_name(st->leaf),
                       st->last_code, cmi_endpoint_name(st->top), msg->id);
@@ -283,6 +299,43 @@ static int posts_payload(cmi_msg_t *msg, const cmi_endpoint_t *ep, const char *m
     return len > 0;
 }
 
+/* <duration>{xpath}</duration>, per call: whole milliseconds, at most the
+ * default (MI caps it at its global timeout); anything else the default,
+ * with a line in the log, as MI warns. */
+static uint64_t dynamic_timeout(cmi_msg_t *msg, const cmi_endpoint_t *ep)
+{
+    const char *text;
+    size_t len;
+    uint64_t ms = 0;
+    int code = msg->error_code;
+    const char *message = msg->error_message, *detail = msg->error_detail;
+    if (cmi_expr_eval_text(ep->timeout_expr, msg, &text, &len) != 0) {
+        /* The default applies: not a failure of the call. */
+        msg->error_code = code;
+        msg->error_message = message;
+        msg->error_detail = detail;
+        text = "";
+        len = 0;
+    }
+    while (len > 0 && isspace((unsigned char)text[len - 1]))
+        len--;
+    while (len > 0 && isspace((unsigned char)*text)) {
+        text++;
+        len--;
+    }
+    text = cmi_arena_strndup(msg->arena, text, len);
+    if (cmi_parse_uint(text, UINT32_MAX, &ms) != 0 || ms == 0) {
+        /* Once per endpoint at WARN: a misconfigured timeout must not
+         * write a line per message. */
+        int first = !atomic_flag_test_and_set(ep->timeout_warned);
+        cmi_log_write(first ? CMI_LOG_WARN : CMI_LOG_DEBUG, "call",
+                      "endpoint %s: timeout %s is '%.64s', not milliseconds: 60000 ms used (message %s)",
+                      cmi_endpoint_name(ep), cmi_expr_text(ep->timeout_expr), text, msg->id);
+        return 60000;
+    }
+    return ms < 60000 ? ms : 60000;
+}
+
 /* Picks a leaf and sends the request to it. */
 static int start_attempt(cmi_msg_t *msg, call_state_t *st)
 {
@@ -329,7 +382,7 @@ static int start_attempt(cmi_msg_t *msg, call_state_t *st)
     }
     req->headers = st->lines;
     req->nheaders = st->nlines + (with_body && st->ct_line != NULL);
-    req->timeout_ms = ep->timeout_ms ? ep->timeout_ms : 60000;
+    req->timeout_ms = ep->timeout_expr ? dynamic_timeout(msg, ep) : ep->timeout_ms ? ep->timeout_ms : 60000;
     req->http10 = cmi_msg_prop_true(msg, CMI_SCOPE_AXIS2, "FORCE_HTTP_1.0");
     req->done = on_done;
     req->data = st;

@@ -93,6 +93,13 @@ void cmi_endpoint_failed(const cmi_endpoint_t *leaf, int code)
                      (unsigned long long)for_ms, code);
 }
 
+int cmi_endpoint_retries(const cmi_endpoint_t *leaf, int code)
+{
+    if (has_code(leaf->retry_disabled, leaf->nretry_disabled, code))
+        return 0;
+    return leaf->nretry_enabled == 0 || has_code(leaf->retry_enabled, leaf->nretry_enabled, code);
+}
+
 static const cmi_endpoint_t *pick_leaf(const cmi_endpoint_t *top, cmi_endpoint_cursor_t *st)
 {
     int64_t now = now_ms();

@@ -19,6 +19,9 @@ const char *cmi_endpoint_name(const cmi_endpoint_t *ep);
 const cmi_endpoint_t *cmi_endpoint_pick(const cmi_endpoint_t *top, cmi_endpoint_cursor_t *cursor);
 /* A leaf answered: active again. */
 void cmi_endpoint_ok(const cmi_endpoint_t *leaf);
+/* Whether the group of leaf tries another child after it failed with code
+ * (<retryConfig>). */
+int cmi_endpoint_retries(const cmi_endpoint_t *leaf, int code);
 /* A leaf failed with code: MI's rules decide on a suspension. */
 void cmi_endpoint_failed(const cmi_endpoint_t *leaf, int code);
 

@@ -194,7 +194,9 @@ void cmi_flow_start(cmi_msg_t *msg, const cmi_sequence_t *seq)
 void cmi_flow_resume(cmi_msg_t *msg, int rc)
 {
     msg->suspended = 0;
-    if (rc < 0)
+    if (rc == CMI_FLOW_DONE)
+        msg->nframes = 0; /* the continuation ended the flow (a discarded timeout) */
+    else if (rc < 0)
         flow_error(msg, msg->suspended_by);
     flow_run(msg);
 }

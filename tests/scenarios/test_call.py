@@ -3,6 +3,7 @@ loopback (a threaded Python server): the response replaces the payload,
 HTTP_SC holds the backend's status, headers go both ways, 4xx/5xx are
 responses, and failures to get an answer are MI's faults (issue 10)."""
 import json
+import re
 import socket
 import threading
 import time
@@ -245,6 +246,75 @@ def test_failover_group_moves_to_the_next_endpoint():
                 status, _, data = cmi.request("GET", "/c/f")
                 check(status == 200 and json.loads(data)["port"] == b.port, "failover: %d %r" % (status, data))
                 cmi.wait_log(r"endpoint dead failed \(101503\): trying the next", 5)
+            finally:
+                cmi.stop_clean()
+
+
+def test_retry_config_decides_whether_a_group_goes_on():
+    # <retryConfig> (issue 24): a code in disabledErrorCodes stops the
+    # failover at that child (303000, the backend behind it is never
+    # called); enabledErrorCodes lists the only codes that go on.
+    dead = closed_port()
+
+    def group(retry):
+        return ('<call><endpoint><failover><endpoint name="dead"><http method="get" '
+                'uri-template="http://127.0.0.1:%d/x"><retryConfig>%s</retryConfig></http></endpoint>'
+                '<endpoint name="alive"><http method="get" uri-template="http://127.0.0.1:%%d/items/1"/></endpoint>'
+                '</failover></endpoint></call><respond/>' % (dead, retry))
+    with Backend() as b:
+        api_xml = api(0, "".join([
+            resource("/disabled", group("<disabledErrorCodes>101504, 101503</disabledErrorCodes>") % b.port),
+            resource("/enabled", group("<enabledErrorCodes>101503</enabledErrorCodes>") % b.port),
+            resource("/other", group("<enabledErrorCodes>101504</enabledErrorCodes>") % b.port),
+        ]))
+        with Deployment({"api/a.xml": api_xml}) as d:
+            cmi = Cmi(d, workers=1).start()
+            try:
+                status, _, data = cmi.request("GET", "/c/disabled")
+                check(status == 502 and json.loads(data)["code"] == "303000", "disabled: %d %r" % (status, data))
+                check(b.server.seen == [], "the next endpoint was called: %r" % b.server.seen)
+                cmi.wait_log(r"endpoint dead failed with 101503, which its retryConfig does not retry", 5)
+                status, _, data = cmi.request("GET", "/c/enabled")
+                check(status == 200 and json.loads(data)["port"] == b.port, "enabled: %d %r" % (status, data))
+                status, _, data = cmi.request("GET", "/c/other")
+                check(status == 502 and json.loads(data)["code"] == "303000", "not enabled: %d %r" % (status, data))
+                check(len(b.server.seen) == 1, "only /enabled went on: %r" % b.server.seen)
+            finally:
+                cmi.stop_clean()
+
+
+def test_timeout_computed_per_call_and_discard():
+    # <duration>{get-property('timeout')}</duration> (issue 24): 300 ms
+    # from a property times /slow out (2 s), 5000 ms lets it answer; a value
+    # that is not a number falls back to the default with one warning;
+    # <responseAction>discard</responseAction> ends the flow (202), no fault.
+    with Backend() as b:
+        ep = ('<call><endpoint name="%s"><http method="get" uri-template="http://127.0.0.1:%d/slow"><timeout>'
+              '<duration>{get-property(\'timeout\')}</duration><responseAction>%s</responseAction></timeout>'
+              '</http></endpoint></call><respond/>')
+        api_xml = api(0, "".join([
+            resource("/t/{ms}", '<property name="timeout" expression="get-property(\'uri.var.ms\')"/>' +
+                     ep % ("computed", b.port, "fault")),
+            resource("/d", '<property name="timeout" value="300"/>' + ep % ("discarding", b.port, "discard")),
+        ]))
+        with Deployment({"api/a.xml": api_xml}) as d:
+            cmi = Cmi(d, workers=1).start()
+            try:
+                t0 = time.monotonic()
+                status, _, data = cmi.request("GET", "/c/t/300")
+                check(status == 502 and json.loads(data)["code"] == "101504", "300 ms: %d %r" % (status, data))
+                check(time.monotonic() - t0 < 1.8, "the 300 ms timeout took %.1f s" % (time.monotonic() - t0))
+                status, _, data = cmi.request("GET", "/c/t/5000")
+                check(status == 200 and json.loads(data) == {"slow": True}, "5000 ms: %d %r" % (status, data))
+                for _ in range(2):
+                    status, _, data = cmi.request("GET", "/c/t/soon")
+                    check(status == 200, "not a number: the default (60 s) applies: %d %r" % (status, data))
+                log = cmi.log_text()
+                check(len(re.findall(r"WARN .*timeout get-property\('timeout'\) is 'soon'", log)) == 1,
+                      "one warning for a timeout that is not a number:\n%s" % log)
+                status, _, data = cmi.request("GET", "/c/d")
+                check(status == 202 and data == b"", "discard: %d %r" % (status, data))
+                check("ERROR_CODE" not in cmi.log_text() and '"code"' not in data.decode(), "no fault ran")
             finally:
                 cmi.stop_clean()
 
