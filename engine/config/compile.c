@@ -565,6 +565,39 @@ void cmi_compile_report_expr_error(cmi_compile_t *cc, xmlNodePtr node, const cha
                           text, len > 40 ? "..." : "");
 }
 
+/* The expression between braces (skip of them at each end of value). */
+static const cmi_expr_t *compile_braced(cmi_compile_t *cc, xmlNodePtr node, const char *attr, const char *value,
+                                        size_t skip)
+{
+    size_t n = strlen(value);
+    cmi_expr_error_t err = {0};
+    const cmi_expr_t *e = cmi_expr_compile(cc->arena, cmi_arena_strndup(cc->arena, value + skip, n - 2 * skip), node,
+                                           &err);
+    if (e == NULL) {
+        err.offset += skip;
+        cmi_compile_report_expr_error(cc, node, attr, value, &err);
+    }
+    return e;
+}
+
+int cmi_compile_value_attr(cmi_compile_t *cc, xmlNodePtr node, const char *attr, const char *value,
+                           const struct cmi_expr **expr, int *lazy)
+{
+    size_t n = strlen(value);
+    *expr = NULL;
+    *lazy = 0;
+    if (n > 4 && strncmp(value, "{{", 2) == 0 && strcmp(value + n - 2, "}}") == 0) {
+        *lazy = 1;
+        *expr = compile_braced(cc, node, attr, value, 2);
+        return *expr ? 0 : -1;
+    }
+    if (n > 2 && value[0] == '{' && value[n - 1] == '}') {
+        *expr = compile_braced(cc, node, attr, value, 1);
+        return *expr ? 0 : -1;
+    }
+    return 0;
+}
+
 struct cmi_expr *cmi_compile_expr(cmi_compile_t *cc, xmlNodePtr node, const char *attr, const char *text)
 {
     cmi_expr_error_t err = {0};

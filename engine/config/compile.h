@@ -120,6 +120,13 @@ void cmi_compile_ref_template(cmi_compile_t *cc, const char *key, const cmi_sequ
 void cmi_compile_defer(cmi_compile_t *cc, cmi_defer_phase_t phase, xmlNodePtr root, cmi_deferred_fn fn, void *data);
 /* Runs what was deferred to phase, in the order deferred. */
 void cmi_compile_run_deferred(cmi_compile_t *cc, cmi_defer_phase_t phase);
+struct cmi_expr;
+/* An attribute in the forms of MI's ValueFactory: "literal", "{expr}" or
+ * "{{expr}}" (evaluated where the value is read: *lazy).  Returns 0 with
+ * *expr NULL for a literal, or -1 after reporting an expression error at
+ * its place in the attribute. */
+int cmi_compile_value_attr(cmi_compile_t *cc, xmlNodePtr node, const char *attr, const char *value,
+                           const struct cmi_expr **expr, int *lazy);
 /* Runs fn(cc, data) once every reference is resolved. */
 void cmi_compile_after_refs(cmi_compile_t *cc, cmi_compile_check_fn fn, void *data);
 /* Compiles the expression text of node's attribute attr (or, when attr is

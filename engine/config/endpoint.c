@@ -18,6 +18,7 @@ static const cmi_attr_rule_t endpoint_attrs[] = {
     {"xmlns", CMI_ATTR_OK},
     {"onError", CMI_ATTR_UNSUPPORTED},
     {"template", CMI_ATTR_OK},
+    {"key-expression", CMI_ATTR_UNSUPPORTED}, /* only directly in <call>, <send> (mediators/call.c) */
     {"uri", CMI_ATTR_UNSUPPORTED}, /* only with template (config/template.c) */
     {"statistics", CMI_ATTR_COSMETIC},
     {"trace", CMI_ATTR_COSMETIC},
@@ -211,6 +212,33 @@ static int compile_format(cmi_compile_t *cc, xmlNodePtr node, const char *format
     return -1;
 }
 
+/* A leaf's <timeout>, <suspendOnFailure>, <markForSuspension>, <retryConfig>. */
+static int compile_leaf_children(cmi_compile_t *cc, xmlNodePtr node, cmi_endpoint_t *ep)
+{
+    for (xmlNodePtr c = node->children; c != NULL; c = c->next) {
+        if (c->type != XML_ELEMENT_NODE)
+            continue;
+        if (cmi_xml_is(c, "timeout")) {
+            if (compile_timeout(cc, c, ep) != 0)
+                return -1;
+        } else if (cmi_xml_is(c, "suspendOnFailure") || cmi_xml_is(c, "markForSuspension")) {
+            if (compile_suspension(cc, c, ep) != 0)
+                return -1;
+        } else if (cmi_xml_is(c, "retryConfig")) {
+            if (compile_retry(cc, c, ep) != 0)
+                return -1;
+        } else if (cmi_xml_is(c, "enableSec") || cmi_xml_is(c, "enableAddressing") ||
+                   cmi_xml_is(c, "enableRM") || cmi_xml_is(c, "authentication")) {
+            cmi_compile_error(cc, c, "<%s><%s>: not supported by cmi yet", node->name, c->name);
+            return -1;
+        } else {
+            cmi_compile_error(cc, c, "<%s>: unexpected element <%s>", node->name, c->name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int compile_target(cmi_compile_t *cc, xmlNodePtr node, cmi_endpoint_t *ep)
 {
     int http = cmi_xml_is(node, "http");
@@ -254,28 +282,30 @@ static int compile_target(cmi_compile_t *cc, xmlNodePtr node, cmi_endpoint_t *ep
             ep->method = up;
         }
     }
-    for (xmlNodePtr c = node->children; c != NULL; c = c->next) {
-        if (c->type != XML_ELEMENT_NODE)
-            continue;
-        if (cmi_xml_is(c, "timeout")) {
-            if (compile_timeout(cc, c, ep) != 0)
-                return -1;
-        } else if (cmi_xml_is(c, "suspendOnFailure") || cmi_xml_is(c, "markForSuspension")) {
-            if (compile_suspension(cc, c, ep) != 0)
-                return -1;
-        } else if (cmi_xml_is(c, "retryConfig")) {
-            if (compile_retry(cc, c, ep) != 0)
-                return -1;
-        } else if (cmi_xml_is(c, "enableSec") || cmi_xml_is(c, "enableAddressing") ||
-                   cmi_xml_is(c, "enableRM") || cmi_xml_is(c, "authentication")) {
-            cmi_compile_error(cc, c, "<%s><%s>: not supported by cmi yet", node->name, c->name);
-            return -1;
-        } else {
-            cmi_compile_error(cc, c, "<%s>: unexpected element <%s>", node->name, c->name);
-            return -1;
-        }
-    }
-    return 0;
+    return compile_leaf_children(cc, node, ep);
+}
+
+static const cmi_attr_rule_t default_attrs[] = {
+    {"format", CMI_ATTR_OK},
+    {"optimize", CMI_ATTR_UNSUPPORTED},
+    {"encoding", CMI_ATTR_UNSUPPORTED},
+    {"statistics", CMI_ATTR_COSMETIC},
+    {"trace", CMI_ATTR_COSMETIC},
+    {NULL, 0},
+};
+
+/* <default>: MI's default endpoint, a service at the message's To address
+ * (which the flow must have set: mediators/call.c). */
+static int compile_default(cmi_compile_t *cc, xmlNodePtr node, cmi_endpoint_t *ep)
+{
+    if (cmi_xml_check_attrs(cc, node, default_attrs, NULL))
+        return -1;
+    ep->to_address = 1;
+    ep->address = 1;
+    const char *format = cmi_xml_attr(cc, node, "format");
+    if (format != NULL && compile_format(cc, node, format, ep) != 0)
+        return -1;
+    return compile_leaf_children(cc, node, ep);
 }
 
 static const cmi_attr_rule_t group_attrs[] = {
@@ -351,12 +381,12 @@ cmi_endpoint_t *cmi_compile_endpoint(cmi_compile_t *cc, xmlNodePtr node)
     for (xmlNodePtr c = node->children; c != NULL; c = c->next) {
         if (c->type != XML_ELEMENT_NODE)
             continue;
-        if (cmi_xml_is(c, "http") || cmi_xml_is(c, "address")) {
+        if (cmi_xml_is(c, "http") || cmi_xml_is(c, "address") || cmi_xml_is(c, "default")) {
             if (targets++ > 0) {
                 cmi_compile_error(cc, c, "<endpoint>: more than one target");
                 return NULL;
             }
-            if (compile_target(cc, c, ep) != 0)
+            if ((cmi_xml_is(c, "default") ? compile_default(cc, c, ep) : compile_target(cc, c, ep)) != 0)
                 return NULL;
         } else if (cmi_xml_is(c, "loadbalance") || cmi_xml_is(c, "failover")) {
             if (targets++ > 0) {
@@ -365,8 +395,7 @@ cmi_endpoint_t *cmi_compile_endpoint(cmi_compile_t *cc, xmlNodePtr node)
             }
             if (compile_group(cc, c, ep) != 0)
                 return NULL;
-        } else if (cmi_xml_is(c, "wsdl") ||
-                   cmi_xml_is(c, "default") || cmi_xml_is(c, "recipientlist") || cmi_xml_is(c, "property") ||
+        } else if (cmi_xml_is(c, "wsdl") || cmi_xml_is(c, "recipientlist") || cmi_xml_is(c, "property") ||
                    cmi_xml_is(c, "parameter") || cmi_xml_is(c, "description")) {
             if (cmi_xml_is(c, "description"))
                 continue;

@@ -39,6 +39,7 @@ struct cmi_endpoint {
     int discard_on_timeout;         /* <responseAction>discard: a timed-out call ends the flow, as <drop/> */
     const char *format_type;        /* <address format>: the request's content type (converted); NULL: as it is */
     int address;                    /* an <address> (a service: a payload goes with POST), not an <http> */
+    int to_address;                 /* <default>: the flow's To address (no uri) */
     /* <suspendOnFailure>: suspend on these codes (none listed: any code
      * not marked for suspension), initialDuration * progressionFactor^n up
      * to maximumDuration. */

@@ -513,18 +513,29 @@ static ex_node_t *parse_root(parser_t *p, const char *ident, size_t pos)
     ex_node_t *n = node(p, EX_PATH, pos);
     if (strcmp(ident, "payload") == 0) {
         n->u.path.root = ROOT_PAYLOAD;
-    } else if (strcmp(ident, "vars") == 0 || strcmp(ident, "headers") == 0 || strcmp(ident, "configs") == 0) {
+    } else if (strcmp(ident, "vars") == 0 || strcmp(ident, "var") == 0 || strcmp(ident, "headers") == 0 ||
+               strcmp(ident, "configs") == 0) {
+        /* var.X: MI's grammar until January 2025, which its documentation
+         * still writes (payloadfactory-mediator.md). */
         n->u.path.root = ident[0] == 'v' ? ROOT_VARS : ident[0] == 'h' ? ROOT_HEADERS : ROOT_CONFIGS;
         n->u.path.name = root_name(p, ident);
     } else if (strcmp(ident, "props") == 0 || strcmp(ident, "properties") == 0) {
         const char *scope = root_name(p, ident);
-        if (scope != NULL && strcmp(scope, "synapse") == 0)
+        if (scope != NULL && strcmp(scope, "synapse") == 0) {
             n->u.path.root = ROOT_PROPS_SYNAPSE;
-        else if (scope != NULL && strcmp(scope, "axis2") == 0)
+        } else if (scope != NULL && strcmp(scope, "axis2") == 0) {
             n->u.path.root = ROOT_PROPS_AXIS2;
-        else if (scope != NULL)
+        } else if (scope != NULL && p->tok.kind != T_DOT && p->tok.kind != T_DOTDOT && p->tok.kind != T_LBRACK) {
+            /* properties.NAME, nothing after it: MI's grammar wants a scope,
+             * its documentation writes none (${properties.To}): the synapse
+             * (default) scope, as the docs mean.  With more after it
+             * (props.synapes.x) it stays a wrong scope. */
+            n->u.path.root = ROOT_PROPS_SYNAPSE;
+            n->u.path.name = scope;
+        } else if (scope != NULL) {
             fail_at(p, pos, "'%s.%s': the scope must be 'synapse' or 'axis2'", ident, scope);
-        if (!p->failed)
+        }
+        if (!p->failed && n->u.path.name == NULL)
             n->u.path.name = root_name(p, cmi_arena_sprintf(p->arena, "%s.%s", ident, scope));
     } else if (strcmp(ident, "params") == 0) {
         const char *kind = root_name(p, ident);

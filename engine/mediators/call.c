@@ -45,6 +45,10 @@ enum { TGT_BODY, TGT_PROPERTY, TGT_VARIABLE };
 typedef struct {
     cmi_mediator_t base;
     const cmi_endpoint_t *endpoint; /* named: resolved at load (endpoints load first) */
+    /* <endpoint key-expression>: the name, computed per message, of a
+     * deployed endpoint (nothing but those can be reached this way). */
+    const cmi_expr_t *key_expr;
+    const cmi_htab_t *endpoints;
     /* <source type>: what is sent (the payload by default). */
     int source;
     const char *source_text;        /* property name, or inline content */
@@ -400,24 +404,55 @@ static int send_at_end(cmi_msg_t *msg, void *data)
     return start_attempt(msg, st);
 }
 
-/* <send/> without an endpoint, in the in path: the To address the flow set
- * (a header or property mediator), never one a client sent: cmi is not an
- * open proxy.  MI's built-in To (the request's own path) is not a target. */
-static int implicit_target(cmi_msg_t *msg, call_state_t *st)
+/* The To address the flow set (a header or property mediator), never one
+ * a client sent: cmi is not an open proxy.  MI's built-in To (the
+ * request's own path) is not a target.  what names the mediator or
+ * endpoint for the error. */
+static int flow_to_address(cmi_msg_t *msg, const char *what, const char **url_out)
 {
-    static cmi_endpoint_state_t state = {.lock = PTHREAD_MUTEX_INITIALIZER};
-    static const cmi_endpoint_t to_address = {.where = "the To address", .kind = CMI_EP_LEAF, .state = &state};
     const cmi_value_t *to = cmi_kvlist_get(&msg->props[CMI_SCOPE_DEFAULT], "To");
     const char *url = to ? cmi_value_to_text(msg->arena, to, NULL) : NULL;
     if (url == NULL || *url == '\0')
         return cmi_msg_set_error(msg, CMI_ERR_SENDING, "Error in Sender",
-                                 "<send/> without an endpoint needs a To address set by the flow (<header name=\"To\">"
-                                 " or a To property); cmi never sends to an address from the request");
+                                 "%s needs a To address set by the flow (<header name=\"To\"> or a To property); cmi "
+                                 "never sends to an address from the request", what);
     if (strncasecmp(url, "http://", 7) != 0 && strncasecmp(url, "https://", 8) != 0)
         return cmi_msg_set_error(msg, CMI_ERR_SENDING, "Error in Sender",
-                                 "<send/>: the To address '%s' is not an http:// or https:// URL", url);
+                                 "%s: the To address '%s' is not an http:// or https:// URL", what, url);
+    *url_out = url;
+    return 0;
+}
+
+/* <send/> without an endpoint, in the in path: the flow's To address. */
+static int implicit_target(cmi_msg_t *msg, call_state_t *st)
+{
+    static cmi_endpoint_state_t state = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    static const cmi_endpoint_t to_address = {.where = "the To address", .kind = CMI_EP_LEAF, .state = &state};
+    if (flow_to_address(msg, "<send/> without an endpoint", &st->fixed_url) != 0)
+        return CMI_FLOW_ERROR;
     st->top = &to_address;
-    st->fixed_url = url;
+    return 0;
+}
+
+/* The endpoint of this call: as compiled; by key-expression, the deployed
+ * endpoint the message names; a <default/> endpoint goes to the flow's To
+ * address.  Returns 0 or CMI_FLOW_ERROR. */
+static int choose_endpoint(const call_mediator_t *c, cmi_msg_t *msg, call_state_t *st)
+{
+    st->top = c->endpoint;
+    if (c->key_expr != NULL) {
+        const char *name;
+        size_t len;
+        if (cmi_expr_eval_text(c->key_expr, msg, &name, &len) != 0)
+            return CMI_FLOW_ERROR;
+        st->top = cmi_htab_get(c->endpoints, name, len);
+        if (st->top == NULL)
+            return cmi_msg_set_error(msg, CMI_ERR_SENDING, "Error in Sender",
+                                     "endpoint key-expression %s: no endpoint named '%.*s' is deployed",
+                                     cmi_expr_text(c->key_expr), (int)(len < 200 ? len : 200), name);
+    }
+    if (st->top != NULL && st->top->to_address)
+        return flow_to_address(msg, "a <default/> endpoint", &st->fixed_url);
     return 0;
 }
 
@@ -426,14 +461,14 @@ static int implicit_target(cmi_msg_t *msg, call_state_t *st)
  * back to the caller; else the request is built here, as the message is now, and
  * goes when the in path ends (mediators after <send> run first, as MI's
  * asynchronous send lets them). */
-static int run_send(const call_mediator_t *c, cmi_msg_t *msg, call_state_t *st)
+static int run_send(cmi_msg_t *msg, call_state_t *st)
 {
-    if (c->endpoint == NULL &&
+    if (st->top == NULL &&
         (msg->out_path || msg->to_anonymous || cmi_msg_prop_true(msg, CMI_SCOPE_DEFAULT, "RESPONSE"))) {
         cmi_flow_respond(msg);
         return CMI_FLOW_DONE;
     }
-    if (c->endpoint == NULL && implicit_target(msg, st) != 0)
+    if (st->top == NULL && implicit_target(msg, st) != 0)
         return CMI_FLOW_ERROR;
     if (msg->at_end != NULL)
         return cmi_msg_set_error(msg, CMI_ERR_MEDIATION, NULL, "a second <send> in one path: cmi sends one request per path");
@@ -459,10 +494,11 @@ static int run_call(const cmi_mediator_t *m, cmi_msg_t *msg)
         msg->handed_on = 1;
     call_state_t *st = cmi_arena_calloc(msg->arena, 1, sizeof(*st));
     st->msg = msg;
-    st->top = c->endpoint;
     st->call = c;
+    if ((c->endpoint != NULL || c->key_expr != NULL) && choose_endpoint(c, msg, st) != 0)
+        return CMI_FLOW_ERROR;
     if (c->send)
-        return run_send(c, msg, st);
+        return run_send(msg, st);
     return start_attempt(msg, st);
 }
 
@@ -555,10 +591,20 @@ static int compile_target_of_call(cmi_compile_t *cc, xmlNodePtr node, call_media
     return 0;
 }
 
-/* <endpoint key="name"/> (resolved now: endpoints load first) or inline. */
+/* <endpoint key="name"/> (resolved now: endpoints load first),
+ * key-expression="expr" (per message), or inline. */
 static int resolve_endpoint(cmi_compile_t *cc, xmlNodePtr ep, call_mediator_t *c)
 {
     const char *key = cmi_xml_attr(cc, ep, "key");
+    const char *key_expr = cmi_xml_attr(cc, ep, "key-expression");
+    if (key_expr != NULL) {
+        static const cmi_attr_rule_t attrs[] = {{"key-expression", CMI_ATTR_OK}, {NULL, 0}};
+        if (cmi_xml_check_attrs(cc, ep, attrs, NULL) || cmi_xml_no_children(cc, ep))
+            return -1;
+        c->endpoints = &cc->config->endpoints;
+        c->key_expr = cmi_compile_expr(cc, ep, "key-expression", key_expr);
+        return c->key_expr != NULL ? 0 : -1;
+    }
     if (key != NULL && *key != '\0') {
         c->endpoint = cmi_htab_gets(&cc->config->endpoints, key);
         if (c->endpoint == NULL)
@@ -594,7 +640,7 @@ cmi_mediator_t *cmi_compile_call(cmi_compile_t *cc, xmlNodePtr node)
         }
     }
     if (ep == NULL) {
-        cmi_compile_error(cc, node, "<call>: give an <endpoint> (key=\"name\" or inline)");
+        cmi_compile_error(cc, node, "<call>: give an <endpoint> (key=\"name\", key-expression or inline)");
         return NULL;
     }
     return resolve_endpoint(cc, ep, c) == 0 ? &c->base : NULL;

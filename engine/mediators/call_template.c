@@ -134,38 +134,6 @@ static const cmi_attr_rule_t param_attrs[] = {
     {NULL, 0},
 };
 
-/* The expression between braces (skip of them at each end of value); an
- * error is reported at its place in the attribute. */
-static const cmi_expr_t *compile_braced(cmi_compile_t *cc, xmlNodePtr node, const char *value, size_t skip)
-{
-    size_t n = strlen(value);
-    cmi_expr_error_t err = {0};
-    const cmi_expr_t *e = cmi_expr_compile(cc->arena, cmi_arena_strndup(cc->arena, value + skip, n - 2 * skip), node,
-                                           &err);
-    if (e == NULL) {
-        err.offset += skip;
-        cmi_compile_report_expr_error(cc, node, "value", value, &err);
-    }
-    return e;
-}
-
-/* value: "literal", "{expr}" or "{{expr}}" (ValueFactory's forms). */
-static int compile_value(cmi_compile_t *cc, xmlNodePtr node, const char *value, with_param_t *w)
-{
-    size_t n = strlen(value);
-    if (n > 4 && strncmp(value, "{{", 2) == 0 && strcmp(value + n - 2, "}}") == 0) {
-        w->lazy = 1;
-        w->expr = compile_braced(cc, node, value, 2);
-        return w->expr ? 0 : -1;
-    }
-    if (n > 2 && value[0] == '{' && value[n - 1] == '}') {
-        w->expr = compile_braced(cc, node, value, 1);
-        return w->expr ? 0 : -1;
-    }
-    w->literal = cmi_value_string(value, n);
-    return 0;
-}
-
 static int compile_with_params(cmi_compile_t *cc, xmlNodePtr node, call_template_t *ct)
 {
     size_t n = 0;
@@ -199,8 +167,10 @@ static int compile_with_params(cmi_compile_t *cc, xmlNodePtr node, call_template
         with_param_t *w = &ct->params[ct->nparams];
         w->name = name;
         w->line = cmi_xml_line(c);
-        if (compile_value(cc, c, value, w) != 0)
+        if (cmi_compile_value_attr(cc, c, "value", value, &w->expr, &w->lazy) != 0)
             return -1;
+        if (w->expr == NULL)
+            w->literal = cmi_value_cstring(value);
         ct->nparams++;
     }
     return 0;

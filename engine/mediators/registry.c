@@ -23,6 +23,7 @@ static const cmi_mediator_kind_t kinds[] = {
     {"loopback", cmi_compile_loopback},
     {"makefault", cmi_compile_makefault},
     {"call-template", cmi_compile_call_template},
+    {"throwError", cmi_compile_throw_error},
     {NULL, NULL},
 };
 
@@ -43,7 +44,7 @@ static const char *const mi_unsupported[] = {
     "dblookup", "dbreport", "smooks", "rule", "bean", "ejb", "pojoCommand", "spring",
     "entitlementService", "oauthService", "event", "builder", "jsontransform", "transaction",
     "publishEvent", "conditionalRouter", "router", "urlRewrite", "bam", "ntlm", "scatter-gather",
-    "throwError", "enqueue", "propertyGroup", "sendBack", "kerberos",
+    "enqueue", "propertyGroup", "sendBack", "kerberos",
     "foreachMediator", "jsonTransform", "trigger", NULL,
 };
 

@@ -59,7 +59,8 @@ static void respond_with_error(cmi_msg_t *msg)
         return;
     int code = msg->error_code ? msg->error_code : CMI_ERR_MEDIATION;
     const char *message = msg->error_message ? msg->error_message : "mediation failed";
-    json_t *err = json_pack("{s:i, s:o}", "code", code, "message", cmi_json_text(msg->arena, message, strlen(message)));
+    json_t *err = json_pack("{s:o, s:o}", "code", msg->error_type ? json_string(msg->error_type) : json_integer(code),
+                            "message", cmi_json_text(msg->arena, message, strlen(message)));
     if (msg->error_detail != NULL)
         json_object_set_new(err, "detail", cmi_json_text(msg->arena, msg->error_detail, strlen(msg->error_detail)));
     cmi_msg_set_payload_json(msg, json_pack("{s:o}", "error", err));
@@ -102,7 +103,8 @@ static void flow_error(cmi_msg_t *msg, const cmi_mediator_t *m)
     if (msg->error_code == 0)
         cmi_msg_set_error(msg, CMI_ERR_MEDIATION, NULL, "a mediator failed without saying why");
     log_error(msg, m);
-    cmi_msg_prop_set(msg, CMI_SCOPE_DEFAULT, "ERROR_CODE", cmi_value_int(msg->error_code));
+    cmi_msg_prop_set(msg, CMI_SCOPE_DEFAULT, "ERROR_CODE",
+                     msg->error_type ? cmi_value_cstring(msg->error_type) : cmi_value_int(msg->error_code));
     cmi_msg_prop_set(msg, CMI_SCOPE_DEFAULT, "ERROR_MESSAGE", cmi_value_cstring(msg->error_message));
     if (msg->error_detail != NULL)
         cmi_msg_prop_set(msg, CMI_SCOPE_DEFAULT, "ERROR_DETAIL", cmi_value_cstring(msg->error_detail));

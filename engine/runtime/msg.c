@@ -135,6 +135,7 @@ void cmi_msg_release(cmi_msg_t *msg)
 int cmi_msg_set_error(cmi_msg_t *msg, int code, const char *message, const char *detail_fmt, ...)
 {
     msg->error_code = code;
+    msg->error_type = NULL;
     if (message == NULL)
         message = cmi_error_name(code);
     msg->error_message = cmi_arena_strdup(msg->arena, message ? message : "mediation error");

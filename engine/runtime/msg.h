@@ -119,6 +119,9 @@ struct cmi_msg {
 
     /* Error slot (also visible as ERROR_CODE / ERROR_MESSAGE / ERROR_DETAIL). */
     int error_code;
+    /* <throwError type>: ERROR_CODE is this string instead of error_code
+     * (cleared by the next cmi_msg_set_error). */
+    const char *error_type;
     const char *error_message;
     const char *error_detail;
 

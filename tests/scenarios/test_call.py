@@ -319,6 +319,41 @@ def test_timeout_computed_per_call_and_discard():
                 cmi.stop_clean()
 
 
+def test_endpoint_by_key_expression_and_default_endpoint():
+    # <endpoint key-expression> (issue 24): the endpoint the message names,
+    # among those deployed only; <default/>: the To address the flow set,
+    # never one from the request.
+    with Backend() as b:
+        files = {
+            "endpoints/one.xml": '<endpoint %s name="one"><http method="get" uri-template="http://127.0.0.1:%d/items/1"/>'
+                                 '</endpoint>' % (NS, b.port),
+            "endpoints/two.xml": '<endpoint %s name="two"><http method="get" uri-template="http://127.0.0.1:%d/items/2"/>'
+                                 '</endpoint>' % (NS, b.port),
+            "api/a.xml": api(0, "".join([
+                resource("/k/{name}", '<call><endpoint key-expression="${params.pathParams.name}"/></call><respond/>'),
+                resource("/legacy", '<property name="ep" value="two"/>'
+                         '<call><endpoint key-expression="get-property(\'ep\')"/></call><respond/>'),
+                resource("/default", '<header name="To" value="http://127.0.0.1:%d/items/9"/>'
+                         '<call><endpoint><default/></endpoint></call><respond/>' % b.port),
+                resource("/default-unset", '<call><endpoint><default/></endpoint></call><respond/>'),
+            ])),
+        }
+        with Deployment(files) as d:
+            cmi = Cmi(d, workers=1).start()
+            try:
+                for path, want in (("/c/k/one", "/items/1"), ("/c/k/two", "/items/2"), ("/c/legacy", "/items/2"),
+                                   ("/c/default", "/items/9")):
+                    status, _, data = cmi.request("GET", path)
+                    check(status == 200 and json.loads(data)["path"] == want, "%s: %d %r" % (path, status, data))
+                status, _, data = cmi.request("GET", "/c/k/nothing")
+                check(status == 502 and "no endpoint named 'nothing'" in cmi.log_text(), "unknown: %d %r" % (status, data))
+                status, _, data = cmi.request("GET", "/c/default-unset", headers={"To": "http://127.0.0.1:%d/x" % b.port})
+                check(status == 502 and json.loads(data)["code"] == "101500", "no To set: %d %r" % (status, data))
+                check(len(b.server.seen) == 4, "the client's To was not called: %r" % b.server.seen)
+            finally:
+                cmi.stop_clean()
+
+
 def test_loadbalance_spreads_round_robin():
     with Backend() as b1, Backend() as b2:
         api_xml = api(0, resource("/lb", '<call><endpoint><loadbalance '

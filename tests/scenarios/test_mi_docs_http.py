@@ -547,3 +547,41 @@ def test_endpoint_template_instances_in_an_api():
                 check(b.server.seen[-1] == ("GET", "/v3/" + mock), "%s reached %r" % (path, b.server.seen[-1]))
         finally:
             cmi.stop_clean()
+
+
+def test_header_to_and_a_default_endpoint():
+    # reference/mediators/header-mediator.md: the To header computed from
+    # the epr property, and <endpoint><default/></endpoint> sends the
+    # message there (localhost:9764 is the test's backend).  Without a To
+    # set by the flow, a default endpoint is an error, never the request's
+    # own address.
+    main = '<property name="epr" value="IBM"/><sequence key="snippet"/><respond/>'
+    with Backend(handler=MockyHandler) as b, Example("header_to_default_endpoint", main=main,
+                                                     hosts={"localhost:9764": b.port}) as d:
+        cmi = Cmi(d, workers=1).start()
+        try:
+            status, _, data = cmi.request("GET", "/anything")
+            check(status == 200 and json.loads(data) == {"symbol": "foo"}, "%d %r" % (status, data))
+            check(b.server.seen == [("GET", "/services/Axis2SampleService_IBM")], "reached %r" % b.server.seen)
+        finally:
+            cmi.stop_clean()
+
+
+def test_throw_error_in_an_api():
+    # reference/mediators/throw-error-mediator.md: without "required" in the
+    # payload, throwError fails the flow and the fault sequence logs
+    # ERROR_CODE = PAYLOAD_ERROR, ERROR_MESSAGE = Required field does not exist
+    # (then drops: 202); with it, the full log and the payload back.
+    with Example("throw_error_api") as d:
+        cmi = Cmi(d, workers=1).start()
+        try:
+            status, _, data = cmi.request("POST", "/testThrowError", b'{"Hello": "World"}',
+                                          {"Content-Type": "application/json"})
+            check(status == 202 and data == b"", "dropped by the fault sequence: %d %r" % (status, data))
+            cmi.wait_log(r"\[api:TestThrowErrorMediatorAPI\] ERROR_CODE = PAYLOAD_ERROR, "
+                         r"ERROR_MESSAGE = Required field does not exist$")
+            status, _, data = cmi.request("POST", "/testThrowError", b'{"required": 1}',
+                                          {"Content-Type": "application/json"})
+            check(status == 200 and json.loads(data) == {"required": 1}, "passed: %d %r" % (status, data))
+        finally:
+            cmi.stop_clean()

@@ -324,3 +324,41 @@ def test_service_orchestration_with_two_calls():
             cmi.wait_log(r"switchlog = Case: second call successful$")
         finally:
             cmi.stop_clean()
+
+
+def test_address_endpoint_filter_on_to():
+    # learn/examples/endpoint-examples/using-address-endpoints.md: the REST
+    # request to .../SimpleStockQuoteProxy/StockQuote passes the filter on
+    # ${properties.To} (a To holding "StockQuote"; the docs write the
+    # property without the scope MI's grammar wants) and goes to the stock
+    # quote service as SOAP 1.1; the quote comes back.  Another path does not
+    # match: the else branch is empty and nothing answers (202).
+    with StockQuoteService() as b, Example("address_endpoint", b.port) as d:
+        cmi = Cmi(d, workers=1).start()
+        try:
+            body = get_quote("IBM").encode()
+            headers = {"Content-Type": 'application/xml; charset=UTF-8;action="urn:getQuote"',
+                       "SOAPAction": "urn:getQuote"}
+            status, _, data = cmi.request("POST", "/services/SimpleStockQuoteProxy/StockQuote", body, headers)
+            check(status == 200 and is_quote(data, "IBM"), "the quote: %d %r" % (status, data))
+            seen = b.server.seen[-1]
+            check(seen[2].startswith("text/xml") and "<m0:symbol>IBM</m0:symbol>" in seen[3],
+                  "SOAP 1.1 to the service: %r" % (seen,))
+        finally:
+            cmi.stop_clean()
+
+
+def test_payloadfactory_xml_with_a_variable():
+    # reference/mediators/payloadfactory-mediator.md (XML, with a variable):
+    # symbol comes from //m0:Code and the payload becomes the docs' getQuote
+    # (${var.symbol}: MI's grammar of late 2024, which the page writes).
+    with Example("payloadfactory_xml_proxy") as d:
+        cmi = Cmi(d, workers=1).start()
+        try:
+            status, _, data = cmi.request("POST", "/services/RespondMediatorProxy",
+                                          b'<m0:Code xmlns:m0="http://services.samples">WSO2</m0:Code>',
+                                          {"Content-Type": "application/xml"})
+            check(status == 200 and compact(data.decode()) == '<m:getQuote xmlns:m="http://services.samples">'
+                  '<m:request><m:symbol>WSO2</m:symbol></m:request></m:getQuote>', "%d %r" % (status, data))
+        finally:
+            cmi.stop_clean()

@@ -163,6 +163,12 @@ static const ecase_t cases[] = {
     {"${props.synapse.p1}", "hello", NULL, 0},
     {"${properties.synapse.pnum + 1}", "43", NULL, 0},
     {"${props.axis2.HTTP_SC}", "201", NULL, 0},
+    /* MI's docs: a property without a scope, and var. for vars. */
+    {"${properties.p1}", "hello", NULL, 0},
+    {"${props.pnum + 1}", "43", NULL, 0},
+    {"${var.label}", "abc", NULL, 0},
+    {"${props.other..x}", NULL, "the scope must be 'synapse' or 'axis2'", 0},
+    {"${props.other[0]}", NULL, "the scope must be 'synapse' or 'axis2'", 0},
     {"${props.synapse.missing}", "", NULL, 0},
     {"${props.synapse[\"p1\"]}", "hello", NULL, 0},
     {"${props.synapse.MessageID == props.synapse.MessageID}", "true", NULL, 0},
