@@ -44,6 +44,7 @@ engine_libcmi_engine_la_SOURCES = \
 	engine/mediators/enrich.c engine/mediators/enrich.h engine/mediators/enrich_edit.c \
 	engine/mediators/direction.c engine/mediators/makefault.c \
 	engine/mediators/call_template.c engine/mediators/throw_error.c \
+	engine/mediators/freemarker.c engine/mediators/freemarker.h \
 	engine/mediators/call.c engine/mediators/call.h engine/config/endpoint.c engine/config/endpoint.h \
 	engine/runtime/endpoint.c engine/runtime/endpoint.h \
 	engine/mediators/test_suspend.c \

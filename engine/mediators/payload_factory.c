@@ -14,6 +14,7 @@
 
 #include "core/str.h"
 #include "expr/expr.h"
+#include "mediators/freemarker.h"
 #include "mediators/registry.h"
 #include "runtime/convert.h"
 #include "runtime/errors.h"
@@ -211,11 +212,9 @@ cmi_mediator_t *cmi_compile_payload_factory(cmi_compile_t *cc, xmlNodePtr node)
     payload_mediator_t *p = cmi_mediator_new(cc, node, sizeof(*p), run_payload);
     const char *media = cmi_xml_attr(cc, node, "media-type");
     const char *ttype = cmi_xml_attr(cc, node, "template-type");
-    if (ttype != NULL && strcmp(ttype, "default") != 0) {
-        if (strcmp(ttype, "freemarker") == 0)
-            cmi_compile_error(cc, node, "<payloadFactory>: template-type \"freemarker\" is not supported by cmi yet");
-        else
-            cmi_compile_error(cc, node, "<payloadFactory>: unknown template-type '%s'", ttype);
+    int freemarker = ttype != NULL && strcmp(ttype, "freemarker") == 0;
+    if (ttype != NULL && strcmp(ttype, "default") != 0 && !freemarker) {
+        cmi_compile_error(cc, node, "<payloadFactory>: unknown template-type '%s' (default or freemarker)", ttype);
         return NULL;
     }
     xmlNodePtr format = NULL;
@@ -242,6 +241,12 @@ cmi_mediator_t *cmi_compile_payload_factory(cmi_compile_t *cc, xmlNodePtr node)
     }
     if (errors)
         return NULL;
+    if (freemarker && (p->nargs > 0 || cmi_freemarker_rewrite_tree(cc, format) != 0)) {
+        if (p->nargs > 0) /* FreeMarker reads them as ${args.arg1}: not among the forms cmi rewrites */
+            cmi_compile_error(cc, node, "<payloadFactory template-type=\"freemarker\">: <args> are not supported by "
+                              "cmi (read the values with ${payload...}, ${ctx...} or ${vars...})");
+        return NULL;
+    }
     int rc;
     if (media == NULL || strcmp(media, "xml") == 0) {
         rc = compile_xml(cc, format, p);
