@@ -227,8 +227,10 @@ static int compile_leaf_children(cmi_compile_t *cc, xmlNodePtr node, cmi_endpoin
         } else if (cmi_xml_is(c, "retryConfig")) {
             if (compile_retry(cc, c, ep) != 0)
                 return -1;
-        } else if (cmi_xml_is(c, "enableSec") || cmi_xml_is(c, "enableAddressing") ||
-                   cmi_xml_is(c, "enableRM") || cmi_xml_is(c, "authentication")) {
+        } else if (cmi_xml_is(c, "enableAddressing")) {
+            cmi_compile_warn(cc, c, "<%s><enableAddressing>: cmi does not add WS-Addressing headers to the request "
+                             "(SOAPAction and the payload's own headers go as they are)", node->name);
+        } else if (cmi_xml_is(c, "enableSec") || cmi_xml_is(c, "enableRM") || cmi_xml_is(c, "authentication")) {
             cmi_compile_error(cc, c, "<%s><%s>: not supported by cmi yet", node->name, c->name);
             return -1;
         } else {
@@ -306,6 +308,32 @@ static int compile_default(cmi_compile_t *cc, xmlNodePtr node, cmi_endpoint_t *e
     if (format != NULL && compile_format(cc, node, format, ep) != 0)
         return -1;
     return compile_leaf_children(cc, node, ep);
+}
+
+/* <session type="simpleClientSession">: Synapse's client session, a client
+ * ID sent as the SOAP header <syn:ClientID>; without one the group
+ * balances as usual.  http (cookie) and soap sessions are not supported. */
+static int compile_session(cmi_compile_t *cc, xmlNodePtr node, cmi_endpoint_t *ep)
+{
+    static const cmi_attr_rule_t attrs[] = {{"type", CMI_ATTR_OK}, {NULL, 0}};
+    if (cmi_xml_check_attrs(cc, node, attrs, NULL))
+        return -1;
+    const char *type = cmi_xml_attr(cc, node, "type");
+    if (type == NULL || strcmp(type, "simpleClientSession") != 0) {
+        cmi_compile_error(cc, node, "<session type=\"%s\">: only simpleClientSession is supported by cmi yet",
+                          type ? type : "");
+        return -1;
+    }
+    for (xmlNodePtr c = node->children; c != NULL; c = c->next)
+        if (cmi_xml_is(c, "sessionTimeout"))
+            cmi_compile_warn(cc, c, "<session><sessionTimeout>: a client keeps its endpoint while that endpoint is "
+                             "ready (cmi keeps no session table to expire)");
+        else if (c->type == XML_ELEMENT_NODE) {
+            cmi_compile_error(cc, c, "<session>: unexpected element <%s>", c->name);
+            return -1;
+        }
+    ep->client_session = 1;
+    return 0;
 }
 
 static const cmi_attr_rule_t group_attrs[] = {
@@ -395,6 +423,9 @@ cmi_endpoint_t *cmi_compile_endpoint(cmi_compile_t *cc, xmlNodePtr node)
             }
             if (compile_group(cc, c, ep) != 0)
                 return NULL;
+        } else if (cmi_xml_is(c, "session")) {
+            if (compile_session(cc, c, ep) != 0)
+                return NULL;
         } else if (cmi_xml_is(c, "wsdl") || cmi_xml_is(c, "recipientlist") || cmi_xml_is(c, "property") ||
                    cmi_xml_is(c, "parameter") || cmi_xml_is(c, "description")) {
             if (cmi_xml_is(c, "description"))
@@ -409,6 +440,10 @@ cmi_endpoint_t *cmi_compile_endpoint(cmi_compile_t *cc, xmlNodePtr node)
     if (targets == 0) {
         cmi_compile_error(cc, node, "<endpoint%s%s%s>: give an <http> or <address> target", ep->name ? " name=\"" : "",
                           ep->name ? ep->name : "", ep->name ? "\"" : "");
+        return NULL;
+    }
+    if (ep->client_session && ep->kind != CMI_EP_LOADBALANCE) {
+        cmi_compile_error(cc, node, "<endpoint><session>: only a <loadbalance> endpoint keeps sessions");
         return NULL;
     }
     if (ep->kind == CMI_EP_LEAF) {

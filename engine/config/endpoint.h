@@ -71,6 +71,7 @@ struct cmi_endpoint {
     cmi_endpoint_t **children;
     size_t nchildren;
     atomic_uint *next_child; /* loadbalance round-robin */
+    int client_session;      /* <session type="simpleClientSession">: a client ID keeps its leaf */
     int lb_failover;         /* loadbalance tries the next one after a failure */
 };
 

@@ -340,9 +340,36 @@ static uint64_t dynamic_timeout(cmi_msg_t *msg, const cmi_endpoint_t *ep)
     return ms < 60000 ? ms : 60000;
 }
 
+/* Synapse's simple client session: the <syn:ClientID> SOAP header's text,
+ * or NULL. */
+static const char *client_id(cmi_msg_t *msg)
+{
+    if (msg->payload.kind != CMI_PAYLOAD_XML)
+        return NULL;
+    xmlDocPtr doc = cmi_msg_payload_xml(msg, NULL);
+    xmlNodePtr env = doc ? xmlDocGetRootElement(doc) : NULL;
+    if (!cmi_soap_is_envelope(env))
+        return NULL;
+    for (xmlNodePtr h = env->children; h != NULL; h = h->next) {
+        if (h->type != XML_ELEMENT_NODE || strcmp((const char *)h->name, "Header") != 0)
+            continue;
+        for (xmlNodePtr c = h->children; c != NULL; c = c->next)
+            if (c->type == XML_ELEMENT_NODE && strcmp((const char *)c->name, "ClientID") == 0 && c->ns != NULL &&
+                strcmp((const char *)c->ns->href, CMI_SYNAPSE_NS) == 0) {
+                xmlChar *t = xmlNodeGetContent(c);
+                const char *id = t && *t ? cmi_arena_strdup(msg->arena, (const char *)t) : NULL;
+                xmlFree(t);
+                return id;
+            }
+    }
+    return NULL;
+}
+
 /* Picks a leaf and sends the request to it. */
 static int start_attempt(cmi_msg_t *msg, call_state_t *st)
 {
+    if (st->cursor.attempts == 0 && st->top->client_session)
+        st->cursor.session = client_id(msg);
     const cmi_endpoint_t *ep = cmi_endpoint_pick(st->top, &st->cursor);
     if (ep == NULL) {
         if (st->last_code != 0)

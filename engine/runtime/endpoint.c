@@ -100,6 +100,16 @@ int cmi_endpoint_retries(const cmi_endpoint_t *leaf, int code)
     return leaf->nretry_enabled == 0 || has_code(leaf->retry_enabled, leaf->nretry_enabled, code);
 }
 
+/* A client ID's leaf: FNV-1a of the ID, so that every worker (and every
+ * restart) sends a client to the same leaf while it is ready. */
+static size_t session_slot(const char *id, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (const unsigned char *p = (const unsigned char *)id; *p; p++)
+        h = (h ^ *p) * 1099511628211ull;
+    return (size_t)(h % n);
+}
+
 static const cmi_endpoint_t *pick_leaf(const cmi_endpoint_t *top, cmi_endpoint_cursor_t *st)
 {
     int64_t now = now_ms();
@@ -107,7 +117,9 @@ static const cmi_endpoint_t *pick_leaf(const cmi_endpoint_t *top, cmi_endpoint_c
         return st->attempts == 0 && leaf_ready(top, now) ? top : NULL;
     size_t n = top->nchildren;
     if (top->kind == CMI_EP_LOADBALANCE) {
-        if (st->attempts == 0)
+        if (st->attempts == 0 && st->session != NULL)
+            st->first = st->next = session_slot(st->session, n); /* the same client, the same leaf */
+        else if (st->attempts == 0)
             st->first = st->next = atomic_fetch_add(top->next_child, 1) % n;
         else if (!top->lb_failover)
             return NULL;

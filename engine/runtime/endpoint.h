@@ -11,6 +11,9 @@ typedef struct {
     size_t attempts; /* leaves tried */
     size_t next;     /* group: the next child to consider */
     size_t first;    /* loadbalance: where the round started */
+    /* A loadbalance group with a client session: the message's client ID
+     * (NULL: none; the round-robin choice). */
+    const char *session;
 } cmi_endpoint_cursor_t;
 
 /* Its name, or file:line when inline. */

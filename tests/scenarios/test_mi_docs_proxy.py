@@ -362,3 +362,31 @@ def test_payloadfactory_xml_with_a_variable():
                   '<m:request><m:symbol>WSO2</m:symbol></m:request></m:getQuote>', "%d %r" % (status, data))
         finally:
             cmi.stop_clean()
+
+
+def test_loadbalance_with_a_client_session():
+    # learn/examples/endpoint-examples/using-loadbalancing-endpoints.md: the
+    # docs' requests (an HTTP header simpleClientSession, no <syn:ClientID>)
+    # go round robin across the three listeners; a request carrying a
+    # <syn:ClientID> SOAP header always goes to the same one.
+    order = ('<m0:placeOrder xmlns:m0="http://services.samples"><m0:order><m0:price>172.2</m0:price>'
+             '<m0:quantity>19211</m0:quantity><m0:symbol>IBM</m0:symbol></m0:order></m0:placeOrder>')
+    with StockQuoteService() as b1, StockQuoteService() as b2, StockQuoteService() as b3:
+        hosts = {"localhost:9001": b1.port, "localhost:9002": b2.port, "localhost:9003": b3.port}
+        with Example("loadbalance_session", hosts=hosts) as d:
+            cmi = Cmi(d, workers=1).start()
+            try:
+                headers = {"Content-Type": "text/xml", "SOAPAction": "urn:placeOrder", "simpleClientSession": "123"}
+                for _ in range(3):
+                    status, _, data = cmi.request("POST", "/services/LoadBalanceProxy", envelope(order), headers)
+                    check(status in (200, 202), "placed: %d %r" % (status, data))
+                counts = [len(b.server.seen) for b in (b1, b2, b3)]
+                check(counts == [1, 1, 1], "round robin across the three: %r" % counts)
+                session = '<syn:ClientID xmlns:syn="http://ws.apache.org/ns/synapse">client-7</syn:ClientID>'
+                body = envelope(order).replace(b"<soapenv:Header/>", ("<soapenv:Header>%s</soapenv:Header>" % session).encode())
+                for _ in range(4):
+                    cmi.request("POST", "/services/LoadBalanceProxy", body, headers)
+                grown = [len(b.server.seen) - c for b, c in zip((b1, b2, b3), counts)]
+                check(sorted(grown) == [0, 0, 4], "one client, one endpoint: %r" % grown)
+            finally:
+                cmi.stop_clean()
