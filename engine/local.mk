@@ -44,7 +44,7 @@ engine_libcmi_engine_la_SOURCES = \
 	engine/mediators/enrich.c engine/mediators/enrich.h engine/mediators/enrich_edit.c \
 	engine/mediators/direction.c engine/mediators/makefault.c \
 	engine/mediators/call_template.c engine/mediators/throw_error.c \
-	engine/mediators/freemarker.c engine/mediators/freemarker.h \
+	engine/mediators/freemarker.c engine/mediators/freemarker.h engine/mediators/xslt.c \
 	engine/mediators/call.c engine/mediators/call.h engine/config/endpoint.c engine/config/endpoint.h \
 	engine/runtime/endpoint.c engine/runtime/endpoint.h \
 	engine/mediators/test_suspend.c \
@@ -63,7 +63,7 @@ engine_libcmi_engine_la_SOURCES = \
 	engine/settings.c
 engine_libcmi_engine_la_CPPFLAGS = $(AM_CPPFLAGS) -DCMI_CONNECTORS_DIR='"$(connectorsdir)"'
 engine_libcmi_engine_la_LIBADD = engine/libcmi-base.la \
-	$(XML2_LIBS) $(H2O_LIBS) $(JANSSON_LIBS) $(CURL_LIBS) $(OPENSSL_LIBS) $(DL_LIBS) -lm -lpthread
+	$(XML2_LIBS) $(XSLT_LIBS) $(H2O_LIBS) $(JANSSON_LIBS) $(CURL_LIBS) $(OPENSSL_LIBS) $(DL_LIBS) -lm -lpthread
 
 bin_PROGRAMS += cmi
 cmi_SOURCES = engine/main.c

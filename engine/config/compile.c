@@ -11,6 +11,7 @@
 #include "expr/expr.h"
 #include "mediators/registry.h"
 #include "plugin/plugin.h"
+#include "runtime/convert.h"
 
 struct cmi_seqref {
     STAILQ_ENTRY(cmi_seqref) link;
@@ -623,9 +624,7 @@ const char *cmi_compile_element_markup(cmi_compile_t *cc, xmlNodePtr elem, size_
      * ancestors (the Synapse default namespace included, as MI does) are
      * declared on the copy. */
     xmlDocPtr tmp = xmlNewDoc((const xmlChar *)"1.0");
-    xmlNodePtr copy = xmlDocCopyNode(elem, tmp, 1);
-    xmlDocSetRootElement(tmp, copy);
-    xmlReconciliateNs(tmp, copy);
+    xmlNodePtr copy = cmi_xml_clone(elem, tmp, NULL);
     /* xmlns="" on the root undeclares a default namespace that no longer
      * encloses it: drop it, as MI's serialiser does. */
     for (xmlNsPtr *link = &copy->nsDef; *link != NULL;) {

@@ -69,11 +69,10 @@ static int compile_timeout(cmi_compile_t *cc, xmlNodePtr node, cmi_endpoint_t *e
             }
         } else if (cmi_xml_is(c, "responseAction")) {
             const char *action = cmi_compile_trim(cc, text ? text : "", NULL);
-            if (strcmp(action, "discard") == 0) {
+            if (strcasecmp(action, "discard") == 0) {
                 ep->discard_on_timeout = 1;
-            } else if (strcmp(action, "fault") != 0) {
-                cmi_compile_error(cc, c, "<timeout><responseAction>%s: expected fault or discard%s", action,
-                                  strcmp(action, "never") == 0 ? " ('never' is not supported by cmi yet)" : "");
+            } else if (strcasecmp(action, "fault") != 0) { /* Synapse refuses any other (never, too) */
+                cmi_compile_error(cc, c, "<timeout><responseAction>%s: expected fault or discard", action);
                 return -1;
             }
         } else {

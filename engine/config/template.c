@@ -17,6 +17,7 @@
 
 #include "config/artifacts.h"
 #include "config/endpoint.h"
+#include "runtime/convert.h"
 
 static const cmi_attr_rule_t template_attrs[] = {
     {"name", CMI_ATTR_OK},           {"onError", CMI_ATTR_OK},
@@ -94,9 +95,7 @@ static void define_endpoint_template(cmi_compile_t *cc, xmlNodePtr root, const c
         t->params[t->nparams++] = params->items[i].name;
     xmlDocPtr doc = xmlNewDoc((const xmlChar *)"1.0");
     cmi_arena_cleanup_add(cc->arena, free_doc, doc);
-    t->endpoint = xmlDocCopyNode(endpoint, doc, 1);
-    xmlDocSetRootElement(doc, t->endpoint);
-    xmlReconciliateNs(doc, t->endpoint);
+    t->endpoint = cmi_xml_clone(endpoint, doc, NULL);
     const cmi_endpoint_template_t *prev = cmi_htab_put(&cc->config->endpoint_templates, name, strlen(name), t);
     if (prev != NULL)
         cmi_compile_error(cc, root, "<template name=\"%s\">: an endpoint template of that name is already deployed "

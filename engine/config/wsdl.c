@@ -66,9 +66,7 @@ static xmlDocPtr load_doc(cmi_compile_t *cc, xmlNodePtr publish)
     }
     if (inl != NULL) {
         xmlDocPtr doc = xmlNewDoc(BAD_CAST "1.0");
-        xmlNodePtr copy = xmlDocCopyNode(inl, doc, 1);
-        xmlDocSetRootElement(doc, copy);
-        xmlReconciliateNs(doc, copy);
+        cmi_xml_clone(inl, doc, NULL);
         return doc;
     }
     const char *text = NULL;

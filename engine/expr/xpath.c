@@ -12,7 +12,7 @@
  *       synapse, axis2, transport, operation, env, func
  *   base64Encode(s), base64Decode(s), url-encode(s)
  *   $ctx:NAME  $axis2:NAME  $trp:NAME  $url:NAME  $env:NAME  $func:NAME
- *   $body  $header */
+ *   $body  $header  $env */
 #include "config.h"
 
 #include <libxml/xpathInternals.h>
@@ -297,12 +297,14 @@ static xmlXPathObjectPtr lookup_variable(void *data, const xmlChar *name, const 
     xpath_run_t *run = data;
     const char *n = (const char *)name, *uri = (const char *)ns_uri;
     if (uri == NULL) {
-        if (strcmp(n, "body") == 0 || strcmp(n, "header") == 0) {
+        if (strcmp(n, "body") == 0 || strcmp(n, "header") == 0 || strcmp(n, "env") == 0) {
             if (run->c == NULL)
                 return xmlXPathNewNodeSet(NULL);
             int failed;
             xmlDocPtr doc = xpath_doc(run->c, &failed);
             xmlNodePtr env = doc ? xmlDocGetRootElement(doc) : NULL;
+            if (n[0] == 'e') /* $env: the SOAP envelope */
+                return xmlXPathNewNodeSet(env);
             for (xmlNodePtr k = env ? env->children : NULL; k != NULL; k = k->next)
                 if (k->type == XML_ELEMENT_NODE && strcasecmp((const char *)k->name, n) == 0)
                     return xmlXPathNewNodeSet(k);
@@ -537,9 +539,7 @@ static void append_node(cmi_strbuf_t *b, xmlNodePtr node)
         /* Serialised from a copy of its own, so that namespaces declared on
          * its ancestors are declared on it: the fragment stands alone. */
         xmlDocPtr tmp = xmlNewDoc((const xmlChar *)"1.0");
-        xmlNodePtr copy = xmlDocCopyNode(node, tmp, 1);
-        xmlDocSetRootElement(tmp, copy);
-        xmlReconciliateNs(tmp, copy);
+        xmlNodePtr copy = cmi_xml_clone(node, tmp, NULL);
         xmlBufferPtr buf = xmlBufferCreate();
         xmlNodeDump(buf, tmp, copy, 0, 0);
         cmi_strbuf_append(b, (const char *)xmlBufferContent(buf), (size_t)xmlBufferLength(buf));

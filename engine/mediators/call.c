@@ -122,6 +122,7 @@ typedef struct {
     size_t body_len;
     const call_mediator_t *call;
     const char *fixed_url; /* <send/> to the flow's To address */
+    int request_soap;      /* the request was a SOAP message (see call_continue) */
 } call_state_t;
 
 static int is_hop_by_hop(const char *name, size_t len)
@@ -177,6 +178,10 @@ static int call_continue(cmi_msg_t *msg, void *data)
         if (c->target == TGT_BODY) {
             take_headers(msg, req);
             cmi_msg_set_payload(msg, body, req->response_len, ct ? ct : "");
+            /* MI's docs print a <call>'s SOAP answer written as JSON from
+             * its Body when the request was not SOAP (json-to-soap), whole,
+             * envelope and all, when it was (the routing examples). */
+            msg->payload.built = !c->send && !st->request_soap;
         } else if (c->target == TGT_PROPERTY) {
             cmi_msg_prop_set(msg, CMI_SCOPE_DEFAULT, c->target_name, cmi_value_string(body, req->response_len));
         } else {
@@ -522,6 +527,7 @@ static int run_call(const cmi_mediator_t *m, cmi_msg_t *msg)
     call_state_t *st = cmi_arena_calloc(msg->arena, 1, sizeof(*st));
     st->msg = msg;
     st->call = c;
+    st->request_soap = cmi_payload_is_soap_type(msg);
     if ((c->endpoint != NULL || c->key_expr != NULL) && choose_endpoint(c, msg, st) != 0)
         return CMI_FLOW_ERROR;
     if (c->send)

@@ -224,9 +224,7 @@ static cmi_mediator_t *compile_soap(cmi_compile_t *cc, xmlNodePtr node, header_m
                 continue;
             /* each block stands alone, its namespaces declared on it */
             xmlDocPtr tmp = xmlNewDoc((const xmlChar *)"1.0");
-            xmlNodePtr copy = xmlDocCopyNode(c, tmp, 1);
-            xmlDocSetRootElement(tmp, copy);
-            xmlReconciliateNs(tmp, copy);
+            xmlNodePtr copy = cmi_xml_clone(c, tmp, NULL);
             xmlBufferPtr buf = xmlBufferCreate();
             xmlNodeDump(buf, tmp, copy, 0, 0);
             cmi_strbuf_append(&b, (const char *)xmlBufferContent(buf), (size_t)xmlBufferLength(buf));

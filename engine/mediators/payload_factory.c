@@ -66,10 +66,8 @@ static int set_payload(const payload_mediator_t *p, cmi_msg_t *msg, const char *
     xmlNodePtr old = body->children; /* every child: white space around the element too */
     body->children = body->last = NULL;
     xmlFreeNodeList(old);
-    xmlNodePtr copy = xmlDocCopyNode(xmlDocGetRootElement(made), body->doc, 1);
+    cmi_xml_clone(xmlDocGetRootElement(made), body->doc, body);
     xmlFreeDoc(made);
-    xmlAddChild(body, copy);
-    xmlReconciliateNs(body->doc, copy);
     cmi_msg_payload_xml_changed(msg);
     return CMI_FLOW_CONTINUE;
 }

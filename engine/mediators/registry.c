@@ -24,6 +24,7 @@ static const cmi_mediator_kind_t kinds[] = {
     {"makefault", cmi_compile_makefault},
     {"call-template", cmi_compile_call_template},
     {"throwError", cmi_compile_throw_error},
+    {"xslt", cmi_compile_xslt},
     {NULL, NULL},
 };
 
@@ -38,7 +39,7 @@ static int test_kinds_enabled;
  * supported by cmi yet" rather than "unknown", so a user knows the artifact
  * is right and cmi is what is missing. */
 static const char *const mi_unsupported[] = {
-    "callout", "class", "script", "xslt",
+    "callout", "class", "script",
     "fastXSLT", "xquery", "validate", "iterate", "aggregate", "clone", "foreach", "forEach",
     "cache", "throttle", "store", "datamapper", "dataServiceCall",
     "dblookup", "dbreport", "smooks", "rule", "bean", "ejb", "pojoCommand", "spring",

@@ -44,6 +44,7 @@ cmi_mediator_t *cmi_compile_loopback(cmi_compile_t *cc, xmlNodePtr node);
 cmi_mediator_t *cmi_compile_makefault(cmi_compile_t *cc, xmlNodePtr node);
 cmi_mediator_t *cmi_compile_call_template(cmi_compile_t *cc, xmlNodePtr node);
 cmi_mediator_t *cmi_compile_throw_error(cmi_compile_t *cc, xmlNodePtr node);
+cmi_mediator_t *cmi_compile_xslt(cmi_compile_t *cc, xmlNodePtr node);
 
 /* <then>/<else> children, or bare mediators as the then branch (filter). */
 int cmi_compile_branches(cmi_compile_t *cc, xmlNodePtr node, const cmi_sequence_t **then_seq,

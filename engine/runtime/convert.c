@@ -689,3 +689,30 @@ json_t *cmi_xml_to_json_tree(cmi_arena_t *arena, xmlNodePtr element, size_t limi
     json_error_t je;
     return cmi_xml_to_json(element, &b, limit) == 0 ? cmi_json_read(arena, b.data, b.len, &je) : NULL;
 }
+
+/* Line numbers, which the DOM wrapper's clone does not keep (errors in an
+ * endpoint template are reported at the template's lines). */
+static void copy_lines(xmlNodePtr from, xmlNodePtr to)
+{
+    for (; from != NULL && to != NULL; from = from->next, to = to->next) {
+        to->line = from->line;
+        if (from->type == XML_ELEMENT_NODE)
+            copy_lines(from->children, to->children);
+    }
+}
+
+xmlNodePtr cmi_xml_clone(xmlNodePtr node, xmlDocPtr doc, xmlNodePtr parent)
+{
+    xmlNodePtr copy = NULL;
+    if (xmlDOMWrapCloneNode(NULL, node->doc, node, &copy, doc, parent, 1, 0) != 0 || copy == NULL)
+        return NULL;
+    copy->line = node->line;
+    if (node->type == XML_ELEMENT_NODE)
+        copy_lines(node->children, copy->children);
+    if (parent != NULL)
+        xmlAddChild(parent, copy);
+    else
+        xmlDocSetRootElement(doc, copy);
+    xmlDOMWrapReconcileNamespaces(NULL, copy, 0);
+    return copy;
+}

@@ -44,6 +44,12 @@ json_t *cmi_xml_to_json_tree(cmi_arena_t *arena, xmlNodePtr element, size_t limi
  * (its duplicate check is quadratic in them).  Returns the document (the caller's
  * to free) or NULL with *why set (in arena). */
 #define CMI_XML_MAX_ATTRIBUTES 1000 /* MI's parser's (Woodstox) default */
+/* A deep copy of node for doc, appended to parent (NULL: as doc's root
+ * element, which must be unset), every namespace it uses declared within
+ * it or in scope at parent; NULL when out of memory.  (libxml2's DOM
+ * wrapper: xmlDocCopyNode with xmlReconciliateNs makes up "default:"
+ * prefixes for default namespaces declared inside the copy.) */
+xmlNodePtr cmi_xml_clone(xmlNodePtr node, xmlDocPtr doc, xmlNodePtr parent);
 xmlDocPtr cmi_xml_read(cmi_arena_t *arena, const char *bytes, size_t len, const char **why);
 
 /* Parses a JSON payload (any value at the top).  Integers beyond 64 bits
@@ -68,6 +74,9 @@ xmlNodePtr cmi_soap_body(xmlNodePtr envelope);
  * (in the message's arena), or CMI_FLOW_ERROR with the error slot set when
  * the payload cannot be read as what it claims to be, or the result would
  * exceed the view limit (cmi_msg_view_limit). */
+/* Whether the payload is a SOAP message by its content type (text/xml,
+ * application/soap+xml). */
+int cmi_payload_is_soap_type(const cmi_msg_t *msg);
 int cmi_payload_render_as(cmi_msg_t *msg, const char *content_type, const char **bytes, size_t *len);
 
 #endif

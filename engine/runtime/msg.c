@@ -490,6 +490,7 @@ static void payload_reset(cmi_msg_t *msg)
     p->json_tried = 0;
     p->xml_tried = 0;
     p->xpath_too_large = 0;
+    p->built = 0;
     p->parse_error = NULL;
     p->bytes = NULL;
     p->len = 0;

@@ -78,6 +78,10 @@ typedef struct {
     unsigned json_tried : 1;
     unsigned xml_tried : 1;
     unsigned xpath_too_large : 1; /* the XPath document would pass the view limit */
+    /* Counts as read though no view was made: a <call>'s response, which
+     * MI's call mediator hands on built (written as JSON, a SOAP envelope
+     * is its Body's content: runtime/render.c). */
+    unsigned built : 1;
 } cmi_payload_t;
 
 /* How a message answers whoever sent it (HTTP, an inbound endpoint). */

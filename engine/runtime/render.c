@@ -62,7 +62,14 @@ static int too_large(cmi_msg_t *msg, const char *what)
  * "SOAP to JSON"). */
 static int payload_built(const cmi_payload_t *p)
 {
-    return !p->bytes_valid || p->xml_tried || p->json_tried || p->xpath_doc != NULL || p->xpath_too_large;
+    return !p->bytes_valid || p->built || p->xml_tried || p->json_tried || p->xpath_doc != NULL || p->xpath_too_large;
+}
+
+int cmi_payload_is_soap_type(const cmi_msg_t *msg)
+{
+    const char *ns;
+    return msg->payload.kind == CMI_PAYLOAD_XML && msg->payload.content_type != NULL &&
+           is_soap_type(msg->payload.content_type, &ns);
 }
 
 int cmi_payload_render_as(cmi_msg_t *msg, const char *ct, const char **bytes, size_t *len)
@@ -120,9 +127,7 @@ int cmi_payload_render_as(cmi_msg_t *msg, const char *ct, const char **bytes, si
                 return 0;
             }
             xmlDocPtr out = new_doc(msg);
-            xmlNodePtr copy = xmlDocCopyNode(child, out, 1);
-            xmlDocSetRootElement(out, copy);
-            xmlReconciliateNs(out, copy);
+            xmlNodePtr copy = cmi_xml_clone(child, out, NULL);
             dump(msg, out, copy, bytes, len);
             return 0;
         }

@@ -585,3 +585,27 @@ def test_throw_error_in_an_api():
             check(status == 200 and json.loads(data) == {"required": 1}, "passed: %d %r" % (status, data))
         finally:
             cmi.stop_clean()
+
+
+def test_json_to_soap_with_xslt():
+    # learn/examples/message-transformation-examples/json-to-soap-conversion.md
+    # (XSLT): the stylesheet of local entry in_transform puts the JSON
+    # request's elements in the services.samples namespace, enrich makes
+    # //m0:getQuote the body, the SOAP 1.1 endpoint answers the quote, and
+    # the client gets it as JSON.
+    with StockQuoteService() as b, Example("json_to_soap_xslt", b.port) as d:
+        cmi = Cmi(d, workers=1).start()
+        try:
+            status, headers, data = cmi.request("POST", "/stockorder_api", b'{"getQuote":{"request":{"symbol":"IBM"}}}',
+                                                {"Content-Type": "application/json", "SoapAction": "urn:getQuote"})
+            check(status == 200 and headers.get("content-type", "").startswith("application/json"),
+                  "JSON back: %d %r %r" % (status, headers, data))
+            check("getQuoteResponse" in json.loads(data), "the response: %r (sent %r)" % (data, b.server.seen))
+            got = json.loads(data)["getQuoteResponse"]["return"]
+            check(got["name"] == "IBM Company" and got["symbol"] == "IBM", "the quote: %r" % got)
+            sent = b.server.seen[-1]
+            check(sent[2].startswith("text/xml") and re.search(r"<(\w+:)?getQuote xmlns(:\w+)?=\"http://services.samples\"",
+                                                               sent[3]) and ">IBM</" in sent[3],
+                  "a getQuote in services.samples went to the service: %r" % (sent,))
+        finally:
+            cmi.stop_clean()

@@ -390,3 +390,20 @@ def test_loadbalance_with_a_client_session():
                 check(sorted(grown) == [0, 0, 4], "one client, one endpoint: %r" % grown)
             finally:
                 cmi.stop_clean()
+
+
+def test_xslt_cdata_in_the_output():
+    # reference/mediators/xslt-mediator.md (Example 4): the stylesheet of
+    # local entry XSLTTest wraps the body's element as CDATA inside <root>
+    # (in the Synapse namespace, which the local entry's stylesheet is in);
+    # the full log shows it and the caller gets the envelope.
+    with Example("xslt_cdata_proxy") as d:
+        cmi = Cmi(d, workers=1).start()
+        try:
+            status, _, data = soap11(cmi, "/services/XSLTProxy", "<abc>testabc</abc>", action="urn:mediate")
+            check(status == 200, "status %d %r" % (status, data))
+            want = '<root xmlns="http://ws.apache.org/ns/synapse"><![CDATA[<abc xmlns="">testabc</abc>]]></root>'
+            check(want in compact(data.decode()), "the CDATA element: %r" % data)
+            cmi.wait_log(re.escape(want))
+        finally:
+            cmi.stop_clean()

@@ -401,6 +401,7 @@ static const ecase_t cases[] = {
     {"//id", "7", NULL, 1},
     {"/soapenv:Envelope/soapenv:Body/order/id", "7", NULL, 1},
     {"$body/order/id", "7", NULL, 1},
+    {"$env/*[local-name()='Body']/order/id", "7", NULL, 1},
     {"count(//p:item)", "2", NULL, 1},
     {"//p:item[2]/@sku", "B2", NULL, 1},
     {"//note", "a & b", NULL, 1},
