@@ -162,7 +162,9 @@ static xmlXPathObjectPtr func_param_object(xpath_run_t *run, const char *name)
 {
     cmi_value_t v;
     if (ex_func_param(run->c, name, &v) != 0) {
-        snprintf(run->error, sizeof(run->error), "template parameter '%s' failed", name);
+        /* The reason the inner evaluation gave, not a vaguer one. */
+        const char *why = run->c->msg->error_detail ? run->c->msg->error_detail : run->c->msg->error_message;
+        snprintf(run->error, sizeof(run->error), "template parameter '%s': %s", name, why ? why : "failed");
         return xmlXPathNewCString("");
     }
     return value_object(run->c, &v);
