@@ -71,6 +71,7 @@ typedef struct {
     char message[256];
 } xslt_errors_t;
 
+/* libxslt's error callback (for a transform, and while compiling). */
 static void on_xslt_error(void *data, const char *fmt, ...)
 {
     xslt_errors_t *e = data;
@@ -232,20 +233,6 @@ static void free_sheet(void *sheet)
     xsltFreeStylesheet(sheet);
 }
 
-static void on_compile_error(void *data, const char *fmt, ...)
-{
-    xslt_errors_t *e = data;
-    if (e->message[0] != '\0')
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(e->message, sizeof(e->message), fmt, ap);
-    va_end(ap);
-    size_t n = strlen(e->message);
-    while (n > 0 && (e->message[n - 1] == '\n' || e->message[n - 1] == ' '))
-        e->message[--n] = '\0';
-}
-
 /* Whether the stylesheet reaches for other documents at load. */
 static xmlNodePtr find_import(xmlNodePtr n)
 {
@@ -282,7 +269,7 @@ static xsltStylesheetPtr compile_sheet(cmi_compile_t *cc, xmlNodePtr node, const
         return NULL;
     }
     xslt_errors_t errs = {""};
-    xsltSetGenericErrorFunc(&errs, on_compile_error);
+    xsltSetGenericErrorFunc(&errs, on_xslt_error);
     xsltStylesheetPtr sheet = doc ? xsltParseStylesheetDoc(doc) : NULL;
     xsltSetGenericErrorFunc(NULL, NULL);
     if (sheet == NULL || sheet->errors > 0) {
