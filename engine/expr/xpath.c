@@ -518,18 +518,21 @@ static int has_element_children(xmlNodePtr n)
     return 0;
 }
 
-/* Whether an element has no text but white space (an empty element reads
- * as its markup in MI: SynapseXPath.stringValueOf). */
+/* Whether an element without element children has no text but white space
+ * (an empty element reads as its markup in MI: SynapseXPath.stringValueOf).
+ * Its own text nodes are read in place: nothing is copied. */
 static int is_blank_element(xmlNodePtr n)
 {
     if (n->type != XML_ELEMENT_NODE)
         return 0;
-    xmlChar *t = xmlNodeGetContent(n);
-    int blank = 1;
-    for (const xmlChar *p = t; p != NULL && *p && blank; p++)
-        blank = *p == ' ' || *p == '\t' || *p == '\r' || *p == '\n';
-    xmlFree(t);
-    return blank;
+    for (xmlNodePtr k = n->children; k != NULL; k = k->next) {
+        if (k->type != XML_TEXT_NODE && k->type != XML_CDATA_SECTION_NODE)
+            continue;
+        for (const xmlChar *p = k->content; p != NULL && *p; p++)
+            if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n')
+                return 0;
+    }
+    return 1;
 }
 
 /* A node as MI's XPath results read: text for text, attributes and simple

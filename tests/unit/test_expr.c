@@ -26,7 +26,7 @@ static const char *PAYLOAD =
 
 static const char *XML_PAYLOAD =
     "<order xmlns:p=\"urn:p\"><id>7</id><p:item sku=\"A1\">pen</p:item><p:item sku=\"B2\">ink</p:item>"
-    "<note>a &amp; b</note></order>";
+    "<note>a &amp; b</note><gift> </gift></order>";
 
 static cmi_msg_t *make_msg(const char *body, const char *ct)
 {
@@ -405,6 +405,8 @@ static const ecase_t cases[] = {
     {"count(//p:item)", "2", NULL, 1},
     {"//p:item[2]/@sku", "B2", NULL, 1},
     {"//note", "a & b", NULL, 1},
+    /* an element with no text reads as its markup, as MI's stringValueOf */
+    {"//gift", "<gift> </gift>", NULL, 1},
     {"string-length(//id) = 1", "true", NULL, 1},
     {"//nothing", "", NULL, 1},
     {"${xpath(\"//p:item[1]\")}", "pen", NULL, 1},
