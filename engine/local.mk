@@ -59,6 +59,7 @@ engine_libcmi_engine_la_SOURCES = \
 	engine/http/dispatch.c engine/http/dispatch.h \
 	engine/http/pathmatch.c engine/http/pathmatch.h \
 	engine/http/server.c engine/http/server.h \
+	engine/http/tls.c engine/http/tls.h \
 	engine/engine.c engine/engine.h \
 	engine/settings.c
 engine_libcmi_engine_la_CPPFLAGS = $(AM_CPPFLAGS) -DCMI_CONNECTORS_DIR='"$(connectorsdir)"'
