@@ -113,14 +113,11 @@ static xpath_run_t *run_of(xmlXPathParserContextPtr ctxt)
     return ctxt->context->userData;
 }
 
-/* get-property('KEY') without a property KEY: the local entry KEY (its
- * text, or its XML as markup), as Synapse falls back to its registry. */
-static const char *local_entry_text(cmi_msg_t *msg, const char *key)
+/* get-property('KEY') without a property KEY reads the local entry KEY, as
+ * Synapse falls back to its registry: the entry, or NULL. */
+static const cmi_local_entry_t *local_entry(cmi_msg_t *msg, const char *key)
 {
-    const cmi_local_entry_t *le = msg->local_entries ? cmi_htab_gets(msg->local_entries, key) : NULL;
-    if (le == NULL)
-        return NULL;
-    return le->text ? le->text : le->markup;
+    return msg->local_entries ? cmi_htab_gets(msg->local_entries, key) : NULL;
 }
 
 /* A property as get-property() and $ctx: see it: text, "" when absent. */
@@ -135,8 +132,11 @@ static const char *property_text(ex_ctx_t *c, const char *scope, const char *nam
     if (s < 0)
         return NULL;
     const char *v = cmi_msg_prop_text(msg, (cmi_scope_t)s, name);
-    if (v == NULL && s == CMI_SCOPE_DEFAULT && strcasecmp(scope, "default") == 0)
-        v = local_entry_text(msg, name);
+    const cmi_local_entry_t *le = v == NULL && s == CMI_SCOPE_DEFAULT && strcasecmp(scope, "default") == 0
+                                      ? local_entry(msg, name)
+                                      : NULL;
+    if (le != NULL)
+        v = le->text ? le->text : le->markup;
     return v ? v : "";
 }
 
@@ -180,9 +180,7 @@ static xmlXPathObjectPtr xml_property_object(ex_ctx_t *c, int scope, const char 
     const cmi_value_t *v = cmi_msg_prop_get(c->msg, (cmi_scope_t)scope, name);
     if (v != NULL)
         return v->type == CMI_VAL_XML ? value_object(c, v) : NULL;
-    const cmi_local_entry_t *le = registry && scope == CMI_SCOPE_DEFAULT && c->msg->local_entries
-                                      ? cmi_htab_gets(c->msg->local_entries, name)
-                                      : NULL;
+    const cmi_local_entry_t *le = registry && scope == CMI_SCOPE_DEFAULT ? local_entry(c->msg, name) : NULL;
     if (le == NULL || le->markup == NULL)
         return NULL;
     cmi_value_t xml = cmi_value_cstring(le->markup);
