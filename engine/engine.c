@@ -38,10 +38,14 @@ static void block_signals(sigset_t *set)
     signal(SIGPIPE, SIG_IGN);
 }
 
+/* fds: a socket per worker for HTTP, then one per worker for HTTPS when
+ * it runs. */
 static int start_workers(cmi_engine_t *e, int *fds)
 {
     for (unsigned i = 0; i < e->nworkers; i++) {
-        int rc = cmi_worker_start(&e->workers[i], e, i, &e->h2o, fds[i], cmi_http_worker_accept);
+        cmi_worker_listen_t listen[2] = {{fds[i], NULL}, {e->https_port ? fds[e->nworkers + i] : -1, e->tls_ctx}};
+        int rc = cmi_worker_start(&e->workers[i], e, i, &e->h2o, listen, e->https_port ? 2 : 1,
+                                  cmi_http_worker_accept);
         if (rc != 0) {
             cmi_log_error("engine", "cannot start worker thread %u: %s", i, strerror(rc));
             return -1;
@@ -50,14 +54,64 @@ static int start_workers(cmi_engine_t *e, int *fds)
     return 0;
 }
 
-static void wait_for_stop(const sigset_t *set)
+/* Frees the replaced TLS contexts no handshake can still be using: h2o
+ * closes a connection whose handshake has not ended by then, and a TLS
+ * session that exists holds its own reference.  all: every one (the
+ * workers have stopped). */
+static void free_retired_tls(cmi_engine_t *e, int all)
+{
+    uint64_t now = now_ms(), grace = e->h2o.handshake_timeout + 5000;
+    unsigned kept = 0;
+    for (unsigned i = 0; i < e->nretired_tls; i++) {
+        if (all || now - e->retired_tls[i].at_ms > grace)
+            SSL_CTX_free(e->retired_tls[i].ctx);
+        else
+            e->retired_tls[kept++] = e->retired_tls[i];
+    }
+    e->nretired_tls = kept;
+}
+
+/* SIGHUP: the HTTPS listener's certificate, key and CA files are read
+ * again from the paths it started with (a renewed certificate goes live
+ * without a restart); the deployment itself is not reloaded yet.  A file
+ * that no longer loads keeps the running context. */
+static void reload_tls(cmi_engine_t *e)
+{
+    if (e->tls_ctx == NULL) {
+        cmi_log_info("engine", "SIGHUP: no HTTPS listener to reload; reloading the deployment is not supported "
+                     "by cmi yet");
+        return;
+    }
+    free_retired_tls(e, 0);
+    if (e->nretired_tls == sizeof(e->retired_tls) / sizeof(e->retired_tls[0])) {
+        cmi_log_warn("engine", "SIGHUP: too many certificate reloads in the last %llu s; try again later",
+                     (unsigned long long)(e->h2o.handshake_timeout + 5000) / 1000);
+        return;
+    }
+    char err[512];
+    SSL_CTX *ctx = cmi_tls_context_create(&e->settings.tls, err, sizeof(err));
+    if (ctx == NULL) {
+        cmi_log_error("engine", "SIGHUP: HTTPS: %s; the running certificate stays", err);
+        return;
+    }
+    for (unsigned i = 0; i < e->nworkers; i++)
+        if (e->workers[i].started)
+            cmi_worker_set_ssl_ctx(&e->workers[i], ctx);
+    e->retired_tls[e->nretired_tls].ctx = e->tls_ctx;
+    e->retired_tls[e->nretired_tls++].at_ms = now_ms();
+    e->tls_ctx = ctx;
+    cmi_log_info("engine", "SIGHUP: HTTPS certificate reloaded from %s (new connections use it)",
+                 e->settings.tls.cert_file);
+}
+
+static void wait_for_stop(cmi_engine_t *e, const sigset_t *set)
 {
     for (;;) {
         int sig = 0;
         if (sigwait(set, &sig) != 0)
             continue;
         if (sig == SIGHUP) {
-            cmi_log_warn("engine", "SIGHUP: reloading the deployment is not supported by cmi yet; ignored");
+            reload_tls(e);
             continue;
         }
         cmi_log_info("engine", "%s received: draining", sig == SIGINT ? "SIGINT" : "SIGTERM");
@@ -126,6 +180,84 @@ static void log_connectors(const cmi_engine_t *e)
                      e->plugins->mods[i].desc->version, e->plugins->mods[i].path);
 }
 
+/* The HTTP sockets (one per worker), then, when a certificate is
+ * configured, the HTTPS listener's context and sockets. */
+static int open_listeners(cmi_engine_t *e, int *fds, char *err, size_t errlen)
+{
+    const cmi_settings_t *s = &e->settings;
+    if (s->tls.cert_file != NULL) {
+        char why[400];
+        e->tls_ctx = cmi_tls_context_create(&s->tls, why, sizeof(why));
+        if (e->tls_ctx == NULL) {
+            snprintf(err, errlen, "HTTPS: %s: not starting", why);
+            return -1;
+        }
+    }
+    if (cmi_http_listen(s->http_host, s->http_port, fds, e->nworkers, &e->http_port, err, errlen) != 0)
+        goto fail;
+    if (e->tls_ctx == NULL)
+        return 0;
+    const char *host = s->https_host ? s->https_host : s->http_host;
+    if (cmi_http_listen(host, s->https_port, fds + e->nworkers, e->nworkers, &e->https_port, err, errlen) == 0)
+        return 0;
+    for (unsigned i = 0; i < e->nworkers; i++)
+        close(fds[i]);
+fail:
+    SSL_CTX_free(e->tls_ctx);
+    e->tls_ctx = NULL;
+    return -1;
+}
+
+static void close_unstarted(cmi_engine_t *e, int *fds)
+{
+    for (unsigned i = 0; i < e->nworkers; i++) {
+        if (e->workers != NULL && e->workers[i].started)
+            continue;
+        close(fds[i]);
+        if (e->https_port != 0)
+            close(fds[e->nworkers + i]);
+    }
+}
+
+/* A proxy service that takes HTTPS only answers nothing without an HTTPS
+ * listener (over HTTP it gets MI's fault). */
+static void warn_https_only(const cmi_engine_t *e)
+{
+    for (size_t i = 0; i < e->config->nproxies; i++)
+        if (e->config->proxies[i]->transports == CMI_PROXY_HTTPS)
+            cmi_log_warn("http", "proxy service %s takes HTTPS only and no certificate is configured: it answers "
+                         "no request (docs/configuration.md, \"HTTPS\")", e->config->proxies[i]->api.name);
+}
+
+static void log_https(const cmi_engine_t *e)
+{
+    const cmi_tls_settings_t *t = &e->settings.tls;
+    static const char *const verify[] = {"none", "optional", "require"};
+    cmi_log_info("http", "listening on %s:%d for HTTPS (%s, %s, client certificates: %s)",
+                 e->settings.https_host ? e->settings.https_host : e->settings.http_host, e->https_port,
+                 t->protocols ? t->protocols : "TLSv1.2,TLSv1.3", t->http2 ? "HTTP/1.1 and h2" : "HTTP/1.1",
+                 verify[t->verify_client]);
+}
+
+/* The credential checker, when an API asks for basic authentication. */
+static int start_basic_auth(cmi_engine_t *e)
+{
+    const char *first = NULL;
+    for (size_t i = 0; i < e->config->napis && first == NULL; i++)
+        if (e->config->apis[i]->auth & CMI_API_AUTH_BASIC)
+            first = e->config->apis[i]->name;
+    if (first == NULL)
+        return 0;
+    if (e->settings.nusers == 0)
+        cmi_log_warn("http", "API %s asks for basic authentication and the server config has no <users>: every "
+                     "request to it is refused (docs/configuration.md, \"Users\")", first);
+    char err[256];
+    e->basic_auth = cmi_basic_auth_create(e->settings.users, e->settings.nusers, e->nworkers, err, sizeof(err));
+    if (e->basic_auth == NULL)
+        cmi_log_error("engine", "%s", err);
+    return e->basic_auth != NULL ? 0 : -1;
+}
+
 int cmi_engine_run(const cmi_settings_t *settings)
 {
     uint64_t t0 = now_ms();
@@ -157,10 +289,9 @@ int cmi_engine_run(const cmi_settings_t *settings)
         return 1;
     }
 
-    int *fds = cmi_xcalloc(e.nworkers, sizeof(int));
-    char err[256];
-    if (cmi_http_listen(settings->http_host, settings->http_port, fds, e.nworkers, &e.http_port, err,
-                        sizeof(err)) != 0) {
+    int *fds = cmi_xcalloc(2 * (size_t)e.nworkers, sizeof(int));
+    char err[512];
+    if (open_listeners(&e, fds, err, sizeof(err)) != 0) {
         cmi_log_error("http", "%s", err);
         free(fds);
         cmi_config_destroy(e.config);
@@ -170,14 +301,16 @@ int cmi_engine_run(const cmi_settings_t *settings)
     cmi_http_configure(&e);
     sigset_t set;
     block_signals(&set);
-    /* After block_signals: the curl thread inherits the mask (SIGTERM
-     * must reach sigwait, not end the process in that thread). */
+    /* After block_signals: the curl and credential threads inherit the
+     * mask (SIGTERM must reach sigwait, not end the process there). */
     e.http_client = cmi_http_client_create(err, sizeof(err));
-    if (e.http_client == NULL) {
+    if (e.http_client == NULL)
         cmi_log_error("engine", "%s", err);
-        for (unsigned i = 0; i < e.nworkers; i++)
-            close(fds[i]);
+    if (e.http_client == NULL || start_basic_auth(&e) != 0) {
+        close_unstarted(&e, fds);
         free(fds);
+        SSL_CTX_free(e.tls_ctx);
+        cmi_http_client_destroy(e.http_client);
         cmi_config_destroy(e.config);
         cmi_plugins_destroy(e.plugins);
         return 1;
@@ -185,25 +318,27 @@ int cmi_engine_run(const cmi_settings_t *settings)
     /* Connector instances first: a request may use them as soon as a worker
      * accepts.  Listeners last: they inject into the workers. */
     e.workers = cmi_xcalloc(e.nworkers, sizeof(*e.workers));
-    int rc = cmi_worker_start(&e.service, &e, e.nworkers, &e.h2o, -1, NULL);
+    int rc = cmi_worker_start(&e.service, &e, e.nworkers, &e.h2o, NULL, 0, NULL);
     if (rc != 0)
         cmi_log_error("engine", "cannot start the connector service thread: %s", strerror(rc));
     if (rc == 0 && cmi_connectors_start(&e, &e.service) != 0)
         rc = -1;
     if (rc == 0)
         rc = start_workers(&e, fds);
-    for (unsigned i = 0; i < e.nworkers; i++)
-        if (!e.workers[i].started)
-            close(fds[i]);
+    close_unstarted(&e, fds);
     free(fds);
     if (rc == 0 && cmi_connectors_start_listeners(&e, &e.service) != 0)
         rc = -1;
     if (rc == 0) {
         cmi_log_info("http", "listening on %s:%d (%u worker%s)", settings->http_host, e.http_port, e.nworkers,
                      e.nworkers == 1 ? "" : "s");
+        if (e.https_port != 0)
+            log_https(&e);
+        else
+            warn_https_only(&e);
         cmi_log_info("engine", "cmi %s ready: %zu API(s), %zu proxy service(s) from %s in %llu ms", PACKAGE_VERSION,
                      e.config->napis, e.config->nproxies, settings->deploy_dir, (unsigned long long)(now_ms() - t0));
-        wait_for_stop(&set);
+        wait_for_stop(&e, &set);
     }
     if (e.service.started)
         cmi_connectors_stop_listeners(&e, &e.service);
@@ -219,10 +354,13 @@ int cmi_engine_run(const cmi_settings_t *settings)
     stop_service(&e);
     /* After the workers: no call is in flight any more. */
     cmi_http_client_destroy(e.http_client);
+    cmi_basic_auth_destroy(e.basic_auth);
     /* Only now: a connector thread may look at the workers until its
      * connector has stopped. */
     free(e.workers);
     h2o_config_dispose(&e.h2o);
+    free_retired_tls(&e, 1);
+    SSL_CTX_free(e.tls_ctx);
     cmi_config_destroy(e.config);
     cmi_plugins_destroy(e.plugins);
     cmi_log_info("engine", "stopped");

@@ -8,12 +8,19 @@
 
 #include "config/config.h"
 #include "core/log.h"
+#include "http/basic_auth.h"
+#include "http/tls.h"
 #include "runtime/worker.h"
 
 typedef struct cmi_settings {
     const char *deploy_dir;      /* synapse-configs/default */
     const char *http_host;       /* 0.0.0.0 */
     int http_port;               /* 8290; 0 picks a free port */
+    const char *https_host;      /* NULL: http_host */
+    int https_port;              /* 8253 (MI's); 0 picks a free port */
+    cmi_tls_settings_t tls;      /* the HTTPS listener runs when tls.cert_file is set */
+    const cmi_user_t *users;     /* <users>, for the APIs' basic authentication */
+    size_t nusers;
     unsigned workers;            /* 0: number of cores */
     uint64_t max_body;           /* bytes; 10 MiB */
     uint64_t idle_timeout_ms;    /* HTTP/1 request and keep-alive idle timeout */
@@ -48,6 +55,17 @@ struct cmi_engine {
     /* The connectors' service thread: lifecycle hooks and their timers. */
     cmi_worker_t service;
     int http_port; /* the port actually bound */
+    int https_port; /* the HTTPS port bound, 0: no HTTPS listener */
+    SSL_CTX *tls_ctx; /* the HTTPS listener's current context */
+    cmi_basic_auth_t *basic_auth; /* when an API has the basic authentication handler */
+    /* Contexts a certificate reload replaced: a handshake that began on one
+     * may still read it (libh2o holds no reference until the TLS session
+     * exists), so each is freed after the handshake timeout. */
+    struct cmi_retired_tls {
+        SSL_CTX *ctx;
+        uint64_t at_ms;
+    } retired_tls[16];
+    unsigned nretired_tls;
     /* The curl thread for backend calls (the call mediator). */
     struct cmi_http_client *http_client;
 };

@@ -60,11 +60,12 @@ engine_libcmi_engine_la_SOURCES = \
 	engine/http/pathmatch.c engine/http/pathmatch.h \
 	engine/http/server.c engine/http/server.h \
 	engine/http/tls.c engine/http/tls.h \
+	engine/http/basic_auth.c engine/http/basic_auth.h \
 	engine/engine.c engine/engine.h \
 	engine/settings.c
 engine_libcmi_engine_la_CPPFLAGS = $(AM_CPPFLAGS) -DCMI_CONNECTORS_DIR='"$(connectorsdir)"'
 engine_libcmi_engine_la_LIBADD = engine/libcmi-base.la \
-	$(XML2_LIBS) $(XSLT_LIBS) $(H2O_LIBS) $(JANSSON_LIBS) $(CURL_LIBS) $(OPENSSL_LIBS) $(DL_LIBS) -lm -lpthread
+	$(XML2_LIBS) $(XSLT_LIBS) $(H2O_LIBS) $(JANSSON_LIBS) $(CURL_LIBS) $(OPENSSL_LIBS) $(CRYPT_LIBS) $(DL_LIBS) -lm -lpthread
 
 bin_PROGRAMS += cmi
 cmi_SOURCES = engine/main.c

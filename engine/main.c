@@ -23,6 +23,10 @@ static void usage(FILE *out)
             "options:\n"
             "  --http-port N          HTTP port (default 8290; 0 picks a free one)\n"
             "  --http-host ADDR       address to listen on (default 0.0.0.0)\n"
+            "  --https-port N         HTTPS port (default 8253; 0 picks a free one), served\n"
+            "                         when a certificate is given\n"
+            "  --tls-cert FILE        the HTTPS certificate: PEM chain (leaf first) or PKCS#12\n"
+            "  --tls-key FILE         its PEM private key (other TLS settings: --config)\n"
             "  --workers N            worker threads (default: number of cores)\n"
             "  --max-body-size SIZE   largest request body, e.g. 10MiB (default); larger gets 413\n"
             "  --idle-timeout DUR     HTTP request/keep-alive idle timeout, e.g. 10s (default)\n"
@@ -56,6 +60,14 @@ static int parse_option(cmi_settings_t *s, const char *opt, const char *v)
         if (cmi_parse_uint(v, 65535, &u) != 0)
             return bad_option(opt, v, "not a port number (0..65535)");
         s->http_port = (int)u;
+    } else if (strcmp(opt, "--https-port") == 0) {
+        if (cmi_parse_uint(v, 65535, &u) != 0)
+            return bad_option(opt, v, "not a port number (0..65535)");
+        s->https_port = (int)u;
+    } else if (strcmp(opt, "--tls-cert") == 0) {
+        s->tls.cert_file = v;
+    } else if (strcmp(opt, "--tls-key") == 0) {
+        s->tls.key_file = v;
     } else if (strcmp(opt, "--http-host") == 0) {
         s->http_host = v;
     } else if (strcmp(opt, "--workers") == 0) {

@@ -15,6 +15,8 @@ void cmi_settings_defaults(cmi_settings_t *s)
     s->deploy_dir = "synapse-configs/default";
     s->http_host = "0.0.0.0";
     s->http_port = 8290; /* MI's */
+    s->https_port = 8253; /* MI's (8243 and its default port offset of 10) */
+    s->tls.http2 = 1;     /* by ALPN; the HTTP/2 rates below apply */
     s->workers = 0;
     s->max_body = 10u * 1024 * 1024;
     s->idle_timeout_ms = 10000;
@@ -46,6 +48,12 @@ void cmi_settings_dispose(cmi_settings_t *s)
  *   <cmi>
  *     <http host="0.0.0.0" port="8290" workers="2" maxBodySize="10MiB" idleTimeout="10s"
  *           http2="false" http2RequestRate="2000" http2ResetRate="100"/>
+ *     <https host="0.0.0.0" port="8253" certificate="cert.pem" key="key.pem" password="..."
+ *            protocols="TLSv1.2,TLSv1.3" ciphers="..." cipherSuites="..." verifyClient="none"
+ *            caFile="ca.pem" http2="true"/>
+ *     <users>
+ *       <user name="admin" password="$y$..." roles="admin"/>
+ *     </users>
  *     <shutdown drainTimeout="30s"/>
  *     <log level="info" format="text"/>
  *     <connectors path="/usr/lib/cmi/connectors"/>
@@ -123,6 +131,81 @@ static void read_http(file_ctx_t *f, xmlNodePtr n, cmi_settings_t *s)
         bad(f, n, "http2ResetRate", v, "not a rate (resets per connection per second, 0 = no limit)");
 }
 
+static void read_https(file_ctx_t *f, xmlNodePtr n, cmi_settings_t *s)
+{
+    static const char *const allowed[] = {"host",    "port",         "certificate",  "key",    "password",
+                                          "protocols", "ciphers",    "cipherSuites", "verifyClient", "caFile",
+                                          "http2",   NULL};
+    check_attrs(f, n, allowed);
+    const char *v;
+    uint64_t u;
+    if ((v = attr(n, "host")) != NULL)
+        s->https_host = v;
+    if ((v = attr(n, "port")) != NULL) {
+        if (cmi_parse_uint(v, 65535, &u) != 0)
+            bad(f, n, "port", v, "not a port number (0..65535)");
+        else
+            s->https_port = (int)u;
+    }
+    s->tls.cert_file = (v = attr(n, "certificate")) != NULL ? v : s->tls.cert_file;
+    s->tls.key_file = (v = attr(n, "key")) != NULL ? v : s->tls.key_file;
+    s->tls.password = (v = attr(n, "password")) != NULL ? v : s->tls.password;
+    s->tls.protocols = (v = attr(n, "protocols")) != NULL ? v : s->tls.protocols;
+    s->tls.ciphers = (v = attr(n, "ciphers")) != NULL ? v : s->tls.ciphers;
+    s->tls.ciphersuites = (v = attr(n, "cipherSuites")) != NULL ? v : s->tls.ciphersuites;
+    s->tls.ca_file = (v = attr(n, "caFile")) != NULL ? v : s->tls.ca_file;
+    if ((v = attr(n, "verifyClient")) != NULL && (s->tls.verify_client = cmi_tls_verify_parse(v)) < 0)
+        bad(f, n, "verifyClient", v, "must be 'none', 'optional' or 'require'");
+    if ((v = attr(n, "http2")) != NULL && cmi_parse_bool(v, &s->tls.http2) != 0)
+        bad(f, n, "http2", v, "must be 'true' or 'false'");
+    if (s->tls.cert_file == NULL)
+        cmi_diag_error(&f->diag, f->path, (int)xmlGetLineNo(n), "<https>: the certificate attribute is required");
+    if (s->tls.verify_client > CMI_TLS_VERIFY_NONE && s->tls.ca_file == NULL)
+        cmi_diag_error(&f->diag, f->path, (int)xmlGetLineNo(n),
+                       "<https verifyClient>: client verification needs caFile (the CAs client certificates must "
+                       "chain to)");
+}
+
+/* <users><user name password roles/>...</users>: password is a crypt(3)
+ * hash, never clear text. */
+static void read_users(file_ctx_t *f, xmlNodePtr users, cmi_settings_t *s)
+{
+    static const char *const allowed[] = {"name", "password", "roles", NULL};
+    check_attrs(f, users, (const char *const[]){NULL});
+    size_t n = 0;
+    for (xmlNodePtr c = users->children; c != NULL; c = c->next)
+        n += c->type == XML_ELEMENT_NODE;
+    if (cur_settings->arena == NULL)
+        cur_settings->arena = cmi_arena_create(0);
+    cmi_user_t *list = cmi_arena_calloc(cur_settings->arena, n ? n : 1, sizeof(*list));
+    size_t k = 0;
+    for (xmlNodePtr c = users->children; c != NULL; c = c->next) {
+        if (c->type != XML_ELEMENT_NODE)
+            continue;
+        int line = (int)xmlGetLineNo(c);
+        if (xmlStrcmp(c->name, (const xmlChar *)"user") != 0) {
+            cmi_diag_error(&f->diag, f->path, line, "<users>: unexpected element <%s> (only <user>)", c->name);
+            continue;
+        }
+        check_attrs(f, c, allowed);
+        cmi_user_t u = {attr(c, "name"), attr(c, "password"), attr(c, "roles")};
+        const char *why = u.hash != NULL ? cmi_user_hash_problem(u.hash) : "the password attribute is required";
+        if (u.name == NULL || *u.name == '\0' || strchr(u.name, ':') != NULL)
+            cmi_diag_error(&f->diag, f->path, line, "<user>: a name is required, without ':'");
+        else if (why != NULL)
+            cmi_diag_error(&f->diag, f->path, line, "<user name=\"%s\" password>: %s", u.name, why);
+        else {
+            for (size_t i = 0; i < k; i++)
+                if (strcmp(list[i].name, u.name) == 0)
+                    cmi_diag_error(&f->diag, f->path, line, "<user name=\"%s\">: a second user of that name",
+                                   u.name);
+            list[k++] = u;
+        }
+    }
+    s->users = list;
+    s->nusers = k;
+}
+
 static void read_other(file_ctx_t *f, xmlNodePtr n, cmi_settings_t *s)
 {
     const char *v;
@@ -182,6 +265,10 @@ int cmi_settings_load_file(cmi_settings_t *s, const char *path)
             continue;
         if (xmlStrcmp(n->name, (const xmlChar *)"http") == 0)
             read_http(&f, n, s);
+        else if (xmlStrcmp(n->name, (const xmlChar *)"https") == 0)
+            read_https(&f, n, s);
+        else if (xmlStrcmp(n->name, (const xmlChar *)"users") == 0)
+            read_users(&f, n, s);
         else
             read_other(&f, n, s);
     }

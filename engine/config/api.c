@@ -174,6 +174,28 @@ static const char *effective_context(cmi_compile_t *cc, xmlNodePtr node, const c
     return cmi_arena_strndup(cc->arena, ctx, n);
 }
 
+/* <handlers><handler class="..."/>...</handlers>: the ones cmi has run
+ * before the resource is chosen, as Synapse's API runs its handlers. */
+static void compile_handlers(cmi_compile_t *cc, cmi_api_t *api, xmlNodePtr handlers)
+{
+    static const char basic[] = "org.wso2.micro.integrator.security.handler.RESTBasicAuthHandler";
+    for (xmlNodePtr h = handlers->children; h != NULL; h = h->next) {
+        if (h->type != XML_ELEMENT_NODE)
+            continue;
+        const char *cls = cmi_xml_is(h, "handler") ? cmi_xml_attr(cc, h, "class") : NULL;
+        if (cls == NULL) {
+            cmi_compile_error(cc, h, "<handlers>: expected <handler class=\"...\">, not <%s>", h->name);
+        } else if (strcmp(cls, basic) == 0) {
+            api->auth |= CMI_API_AUTH_BASIC;
+            if (h->children != NULL && xmlFirstElementChild(h) != NULL)
+                cmi_compile_warn(cc, h, "<handler class=\"%s\">: its properties are ignored (as MI ignores them)",
+                                 cls);
+        } else {
+            cmi_compile_error(cc, h, "<handler class=\"%s\">: not a handler cmi has (it has %s)", cls, basic);
+        }
+    }
+}
+
 void cmi_artifact_api(cmi_compile_t *cc, xmlNodePtr root)
 {
     cmi_xml_check_attrs(cc, root, api_attrs, NULL);
@@ -207,7 +229,7 @@ void cmi_artifact_api(cmi_compile_t *cc, xmlNodePtr root)
         else if (cmi_xml_is(c, "description"))
             continue; /* a note */
         else if (cmi_xml_is(c, "handlers"))
-            cmi_compile_error(cc, c, "<api>: <handlers> are not supported by cmi yet");
+            compile_handlers(cc, api, c);
         else
             cmi_compile_error(cc, c, "<api>: unexpected element <%s>", c->name);
     }

@@ -63,9 +63,12 @@ struct cmi_api {
     const char *version; /* NULL when unversioned */
     cmi_resource_t **resources;
     size_t count;
+    unsigned auth; /* CMI_API_AUTH_*: what <handlers> ask of a request before dispatch */
     const char *file;
     int line;
 };
+
+#define CMI_API_AUTH_BASIC 1u /* MI's RESTBasicAuthHandler (http/basic_auth.c) */
 
 typedef struct {
     const char *name;

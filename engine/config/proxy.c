@@ -284,9 +284,6 @@ void cmi_artifact_proxy(cmi_compile_t *cc, xmlNodePtr root)
     atomic_flag_clear(&p->resource.warned_no_response);
     p->transports = parse_transports(cc, root, name, cmi_xml_attr(cc, root, "transports"));
     p->started = parse_bool_attr(cc, root, "startOnLoad", 1);
-    if (p->transports == CMI_PROXY_HTTPS)
-        cmi_compile_warn(cc, root, "<proxy name=\"%s\" transports=\"https\">: cmi has no HTTPS listener yet, so "
-                         "this proxy answers no request (requests over http are refused, as MI does)", name);
     xmlNodePtr target = NULL, publish = NULL;
     for (xmlNodePtr c = root->children; c != NULL; c = c->next)
         if (c->type == XML_ELEMENT_NODE)

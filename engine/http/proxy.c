@@ -62,25 +62,25 @@ static int soap_fault(h2o_req_t *req, const char *reason)
 /* The scheme, host and port of the addresses in a served WSDL: this
  * machine's host name and the listener's port, as MI writes them (not the
  * request's Host, which a client chooses). */
-static const char *wsdl_base(h2o_req_t *req, int port)
+static const char *wsdl_base(h2o_req_t *req, int tls, int port)
 {
     char host[256] = "localhost";
     if (gethostname(host, sizeof(host)) != 0 || host[0] == '\0')
         snprintf(host, sizeof(host), "localhost");
     host[sizeof(host) - 1] = '\0';
     char *base = h2o_mem_alloc_pool(&req->pool, strlen(host) + 24);
-    sprintf(base, "http://%s:%d", host, port);
+    sprintf(base, "%s://%s:%d", tls ? "https" : "http", host, port);
     return base;
 }
 
-static int serve_wsdl(h2o_req_t *req, const cmi_proxy_t *p, int port)
+static int serve_wsdl(h2o_req_t *req, const cmi_proxy_t *p, int tls, int port)
 {
     if (p->flags & CMI_PROXY_NO_METADATA) {
         static const char body[] = "<h4>Access to the metadata of this service is not allowed</h4>";
         return cmi_http_answer(req, 403, "text/html", body, sizeof(body) - 1), 1;
     }
     size_t len;
-    char *text = cmi_wsdl_render(p->wsdl, wsdl_base(req, port), p->api.name, &len);
+    char *text = cmi_wsdl_render(p->wsdl, wsdl_base(req, tls, port), p->api.name, &len);
     cmi_http_answer(req, 200, "text/xml; charset=UTF-8", text, len);
     free(text);
     return 1;
@@ -100,7 +100,7 @@ static int binding_disabled(h2o_req_t *req, const cmi_proxy_t *p)
     return (p->flags & flag[request_kind(req)]) != 0;
 }
 
-int cmi_proxy_http_early(h2o_req_t *req, const cmi_proxy_t *p, const char *query, size_t qlen, int port)
+int cmi_proxy_http_early(h2o_req_t *req, const cmi_proxy_t *p, const char *query, size_t qlen, int tls, int port)
 {
     char why[512];
     const char *name = p->api.name;
@@ -112,12 +112,12 @@ int cmi_proxy_http_early(h2o_req_t *req, const cmi_proxy_t *p, const char *query
         snprintf(why, sizeof(why), "The system is attempting to access an inactive service: %s", name);
         return soap_fault(req, why);
     }
-    if (!(p->transports & CMI_PROXY_HTTP)) {
+    if (!(p->transports & (tls ? CMI_PROXY_HTTPS : CMI_PROXY_HTTP))) {
         snprintf(why, sizeof(why), "The service cannot be found for the endpoint reference (EPR) /services/%s", name);
         return soap_fault(req, why);
     }
     if (is_wsdl_query(req, query, qlen))
-        return serve_wsdl(req, p, port);
+        return serve_wsdl(req, p, tls, port);
     if (binding_disabled(req, p)) {
         snprintf(why, sizeof(why), "The %s binding of service %s is disabled",
                  (const char *[]){"REST", "SOAP 1.1", "SOAP 1.2"}[request_kind(req)], name);

@@ -11,8 +11,10 @@
 #include "runtime/msg.h"
 
 /* Answers what is answered before a message exists; returns 1 when it did.
- * port: the HTTP listener's, for the addresses of a served WSDL. */
-int cmi_proxy_http_early(h2o_req_t *req, const cmi_proxy_t *p, const char *query, size_t qlen, int port);
+ * tls, port: whether the request came over HTTPS, and the port of the
+ * listener it came to (the transport a proxy takes, the addresses of a
+ * served WSDL). */
+int cmi_proxy_http_early(h2o_req_t *req, const cmi_proxy_t *p, const char *query, size_t qlen, int tls, int port);
 
 /* GET /services (MI's list of services, blocked by default): 403.
  * Returns 1 when it answered. */

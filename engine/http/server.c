@@ -15,6 +15,7 @@
 
 #include "config/config.h"
 #include "http/answer.h"
+#include "http/basic_auth.h"
 #include "http/proxy.h"
 #include "core/log.h"
 #include "core/str.h"
@@ -254,6 +255,14 @@ static const cmi_msg_origin_t http_origin = {"http", http_respond, http_finish};
 static h2o_socket_t *socket_of(h2o_conn_t *conn)
 {
     return conn->callbacks->get_socket != NULL ? conn->callbacks->get_socket(conn) : NULL;
+}
+
+/* From the socket, not the request's scheme: an HTTP/2 client writes
+ * :scheme itself. */
+static int over_tls(h2o_req_t *req)
+{
+    h2o_socket_t *sock = socket_of(req->conn);
+    return sock != NULL && sock->ssl != NULL;
 }
 
 /* An HTTP/2 request h2o lets go before its response while it reads the
@@ -524,13 +533,29 @@ static int refused_at_the_door(cmi_engine_t *engine, cmi_worker_t *w, h2o_req_t 
     return 1;
 }
 
+static int route(h2o_handler_t *self, h2o_req_t *req, int authenticated);
+
+static void proceed_authenticated(h2o_req_t *req, void *self)
+{
+    route(self, req, 1);
+}
+
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    cmi_engine_t *engine = ((http_handler_t *)self)->engine;
+    if (refused_at_the_door(engine, cmi_worker_of_ctx(req->conn->ctx), req))
+        return 0;
+    return route(self, req, 0);
+}
+
+/* Dispatch, the API's handlers (before the resource is chosen, as
+ * Synapse), then the flow.  authenticated: the handlers passed already
+ * (the request comes back from the credential check). */
+static int route(h2o_handler_t *self, h2o_req_t *req, int authenticated)
 {
     cmi_engine_t *engine = ((http_handler_t *)self)->engine;
     cmi_worker_t *w = cmi_worker_of_ctx(req->conn->ctx);
     const cmi_config_t *cfg = engine->config;
-    if (refused_at_the_door(engine, w, req))
-        return 0;
 
     const char *query = "";
     size_t qlen = 0;
@@ -543,6 +568,9 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     cmi_dispatch_result_t r;
     int rc = cmi_dispatch_find(cfg->dispatch, mbit, path.base, path.len, query, qlen, &r);
     if (rc == CMI_DISPATCH_NO_API && r.api == NULL && cmi_proxy_http_service_list(req, path.base, path.len))
+        return 0;
+    if (!authenticated && r.api != NULL && (r.api->auth & CMI_API_AUTH_BASIC) &&
+        cmi_basic_auth_check(engine->basic_auth, w, req, r.api->name, proceed_authenticated, self) != CMI_AUTH_PASS)
         return 0;
     if (rc == CMI_DISPATCH_NO_API && (r.api == NULL ? cfg->main_seq : cfg->mismatch_seq) != NULL)
         return run_unmatched(w, req, cfg, &r, path, query, qlen);
@@ -560,7 +588,9 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         return send_json_error(req, 405, "the resource does not accept this method", copy);
     }
 
-    if (r.api->proxy != NULL && cmi_proxy_http_early(req, r.api->proxy, query, qlen, engine->http_port))
+    int tls = over_tls(req);
+    if (r.api->proxy != NULL &&
+        cmi_proxy_http_early(req, r.api->proxy, query, qlen, tls, tls ? engine->https_port : engine->http_port))
         return 0;
     cmi_msg_t *msg = start_message(w, req);
     if (bind_params(msg, &r, query, qlen) != 0) {
@@ -635,7 +665,7 @@ static int open_one(const struct addrinfo *ai, const char *host, int port, int f
     if (bind(fd, (struct sockaddr *)&sa, ai->ai_addrlen) != 0) {
         if (errno == EADDRINUSE)
             snprintf(err, errlen, "cannot listen on %s port %d: the port is in use (another cmi, or another "
-                     "program, listens on it; stop it or choose another --http-port)", host, port);
+                     "program, listens on it; stop it or choose another port)", host, port);
         else
             snprintf(err, errlen, "cannot listen on %s port %d: %s", host, port, strerror(errno));
         close(fd);
@@ -685,42 +715,48 @@ static void on_accept(h2o_socket_t *listener, const char *err);
 
 static void on_accept_resume(cmi_timer_t *t)
 {
-    cmi_worker_t *w = t->data;
-    if (w->listener != NULL)
-        h2o_socket_read_start(w->listener, on_accept);
+    cmi_acceptor_t *a = t->data;
+    if (a->sock != NULL)
+        h2o_socket_read_start(a->sock, on_accept);
 }
 
 static void on_accept(h2o_socket_t *listener, const char *err)
 {
     if (err != NULL)
         return;
-    cmi_worker_t *w = listener->data;
+    cmi_acceptor_t *a = listener->data;
+    cmi_worker_t *w = a->worker;
     /* A few per wake-up: fair to the connections already being served.
      * cmi accepts itself (rather than h2o_evloop_socket_accept) to know each
      * connection's descriptor for the drain. */
     for (int i = 0; i < 16; i++) {
-        int fd = accept4(w->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = accept4(a->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
                 /* Out of descriptors: the listener would wake us in a
                  * tight loop.  Pause accepting for a moment instead. */
                 cmi_log_warn("http", "cannot accept connections: %s; pausing 100 ms", strerror(errno));
                 h2o_socket_read_stop(listener);
-                w->accept_pause.cb = on_accept_resume;
-                w->accept_pause.data = w;
-                cmi_worker_timer_start(w, &w->accept_pause, 100);
+                a->pause.cb = on_accept_resume;
+                a->pause.data = a;
+                cmi_worker_timer_start(w, &a->pause, 100);
             }
             break;
         }
         h2o_socket_t *sock = h2o_evloop_socket_create(w->loop, fd, H2O_SOCKET_FLAG_IS_ACCEPTED_CONNECTION);
         cmi_worker_conn_opened(w, sock, fd);
-        h2o_accept(&w->accept_ctx, sock);
+        /* With a TLS context libh2o runs the handshake first, then picks
+         * HTTP/1.1 or HTTP/2 by ALPN. */
+        h2o_accept(&a->ctx, sock);
     }
 }
 
 void cmi_http_worker_accept(cmi_worker_t *w)
 {
-    w->listener = h2o_evloop_socket_create(w->loop, w->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
-    w->listener->data = w;
-    h2o_socket_read_start(w->listener, on_accept);
+    for (unsigned i = 0; i < w->nacceptors; i++) {
+        cmi_acceptor_t *a = &w->acceptors[i];
+        a->sock = h2o_evloop_socket_create(w->loop, a->fd, H2O_SOCKET_FLAG_DONT_READ);
+        a->sock->data = a;
+        h2o_socket_read_start(a->sock, on_accept);
+    }
 }

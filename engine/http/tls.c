@@ -74,6 +74,21 @@ static int password_cb(char *buf, int size, int rwflag, void *userdata)
     return n;
 }
 
+/* OpenSSL 3 reads an old PKCS#12 file (RC2, 3DES: what keytool and
+ * openssl wrote before) only with its legacy provider, loaded the first
+ * time such a file comes (main thread) and kept for the process's life;
+ * loading one provider explicitly turns off the implicit default, so both. */
+static OSSL_PROVIDER *legacy_provider, *default_provider;
+
+static int load_legacy_provider(void)
+{
+    if (legacy_provider == NULL)
+        legacy_provider = OSSL_PROVIDER_load(NULL, "legacy");
+    if (default_provider == NULL)
+        default_provider = OSSL_PROVIDER_load(NULL, "default");
+    return legacy_provider != NULL && default_provider != NULL ? 0 : -1;
+}
+
 typedef enum { FILE_PEM, FILE_PKCS12, FILE_JKS, FILE_UNREADABLE } file_kind_t;
 
 static file_kind_t file_kind(const char *path)
@@ -118,7 +133,7 @@ static int use_pkcs12(SSL_CTX *ctx, const cmi_tls_settings_t *s, char *err, size
     int ok = PKCS12_parse(p12, pw, &key, &cert, &chain);
     if (!ok && ERR_GET_REASON(ERR_peek_last_error()) == ERR_R_UNSUPPORTED) {
         ERR_clear_error();
-        if (OSSL_PROVIDER_load(NULL, "legacy") != NULL && OSSL_PROVIDER_load(NULL, "default") != NULL)
+        if (load_legacy_provider() == 0)
             ok = PKCS12_parse(p12, pw, &key, &cert, &chain);
     }
     PKCS12_free(p12);
@@ -206,6 +221,15 @@ static int set_client_verification(SSL_CTX *ctx, const cmi_tls_settings_t *s, ch
                            (s->verify_client == CMI_TLS_VERIFY_REQUIRE ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0),
                        NULL);
     return 0;
+}
+
+int cmi_tls_verify_parse(const char *v)
+{
+    static const char *const names[] = {"none", "optional", "require"};
+    for (int i = 0; i < 3; i++)
+        if (strcasecmp(v, names[i]) == 0)
+            return i;
+    return -1;
 }
 
 SSL_CTX *cmi_tls_context_create(const cmi_tls_settings_t *s, char *err, size_t errlen)

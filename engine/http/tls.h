@@ -24,6 +24,9 @@ typedef struct {
     int http2;                /* offer h2 by ALPN */
 } cmi_tls_settings_t;
 
+/* "none", "optional", "require" (any case): CMI_TLS_VERIFY_*, or -1. */
+int cmi_tls_verify_parse(const char *v);
+
 /* A server context, or NULL with a message in err. */
 SSL_CTX *cmi_tls_context_create(const cmi_tls_settings_t *s, char *err, size_t errlen);
 

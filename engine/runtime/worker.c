@@ -202,17 +202,25 @@ int cmi_worker_conn_account(cmi_worker_t *w, h2o_socket_t *sock, cmi_conn_event_
     return 1;
 }
 
+static void close_acceptors(cmi_worker_t *w)
+{
+    for (unsigned i = 0; i < w->nacceptors; i++) {
+        cmi_acceptor_t *a = &w->acceptors[i];
+        cmi_worker_timer_stop(&a->pause);
+        if (a->sock != NULL) {
+            h2o_socket_read_stop(a->sock);
+            h2o_socket_close(a->sock);
+            a->sock = NULL;
+        }
+    }
+}
+
 static void begin_drain(cmi_worker_t *w, uint64_t timeout_ms)
 {
     if (w->draining)
         return;
     w->draining = 1;
-    cmi_worker_timer_stop(&w->accept_pause);
-    if (w->listener != NULL) {
-        h2o_socket_read_stop(w->listener);
-        h2o_socket_close(w->listener);
-        w->listener = NULL;
-    }
+    close_acceptors(w);
     /* Closes idle keep-alive connections now and the others after their
      * current response. */
     h2o_context_request_shutdown(&w->ctx);
@@ -247,10 +255,7 @@ static void worker_dispose(cmi_worker_t *w)
 {
     if (w->inflight > 0 || w->nconns > 0 || atomic_load(&w->pending_tasks) > 0)
         return;
-    if (w->listener != NULL) {
-        h2o_socket_close(w->listener);
-        w->listener = NULL;
-    }
+    close_acceptors(w);
     pthread_mutex_lock(&w->post_lock);
     w->closed = 1;
     pthread_mutex_unlock(&w->post_lock);
@@ -292,8 +297,10 @@ static void worker_setup(cmi_worker_t *w)
     h2o_multithread_register_receiver(w->ctx.queue, &w->resume_receiver, on_resume);
     h2o_multithread_register_receiver(w->ctx.queue, &w->control_receiver, on_control);
     h2o_multithread_register_receiver(w->ctx.queue, &w->task_receiver, on_task);
-    w->accept_ctx.ctx = &w->ctx;
-    w->accept_ctx.hosts = w->h2o->hosts;
+    for (unsigned i = 0; i < w->nacceptors; i++) {
+        w->acceptors[i].ctx.ctx = &w->ctx;
+        w->acceptors[i].ctx.hosts = w->h2o->hosts;
+    }
     if (w->on_start != NULL)
         w->on_start(w);
 }
@@ -359,14 +366,19 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-int cmi_worker_start(cmi_worker_t *w, cmi_engine_t *engine, unsigned index, h2o_globalconf_t *h2o, int listen_fd,
-                     void (*on_start)(cmi_worker_t *w))
+int cmi_worker_start(cmi_worker_t *w, cmi_engine_t *engine, unsigned index, h2o_globalconf_t *h2o,
+                     const cmi_worker_listen_t *listen, unsigned n, void (*on_start)(cmi_worker_t *w))
 {
     memset(w, 0, sizeof(*w));
     w->engine = engine;
     w->index = index;
     w->h2o = h2o;
-    w->listen_fd = listen_fd;
+    for (unsigned i = 0; i < n && i < CMI_WORKER_ACCEPTORS; i++) {
+        cmi_acceptor_t *a = &w->acceptors[w->nacceptors++];
+        a->worker = w;
+        a->fd = listen[i].fd;
+        a->ctx.ssl_ctx = listen[i].ssl_ctx;
+    }
     w->on_start = on_start;
     sem_init(&w->ready, 0, 0);
     pthread_mutex_init(&w->post_lock, NULL);
@@ -535,4 +547,23 @@ void cmi_worker_call(cmi_worker_t *w, void (*fn)(void *arg), void *arg)
         while (sem_wait(&c.done) != 0)
             ; /* EINTR */
     sem_destroy(&c.done);
+}
+
+typedef struct {
+    cmi_worker_t *worker;
+    SSL_CTX *ctx;
+} ssl_swap_t;
+
+static void swap_ssl_ctx(void *arg)
+{
+    ssl_swap_t *s = arg;
+    for (unsigned i = 0; i < s->worker->nacceptors; i++)
+        if (s->worker->acceptors[i].ctx.ssl_ctx != NULL)
+            s->worker->acceptors[i].ctx.ssl_ctx = s->ctx;
+}
+
+void cmi_worker_set_ssl_ctx(cmi_worker_t *w, SSL_CTX *ctx)
+{
+    ssl_swap_t s = {w, ctx};
+    cmi_worker_call(w, swap_ssl_ctx, &s);
 }

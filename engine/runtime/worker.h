@@ -23,6 +23,7 @@ typedef struct cmi_engine cmi_engine_t;
 typedef struct cmi_worker cmi_worker_t;
 typedef struct cmi_worker_timeout cmi_worker_timeout_t;
 typedef struct cmi_task cmi_task_t;
+typedef struct ssl_ctx_st SSL_CTX;
 
 /* Work handed to a worker from another thread (an injected message, a
  * connector lifecycle hook).  Embed it; fn runs on the worker and owns the
@@ -41,6 +42,23 @@ typedef struct cmi_timer {
     uint64_t due;         /* loop time (ms) it fires at */
 } cmi_timer_t;
 
+/* A listening socket of a worker: plain HTTP, or HTTPS when ssl_ctx is
+ * set (libh2o runs the handshake; server.c accepts). */
+typedef struct cmi_worker_listen {
+    int fd;
+    SSL_CTX *ssl_ctx;
+} cmi_worker_listen_t;
+
+#define CMI_WORKER_ACCEPTORS 2 /* HTTP and HTTPS */
+
+typedef struct cmi_acceptor {
+    cmi_worker_t *worker;
+    int fd;
+    h2o_socket_t *sock;     /* NULL once the drain has closed it */
+    h2o_accept_ctx_t ctx;   /* ctx.ssl_ctx: NULL for plain HTTP */
+    cmi_timer_t pause;      /* out of descriptors: stop accepting briefly */
+} cmi_acceptor_t;
+
 struct cmi_worker {
     cmi_engine_t *engine;
     unsigned index;
@@ -50,9 +68,8 @@ struct cmi_worker {
     sem_t ready;
     h2o_evloop_t *loop;
     h2o_context_t ctx;
-    h2o_accept_ctx_t accept_ctx;
-    int listen_fd;
-    h2o_socket_t *listener;
+    cmi_acceptor_t acceptors[CMI_WORKER_ACCEPTORS];
+    unsigned nacceptors;
     h2o_multithread_receiver_t resume_receiver;
     h2o_multithread_receiver_t control_receiver;
     h2o_multithread_receiver_t task_receiver;
@@ -70,7 +87,6 @@ struct cmi_worker {
     size_t inflight; /* messages alive on this worker */
     h2o_linklist_t conns; /* open client connections (for the drain) */
     size_t nconns;
-    cmi_timer_t accept_pause; /* out of descriptors: stop accepting briefly */
     cmi_timer_t trim_timer;   /* memory back to the system after a large message */
     uint64_t cut_logged_at;   /* rate limit of cmi_worker_conn_account's warnings */
     unsigned cut_unlogged;
@@ -96,13 +112,17 @@ struct cmi_worker {
  * full (the caller does the work now). */
 int cmi_worker_defer(cmi_worker_t *w, void (*fn)(void *arg), void *arg);
 
-/* Starts a worker thread serving listen_fd.  Everything the worker's
+/* Starts a worker thread accepting on the n sockets of listen.  Everything the worker's
  * sockets allocate must come from the worker's own thread (libh2o keeps
  * per-thread buffer caches), so the thread itself creates its loop, its
  * h2o context and queues, then calls on_start; this returns once that is
  * done.  Returns 0 or an errno value. */
-int cmi_worker_start(cmi_worker_t *w, cmi_engine_t *engine, unsigned index, h2o_globalconf_t *h2o, int listen_fd,
-                     void (*on_start)(cmi_worker_t *w));
+int cmi_worker_start(cmi_worker_t *w, cmi_engine_t *engine, unsigned index, h2o_globalconf_t *h2o,
+                     const cmi_worker_listen_t *listen, unsigned n, void (*on_start)(cmi_worker_t *w));
+/* Main thread, while the worker runs: the TLS context its HTTPS
+ * acceptor hands new connections (a certificate reload).  The old one
+ * stays the caller's: a handshake that has begun may still use it. */
+void cmi_worker_set_ssl_ctx(cmi_worker_t *w, SSL_CTX *ctx);
 /* From any thread: stop accepting, finish in-flight messages for at most
  * timeout_ms, then leave the loop.  The worker disposes of its loop on its
  * own thread and parks (see worker.c). */

@@ -100,7 +100,8 @@ static void start_engine(void)
     cmi_http_configure(&e);
     e.nworkers = 1;
     e.workers = cmi_xcalloc(1, sizeof(*e.workers));
-    if (cmi_worker_start(&e.workers[0], &e, 0, &e.h2o, fd, cmi_http_worker_accept) != 0)
+    cmi_worker_listen_t listen = {fd, NULL};
+    if (cmi_worker_start(&e.workers[0], &e, 0, &e.h2o, &listen, 1, cmi_http_worker_accept) != 0)
         abort();
 }
 

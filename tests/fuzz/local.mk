@@ -6,7 +6,7 @@ FUZZ_SECONDS = 30
 FUZZ_TARGETS = tests/fuzz/fuzz_expr tests/fuzz/fuzz_payload tests/fuzz/fuzz_config tests/fuzz/fuzz_http
 FUZZ_ENGINE_SRCS = $(addprefix $(srcdir)/,$(filter %.c,$(engine_libcmi_base_la_SOURCES) $(engine_libcmi_engine_la_SOURCES)))
 FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-FUZZ_LIBS = $(XML2_LIBS) $(XSLT_LIBS) $(H2O_LIBS) $(JANSSON_LIBS) $(CURL_LIBS) $(OPENSSL_LIBS) -lm -lpthread
+FUZZ_LIBS = $(XML2_LIBS) $(XSLT_LIBS) $(H2O_LIBS) $(JANSSON_LIBS) $(CURL_LIBS) $(OPENSSL_LIBS) $(CRYPT_LIBS) -lm -lpthread
 EXTRA_DIST += tests/fuzz
 CLEANFILES += $(FUZZ_TARGETS)
 

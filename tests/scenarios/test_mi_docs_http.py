@@ -609,3 +609,29 @@ def test_json_to_soap_with_xslt():
                   "a getQuote in services.samples went to the service: %r" % (sent,))
         finally:
             cmi.stop_clean()
+
+
+def test_securing_a_rest_api_with_basic_auth():
+    # learn/examples/rest-api-examples/securing-rest-apis.md: without
+    # credentials "you will receive the response 401 Unauthorized"; with the
+    # docs' `Authorization: Basic YWRtaW46YWRtaW4=` (admin:admin, a user of
+    # the user store: here cmi's <users>, its hash made by openssl) the quote.
+    import subprocess
+    with StockQuoteService() as b, Example("securing_rest_api_basic_auth", b.port) as d:
+        config = os.path.join(d, "..", os.path.basename(d) + "-cmi.xml")
+        sha = subprocess.run(["openssl", "passwd", "-6", "admin"], capture_output=True, text=True,
+                             check=True).stdout.strip()
+        with open(config, "w") as f:
+            f.write('<cmi><users><user name="admin" password="%s"/></users></cmi>' % sha)
+        cmi = Cmi(d, workers=1, args=["--config", config]).start()
+        try:
+            status, headers, data = cmi.request("GET", "/stockquote/view/IBM")
+            check(status == 401 and headers.get("www-authenticate") == 'Basic realm="WSO2 EI"',
+                  "no credentials: %d %s" % (status, headers))
+            check(len(b.server.seen) == 0, "the backend was called for a refused request")
+            got, _, data = cmi.request("GET", "/stockquote/view/IBM", headers={"Authorization": "Basic YWRtaW46YWRtaW4="})
+            check(got == 200 and b"<ns:getQuoteResponse" in data and b"<ax21:symbol>IBM</ax21:symbol>" in data,
+                  "with admin:admin: %d %r" % (got, data))
+        finally:
+            cmi.stop_clean()
+            os.unlink(config)
