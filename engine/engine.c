@@ -219,14 +219,22 @@ static void close_unstarted(cmi_engine_t *e, int *fds)
     }
 }
 
-/* A proxy service that takes HTTPS only answers nothing without an HTTPS
- * listener (over HTTP it gets MI's fault). */
-static void warn_https_only(const cmi_engine_t *e)
+/* What the deployment asks of the HTTPS listener and it does not have: a
+ * proxy service that takes HTTPS only answers nothing without one (over
+ * HTTP it gets MI's fault); an API that requires a client certificate
+ * refuses everything when the listener does not ask for one. */
+static void warn_https_needs(const cmi_engine_t *e)
 {
-    for (size_t i = 0; i < e->config->nproxies; i++)
+    for (size_t i = 0; i < e->config->nproxies && e->https_port == 0; i++)
         if (e->config->proxies[i]->transports == CMI_PROXY_HTTPS)
             cmi_log_warn("http", "proxy service %s takes HTTPS only and no certificate is configured: it answers "
                          "no request (docs/configuration.md, \"HTTPS\")", e->config->proxies[i]->api.name);
+    for (size_t i = 0; i < e->config->napis; i++)
+        if ((e->config->apis[i]->auth & CMI_API_AUTH_CLIENT_CERT) &&
+            (e->https_port == 0 || e->settings.tls.verify_client == CMI_TLS_VERIFY_NONE))
+            cmi_log_warn("http", "API %s requires a client certificate and the HTTPS listener does not ask for one "
+                         "(<https verifyClient=\"optional\" caFile=...>): every request to it gets 403",
+                         e->config->apis[i]->name);
 }
 
 static void log_https(const cmi_engine_t *e)
@@ -334,8 +342,7 @@ int cmi_engine_run(const cmi_settings_t *settings)
                      e.nworkers == 1 ? "" : "s");
         if (e.https_port != 0)
             log_https(&e);
-        else
-            warn_https_only(&e);
+        warn_https_needs(&e);
         cmi_log_info("engine", "cmi %s ready: %zu API(s), %zu proxy service(s) from %s in %llu ms", PACKAGE_VERSION,
                      e.config->napis, e.config->nproxies, settings->deploy_dir, (unsigned long long)(now_ms() - t0));
         wait_for_stop(&e, &set);

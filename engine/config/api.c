@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "config/artifacts.h"
+#include "core/regex.h"
 #include "http/pathmatch.h"
 
 static const struct {
@@ -174,6 +175,29 @@ static const char *effective_context(cmi_compile_t *cc, xmlNodePtr node, const c
     return cmi_arena_strndup(cc->arena, ctx, n);
 }
 
+/* cmi's handler: <property name="subjectPattern" value="REGEX"/>, a Java
+ * regular expression the whole RFC 2253 subject must match. */
+static void compile_client_cert_handler(cmi_compile_t *cc, cmi_api_t *api, xmlNodePtr h)
+{
+    for (xmlNodePtr p = h->children; p != NULL; p = p->next) {
+        if (p->type != XML_ELEMENT_NODE)
+            continue;
+        const char *name = cmi_xml_is(p, "property") ? cmi_xml_attr(cc, p, "name") : NULL;
+        const char *value = name != NULL ? cmi_xml_attr(cc, p, "value") : NULL;
+        if (name == NULL || strcmp(name, "subjectPattern") != 0 || value == NULL) {
+            cmi_compile_error(cc, p, "<handler class=\"%s\">: takes one <property name=\"subjectPattern\" "
+                              "value=\"...\"/>", CMI_CLIENT_CERT_HANDLER);
+            continue;
+        }
+        cmi_regex_t *re = cmi_arena_calloc(cc->arena, 1, sizeof(*re));
+        const char *err;
+        if (cmi_regex_compile(cc->arena, re, value, &err) != 0)
+            cmi_compile_error(cc, p, "subjectPattern \"%s\": %s", value, err);
+        else
+            api->client_subject = re;
+    }
+}
+
 /* <handlers><handler class="..."/>...</handlers>: the ones cmi has run
  * before the resource is chosen, as Synapse's API runs its handlers. */
 static void compile_handlers(cmi_compile_t *cc, cmi_api_t *api, xmlNodePtr handlers)
@@ -190,8 +214,12 @@ static void compile_handlers(cmi_compile_t *cc, cmi_api_t *api, xmlNodePtr handl
             if (h->children != NULL && xmlFirstElementChild(h) != NULL)
                 cmi_compile_warn(cc, h, "<handler class=\"%s\">: its properties are ignored (as MI ignores them)",
                                  cls);
+        } else if (strcmp(cls, CMI_CLIENT_CERT_HANDLER) == 0) {
+            api->auth |= CMI_API_AUTH_CLIENT_CERT;
+            compile_client_cert_handler(cc, api, h);
         } else {
-            cmi_compile_error(cc, h, "<handler class=\"%s\">: not a handler cmi has (it has %s)", cls, basic);
+            cmi_compile_error(cc, h, "<handler class=\"%s\">: not a handler cmi has (it has %s and %s)", cls, basic,
+                              CMI_CLIENT_CERT_HANDLER);
         }
     }
 }

@@ -64,11 +64,14 @@ struct cmi_api {
     cmi_resource_t **resources;
     size_t count;
     unsigned auth; /* CMI_API_AUTH_*: what <handlers> ask of a request before dispatch */
+    const struct cmi_regex_s *client_subject; /* ClientCertificateHandler's subjectPattern, or NULL */
     const char *file;
     int line;
 };
 
-#define CMI_API_AUTH_BASIC 1u /* MI's RESTBasicAuthHandler (http/basic_auth.c) */
+#define CMI_API_AUTH_BASIC 1u       /* MI's RESTBasicAuthHandler (http/basic_auth.c) */
+#define CMI_API_AUTH_CLIENT_CERT 2u /* cmi's ClientCertificateHandler (http/client_cert.c) */
+#define CMI_CLIENT_CERT_HANDLER "cmi.security.ClientCertificateHandler"
 
 typedef struct {
     const char *name;

@@ -14,7 +14,7 @@
 
 #include "core/arena.h"
 
-typedef struct {
+typedef struct cmi_regex_s {
     regex_t re;
     int compiled;
 } cmi_regex_t;

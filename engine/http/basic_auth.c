@@ -5,7 +5,7 @@
 #include <crypt.h>
 #include <netdb.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
+#include <openssl/evp.h> /* EVP_DecodeBlock */
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <pthread.h>
@@ -63,6 +63,8 @@ struct cmi_basic_auth {
     unsigned nworkers;
     cache_slot_t *caches; /* nworkers * CACHE_SLOTS; a worker touches only its own */
     unsigned char secret[32]; /* keys the cache: a cache entry says nothing about a password */
+    EVP_MD *sha256;
+    EVP_MD_CTX **md_ctx; /* one per worker */
     pthread_t thread;
     pthread_mutex_t lock;
     pthread_cond_t wake;
@@ -142,8 +144,13 @@ cmi_basic_auth_t *cmi_basic_auth_create(const cmi_user_t *users, size_t nusers, 
     a->nusers = nusers;
     a->nworkers = nworkers;
     a->caches = cmi_xcalloc((size_t)nworkers * CACHE_SLOTS, sizeof(cache_slot_t));
+    a->md_ctx = cmi_xcalloc(nworkers, sizeof(*a->md_ctx));
     if (RAND_bytes(a->secret, sizeof(a->secret)) != 1) {
         snprintf(err, errlen, "basic authentication: no random bytes for its cache key");
+        goto fail;
+    }
+    if ((a->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL)) == NULL) {
+        snprintf(err, errlen, "basic authentication: OpenSSL has no SHA-256");
         goto fail;
     }
     pthread_mutex_init(&a->lock, NULL);
@@ -155,6 +162,8 @@ cmi_basic_auth_t *cmi_basic_auth_create(const cmi_user_t *users, size_t nusers, 
     pthread_cond_destroy(&a->wake);
     pthread_mutex_destroy(&a->lock);
 fail:
+    EVP_MD_free(a->sha256);
+    free(a->md_ctx);
     free(a->caches);
     free(a);
     return NULL;
@@ -180,6 +189,10 @@ void cmi_basic_auth_destroy(cmi_basic_auth_t *a)
     OPENSSL_cleanse(a->secret, sizeof(a->secret));
     OPENSSL_cleanse(a->caches, (size_t)a->nworkers * CACHE_SLOTS * sizeof(cache_slot_t));
     free(a->caches);
+    for (unsigned i = 0; i < a->nworkers; i++)
+        EVP_MD_CTX_free(a->md_ctx[i]);
+    free(a->md_ctx);
+    EVP_MD_free(a->sha256);
     free(a);
 }
 
@@ -209,15 +222,20 @@ static int recall(cmi_basic_auth_t *a, cmi_worker_t *w, const unsigned char *key
     return s->good;
 }
 
-static void cache_key(const cmi_basic_auth_t *a, const char *user, const char *password, unsigned char *key)
+/* SHA-256 of the secret, the user, a NUL and the password, with the
+ * digest fetched once and a context per worker: OpenSSL 3 fetches the
+ * algorithm on each one-shot call, which costs more than the hash. */
+static void cache_key(cmi_basic_auth_t *a, cmi_worker_t *w, const char *user, const char *password,
+                      unsigned char *key)
 {
-    EVP_MD_CTX *c = EVP_MD_CTX_new();
-    EVP_DigestInit_ex(c, EVP_sha256(), NULL);
-    EVP_DigestUpdate(c, a->secret, sizeof(a->secret));
-    EVP_DigestUpdate(c, user, strlen(user) + 1); /* the NUL separates the two */
-    EVP_DigestUpdate(c, password, strlen(password));
-    EVP_DigestFinal_ex(c, key, NULL);
-    EVP_MD_CTX_free(c);
+    EVP_MD_CTX **c = &a->md_ctx[w->index];
+    if (*c == NULL)
+        *c = EVP_MD_CTX_new();
+    EVP_DigestInit_ex2(*c, a->sha256, NULL);
+    EVP_DigestUpdate(*c, a->secret, sizeof(a->secret));
+    EVP_DigestUpdate(*c, user, strlen(user) + 1); /* the NUL separates the two */
+    EVP_DigestUpdate(*c, password, strlen(password));
+    EVP_DigestFinal_ex(*c, key, NULL);
 }
 
 static int refuse(h2o_req_t *req, int status)
@@ -264,16 +282,20 @@ static void on_verified(cmi_worker_t *w, cmi_task_t *task)
 
 /* Strict base64 of the header's credentials into out (NUL-terminated).
  * Returns the decoded length, or -1. */
+static int is_base64(char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/';
+}
+
 static int decode_credentials(const char *b64, size_t n, char *out, size_t outsize)
 {
-    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     if (n == 0 || n % 4 != 0 || (n / 4) * 3 + 1 > outsize)
         return -1;
     size_t pad = 0;
     while (pad < 2 && b64[n - 1 - pad] == '=')
         pad++;
     for (size_t i = 0; i < n - pad; i++)
-        if (b64[i] == '\0' || strchr(alphabet, b64[i]) == NULL)
+        if (!is_base64(b64[i]))
             return -1;
     int len = EVP_DecodeBlock((unsigned char *)out, (const unsigned char *)b64, (int)n);
     if (len < 0)
@@ -306,7 +328,8 @@ static int parse_basic(const char *v, size_t n, char *user, char *password)
         user[colon - plain] = '\0';
         memcpy(password, colon + 1, (size_t)len - (size_t)(colon - plain));
     }
-    OPENSSL_cleanse(plain, sizeof(plain));
+    if (len > 0)
+        OPENSSL_cleanse(plain, (size_t)len);
     return ok ? 0 : -1;
 }
 
@@ -352,22 +375,27 @@ int cmi_basic_auth_check(cmi_basic_auth_t *a, cmi_worker_t *w, h2o_req_t *req, c
         log_refusal(req, api, "no Authorization header (401)");
         return refuse(req, 401), CMI_AUTH_ANSWERED;
     }
-    job_t *j = cmi_xcalloc(1, sizeof(*j));
+    char user[MAX_USER + 1], password[MAX_PASSWORD + 1];
+    unsigned char key[SHA256_DIGEST_LENGTH];
     const h2o_iovec_t *v = &req->headers.entries[i].value;
-    if (parse_basic(v->base, v->len, j->user, j->password) != 0) {
-        free(j);
+    if (parse_basic(v->base, v->len, user, password) != 0) {
         log_refusal(req, api, "the Authorization header holds no Basic credentials (401)");
         return refuse(req, 401), CMI_AUTH_ANSWERED;
     }
-    cache_key(a, j->user, j->password, j->key);
-    int known = recall(a, w, j->key);
+    cache_key(a, w, user, password, key);
+    int known = recall(a, w, key);
     if (known >= 0) {
-        OPENSSL_cleanse(j->password, sizeof(j->password));
+        OPENSSL_cleanse(password, strlen(password));
         if (!known)
             log_refusal(req, api, "wrong user name or password (403)");
-        free(j);
         return known ? CMI_AUTH_PASS : (refuse(req, 403), CMI_AUTH_ANSWERED);
     }
+    /* Not known: the hash is checked on the verifier thread. */
+    job_t *j = cmi_xcalloc(1, sizeof(*j));
+    memcpy(j->user, user, strlen(user) + 1);
+    memcpy(j->password, password, strlen(password) + 1);
+    memcpy(j->key, key, sizeof(key));
+    OPENSSL_cleanse(password, strlen(password));
     j->auth = a;
     j->worker = w;
     j->req = req;

@@ -16,6 +16,7 @@
 #include "config/config.h"
 #include "http/answer.h"
 #include "http/basic_auth.h"
+#include "http/client_cert.h"
 #include "http/proxy.h"
 #include "core/log.h"
 #include "core/str.h"
@@ -346,6 +347,10 @@ static void copy_request(cmi_msg_t *msg, h2o_req_t *req)
                             ct);
     else
         cmi_msg_set_payload(msg, "", 0, ct);
+    /* As MI's transport: only when the listener asks for certificates. */
+    h2o_socket_t *sock = socket_of(req->conn);
+    if (sock != NULL && sock->ssl != NULL && msg->worker->engine->settings.tls.verify_client != CMI_TLS_VERIFY_NONE)
+        cmi_client_cert_to_msg(msg, sock);
 }
 
 /* One debug line per request: what matched and what got bound, so that an
@@ -534,6 +539,19 @@ static int refused_at_the_door(cmi_engine_t *engine, cmi_worker_t *w, h2o_req_t 
 }
 
 static int route(h2o_handler_t *self, h2o_req_t *req, int authenticated);
+static void proceed_authenticated(h2o_req_t *req, void *self);
+
+/* The API's handlers, in a fixed order: the client certificate (no cost),
+ * then basic authentication (may wait for the credential check).  Returns
+ * 1 when the request was answered or is waiting. */
+static int refused_by_handlers(h2o_handler_t *self, cmi_worker_t *w, h2o_req_t *req, const cmi_api_t *api)
+{
+    cmi_engine_t *engine = ((http_handler_t *)self)->engine;
+    if ((api->auth & CMI_API_AUTH_CLIENT_CERT) && cmi_client_cert_check(req, socket_of(req->conn), api) != 0)
+        return 1;
+    return (api->auth & CMI_API_AUTH_BASIC) &&
+           cmi_basic_auth_check(engine->basic_auth, w, req, api->name, proceed_authenticated, self) != CMI_AUTH_PASS;
+}
 
 static void proceed_authenticated(h2o_req_t *req, void *self)
 {
@@ -569,8 +587,7 @@ static int route(h2o_handler_t *self, h2o_req_t *req, int authenticated)
     int rc = cmi_dispatch_find(cfg->dispatch, mbit, path.base, path.len, query, qlen, &r);
     if (rc == CMI_DISPATCH_NO_API && r.api == NULL && cmi_proxy_http_service_list(req, path.base, path.len))
         return 0;
-    if (!authenticated && r.api != NULL && (r.api->auth & CMI_API_AUTH_BASIC) &&
-        cmi_basic_auth_check(engine->basic_auth, w, req, r.api->name, proceed_authenticated, self) != CMI_AUTH_PASS)
+    if (!authenticated && r.api != NULL && r.api->auth != 0 && refused_by_handlers(self, w, req, r.api))
         return 0;
     if (rc == CMI_DISPATCH_NO_API && (r.api == NULL ? cfg->main_seq : cfg->mismatch_seq) != NULL)
         return run_unmatched(w, req, cfg, &r, path, query, qlen);

@@ -223,6 +223,28 @@ static int set_client_verification(SSL_CTX *ctx, const cmi_tls_settings_t *s, ch
     return 0;
 }
 
+/* libh2o 2.2.5 has no getter for a connection's SSL*: its private
+ * struct st_h2o_socket_ssl_t (lib/common/socket.c) begins with these two
+ * members whatever its build options.  This is the one place cmi relies on
+ * it; another libh2o version fails the build here. */
+#if H2O_VERSION_MAJOR != 2 || H2O_VERSION_MINOR != 2
+#error "cmi_tls_client_certificate reads libh2o 2.2's private socket struct: check lib/common/socket.c"
+#endif
+struct h2o22_socket_ssl_prefix {
+    SSL_CTX *ssl_ctx;
+    SSL *ossl;
+};
+
+X509 *cmi_tls_client_certificate(h2o_socket_t *sock)
+{
+    if (sock == NULL || sock->ssl == NULL)
+        return NULL;
+    SSL *ssl = ((struct h2o22_socket_ssl_prefix *)sock->ssl)->ossl;
+    if (ssl == NULL || SSL_get_verify_result(ssl) != X509_V_OK)
+        return NULL;
+    return SSL_get1_peer_certificate(ssl); /* kept in the session: resumed connections have it too */
+}
+
 int cmi_tls_verify_parse(const char *v)
 {
     static const char *const names[] = {"none", "optional", "require"};

@@ -24,6 +24,11 @@ typedef struct {
     int http2;                /* offer h2 by ALPN */
 } cmi_tls_settings_t;
 
+/* The client certificate a connection presented and the listener
+ * verified (a new reference: X509_free it), or NULL: none, or not TLS. */
+typedef struct st_h2o_socket_t h2o_socket_t;
+X509 *cmi_tls_client_certificate(h2o_socket_t *sock);
+
 /* "none", "optional", "require" (any case): CMI_TLS_VERIFY_*, or -1. */
 int cmi_tls_verify_parse(const char *v);
 

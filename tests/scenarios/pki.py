@@ -48,7 +48,7 @@ def _backdate(d, name, ca, serial, ext, not_after):
     os.makedirs(db, exist_ok=True)
     open(os.path.join(db, "index.txt"), "w").close()
     with open(os.path.join(db, "serial"), "w") as f:
-        f.write("%02X\n" % (serial + 0x100))
+        f.write("%04X\n" % (serial + 0x100))
     conf = os.path.join(db, "ca.cnf")
     with open(conf, "w") as f:
         f.write("[ca]\ndefault_ca=c\n[c]\ndir=%s\ndatabase=$dir/index.txt\nnew_certs_dir=$dir\nserial=$dir/serial\n"

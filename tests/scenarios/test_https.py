@@ -274,3 +274,110 @@ def test_https_sighup_reload():
             check(status == 200 and f2["cert"] == f["cert"], "serving after a failed reload: %s" % status)
         finally:
             cmi.stop_clean()
+
+
+CERT_APIS = {
+    "api/whoami.xml": """<api xmlns="http://ws.apache.org/ns/synapse" name="WhoAmI" context="/whoami">
+  <resource methods="GET">
+    <inSequence>
+      <payloadFactory media-type="text"><format>$1|$2|$3</format>
+        <args>
+          <arg expression="get-property('axis2', 'ssl.client.auth.subject')"/>
+          <arg expression="get-property('axis2', 'ssl.client.auth.issuer')"/>
+          <arg expression="starts-with(get-property('axis2', 'ssl.client.auth.cert.X509'), '-----BEGIN CERTIFICATE-----')"/>
+        </args>
+      </payloadFactory>
+      <respond/>
+    </inSequence>
+  </resource>
+</api>
+""",
+    "api/alice.xml": """<api xmlns="http://ws.apache.org/ns/synapse" name="AliceOnly" context="/alice">
+  <resource methods="GET">
+    <inSequence>
+      <log level="custom"><property name="alice flow" value="reached"/></log>
+      <payloadFactory media-type="text"><format>hello alice</format></payloadFactory>
+      <respond/>
+    </inSequence>
+  </resource>
+  <handlers>
+    <handler class="cmi.security.ClientCertificateHandler">
+      <property name="subjectPattern" value=".*CN=alice"/>
+    </handler>
+  </handlers>
+</api>
+""",
+}
+
+
+def tls_get(port, ctx, path):
+    """(status, body) over a new TLS connection, or None when the server
+    refused the handshake (libh2o 2.2.5 closes without an alert: with TLS
+    1.3 the client learns it at its first read)."""
+    try:
+        status, body, _ = https_get(port, ctx, path)
+        return status, body
+    except (ssl.SSLError, ConnectionError, IndexError, ValueError, socket.timeout):
+        return None
+
+
+def client_context(s, name=None):
+    ctx = s.context()
+    if name is not None:
+        ctx.load_cert_chain(os.path.join(s.dir, name + ".pem"), os.path.join(s.dir, name + ".key"))
+    return ctx
+
+
+def test_client_certificates():
+    files = dict(CERT_APIS)
+    with Setup(files=files) as s:
+        d = s.dir
+        clients_ca = pki.make_ca(d, "clients", cn="cmi clients CA")
+        pki.make_cert(d, "alice", ca="clients", cn="alice", serial=11, client=True)
+        pki.make_cert(d, "bob", ca="clients", cn="bob", serial=12, client=True)
+        pki.make_cert(d, "old", ca="clients", cn="alice", serial=13, client=True, not_after="210101000000Z")
+        pki.make_ca(d, "rogue", cn="rogue CA")
+        pki.make_cert(d, "mallory", ca="rogue", cn="alice", serial=14, client=True)
+        s.config = s.write_config('verifyClient="optional" caFile="%s"' % clients_ca)
+        cmi = s.start()
+        try:
+            port = cmi.https_port
+            mark = cmi.log_mark()
+            # A verified certificate: its subject, issuer and PEM in the flow
+            # (MI's axis2 property), and the per-API handler lets it in.
+            got = tls_get(port, client_context(s, "alice"), "/whoami")
+            check(got == (200, b"O=cmi tests,CN=alice|CN=cmi clients CA|true"), "alice /whoami: %r" % (got,))
+            check(tls_get(port, client_context(s, "alice"), "/alice") == (200, b"hello alice"), "alice /alice")
+            # Another subject: the API's pattern refuses it; other APIs serve it.
+            check(tls_get(port, client_context(s, "bob"), "/alice") == (403, b""), "bob /alice")
+            got = tls_get(port, client_context(s, "bob"), "/whoami")
+            check(got is not None and got[1].startswith(b"O=cmi tests,CN=bob|"), "bob /whoami: %r" % (got,))
+            # No certificate (optional): served, nothing in the flow, and
+            # the handler refuses.
+            check(tls_get(port, client_context(s), "/whoami") == (200, b"||false"), "no cert /whoami")
+            check(tls_get(port, client_context(s), "/alice") == (403, b""), "no cert /alice")
+            # Expired, or from a CA the listener does not trust (with alice's
+            # name): the handshake is refused.
+            for name in ("old", "mallory"):
+                check(tls_get(port, client_context(s, name), "/whoami") is None, "%s's certificate accepted" % name)
+            # Over plain HTTP the handler refuses.
+            status, _, _ = cmi.request("GET", "/alice")
+            check(status == 403, "/alice over HTTP: %s" % status)
+            log = "\n".join(cmi.log_text().splitlines()[mark:])
+            check(log.count("alice flow = reached") == 1, "the flow ran for a refused request:\n%s" % log[-2000:])
+        finally:
+            cmi.stop_clean()
+        # require: no certificate, no connection; a good one works, resumed too.
+        s.config = s.write_config('verifyClient="require" caFile="%s"' % clients_ca)
+        cmi = s.start()
+        try:
+            port = cmi.https_port
+            check(tls_get(port, client_context(s), "/whoami") is None, "require: served without a certificate")
+            ctx = client_context(s, "alice")
+            ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+            status, body, f = https_get(port, ctx, "/whoami")
+            check(status == 200 and body.startswith(b"O=cmi tests,CN=alice|"), "require + alice: %s %r" % (status, body))
+            status, body, f2 = https_get(port, ctx, "/alice", session=f["session"])
+            check(f2["reused"] and status == 200, "a resumed session keeps its certificate: %s %s" % (f2["reused"], status))
+        finally:
+            cmi.stop_clean()
