@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/secrets.h"
 #include "http/server.h"
 #include "plugin/plugin.h"
 #include "runtime/msg.h"
@@ -184,9 +185,14 @@ static void log_connectors(const cmi_engine_t *e)
  * configured, the HTTPS listener's context and sockets. */
 static int open_listeners(cmi_engine_t *e, int *fds, char *err, size_t errlen)
 {
-    const cmi_settings_t *s = &e->settings;
+    cmi_settings_t *s = &e->settings;
     if (s->tls.cert_file != NULL) {
         char why[400];
+        if (s->tls.password != NULL && cmi_secret_resolve_ref(s->arena, s->tls.password, &s->tls.password, why,
+                                                              sizeof(why)) < 0) {
+            snprintf(err, errlen, "HTTPS password: %s: not starting", why);
+            return -1;
+        }
         e->tls_ctx = cmi_tls_context_create(&s->tls, why, sizeof(why));
         if (e->tls_ctx == NULL) {
             snprintf(err, errlen, "HTTPS: %s: not starting", why);

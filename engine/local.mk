@@ -5,6 +5,7 @@ noinst_LTLIBRARIES += engine/libcmi-base.la
 engine_libcmi_base_la_SOURCES = \
 	engine/core/arena.c engine/core/arena.h \
 	engine/core/str.c engine/core/str.h \
+	engine/core/secrets.c engine/core/secrets.h \
 	engine/plugin/pvalue.c engine/plugin/pvalue.h
 engine_libcmi_base_la_LIBADD = $(JANSSON_LIBS) $(OPENSSL_LIBS) -lm
 

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "config/config.h"
+#include "core/secrets.h"
 #include "core/str.h"
 #include "engine.h"
 #include "plugin/plugin.h"
@@ -202,6 +203,16 @@ static int cmd_describe(cmi_settings_t *s, const char *name)
     return rc;
 }
 
+/* Before the deployment and any thread: the store is read-only from then on. */
+static int load_secrets(const cmi_settings_t *s)
+{
+    char err[512];
+    if (s->secrets_file == NULL || cmi_secrets_load(s->secrets_file, err, sizeof(err)) == 0)
+        return 0;
+    fprintf(stderr, "cmi: %s\n", err);
+    return -1;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -235,10 +246,13 @@ int main(int argc, char **argv)
         rc = 2;
     } else if (parse_args(&s, argc - 2 - describe, argv + 2 + describe, strcmp(cmd, "check") == 0) != 0) {
         rc = 2;
+    } else if (load_secrets(&s) != 0) {
+        rc = 1;
     } else {
         cmi_log_configure(s.log_level, s.log_format);
         rc = describe ? cmd_describe(&s, argv[2]) : strcmp(cmd, "check") == 0 ? cmd_check(&s) : cmi_engine_run(&s);
     }
+    cmi_secrets_clear();
     cmi_settings_dispose(&s);
     xmlCleanupParser();
     return rc;

@@ -51,6 +51,7 @@ void cmi_settings_dispose(cmi_settings_t *s)
  *     <https host="0.0.0.0" port="8253" certificate="cert.pem" key="key.pem" password="..."
  *            protocols="TLSv1.2,TLSv1.3" ciphers="..." cipherSuites="..." verifyClient="none"
  *            caFile="ca.pem" http2="true"/>
+ *     <secrets file="/etc/cmi/secrets"/>
  *     <users>
  *       <user name="admin" password="$y$..." roles="admin"/>
  *     </users>
@@ -232,6 +233,11 @@ static void read_other(file_ctx_t *f, xmlNodePtr n, cmi_settings_t *s)
             else
                 bad(f, n, "format", v, "must be 'text' or 'json'");
         }
+    } else if (xmlStrcmp(n->name, (const xmlChar *)"secrets") == 0) {
+        static const char *const allowed[] = {"file", NULL};
+        check_attrs(f, n, allowed);
+        if ((v = attr(n, "file")) != NULL)
+            s->secrets_file = v;
     } else if (xmlStrcmp(n->name, (const xmlChar *)"connectors") == 0) {
         static const char *const allowed[] = {"path", NULL};
         check_attrs(f, n, allowed);

@@ -14,6 +14,7 @@
 #include <sys/time.h>
 
 #include "core/regex.h"
+#include "core/secrets.h"
 #include "core/str.h"
 #include "expr/ast.h"
 #include "runtime/convert.h"
@@ -687,6 +688,7 @@ static int fn_now(ex_ctx_t *c, cmi_value_t *a, size_t n, cmi_value_t *out)
 /* xpath("expr"): the XPath is compiled when the argument is a literal
  * (see the parser); here it is evaluated against the XML payload. */
 static int fn_xpath(ex_ctx_t *c, cmi_value_t *a, size_t n, cmi_value_t *out);
+static int fn_vault(ex_ctx_t *c, cmi_value_t *args, size_t n, cmi_value_t *out);
 
 static const ex_fn_t functions[] = {
     {"length", 1, 1, fn_length},
@@ -730,8 +732,23 @@ static const ex_fn_t functions[] = {
     {"not", 1, 1, fn_not},
     {"now", 0, 0, fn_now},
     {"xpath", 1, 1, fn_xpath},
+    {"wso2-vault", 1, 1, fn_vault},
     {NULL, 0, 0, NULL},
 };
+
+/* MI 4.4's secure vault lookup, from cmi's secret store (core/secrets.h). */
+static int fn_vault(ex_ctx_t *c, cmi_value_t *args, size_t n, cmi_value_t *out)
+{
+    (void)n;
+    ARG_STRING(0, "wso2-vault");
+    char alias[160], err[256];
+    snprintf(alias, sizeof(alias), "%.*s", (int)args[0].u.s.len, args[0].u.s.ptr);
+    const char *v;
+    if (cmi_secret_lookup(c->msg->arena, alias, NULL, NULL, &v, err, sizeof(err)) != 0)
+        return ex_fail(c, "wso2-vault(): %s", err);
+    *out = cmi_value_cstring(v);
+    return 0;
+}
 
 const ex_fn_t *ex_fn_find(const char *name, size_t len)
 {

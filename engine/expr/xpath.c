@@ -11,6 +11,8 @@
  *   get-property('NAME'), get-property('SCOPE', 'NAME')   scopes: default,
  *       synapse, axis2, transport, operation, env, func
  *   base64Encode(s), base64Decode(s), url-encode(s)
+ *   wso2:vault-lookup('alias'[, 'TYPE', 'false'])   MI's secure vault: cmi's
+ *       secret store (core/secrets.h)
  *   $ctx:NAME  $axis2:NAME  $trp:NAME  $url:NAME  $env:NAME  $func:NAME
  *   $body  $header  $env */
 #include "config.h"
@@ -23,6 +25,7 @@
 #include <strings.h>
 
 #include "config/config.h"
+#include "core/secrets.h"
 #include "core/str.h"
 #include "expr/ast.h"
 #include "runtime/convert.h"
@@ -35,6 +38,7 @@
 #define NS_URL "urn:cmi:xpath:url"
 #define NS_ENV "urn:cmi:xpath:env"
 #define NS_FUNC "urn:cmi:xpath:func"
+#define NS_WSO2 "urn:cmi:xpath:wso2"
 
 /* An XPath that runs for ever is cut off (libxml2 counts operations). */
 #define XPATH_OP_LIMIT 50000000ul
@@ -291,6 +295,31 @@ static void fn_url_encode(xmlXPathParserContextPtr ctxt, int nargs)
     xmlFree(s);
 }
 
+/* MI's secure vault lookup, from cmi's secret store.  An unknown alias
+ * fails the evaluation (MI gives back the alias itself, which then goes on
+ * as a password). */
+static void fn_vault_lookup(xmlXPathParserContextPtr ctxt, int nargs)
+{
+    if (nargs != 1 && nargs != 3) {
+        xmlXPathSetArityError(ctxt);
+        return;
+    }
+    xmlChar *args[3] = {NULL, NULL, NULL};
+    for (int i = nargs - 1; i >= 0; i--)
+        args[i] = xmlXPathPopString(ctxt);
+    xpath_run_t *run = ctxt->context->userData;
+    const char *value = "";
+    char err[256];
+    if (run->c != NULL && cmi_secret_lookup(run->c->msg->arena, (const char *)args[0], (const char *)args[1],
+                                            (const char *)args[2], &value, err, sizeof(err)) != 0) {
+        snprintf(run->error, sizeof(run->error), "wso2:vault-lookup(): %.200s", err);
+        value = "";
+    }
+    valuePush(ctxt, xmlXPathNewCString(value));
+    for (int i = 0; i < 3; i++)
+        xmlFree(args[i]);
+}
+
 /* $ctx:NAME and friends. */
 static xmlXPathObjectPtr lookup_variable(void *data, const xmlChar *name, const xmlChar *ns_uri)
 {
@@ -437,6 +466,8 @@ static xmlXPathContextPtr new_context(xmlDocPtr doc, const ex_node_t *n, xpath_r
     xmlXPathRegisterFunc(ctx, (const xmlChar *)"base64Encode", fn_base64_encode);
     xmlXPathRegisterFunc(ctx, (const xmlChar *)"base64Decode", fn_base64_decode);
     xmlXPathRegisterFunc(ctx, (const xmlChar *)"url-encode", fn_url_encode);
+    xmlXPathRegisterNs(ctx, (const xmlChar *)"wso2", (const xmlChar *)NS_WSO2);
+    xmlXPathRegisterFuncNS(ctx, (const xmlChar *)"vault-lookup", (const xmlChar *)NS_WSO2, fn_vault_lookup);
     xmlXPathRegisterVariableLookup(ctx, lookup_variable, run);
     return ctx;
 }

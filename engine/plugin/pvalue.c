@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/secrets.h"
 #include "core/str.h"
 #include "plugin/pvalue.h"
 
@@ -164,6 +165,9 @@ int cmi_param_parse(cmi_arena_t *arena, const cmi_param_def_t *def, const char *
 
 int cmi_param_secret(cmi_arena_t *arena, const char *text, const char **out, char *err, size_t n)
 {
+    int ref = cmi_secret_resolve_ref(arena, text, out, err, n);
+    if (ref != 0)
+        return ref > 0 ? 0 : ref;
     if (strncmp(text, "$SYSTEM:", 8) == 0) {
         const char *v = getenv(text + 8);
         if (v == NULL) {
@@ -291,6 +295,8 @@ const char *cmi_param_value(cmi_arena_t *arena, const cmi_param_def_t *def, cons
  * text may well be a JSON object with ${...} inside). */
 int cmi_param_is_dynamic_syntax(const cmi_param_def_t *def, const char *v)
 {
+    if ((def->flags & CMI_PARAM_SECRET) && cmi_secret_is_ref(v))
+        return 0; /* read from the secret store at load */
     size_t n = strlen(v);
     if (n < 2 || v[0] != '{' || v[n - 1] != '}')
         return 0;
@@ -311,7 +317,10 @@ int cmi_param_static(cmi_arena_t *arena, const cmi_param_def_t *defs, unsigned r
     char why[512];
     if (def->flags & CMI_PARAM_SECRET) {
         const char *resolved;
-        if (cmi_param_secret(arena, v, &resolved, err, n) != 0)
+        int rc = cmi_param_secret(arena, v, &resolved, err, n);
+        if (rc == -2)
+            return -1; /* written wrong: an error wherever it is checked */
+        if (rc != 0)
             return CMI_PARAM_ESECRET;
         v = resolved;
     }

@@ -39,8 +39,10 @@ int cmi_params_table_check(const cmi_param_def_t *defs, size_t params_size, char
  * reason never holds the value. */
 int cmi_param_parse(cmi_arena_t *arena, const cmi_param_def_t *def, const char *text, void *slot, char *err,
                     size_t err_size);
-/* Resolves $SYSTEM:NAME and $FILE:PATH for a secret row: 0 with *out (arena),
- * or -1 with a reason (never the secret). */
+/* Resolves $SYSTEM:NAME, $FILE:PATH and MI's vault references
+ * ({wso2:vault-lookup('alias')}, core/secrets.h) for a secret row: 0 with
+ * *out (arena), or -1 with a reason (never the secret); -2 for a vault
+ * reference written wrong. */
 int cmi_param_secret(cmi_arena_t *arena, const char *text, const char **out, char *err, size_t err_size);
 
 /* Fills params (zeroed, of the table's struct) with every row's default.

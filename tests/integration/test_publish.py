@@ -1048,3 +1048,32 @@ def test_small_max_in_flight_queues_and_drains(node):
                 wait_for(lambda: node.depth(q) == 60, 10, "60 messages in %s (has %r)" % (q, node.depth(q)))
         finally:
             cmi.stop_clean()
+
+
+def test_password_from_the_secret_store(node):
+    # MI's secure vault form in the connection's password: read from cmi's
+    # secrets file (mode 600) at load; the connection comes up, so the value
+    # reached the broker.
+    q = unique("vault")
+    conn = connection(node).replace("<password>guest</password>",
+                                    "<password>{wso2:vault-lookup('rabbitmq_password')}</password>")
+    publish = "<queue>%s</queue><publisherConfirms>true</publisherConfirms>" % q
+    with Deployment({"local-entries/rmq.xml": conn, "api/pub.xml": api(resource("/v", publish))}) as d:
+        secrets = os.path.join(d, "..", os.path.basename(d) + ".secrets")
+        with open(secrets, "w") as f:
+            f.write("# test secrets\nrabbitmq_password = guest\n")
+        os.chmod(secrets, 0o600)
+        config = secrets + ".xml"
+        with open(config, "w") as f:
+            f.write('<cmi><secrets file="%s"/></cmi>' % secrets)
+        check(RMQ_CONNECTORS, "CMI_RMQ_CONNECTORS is not set (run through make check)")
+        cmi = Cmi(d, workers=1, env={"CMI_CONNECTORS_PATH": RMQ_CONNECTORS}, args=["--config", config]).start()
+        try:
+            cmi.wait_log(r"\[rabbitmq:RMQ\] connection \d up: ", 20)
+            status, data = post(cmi, "/pub/v", {"x": 1})
+            check(status == 200, "publish with the vault password: %s %r" % (status, data))
+            check(len(node.get(q)) == 1, "the message did not arrive")
+        finally:
+            cmi.stop_clean()
+            os.unlink(secrets)
+            os.unlink(config)
