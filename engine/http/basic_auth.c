@@ -247,14 +247,10 @@ static int refuse(h2o_req_t *req, int status)
 
 static void log_refusal(h2o_req_t *req, const char *api, const char *why)
 {
-    if (!cmi_log_enabled(CMI_LOG_DEBUG))
-        return;
-    char host[NI_MAXHOST] = "?";
-    struct sockaddr_storage sa;
-    socklen_t len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&sa);
-    if (len != 0)
-        h2o_socket_getnumerichost((struct sockaddr *)&sa, len, host);
-    cmi_log_debug("http", "API %s: refused a request from %s: %s", api, host, why);
+    char host[NI_MAXHOST];
+    if (cmi_log_enabled(CMI_LOG_DEBUG))
+        cmi_log_debug("http", "API %s: refused a request from %s: %s", api, cmi_http_peer(req, host, sizeof(host)),
+                      why);
 }
 
 static void on_link_dispose(void *p)

@@ -60,14 +60,10 @@ void cmi_client_cert_to_msg(cmi_msg_t *msg, h2o_socket_t *sock)
 
 static int refuse(h2o_req_t *req, const cmi_api_t *api, const char *why)
 {
-    if (cmi_log_enabled(CMI_LOG_DEBUG)) {
-        char host[NI_MAXHOST] = "?";
-        struct sockaddr_storage sa;
-        socklen_t len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&sa);
-        if (len != 0)
-            h2o_socket_getnumerichost((struct sockaddr *)&sa, len, host);
-        cmi_log_debug("http", "API %s: refused a request from %s: %s (403)", api->name, host, why);
-    }
+    char host[NI_MAXHOST];
+    if (cmi_log_enabled(CMI_LOG_DEBUG))
+        cmi_log_debug("http", "API %s: refused a request from %s: %s (403)", api->name,
+                      cmi_http_peer(req, host, sizeof(host)), why);
     cmi_http_answer(req, 403, NULL, "", 0);
     return -1;
 }

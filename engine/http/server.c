@@ -96,6 +96,16 @@ static const char *reason_phrase(int status)
     }
 }
 
+const char *cmi_http_peer(h2o_req_t *req, char *buf, size_t size)
+{
+    struct sockaddr_storage sa;
+    socklen_t len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&sa);
+    snprintf(buf, size, "?");
+    if (len != 0 && size >= NI_MAXHOST)
+        h2o_socket_getnumerichost((struct sockaddr *)&sa, len, buf);
+    return buf;
+}
+
 int cmi_http_answer(h2o_req_t *req, int status, const char *ctype, const char *body, size_t len)
 {
     req->res.status = status;
