@@ -295,8 +295,8 @@ const char *cmi_param_value(cmi_arena_t *arena, const cmi_param_def_t *def, cons
  * text may well be a JSON object with ${...} inside). */
 int cmi_param_is_dynamic_syntax(const cmi_param_def_t *def, const char *v)
 {
-    if ((def->flags & CMI_PARAM_SECRET) && cmi_secret_is_ref(v))
-        return 0; /* read from the secret store at load */
+    if (cmi_secret_is_ref(v))
+        return 0; /* read from the secret store at load, whatever the row */
     size_t n = strlen(v);
     if (n < 2 || v[0] != '{' || v[n - 1] != '}')
         return 0;
@@ -315,7 +315,10 @@ int cmi_param_static(cmi_arena_t *arena, const cmi_param_def_t *defs, unsigned r
 {
     const cmi_param_def_t *def = &defs[row];
     char why[512];
-    if (def->flags & CMI_PARAM_SECRET) {
+    /* A vault reference in any row (a user name may be kept there too); its
+     * value is then never repeated in a message, as a secret row's. */
+    int hidden = (def->flags & CMI_PARAM_SECRET) || cmi_secret_is_ref(v);
+    if (hidden) {
         const char *resolved;
         int rc = cmi_param_secret(arena, v, &resolved, err, n);
         if (rc == -2)
@@ -325,7 +328,7 @@ int cmi_param_static(cmi_arena_t *arena, const cmi_param_def_t *defs, unsigned r
         v = resolved;
     }
     if (cmi_param_parse(arena, def, v, (char *)params + def->offset, why, sizeof(why)) != 0) {
-        if (def->flags & CMI_PARAM_SECRET)
+        if (hidden)
             snprintf(err, n, "the value is %s", why);
         else
             snprintf(err, n, "'%s' is %s", v, why);

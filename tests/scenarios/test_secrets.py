@@ -146,3 +146,21 @@ def test_https_password_from_the_store():
                     check(rc == 1 and want in err, "unknown alias for the HTTPS password: %s %s" % (rc, err))
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def test_connector_parameters_from_the_store():
+    # {wso2:vault-lookup('alias')} as a connector parameter: a secret row
+    # (the token) and any other row (the name), read once at load.
+    conn = ("<localEntry xmlns=\"http://ws.apache.org/ns/synapse\" key=\"EchoConn\"><echo.init>"
+            "<name>{wso2:vault-lookup('conn_name')}</name><token>{wso2:vault-lookup('db_password')}</token>"
+            "</echo.init></localEntry>")
+    with Setup(secrets=SECRETS + "conn_name = VaultConn\n") as s:
+        os.makedirs(os.path.join(s.deploy, "local-entries"))
+        with open(os.path.join(s.deploy, "local-entries", "conn.xml"), "w") as f:
+            f.write(conn)
+        cmi = Cmi(s.deploy, args=["--config", s.config], env=ENV).start()
+        try:
+            cmi.wait_log(r"connection VaultConn started: .* token set")
+            check("Sup3r-s3cret-DB" not in cmi.log_text(), "the token reached the log")
+        finally:
+            cmi.stop_clean()
