@@ -732,20 +732,23 @@ static const ex_fn_t functions[] = {
     {"not", 1, 1, fn_not},
     {"now", 0, 0, fn_now},
     {"xpath", 1, 1, fn_xpath},
-    {"wso2-vault", 1, 1, fn_vault},
+    {"wso2-vault", 1, 1, fn_vault}, /* Synapse's grammar */
+    {"secret", 1, 1, fn_vault},     /* MI's documentation (README: where the two disagree) */
     {NULL, 0, 0, NULL},
 };
 
-/* MI 4.4's secure vault lookup, from cmi's secret store (core/secrets.h). */
+/* MI 4.4's secure vault lookup, from cmi's secret store (core/secrets.h):
+ * wso2-vault('alias') as Synapse's grammar has it, secret('alias') as MI's
+ * documentation writes it. */
 static int fn_vault(ex_ctx_t *c, cmi_value_t *args, size_t n, cmi_value_t *out)
 {
     (void)n;
-    ARG_STRING(0, "wso2-vault");
+    ARG_STRING(0, "secret");
     char alias[160], err[256];
     snprintf(alias, sizeof(alias), "%.*s", (int)args[0].u.s.len, args[0].u.s.ptr);
     const char *v;
     if (cmi_secret_lookup(c->msg->arena, alias, NULL, NULL, &v, err, sizeof(err)) != 0)
-        return ex_fail(c, "wso2-vault(): %s", err);
+        return ex_fail(c, "secret lookup: %s", err);
     *out = cmi_value_cstring(v);
     return 0;
 }

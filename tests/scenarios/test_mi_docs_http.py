@@ -635,3 +635,25 @@ def test_securing_a_rest_api_with_basic_auth():
         finally:
             cmi.stop_clean()
             os.unlink(config)
+
+
+def test_synapse_expression_secret():
+    # reference/synapse-properties/synapse-expressions.md (Fetch secrets):
+    # ${secret('mysqlpassword')} gives the variable the secret of that alias;
+    # here from cmi's secrets file.  Shown by a payloadFactory (added).
+    show = '<payloadFactory media-type="json"><format>{"password": "${vars.password}"}</format></payloadFactory><respond/>'
+    with Example("synexpr_secret_variable", main='<sequence key="snippet"/>' + show) as d:
+        secrets = d + ".secrets"
+        with open(secrets, "w") as f:
+            f.write("mysqlpassword = my-sql-pw\n")
+        os.chmod(secrets, 0o600)
+        with open(d + ".xml", "w") as f:
+            f.write('<cmi><secrets file="%s"/></cmi>' % secrets)
+        cmi = Cmi(d, workers=1, args=["--config", d + ".xml"]).start()
+        try:
+            status, _, data = cmi.request("GET", "/anything")
+            check(status == 200 and json.loads(data) == {"password": "my-sql-pw"}, "answer %d %r" % (status, data))
+        finally:
+            cmi.stop_clean()
+            os.unlink(secrets)
+            os.unlink(d + ".xml")
