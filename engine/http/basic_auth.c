@@ -276,13 +276,13 @@ static void on_verified(cmi_worker_t *w, cmi_task_t *task)
     free(j);
 }
 
-/* Strict base64 of the header's credentials into out (NUL-terminated).
- * Returns the decoded length, or -1. */
 static int is_base64(char c)
 {
     return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/';
 }
 
+/* Strict base64 of the header's credentials into out (NUL-terminated).
+ * Returns the decoded length, or -1. */
 static int decode_credentials(const char *b64, size_t n, char *out, size_t outsize)
 {
     if (n == 0 || n % 4 != 0 || (n / 4) * 3 + 1 > outsize)
