@@ -381,3 +381,17 @@ def test_client_certificates():
             check(f2["reused"] and status == 200, "a resumed session keeps its certificate: %s %s" % (f2["reused"], status))
         finally:
             cmi.stop_clean()
+
+
+def test_sighup_without_https():
+    # SIGHUP with no HTTPS listener: said in the log, nothing else changes.
+    with Setup() as s:
+        cmi = Cmi(s.deploy).start()
+        try:
+            mark = cmi.log_mark()
+            cmi.proc.send_signal(signal.SIGHUP)
+            cmi.wait_log(r"SIGHUP: no HTTPS listener to reload", start=mark)
+            status, _, _ = cmi.request("GET", "/hello")
+            check(status == 200, "after SIGHUP: %s" % status)
+        finally:
+            cmi.stop_clean()
