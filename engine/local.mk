@@ -63,6 +63,7 @@ engine_libcmi_engine_la_SOURCES = \
 	engine/http/tls.c engine/http/tls.h \
 	engine/http/basic_auth.c engine/http/basic_auth.h \
 	engine/http/client_cert.c engine/http/client_cert.h \
+	engine/http/jwk.c engine/http/jwk.h \
 	engine/engine.c engine/engine.h \
 	engine/settings.c
 engine_libcmi_engine_la_CPPFLAGS = $(AM_CPPFLAGS) -DCMI_CONNECTORS_DIR='"$(connectorsdir)"'

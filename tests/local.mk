@@ -19,10 +19,13 @@ tests_unit_test_expr_SOURCES = tests/unit/test_expr.c tests/unit/cu_main.h
 tests_unit_test_expr_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_expr_LDADD = $(UNIT_LDADD)
 
-check_PROGRAMS += tests/unit/test_httpclient tests/unit/test_tls
+check_PROGRAMS += tests/unit/test_httpclient tests/unit/test_tls tests/unit/test_jwk
 tests_unit_test_tls_SOURCES = tests/unit/test_tls.c tests/unit/cu_main.h
 tests_unit_test_tls_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_tls_LDADD = $(UNIT_LDADD)
+tests_unit_test_jwk_SOURCES = tests/unit/test_jwk.c tests/unit/cu_main.h
+tests_unit_test_jwk_CPPFLAGS = $(UNIT_CPPFLAGS)
+tests_unit_test_jwk_LDADD = $(UNIT_LDADD)
 tests_unit_test_httpclient_SOURCES = tests/unit/test_httpclient.c tests/unit/cu_main.h
 tests_unit_test_httpclient_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_httpclient_LDADD = $(UNIT_LDADD) -lpthread
@@ -38,7 +41,7 @@ tests_unit_test_rmq_CPPFLAGS = $(AM_CPPFLAGS) $(CUNIT_CFLAGS) $(PROTON_CFLAGS)
 tests_unit_test_rmq_LDADD = connectors/rabbitmq/librmq-core.la $(PROTON_LIBS) $(JANSSON_LIBS) $(CUNIT_LIBS)
 
 TESTS += tests/unit/test_core tests/unit/test_dispatch tests/unit/test_runtime tests/unit/test_expr \
-	tests/unit/test_plugin tests/unit/test_rmq tests/unit/test_httpclient tests/unit/test_tls
+	tests/unit/test_plugin tests/unit/test_rmq tests/unit/test_httpclient tests/unit/test_tls tests/unit/test_jwk
 
 # Connector modules for tests, built as a connector author would build one:
 # a libtool module exporting nothing but the cmi_connector descriptor.
