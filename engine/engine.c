@@ -186,6 +186,10 @@ static void log_connectors(const cmi_engine_t *e)
 static int open_listeners(cmi_engine_t *e, int *fds, char *err, size_t errlen)
 {
     cmi_settings_t *s = &e->settings;
+    if (s->https_asked && s->tls.cert_file == NULL) {
+        snprintf(err, errlen, "HTTPS: no certificate (<https certificate=...> or --tls-cert): not starting");
+        return -1;
+    }
     if (s->tls.cert_file != NULL) {
         char why[400];
         if (s->tls.password != NULL && cmi_secret_resolve_ref(s->arena, s->tls.password, &s->tls.password, why,
@@ -246,11 +250,10 @@ static void warn_https_needs(const cmi_engine_t *e)
 static void log_https(const cmi_engine_t *e)
 {
     const cmi_tls_settings_t *t = &e->settings.tls;
-    static const char *const verify[] = {"none", "optional", "require"};
     cmi_log_info("http", "listening on %s:%d for HTTPS (%s, %s, client certificates: %s)",
                  e->settings.https_host ? e->settings.https_host : e->settings.http_host, e->https_port,
                  t->protocols ? t->protocols : "TLSv1.2,TLSv1.3", t->http2 ? "HTTP/1.1 and h2" : "HTTP/1.1",
-                 verify[t->verify_client]);
+                 cmi_tls_verify_name(t->verify_client));
 }
 
 /* The credential checker, when an API asks for basic authentication. */

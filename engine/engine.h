@@ -19,6 +19,7 @@ typedef struct cmi_settings {
     const char *https_host;      /* NULL: http_host */
     int https_port;              /* 8253 (MI's); 0 picks a free port */
     cmi_tls_settings_t tls;      /* the HTTPS listener runs when tls.cert_file is set */
+    int https_asked;             /* <https> or --tls-key given: a certificate is then required */
     const char *secrets_file;    /* <secrets file>: MI's vault lookups read it */
     const cmi_user_t *users;     /* <users>, for the APIs' basic authentication */
     size_t nusers;

@@ -69,6 +69,7 @@ static int parse_option(cmi_settings_t *s, const char *opt, const char *v)
         s->tls.cert_file = v;
     } else if (strcmp(opt, "--tls-key") == 0) {
         s->tls.key_file = v;
+        s->https_asked = 1;
     } else if (strcmp(opt, "--http-host") == 0) {
         s->http_host = v;
     } else if (strcmp(opt, "--workers") == 0) {

@@ -159,8 +159,7 @@ static void read_https(file_ctx_t *f, xmlNodePtr n, cmi_settings_t *s)
         bad(f, n, "verifyClient", v, "must be 'none', 'optional' or 'require'");
     if ((v = attr(n, "http2")) != NULL && cmi_parse_bool(v, &s->tls.http2) != 0)
         bad(f, n, "http2", v, "must be 'true' or 'false'");
-    if (s->tls.cert_file == NULL)
-        cmi_diag_error(&f->diag, f->path, (int)xmlGetLineNo(n), "<https>: the certificate attribute is required");
+    s->https_asked = 1; /* the certificate may still come from --tls-cert */
     if (s->tls.verify_client > CMI_TLS_VERIFY_NONE && s->tls.ca_file == NULL)
         cmi_diag_error(&f->diag, f->path, (int)xmlGetLineNo(n),
                        "<https verifyClient>: client verification needs caFile (the CAs client certificates must "

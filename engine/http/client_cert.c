@@ -6,56 +6,77 @@
 #include <openssl/bio.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/log.h"
 #include "core/regex.h"
 #include "http/answer.h"
 #include "http/tls.h"
+#include "runtime/worker.h"
 
-/* An X.509 name as RFC 2253 writes it ("CN=orders,O=Example"), in arena
- * memory, or NULL. */
-static char *name_text(cmi_arena_t *arena, const X509_NAME *name)
+/* What a connection's verified certificate shows, written once per
+ * connection (a connection keeps its certificate: renegotiation is off)
+ * and kept with it: three NUL-terminated texts in one block. */
+typedef struct {
+    const char *pem, *subject, *issuer;
+    char text[];
+} peer_t;
+
+/* Appends an X.509 name as RFC 2253 writes it ("O=Example,CN=orders"),
+ * then a NUL. */
+static int put_name(BIO *b, const X509_NAME *name)
 {
-    BIO *b = BIO_new(BIO_s_mem());
-    char *out = NULL;
-    if (b != NULL && X509_NAME_print_ex(b, name, 0, XN_FLAG_RFC2253) >= 0) {
-        char *p;
-        long n = BIO_get_mem_data(b, &p);
-        out = arena != NULL ? cmi_arena_strndup(arena, p, (size_t)n) : strndup(p, (size_t)n);
-    }
-    BIO_free(b);
-    return out;
+    return X509_NAME_print_ex(b, name, 0, XN_FLAG_RFC2253) >= 0 && BIO_write(b, "", 1) == 1;
 }
 
-static char *pem_text(cmi_arena_t *arena, X509 *cert)
+static peer_t *describe(X509 *cert)
 {
     BIO *b = BIO_new(BIO_s_mem());
-    char *out = NULL;
-    if (b != NULL && PEM_write_bio_X509(b, cert) == 1) {
-        char *p;
-        long n = BIO_get_mem_data(b, &p);
-        out = cmi_arena_strndup(arena, p, (size_t)n);
+    peer_t *p = NULL;
+    if (b != NULL && PEM_write_bio_X509(b, cert) == 1 && BIO_write(b, "", 1) == 1 &&
+        put_name(b, X509_get_subject_name(cert)) && put_name(b, X509_get_issuer_name(cert))) {
+        char *data;
+        long n = BIO_get_mem_data(b, &data);
+        p = cmi_xmalloc(sizeof(*p) + (size_t)n);
+        memcpy(p->text, data, (size_t)n);
+        p->pem = p->text;
+        p->subject = p->pem + strlen(p->pem) + 1;
+        p->issuer = p->subject + strlen(p->subject) + 1;
     }
     BIO_free(b);
-    return out;
+    return p;
 }
 
-static void set_prop(cmi_msg_t *msg, const char *name, const char *value)
+/* The connection's peer, described on its first request; NULL without a
+ * verified certificate (or for a socket cmi did not accept). */
+static const peer_t *peer_of(h2o_socket_t *sock)
 {
-    if (value != NULL)
-        cmi_msg_prop_set(msg, CMI_SCOPE_AXIS2, name, cmi_value_cstring(value));
+    void **slot = sock != NULL ? cmi_worker_conn_data(sock) : NULL;
+    if (slot == NULL)
+        return NULL;
+    if (*slot == NULL) {
+        X509 *cert = cmi_tls_client_certificate(sock);
+        if (cert == NULL)
+            return NULL;
+        *slot = describe(cert);
+        X509_free(cert);
+    }
+    return *slot;
 }
 
 void cmi_client_cert_to_msg(cmi_msg_t *msg, h2o_socket_t *sock)
 {
-    X509 *cert = cmi_tls_client_certificate(sock);
-    if (cert == NULL)
+    const peer_t *p = peer_of(sock);
+    if (p == NULL)
         return;
-    set_prop(msg, "ssl.client.auth.cert.X509", pem_text(msg->arena, cert));
-    set_prop(msg, "ssl.client.auth.subject", name_text(msg->arena, X509_get_subject_name(cert)));
-    set_prop(msg, "ssl.client.auth.issuer", name_text(msg->arena, X509_get_issuer_name(cert)));
-    X509_free(cert);
+    /* Copies: a message may outlive its connection. */
+    cmi_msg_prop_set(msg, CMI_SCOPE_AXIS2, "ssl.client.auth.cert.X509",
+                     cmi_value_cstring(cmi_arena_strdup(msg->arena, p->pem)));
+    cmi_msg_prop_set(msg, CMI_SCOPE_AXIS2, "ssl.client.auth.subject",
+                     cmi_value_cstring(cmi_arena_strdup(msg->arena, p->subject)));
+    cmi_msg_prop_set(msg, CMI_SCOPE_AXIS2, "ssl.client.auth.issuer",
+                     cmi_value_cstring(cmi_arena_strdup(msg->arena, p->issuer)));
 }
 
 static int refuse(h2o_req_t *req, const cmi_api_t *api, const char *why)
@@ -70,15 +91,10 @@ static int refuse(h2o_req_t *req, const cmi_api_t *api, const char *why)
 
 int cmi_client_cert_check(h2o_req_t *req, h2o_socket_t *sock, const cmi_api_t *api)
 {
-    X509 *cert = cmi_tls_client_certificate(sock);
-    if (cert == NULL)
+    const peer_t *p = peer_of(sock);
+    if (p == NULL)
         return refuse(req, api, sock != NULL && sock->ssl != NULL ? "no client certificate" : "not over HTTPS");
-    int ok = 1;
-    if (api->client_subject != NULL) {
-        char *subject = name_text(NULL, X509_get_subject_name(cert));
-        ok = subject != NULL && cmi_regex_matches(api->client_subject, subject, strlen(subject));
-        free(subject);
-    }
-    X509_free(cert);
-    return ok ? 0 : refuse(req, api, "the client certificate's subject does not match the API's subjectPattern");
+    if (api->client_subject != NULL && !cmi_regex_matches(api->client_subject, p->subject, strlen(p->subject)))
+        return refuse(req, api, "the client certificate's subject does not match the API's subjectPattern");
+    return 0;
 }

@@ -245,13 +245,19 @@ X509 *cmi_tls_client_certificate(h2o_socket_t *sock)
     return SSL_get1_peer_certificate(ssl); /* kept in the session: resumed connections have it too */
 }
 
+static const char *const verify_names[] = {"none", "optional", "require"};
+
 int cmi_tls_verify_parse(const char *v)
 {
-    static const char *const names[] = {"none", "optional", "require"};
     for (int i = 0; i < 3; i++)
-        if (strcasecmp(v, names[i]) == 0)
+        if (strcasecmp(v, verify_names[i]) == 0)
             return i;
     return -1;
+}
+
+const char *cmi_tls_verify_name(int verify)
+{
+    return verify >= 0 && verify < 3 ? verify_names[verify] : "?";
 }
 
 SSL_CTX *cmi_tls_context_create(const cmi_tls_settings_t *s, char *err, size_t errlen)

@@ -31,6 +31,8 @@ X509 *cmi_tls_client_certificate(h2o_socket_t *sock);
 
 /* "none", "optional", "require" (any case): CMI_TLS_VERIFY_*, or -1. */
 int cmi_tls_verify_parse(const char *v);
+/* The name of a CMI_TLS_VERIFY_* value. */
+const char *cmi_tls_verify_name(int verify);
 
 /* A server context, or NULL with a message in err. */
 SSL_CTX *cmi_tls_context_create(const cmi_tls_settings_t *s, char *err, size_t errlen);

@@ -9,6 +9,7 @@
 
 #include "config/compile.h"
 #include "core/log.h"
+#include "core/secrets.h"
 #include "core/str.h"
 #include "expr/expr.h"
 #include "plugin/plugin.h"
@@ -139,7 +140,7 @@ static void pset_set(cmi_compile_t *cc, cmi_pset_t *ps, xmlNodePtr node, const c
             return;
         }
         compile_dynamic(cc, ps, node, row, raw, t);
-    } else if (def->type == CMI_PARAM_EXPR && may_be_dynamic) {
+    } else if (def->type == CMI_PARAM_EXPR && may_be_dynamic && !cmi_secret_is_ref(t)) {
         compile_template(cc, ps, node, row, v);
     } else {
         compile_static(cc, ps, line, row, v);

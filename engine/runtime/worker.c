@@ -40,6 +40,7 @@ typedef struct {
     uint64_t window_start;
     uint32_t counts[CMI_CONN_EVENTS];
     unsigned cut : 1; /* shut down for going over one */
+    void *data;       /* cmi_worker_conn_data: freed with the connection */
 } tracked_conn_t;
 
 typedef struct {
@@ -129,6 +130,7 @@ static void on_conn_close(void *data)
     tracked_conn_t *c = data;
     cmi_worker_t *w = c->worker;
     h2o_linklist_unlink(&c->link);
+    free(c->data);
     free(c);
     w->nconns--;
     if (w->closing && w->nconns == 0) {
@@ -176,6 +178,12 @@ static void log_cut(cmi_worker_t *w, h2o_socket_t *sock, cmi_conn_event_t ev, ui
                  more);
     w->cut_logged_at = now;
     w->cut_unlogged = 0;
+}
+
+void **cmi_worker_conn_data(h2o_socket_t *sock)
+{
+    tracked_conn_t *c = tracked(sock);
+    return c != NULL ? &c->data : NULL;
 }
 
 int cmi_worker_conn_account(cmi_worker_t *w, h2o_socket_t *sock, cmi_conn_event_t ev, uint32_t limit)

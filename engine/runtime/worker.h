@@ -143,6 +143,11 @@ cmi_msg_t *cmi_worker_msg_create(cmi_worker_t *w, const cmi_msg_origin_t *origin
  * keep-alive connections once no message is in flight. */
 void cmi_worker_conn_opened(cmi_worker_t *w, h2o_socket_t *sock, int fd);
 
+/* Owner thread: a slot for what belongs to the connection itself (what
+ * its TLS peer presented): one malloc'd block, freed when the connection
+ * closes.  NULL for a socket cmi did not accept. */
+void **cmi_worker_conn_data(h2o_socket_t *sock);
+
 /* What an HTTP/2 connection is allowed so many of per second. */
 typedef enum {
     CMI_CONN_REQUEST = 0, /* a stream opened with a request */

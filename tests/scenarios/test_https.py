@@ -348,6 +348,17 @@ def test_client_certificates():
             got = tls_get(port, client_context(s, "alice"), "/whoami")
             check(got == (200, b"O=cmi tests,CN=alice|CN=cmi clients CA|true"), "alice /whoami: %r" % (got,))
             check(tls_get(port, client_context(s, "alice"), "/alice") == (200, b"hello alice"), "alice /alice")
+            # Several requests on one connection: the certificate is read once
+            # per connection and each message gets its own copy.
+            conn = http.client.HTTPSConnection("localhost", port, context=client_context(s, "alice"),
+                                               timeout=10 * SLOW)
+            for path in ("/whoami", "/alice", "/whoami"):
+                conn.request("GET", path)
+                r = conn.getresponse()
+                body = r.read()
+                check(r.status == 200 and (body.startswith(b"O=cmi tests,CN=alice|") or body == b"hello alice"),
+                      "keep-alive %s: %s %r" % (path, r.status, body))
+            conn.close()
             # Another subject: the API's pattern refuses it; other APIs serve it.
             check(tls_get(port, client_context(s, "bob"), "/alice") == (403, b""), "bob /alice")
             got = tls_get(port, client_context(s, "bob"), "/whoami")
@@ -364,7 +375,7 @@ def test_client_certificates():
             status, _, _ = cmi.request("GET", "/alice")
             check(status == 403, "/alice over HTTP: %s" % status)
             log = "\n".join(cmi.log_text().splitlines()[mark:])
-            check(log.count("alice flow = reached") == 1, "the flow ran for a refused request:\n%s" % log[-2000:])
+            check(log.count("alice flow = reached") == 2, "the flow ran for a refused request:\n%s" % log[-2000:])
         finally:
             cmi.stop_clean()
         # require: no certificate, no connection; a good one works, resumed too.
@@ -393,5 +404,23 @@ def test_sighup_without_https():
             cmi.wait_log(r"SIGHUP: no HTTPS listener to reload", start=mark)
             status, _, _ = cmi.request("GET", "/hello")
             check(status == 200, "after SIGHUP: %s" % status)
+        finally:
+            cmi.stop_clean()
+
+
+def test_https_certificate_from_the_command_line():
+    # <https> in the file, the certificate by flags (they are read after
+    # the file); without any certificate the start stops.
+    with Setup() as s:
+        with open(s.config, "w") as f:
+            f.write('<cmi><https port="0" protocols="TLSv1.3"/></cmi>')
+        rc, _, err = run_cmi(["run", s.deploy, "--http-port", "0", "--http-host", "127.0.0.1", "--config", s.config],
+                             timeout=20)
+        check(rc == 1 and "HTTPS: no certificate" in err, "no certificate: %s %s" % (rc, err))
+        cmi = Cmi(s.deploy, args=["--config", s.config, "--tls-cert", s.cert, "--tls-key", s.key]).start()
+        try:
+            port = int(cmi.wait_log(r"listening on [^ ]+:(\d+) for HTTPS \(TLSv1.3,").group(1))
+            status, _, f = https_get(port, s.context())
+            check(status == 200 and f["version"] == "TLSv1.3", "flags' certificate: %s %s" % (status, f["version"]))
         finally:
             cmi.stop_clean()

@@ -148,9 +148,22 @@ def test_https_password_from_the_store():
         shutil.rmtree(d, ignore_errors=True)
 
 
+ECHO_API = """<api xmlns="http://ws.apache.org/ns/synapse" name="EchoVault" context="/echovault">
+  <resource methods="GET">
+    <inSequence>
+      <echo.echo configKey="EchoConn"><message>{wso2:vault-lookup('api_key')}</message>
+        <overwriteBody>true</overwriteBody></echo.echo>
+      <respond/>
+    </inSequence>
+  </resource>
+</api>
+"""
+
+
 def test_connector_parameters_from_the_store():
     # {wso2:vault-lookup('alias')} as a connector parameter: a secret row
-    # (the token) and any other row (the name), read once at load.
+    # (the token), any other row (the name), an operation's expression row
+    # (echo's message), each read once at load.
     conn = ("<localEntry xmlns=\"http://ws.apache.org/ns/synapse\" key=\"EchoConn\"><echo.init>"
             "<name>{wso2:vault-lookup('conn_name')}</name><token>{wso2:vault-lookup('db_password')}</token>"
             "</echo.init></localEntry>")
@@ -158,9 +171,13 @@ def test_connector_parameters_from_the_store():
         os.makedirs(os.path.join(s.deploy, "local-entries"))
         with open(os.path.join(s.deploy, "local-entries", "conn.xml"), "w") as f:
             f.write(conn)
+        with open(os.path.join(s.deploy, "api", "echo.xml"), "w") as f:
+            f.write(ECHO_API)
         cmi = Cmi(s.deploy, args=["--config", s.config], env=ENV).start()
         try:
             cmi.wait_log(r"connection VaultConn started: .* token set")
+            status, _, body = cmi.request("GET", "/echovault")
+            check(status == 200 and json.loads(body)["echo"] == "k-12345", "echo of the secret: %s %r" % (status, body))
             check("Sup3r-s3cret-DB" not in cmi.log_text(), "the token reached the log")
         finally:
             cmi.stop_clean()
