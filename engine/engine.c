@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "core/secrets.h"
+#include "http/jwt_auth.h"
 #include "http/server.h"
 #include "plugin/plugin.h"
 #include "runtime/msg.h"
@@ -275,6 +276,21 @@ static int start_basic_auth(cmi_engine_t *e)
     return e->basic_auth != NULL ? 0 : -1;
 }
 
+/* The JWT checker (and its key fetcher), when an API has a JWT handler. */
+static int start_jwt_auth(cmi_engine_t *e)
+{
+    cmi_jwt_conf_t **confs = cmi_xcalloc(e->config->napis ? e->config->napis : 1, sizeof(*confs));
+    size_t n = 0;
+    for (size_t i = 0; i < e->config->napis; i++)
+        if (e->config->apis[i]->jwt != NULL)
+            confs[n++] = e->config->apis[i]->jwt;
+    char err[256];
+    if (n > 0 && (e->jwt_auth = cmi_jwt_auth_create(confs, n, e->nworkers, err, sizeof(err))) == NULL)
+        cmi_log_error("engine", "%s", err);
+    e->jwt_confs = confs;
+    return n == 0 || e->jwt_auth != NULL ? 0 : -1;
+}
+
 int cmi_engine_run(const cmi_settings_t *settings)
 {
     uint64_t t0 = now_ms();
@@ -323,7 +339,9 @@ int cmi_engine_run(const cmi_settings_t *settings)
     e.http_client = cmi_http_client_create(err, sizeof(err));
     if (e.http_client == NULL)
         cmi_log_error("engine", "%s", err);
-    if (e.http_client == NULL || start_basic_auth(&e) != 0) {
+    if (e.http_client == NULL || start_basic_auth(&e) != 0 || start_jwt_auth(&e) != 0) {
+        cmi_basic_auth_destroy(e.basic_auth);
+        free(e.jwt_confs);
         close_unstarted(&e, fds);
         free(fds);
         SSL_CTX_free(e.tls_ctx);
@@ -371,6 +389,8 @@ int cmi_engine_run(const cmi_settings_t *settings)
     /* After the workers: no call is in flight any more. */
     cmi_http_client_destroy(e.http_client);
     cmi_basic_auth_destroy(e.basic_auth);
+    cmi_jwt_auth_destroy(e.jwt_auth);
+    free(e.jwt_confs);
     /* Only now: a connector thread may look at the workers until its
      * connector has stopped. */
     free(e.workers);

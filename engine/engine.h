@@ -60,6 +60,8 @@ struct cmi_engine {
     int https_port; /* the HTTPS port bound, 0: no HTTPS listener */
     SSL_CTX *tls_ctx; /* the HTTPS listener's current context */
     cmi_basic_auth_t *basic_auth; /* when an API has the basic authentication handler */
+    struct cmi_jwt_auth *jwt_auth; /* when an API has a JWT handler */
+    struct cmi_jwt_conf **jwt_confs; /* the handlers it checks for */
     /* Contexts a certificate reload replaced: a handshake that began on one
      * may still read it (libh2o holds no reference until the TLS session
      * exists), so each is freed after the handshake timeout. */

@@ -64,6 +64,10 @@ engine_libcmi_engine_la_SOURCES = \
 	engine/http/basic_auth.c engine/http/basic_auth.h \
 	engine/http/client_cert.c engine/http/client_cert.h \
 	engine/http/jwk.c engine/http/jwk.h \
+	engine/http/jwt.c engine/http/jwt.h \
+	engine/http/jwks_fetch.c engine/http/jwks_fetch.h \
+	engine/http/jwt_auth.c engine/http/jwt_auth.h \
+	engine/config/jwt_handler.c \
 	engine/engine.c engine/engine.h \
 	engine/settings.c
 engine_libcmi_engine_la_CPPFLAGS = $(AM_CPPFLAGS) -DCMI_CONNECTORS_DIR='"$(connectorsdir)"'

@@ -217,11 +217,18 @@ static void compile_handlers(cmi_compile_t *cc, cmi_api_t *api, xmlNodePtr handl
         } else if (strcmp(cls, CMI_CLIENT_CERT_HANDLER) == 0) {
             api->auth |= CMI_API_AUTH_CLIENT_CERT;
             compile_client_cert_handler(cc, api, h);
+        } else if (strcmp(cls, CMI_JWT_HANDLER) == 0 || strcmp(cls, CMI_INTEGON_JWT_HANDLER) == 0) {
+            cmi_compile_jwt_handler(cc, api, h);
         } else {
-            cmi_compile_error(cc, h, "<handler class=\"%s\">: not a handler cmi has (it has %s and %s)", cls, basic,
-                              CMI_CLIENT_CERT_HANDLER);
+            cmi_compile_error(cc, h, "<handler class=\"%s\">: not a handler cmi has (it has %s, %s, %s and %s)", cls,
+                              basic, CMI_CLIENT_CERT_HANDLER, CMI_JWT_HANDLER, CMI_INTEGON_JWT_HANDLER);
         }
     }
+    /* The basic authentication check may resume the request later; the
+     * JWT handler's claims are kept for the request's flow only when it
+     * goes on at once. */
+    if ((api->auth & CMI_API_AUTH_BASIC) && (api->auth & CMI_API_AUTH_JWT))
+        cmi_compile_error(cc, handlers, "<handlers>: an API takes basic authentication or a JWT handler, not both");
 }
 
 void cmi_artifact_api(cmi_compile_t *cc, xmlNodePtr root)
@@ -263,6 +270,7 @@ void cmi_artifact_api(cmi_compile_t *cc, xmlNodePtr root)
     }
     if (api->count == 0)
         cmi_compile_warn(cc, root, "<api name=\"%s\">: no resources: every request to it gets 404", name);
+    cmi_compile_jwt_scopes(cc, root, api);
     cmi_config_t *cfg = cc->config;
     cfg->apis = cmi_xrealloc(cfg->apis, (cfg->napis + 1) * sizeof(*cfg->apis));
     cfg->apis[cfg->napis++] = api;

@@ -77,6 +77,10 @@ int cmi_xml_is_synapse(xmlNodePtr node);
 int cmi_xml_is(xmlNodePtr node, const char *name);
 /* The attribute's value copied into the config arena, or NULL when absent. */
 const char *cmi_xml_attr(cmi_compile_t *cc, xmlNodePtr node, const char *name);
+/* The JWT handler of an API (config/jwt_handler.c); the scopes check once
+ * its resources are compiled. */
+void cmi_compile_jwt_handler(cmi_compile_t *cc, cmi_api_t *api, xmlNodePtr handler);
+void cmi_compile_jwt_scopes(cmi_compile_t *cc, xmlNodePtr handlers, const cmi_api_t *api);
 /* Concatenated text content of node (arena), "" when none. */
 const char *cmi_xml_text(cmi_compile_t *cc, xmlNodePtr node);
 /* Checks node's attributes against rules (and extra, which may be NULL);

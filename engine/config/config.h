@@ -65,13 +65,17 @@ struct cmi_api {
     size_t count;
     unsigned auth; /* CMI_API_AUTH_*: what <handlers> ask of a request before dispatch */
     const struct cmi_regex_s *client_subject; /* ClientCertificateHandler's subjectPattern, or NULL */
+    struct cmi_jwt_conf *jwt;                 /* the JWT handler's configuration, or NULL */
     const char *file;
     int line;
 };
 
 #define CMI_API_AUTH_BASIC 1u       /* MI's RESTBasicAuthHandler (http/basic_auth.c) */
 #define CMI_API_AUTH_CLIENT_CERT 2u /* cmi's ClientCertificateHandler (http/client_cert.c) */
+#define CMI_API_AUTH_JWT 4u         /* cmi's JwtAuthHandler, or io.integon's (http/jwt_auth.c) */
 #define CMI_CLIENT_CERT_HANDLER "cmi.security.ClientCertificateHandler"
+#define CMI_JWT_HANDLER "cmi.security.JwtAuthHandler"
+#define CMI_INTEGON_JWT_HANDLER "io.integon.JwtAuthHandler"
 
 typedef struct {
     const char *name;

@@ -17,6 +17,7 @@
 #include "http/answer.h"
 #include "http/basic_auth.h"
 #include "http/client_cert.h"
+#include "http/jwt_auth.h"
 #include "http/proxy.h"
 #include "core/log.h"
 #include "core/str.h"
@@ -552,12 +553,16 @@ static int route(h2o_handler_t *self, h2o_req_t *req, int authenticated);
 static void proceed_authenticated(h2o_req_t *req, void *self);
 
 /* The API's handlers, in a fixed order: the client certificate (no cost),
- * then basic authentication (may wait for the credential check).  Returns
- * 1 when the request was answered or is waiting. */
-static int refused_by_handlers(h2o_handler_t *self, cmi_worker_t *w, h2o_req_t *req, const cmi_api_t *api)
+ * the JWT (its verified claims in *claims), then basic authentication
+ * (may wait for the credential check).  Returns 1 when the request was
+ * answered or is waiting. */
+static int refused_by_handlers(h2o_handler_t *self, cmi_worker_t *w, h2o_req_t *req, const cmi_api_t *api,
+                               const cmi_jwt_claims_t **claims)
 {
     cmi_engine_t *engine = ((http_handler_t *)self)->engine;
     if ((api->auth & CMI_API_AUTH_CLIENT_CERT) && cmi_client_cert_check(req, socket_of(req->conn), api) != 0)
+        return 1;
+    if ((api->auth & CMI_API_AUTH_JWT) && cmi_jwt_auth_check(engine->jwt_auth, w, req, api, claims) != 0)
         return 1;
     return (api->auth & CMI_API_AUTH_BASIC) &&
            cmi_basic_auth_check(engine->basic_auth, w, req, api->name, proceed_authenticated, self) != CMI_AUTH_PASS;
@@ -597,7 +602,8 @@ static int route(h2o_handler_t *self, h2o_req_t *req, int authenticated)
     int rc = cmi_dispatch_find(cfg->dispatch, mbit, path.base, path.len, query, qlen, &r);
     if (rc == CMI_DISPATCH_NO_API && r.api == NULL && cmi_proxy_http_service_list(req, path.base, path.len))
         return 0;
-    if (!authenticated && r.api != NULL && r.api->auth != 0 && refused_by_handlers(self, w, req, r.api))
+    const cmi_jwt_claims_t *claims = NULL; /* borrowed: the message takes a reference below */
+    if (!authenticated && r.api != NULL && r.api->auth != 0 && refused_by_handlers(self, w, req, r.api, &claims))
         return 0;
     if (rc == CMI_DISPATCH_NO_API && (r.api == NULL ? cfg->main_seq : cfg->mismatch_seq) != NULL)
         return run_unmatched(w, req, cfg, &r, path, query, qlen);
@@ -615,6 +621,8 @@ static int route(h2o_handler_t *self, h2o_req_t *req, int authenticated)
         return send_json_error(req, 405, "the resource does not accept this method", copy);
     }
 
+    if (claims != NULL && cmi_jwt_auth_scopes(req, r.api, r.resource->pattern, claims) != 0)
+        return 0;
     int tls = over_tls(req);
     if (r.api->proxy != NULL &&
         cmi_proxy_http_early(req, r.api->proxy, query, qlen, tls, tls ? engine->https_port : engine->http_port))
@@ -635,6 +643,8 @@ static int route(h2o_handler_t *self, h2o_req_t *req, int authenticated)
     msg->out_seq = r.resource->out_seq;
     msg->has_out_seq = r.resource->has_out_seq != 0;
     copy_request(msg, req);
+    if (claims != NULL)
+        cmi_jwt_auth_to_msg(msg, claims);
     if (r.api->proxy != NULL && cmi_proxy_http_operation(req, r.api->proxy, msg) != 0) {
         msg->responded = 1; /* refused before mediation, as Axis2 does */
         cmi_msg_release(msg);
