@@ -282,10 +282,15 @@ static int bearer_token(h2o_req_t *req, const char *name, const char **tok, size
     return 1;
 }
 
+/* Picks the token's cache slot from its last bytes (the signature's, as
+ * good as random), its length and the handler: hashing all of a token of
+ * a kilobyte would cost more than the rest of a cached check.  A slot is
+ * only a place: the whole token is compared. */
 static uint64_t token_hash(const char *s, size_t n, size_t slot)
 {
-    uint64_t h = 1469598103934665603ULL ^ slot; /* FNV-1a: picks the slot; the token itself is compared */
-    for (size_t i = 0; i < n; i++)
+    size_t from = n > 48 ? n - 48 : 0;
+    uint64_t h = (1469598103934665603ULL ^ slot) * 1099511628211ULL ^ n; /* FNV-1a */
+    for (size_t i = from; i < n; i++)
         h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
     return h;
 }

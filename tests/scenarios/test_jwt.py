@@ -13,6 +13,7 @@ import threading
 import time
 
 import jwt
+import pki
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from harness import SLOW, Cmi, check, run_cmi
@@ -260,9 +261,10 @@ def test_jwt_replay_scopes_and_hmac():
 
 
 class JwksServer:
-    """A JWKS endpoint: serves self.doc, or garbage, or answers slowly."""
+    """A JWKS endpoint: serves self.doc, or garbage, or answers slowly;
+    over TLS with cert and key."""
 
-    def __init__(self):
+    def __init__(self, cert=None, key=None):
         self.doc = b'{"keys": []}'
         self.delay = 0.0
         self.hits = 0
@@ -288,7 +290,14 @@ class JwksServer:
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
-        self.url = "http://127.0.0.1:%d/jwks" % self.httpd.server_address[1]
+        scheme = "http"
+        if cert is not None:
+            import ssl
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(cert, key)
+            self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+            scheme = "https"
+        self.url = "%s://localhost:%d/jwks" % (scheme, self.httpd.server_address[1])
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def close(self):
@@ -350,6 +359,37 @@ def test_jwt_jwks_endpoint_rotation_down_garbage_slow():
             srv.delay = 0
             cmi.stop_clean()
             srv.close()
+
+
+def test_jwt_jwks_over_https_with_its_own_trust():
+    # An https endpoint whose certificate a CA made here signed: trusted with
+    # jwksCaFile; without it (the system's trust) the fetch fails, the
+    # tokens get 503, and the error names the endpoint.
+    d = tempfile.mkdtemp(prefix="cmi-jwks-tls-")
+    try:
+        ca = pki.make_ca(d)
+        cert, key = pki.make_cert(d, "jwks")
+        srv = JwksServer(cert, key)
+        try:
+            signer = rsa_key()
+            srv.doc = json.dumps({"keys": [jwk_of(signer, "t1")]}).encode()
+            for trust, want in ((prop("jwksCaFile", ca), 200), ("", 503)):
+                with Setup(prop("jwksEndpoint", srv.url) + trust) as s:
+                    cmi = Cmi(s.deploy).start()
+                    try:
+                        if want == 200:
+                            got = wait_status(cmi, "/jwt/hello/tls", bearer(token(signer, kid="t1")), 200, 10)
+                        else:
+                            cmi.wait_log(r"JWKS endpoint https://localhost:\d+/jwks: .*certificate", timeout=10 * SLOW)
+                            got, _, _ = cmi.request("GET", "/jwt/hello/untrusted", headers=bearer(token(signer,
+                                                                                                         kid="t1")))
+                        check(got == want, "trust %r: %s, wanted %s" % (trust, got, want))
+                    finally:
+                        cmi.stop_clean()
+        finally:
+            srv.close()
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def test_jwt_jwks_endpoint_down():
