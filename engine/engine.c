@@ -386,11 +386,12 @@ int cmi_engine_run(const cmi_settings_t *settings)
     if (e.service.started)
         cmi_connectors_stop(&e, &e.service);
     stop_service(&e);
-    /* After the workers: no call is in flight any more. */
-    cmi_http_client_destroy(e.http_client);
-    cmi_basic_auth_destroy(e.basic_auth);
+    /* After the workers: no call is in flight any more.  The JWKS fetcher
+     * before the HTTP client, whose destruction ends libcurl's globals. */
     cmi_jwt_auth_destroy(e.jwt_auth);
     free(e.jwt_confs);
+    cmi_http_client_destroy(e.http_client);
+    cmi_basic_auth_destroy(e.basic_auth);
     /* Only now: a connector thread may look at the workers until its
      * connector has stopped. */
     free(e.workers);

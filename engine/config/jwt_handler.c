@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <unistd.h>
 
 #include "config/compile.h"
 #include "config/config.h"
@@ -60,6 +62,18 @@ static int64_t seconds(cmi_compile_t *cc, xmlNodePtr p, const char *name, const 
         return min;
     }
     return n;
+}
+
+/* A switch: on or off as the handler writes them, or true/false; anything
+ * else is an error (a protection left off by a typo is worse). */
+static int on_off(cmi_compile_t *cc, xmlNodePtr p, const char *name, const char *v, const char *on,
+                  const char *off)
+{
+    if (strcasecmp(v, on) == 0 || strcasecmp(v, "true") == 0)
+        return 1;
+    if (strcasecmp(v, off) != 0 && strcasecmp(v, "false") != 0)
+        cmi_compile_error(cc, p, "JWT handler property %s: \"%s\" is neither %s nor %s", name, v, on, off);
+    return 0;
 }
 
 static const cmi_regex_t *regex(cmi_compile_t *cc, xmlNodePtr p, const char *name, const char *v)
@@ -118,13 +132,19 @@ static void endpoints(cmi_compile_t *cc, xmlNodePtr p, cmi_jwt_conf_t *c, const 
             *--e = '\0';
         if (strncmp(t, "http://", 7) == 0 || strncmp(t, "https://", 8) == 0) {
             const char *host = strstr(t, "//") + 2;
-            if (memchr(host, '@', strcspn(host, "/?#")) != NULL)
+            size_t hostlen = strcspn(host, "/?#");
+            if (memchr(host, '@', hostlen) != NULL)
                 cmi_compile_error(cc, p, "JWT handler: a JWKS URL with credentials (a key set is public; the URL "
                                   "would reach the logs)");
+            else if (hostlen == 0)
+                cmi_compile_error(cc, p, "JWT handler: JWKS URL \"%s\" has no host", t);
             else if (c->nurls == CMI_JWT_MAX_SOURCES)
                 cmi_compile_error(cc, p, "JWT handler: more than %d JWKS endpoints", CMI_JWT_MAX_SOURCES);
             else
                 c->urls[c->nurls++] = t;
+            if (t[4] == ':' && hostlen > 0)
+                cmi_compile_warn(cc, p, "JWT handler: JWKS endpoint %s over plain http: whoever is on the path "
+                                 "can serve keys that sign any token (use https)", t);
         } else if (strncmp(t, "file://", 7) == 0 || t[0] == '/') {
             read_jwks_file(cc, p, c, t[0] == '/' ? t : t + 7);
         } else if (*t != '\0') {
@@ -169,6 +189,10 @@ static void custom_claims(cmi_compile_t *cc, xmlNodePtr p, cmi_jwt_conf_t *c, co
             continue;
         }
         *colon = '\0';
+        while (*t == ' ')
+            t++;
+        for (char *e = colon; e > t && e[-1] == ' ';)
+            *--e = '\0';
         rules[n].name = t;
         if (cmi_regex_compile(cc->arena, &rules[n].re, colon + 1, &err) != 0)
             cmi_compile_error(cc, p, "JWT handler property customClaims: %s: %s", t, err);
@@ -209,8 +233,11 @@ static void property(cmi_compile_t *cc, xmlNodePtr p, cmi_jwt_conf_t *c, const c
         c->refresh = seconds(cc, p, name, v, 10, 86400);
     else if (strcmp(name, "jwksMinRefreshInterval") == 0)
         c->min_refresh = seconds(cc, p, name, v, 1, 3600);
-    else if (strcmp(name, "jwksCaFile") == 0)
+    else if (strcmp(name, "jwksCaFile") == 0) {
         c->ca_file = v;
+        if (access(v, R_OK) != 0)
+            cmi_compile_error(cc, p, "JWT handler property jwksCaFile: %s: %s", v, strerror(errno));
+    }
     else if (strcmp(name, "iatClaim") == 0)
         c->policy.max_age = seconds(cc, p, name, v, 1, 366 * 86400);
     else if (strcmp(name, "issClaim") == 0)
@@ -220,11 +247,11 @@ static void property(cmi_compile_t *cc, xmlNodePtr p, cmi_jwt_conf_t *c, const c
     else if (strcmp(name, "audClaim") == 0)
         c->policy.aud = regex(cc, p, name, v);
     else if (strcmp(name, "jtiClaim") == 0)
-        c->policy.jti = strcmp(v, "enabled") == 0;
+        c->policy.jti = on_off(cc, p, name, v, "enabled", "disabled");
     else if (strcmp(name, "customClaims") == 0)
         custom_claims(cc, p, c, v);
     else if (strcmp(name, "forwardToken") == 0)
-        c->forward = strcmp(v, "true") == 0;
+        c->forward = on_off(cc, p, name, v, "true", "false");
     else if (strcmp(name, "clockSkew") == 0)
         c->policy.skew = seconds(cc, p, name, v, 0, 600);
     else if (strcmp(name, "hmacSecret") == 0)
@@ -263,6 +290,7 @@ void cmi_compile_jwt_handler(cmi_compile_t *cc, cmi_api_t *api, xmlNodePtr h)
     c->refresh = 3000;
     c->min_refresh = 30;
     c->policy.skew = 60;
+    int unseen = 0;
     for (xmlNodePtr p = h->children; p != NULL; p = p->next) {
         if (p->type != XML_ELEMENT_NODE)
             continue;
@@ -274,10 +302,14 @@ void cmi_compile_jwt_handler(cmi_compile_t *cc, cmi_api_t *api, xmlNodePtr h)
         }
         if (*value == '\0')
             continue; /* the integon handler's way to leave a check off */
-        if ((value = resolve(cc, p, name, value)) != NULL)
-            property(cc, p, c, name, value);
+        const char *v = resolve(cc, p, name, value);
+        if (v != NULL)
+            property(cc, p, c, name, v);
+        /* cmi check without the environment or the secrets: keys it could
+         * not see are not missing keys. */
+        unseen |= v == NULL || strcmp(name, "jwksEnvVariable") == 0 || strcmp(name, "hmacSecret") == 0;
     }
-    if (c->file_keys == NULL && c->nurls == 0 && c->hmac == NULL)
+    if (c->file_keys == NULL && c->nurls == 0 && c->hmac == NULL && !(unseen && cc->config->connectors->check_only))
         cmi_compile_error(cc, h, "JWT handler: no keys (jwksEndpoint, jwksEnvVariable or hmacSecret)");
     if (c->refresh > c->ttl)
         c->refresh = c->ttl;

@@ -12,7 +12,7 @@
 #include "core/arena.h"
 #include "core/log.h"
 
-#define MAX_ENDPOINTS 64
+#define MAX_ENDPOINTS CMI_JWKS_MAX_ENDPOINTS
 #define FETCH_TIMEOUT_MS 10000L
 #define CONNECT_TIMEOUT_MS 5000L
 #define RETRY_MAX_S 60
@@ -33,9 +33,10 @@ struct cmi_jwks {
     size_t n;
     pthread_t thread;
     int started;
-    pthread_mutex_t lock; /* guards stop; the fetcher waits on wake */
+    pthread_mutex_t lock; /* guards stop and asked; the fetcher waits on wake */
     pthread_cond_t wake;
     int stop;
+    int asked; /* a worker asked for a fetch since the fetcher last looked */
 };
 
 static int64_t now_s(void)
@@ -79,7 +80,7 @@ size_t cmi_jwks_add(cmi_jwks_t *j, const cmi_jwks_endpoint_t *e)
         }
     }
     if (j->n == MAX_ENDPOINTS)
-        return MAX_ENDPOINTS - 1; /* the loader refuses more before this (docs/limits.md) */
+        return SIZE_MAX; /* the caller refuses to start: no endpoint may stand for another */
     endpoint_t *p = cmi_xcalloc(1, sizeof(*p));
     p->e = *e;
     pthread_mutex_init(&p->lock, NULL);
@@ -130,8 +131,10 @@ static char *download(const cmi_jwks_endpoint_t *e, size_t *len, char *err, size
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, cerr);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
-    if (e->ca_file != NULL)
+    if (e->ca_file != NULL) { /* the handler's own trust, instead of the system's: not added to it */
         curl_easy_setopt(c, CURLOPT_CAINFO, e->ca_file);
+        curl_easy_setopt(c, CURLOPT_CAPATH, NULL);
+    }
     CURLcode rc = curl_easy_perform(c);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
     curl_easy_cleanup(c);
@@ -230,8 +233,12 @@ static void *fetcher_main(void *arg)
             if (d < next)
                 next = d;
         }
-        if (j->stop || next <= now)
+        /* A worker's ask that came while a fetch ran: look again first (its
+         * signal found no one waiting). */
+        if (j->stop || next <= now || j->asked) {
+            j->asked = 0;
             continue;
+        }
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         ts.tv_sec += next - now;
@@ -296,6 +303,7 @@ void cmi_jwks_want_refresh(cmi_jwks_t *j, size_t idx)
     if (atomic_exchange_explicit(&p->want, 1, memory_order_relaxed))
         return; /* asked already */
     pthread_mutex_lock(&j->lock);
+    j->asked = 1;
     pthread_cond_signal(&j->wake);
     pthread_mutex_unlock(&j->lock);
 }

@@ -14,6 +14,7 @@
 #include "http/jwt.h"
 
 #define CMI_JWKS_MAX_BYTES (1024 * 1024) /* a larger document is refused */
+#define CMI_JWKS_MAX_ENDPOINTS 64         /* distinct JWKS URLs in a deployment */
 
 typedef struct cmi_jwks cmi_jwks_t;
 
@@ -25,7 +26,8 @@ typedef struct {
 
 cmi_jwks_t *cmi_jwks_create(void);
 /* Before cmi_jwks_start: the index of the endpoint (an endpoint added
- * twice with the same URL and trust is one, with the shorter times). */
+ * twice with the same URL and trust is one, with the shorter times), or
+ * SIZE_MAX past CMI_JWKS_MAX_ENDPOINTS distinct ones. */
 size_t cmi_jwks_add(cmi_jwks_t *j, const cmi_jwks_endpoint_t *e);
 size_t cmi_jwks_count(const cmi_jwks_t *j);
 /* Starts the fetcher thread (when there is an endpoint); -1 with err. */

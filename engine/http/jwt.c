@@ -17,6 +17,7 @@
 #include "http/jwk.h"
 
 #define HEADER_MAX 2048 /* base64url characters of the header */
+#define TRIES_MAX 8     /* signature checks a token may cost (keys without a kid, or sharing one) */
 #define JTI_MAX 256
 
 typedef struct {
@@ -131,10 +132,26 @@ void cmi_jwt_keyset_unref(cmi_jwt_keyset_t *ks)
 
 /* --- signatures -------------------------------------------------------- */
 
+/* Whether s is base64url as RFC 7515 writes it: its alphabet only, no
+ * padding, and the unused bits of the last character zero (so that a
+ * token has one spelling: h2o's decoder also takes '+', '/' and stray
+ * bits). */
+static int canonical_base64url(const char *s, size_t n)
+{
+    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    if (n == 0 || n % 4 == 1)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] == '\0' || strchr(alphabet, s[i]) == NULL)
+            return 0;
+    unsigned last = (unsigned)(strchr(alphabet, s[n - 1]) - alphabet);
+    return n % 4 == 0 || (last & (n % 4 == 2 ? 0x0fu : 0x03u)) == 0;
+}
+
 /* A base64url segment decoded (free() it), or NULL. */
 static unsigned char *segment(const char *s, size_t n, size_t *len)
 {
-    if (n == 0 || memchr(s, '=', n) != NULL)
+    if (!canonical_base64url(s, n))
         return NULL;
     h2o_iovec_t v = h2o_decode_base64url(NULL, s, n);
     *len = v.len;
@@ -205,10 +222,10 @@ static cmi_jwt_result_t check_signature(const struct alg *a, const char *kid, co
         *why = "the signature does not verify";
         return check_hmac(a, keys, input, inlen, sig, siglen) ? CMI_JWT_OK : CMI_JWT_SIGNATURE;
     }
-    int named = 0, fitting = 0;
-    for (size_t j = 0; j < keys->nsets; j++) {
+    int named = 0, fitting = 0, tries = 0;
+    for (size_t j = 0; j < keys->nsets && tries < TRIES_MAX; j++) {
         const cmi_jwt_keyset_t *ks = keys->sets[j];
-        for (size_t i = 0; ks != NULL && i < ks->n; i++) {
+        for (size_t i = 0; ks != NULL && i < ks->n && tries < TRIES_MAX; i++) {
             const jwt_key_t *k = &ks->keys[i];
             if (kid != NULL && (k->kid == NULL || strcmp(k->kid, kid) != 0))
                 continue;
@@ -216,6 +233,7 @@ static cmi_jwt_result_t check_signature(const struct alg *a, const char *kid, co
             if (!cmi_jwk_fits(k->jwk, k->pkey, a->name))
                 continue;
             fitting = 1;
+            tries++;
             if (check_pkey(a, k->pkey, input, inlen, sig, siglen))
                 return CMI_JWT_OK;
         }

@@ -3,7 +3,9 @@
 #include "http/jwt_auth.h"
 
 #include <netdb.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +24,7 @@
 #define GOOD_TTL_S 60    /* a verdict is re-checked after this, or at exp if sooner */
 #define BAD_TTL_S 5
 #define REPLAY_MAX 65536 /* jti values remembered (until their token's exp) */
+#define REPLAY_LIFE_MAX (24 * 3600) /* with jtiClaim, a token may live this long at most */
 
 /* A verdict on one token for one handler. */
 typedef struct {
@@ -55,6 +58,8 @@ struct cmi_jwt_auth {
     pthread_mutex_t replay_lock;
     replay_entry_t *replay; /* 2 * REPLAY_MAX slots, linear probing */
     size_t replay_count;
+    int64_t replay_purged_at; /* a full store is purged at most once a second */
+    uint64_t seed; /* random: where a token's verdict goes cannot be aimed at */
     EVP_MD *sha256;
 };
 
@@ -77,6 +82,7 @@ cmi_jwt_auth_t *cmi_jwt_auth_create(cmi_jwt_conf_t **confs, size_t nconfs, unsig
                                     size_t errlen)
 {
     cmi_jwt_auth_t *a = cmi_xcalloc(1, sizeof(*a));
+    pthread_mutex_init(&a->replay_lock, NULL);
     a->confs = confs;
     a->nconfs = nconfs;
     a->nworkers = nworkers;
@@ -88,6 +94,13 @@ cmi_jwt_auth_t *cmi_jwt_auth_create(cmi_jwt_conf_t **confs, size_t nconfs, unsig
             cmi_jwks_endpoint_t e = {confs[i]->urls[k], confs[i]->ca_file, confs[i]->ttl, confs[i]->refresh,
                                      confs[i]->min_refresh};
             a->endpoints[i][k] = cmi_jwks_add(a->jwks, &e);
+            if (a->endpoints[i][k] == SIZE_MAX) {
+                snprintf(err, errlen, "more than %d distinct JWKS endpoints in the deployment (docs/limits.md)",
+                         CMI_JWKS_MAX_ENDPOINTS);
+                a->nworkers = 0; /* no worker state yet */
+                cmi_jwt_auth_destroy(a);
+                return NULL;
+            }
         }
     }
     size_t n = cmi_jwks_count(a->jwks);
@@ -96,9 +109,10 @@ cmi_jwt_auth_t *cmi_jwt_auth_create(cmi_jwt_conf_t **confs, size_t nconfs, unsig
         a->workers[w].held = cmi_xcalloc(n ? n : 1, sizeof(cmi_jwt_keyset_t *));
         a->workers[w].gens = cmi_xcalloc(n ? n : 1, sizeof(unsigned));
     }
-    pthread_mutex_init(&a->replay_lock, NULL);
     a->replay = cmi_xcalloc(2 * REPLAY_MAX, sizeof(replay_entry_t));
     a->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+    if (RAND_bytes((unsigned char *)&a->seed, sizeof(a->seed)) != 1)
+        a->seed = (uint64_t)time(NULL) * 2654435761u;
     if (a->sha256 == NULL || cmi_jwks_start(a->jwks, err, errlen) != 0) {
         if (a->sha256 == NULL)
             snprintf(err, errlen, "OpenSSL has no SHA-256");
@@ -184,10 +198,11 @@ int cmi_jwt_auth_scopes(h2o_req_t *req, const struct cmi_api *api, const char *p
     if (cmi_log_enabled(CMI_LOG_DEBUG))
         cmi_log_debug("http", "API %s: refused a request from %s: the token lacks a scope the resource needs (403)",
                       api->name, cmi_http_peer(req, host, sizeof(host)));
-    const char *need = own != NULL ? own : all;
-    size_t cap = strlen(need) + 80;
+    /* All the resource needs: the API's scopes and its own. */
+    size_t cap = (all != NULL ? strlen(all) : 0) + (own != NULL ? strlen(own) : 0) + 80;
     char *challenge = h2o_mem_alloc_pool(&req->pool, cap);
-    int n = snprintf(challenge, cap, "Bearer realm=\"cmi\", error=\"insufficient_scope\", scope=\"%s\"", need);
+    int n = snprintf(challenge, cap, "Bearer realm=\"cmi\", error=\"insufficient_scope\", scope=\"%s%s%s\"",
+                     all != NULL ? all : "", all != NULL && own != NULL ? " " : "", own != NULL ? own : "");
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, challenge, (size_t)n);
     static const char body[] = "{\"status\":403,\"message\":\"the token lacks a scope this resource needs\"}";
     cmi_http_answer(req, 403, "application/json", body, sizeof(body) - 1);
@@ -230,8 +245,10 @@ static int replay_seen(cmi_jwt_auth_t *a, size_t slot, const json_t *claims, int
     if (!ok)
         return -1;
     pthread_mutex_lock(&a->replay_lock);
-    if (a->replay_count >= REPLAY_MAX)
+    if (a->replay_count >= REPLAY_MAX && a->replay_purged_at != now) {
         replay_purge(a, now);
+        a->replay_purged_at = now;
+    }
     int rc = -1;
     if (a->replay_count < REPLAY_MAX) {
         uint64_t h;
@@ -286,10 +303,10 @@ static int bearer_token(h2o_req_t *req, const char *name, const char **tok, size
  * good as random), its length and the handler: hashing all of a token of
  * a kilobyte would cost more than the rest of a cached check.  A slot is
  * only a place: the whole token is compared. */
-static uint64_t token_hash(const char *s, size_t n, size_t slot)
+static uint64_t token_hash(uint64_t seed, const char *s, size_t n, size_t slot)
 {
     size_t from = n > 48 ? n - 48 : 0;
-    uint64_t h = (1469598103934665603ULL ^ slot) * 1099511628211ULL ^ n; /* FNV-1a */
+    uint64_t h = (1469598103934665603ULL ^ seed ^ slot) * 1099511628211ULL ^ n; /* FNV-1a, seeded */
     for (size_t i = from; i < n; i++)
         h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
     return h;
@@ -325,8 +342,9 @@ static int judge(cmi_jwt_auth_t *a, worker_state_t *ws, const cmi_jwt_conf_t *c,
     if (*rc == CMI_JWT_OK)
         *rc = cmi_jwt_check_claims(&c->policy, claims, now, why);
     /* Not kept: an unknown kid (a refresh may bring the key), and what is
-     * refused before any signature is checked (cheap to refuse again, and
-     * an attacker's garbage does not evict good verdicts). */
+     * refused before any signature is checked (cheap to refuse again: such
+     * garbage does not take the cache's slots; a well-formed token with a
+     * bad signature does, for BAD_TTL_S, as it cost a check). */
     if (*rc == CMI_JWT_UNKNOWN_KID || *rc == CMI_JWT_MALFORMED || *rc == CMI_JWT_ALG) {
         json_decref(claims);
         return 0;
@@ -340,6 +358,11 @@ static int judge(cmi_jwt_auth_t *a, worker_state_t *ws, const cmi_jwt_conf_t *c,
     v->why = *why;
     if (*rc == CMI_JWT_OK) {
         int64_t exp = (int64_t)json_number_value(json_object_get(claims, "exp")) + c->policy.skew;
+        if (c->policy.max_age > 0) { /* and no longer than iatClaim allows */
+            int64_t old = (int64_t)json_number_value(json_object_get(claims, "iat")) + c->policy.max_age +
+                          c->policy.skew + 1;
+            exp = old < exp ? old : exp;
+        }
         v->claims.json = claims;
         v->claims.text = c->forward ? json_dumps(claims, JSON_COMPACT) : NULL;
         v->until = exp < now + GOOD_TTL_S ? exp : now + GOOD_TTL_S;
@@ -357,21 +380,26 @@ int cmi_jwt_auth_check(cmi_jwt_auth_t *a, cmi_worker_t *w, h2o_req_t *req, const
     const char *tok = NULL;
     size_t len = 0;
     int found = bearer_token(req, c->header, &tok, &len);
-    if (found <= 0)
-        return unauthorized(req, api, found < 0, found < 0 ? "Invalid JWT token format"
-                                                            : "JWT token not found in the message");
+    if (found <= 0) /* RFC 6750 3.1: another scheme is no token, so no error code */
+        return unauthorized(req, api, 0, found < 0 ? "Invalid JWT token format"
+                                                   : "JWT token not found in the message");
     if (len > CMI_JWT_MAX_TOKEN)
         return unauthorized(req, api, 1, "the token is too large");
     int64_t now = wall_now();
     worker_state_t *ws = &a->workers[w->index];
-    verdict_t *v = &ws->cache[token_hash(tok, len, c->slot) % CACHE_SLOTS];
+    verdict_t *v = &ws->cache[token_hash(a->seed, tok, len, c->slot) % CACHE_SLOTS];
     cmi_jwt_result_t rc = v->rc;
     const char *why = v->why;
-    if (v->token == NULL || v->slot != c->slot || v->len != len || v->until <= now || memcmp(v->token, tok, len) != 0)
+    if (v->token == NULL || v->slot != c->slot || v->len != len || v->until <= now ||
+        CRYPTO_memcmp(v->token, tok, len) != 0) /* no timing tells how much of a cached token matched */
         if (judge(a, ws, c, tok, len, now, v, &rc, &why) == -2)
             return unavailable(req, "a JWKS endpoint has not been fetched yet");
     if (rc != CMI_JWT_OK)
         return unauthorized(req, api, 1, why);
+    if (c->policy.jti &&
+        (int64_t)json_number_value(json_object_get(v->claims.json, "exp")) - now > REPLAY_LIFE_MAX)
+        /* Its jti would hold a place in the store for longer than a day. */
+        return unauthorized(req, api, 1, "with jtiClaim a token may live 24 hours at most");
     if (c->policy.jti) {
         int seen = replay_seen(a, c->slot, v->claims.json, now, c->policy.skew);
         if (seen != 0)

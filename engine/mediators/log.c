@@ -45,10 +45,12 @@ static void append_headers(cmi_strbuf_t *b, cmi_msg_t *msg, const char *sep)
 {
     for (size_t i = 0; i < msg->headers.count; i++) {
         const cmi_header_t *h = &msg->headers.items[i];
-        /* Credentials are never logged, whatever the level. */
+        /* Credentials are never logged, whatever the level: nor a bearer
+         * token in a header of another name (a JWT handler's jwtHeader). */
         int secret = cmi_str_caseeqn(h->name, h->name_len, "authorization", 13) ||
                      cmi_str_caseeqn(h->name, h->name_len, "proxy-authorization", 19) ||
-                     cmi_str_caseeqn(h->name, h->name_len, "cookie", 6);
+                     cmi_str_caseeqn(h->name, h->name_len, "cookie", 6) ||
+                     (h->value_len > 7 && cmi_str_caseeqn(h->value, 7, "bearer ", 7));
         cmi_strbuf_printf(b, "%s%.*s = %.*s", sep, (int)h->name_len, h->name, secret ? 5 : (int)h->value_len,
                           secret ? "*****" : h->value);
     }

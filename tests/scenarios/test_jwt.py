@@ -26,6 +26,7 @@ API = """<api xmlns="http://ws.apache.org/ns/synapse" name="JwtAPI" context="/jw
         <property name="sub" expression="${vars.jwt.sub}"/>
         <property name="xjwt" expression="get-property('X-JWT')"/>
       </log>
+      <log level="headers"/>
       <payloadFactory media-type="json"><format>{"hello":"$1"}</format>
         <args><arg evaluator="xml" expression="get-property('uri.var.id')"/></args></payloadFactory>
       <respond/>
@@ -68,6 +69,14 @@ def pem_public(key):
 
 def b64(data):
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def stray(last, n):
+    """The last base64url character with an unused low bit set (n % 4 is 2 or 3)."""
+    return B64URL[B64URL.index(last) | (1 if n % 4 == 3 else 8)]
 
 
 def claims(**over):
@@ -115,8 +124,8 @@ def flow_log(cmi, mark):
     return "\n".join(cmi.log_text().splitlines()[mark:]) + "\n"
 
 
-def bearer(t):
-    return {"Authorization": "Bearer " + t}
+def bearer(t, header="Authorization"):
+    return {header: "Bearer " + t}
 
 
 def test_jwt_attack_corpus():
@@ -168,6 +177,11 @@ def test_jwt_attack_corpus():
                 "jwe-five-parts": (h + "." + p + ".a.b.c", "not a signed JWT"),
                 "garbage": ("not-a-token", "not a signed JWT"),
                 "bad-base64": (h + ".!!!." + sig, "does not verify"),
+                # The same signature bytes spelled another way: '+' for '-', stray low bits.
+                "plus-for-minus": (h + "." + p + "." + sig.replace("-", "+").replace("_", "/")
+                                   if ("-" in sig or "_" in sig) else h + "." + p + ".+" + sig[1:],
+                                   "not base64url"),
+                "stray-bits": (h + "." + p + "." + sig[:-1] + stray(sig[-1], len(sig)), "not base64url"),
             }
             results = {}
             for name, (t, reason) in corpus.items():
@@ -178,10 +192,10 @@ def test_jwt_attack_corpus():
                       and reason in message, "%s: %s %s %r (wanted %r)" % (name, status, headers, body, reason))
             # Headers that carry no bearer token.
             for name, hdrs, challenge in (("no-header", {}, 'Bearer realm="cmi"'),
+                                          # RFC 6750 3.1: another scheme is no token: no error code.
                                           ("basic", {"Authorization": "Basic YWxhZGRpbjpvcGVu"},
-                                           'Bearer realm="cmi", error="invalid_token"'),
-                                          ("bearer-empty", {"Authorization": "Bearer "},
-                                           'Bearer realm="cmi", error="invalid_token"')):
+                                           'Bearer realm="cmi"'),
+                                          ("bearer-empty", {"Authorization": "Bearer "}, 'Bearer realm="cmi"')):
                 status, headers, body = cmi.request("GET", "/jwt/hello/" + name, headers=hdrs)
                 check(status == 401 and headers.get("www-authenticate") == challenge,
                       "%s: %s %s %r" % (name, status, headers, body))
@@ -203,45 +217,69 @@ def test_jwt_attack_corpus():
             cmi.stop_clean()
 
 
+def test_jwt_signature_checks_are_bounded():
+    # A token without a kid is tried against the keys that fit, at most 8:
+    # a JWKS of 12 keys and a token signed by the 12th without a kid is
+    # refused; with its kid it passes.  (A token costs at most 8 checks.)
+    keys = [ec.generate_private_key(ec.SECP256R1()) for _ in range(12)]
+    with Setup(prop("jwksEndpoint", "@JWKS@"), keys=[jwk_of(k, "e%d" % i) for i, k in enumerate(keys)]) as s:
+        cmi = Cmi(s.deploy).start()
+        try:
+            status, _, _ = cmi.request("GET", "/jwt/hello/first-nokid", headers=bearer(token(keys[0], kid=None,
+                                                                                             alg="ES256")))
+            check(status == 200, "the first key without a kid: %s" % status)
+            status, _, body = cmi.request("GET", "/jwt/hello/last-nokid", headers=bearer(token(keys[11], kid=None,
+                                                                                              alg="ES256")))
+            check(status == 401 and b"does not verify" in body, "the 12th key without a kid: %s %r" % (status, body))
+            status, _, _ = cmi.request("GET", "/jwt/hello/last-kid", headers=bearer(token(keys[11], kid="e11",
+                                                                                          alg="ES256")))
+            check(status == 200, "the 12th key by its kid: %s" % status)
+        finally:
+            cmi.stop_clean()
+
+
 def test_jwt_replay_scopes_and_hmac():
     secret = "0123456789abcdef0123456789abcdef-hmac"
-    props = "\n".join([prop("jwksEndpoint", "@JWKS@"), prop("jtiClaim", "enabled"),
+    props = "\n".join([prop("jwksEndpoint", "@JWKS@"), prop("jtiClaim", "enabled"), prop("jwtHeader", "X-Token"),
                        prop("hmacSecret", "{wso2:vault-lookup('jwt_hmac')}"),
                        prop("scopes", "profile"), prop("scopes:/orders", "orders.write")])
     with Setup(props, cls="cmi.security.JwtAuthHandler") as s:
         cmi = Cmi(s.deploy, env={"CMI_SECRET_jwt_hmac": secret}).start()
+
+        def xt(t):
+            return bearer(t, "X-Token")
         try:
             t = token(s.rsa, jti="once")
-            status, _, _ = cmi.request("GET", "/jwt/hello/first", headers=bearer(t))
+            status, _, _ = cmi.request("GET", "/jwt/hello/first", headers=xt(t))
             check(status == 200, "first use: %s" % status)
-            status, headers, body = cmi.request("GET", "/jwt/hello/replayed", headers=bearer(t))
+            status, headers, body = cmi.request("GET", "/jwt/hello/replayed", headers=xt(t))
             check(status == 401 and b"used before" in body, "replayed jti: %s %r" % (status, body))
-            status, _, _ = cmi.request("GET", "/jwt/hello/other", headers=bearer(token(s.rsa, jti="twice")))
+            status, _, _ = cmi.request("GET", "/jwt/hello/other", headers=xt(token(s.rsa, jti="twice")))
             check(status == 200, "another jti: %s" % status)
-            status, _, body = cmi.request("GET", "/jwt/hello/nojti", headers=bearer(token(s.rsa, jti=None)))
+            status, _, body = cmi.request("GET", "/jwt/hello/nojti", headers=xt(token(s.rsa, jti=None)))
             check(status == 401, "no jti with jtiClaim: %s %r" % (status, body))
             # Scopes: every resource needs "profile"; POST /orders "orders.write" too.
             status, headers, _ = cmi.request("POST", "/jwt/orders", body=b"{}", headers=dict(
-                bearer(token(s.rsa, jti="s1")), **{"Content-Type": "application/json"}))
-            check(status == 403 and 'error="insufficient_scope", scope="orders.write"' in headers.get(
+                xt(token(s.rsa, jti="s1")), **{"Content-Type": "application/json"}))
+            check(status == 403 and 'error="insufficient_scope", scope="profile orders.write"' in headers.get(
                 "www-authenticate", ""), "missing resource scope: %s %s" % (status, headers))
             status, _, _ = cmi.request("POST", "/jwt/orders", body=b"{}", headers=dict(
-                bearer(token(s.rsa, jti="s2", scope="profile orders.write")), **{"Content-Type": "application/json"}))
+                xt(token(s.rsa, jti="s2", scope="profile orders.write")), **{"Content-Type": "application/json"}))
             check(status == 200, "resource scope granted: %s" % status)
-            status, _, _ = cmi.request("GET", "/jwt/hello/noprofile", headers=bearer(token(s.rsa, jti="s3",
+            status, _, _ = cmi.request("GET", "/jwt/hello/noprofile", headers=xt(token(s.rsa, jti="s3",
                                                                                            scope="orders.read")))
             check(status == 403, "missing API scope: %s" % status)
-            status, _, _ = cmi.request("GET", "/jwt/hello/scp", headers=bearer(token(s.rsa, jti="s4", scope=None,
+            status, _, _ = cmi.request("GET", "/jwt/hello/scp", headers=xt(token(s.rsa, jti="s4", scope=None,
                                                                                      scp=["profile"])))
             check(status == 200, "scp array: %s" % status)
             # HMAC: the secret from the store; a token signed with another secret is refused.
-            status, _, _ = cmi.request("GET", "/jwt/hello/hs256", headers=bearer(token(secret, kid=None, alg="HS256",
+            status, _, _ = cmi.request("GET", "/jwt/hello/hs256", headers=xt(token(secret, kid=None, alg="HS256",
                                                                                        jti="h1")))
             check(status == 200, "HS256 with the secret: %s" % status)
-            status, _, _ = cmi.request("GET", "/jwt/hello/hs512", headers=bearer(token(secret, kid=None, alg="HS512",
+            status, _, _ = cmi.request("GET", "/jwt/hello/hs512", headers=xt(token(secret, kid=None, alg="HS512",
                                                                                        jti="h2")))
             check(status == 200, "HS512 with the secret: %s" % status)
-            status, _, _ = cmi.request("GET", "/jwt/hello/hsbad", headers=bearer(token("x" * 40, kid=None,
+            status, _, _ = cmi.request("GET", "/jwt/hello/hsbad", headers=xt(token("x" * 40, kid=None,
                                                                                        alg="HS256", jti="h3")))
             check(status == 401, "HS256 with another secret: %s" % status)
             # Algorithm confusion where an HMAC secret exists: the RSA public key as the HMAC key is not it.
@@ -251,11 +289,22 @@ def test_jwt_replay_scopes_and_hmac():
             import hashlib
             import hmac as hm
             mac = hm.new(pem_public(s.rsa), (head + "." + body).encode(), hashlib.sha256).digest()
-            status, _, text = cmi.request("GET", "/jwt/hello/confusion", headers=bearer(head + "." + body + "." +
+            status, _, text = cmi.request("GET", "/jwt/hello/confusion", headers=xt(head + "." + body + "." +
                                                                                         b64(mac)))
             check(status == 401 and b"does not verify" in text, "HS256 signed with the RSA public key: %s %r" %
                   (status, text))
-            check(secret not in cmi.log_text(), "the HMAC secret reached the log")
+            # The token in the Authorization header: not this handler's header.
+            status, headers, _ = cmi.request("GET", "/jwt/hello/wrongheader", headers=bearer(token(s.rsa, jti="w1")))
+            check(status == 401 and headers.get("www-authenticate") == 'Bearer realm="cmi"',
+                  "token in another header: %s %s" % (status, headers))
+            # With jtiClaim, a token living longer than a day is refused (its jti would hold its place as long).
+            status, _, text = cmi.request("GET", "/jwt/hello/longlived", headers=xt(token(
+                s.rsa, jti="l1", exp=int(time.time()) + 2 * 86400)))
+            check(status == 401 and b"24 hours" in text, "long-lived token with jti: %s %r" % (status, text))
+            log = cmi.log_text()
+            check(secret not in log, "the HMAC secret reached the log")
+            check(t.split(".")[2] not in log and "x-token = *****" in log.lower(),
+                  "the bearer token in X-Token was not masked by the full log")
         finally:
             cmi.stop_clean()
 
@@ -417,6 +466,11 @@ def test_jwt_handler_config_errors():
         "credentials in URL": (prop("jwksEndpoint", "https://u:secret@idp/jwks"), "with credentials"),
         "scope of no resource": (prop("jwksEndpoint", "@JWKS@") + prop("scopes:/nothing", "a"), "/nothing"),
         "bad number": (prop("jwksEndpoint", "@JWKS@") + prop("iatClaim", "soon"), "iatClaim"),
+        "a switch misspelt": (prop("jwksEndpoint", "@JWKS@") + prop("jtiClaim", "yes"),
+                              'jtiClaim: "yes" is neither enabled nor disabled'),
+        "CA file missing": (prop("jwksEndpoint", "https://idp.example.com/jwks") + prop("jwksCaFile", "/nonexistent/ca.pem"),
+                            "jwksCaFile: /nonexistent/ca.pem"),
+        "URL without host": (prop("jwksEndpoint", "https:///jwks"), "has no host"),
     }
     for name, (props, want) in cases.items():
         with Setup(props) as s:
@@ -431,6 +485,10 @@ def test_jwt_handler_config_errors():
         check(rc != 0 and "CMI_TEST_UNSET_AUD is not set" in out + err, "run, env unset: %s %s" % (rc, out + err))
         rc, out, err = run_cmi(["check", s.deploy], env={"CMI_TEST_UNSET_AUD": "orders"})
         check(rc == 0 and "not set" not in out + err, "env set: %s %s" % (rc, out + err))
+    # Plain http for keys: a warning.
+    with Setup(prop("jwksEndpoint", "http://idp.example.com/jwks")) as s:
+        rc, out, err = run_cmi(["check", s.deploy])
+        check(rc == 0 and "over plain http" in out + err, "http endpoint: %s %s" % (rc, out + err))
     # A JWKS file with a weak key and a private key: those skipped (warned), the good one used.
     with Setup(prop("jwksEndpoint", "@JWKS@")) as s:
         weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)
