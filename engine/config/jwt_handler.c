@@ -12,6 +12,8 @@
 #include "config/compile.h"
 #include "config/config.h"
 #include "core/secrets.h"
+#include "config/uri.h"
+#include "http/jwks_fetch.h"
 #include "http/jwt_conf.h"
 #include "plugin/plugin.h"
 
@@ -93,27 +95,19 @@ static void read_jwks_file(cmi_compile_t *cc, xmlNodePtr p, cmi_jwt_conf_t *c, c
         cmi_compile_error(cc, p, "JWT handler: one JWKS file per handler (merge the key sets)");
         return;
     }
-    size_t len = 0;
-    char *text = NULL, err[256], skip[160];
-    FILE *f = fopen(path, "rb");
-    if (f != NULL) {
-        text = cmi_xmalloc(1024 * 1024 + 1);
-        len = fread(text, 1, 1024 * 1024 + 1, f);
-        fclose(f);
-    }
-    size_t skipped = 0;
-    cmi_jwt_keyset_t *ks = NULL;
-    if (f == NULL)
-        snprintf(err, sizeof(err), "%s", strerror(errno));
-    else if (len > 1024 * 1024)
-        snprintf(err, sizeof(err), "larger than 1 MiB");
-    else
-        ks = cmi_jwt_keyset_parse(text, len, &skipped, skip, sizeof(skip), err, sizeof(err));
+    size_t len = 0, skipped = 0;
+    char err[512], skip[160];
+    char *text = cmi_uri_read(cc, cmi_arena_sprintf(cc->arena, "file:%s", path), CMI_JWKS_MAX_BYTES, &len, err,
+                              sizeof(err));
+    cmi_jwt_keyset_t *ks = text != NULL ? cmi_jwt_keyset_parse(text, len, &skipped, skip, sizeof(skip), err,
+                                                                sizeof(err))
+                                        : NULL;
+    if (ks == NULL) /* cmi_uri_read's reasons name the file; the key set's do not */
+        cmi_compile_error(cc, p, "JWT handler: JWKS file%s%s: %s", text != NULL ? " " : "", text != NULL ? path : "",
+                          err);
     free(text);
-    if (ks == NULL) {
-        cmi_compile_error(cc, p, "JWT handler: JWKS file %s: %s", path, err);
+    if (ks == NULL)
         return;
-    }
     if (skipped > 0)
         cmi_compile_warn(cc, p, "JWT handler: JWKS file %s: %zu keys skipped (%s)", path, skipped, skip);
     c->file_keys = ks;
