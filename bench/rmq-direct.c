@@ -25,6 +25,7 @@
 #include <proton/message.h>
 #include <proton/proactor.h>
 #include <proton/sasl.h>
+#include <proton/ssl.h>
 #include <proton/session.h>
 #include <proton/transport.h>
 #include <signal.h>
@@ -461,9 +462,36 @@ static void on_signal(int sig)
     g_stop = 1;
 }
 
+/* amqps://HOST:PORT: TLS as cmi sets it up (the broker's certificate and
+ * name checked against RMQ_DIRECT_CA; TLS 1.2 and 1.3), so that the TLS
+ * rows compare like with like. */
+static pn_ssl_domain_t *tls_domain(void)
+{
+    const char *ca = getenv("RMQ_DIRECT_CA");
+    pn_ssl_domain_t *d = pn_ssl_domain(PN_SSL_MODE_CLIENT);
+    if (d == NULL || ca == NULL || pn_ssl_domain_set_protocols(d, "TLSv1.2 TLSv1.3") != 0 ||
+        pn_ssl_domain_set_trusted_ca_db(d, ca) != 0 ||
+        pn_ssl_domain_set_peer_authentication(d, PN_SSL_VERIFY_PEER_NAME, NULL) != 0) {
+        if (d != NULL)
+            pn_ssl_domain_free(d);
+        return NULL;
+    }
+    return d;
+}
+
+static int use_tls(pn_transport_t *t, pn_ssl_domain_t *d, const char *hostport)
+{
+    char host[256];
+    const char *colon = strrchr(hostport, ':');
+    snprintf(host, sizeof(host), "%.*s", colon ? (int)(colon - hostport) : (int)strlen(hostport), hostport);
+    pn_ssl_t *ssl = pn_ssl(t);
+    return ssl != NULL && pn_ssl_init(ssl, d, NULL) == 0 && pn_ssl_set_peer_hostname(ssl, host) == 0 ? 0 : -1;
+}
+
 static int usage(void)
 {
     fputs("usage: rmq-direct send HOST:PORT ADDRESS COUNT WINDOW BODY-BYTES\n"
+          "       (amqps://HOST:PORT: TLS, the broker's CA in RMQ_DIRECT_CA)\n"
           "       rmq-direct recv HOST:PORT ADDRESS COUNT CREDIT\n"
           "       rmq-direct respond HOST:PORT ADDRESS\n"
           "       rmq-direct rpc HOST:PORT ADDRESS REPLY-ADDRESS SECONDS\n", stderr);
@@ -534,8 +562,17 @@ int main(int argc, char **argv)
     pn_transport_t *t = pn_transport();
     pn_sasl_allowed_mechs(pn_sasl(t), "PLAIN");
     pn_sasl_set_allow_insecure_mechs(pn_sasl(t), true);
+    const char *server = argv[2];
+    pn_ssl_domain_t *tls = NULL;
+    if (strncmp(server, "amqps://", 8) == 0) {
+        server += 8;
+        if ((tls = tls_domain()) == NULL || use_tls(t, tls, server) != 0) {
+            fprintf(stderr, "rmq-direct: cannot set up TLS (RMQ_DIRECT_CA: the broker's CA, PEM)\n");
+            return 1;
+        }
+    }
     pn_connection_open(b.conn);
-    pn_proactor_connect2(b.proactor, b.conn, t, argv[2]);
+    pn_proactor_connect2(b.proactor, b.conn, t, server);
     pn_proactor_set_timeout(b.proactor, 100);
     b.t_progress = now_s();
     b.rpc_deadline = now_s() + b.seconds;
@@ -556,6 +593,8 @@ int main(int argc, char **argv)
     if (b.mode == MODE_RESPOND)
         printf("answered=%ld\n", b.received);
     pn_proactor_free(b.proactor);
+    if (tls != NULL)
+        pn_ssl_domain_free(tls);
     pn_message_free(b.msg);
     free(b.buf.start);
     free(b.body);

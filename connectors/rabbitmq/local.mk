@@ -17,9 +17,10 @@ connectors_rabbitmq_rabbitmq_la_SOURCES = connectors/rabbitmq/rmq.h connectors/r
 	connectors/rabbitmq/rmq_mgmt.c connectors/rabbitmq/rmq_consume.h connectors/rabbitmq/rmq_consume_int.h connectors/rabbitmq/rmq_consume.c \
 	connectors/rabbitmq/rmq_delivery.c connectors/rabbitmq/rmq_final.c connectors/rabbitmq/rmq_stream.c \
 	connectors/rabbitmq/rmq_ops.h connectors/rabbitmq/rmq_publish.c connectors/rabbitmq/rmq_listener.c \
-	connectors/rabbitmq/rmq_rpc.c
-connectors_rabbitmq_rabbitmq_la_CFLAGS = $(RMQ_CFLAGS)
+	connectors/rabbitmq/rmq_rpc.c connectors/rabbitmq/rmq_tls.h connectors/rabbitmq/rmq_tls.c \
+	connectors/rabbitmq/rmq_failure.c
+connectors_rabbitmq_rabbitmq_la_CFLAGS = $(RMQ_CFLAGS) $(OPENSSL_CFLAGS)
 connectors_rabbitmq_rabbitmq_la_LDFLAGS = $(AM_LDFLAGS) -module -avoid-version -shared \
 	-export-symbols-regex '^cmi_connector$$'
 connectors_rabbitmq_rabbitmq_la_LIBADD = connectors/rabbitmq/librmq-core.la $(PROTON_LIBS) $(JANSSON_LIBS) \
-	$(CURL_LIBS) -lpthread -lm
+	$(CURL_LIBS) $(OPENSSL_LIBS) -lpthread -lm

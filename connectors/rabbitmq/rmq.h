@@ -619,6 +619,12 @@ rmq_mgmt_t *rmq_mgmt_create(const cmi_host_t *host, const char *component, char 
 void rmq_mgmt_destroy(rmq_mgmt_t *m);
 /* Any thread: runs the declarations in order; done(arg, ...) when finished. */
 void rmq_mgmt_submit(rmq_mgmt_t *m, const rmq_declare_t *decl, size_t n, rmq_mgmt_done_fn done, void *arg);
+/* Any thread: run(arg, stopping) on the management thread, after what was
+ * submitted before (a slow task that must not hold the pool's thread: a
+ * TLS diagnosis); stopping: the pool is going, run only frees arg.  Every
+ * task runs once, before rmq_mgmt_destroy() returns. */
+typedef void (*rmq_mgmt_run_fn)(void *arg, int stopping);
+void rmq_mgmt_run(rmq_mgmt_t *m, rmq_mgmt_run_fn run, void *arg);
 
 /* ---- RabbitMQ 4.x management node (encoding, tested without a broker) ---------- */
 

@@ -17,7 +17,7 @@
 
 static const char *rmq_conn_server(const rmq_conn_t *c)
 {
-    return c->pool->servers[c->url % c->pool->nservers].hostport;
+    return rmq_conn_server_of(c)->hostport;
 }
 
 const char *rmq_condition_text(pn_condition_t *cond, char *buf, size_t n)
@@ -79,17 +79,43 @@ static uint64_t retry_delay(rmq_pool_t *pool, rmq_conn_t *c)
     }
 }
 
+/* Each change of state once; while a connection stays down, each new
+ * cause of failure of a server once (not once per retry: a broker that
+ * refuses cmi's certificate or login every second is said once). */
 static void log_state(rmq_conn_t *c, const char *why)
 {
-    if (c->logged_state == (int)c->state)
-        return;
-    c->logged_state = (int)c->state;
     rmq_pool_t *pool = c->pool;
-    if (c->state == RMQ_CONN_UP)
+    rmq_server_t *s = rmq_conn_server_of(c);
+    if (c->logged_state == (int)c->state) {
+        if (c->state != RMQ_CONN_DOWN || pool->stopping || why == NULL || s->cause == rmq_cause_hash(why))
+            return;
+        s->cause = rmq_cause_hash(why);
+        rmq_conn_report(c, "still down", why);
+        return;
+    }
+    c->logged_state = (int)c->state;
+    if (c->state == RMQ_CONN_UP) {
+        s->cause = 0;
         RMQ_LOG(pool, CMI_LOG_INFO, "connection %d up: %s (%s, %s addresses)", c->index, rmq_conn_server(c),
                 c->broker, c->format == RMQ_FORMAT_V2 ? "v2" : "v1");
-    else if (c->state == RMQ_CONN_DOWN && !pool->stopping)
-        RMQ_LOG(pool, CMI_LOG_WARN, "connection %d to %s down: %s", c->index, rmq_conn_server(c), why);
+    } else if (c->state == RMQ_CONN_DOWN && !pool->stopping) {
+        s->cause = why != NULL ? rmq_cause_hash(why) : 0;
+        rmq_conn_report(c, "down", why != NULL ? why : "closed");
+    }
+}
+
+/* EXTERNAL: the broker takes the user from the client certificate the TLS
+ * handshake showed it (proton sends an empty initial response). */
+static const char *sasl_mech(const rmq_init_params_t *p)
+{
+    switch (p->sasl) {
+    case RMQ_SASL_ANONYMOUS:
+        return "ANONYMOUS";
+    case RMQ_SASL_EXTERNAL:
+        return "EXTERNAL";
+    default:
+        return "PLAIN";
+    }
 }
 
 void rmq_conn_connect(rmq_pool_t *pool, rmq_conn_t *c)
@@ -120,12 +146,14 @@ void rmq_conn_connect(rmq_pool_t *pool, rmq_conn_t *c)
     pn_data_exit(props);
     pn_transport_t *t = pn_transport();
     pn_sasl_t *sasl = pn_sasl(t);
-    pn_sasl_allowed_mechs(sasl, p->sasl == RMQ_SASL_ANONYMOUS ? "ANONYMOUS" : "PLAIN");
-    /* PLAIN without TLS: proton refuses it unless told (the broker is on a
-     * trusted network until TLS comes). */
-    pn_sasl_set_allow_insecure_mechs(sasl, true);
+    pn_sasl_allowed_mechs(sasl, sasl_mech(p));
+    /* PLAIN without TLS: proton refuses it unless told (sslEnabled false:
+     * the operator's choice, a trusted network). */
+    pn_sasl_set_allow_insecure_mechs(sasl, pool->tls == NULL);
     pn_transport_set_idle_timeout(t, (pn_millis_t)p->idle_timeout_ms);
-    const rmq_server_t *s = &pool->servers[c->url % pool->nservers];
+    const rmq_server_t *s = rmq_conn_server_of(c);
+    if (pool->tls != NULL && rmq_tls_attach(pool->tls, t, s->host) != 0)
+        RMQ_LOG(pool, CMI_LOG_ERROR, "connection %d: proton cannot set up TLS (the connection fails)", c->index);
     RMQ_LOG(pool, CMI_LOG_DEBUG, "connection %d: connecting to %s", c->index, s->hostport);
     pn_proactor_connect2(pool->proactor, c->pn, t, s->hostport);
 }
@@ -188,10 +216,8 @@ void rmq_conn_opened(rmq_conn_t *c)
 /* The connection is gone (every pn_* object of it with this event). */
 void rmq_conn_lost(rmq_conn_t *c, const char *why)
 {
-    int was_up = c->state == RMQ_CONN_UP;
     c->state = c->pool->stopping ? RMQ_CONN_CLOSED : RMQ_CONN_DOWN;
-    if (was_up || !c->ever_up)
-        log_state(c, why);
+    log_state(c, why);
 }
 
 /* After everything that held on to c's pn_* objects has let go. */

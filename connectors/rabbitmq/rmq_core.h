@@ -31,6 +31,7 @@
 #include <sys/queue.h>
 
 #include "rmq.h"
+#include "rmq_tls.h"
 
 #define RMQ_LOG(pool, level, ...) (pool)->host->log((level), (pool)->component, __VA_ARGS__)
 
@@ -194,6 +195,7 @@ typedef struct static_target static_target_t;
 typedef struct {
     char *host;
     char *hostport;
+    uint64_t cause; /* hash of the failure last logged for it (0: none since it was up) */
 } rmq_server_t;
 
 struct rmq_pool {
@@ -222,6 +224,7 @@ struct rmq_pool {
     static_target_t *statics;
     rmq_refusals_t *refused; /* addresses the broker refused (rmq_refused.c) */
     rmq_mgmt_t *mgmt;
+    rmq_tls_t *tls; /* sslEnabled: the SSL domain of every connection */
     int stopping;
     int64_t stop_deadline;
     uint64_t rng;
@@ -287,6 +290,11 @@ void rmq_conn_connect(rmq_pool_t *pool, rmq_conn_t *c);
 void rmq_conn_opened(rmq_conn_t *c);
 void rmq_conn_lost(rmq_conn_t *c, const char *why);
 void rmq_conn_forget(rmq_conn_t *c);
+/* rmq_failure.c: a failure of c said in words an operator can act on
+ * (what: "down", "still down"; why: proton's or the broker's reason). */
+void rmq_conn_report(rmq_conn_t *c, const char *what, const char *why);
+rmq_server_t *rmq_conn_server_of(const rmq_conn_t *c);
+uint64_t rmq_cause_hash(const char *why);
 void rmq_conn_schedule_retry(rmq_pool_t *pool, rmq_conn_t *c);
 void rmq_conn_begin_close(rmq_conn_t *c);
 /* Connection deadlines (retry, open): the earliest, and what is due. */

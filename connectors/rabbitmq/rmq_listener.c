@@ -16,6 +16,7 @@
 #include "rmq_consume.h"
 #include "rmq_ops.h"
 #include "rmq_params.h"
+#include "rmq_tls.h"
 
 /* ---- parameters ------------------------------------------------------------------ */
 
@@ -23,7 +24,7 @@ enum {
     RMQ_L_FACTORY, RMQ_L_HOSTS, RMQ_L_PORTS, RMQ_L_VHOST, RMQ_L_USER, RMQ_L_PASSWORD, RMQ_L_SASL,
     RMQ_L_SSL_ENABLED, RMQ_L_SSL_KEYSTORE, RMQ_L_SSL_KEYSTORE_TYPE, RMQ_L_SSL_KEYSTORE_PASSWORD, RMQ_L_SSL_TRUSTSTORE,
     RMQ_L_SSL_TRUSTSTORE_TYPE, RMQ_L_SSL_TRUSTSTORE_PASSWORD, RMQ_L_SSL_VERSION, RMQ_L_SSL_TRUST_EVERYTHING,
-    RMQ_L_SSL_HOSTNAME_VERIFICATION,
+    RMQ_L_SSL_HOSTNAME_VERIFICATION, RMQ_L_SSL_HOSTNAME_VERIFY,
     RMQ_L_OAUTH2_ENABLED, RMQ_L_OAUTH2_TOKEN_ENDPOINT, RMQ_L_OAUTH2_CLIENT_ID, RMQ_L_OAUTH2_CLIENT_SECRET,
     RMQ_L_OAUTH2_GRANT_TYPE, RMQ_L_OAUTH2_USER, RMQ_L_OAUTH2_PASSWORD,
     RMQ_L_IDLE_TIMEOUT, RMQ_L_RETRY_COUNT, RMQ_L_RETRY_INTERVAL, RMQ_L_RECOVERY_POLICY, RMQ_L_RECOVERY_INITIAL_DELAY,
@@ -47,7 +48,7 @@ enum {
     RMQ_L_THROTTLE_ENABLED, RMQ_L_THROTTLE_MODE, RMQ_L_THROTTLE_TIME_UNIT, RMQ_L_THROTTLE_COUNT,
     RMQ_L_LEGACY_ROUTING_KEY, /* older MI's protocol="rabbitmq" name of rabbitmq.routing.key */
     RMQ_L_CLASSIC_DL_STRATEGY, RMQ_L_CLASSIC_REQUEUE_AS_DISCARD,
-    RMQ_L_ADDRESS_FORMAT, RMQ_L_MGMT_URL,
+    RMQ_L_ADDRESS_FORMAT, RMQ_L_MGMT_URL, RMQ_L_MGMT_USER, RMQ_L_MGMT_PASSWORD,
     RMQ_L_COUNT
 };
 
@@ -61,9 +62,11 @@ typedef struct {
     const char *password;
     int sasl;
     int ssl_enabled;
-    const char *ssl_keystore, *ssl_keystore_type, *ssl_keystore_password;
-    const char *ssl_truststore, *ssl_truststore_type, *ssl_truststore_password, *ssl_version;
-    int ssl_trust_everything, ssl_hostname_verification;
+    const char *ssl_keystore, *ssl_keystore_password;
+    int ssl_keystore_type;
+    const char *ssl_truststore, *ssl_truststore_password, *ssl_version;
+    int ssl_truststore_type;
+    int ssl_trust_everything, ssl_hostname_verification, ssl_hostname_verify;
     int oauth2_enabled;
     const char *oauth2_token_endpoint, *oauth2_client_id, *oauth2_client_secret, *oauth2_grant_type;
     const char *oauth2_user, *oauth2_password;
@@ -115,9 +118,11 @@ typedef struct {
     uint64_t dlp_shutdown_ms;
     int address_format;
     cmi_param_list_t mgmt_url;
+    const char *mgmt_user, *mgmt_password;
 } listener_params_t;
 
 static const char *const sasl_names[] = {"PLAIN", "EXTERNAL", "ANONYMOUS", NULL};
+static const char *const store_names[] = {"PEM", "PKCS12", "JKS", NULL};
 static const char *const policy_names[] = {"FIXED", "FIXED_WITH_INITIAL_DELAY", "FIXED_WITH_INITIAL_DELAY_AND_TIMEOUT",
                                            "EXPONENTIAL_WITH_JITTER", NULL};
 static const char *const format_names[] = {"auto", "v1", "v2", NULL};
@@ -141,7 +146,8 @@ static const cmi_param_def_t listener_params[] = {
     [RMQ_L_HOSTS] = CMI_PARAM("rabbitmq.server.host.name", CMI_PARAM_LIST, CMI_PARAM_REQUIRED, L, hosts, NULL,
                               "host,host,...: the nodes of one cluster"),
     [RMQ_L_PORTS] = CMI_PARAM("rabbitmq.server.port", CMI_PARAM_LIST, 0, L, ports, "5672",
-                              "port,port,... zipped with the hosts (one port: for every host)"),
+                              "port,port,... zipped with the hosts (one port: for every host; default 5671 "
+                              "with TLS)"),
     [RMQ_L_VHOST] = CMI_PARAM("rabbitmq.server.virtual.host", S, 0, L, vhost, "/", "virtual host"),
     [RMQ_L_USER] = CMI_PARAM("rabbitmq.server.user.name", S, 0, L, user, NULL, "user for PLAIN"),
     [RMQ_L_PASSWORD] = CMI_PARAM("rabbitmq.server.password", S, CMI_PARAM_SECRET, L, password, NULL,
@@ -149,25 +155,32 @@ static const cmi_param_def_t listener_params[] = {
     [RMQ_L_SASL] = CMI_PARAM_CHOICE("rabbitmq.connection.sasl.mechanism", 0, L, sasl, "PLAIN", "SASL mechanism",
                                     sasl_names),
     [RMQ_L_SSL_ENABLED] = CMI_PARAM("rabbitmq.connection.ssl.enabled", B, 0, L, ssl_enabled, "false",
-                                    "TLS to the broker (not supported yet)"),
+                                    "TLS to the broker (the port defaults to 5671)"),
     [RMQ_L_SSL_KEYSTORE] = CMI_PARAM("rabbitmq.connection.ssl.keystore.location", S, 0, L, ssl_keystore, NULL,
-                                     "client certificate"),
-    [RMQ_L_SSL_KEYSTORE_TYPE] = CMI_PARAM("rabbitmq.connection.ssl.keystore.type", S, 0, L, ssl_keystore_type, NULL,
-                                          "PEM or PKCS12"),
+                                     "client certificate and key (PEM or PKCS#12)"),
+    [RMQ_L_SSL_KEYSTORE_TYPE] = CMI_PARAM_CHOICE("rabbitmq.connection.ssl.keystore.type", 0, L, ssl_keystore_type,
+                                                 NULL, "PEM or PKCS12 (detected when left out)", store_names),
     [RMQ_L_SSL_KEYSTORE_PASSWORD] = CMI_PARAM("rabbitmq.connection.ssl.keystore.password", S, CMI_PARAM_SECRET, L,
                                               ssl_keystore_password, NULL, "key store password"),
     [RMQ_L_SSL_TRUSTSTORE] = CMI_PARAM("rabbitmq.connection.ssl.truststore.location", S, 0, L, ssl_truststore, NULL,
-                                       "CA certificates"),
-    [RMQ_L_SSL_TRUSTSTORE_TYPE] = CMI_PARAM("rabbitmq.connection.ssl.truststore.type", S, 0, L, ssl_truststore_type,
-                                            NULL, "PEM or PKCS12"),
+                                       "CA certificates (PEM or PKCS#12; default: the system's)"),
+    [RMQ_L_SSL_TRUSTSTORE_TYPE] = CMI_PARAM_CHOICE("rabbitmq.connection.ssl.truststore.type", 0, L,
+                                                   ssl_truststore_type, NULL,
+                                                   "PEM or PKCS12 (detected when left out)", store_names),
     [RMQ_L_SSL_TRUSTSTORE_PASSWORD] = CMI_PARAM("rabbitmq.connection.ssl.truststore.password", S, CMI_PARAM_SECRET,
                                                 L, ssl_truststore_password, NULL, "trust store password"),
     [RMQ_L_SSL_VERSION] = CMI_PARAM("rabbitmq.connection.ssl.version", S, 0, L, ssl_version, "TLSv1.2",
-                                    "lowest TLS version"),
+                                    "lowest TLS version: TLSv1.2 (1.2 and 1.3) or TLSv1.3"),
     [RMQ_L_SSL_TRUST_EVERYTHING] = CMI_PARAM("rabbitmq.connection.ssl.trust.everything", B, 0, L,
-                                             ssl_trust_everything, "false", "skip certificate verification"),
+                                             ssl_trust_everything, "false",
+                                             "skip certificate verification (a warning at start-up)"),
     [RMQ_L_SSL_HOSTNAME_VERIFICATION] = CMI_PARAM("rabbitmq.connection.ssl.hostname.verification.enabled", B, 0, L,
-                                                  ssl_hostname_verification, "true", "check the broker's host name"),
+                                                  ssl_hostname_verification, "true",
+                                                  "check the broker's host name (false: a warning at start-up)"),
+    [RMQ_L_SSL_HOSTNAME_VERIFY] = CMI_PARAM("rabbitmq.connection.ssl.hostname.verify.enabled", B, 0, L,
+                                            ssl_hostname_verify, "true",
+                                            "the name MI's inbound code reads for the row above; either false "
+                                            "turns the check off"),
     [RMQ_L_OAUTH2_ENABLED] = CMI_PARAM("rabbitmq.connection.oauth2.enabled", B, 0, L, oauth2_enabled, "false",
                                        "OAuth2 tokens as the password (not supported yet)"),
     [RMQ_L_OAUTH2_TOKEN_ENDPOINT] = CMI_PARAM("rabbitmq.connection.oauth2.token.endpoint", S, 0, L,
@@ -363,6 +376,11 @@ static const cmi_param_def_t listener_params[] = {
     [RMQ_L_MGMT_URL] = CMI_PARAM("rabbitmq.management.url", CMI_PARAM_LIST, 0, L, mgmt_url, NULL,
                                  "cmi's: the HTTP management API of each node, for what 3.x cannot declare over "
                                  "AMQP 1.0 (exchanges, bindings, queues with arguments); default http://HOST:15672"),
+    [RMQ_L_MGMT_USER] = CMI_PARAM("rabbitmq.management.username", S, 0, L, mgmt_user, NULL,
+                                  "cmi's: the management API's user (default: rabbitmq.server.user.name; needed "
+                                  "with EXTERNAL on 3.x)"),
+    [RMQ_L_MGMT_PASSWORD] = CMI_PARAM("rabbitmq.management.password", S, CMI_PARAM_SECRET, L, mgmt_password, NULL,
+                                      "cmi's: its password (default: rabbitmq.server.password)"),
     [RMQ_L_COUNT] = CMI_PARAM_END,
 };
 #undef L
@@ -439,6 +457,22 @@ static int validate_unsupported(const listener_params_t *p, char *err, size_t n)
     return 0;
 }
 
+static int validate_tls(const listener_params_t *p, char *err, size_t n)
+{
+    if (p->sasl == RMQ_SASL_EXTERNAL && (!p->ssl_enabled || p->ssl_keystore == NULL)) {
+        snprintf(err, n, "rabbitmq.connection.sasl.mechanism EXTERNAL logs in with the client certificate: it needs "
+                 "rabbitmq.connection.ssl.enabled=true and rabbitmq.connection.ssl.keystore.location");
+        return -1;
+    }
+    if (p->ssl_keystore_type == RMQ_STORE_JKS || p->ssl_truststore_type == RMQ_STORE_JKS) {
+        snprintf(err, n, "rabbitmq.connection.ssl.%s.type JKS cannot be read by cmi: convert it with `keytool "
+                 "-importkeystore -srckeystore in.jks -destkeystore out.p12 -deststoretype PKCS12` and use PKCS12",
+                 p->ssl_keystore_type == RMQ_STORE_JKS ? "keystore" : "truststore");
+        return -1;
+    }
+    return p->ssl_enabled ? rmq_tls_check_version("rabbitmq.connection.ssl.version", p->ssl_version, err, n) : 0;
+}
+
 static int validate_listener(const void *params, char *err, size_t n)
 {
     const listener_params_t *p = params;
@@ -461,14 +495,8 @@ static int validate_listener(const void *params, char *err, size_t n)
         snprintf(err, n, "rabbitmq.connection.sasl.mechanism PLAIN needs rabbitmq.server.user.name");
         return -1;
     }
-    if (p->ssl_enabled) {
-        snprintf(err, n, "rabbitmq.connection.ssl.enabled: TLS to the broker is not supported by cmi yet");
+    if (validate_tls(p, err, n) != 0)
         return -1;
-    }
-    if (p->sasl == RMQ_SASL_EXTERNAL) {
-        snprintf(err, n, "rabbitmq.connection.sasl.mechanism EXTERNAL is not supported by cmi yet");
-        return -1;
-    }
     if (p->oauth2_enabled) {
         snprintf(err, n, "rabbitmq.connection.oauth2.enabled: OAuth2 tokens are not supported by cmi yet");
         return -1;
@@ -513,6 +541,38 @@ static void listener_free(listener_t *ls)
     free(ls);
 }
 
+static void mark_given(rmq_init_params_t *i, unsigned row)
+{
+    i->head.given[row / 64] |= UINT64_C(1) << (row % 64);
+}
+
+static void fill_tls(rmq_init_params_t *i, const listener_params_t *p)
+{
+    i->ssl_enabled = p->ssl_enabled;
+    i->ssl_version = p->ssl_version;
+    i->trust_everything = p->ssl_trust_everything;
+    i->hostname_verification = p->ssl_hostname_verification && p->ssl_hostname_verify;
+    i->keystore_location = p->ssl_keystore;
+    i->keystore_password = p->ssl_keystore_password;
+    i->keystore_type = p->ssl_keystore_type;
+    if (CMI_PARAM_GIVEN(p, RMQ_L_SSL_KEYSTORE_TYPE))
+        mark_given(i, RMQ_I_KEYSTORE_TYPE);
+    i->truststore_location = p->ssl_truststore;
+    i->truststore_password = p->ssl_truststore_password;
+    i->truststore_type = p->ssl_truststore_type;
+    if (CMI_PARAM_GIVEN(p, RMQ_L_SSL_TRUSTSTORE_TYPE))
+        mark_given(i, RMQ_I_TRUSTSTORE_TYPE);
+}
+
+/* host:port of each host: the port given for it, else the only one given,
+ * else AMQP's (5671 with TLS). */
+static const char *port_of(const listener_params_t *p, size_t k)
+{
+    if (!CMI_PARAM_GIVEN(p, RMQ_L_PORTS))
+        return p->ssl_enabled ? "5671" : "5672";
+    return p->ports.items[p->ports.count == 1 ? 0 : k];
+}
+
 static void fill_init(listener_t *ls)
 {
     const listener_params_t *p = ls->p;
@@ -521,12 +581,13 @@ static void fill_init(listener_t *ls)
     i->name = ls->l->name;
     ls->urls = rmq_xcalloc(p->hosts.count, sizeof(*ls->urls));
     for (size_t k = 0; k < p->hosts.count; k++)
-        ls->urls[k] = rmq_xasprintf("%s:%s", p->hosts.items[k], p->ports.items[p->ports.count == 1 ? 0 : k]);
+        ls->urls[k] = rmq_xasprintf("%s:%s", p->hosts.items[k], port_of(p, k));
     i->server_urls = (cmi_param_list_t){(const char *const *)ls->urls, p->hosts.count};
     i->vhost = p->vhost;
     i->sasl = p->sasl;
     i->username = p->user;
     i->password = p->password;
+    fill_tls(i, p);
     i->idle_timeout_ms = p->idle_timeout_ms;
     i->retry_count = p->retry_count;
     i->retry_interval_ms = p->retry_interval_ms;
@@ -538,6 +599,8 @@ static void fill_init(listener_t *ls)
     i->max_in_flight = 1000;
     i->address_format = p->address_format;
     i->mgmt_url = p->mgmt_url;
+    i->mgmt_user = p->mgmt_user;
+    i->mgmt_password = p->mgmt_password;
 }
 
 /* The dead-letter exchange and queue, when the endpoint says to declare

@@ -18,6 +18,7 @@ typedef struct job {
     rmq_declare_t *decl;
     size_t n;
     rmq_mgmt_done_fn done;
+    rmq_mgmt_run_fn run; /* a task of rmq_mgmt_run() instead of declarations */
     void *arg;
 } job_t;
 
@@ -142,6 +143,12 @@ static void *mgmt_thread(void *arg)
         STAILQ_REMOVE_HEAD(&m->jobs, entry);
         int stopping = m->stopping;
         pthread_mutex_unlock(&m->lock);
+        if (j->run != NULL) {
+            j->run(j->arg, stopping);
+            free(j);
+            pthread_mutex_lock(&m->lock);
+            continue;
+        }
         int status = 0;
         char detail[512] = "";
         if (stopping || curl == NULL) {
@@ -239,6 +246,14 @@ void rmq_mgmt_destroy(rmq_mgmt_t *m)
     free(m);
 }
 
+static void enqueue(rmq_mgmt_t *m, job_t *j)
+{
+    pthread_mutex_lock(&m->lock);
+    STAILQ_INSERT_TAIL(&m->jobs, j, entry);
+    pthread_cond_signal(&m->cond);
+    pthread_mutex_unlock(&m->lock);
+}
+
 void rmq_mgmt_submit(rmq_mgmt_t *m, const rmq_declare_t *decl, size_t n, rmq_mgmt_done_fn done, void *arg)
 {
     job_t *j = rmq_xcalloc(1, sizeof(*j));
@@ -248,8 +263,13 @@ void rmq_mgmt_submit(rmq_mgmt_t *m, const rmq_declare_t *decl, size_t n, rmq_mgm
     j->n = n;
     j->done = done;
     j->arg = arg;
-    pthread_mutex_lock(&m->lock);
-    STAILQ_INSERT_TAIL(&m->jobs, j, entry);
-    pthread_cond_signal(&m->cond);
-    pthread_mutex_unlock(&m->lock);
+    enqueue(m, j);
+}
+
+void rmq_mgmt_run(rmq_mgmt_t *m, rmq_mgmt_run_fn run, void *arg)
+{
+    job_t *j = rmq_xcalloc(1, sizeof(*j));
+    j->run = run;
+    j->arg = arg;
+    enqueue(m, j);
 }

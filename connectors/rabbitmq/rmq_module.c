@@ -12,6 +12,7 @@
 #include "rmq_consume.h"
 #include "rmq_ops.h"
 #include "rmq_params.h"
+#include "rmq_tls.h"
 
 /* ---- checks ----------------------------------------------------------------- */
 
@@ -98,20 +99,22 @@ static const cmi_param_def_t init_params[] = {
     [RMQ_I_OAUTH2_PASSWORD] = CMI_PARAM("oAuth2Password", S, SECRET, I, oauth2_password, NULL,
                                         "OAuth2 password (password grant)"),
     [RMQ_I_SSL_ENABLED] = CMI_PARAM("sslEnabled", CMI_PARAM_BOOL, 0, I, ssl_enabled, "false",
-                                    "TLS to the broker (not supported yet)"),
+                                    "TLS to the broker (amqps: give the TLS port in serverUrls)"),
     [RMQ_I_TRUST_EVERYTHING] = CMI_PARAM("trustEverything", CMI_PARAM_BOOL, 0, I, trust_everything, "false",
-                                         "skip certificate verification"),
+                                         "skip certificate verification (a warning at start-up)"),
     [RMQ_I_HOSTNAME_VERIFICATION] = CMI_PARAM("hostnameVerificationEnabled", CMI_PARAM_BOOL, 0, I,
-                                              hostname_verification, "true", "check the broker's host name"),
-    [RMQ_I_SSL_VERSION] = CMI_PARAM("sslVersion", S, 0, I, ssl_version, "TLSv1.2", "lowest TLS version"),
+                                              hostname_verification, "true",
+                                              "check the broker's host name (false: a warning at start-up)"),
+    [RMQ_I_SSL_VERSION] = CMI_PARAM("sslVersion", S, 0, I, ssl_version, "TLSv1.2",
+                                    "lowest TLS version: TLSv1.2 (1.2 and 1.3) or TLSv1.3"),
     [RMQ_I_KEYSTORE_LOCATION] = CMI_PARAM("keyStoreLocation", S, 0, I, keystore_location, NULL,
-                                          "client certificate and key"),
+                                          "client certificate and key (PEM or PKCS#12)"),
     [RMQ_I_KEYSTORE_PASSWORD] = CMI_PARAM("keyStorePassword", S, SECRET, I, keystore_password, NULL,
                                           "key store password"),
     [RMQ_I_KEYSTORE_TYPE] = CMI_PARAM_CHOICE("keyStoreType", 0, I, keystore_type, NULL,
                                              "PEM or PKCS12 (detected when left out)", store_names),
     [RMQ_I_TRUSTSTORE_LOCATION] = CMI_PARAM("trustStoreLocation", S, 0, I, truststore_location, NULL,
-                                            "CA certificates"),
+                                            "CA certificates (PEM or PKCS#12; default: the system's)"),
     [RMQ_I_TRUSTSTORE_PASSWORD] = CMI_PARAM("trustStorePassword", S, SECRET, I, truststore_password, NULL,
                                             "trust store password"),
     [RMQ_I_TRUSTSTORE_TYPE] = CMI_PARAM_CHOICE("trustStoreType", 0, I, truststore_type, NULL,
@@ -174,14 +177,13 @@ static int validate_init(const void *params, char *err, size_t n)
                  "-importkeystore, or export the CA certificates as PEM");
         return -1;
     }
-    if (p->ssl_enabled) {
-        snprintf(err, n, "sslEnabled: TLS to the broker is not supported by cmi yet");
+    if (p->sasl == RMQ_SASL_EXTERNAL && (!p->ssl_enabled || p->keystore_location == NULL)) {
+        snprintf(err, n, "saslMechanism EXTERNAL logs in with the client certificate: it needs sslEnabled=true and "
+                 "keyStoreLocation");
         return -1;
     }
-    if (p->sasl == RMQ_SASL_EXTERNAL) {
-        snprintf(err, n, "saslMechanism EXTERNAL (client certificates) is not supported by cmi yet");
+    if (p->ssl_enabled && rmq_tls_check_version("sslVersion", p->ssl_version, err, n) != 0)
         return -1;
-    }
     if (p->oauth2_enabled) {
         snprintf(err, n, "oAuth2Enabled: OAuth2 tokens are not supported by cmi yet");
         return -1;

@@ -462,6 +462,10 @@ rmq_pool_t *rmq_pool_create(const cmi_host_t *host, const char *component, const
         pool->feature_state[i] = features[i]->create(pool);
         pool->nfeatures = i + 1;
     }
+    if (p->ssl_enabled && (pool->tls = rmq_tls_create(host, pool->component, p, err, n)) == NULL) {
+        rmq_pool_destroy(pool);
+        return NULL;
+    }
     pool->mgmt = make_mgmt(pool);
     pool->proactor = pn_proactor();
     if (pool->mgmt == NULL || pool->proactor == NULL || pthread_create(&pool->thread, NULL, pool_thread, pool) != 0) {
@@ -500,6 +504,7 @@ void rmq_pool_destroy(rmq_pool_t *pool)
     rmq_declare_free_results(pool->results);
     if (pool->proactor != NULL)
         pn_proactor_free(pool->proactor);
+    rmq_tls_destroy(pool->tls); /* after the connections that referred to it */
     rmq_pub_fail_list(&pool->inbox, RMQ_ERR_CONNECTION, "the connection config is stopping");
     EACH_FEATURE(pool, i)
         if (pool->features[i]->destroy != NULL)

@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -107,15 +108,61 @@ def broker():
     return _current
 
 
+def tls_conf(pki, is4):
+    """rabbitmq.conf lines of a TLS listener on {amqps_port} with EXTERNAL
+    beside the usual mechanisms (4.0 keeps its ANONYMOUS, which its tests
+    use)."""
+    conf = ("listeners.ssl.default = 127.0.0.1:{amqps_port}\n"
+            "ssl_options.cacertfile = %s/ca.pem\nssl_options.certfile = %s/server.pem\n"
+            "ssl_options.keyfile = %s/server.key\nssl_options.verify = verify_peer\n"
+            "ssl_options.fail_if_no_peer_cert = false\nssl_cert_login_from = common_name\n"
+            "auth_mechanisms.1 = PLAIN\nauth_mechanisms.2 = AMQPLAIN\nauth_mechanisms.3 = EXTERNAL\n"
+            % (pki, pki, pki))
+    return conf + ("auth_mechanisms.4 = ANONYMOUS\n" if is4 else "")
+
+
+def make_pki(d):
+    """The certificates of a TLS node (tests/scenarios/pki.py)."""
+    scenarios = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scenarios")
+    if scenarios not in sys.path:
+        sys.path.insert(0, scenarios)
+    import pki
+    os.makedirs(d, exist_ok=True)
+    pki.make_ca(d)
+    pki.make_cert(d, "server")
+    pki.make_cert(d, "client", cn="cmi-client", client=True)
+    pki.pkcs12(d, "client", "p12-secret-4711")
+    pki.pkcs12_trust(d, "ca", "trust-secret-4711")
+    with open(os.path.join(d, "client.both.pem"), "w") as out:
+        for part in ("client.pem", "client.key"):
+            with open(os.path.join(d, part)) as f:
+                out.write(f.read())
+
+
 class RabbitNode:
-    def __init__(self, name="cmitest", cookie=None, broker_=None):
+    def __init__(self, name="cmitest", cookie=None, broker_=None, plugins=(), conf="", tls=False):
+        """plugins: enabled beside AMQP 1.0 and management; conf: lines
+        added to rabbitmq.conf ({amqps_port} is replaced by a free port,
+        then in self.amqps_port).  tls: a TLS listener on amqps_port too
+        (certificates the node makes in self.pki: ca.pem, server.pem for
+        localhost, client.pem/.key/.p12 for the user cmi-client, whom
+        EXTERNAL logs in by the certificate's common name), peers verified
+        when they show a certificate."""
         self.broker = broker_ or broker()
         self.dir = self.broker.tmpdir("cmi-rabbit-")
         self.name = "%s%d@localhost" % (name, os.getpid())
         self.amqp_port = free_port()
         self.mgmt_port = free_port()
         self.dist_port = free_port()
+        self.amqps_port = free_port()
         self.cookie = cookie  # nodes of one cluster share one
+        self.plugins = list(plugins)
+        self.tls = tls
+        self.pki = os.path.join(self.dir, "pki")
+        if tls:
+            self.plugins.append("rabbitmq_auth_mechanism_ssl")
+            conf += tls_conf(self.pki, self.broker.is4)
+        self.conf = conf.replace("{amqps_port}", str(self.amqps_port))
         self.proc = None
         self.log = None
 
@@ -145,12 +192,15 @@ class RabbitNode:
             with open(path, "w") as f:
                 f.write(self.cookie)
             os.chmod(path, 0o400)
+        if self.tls:
+            make_pki(self.pki)
         with open(os.path.join(self.dir, "enabled_plugins"), "w") as f:
-            f.write("[rabbitmq_amqp1_0,rabbitmq_management].\n")
+            f.write("[%s].\n" % ",".join(["rabbitmq_amqp1_0", "rabbitmq_management"] + self.plugins))
         with open(os.path.join(self.dir, "rabbitmq.conf"), "w") as f:
             f.write("listeners.tcp.default = 127.0.0.1:%d\n" % self.amqp_port)
             f.write("management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = %d\n" % self.mgmt_port)
             f.write("loopback_users = none\n")
+            f.write(self.conf)
         self.log = open(os.path.join(self.dir, "server.out"), "ab")
         self.proc = subprocess.Popen(self.broker.argv("rabbitmq-server"), env=self.env(),
                                      stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
@@ -162,9 +212,13 @@ class RabbitNode:
                 raise NodeError("rabbitmq-server exited with %s:\n%s" % (self.proc.returncode, self.server_log()))
             try:
                 self.api("GET", "/api/overview")
-                return self
             except (OSError, urllib.error.URLError, NodeError):
                 time.sleep(0.25)
+                continue
+            if self.tls:  # EXTERNAL's user: no password, the certificate is its credential
+                self.api("PUT", "/api/users/cmi-client", {"password_hash": "", "tags": ""})
+                self.api("PUT", "/api/permissions/%2F/cmi-client", {"configure": ".*", "write": ".*", "read": ".*"})
+            return self
         raise NodeError("RabbitMQ did not come up within %.0fs:\n%s" % (timeout, self.server_log()))
 
     def server_log(self):

@@ -41,7 +41,7 @@ def run_on(version, tests):
     """Every test against one broker; returns (tests run, [(name, detail)] of the failures)."""
     os.environ["CMI_RABBITMQ"] = version
     t0 = time.monotonic()
-    node = RabbitNode()
+    node = RabbitNode(tls=True)  # a TLS listener beside the plain one (test_tls.py)
     try:
         node.start()
     except Exception as e:

@@ -18,9 +18,10 @@ def make_ca(d, name="ca", cn="cmi test CA"):
     return os.path.join(d, name + ".pem")
 
 
-def make_cert(d, name, ca="ca", cn="localhost", serial=1, days=2, client=False, not_after=None):
-    """name.key and name.pem signed by ca; a server certificate for
-    localhost and 127.0.0.1, or a client one.  not_after (YYMMDDHHMMSSZ)
+def make_cert(d, name, ca="ca", cn="localhost", serial=1, days=2, client=False, not_after=None,
+              names="DNS:localhost,IP:127.0.0.1"):
+    """name.key and name.pem signed by ca; a server certificate for names
+    (localhost and 127.0.0.1), or a client one.  not_after (YYMMDDHHMMSSZ)
     makes it expire then (an expired certificate: a date in the past)."""
     _ossl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
           "-keyout", name + ".key", "-out", name + ".csr", "-subj", "/CN=" + cn + "/O=cmi tests", cwd=d)
@@ -29,7 +30,7 @@ def make_cert(d, name, ca="ca", cn="localhost", serial=1, days=2, client=False, 
         if client:
             f.write("extendedKeyUsage=clientAuth\n")
         else:
-            f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+            f.write("subjectAltName=%s\nextendedKeyUsage=serverAuth\n" % names)
     if not_after is not None:
         # `openssl ca` is the command line's way to set both dates.
         _ossl("x509", "-req", "-in", name + ".csr", "-CA", ca + ".pem", "-CAkey", ca + ".key",
@@ -66,6 +67,13 @@ def pkcs12(d, name, password, legacy=False):
     if legacy:
         args += ["-legacy"]
     _ossl(*args, cwd=d)
+    return out
+
+
+def pkcs12_trust(d, name, password):
+    """name.pem's certificates alone in a PKCS#12 file (a trust store)."""
+    out = os.path.join(d, name + ".trust.p12")
+    _ossl("pkcs12", "-export", "-nokeys", "-in", name + ".pem", "-out", out, "-passout", "pass:" + password, cwd=d)
     return out
 
 
