@@ -87,20 +87,19 @@ static void log_state(rmq_conn_t *c, const char *why)
     rmq_pool_t *pool = c->pool;
     rmq_server_t *s = rmq_conn_server_of(c);
     if (c->logged_state == (int)c->state) {
-        if (c->state != RMQ_CONN_DOWN || pool->stopping || why == NULL || s->cause == rmq_cause_hash(why))
-            return;
-        s->cause = rmq_cause_hash(why);
-        rmq_conn_report(c, "still down", why);
+        if (c->state == RMQ_CONN_DOWN && !pool->stopping && why != NULL && rmq_server_new_cause(s, why))
+            rmq_conn_report(c, "still down", why);
         return;
     }
     c->logged_state = (int)c->state;
     if (c->state == RMQ_CONN_UP) {
-        s->cause = 0;
+        rmq_server_up(s);
         RMQ_LOG(pool, CMI_LOG_INFO, "connection %d up: %s (%s, %s addresses)", c->index, rmq_conn_server(c),
                 c->broker, c->format == RMQ_FORMAT_V2 ? "v2" : "v1");
     } else if (c->state == RMQ_CONN_DOWN && !pool->stopping) {
-        s->cause = why != NULL ? rmq_cause_hash(why) : 0;
-        rmq_conn_report(c, "down", why != NULL ? why : "closed");
+        why = why != NULL ? why : "closed";
+        rmq_server_new_cause(s, why);
+        rmq_conn_report(c, "down", why);
     }
 }
 
@@ -152,8 +151,16 @@ void rmq_conn_connect(rmq_pool_t *pool, rmq_conn_t *c)
     pn_sasl_set_allow_insecure_mechs(sasl, pool->tls == NULL);
     pn_transport_set_idle_timeout(t, (pn_millis_t)p->idle_timeout_ms);
     const rmq_server_t *s = rmq_conn_server_of(c);
-    if (pool->tls != NULL && rmq_tls_attach(pool->tls, t, s->host) != 0)
-        RMQ_LOG(pool, CMI_LOG_ERROR, "connection %d: proton cannot set up TLS (the connection fails)", c->index);
+    if (pool->tls != NULL && rmq_tls_attach(pool->tls, t, s->host) != 0) {
+        /* never without it: tried again like any failure */
+        RMQ_LOG(pool, CMI_LOG_ERROR, "connection %d: proton cannot set up TLS; trying again", c->index);
+        pn_transport_free(t);
+        pn_connection_free(c->pn);
+        c->pn = NULL;
+        c->state = RMQ_CONN_DOWN;
+        rmq_conn_schedule_retry(pool, c);
+        return;
+    }
     RMQ_LOG(pool, CMI_LOG_DEBUG, "connection %d: connecting to %s", c->index, s->hostport);
     pn_proactor_connect2(pool->proactor, c->pn, t, s->hostport);
 }

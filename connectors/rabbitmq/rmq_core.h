@@ -192,10 +192,13 @@ typedef struct rmq_feature {
 
 typedef struct static_target static_target_t;
 
+#define RMQ_CAUSES 4 /* a server's causes of failure remembered: two that alternate are said once each */
+
 typedef struct {
     char *host;
     char *hostport;
-    uint64_t cause; /* hash of the failure last logged for it (0: none since it was up) */
+    uint64_t causes[RMQ_CAUSES]; /* hashes of the failures logged since it was last up (0: none) */
+    unsigned next_cause;
 } rmq_server_t;
 
 struct rmq_pool {
@@ -294,7 +297,10 @@ void rmq_conn_forget(rmq_conn_t *c);
  * (what: "down", "still down"; why: proton's or the broker's reason). */
 void rmq_conn_report(rmq_conn_t *c, const char *what, const char *why);
 rmq_server_t *rmq_conn_server_of(const rmq_conn_t *c);
-uint64_t rmq_cause_hash(const char *why);
+/* 1 when why is a cause of failure of s not logged since s was last up
+ * (and remembers it), else 0; rmq_server_up() forgets them all. */
+int rmq_server_new_cause(rmq_server_t *s, const char *why);
+void rmq_server_up(rmq_server_t *s);
 void rmq_conn_schedule_retry(rmq_pool_t *pool, rmq_conn_t *c);
 void rmq_conn_begin_close(rmq_conn_t *c);
 /* Connection deadlines (retry, open): the earliest, and what is due. */

@@ -15,12 +15,28 @@
 
 #include "rmq_core.h"
 
-uint64_t rmq_cause_hash(const char *why)
+static uint64_t cause_hash(const char *why)
 {
     uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
     for (const unsigned char *p = (const unsigned char *)why; *p; p++)
         h = (h ^ *p) * 0x100000001b3ull;
     return h | 1; /* never 0: "none" */
+}
+
+int rmq_server_new_cause(rmq_server_t *s, const char *why)
+{
+    uint64_t h = cause_hash(why);
+    for (unsigned i = 0; i < RMQ_CAUSES; i++)
+        if (s->causes[i] == h)
+            return 0;
+    s->causes[s->next_cause++ % RMQ_CAUSES] = h;
+    return 1;
+}
+
+void rmq_server_up(rmq_server_t *s)
+{
+    memset(s->causes, 0, sizeof(s->causes));
+    s->next_cause = 0;
 }
 
 rmq_server_t *rmq_conn_server_of(const rmq_conn_t *c)
@@ -43,6 +59,8 @@ static const char *hint_of(const rmq_pool_t *pool, const char *why)
         {"alert unknown ca", 1, "the broker does not trust the issuer of cmi's client certificate (keyStoreLocation)"},
         {"alert certificate expired", 1, "the broker says cmi's client certificate has expired"},
         {"alert certificate required", 1, "the broker asks for a client certificate: give keyStoreLocation"},
+        {"alert protocol version", 1, "no TLS version in common with the broker (sslVersion)"},
+        {"unsupported protocol", 1, "no TLS version in common with the broker (sslVersion)"},
         {"alert handshake failure", 1, "the broker refused the handshake: cmi's client certificate (expired or not "
                                        "acceptable) or no TLS version and cipher in common (sslVersion)"},
         {"alert bad certificate", 1, "the broker does not accept cmi's client certificate"},
@@ -78,7 +96,7 @@ static void diagnose(void *arg, int stopping)
         return;
     }
     char found[CURL_ERROR_SIZE + 400] = "";
-    rmq_tls_diagnose(&d->files, d->name, d->port, 10000, found, sizeof(found));
+    rmq_tls_diagnose(&d->files, d->name, d->port, 5000, found, sizeof(found));
     if (found[0] == '\0' && is_ip_literal(d->name))
         snprintf(found, sizeof(found), "the certificate does not name %s as a DNS name or common name, the only "
                  "names proton checks (an IP address entry does not count): give the broker's host name in "

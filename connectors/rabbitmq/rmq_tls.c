@@ -6,16 +6,27 @@
  * are read and checked here with OpenSSL, then written as PEM into
  * anonymous memory files (memfd: never on a disk, readable only by this
  * process, gone with it even after a kill -9) that proton and the
- * diagnosis read through /proc/self/fd.  One domain per connection config;
- * each connection takes a reference (pn_ssl_init). */
+ * diagnosis read through /proc/self/fd (the key's only until proton has
+ * read it).  One domain per connection config; each connection's SSL
+ * holds the domain's SSL_CTX (OpenSSL's reference), so the domain may go
+ * before them.
+ *
+ * proton loads the system's CAs into every client domain and keeps its
+ * SSL_CTX to itself; a trust store must replace those CAs (MI trusts its
+ * trust store alone), and trustEverything must not lower the security
+ * level.  OpenSSL calls every ex_data index of SSL_CTX for each new
+ * context: an index that lives only while this thread makes its domain
+ * hands cmi the context (catch_ctx). */
 #include "config.h"
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/pkcs12.h>
 #include <openssl/provider.h>
+#include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <proton/ssl.h>
 #include <stdio.h>
@@ -28,6 +39,7 @@
 #include "rmq_tls.h"
 
 #define STORE_MAX_BYTES (4 << 20) /* a key or trust store larger than this is not one */
+#define PKCS12_MAX_ITER 5000000   /* Java's keytool cap: more only burns CPU at start-up */
 
 typedef struct {
     int fd;
@@ -36,7 +48,8 @@ typedef struct {
 
 struct rmq_tls {
     pn_ssl_domain_t *domain;
-    memfile_t ca, cert, key;
+    SSL_CTX *ctx; /* the domain's (catch_ctx) */
+    memfile_t ca; /* the trust store, for the diagnosis too */
     int verify_peer, verify_host;
     long curl_version;
 };
@@ -117,28 +130,38 @@ static void bytes_free(bytes_t *b)
     b->data = NULL;
 }
 
-/* The file's bytes, at most STORE_MAX_BYTES. */
+/* The file's bytes, at most STORE_MAX_BYTES, from a regular file only (a
+ * FIFO or a device would block the start-up or never end). */
 static int read_file(const char *what, const char *path, bytes_t *b, char *err, size_t n)
 {
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
         snprintf(err, n, "%s %s: %s", what, path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
         return -1;
     }
-    struct stat st;
-    long size = fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) ? (long)st.st_size : STORE_MAX_BYTES;
-    size_t room = (size_t)(size < STORE_MAX_BYTES ? size : STORE_MAX_BYTES) + 1; /* +1: a file that grew */
-    b->data = rmq_xcalloc(1, room);
-    b->len = fread(b->data, 1, room, f);
-    int rc = 0;
-    if (ferror(f)) {
-        snprintf(err, n, "%s %s: %s", what, path, strerror(errno));
-        rc = -1;
-    } else if (b->len > STORE_MAX_BYTES || b->len == room) {
-        snprintf(err, n, "%s %s: larger than %d MiB", what, path, STORE_MAX_BYTES >> 20);
-        rc = -1;
+    if (!S_ISREG(st.st_mode) || st.st_size > STORE_MAX_BYTES) {
+        snprintf(err, n, "%s %s: %s", what, path, S_ISREG(st.st_mode) ? "larger than 4 MiB" : "not a regular file");
+        close(fd);
+        return -1;
     }
-    fclose(f);
+    b->data = rmq_xcalloc(1, (size_t)st.st_size + 1);
+    b->len = 0;
+    int rc = 0;
+    for (;;) {
+        ssize_t got = read(fd, b->data + b->len, (size_t)st.st_size - b->len);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0) {
+            snprintf(err, n, "%s %s: %s", what, path, strerror(errno));
+            rc = -1;
+        }
+        if (got <= 0 || (b->len += (size_t)got) == (size_t)st.st_size)
+            break;
+    }
+    close(fd);
     if (rc != 0)
         bytes_free(b);
     return rc;
@@ -189,6 +212,15 @@ static int read_pkcs12(const bytes_t *b, const char *what, const char *path, con
         return -1;
     }
     const char *pw = password ? password : "";
+    const ASN1_INTEGER *iter = NULL;
+    if (PKCS12_mac_present(p12))
+        PKCS12_get0_mac(NULL, NULL, NULL, &iter, p12);
+    if (iter != NULL && ASN1_INTEGER_get(iter) > PKCS12_MAX_ITER) {
+        PKCS12_free(p12);
+        snprintf(err, n, "%s %s: its integrity check asks for %ld iterations (at most %d)", what, path,
+                 ASN1_INTEGER_get(iter), PKCS12_MAX_ITER);
+        return -1;
+    }
     /* keytool writes trust stores without a password with no MAC at all */
     if (PKCS12_mac_present(p12) && !PKCS12_verify_mac(p12, pw, -1) &&
         !(password == NULL && PKCS12_verify_mac(p12, NULL, 0))) {
@@ -307,7 +339,7 @@ static void warn_validity(const cmi_host_t *host, const char *component, X509 *c
         host->log(CMI_LOG_WARN, component, "the client certificate in %s is not valid yet (check the clock)", path);
 }
 
-static int write_identity(rmq_tls_t *tls, const store_t *s, char *err, size_t n)
+static int write_identity(memfile_t *cert, memfile_t *key_file, const store_t *s, char *err, size_t n)
 {
     BIO *certs = BIO_new(BIO_s_mem()), *key = BIO_new(BIO_s_mem());
     int ok = certs != NULL && key != NULL && PEM_write_bio_X509(certs, s->cert) == 1 &&
@@ -317,8 +349,8 @@ static int write_identity(rmq_tls_t *tls, const store_t *s, char *err, size_t n)
     int rc = -1;
     if (!ok)
         snprintf(err, n, "cannot write the client certificate as PEM");
-    else if (memfile_from_bio(&tls->cert, "cmi-rmq-cert", certs, err, n) == 0 &&
-             memfile_from_bio(&tls->key, "cmi-rmq-key", key, err, n) == 0)
+    else if (memfile_from_bio(cert, "cmi-rmq-cert", certs, err, n) == 0 &&
+             memfile_from_bio(key_file, "cmi-rmq-key", key, err, n) == 0)
         rc = 0;
     BIO_free(certs);
     if (key != NULL) { /* the key's clear bytes do not outlive the memory file */
@@ -345,12 +377,15 @@ static int use_identity(rmq_tls_t *tls, const cmi_host_t *host, const char *comp
         return -1;
     }
     warn_validity(host, component, s.cert, p->keystore_location);
-    int rc = write_identity(tls, &s, err, n);
+    memfile_t cert = {.fd = -1}, key = {.fd = -1};
+    int rc = write_identity(&cert, &key, &s, err, n);
     store_free(&s);
-    if (rc == 0 && pn_ssl_domain_set_credentials(tls->domain, tls->cert.path, tls->key.path, NULL) != 0) {
+    if (rc == 0 && pn_ssl_domain_set_credentials(tls->domain, cert.path, key.path, NULL) != 0) {
         snprintf(err, n, "keyStoreLocation %s: proton refused the certificate and key", p->keystore_location);
         rc = -1;
     }
+    memfile_close(&cert); /* proton has read them into its SSL_CTX */
+    memfile_close(&key);
     return rc;
 }
 
@@ -360,6 +395,8 @@ static int use_trust(rmq_tls_t *tls, const rmq_init_params_t *p, char *err, size
 {
     if (p->truststore_location == NULL)
         return 0; /* the system's CAs, which proton loads in every domain */
+    if (p->trust_everything)
+        return 0; /* nothing is checked against it */
     store_t s = {0};
     int type = CMI_PARAM_GIVEN(p, RMQ_I_TRUSTSTORE_TYPE) ? p->truststore_type : -1;
     if (read_store("trustStoreLocation", p->truststore_location, type, p->truststore_password, 0, &s, err, n) != 0)
@@ -379,6 +416,15 @@ static int use_trust(rmq_tls_t *tls, const rmq_init_params_t *p, char *err, size
     else if (memfile_from_bio(&tls->ca, "cmi-rmq-ca", bio, err, n) == 0)
         rc = 0;
     BIO_free(bio);
+    /* The trust store alone: the store proton filled with the system's CAs
+     * is replaced by an empty one before the file is loaded into it. */
+    X509_STORE *only = rc == 0 ? X509_STORE_new() : NULL;
+    if (rc == 0 && only == NULL) {
+        snprintf(err, n, "out of memory");
+        rc = -1;
+    }
+    if (only != NULL)
+        SSL_CTX_set_cert_store(tls->ctx, only);
     if (rc == 0 && pn_ssl_domain_set_trusted_ca_db(tls->domain, tls->ca.path) != 0) {
         snprintf(err, n, "trustStoreLocation %s: proton refused the certificates", p->truststore_location);
         rc = -1;
@@ -441,25 +487,62 @@ static int set_verification(rmq_tls_t *tls, const cmi_host_t *host, const char *
         mode = PN_SSL_VERIFY_PEER;
         tls->verify_host = 0;
         host->log(CMI_LOG_WARN, component, "hostnameVerificationEnabled is false: any certificate the trust store "
-                  "vouches for is taken for the broker, whatever name it carries");
+                  "(%s) vouches for is taken for the broker, whatever name it carries",
+                  p->truststore_location ? "trustStoreLocation" : "the system's CAs, every public CA");
     }
-    if (pn_ssl_domain_set_peer_authentication(tls->domain, mode, NULL) != 0) {
+    /* proton's anonymous mode would also offer anonymous ciphers and drop
+     * OpenSSL's security level to 0: trustEverything gives up the check
+     * of the certificate, nothing else. */
+    int level = SSL_CTX_get_security_level(tls->ctx);
+    if ((mode == PN_SSL_ANONYMOUS_PEER && pn_ssl_domain_set_ciphers(tls->domain, "DEFAULT:!aNULL:!eNULL") != 0) ||
+        pn_ssl_domain_set_peer_authentication(tls->domain, mode, NULL) != 0) {
         snprintf(err, n, "proton cannot set the certificate verification");
         return -1;
     }
+    SSL_CTX_set_security_level(tls->ctx, level);
     return 0;
 }
 
 /* ---- the domain ------------------------------------------------------------------------------- */
 
+static _Thread_local int catching;
+static _Thread_local SSL_CTX *caught;
+
+static void catch_ctx(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+    (void)ptr, (void)ad, (void)idx, (void)argl, (void)argp;
+    if (catching && caught == NULL)
+        caught = parent; /* this thread's pn_ssl_domain() is making it */
+}
+
+/* A client domain and its SSL_CTX.  The index is freed before returning:
+ * OpenSSL never calls into this module once it is unloaded. */
+static pn_ssl_domain_t *domain_and_ctx(SSL_CTX **ctx)
+{
+    int idx = CRYPTO_get_ex_new_index(CRYPTO_EX_INDEX_SSL_CTX, 0, NULL, catch_ctx, NULL, NULL);
+    catching = 1;
+    caught = NULL;
+    pn_ssl_domain_t *d = idx >= 0 ? pn_ssl_domain(PN_SSL_MODE_CLIENT) : NULL;
+    catching = 0;
+    if (idx >= 0)
+        CRYPTO_free_ex_index(CRYPTO_EX_INDEX_SSL_CTX, idx);
+    *ctx = caught;
+    caught = NULL;
+    if (d != NULL && *ctx == NULL) {
+        pn_ssl_domain_free(d);
+        d = NULL;
+    }
+    return d;
+}
+
 rmq_tls_t *rmq_tls_create(const cmi_host_t *host, const char *component, const rmq_init_params_t *p, char *err,
                           size_t n)
 {
     rmq_tls_t *tls = rmq_xcalloc(1, sizeof(*tls));
-    tls->ca.fd = tls->cert.fd = tls->key.fd = -1;
-    tls->domain = pn_ssl_domain(PN_SSL_MODE_CLIENT);
+    tls->ca.fd = -1;
+    tls->domain = domain_and_ctx(&tls->ctx);
     if (tls->domain == NULL) {
-        snprintf(err, n, "this proton has no TLS");
+        snprintf(err, n, "this proton or OpenSSL cannot make a TLS client domain");
         free(tls);
         return NULL;
     }
@@ -475,10 +558,8 @@ void rmq_tls_destroy(rmq_tls_t *tls)
 {
     if (tls == NULL)
         return;
-    pn_ssl_domain_free(tls->domain); /* connections keep their own references */
+    pn_ssl_domain_free(tls->domain); /* connections' SSLs keep the SSL_CTX */
     memfile_close(&tls->ca);
-    memfile_close(&tls->cert);
-    memfile_close(&tls->key);
     free(tls);
 }
 
@@ -493,8 +574,6 @@ int rmq_tls_attach(rmq_tls_t *tls, pn_transport_t *t, const char *host)
 void rmq_tls_files(const rmq_tls_t *tls, rmq_tls_files_t *out)
 {
     out->ca_file = tls->ca.fd >= 0 ? tls->ca.path : NULL;
-    out->cert_file = tls->cert.fd >= 0 ? tls->cert.path : NULL;
-    out->key_file = tls->key.fd >= 0 ? tls->key.path : NULL;
     out->verify_peer = tls->verify_peer;
     out->verify_host = tls->verify_host;
     out->min_version = tls->curl_version;
@@ -522,10 +601,6 @@ void rmq_tls_diagnose(const rmq_tls_files_t *f, const char *host, const char *po
     curl_easy_setopt(curl, CURLOPT_SSLVERSION, f->min_version);
     if (f->ca_file != NULL)
         curl_easy_setopt(curl, CURLOPT_CAINFO, f->ca_file);
-    if (f->cert_file != NULL) {
-        curl_easy_setopt(curl, CURLOPT_SSLCERT, f->cert_file);
-        curl_easy_setopt(curl, CURLOPT_SSLKEY, f->key_file);
-    }
     CURLcode rc = curl_easy_perform(curl);
     curl_easy_cleanup(curl);
     if (rc == CURLE_OK)

@@ -24,12 +24,10 @@ void rmq_tls_destroy(rmq_tls_t *tls);
  * Pool thread.  0, or -1 (proton could not set it up). */
 int rmq_tls_attach(rmq_tls_t *tls, pn_transport_t *t, const char *host);
 
-/* Files curl can read for a diagnosis (rmq_tls_diagnose): the trust store
- * (NULL: the system's), the client certificate and key (NULL: none). */
+/* What a diagnosis (rmq_tls_diagnose) checks the broker's certificate
+ * against: the trust store's file (NULL: the system's CAs), the checks. */
 typedef struct {
     const char *ca_file;
-    const char *cert_file;
-    const char *key_file;
     int verify_peer;
     int verify_host;
     long min_version; /* CURL_SSLVERSION_* */

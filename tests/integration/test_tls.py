@@ -99,6 +99,14 @@ def post(cmi, path, body):
     return status, data
 
 
+def other_ca(node):
+    """A CA that signed nothing the broker shows (made once per node)."""
+    path = p(node, "other.pem")
+    if not os.path.exists(path):
+        pki.make_ca(node.pki, name="other", cn="other CA")
+    return path
+
+
 def test_publish_rpc_and_inbound_over_tls_with_plain_and_external(node):
     q_plain, q_ext, q_rpc = unique("tls-plain"), unique("tls-ext"), unique("tls-rpc")
     dead = free_port()  # the first server of PlainTls: failover over TLS servers
@@ -106,18 +114,47 @@ def test_publish_rpc_and_inbound_over_tls_with_plain_and_external(node):
                                                   % (dead, node.amqps_port), plain_over_tls(node)),
              "local-entries/ext.xml": tls_entry(node, "External", "localhost:%d" % node.amqps_port,
                                                 external(node)),
+             # MI's ways to give up checks (each with a warning), and TLS 1.3 only
+             "local-entries/trustall.xml": tls_entry(node, "TrustAll", "127.0.0.1:%d" % node.amqps_port,
+                                                     "<username>guest</username><password>guest</password>"
+                                                     "<sslEnabled>true</sslEnabled><trustEverything>true"
+                                                     "</trustEverything><trustStoreLocation>%s"
+                                                     "</trustStoreLocation>" % other_ca(node), pool=1),
+             # no trust store: the system's CAs (SSL_CERT_FILE below makes the test's CA one)
+             "local-entries/system.xml": tls_entry(node, "SystemCAs", "localhost:%d" % node.amqps_port,
+                                                   "<username>guest</username><password>guest</password>"
+                                                   "<sslEnabled>true</sslEnabled>", pool=1),
+             "local-entries/nohost.xml": tls_entry(node, "NoHostCheck", "127.0.0.1:%d" % node.amqps_port,
+                                                   "<username>guest</username><password>guest</password>"
+                                                   "<sslEnabled>true</sslEnabled><trustStoreLocation>%s"
+                                                   "</trustStoreLocation><hostnameVerificationEnabled>false"
+                                                   "</hostnameVerificationEnabled>" % p(node, "ca.pem"), pool=1),
+             "local-entries/tls13.xml": tls_entry(node, "Tls13", "localhost:%d" % node.amqps_port,
+                                                  "<username>guest</username><password>guest</password>"
+                                                  "<sslEnabled>true</sslEnabled><trustStoreLocation>%s"
+                                                  "</trustStoreLocation><sslVersion>TLSv1.3</sslVersion>"
+                                                  % p(node, "ca.pem"), pool=1),
              "api/tls.xml": api(q_plain, q_ext, q_rpc),
              "sequences/answer.xml": responder(),
              "sequences/answerError.xml": '<sequence %s name="answerError"><rabbitmq.discard/></sequence>' % NS,
              "inbound-endpoints/responder.xml": inbound_external(node, q_rpc)}
     check(RMQ_CONNECTORS, "CMI_RMQ_CONNECTORS is not set (run through make check)")
     with Deployment(files) as d:
-        cmi = Cmi(d, workers=2, env={"CMI_CONNECTORS_PATH": RMQ_CONNECTORS}).start()
+        cmi = Cmi(d, workers=2, env={"CMI_CONNECTORS_PATH": RMQ_CONNECTORS,
+                                     "SSL_CERT_FILE": p(node, "ca.pem")}).start()
         try:
             for key in ("PlainTls", "External"):
                 for i in (0, 1):
                     cmi.wait_log(r"\[rabbitmq:%s\] connection %d up: localhost:%d " % (key, i, node.amqps_port), 30)
             cmi.wait_log(r"\[rabbitmq:Responder\] connection 0: consuming from", 30)
+            # Another CA's trust store and 127.0.0.1 (not a name proton finds in the certificate): only
+            # trustEverything lets it in; 127.0.0.1 with the right CA: only the host name switch does.
+            cmi.wait_log(r"\[rabbitmq:TrustAll\] trustEverything: the broker's certificate is not checked", 5)
+            cmi.wait_log(r"\[rabbitmq:TrustAll\] connection 0 up: ", 30)
+            cmi.wait_log(r"\[rabbitmq:SystemCAs\] connection 0 up: ", 30)
+            cmi.wait_log(r"\[rabbitmq:NoHostCheck\] hostnameVerificationEnabled is false: any certificate", 5)
+            cmi.wait_log(r"\[rabbitmq:NoHostCheck\] connection 0 up: 127\.0\.0\.1:", 30)
+            cmi.wait_log(r"\[rabbitmq:Tls13\] connection 0 up: ", 30)
             for n in range(20):
                 status, data = post(cmi, "/tls/plain", {"n": n})
                 check(status == 200 and json.loads(data)["success"] == "true", "PLAIN over TLS: %s %r" % (status, data))
@@ -137,13 +174,13 @@ def test_publish_rpc_and_inbound_over_tls_with_plain_and_external(node):
                 # session (one name: "peer -> node").
                 conns = {c["name"]: c for c in node.api("GET", "/api/connections")
                          if c.get("port") == node.amqps_port}
-                return list(conns.values()) if len(conns) >= 5 else None
-            conns = wait_for(tls_conns, 20, "cmi's five TLS connections in the broker's list")
+                return list(conns.values()) if len(conns) >= 9 else None
+            conns = wait_for(tls_conns, 20, "cmi's nine TLS connections in the broker's list")
             users = sorted(c.get("user") for c in conns)
-            # PlainTls 2, External 2, the endpoint 1
-            check(len(conns) == 5 and all(c.get("ssl") for c in conns),
+            # guest: PlainTls 2, TrustAll, SystemCAs, NoHostCheck, Tls13; cmi-client: External 2, the endpoint
+            check(len(conns) == 9 and all(c.get("ssl") for c in conns),
                   "TLS connections: %r" % [(c["name"], c.get("ssl"), c.get("user")) for c in conns])
-            check(users.count("guest") == 2 and users.count("cmi-client") == len(conns) - 2,
+            check(users.count("guest") == 6 and users.count("cmi-client") == 3,
                   "users of the TLS connections: %r" % users)
             log = cmi.log_text()
             for secret in (KEY_PASSWORD, TRUST_PASSWORD):
@@ -159,11 +196,11 @@ class TlsServer:
     shows an expired certificate, or one for another name (the handshake
     fails before AMQP: no broker is needed to play it)."""
 
-    def __init__(self, d, name):
+    def __init__(self, d, name, *args):
         self.port = free_port()
         self.proc = subprocess.Popen(["openssl", "s_server", "-accept", "127.0.0.1:%d" % self.port, "-cert",
                                       os.path.join(d, name + ".pem"), "-key", os.path.join(d, name + ".key"),
-                                      "-quiet", "-naccept", "1000"],
+                                      "-quiet", "-naccept", "1000"] + list(args),
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      cwd=d)
 
@@ -185,7 +222,7 @@ def test_each_failure_said_once_with_its_reason(node):
     pki.make_cert(d, "expired", not_after="210101000000Z")
     pki.make_cert(d, "elsewhere", cn="elsewhere.example", names="DNS:elsewhere.example")
     pki.make_cert(d, "nobody", cn="nobody", client=True)
-    pki.make_ca(d, name="other", cn="other CA")
+    other_ca(node)
     pki.make_cert(d, "stranger", ca="other", cn="cmi-client", client=True)
     for name in ("nobody", "stranger"):
         with open(os.path.join(d, name + ".both.pem"), "w") as out:
@@ -193,12 +230,14 @@ def test_each_failure_said_once_with_its_reason(node):
                 with open(os.path.join(d, name + part)) as f:
                     out.write(f.read())
     expired, elsewhere = TlsServer(d, "expired"), TlsServer(d, "elsewhere")
+    tls12 = TlsServer(d, "server", "-tls1_2")  # a peer that stops at TLS 1.2
     trust = "<trustStoreLocation>%s</trustStoreLocation>" % p(node, "ca.pem")
     tls = "<sslEnabled>true</sslEnabled>" + trust
     guest = "<username>guest</username><password>guest</password>"
     amqps = "localhost:%d" % node.amqps_port
     # key: (servers, parameters, what the line must say)
     cases = {
+        # The test's CA is a system CA here (SSL_CERT_FILE): the trust store, another CA's, must be all that counts.
         "Untrusted": (amqps, guest + "<sslEnabled>true</sslEnabled><trustStoreLocation>%s</trustStoreLocation>"
                       % p(node, "other.pem"), r"TLS: SSL certificate problem: (self.signed certificate in "
                       r"certificate chain|unable to get local issuer certificate)"),
@@ -217,6 +256,8 @@ def test_each_failure_said_once_with_its_reason(node):
         "PlainPort": ("localhost:%d" % node.amqp_port, guest + tls, r"wrong version number \(this port does not "
                       r"speak TLS"),
         "TlsPort": (amqps, guest, r"this port speaks TLS: set sslEnabled to true"),
+        "Only13": ("localhost:%d" % tls12.port, guest + tls + "<sslVersion>TLSv1.3</sslVersion>",
+                   r"SSL Failure: .*(protocol version|unsupported protocol)"),
     }
     fast = ("<connectionEstablishRetryCount>3</connectionEstablishRetryCount>"
             "<connectionEstablishRetryInterval>200</connectionEstablishRetryInterval>"
@@ -225,7 +266,8 @@ def test_each_failure_said_once_with_its_reason(node):
     check(RMQ_CONNECTORS, "CMI_RMQ_CONNECTORS is not set (run through make check)")
     try:
         with Deployment(files) as dep:
-            cmi = Cmi(dep, workers=1, env={"CMI_CONNECTORS_PATH": RMQ_CONNECTORS}).start()
+            cmi = Cmi(dep, workers=1, env={"CMI_CONNECTORS_PATH": RMQ_CONNECTORS,
+                                           "SSL_CERT_FILE": p(node, "ca.pem")}).start()
             try:
                 for key, (servers, _, says) in cases.items():
                     m = cmi.wait_log(r"\[rabbitmq:%s\] connection 0 to (\S+) down: (.*)" % key, 30)
@@ -246,8 +288,8 @@ def test_each_failure_said_once_with_its_reason(node):
             finally:
                 cmi.stop_clean()
     finally:
-        expired.stop()
-        elsewhere.stop()
+        for server in (expired, elsewhere, tls12):
+            server.stop()
 
 
 def test_bad_key_and_trust_stores_refused_at_start(node):
