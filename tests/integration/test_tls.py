@@ -73,6 +73,25 @@ def inbound_external(node, queue):
                queue))
 
 
+def inbound_no_host_check(node, queue):
+    """An endpoint at 127.0.0.1 (a name proton does not find in the
+    certificate) let in only by the host name switch, under the name MI's
+    inbound code reads."""
+    return ('<inboundEndpoint %s name="NoHostAlias" sequence="answerError" onError="answerError" '
+            'class="org.wso2.carbon.inbound.rabbitmq.RabbitMQListener" suspend="false"><parameters>'
+            '<parameter name="rabbitmq.server.host.name">127.0.0.1</parameter>'
+            '<parameter name="rabbitmq.server.port">%d</parameter>'
+            '<parameter name="rabbitmq.server.user.name">guest</parameter>'
+            '<parameter name="rabbitmq.server.password">guest</parameter>'
+            '<parameter name="rabbitmq.connection.ssl.enabled">true</parameter>'
+            '<parameter name="rabbitmq.connection.ssl.truststore.location">%s</parameter>'
+            '<parameter name="rabbitmq.connection.ssl.hostname.verify.enabled">false</parameter>'
+            '<parameter name="rabbitmq.management.url">http://127.0.0.1:%d</parameter>'
+            '<parameter name="rabbitmq.queue.type">CLASSIC</parameter>'
+            '<parameter name="rabbitmq.queue.name">%s</parameter></parameters></inboundEndpoint>'
+            % (NS, node.amqps_port, p(node, "ca.pem"), node.mgmt_port, queue))
+
+
 def responder(queue_key="PlainTls"):
     return ('<sequence %s name="answer"><payloadFactory media-type="json">'
             '<format>{"echo": ${payload.n}, "by": "tls"}</format></payloadFactory>'
@@ -137,7 +156,8 @@ def test_publish_rpc_and_inbound_over_tls_with_plain_and_external(node):
              "api/tls.xml": api(q_plain, q_ext, q_rpc),
              "sequences/answer.xml": responder(),
              "sequences/answerError.xml": '<sequence %s name="answerError"><rabbitmq.discard/></sequence>' % NS,
-             "inbound-endpoints/responder.xml": inbound_external(node, q_rpc)}
+             "inbound-endpoints/responder.xml": inbound_external(node, q_rpc),
+             "inbound-endpoints/alias.xml": inbound_no_host_check(node, unique("tls-alias"))}
     check(RMQ_CONNECTORS, "CMI_RMQ_CONNECTORS is not set (run through make check)")
     with Deployment(files) as d:
         cmi = Cmi(d, workers=2, env={"CMI_CONNECTORS_PATH": RMQ_CONNECTORS,
@@ -152,6 +172,9 @@ def test_publish_rpc_and_inbound_over_tls_with_plain_and_external(node):
             cmi.wait_log(r"\[rabbitmq:TrustAll\] trustEverything: the broker's certificate is not checked", 5)
             cmi.wait_log(r"\[rabbitmq:TrustAll\] connection 0 up: ", 30)
             cmi.wait_log(r"\[rabbitmq:SystemCAs\] connection 0 up: ", 30)
+            # MI's inbound code reads ...hostname.verify.enabled (its docs: ...verification.enabled)
+            cmi.wait_log(r"\[rabbitmq:NoHostAlias\] hostnameVerificationEnabled is false", 5)
+            cmi.wait_log(r"\[rabbitmq:NoHostAlias\] connection 0: consuming from", 30)
             cmi.wait_log(r"\[rabbitmq:NoHostCheck\] hostnameVerificationEnabled is false: any certificate", 5)
             cmi.wait_log(r"\[rabbitmq:NoHostCheck\] connection 0 up: 127\.0\.0\.1:", 30)
             cmi.wait_log(r"\[rabbitmq:Tls13\] connection 0 up: ", 30)
@@ -174,13 +197,14 @@ def test_publish_rpc_and_inbound_over_tls_with_plain_and_external(node):
                 # session (one name: "peer -> node").
                 conns = {c["name"]: c for c in node.api("GET", "/api/connections")
                          if c.get("port") == node.amqps_port}
-                return list(conns.values()) if len(conns) >= 9 else None
-            conns = wait_for(tls_conns, 20, "cmi's nine TLS connections in the broker's list")
+                return list(conns.values()) if len(conns) >= 10 else None
+            conns = wait_for(tls_conns, 20, "cmi's ten TLS connections in the broker's list")
             users = sorted(c.get("user") for c in conns)
-            # guest: PlainTls 2, TrustAll, SystemCAs, NoHostCheck, Tls13; cmi-client: External 2, the endpoint
-            check(len(conns) == 9 and all(c.get("ssl") for c in conns),
+            # guest: PlainTls 2, TrustAll, SystemCAs, NoHostCheck, Tls13, NoHostAlias; cmi-client: External 2,
+            # the endpoint
+            check(len(conns) == 10 and all(c.get("ssl") for c in conns),
                   "TLS connections: %r" % [(c["name"], c.get("ssl"), c.get("user")) for c in conns])
-            check(users.count("guest") == 6 and users.count("cmi-client") == 3,
+            check(users.count("guest") == 7 and users.count("cmi-client") == 3,
                   "users of the TLS connections: %r" % users)
             log = cmi.log_text()
             for secret in (KEY_PASSWORD, TRUST_PASSWORD):
