@@ -6,7 +6,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential autoconf automake libtool pkg-config
   libxml2-dev libxslt1-dev libh2o-evloop-dev libjansson-dev libcurl4-openssl-dev libssl-dev libcunit1-dev
-  libcrypt-dev libjwt-dev python3-jwt
+  libcrypt-dev libjwt-dev python3-jwt python3-cryptography
   libqpid-proton11-dev rabbitmq-server python3-qpid-proton
   python3 curl valgrind clang libclang-rt-14-dev
   wrk nginx debootstrap

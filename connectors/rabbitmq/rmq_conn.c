@@ -4,6 +4,7 @@
  * trying the next URL each time, and never gives up. */
 #include "config.h"
 
+#include <openssl/crypto.h>
 #include <proton/codec.h>
 #include <proton/condition.h>
 #include <proton/sasl.h>
@@ -12,6 +13,7 @@
 #include <string.h>
 
 #include "rmq_core.h"
+#include "rmq_oauth2.h"
 
 #define OPEN_TIMEOUT_MS 30000 /* TCP, SASL and the broker's open, at most */
 
@@ -117,6 +119,59 @@ static const char *sasl_mech(const rmq_init_params_t *p)
     }
 }
 
+/* An attempt that cannot start (no token yet, no TLS layer): a failure like
+ * any other, said once per cause and tried again per the policy. */
+static void fail_attempt(rmq_pool_t *pool, rmq_conn_t *c, const char *why)
+{
+    pn_connection_free(c->pn);
+    c->pn = NULL;
+    c->state = RMQ_CONN_DOWN;
+    log_state(c, why);
+    rmq_conn_schedule_retry(pool, c);
+}
+
+/* OAuth2: the token is the PLAIN password (RabbitMQ's oauth2 backend takes
+ * the user from the token; the client id names the connection's user to
+ * proton, which wants one). */
+static int use_token(rmq_pool_t *pool, rmq_conn_t *c)
+{
+    char token[16 * 1024 + 1], why[400];
+    unsigned gen;
+    int64_t expires_at;
+    int rc = rmq_oauth2_current(pool->oauth2, token, sizeof(token), &gen, &expires_at, why, sizeof(why));
+    if (rc == -2) { /* the first token is on its way: connected when it comes (rmq_conn_token_changed) */
+        pn_connection_free(c->pn);
+        c->pn = NULL;
+        c->state = RMQ_CONN_DOWN;
+        c->retry_at = rmq_now() + pool->p->retry_interval_ms;
+        rmq_pool_timer_changed(pool);
+        return -1;
+    }
+    if (rc != 0) {
+        fail_attempt(pool, c, why);
+        return -1;
+    }
+    pn_connection_set_user(c->pn, pool->p->client_id);
+    pn_connection_set_password(c->pn, token);
+    OPENSSL_cleanse(token, strlen(token));
+    c->token_gen = gen;
+    c->token_expires_at = expires_at;
+    return 0;
+}
+
+void rmq_conn_token_changed(rmq_pool_t *pool)
+{
+    rmq_rotate_start(pool);
+    int64_t now = rmq_now();
+    for (size_t i = 0; i < pool->nconns; i++) {
+        rmq_conn_t *c = &pool->conns[i];
+        if (c->active && c->state == RMQ_CONN_DOWN && c->retry_at > now) {
+            c->retry_at = now; /* it waited for a token, perhaps */
+            rmq_pool_timer_changed(pool);
+        }
+    }
+}
+
 void rmq_conn_connect(rmq_pool_t *pool, rmq_conn_t *c)
 {
     const rmq_init_params_t *p = pool->p;
@@ -133,7 +188,10 @@ void rmq_conn_connect(rmq_pool_t *pool, rmq_conn_t *c)
     char vhost[300];
     snprintf(vhost, sizeof(vhost), "vhost:%s", p->vhost);
     pn_connection_set_hostname(c->pn, vhost);
-    if (p->sasl == RMQ_SASL_PLAIN) {
+    if (pool->oauth2 != NULL) {
+        if (use_token(pool, c) != 0)
+            return;
+    } else if (p->sasl == RMQ_SASL_PLAIN) {
         pn_connection_set_user(c->pn, p->username ? p->username : "guest");
         pn_connection_set_password(c->pn, p->password ? p->password : "guest");
     }
@@ -152,13 +210,8 @@ void rmq_conn_connect(rmq_pool_t *pool, rmq_conn_t *c)
     pn_transport_set_idle_timeout(t, (pn_millis_t)p->idle_timeout_ms);
     const rmq_server_t *s = rmq_conn_server_of(c);
     if (pool->tls != NULL && rmq_tls_attach(pool->tls, t, s->host) != 0) {
-        /* never without it: tried again like any failure */
-        RMQ_LOG(pool, CMI_LOG_ERROR, "connection %d: proton cannot set up TLS; trying again", c->index);
         pn_transport_free(t);
-        pn_connection_free(c->pn);
-        c->pn = NULL;
-        c->state = RMQ_CONN_DOWN;
-        rmq_conn_schedule_retry(pool, c);
+        fail_attempt(pool, c, "proton cannot set up TLS"); /* never without it */
         return;
     }
     RMQ_LOG(pool, CMI_LOG_DEBUG, "connection %d: connecting to %s", c->index, s->hostport);
@@ -268,6 +321,8 @@ int64_t rmq_conn_next_deadline(const rmq_conn_t *c)
     int64_t next = c->retry_at;
     if (c->state == RMQ_CONN_CONNECTING && (next == 0 || c->open_deadline < next))
         next = c->open_deadline;
+    if (c->retiring && !c->close_requested && (next == 0 || c->retire_deadline < next))
+        next = c->retire_deadline;
     return next;
 }
 

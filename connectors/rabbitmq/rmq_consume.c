@@ -289,7 +289,7 @@ static int64_t throttle_room(rmq_consume_t *cs, rmq_consumer_t *k)
 static void refill(rmq_consume_t *cs, rmq_rlink_t *r)
 {
     rmq_consumer_t *k = r->consumer;
-    int closing = cs->consuming_stopped || cs->pool->stopping || k->refused;
+    int closing = cs->consuming_stopped || cs->pool->stopping || k->refused || r->conn->retiring;
     while ((closing || !full(r)) && !STAILQ_EMPTY(&r->parked)) {
         rmq_delivery_t *d = unpark(r);
         if (!d->auto_acked && (d->settled || closing)) {
@@ -693,6 +693,16 @@ static void on_closed(void *st, rmq_conn_t *c)
     }
 }
 
+/* What c's receivers have in mediation (a retiring connection waits for it). */
+static size_t conn_busy(void *st, rmq_conn_t *c)
+{
+    size_t n = 0;
+    const rmq_rlink_t *r;
+    SLIST_FOREACH(r, &cc_of(st, c)->rlinks, entry)
+        n += (size_t)r->in_mediation + r->nparked;
+    return n;
+}
+
 /* Shutdown: nothing is left hanging. */
 static void on_closing(void *st, rmq_conn_t *c)
 {
@@ -779,6 +789,7 @@ const rmq_feature_t rmq_consume_feature = {
     .on_link = on_link,
     .on_declared = on_declared,
     .on_closing = on_closing,
+    .busy = conn_busy,
     .on_closed = on_closed,
     .next_deadline = next_deadline,
     .on_timeout = on_timeout,

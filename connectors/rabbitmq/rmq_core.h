@@ -158,6 +158,15 @@ struct rmq_conn {
     char close_why[512];   /* the broker's reason, when it closed the connection */
     int64_t cycle_start;
     int logged_state; /* the state last logged, so each change is logged once */
+    /* OAuth2 renewal (rmq_rotate.c): a connection on an older token is
+     * replaced by one on the new token before it expires; the old one
+     * takes no new work and closes once its work is done. */
+    int active;               /* one of the pool's connections (an OAuth2 pool has spare slots) */
+    unsigned token_gen;       /* the token it opened with, and that token's expiry */
+    int64_t token_expires_at;
+    int replaces;             /* the connection it is to replace once up; -1: none */
+    int retiring;             /* replaced: no new work; closed when idle or at retire_deadline */
+    int64_t retire_deadline;
 };
 
 /* ---- features -------------------------------------------------------------------------- */
@@ -181,6 +190,9 @@ typedef struct rmq_feature {
     void (*on_closing)(void *st, rmq_conn_t *c);
     /* c is gone with every pn_* object of it. */
     void (*on_closed)(void *st, rmq_conn_t *c);
+    /* The messages of c it still has in mediation (a retiring connection
+     * closes once none is left); NULL: none ever. */
+    size_t (*busy)(void *st, rmq_conn_t *c);
     /* The earliest deadline the feature needs (0: none), and its timeouts. */
     int64_t (*next_deadline)(void *st);
     void (*on_timeout)(void *st, int64_t now);
@@ -228,6 +240,8 @@ struct rmq_pool {
     rmq_refusals_t *refused; /* addresses the broker refused (rmq_refused.c) */
     rmq_mgmt_t *mgmt;
     rmq_tls_t *tls; /* sslEnabled: the SSL domain of every connection */
+    struct rmq_oauth2 *oauth2; /* oAuth2Enabled: the tokens (rmq_oauth2.c) */
+    atomic_int token_changed;  /* a new token (any thread) */
     int stopping;
     int64_t stop_deadline;
     uint64_t rng;
@@ -302,6 +316,13 @@ rmq_server_t *rmq_conn_server_of(const rmq_conn_t *c);
 int rmq_server_new_cause(rmq_server_t *s, const char *why);
 void rmq_server_up(rmq_server_t *s);
 void rmq_conn_schedule_retry(rmq_pool_t *pool, rmq_conn_t *c);
+/* A new OAuth2 token: connections waiting for one try now. */
+void rmq_conn_token_changed(rmq_pool_t *pool);
+/* rmq_rotate.c: renewing connections under OAuth2. */
+void rmq_rotate_start(rmq_pool_t *pool);            /* a new token: replace those on older ones */
+void rmq_rotate_up(rmq_pool_t *pool, rmq_conn_t *c); /* c is up: retire the one it replaces */
+int rmq_rotate_closed(rmq_pool_t *pool, rmq_conn_t *c); /* c is gone: 1 when it is not to come back */
+void rmq_rotate_check(rmq_pool_t *pool, rmq_conn_t *c, int64_t now); /* close c if retired and idle */
 void rmq_conn_begin_close(rmq_conn_t *c);
 /* Connection deadlines (retry, open): the earliest, and what is due. */
 int64_t rmq_conn_next_deadline(const rmq_conn_t *c);

@@ -16,6 +16,7 @@
 #include "rmq_consume.h"
 #include "rmq_ops.h"
 #include "rmq_params.h"
+#include "rmq_oauth2.h"
 #include "rmq_tls.h"
 
 /* ---- parameters ------------------------------------------------------------------ */
@@ -26,7 +27,7 @@ enum {
     RMQ_L_SSL_TRUSTSTORE_TYPE, RMQ_L_SSL_TRUSTSTORE_PASSWORD, RMQ_L_SSL_VERSION, RMQ_L_SSL_TRUST_EVERYTHING,
     RMQ_L_SSL_HOSTNAME_VERIFICATION, RMQ_L_SSL_HOSTNAME_VERIFY,
     RMQ_L_OAUTH2_ENABLED, RMQ_L_OAUTH2_TOKEN_ENDPOINT, RMQ_L_OAUTH2_CLIENT_ID, RMQ_L_OAUTH2_CLIENT_SECRET,
-    RMQ_L_OAUTH2_GRANT_TYPE, RMQ_L_OAUTH2_USER, RMQ_L_OAUTH2_PASSWORD,
+    RMQ_L_OAUTH2_GRANT_TYPE, RMQ_L_OAUTH2_USER, RMQ_L_OAUTH2_PASSWORD, RMQ_L_OAUTH2_CA_FILE,
     RMQ_L_IDLE_TIMEOUT, RMQ_L_RETRY_COUNT, RMQ_L_RETRY_INTERVAL, RMQ_L_RECOVERY_POLICY, RMQ_L_RECOVERY_INITIAL_DELAY,
     RMQ_L_RECOVERY_INTERVAL, RMQ_L_RECOVERY_TIMEOUT,
     /* cmi's earlier names of the four above whose MI names differ */
@@ -68,8 +69,9 @@ typedef struct {
     int ssl_truststore_type;
     int ssl_trust_everything, ssl_hostname_verification, ssl_hostname_verify;
     int oauth2_enabled;
-    const char *oauth2_token_endpoint, *oauth2_client_id, *oauth2_client_secret, *oauth2_grant_type;
-    const char *oauth2_user, *oauth2_password;
+    const char *oauth2_token_endpoint, *oauth2_client_id, *oauth2_client_secret;
+    int oauth2_grant_type;
+    const char *oauth2_user, *oauth2_password, *oauth2_ca_file;
     uint64_t idle_timeout_ms;
     int64_t retry_count;
     uint64_t retry_interval_ms;
@@ -123,6 +125,7 @@ typedef struct {
 
 static const char *const sasl_names[] = {"PLAIN", "EXTERNAL", "ANONYMOUS", NULL};
 static const char *const store_names[] = {"PEM", "PKCS12", "JKS", NULL};
+static const char *const grant_names[] = {"client_credentials", "password", NULL};
 static const char *const policy_names[] = {"FIXED", "FIXED_WITH_INITIAL_DELAY", "FIXED_WITH_INITIAL_DELAY_AND_TIMEOUT",
                                            "EXPONENTIAL_WITH_JITTER", NULL};
 static const char *const format_names[] = {"auto", "v1", "v2", NULL};
@@ -182,19 +185,22 @@ static const cmi_param_def_t listener_params[] = {
                                             "the name MI's inbound code reads for the row above; either false "
                                             "turns the check off"),
     [RMQ_L_OAUTH2_ENABLED] = CMI_PARAM("rabbitmq.connection.oauth2.enabled", B, 0, L, oauth2_enabled, "false",
-                                       "OAuth2 tokens as the password (not supported yet)"),
+                                       "OAuth2 tokens as the PLAIN password, renewed before they expire"),
     [RMQ_L_OAUTH2_TOKEN_ENDPOINT] = CMI_PARAM("rabbitmq.connection.oauth2.token.endpoint", S, 0, L,
                                               oauth2_token_endpoint, NULL, "OAuth2 token endpoint"),
     [RMQ_L_OAUTH2_CLIENT_ID] = CMI_PARAM("rabbitmq.connection.oauth2.client.id", S, 0, L, oauth2_client_id, NULL,
                                          "OAuth2 client id"),
     [RMQ_L_OAUTH2_CLIENT_SECRET] = CMI_PARAM("rabbitmq.connection.oauth2.client.secret", S, CMI_PARAM_SECRET, L,
                                              oauth2_client_secret, NULL, "OAuth2 client secret"),
-    [RMQ_L_OAUTH2_GRANT_TYPE] = CMI_PARAM("rabbitmq.connection.oauth2.grant.type", S, 0, L, oauth2_grant_type, NULL,
-                                          "OAuth2 grant type"),
+    [RMQ_L_OAUTH2_GRANT_TYPE] = CMI_PARAM_CHOICE("rabbitmq.connection.oauth2.grant.type", 0, L, oauth2_grant_type,
+                                                 "client_credentials", "OAuth2 grant type", grant_names),
     [RMQ_L_OAUTH2_USER] = CMI_PARAM("rabbitmq.connection.oauth2.username", S, 0, L, oauth2_user, NULL,
                                     "OAuth2 user"),
     [RMQ_L_OAUTH2_PASSWORD] = CMI_PARAM("rabbitmq.connection.oauth2.password", S, CMI_PARAM_SECRET, L,
                                         oauth2_password, NULL, "OAuth2 password"),
+    [RMQ_L_OAUTH2_CA_FILE] = CMI_PARAM("rabbitmq.connection.oauth2.token.endpoint.ca.file", S, 0, L, oauth2_ca_file,
+                                       NULL, "cmi's: CA certificates (PEM) for an https token endpoint, replacing "
+                                       "the system's"),
     [RMQ_L_IDLE_TIMEOUT] = CMI_PARAM_RANGE("rabbitmq.connection.idle.timeout", DUR, 0, L, idle_timeout_ms, "60000",
                                            "AMQP idle timeout (heartbeats), ms", 0, 3600000),
     [RMQ_L_RETRY_COUNT] = CMI_PARAM_RANGE("rabbitmq.connection.establish.retry.count", CMI_PARAM_INT, 0, L,
@@ -473,6 +479,23 @@ static int validate_tls(const listener_params_t *p, char *err, size_t n)
     return p->ssl_enabled ? rmq_tls_check_version("rabbitmq.connection.ssl.version", p->ssl_version, err, n) : 0;
 }
 
+/* The connection config's rules, under the endpoint's names. */
+static int validate_oauth2(const listener_params_t *p, char *err, size_t n)
+{
+    if (!p->oauth2_enabled)
+        return 0;
+    rmq_init_params_t i = {.sasl = p->sasl, .token_endpoint = p->oauth2_token_endpoint,
+                           .grant_type = p->oauth2_grant_type, .client_id = p->oauth2_client_id,
+                           .client_secret = p->oauth2_client_secret, .oauth2_user = p->oauth2_user,
+                           .oauth2_password = p->oauth2_password};
+    char why[400];
+    if (rmq_oauth2_check(&i, why, sizeof(why)) == 0)
+        return 0;
+    snprintf(err, n, "rabbitmq.connection.oauth2.enabled: %s (MI's names: rabbitmq.connection.oauth2.token.endpoint, "
+             ".client.id, .client.secret, .grant.type, .username, .password)", why);
+    return -1;
+}
+
 static int validate_listener(const void *params, char *err, size_t n)
 {
     const listener_params_t *p = params;
@@ -491,16 +514,12 @@ static int validate_listener(const void *params, char *err, size_t n)
             return -1;
         }
     }
-    if (p->sasl == RMQ_SASL_PLAIN && p->user == NULL) {
+    if (p->sasl == RMQ_SASL_PLAIN && p->user == NULL && !p->oauth2_enabled) {
         snprintf(err, n, "rabbitmq.connection.sasl.mechanism PLAIN needs rabbitmq.server.user.name");
         return -1;
     }
-    if (validate_tls(p, err, n) != 0)
+    if (validate_tls(p, err, n) != 0 || validate_oauth2(p, err, n) != 0)
         return -1;
-    if (p->oauth2_enabled) {
-        snprintf(err, n, "rabbitmq.connection.oauth2.enabled: OAuth2 tokens are not supported by cmi yet");
-        return -1;
-    }
     if (validate_unsupported(p, err, n) != 0 || validate_final(p, err, n) != 0)
         return -1;
     if (p->dl_queue != NULL && p->dl_exchange == NULL) {
@@ -588,6 +607,14 @@ static void fill_init(listener_t *ls)
     i->username = p->user;
     i->password = p->password;
     fill_tls(i, p);
+    i->oauth2_enabled = p->oauth2_enabled;
+    i->token_endpoint = p->oauth2_token_endpoint;
+    i->grant_type = p->oauth2_grant_type;
+    i->client_id = p->oauth2_client_id;
+    i->client_secret = p->oauth2_client_secret;
+    i->oauth2_user = p->oauth2_user;
+    i->oauth2_password = p->oauth2_password;
+    i->token_ca_file = p->oauth2_ca_file;
     i->idle_timeout_ms = p->idle_timeout_ms;
     i->retry_count = p->retry_count;
     i->retry_interval_ms = p->retry_interval_ms;

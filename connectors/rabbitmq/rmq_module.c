@@ -12,6 +12,7 @@
 #include "rmq_consume.h"
 #include "rmq_ops.h"
 #include "rmq_params.h"
+#include "rmq_oauth2.h"
 #include "rmq_tls.h"
 
 /* ---- checks ----------------------------------------------------------------- */
@@ -89,7 +90,7 @@ static const cmi_param_def_t init_params[] = {
     [RMQ_I_PASSWORD] = CMI_PARAM("password", S, SECRET, I, password, NULL,
                                  "password for PLAIN ($SYSTEM:NAME, $FILE:PATH)"),
     [RMQ_I_OAUTH2_ENABLED] = CMI_PARAM("oAuth2Enabled", CMI_PARAM_BOOL, 0, I, oauth2_enabled, "false",
-                                       "fetch a JWT and present it as the password (not supported yet)"),
+                                       "fetch an OAuth2 token and present it as the PLAIN password, renewed before it expires"),
     [RMQ_I_TOKEN_ENDPOINT] = CMI_PARAM("tokenEndpoint", S, 0, I, token_endpoint, NULL, "OAuth2 token endpoint"),
     [RMQ_I_GRANT_TYPE] = CMI_PARAM_CHOICE("grantType", 0, I, grant_type, "client_credentials", "OAuth2 grant type",
                                           grant_names),
@@ -98,6 +99,9 @@ static const cmi_param_def_t init_params[] = {
     [RMQ_I_OAUTH2_USER] = CMI_PARAM("oAuth2UserName", S, 0, I, oauth2_user, NULL, "OAuth2 user (password grant)"),
     [RMQ_I_OAUTH2_PASSWORD] = CMI_PARAM("oAuth2Password", S, SECRET, I, oauth2_password, NULL,
                                         "OAuth2 password (password grant)"),
+    [RMQ_I_TOKEN_CA_FILE] = CMI_PARAM("tokenEndpointCaFile", S, 0, I, token_ca_file, NULL,
+                                      "cmi's: CA certificates (PEM) for an https tokenEndpoint, replacing the "
+                                      "system's"),
     [RMQ_I_SSL_ENABLED] = CMI_PARAM("sslEnabled", CMI_PARAM_BOOL, 0, I, ssl_enabled, "false",
                                     "TLS to the broker (amqps: give the TLS port in serverUrls)"),
     [RMQ_I_TRUST_EVERYTHING] = CMI_PARAM("trustEverything", CMI_PARAM_BOOL, 0, I, trust_everything, "false",
@@ -184,10 +188,8 @@ static int validate_init(const void *params, char *err, size_t n)
     }
     if (p->ssl_enabled && rmq_tls_check_version("sslVersion", p->ssl_version, err, n) != 0)
         return -1;
-    if (p->oauth2_enabled) {
-        snprintf(err, n, "oAuth2Enabled: OAuth2 tokens are not supported by cmi yet");
+    if (p->oauth2_enabled && rmq_oauth2_check(p, err, n) != 0)
         return -1;
-    }
     return 0;
 }
 

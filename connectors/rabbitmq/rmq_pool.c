@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "rmq_core.h"
+#include "rmq_oauth2.h"
 
 #define CLOSE_GRACE_MS 2000 /* clean close at shutdown, then disconnect */
 
@@ -73,6 +74,8 @@ static void declared(rmq_pool_t *pool, rmq_conn_t *c, rmq_decl_t *d, int status,
 static void on_remote_open(rmq_pool_t *pool, rmq_conn_t *c)
 {
     rmq_conn_opened(c);
+    if (pool->oauth2 != NULL)
+        rmq_rotate_up(pool, c);
     rmq_send_statics(pool, c);
     EACH_FEATURE(pool, i)
         HOOK(pool, i, on_up, c);
@@ -88,7 +91,9 @@ static void on_closed(rmq_pool_t *pool, rmq_conn_t *c, pn_transport_t *t)
         snprintf(why, sizeof(why), "the broker closed it: %s", c->close_why);
     else
         rmq_condition_text(pn_transport_condition(t), why, sizeof(why));
-    rmq_conn_lost(c, why);
+    if (!c->retiring)
+        rmq_conn_lost(c, why);
+    int gone = pool->oauth2 != NULL && !pool->stopping && rmq_rotate_closed(pool, c); /* replaced */
     rmq_pub_list_t again;
     rmq_pub_list_init(&again);
     rmq_send_on_closed(c, &again, why);
@@ -101,7 +106,8 @@ static void on_closed(rmq_pool_t *pool, rmq_conn_t *c, pn_transport_t *t)
         rmq_pub_fail_list(&again, RMQ_ERR_CONNECTION, "the connection config stopped before the broker answered");
         return;
     }
-    rmq_conn_schedule_retry(pool, c);
+    if (!gone)
+        rmq_conn_schedule_retry(pool, c);
     rmq_send_again(pool, &again);
 }
 
@@ -182,6 +188,8 @@ static void take_inbox(rmq_pool_t *pool)
 {
     if (atomic_exchange(&pool->reap, 0))
         rmq_send_reap_cancelled(pool);
+    if (atomic_exchange(&pool->token_changed, 0))
+        rmq_conn_token_changed(pool);
     EACH_FEATURE(pool, i)
         if (pool->features[i]->on_interrupt != NULL)
             pool->features[i]->on_interrupt(pool->feature_state[i]);
@@ -227,6 +235,7 @@ static void on_timeout(rmq_pool_t *pool)
     for (size_t i = 0; i < pool->nconns; i++) {
         rmq_conn_on_timeout(pool, &pool->conns[i], now);
         rmq_declare_on_timeout(&pool->conns[i], now);
+        rmq_rotate_check(pool, &pool->conns[i], now);
     }
     rmq_send_on_timeout(pool, now);
     EACH_FEATURE(pool, i)
@@ -345,7 +354,8 @@ static void *pool_thread(void *arg)
 {
     rmq_pool_t *pool = arg;
     for (size_t i = 0; i < pool->nconns; i++)
-        rmq_conn_connect(pool, &pool->conns[i]);
+        if (pool->conns[i].active)
+            rmq_conn_connect(pool, &pool->conns[i]);
     int closing_armed = 0;
     while (!pool->inactive) {
         pn_event_batch_t *b = pn_proactor_wait(pool->proactor);
@@ -362,6 +372,8 @@ static void *pool_thread(void *arg)
         pool->cur = NULL;
         if (!pool->stopping)
             rmq_send_pump_waiting(pool);
+        for (size_t i = 0; pool->oauth2 != NULL && !pool->stopping && i < pool->nconns; i++)
+            rmq_rotate_check(pool, &pool->conns[i], rmq_now()); /* a retired one closes once idle */
         if (held)
             pool->host->inject_release();
         if (pool->stopping && all_closed(pool) && !closing_armed) {
@@ -420,14 +432,20 @@ static rmq_mgmt_t *make_mgmt(rmq_pool_t *pool)
     return m;
 }
 
+/* An OAuth2 pool has a spare slot for each connection: its replacement
+ * on a new token (rmq_rotate.c). */
 static void init_conns(rmq_pool_t *pool)
 {
-    pool->nconns = (size_t)pool->p->pool_size;
+    size_t size = (size_t)pool->p->pool_size;
+    pool->nconns = pool->p->oauth2_enabled ? 2 * size : size;
     pool->conns = rmq_xcalloc(pool->nconns, sizeof(*pool->conns));
     for (size_t i = 0; i < pool->nconns; i++) {
         rmq_conn_t *c = &pool->conns[i];
         c->pool = pool;
         c->index = (int)i;
+        c->active = i < size;
+        c->replaces = -1;
+        c->state = c->active ? RMQ_CONN_DOWN : RMQ_CONN_CLOSED;
         c->url = (unsigned)i; /* spread round-robin over serverUrls */
         c->logged_state = -1; /* the first failure is logged too */
         TAILQ_INIT(&c->links);
@@ -436,6 +454,24 @@ static void init_conns(rmq_pool_t *pool)
         rmq_pub_list_init(&c->inflight);
         rmq_pub_list_init(&c->todo);
     }
+}
+
+/* Token thread: a new token; the pool reconnects what waits for one. */
+static void token_changed(void *arg)
+{
+    rmq_pool_t *pool = arg;
+    atomic_store(&pool->token_changed, 1);
+    rmq_pool_interrupt(pool);
+}
+
+static int start_oauth2(rmq_pool_t *pool, char *err, size_t n)
+{
+    const rmq_init_params_t *p = pool->p;
+    rmq_oauth2_conf_t conf = {.endpoint = p->token_endpoint, .grant = p->grant_type, .client_id = p->client_id,
+                              .client_secret = p->client_secret, .user = p->oauth2_user,
+                              .password = p->oauth2_password, .ca_file = p->token_ca_file};
+    pool->oauth2 = rmq_oauth2_create(pool->host, pool->component, &conf, token_changed, pool, err, n);
+    return pool->oauth2 != NULL ? 0 : -1;
 }
 
 rmq_pool_t *rmq_pool_create(const cmi_host_t *host, const char *component, const rmq_init_params_t *p,
@@ -468,6 +504,10 @@ rmq_pool_t *rmq_pool_create(const cmi_host_t *host, const char *component, const
     }
     pool->mgmt = make_mgmt(pool);
     pool->proactor = pn_proactor();
+    if (pool->proactor != NULL && p->oauth2_enabled && start_oauth2(pool, err, n) != 0) {
+        rmq_pool_destroy(pool);
+        return NULL;
+    }
     if (pool->mgmt == NULL || pool->proactor == NULL || pthread_create(&pool->thread, NULL, pool_thread, pool) != 0) {
         snprintf(err, n, "cannot create the connection pool's threads");
         rmq_pool_destroy(pool);
@@ -491,6 +531,7 @@ void rmq_pool_destroy(rmq_pool_t *pool)
 {
     if (pool == NULL)
         return;
+    rmq_oauth2_stop(pool->oauth2); /* first: its thread interrupts the proactor */
     if (pool->started) {
         pthread_mutex_lock(&pool->lock);
         pool->stop_requested = 1;
@@ -505,6 +546,7 @@ void rmq_pool_destroy(rmq_pool_t *pool)
     if (pool->proactor != NULL)
         pn_proactor_free(pool->proactor);
     rmq_tls_destroy(pool->tls); /* after the connections that referred to it */
+    rmq_oauth2_destroy(pool->oauth2); /* the pool's thread read its token until it ended */
     rmq_pub_fail_list(&pool->inbox, RMQ_ERR_CONNECTION, "the connection config is stopping");
     EACH_FEATURE(pool, i)
         if (pool->features[i]->destroy != NULL)

@@ -395,7 +395,7 @@ static rmq_conn_t *pick(rmq_pool_t *pool)
     for (size_t i = 0; i < pool->nconns; i++) {
         rmq_conn_t *c = &pool->conns[i];
         size_t load = c->inflight.n + c->queued;
-        if (c->state != RMQ_CONN_UP || load >= (size_t)pool->p->max_in_flight)
+        if (c->state != RMQ_CONN_UP || c->retiring || load >= (size_t)pool->p->max_in_flight)
             continue;
         if (best == NULL || load < best_load) {
             best = c;
