@@ -161,7 +161,6 @@ static int use_token(rmq_pool_t *pool, rmq_conn_t *c)
 
 void rmq_conn_token_changed(rmq_pool_t *pool)
 {
-    rmq_rotate_start(pool);
     int64_t now = rmq_now();
     for (size_t i = 0; i < pool->nconns; i++) {
         rmq_conn_t *c = &pool->conns[i];

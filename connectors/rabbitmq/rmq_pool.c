@@ -188,8 +188,10 @@ static void take_inbox(rmq_pool_t *pool)
 {
     if (atomic_exchange(&pool->reap, 0))
         rmq_send_reap_cancelled(pool);
-    if (atomic_exchange(&pool->token_changed, 0))
-        rmq_conn_token_changed(pool);
+    if (atomic_exchange(&pool->token_changed, 0)) {
+        rmq_rotate_start(pool); /* those up on older tokens are replaced */
+        rmq_conn_token_changed(pool); /* those waiting for one try now */
+    }
     EACH_FEATURE(pool, i)
         if (pool->features[i]->on_interrupt != NULL)
             pool->features[i]->on_interrupt(pool->feature_state[i]);
