@@ -10,18 +10,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/clock.h"
 #include "core/secrets.h"
+#include "http/internal.h"
 #include "http/jwt_auth.h"
 #include "http/server.h"
 #include "plugin/plugin.h"
+#include "runtime/metrics.h"
 #include "runtime/msg.h"
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static unsigned default_workers(void)
 {
@@ -46,6 +42,7 @@ static int start_workers(cmi_engine_t *e, int *fds)
 {
     for (unsigned i = 0; i < e->nworkers; i++) {
         cmi_worker_listen_t listen[2] = {{fds[i], NULL}, {e->https_port ? fds[e->nworkers + i] : -1, e->tls_ctx}};
+        e->workers[i].metrics = cmi_metrics_shard(e->metrics, i);
         int rc = cmi_worker_start(&e->workers[i], e, i, &e->h2o, listen, e->https_port ? 2 : 1,
                                   cmi_http_worker_accept);
         if (rc != 0) {
@@ -62,7 +59,7 @@ static int start_workers(cmi_engine_t *e, int *fds)
  * workers have stopped). */
 static void free_retired_tls(cmi_engine_t *e, int all)
 {
-    uint64_t now = now_ms(), grace = e->h2o.handshake_timeout + 5000;
+    uint64_t now = cmi_monotonic_ms(), grace = e->h2o.handshake_timeout + 5000;
     unsigned kept = 0;
     for (unsigned i = 0; i < e->nretired_tls; i++) {
         if (all || now - e->retired_tls[i].at_ms > grace)
@@ -100,7 +97,7 @@ static void reload_tls(cmi_engine_t *e)
         if (e->workers[i].started)
             cmi_worker_set_ssl_ctx(&e->workers[i], ctx);
     e->retired_tls[e->nretired_tls].ctx = e->tls_ctx;
-    e->retired_tls[e->nretired_tls++].at_ms = now_ms();
+    e->retired_tls[e->nretired_tls++].at_ms = cmi_monotonic_ms();
     e->tls_ctx = ctx;
     cmi_log_info("engine", "SIGHUP: HTTPS certificate reloaded from %s (new connections use it)",
                  e->settings.tls.cert_file);
@@ -116,6 +113,7 @@ static void wait_for_stop(cmi_engine_t *e, const sigset_t *set)
             reload_tls(e);
             continue;
         }
+        atomic_store(&e->phase, CMI_PHASE_DRAINING); /* /healthz: not ready from the line on */
         cmi_log_info("engine", "%s received: draining", sig == SIGINT ? "SIGINT" : "SIGTERM");
         return;
     }
@@ -219,6 +217,33 @@ fail:
     return -1;
 }
 
+/* The internal port's socket, unless it is off (-1 then, and 0 returned). */
+static int open_internal(cmi_engine_t *e, int *fd, char *err, size_t errlen)
+{
+    *fd = -1;
+    const cmi_settings_t *s = &e->settings;
+    if (s->internal_port < 0)
+        return 0;
+    char why[400];
+    if (cmi_http_listen(s->internal_host, s->internal_port, fd, 1, &e->internal_port, why, sizeof(why)) == 0)
+        return 0;
+    snprintf(err, errlen, "internal port (metrics and health; --internal-port, off to go without): %s", why);
+    return -1;
+}
+
+/* The connector service thread, which also serves the internal port. */
+static int start_service(cmi_engine_t *e, int internal_fd)
+{
+    if (internal_fd < 0)
+        return cmi_worker_start(&e->service, e, e->nworkers, &e->h2o, NULL, 0, NULL);
+    cmi_internal_configure(e);
+    cmi_worker_listen_t listen = {internal_fd, NULL};
+    int rc = cmi_worker_start(&e->service, e, e->nworkers, &e->h2o_internal, &listen, 1, cmi_http_worker_accept);
+    if (rc != 0)
+        close(internal_fd);
+    return rc;
+}
+
 static void close_unstarted(cmi_engine_t *e, int *fds)
 {
     for (unsigned i = 0; i < e->nworkers; i++) {
@@ -257,6 +282,18 @@ static void log_https(const cmi_engine_t *e)
                  cmi_tls_verify_name(t->verify_client));
 }
 
+static void log_listeners(const cmi_engine_t *e)
+{
+    const cmi_settings_t *s = &e->settings;
+    cmi_log_info("http", "listening on %s:%d (%u worker%s)", s->http_host, e->http_port, e->nworkers,
+                 e->nworkers == 1 ? "" : "s");
+    if (e->https_port != 0)
+        log_https(e);
+    if (e->internal_port != 0)
+        cmi_log_info("http", "internal port on %s:%d: GET /metric-service/metrics%s, /healthz, /liveness",
+                     s->internal_host, e->internal_port, e->metrics ? "" : " (metrics off)");
+}
+
 /* The credential checker, when an API asks for basic authentication. */
 static int start_basic_auth(cmi_engine_t *e)
 {
@@ -293,7 +330,7 @@ static int start_jwt_auth(cmi_engine_t *e)
 
 int cmi_engine_run(const cmi_settings_t *settings)
 {
-    uint64_t t0 = now_ms();
+    uint64_t t0 = cmi_monotonic_ms();
     cmi_engine_t e;
     memset(&e, 0, sizeof(e));
     e.settings = *settings;
@@ -324,7 +361,14 @@ int cmi_engine_run(const cmi_settings_t *settings)
 
     int *fds = cmi_xcalloc(2 * (size_t)e.nworkers, sizeof(int));
     char err[512];
-    if (open_listeners(&e, fds, err, sizeof(err)) != 0) {
+    int internal_fd = -1;
+    int opened = open_listeners(&e, fds, err, sizeof(err)) == 0;
+    if (opened && open_internal(&e, &internal_fd, err, sizeof(err)) != 0) {
+        close_unstarted(&e, fds);
+        SSL_CTX_free(e.tls_ctx);
+        opened = 0;
+    }
+    if (!opened) {
         cmi_log_error("http", "%s", err);
         free(fds);
         cmi_config_destroy(e.config);
@@ -343,6 +387,8 @@ int cmi_engine_run(const cmi_settings_t *settings)
         cmi_basic_auth_destroy(e.basic_auth);
         free(e.jwt_confs);
         close_unstarted(&e, fds);
+        if (internal_fd >= 0)
+            close(internal_fd);
         free(fds);
         SSL_CTX_free(e.tls_ctx);
         cmi_http_client_destroy(e.http_client);
@@ -353,7 +399,9 @@ int cmi_engine_run(const cmi_settings_t *settings)
     /* Connector instances first: a request may use them as soon as a worker
      * accepts.  Listeners last: they inject into the workers. */
     e.workers = cmi_xcalloc(e.nworkers, sizeof(*e.workers));
-    int rc = cmi_worker_start(&e.service, &e, e.nworkers, &e.h2o, NULL, 0, NULL);
+    if (settings->metrics)
+        e.metrics = cmi_metrics_create(e.config, e.nworkers, (double)time(NULL), e.http_port);
+    int rc = start_service(&e, internal_fd);
     if (rc != 0)
         cmi_log_error("engine", "cannot start the connector service thread: %s", strerror(rc));
     if (rc == 0 && cmi_connectors_start(&e, &e.service) != 0)
@@ -365,13 +413,11 @@ int cmi_engine_run(const cmi_settings_t *settings)
     if (rc == 0 && cmi_connectors_start_listeners(&e, &e.service) != 0)
         rc = -1;
     if (rc == 0) {
-        cmi_log_info("http", "listening on %s:%d (%u worker%s)", settings->http_host, e.http_port, e.nworkers,
-                     e.nworkers == 1 ? "" : "s");
-        if (e.https_port != 0)
-            log_https(&e);
+        atomic_store(&e.phase, CMI_PHASE_SERVING); /* before the lines that say so */
+        log_listeners(&e);
         warn_https_needs(&e);
         cmi_log_info("engine", "cmi %s ready: %zu API(s), %zu proxy service(s) from %s in %llu ms", PACKAGE_VERSION,
-                     e.config->napis, e.config->nproxies, settings->deploy_dir, (unsigned long long)(now_ms() - t0));
+                     e.config->napis, e.config->nproxies, settings->deploy_dir, (unsigned long long)(cmi_monotonic_ms() - t0));
         wait_for_stop(&e, &set);
     }
     if (e.service.started)
@@ -395,7 +441,10 @@ int cmi_engine_run(const cmi_settings_t *settings)
     /* Only now: a connector thread may look at the workers until its
      * connector has stopped. */
     free(e.workers);
+    cmi_metrics_destroy(e.metrics);
     h2o_config_dispose(&e.h2o);
+    if (e.internal_port != 0)
+        h2o_config_dispose(&e.h2o_internal);
     free_retired_tls(&e, 1);
     SSL_CTX_free(e.tls_ctx);
     cmi_config_destroy(e.config);

@@ -4,6 +4,7 @@
 #define CMI_ENGINE_H
 
 #include <h2o.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "config/config.h"
@@ -12,8 +13,16 @@
 #include "http/tls.h"
 #include "runtime/worker.h"
 
+/* What makes /healthz answer 503 besides a deployment that is not serving
+ * (starting or draining). */
+#define CMI_READY_CONNECTIONS 1u /* a connection config with no connection up */
+#define CMI_READY_INBOUND 2u     /* an inbound endpoint not consuming */
+
+/* What the deployment is doing (cmi_engine_t.phase), for /healthz. */
+enum { CMI_PHASE_STARTING = 0, CMI_PHASE_SERVING, CMI_PHASE_DRAINING };
+
 typedef struct cmi_settings {
-    const char *deploy_dir;      /* synapse-configs/default */
+    const char *deploy_dir;      /* the folder served (main.c picks the default) */
     const char *http_host;       /* 0.0.0.0 */
     int http_port;               /* 8290; 0 picks a free port */
     const char *https_host;      /* NULL: http_host */
@@ -31,6 +40,11 @@ typedef struct cmi_settings {
     uint32_t http2_reset_rate;   /* requests reset by the client, per connection per second */
     uint64_t drain_timeout_ms;   /* how long in-flight messages get at shutdown */
     const char *connectors_path; /* colon-separated folders */
+    /* The internal port (http/internal.c): metrics, readiness, liveness. */
+    const char *internal_host;   /* 127.0.0.1 */
+    int internal_port;           /* 9201 (MI's); 0 picks a free port; -1: off */
+    int metrics;                 /* count MI's metrics; on */
+    unsigned readiness;          /* CMI_READY_*: what /healthz waits for besides the deployment */
     cmi_log_level_t log_level;
     cmi_log_format_t log_format;
     cmi_arena_t *arena; /* strings read from a server config file */
@@ -44,6 +58,11 @@ int cmi_settings_load_file(cmi_settings_t *s, const char *path);
 void cmi_settings_dispose(cmi_settings_t *s);
 /* A per-second rate ("2000"; 0 means no limit).  Returns 0 or -1. */
 int cmi_settings_parse_rate(const char *v, uint32_t *out);
+/* The internal port: a port number or "off" (-1).  Returns 0 or -1. */
+int cmi_settings_parse_internal_port(const char *v, int *out);
+/* What readiness waits for: "connections", "inbound-endpoints", both
+ * (comma-separated) or "deployment" (nothing else).  Returns 0 or -1. */
+int cmi_settings_parse_readiness(const char *v, unsigned *out);
 
 struct cmi_plugins;
 
@@ -72,6 +91,11 @@ struct cmi_engine {
     unsigned nretired_tls;
     /* The curl thread for backend calls (the call mediator). */
     struct cmi_http_client *http_client;
+    /* The internal port, served by the service worker. */
+    h2o_globalconf_t h2o_internal;
+    int internal_port;           /* bound; 0: off */
+    struct cmi_metrics *metrics; /* NULL: metrics off */
+    atomic_int phase;            /* CMI_PHASE_*: /healthz's deployment part */
 };
 
 /* Loads the connector modules of settings->connectors_path, or of the

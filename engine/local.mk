@@ -3,7 +3,7 @@
 # connector's unit test binds parameters with the engine's own code.
 noinst_LTLIBRARIES += engine/libcmi-base.la
 engine_libcmi_base_la_SOURCES = \
-	engine/core/arena.c engine/core/arena.h \
+	engine/core/arena.c engine/core/arena.h engine/core/clock.h \
 	engine/core/str.c engine/core/str.h \
 	engine/core/secrets.c engine/core/secrets.h \
 	engine/plugin/pvalue.c engine/plugin/pvalue.h
@@ -32,6 +32,7 @@ engine_libcmi_engine_la_SOURCES = \
 	engine/runtime/msg.c engine/runtime/msg.h \
 	engine/runtime/value.c engine/runtime/value.h \
 	engine/runtime/worker.c engine/runtime/worker.h \
+	engine/runtime/metrics.c engine/runtime/metrics.h \
 	engine/mediators/registry.c engine/mediators/registry.h \
 	engine/mediators/respond.c \
 	engine/mediators/log.c \
@@ -50,7 +51,7 @@ engine_libcmi_engine_la_SOURCES = \
 	engine/runtime/endpoint.c engine/runtime/endpoint.h \
 	engine/mediators/test_suspend.c \
 	engine/plugin/plugin.h engine/plugin/loader.c engine/plugin/params.c engine/plugin/bind.c \
-	engine/plugin/host.c engine/plugin/inject.c engine/plugin/lifecycle.c \
+	engine/plugin/host.c engine/plugin/inject.c engine/plugin/lifecycle.c engine/plugin/report.c \
 	engine/expr/ast.h engine/expr/expr.h \
 	engine/expr/eval.c engine/expr/functions.c engine/expr/parser.c \
 	engine/expr/template.c engine/expr/xpath.c engine/expr/locate.c \
@@ -61,6 +62,7 @@ engine_libcmi_engine_la_SOURCES = \
 	engine/http/pathmatch.c engine/http/pathmatch.h \
 	engine/http/server.c engine/http/server.h \
 	engine/http/tls.c engine/http/tls.h \
+	engine/http/internal.c engine/http/internal.h \
 	engine/http/basic_auth.c engine/http/basic_auth.h \
 	engine/http/client_cert.c engine/http/client_cert.h \
 	engine/http/jwk.c engine/http/jwk.h \
@@ -76,7 +78,7 @@ engine_libcmi_engine_la_LIBADD = engine/libcmi-base.la \
 
 bin_PROGRAMS += cmi
 cmi_SOURCES = engine/main.c
-cmi_CPPFLAGS = $(AM_CPPFLAGS) -DCMI_CONNECTORS_DIR='"$(connectorsdir)"'
+cmi_CPPFLAGS = $(AM_CPPFLAGS) -DCMI_CONNECTORS_DIR='"$(connectorsdir)"' -DCMI_DEPLOY_DIR='"$(deploydir)"'
 cmi_LDADD = engine/libcmi-engine.la
 
 # The connector SDK (engine/include/cmi): installed headers and a pkg-config

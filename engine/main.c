@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "config/config.h"
 #include "core/secrets.h"
@@ -12,14 +13,18 @@
 #include "engine.h"
 #include "plugin/plugin.h"
 
+#define CMI_LOCAL_DEPLOY_DIR "synapse-configs/default"
+
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: cmi run [DIR] [options]    serve the deployment in DIR (default synapse-configs/default)\n"
+            "usage: cmi run [DIR] [options]    serve the deployment in DIR (default: synapse-configs/default\n"
+            "                                  when the current folder has one, else\n"
+            "                                  " CMI_DEPLOY_DIR ")\n"
             "       cmi check DIR [options]    load DIR, print every error as file:line, exit 0 or 1\n"
             "       cmi describe CONNECTOR     a connector's operations and parameters\n"
             "       cmi version                print the version\n"
-            "       cmi --help                 this text\n"
+            "       cmi --help                 this text (also cmi run --help, cmi check --help)\n"
             "\n"
             "options:\n"
             "  --http-port N          HTTP port (default 8290; 0 picks a free one)\n"
@@ -38,12 +43,38 @@ static void usage(FILE *out)
             "                         (default 2000, 0 = no limit); past it it is closed\n"
             "  --http2-reset-rate N   requests one HTTP/2 connection may reset per second\n"
             "                         (default 100, 0 = no limit); past it it is closed\n"
+            "  --internal-port N      the internal port: /metric-service/metrics, /healthz,\n"
+            "                         /liveness (default 9201, MI's; 0 picks a free one; off)\n"
+            "  --internal-host ADDR   its address (default 127.0.0.1)\n"
+            "  --metrics BOOL         count MI's API, proxy and inbound metrics (default true)\n"
+            "  --readiness LIST       what /healthz waits for besides the deployment:\n"
+            "                         connections,inbound-endpoints (default) or deployment\n"
             "  --connectors PATH      colon-separated folders of connector modules (also\n"
             "                         CMI_CONNECTORS_PATH; default " CMI_CONNECTORS_DIR ",\n"
             "                         or the modules of the build tree cmi runs from)\n"
             "  --config FILE          server config file (XML, <cmi>...</cmi>; flags win over it)\n"
             "  --log-level LEVEL      trace, debug, info (default), warn, error\n"
             "  --log-format FORMAT    text (default) or json\n");
+}
+
+/* `cmi run --help`: the usage, wherever the flag stands (not an option
+ * that wants a value). */
+static int asks_help(int argc, char **argv)
+{
+    for (int i = 0; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+            return 1;
+    return 0;
+}
+
+/* `cmi run` without a folder: the deployment of the current folder (a
+ * clone of the repository), else the installed one. */
+static const char *default_deployment(void)
+{
+    struct stat st;
+    if (stat(CMI_LOCAL_DEPLOY_DIR, &st) == 0 && S_ISDIR(st.st_mode))
+        return CMI_LOCAL_DEPLOY_DIR;
+    return CMI_DEPLOY_DIR;
 }
 
 static int bad_option(const char *opt, const char *value, const char *what)
@@ -94,6 +125,18 @@ static int parse_option(cmi_settings_t *s, const char *opt, const char *v)
     } else if (strcmp(opt, "--http2-reset-rate") == 0) {
         if (cmi_settings_parse_rate(v, &s->http2_reset_rate) != 0)
             return bad_option(opt, v, "not a rate (resets per connection per second, 0 = no limit)");
+    } else if (strcmp(opt, "--internal-port") == 0) {
+        if (cmi_settings_parse_internal_port(v, &s->internal_port) != 0)
+            return bad_option(opt, v, "not a port number (0..65535) or 'off'");
+    } else if (strcmp(opt, "--internal-host") == 0) {
+        s->internal_host = v;
+    } else if (strcmp(opt, "--metrics") == 0) {
+        if (cmi_parse_bool(v, &s->metrics) != 0)
+            return bad_option(opt, v, "must be 'true' or 'false'");
+    } else if (strcmp(opt, "--readiness") == 0) {
+        if (cmi_settings_parse_readiness(v, &s->readiness) != 0)
+            return bad_option(opt, v, "must list 'connections', 'inbound-endpoints' (comma-separated) or be "
+                                      "'deployment'");
     } else if (strcmp(opt, "--connectors") == 0) {
         s->connectors_path = v;
     } else if (strcmp(opt, "--log-level") == 0) {
@@ -154,7 +197,9 @@ static int parse_args(cmi_settings_t *s, int argc, char **argv, int need_dir)
     }
     if (dir != NULL)
         s->deploy_dir = dir;
-    else if (need_dir) {
+    else if (!need_dir)
+        s->deploy_dir = default_deployment();
+    else {
         fprintf(stderr, "cmi: check needs a deployment folder (cmi check DIR)\n");
         return -1;
     }
@@ -233,6 +278,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "cmi: unknown command '%s'\n", cmd);
         usage(stderr);
         return 2;
+    }
+    if (asks_help(argc - 2, argv + 2)) {
+        usage(stdout);
+        return 0;
     }
     LIBXML_TEST_VERSION
     cmi_settings_t s;

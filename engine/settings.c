@@ -12,7 +12,7 @@
 void cmi_settings_defaults(cmi_settings_t *s)
 {
     memset(s, 0, sizeof(*s));
-    s->deploy_dir = "synapse-configs/default";
+    s->deploy_dir = NULL; /* main.c: the folder given, else the default deployment */
     s->http_host = "0.0.0.0";
     s->http_port = 8290; /* MI's */
     s->https_port = 8253; /* MI's (8243 and its default port offset of 10) */
@@ -25,6 +25,10 @@ void cmi_settings_defaults(cmi_settings_t *s)
     s->http2_reset_rate = 100;
     s->drain_timeout_ms = 30000;
     s->connectors_path = NULL;
+    s->internal_host = "127.0.0.1"; /* metrics and health are not for the world */
+    s->internal_port = 9201;        /* MI's internal API port (9191 + its default offset of 10) */
+    s->metrics = 1;
+    s->readiness = CMI_READY_CONNECTIONS | CMI_READY_INBOUND;
     s->log_level = CMI_LOG_INFO;
     s->log_format = CMI_LOG_FORMAT_TEXT;
 }
@@ -35,6 +39,44 @@ int cmi_settings_parse_rate(const char *v, uint32_t *out)
     if (cmi_parse_uint(v, UINT32_MAX, &u) != 0)
         return -1;
     *out = (uint32_t)u;
+    return 0;
+}
+
+int cmi_settings_parse_internal_port(const char *v, int *out)
+{
+    uint64_t u;
+    if (strcmp(v, "off") == 0) {
+        *out = -1;
+        return 0;
+    }
+    if (cmi_parse_uint(v, 65535, &u) != 0)
+        return -1;
+    *out = (int)u;
+    return 0;
+}
+
+int cmi_settings_parse_readiness(const char *v, unsigned *out)
+{
+    unsigned r = 0;
+    const char *p = v;
+    for (;;) {
+        size_t n = strcspn(p, ",");
+        while (n > 0 && *p == ' ')
+            p++, n--;
+        size_t len = n;
+        while (len > 0 && p[len - 1] == ' ')
+            len--;
+        if (len == 11 && strncmp(p, "connections", 11) == 0)
+            r |= CMI_READY_CONNECTIONS;
+        else if (len == 17 && strncmp(p, "inbound-endpoints", 17) == 0)
+            r |= CMI_READY_INBOUND;
+        else if (!(len == 10 && strncmp(p, "deployment", 10) == 0))
+            return -1;
+        if (p[n] == '\0')
+            break;
+        p += n + 1;
+    }
+    *out = r;
     return 0;
 }
 
@@ -57,6 +99,8 @@ void cmi_settings_dispose(cmi_settings_t *s)
  *     </users>
  *     <shutdown drainTimeout="30s"/>
  *     <log level="info" format="text"/>
+ *     <internal host="127.0.0.1" port="9201" metrics="true"
+ *               readiness="connections,inbound-endpoints"/>
  *     <connectors path="/usr/lib/cmi/connectors"/>
  *   </cmi>
  */
@@ -206,6 +250,21 @@ static void read_users(file_ctx_t *f, xmlNodePtr users, cmi_settings_t *s)
     s->nusers = k;
 }
 
+static void read_internal(file_ctx_t *f, xmlNodePtr n, cmi_settings_t *s)
+{
+    static const char *const allowed[] = {"host", "port", "metrics", "readiness", NULL};
+    check_attrs(f, n, allowed);
+    const char *v;
+    if ((v = attr(n, "host")) != NULL)
+        s->internal_host = v;
+    if ((v = attr(n, "port")) != NULL && cmi_settings_parse_internal_port(v, &s->internal_port) != 0)
+        bad(f, n, "port", v, "not a port number (0..65535) or 'off'");
+    if ((v = attr(n, "metrics")) != NULL && cmi_parse_bool(v, &s->metrics) != 0)
+        bad(f, n, "metrics", v, "must be 'true' or 'false'");
+    if ((v = attr(n, "readiness")) != NULL && cmi_settings_parse_readiness(v, &s->readiness) != 0)
+        bad(f, n, "readiness", v, "must list 'connections', 'inbound-endpoints' (comma-separated) or be 'deployment'");
+}
+
 static void read_other(file_ctx_t *f, xmlNodePtr n, cmi_settings_t *s)
 {
     const char *v;
@@ -237,6 +296,8 @@ static void read_other(file_ctx_t *f, xmlNodePtr n, cmi_settings_t *s)
         check_attrs(f, n, allowed);
         if ((v = attr(n, "file")) != NULL)
             s->secrets_file = v;
+    } else if (xmlStrcmp(n->name, (const xmlChar *)"internal") == 0) {
+        read_internal(f, n, s);
     } else if (xmlStrcmp(n->name, (const xmlChar *)"connectors") == 0) {
         static const char *const allowed[] = {"path", NULL};
         check_attrs(f, n, allowed);

@@ -1,16 +1,33 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages cmi needs to build, test and run.
-# Only what is missing is installed; uses sudo when not run as root.
+# Installs the Debian 12 packages cmi needs; only what is missing, with
+# sudo when not run as root.
+#   scripts/deps.sh          what building, running and testing need (scripts/test, CI)
+#   scripts/deps.sh --run    what building and running need (scripts/quickstart): no
+#                            valgrind, clang, nginx, wrk, debootstrap or Python modules
 set -euo pipefail
 
-PACKAGES=(
+RUN_PACKAGES=(
   build-essential autoconf automake libtool pkg-config
-  libxml2-dev libxslt1-dev libh2o-evloop-dev libjansson-dev libcurl4-openssl-dev libssl-dev libcunit1-dev
-  libcrypt-dev libjwt-dev python3-jwt python3-cryptography
-  libqpid-proton11-dev rabbitmq-server python3-qpid-proton
-  python3 curl valgrind clang libclang-rt-14-dev
-  wrk nginx debootstrap
+  libxml2-dev libxslt1-dev libh2o-evloop-dev libjansson-dev libcurl4-openssl-dev libssl-dev
+  libcrypt-dev libqpid-proton11-dev
+  libcunit1-dev libjwt-dev
+  rabbitmq-server curl
 )
+# (CUnit and libjwt are the unit tests', 0.3 MB: configure asks for them.)
+# The tests' own tools: the scenario and integration
+# runners (Python, PyJWT, cryptography, proton's Python binding),
+# sanitizers and fuzzing (clang), valgrind, the benchmarks (wrk, nginx) and
+# RabbitMQ 4.0's Debian 13 root (debootstrap).
+TEST_PACKAGES=(
+  python3 python3-jwt python3-cryptography python3-qpid-proton
+  valgrind clang libclang-rt-14-dev wrk nginx debootstrap
+)
+
+case "${1:-}" in
+  --run) PACKAGES=("${RUN_PACKAGES[@]}") ;;
+  "") PACKAGES=("${RUN_PACKAGES[@]}" "${TEST_PACKAGES[@]}") ;;
+  *) echo "deps: unknown option $1 (--run: only what building and running need)" >&2; exit 2 ;;
+esac
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -18,7 +18,8 @@ connectors_rabbitmq_rabbitmq_la_SOURCES = connectors/rabbitmq/rmq.h connectors/r
 	connectors/rabbitmq/rmq_delivery.c connectors/rabbitmq/rmq_final.c connectors/rabbitmq/rmq_stream.c \
 	connectors/rabbitmq/rmq_ops.h connectors/rabbitmq/rmq_publish.c connectors/rabbitmq/rmq_listener.c \
 	connectors/rabbitmq/rmq_rpc.c connectors/rabbitmq/rmq_tls.h connectors/rabbitmq/rmq_tls.c \
-	connectors/rabbitmq/rmq_failure.c connectors/rabbitmq/rmq_oauth2.h connectors/rabbitmq/rmq_oauth2.c connectors/rabbitmq/rmq_rotate.c
+	connectors/rabbitmq/rmq_failure.c connectors/rabbitmq/rmq_oauth2.h connectors/rabbitmq/rmq_oauth2.c connectors/rabbitmq/rmq_rotate.c \
+	connectors/rabbitmq/rmq_report.c
 connectors_rabbitmq_rabbitmq_la_CFLAGS = $(RMQ_CFLAGS) $(OPENSSL_CFLAGS)
 connectors_rabbitmq_rabbitmq_la_LDFLAGS = $(AM_LDFLAGS) -module -avoid-version -shared \
 	-export-symbols-regex '^cmi_connector$$'

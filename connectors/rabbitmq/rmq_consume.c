@@ -19,6 +19,15 @@
 
 static void refill(rmq_consume_t *cs, rmq_rlink_t *r);
 
+/* Whether the receiver consumes (attached, with its source): the pool
+ * counts them for readiness (rmq_pool_receiving). */
+static void set_ready(rmq_consume_t *cs, rmq_rlink_t *r, int ready)
+{
+    if (r->ready != ready)
+        atomic_fetch_add(&cs->pool->receiving, ready ? 1 : -1);
+    r->ready = ready;
+}
+
 /* ---- receivers ------------------------------------------------------------------------ */
 
 /* A consumer cannot consume: logged at level the first time for a given
@@ -72,7 +81,7 @@ static void attach(rmq_consume_t *cs, rmq_conn_t *c, rmq_rlink_t *r)
     }
     pn_link_set_context(r->pn, &r->tag);
     pn_link_open(r->pn);
-    r->ready = 0;
+    set_ready(cs, r, 0);
     r->retry_at = 0;
     LOG(cs, CMI_LOG_DEBUG, "connection %d: consuming from %s", c->index, address);
 }
@@ -440,7 +449,7 @@ static void receiver_lost(rmq_consume_t *cs, rmq_conn_t *c, rmq_rlink_t *r, cons
         r->retry_at = rmq_now() + REATTACH_MS;
         rmq_pool_timer_changed(cs->pool);
     }
-    r->ready = 0;
+    set_ready(cs, r, 0);
     drop_parked(cs, r);
     rmq_delivery_t *d, *nx;
     TAILQ_FOREACH_SAFE(d, &cc_of(cs, c)->live, live_entry, nx) {
@@ -489,7 +498,7 @@ static void on_link(void *st, rmq_conn_t *c, pn_event_t *e, rmq_link_tag_t *tag)
     switch (pn_event_type(e)) {
     case PN_LINK_REMOTE_OPEN:
         if (pn_terminus_get_address(pn_link_remote_source(pl)) != NULL && !r->ready) {
-            r->ready = 1;
+            set_ready(cs, r, 1);
             c->failures = 0;
             refill(cs, r); /* the credit, less what orphaned flows still hold */
             LOG(cs, CMI_LOG_INFO, "connection %d: consuming from %s (credit %d)", c->index,
@@ -681,7 +690,7 @@ static void on_closed(void *st, rmq_conn_t *c)
     SLIST_FOREACH(r, &cc->rlinks, entry) {
         r->pn = NULL; /* gone with the connection, and its session */
         r->ssn = NULL;
-        r->ready = 0;
+        set_ready(cs, r, 0);
     }
     c->nreceivers = 0;
     SLIST_FOREACH(r, &cc->rlinks, entry)

@@ -121,7 +121,7 @@ typedef enum { RMQ_CONN_DOWN, RMQ_CONN_CONNECTING, RMQ_CONN_UP, RMQ_CONN_CLOSED 
 struct rmq_conn {
     rmq_pool_t *pool;
     int index;
-    rmq_conn_state_t state;
+    _Atomic rmq_conn_state_t state; /* written by the pool thread; the report hook reads it */
     unsigned generation; /* bumped at each connect: late results of an older one are ignored */
     pn_connection_t *pn;
     pn_session_t *ssn; /* consumers and 4.x's /management pair; senders have their own */
@@ -251,6 +251,7 @@ struct rmq_pool {
     int timer_changed;    /* a deadline changed: the timer is set after the batch */
     pn_connection_t *cur; /* the connection whose events are being handled */
     atomic_int format;    /* address format of the last connection up (any thread) */
+    atomic_int receiving; /* receivers attached and consuming (rmq_consume.c; any thread reads) */
     rmq_declared_fn declared; /* a declaration finished (rmq_pool.c's) */
     const rmq_feature_t *features[RMQ_MAX_FEATURES];
     void *feature_state[RMQ_MAX_FEATURES];
@@ -299,6 +300,9 @@ void rmq_pool_reap_soon(rmq_pool_t *pool);
 void rmq_pool_add_static_target(rmq_pool_t *pool, const rmq_target_t *t);
 /* Any thread: the address format of the last connection up (reply-to addresses). */
 int rmq_pool_format(rmq_pool_t *pool);
+/* Any thread (the report hook): its connections up now, of the pool's
+ * poolSize (an OAuth2 pool's spare slots count while they replace one). */
+int rmq_pool_connections_up(rmq_pool_t *pool);
 
 /* ---- inside the core (rmq_conn.c, rmq_declare.c, rmq_send.c) --------------------------- */
 

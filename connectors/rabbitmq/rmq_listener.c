@@ -547,6 +547,7 @@ typedef struct {
     rmq_pool_t *pool;
     int legacy; /* older MI's protocol="rabbitmq" endpoint */
     rmq_offset_store_t *offsets; /* a stream consumer's */
+    char what[160];              /* "queue 'orders'", for readiness */
 } listener_t;
 
 static void listener_free(listener_t *ls)
@@ -856,6 +857,7 @@ static int start_consuming(cmi_listener_t *l, int legacy, char *err, size_t n)
         listener_free(ls);
         return -1;
     }
+    snprintf(ls->what, sizeof(ls->what), "%s", spec.target.describe);
     spec.links = (int)ls->p->consumers;
     spec.credit = (int)ls->p->credit;
     spec.max_mediating = (int)ls->p->pool_size;
@@ -931,10 +933,18 @@ static void listener_done(cmi_listener_t *l, void *delivery, cmi_msg_t *msg, int
 static const char *const listener_classes[] = {"org.wso2.carbon.inbound.rabbitmq.RabbitMQListener", NULL};
 static const char *const no_classes[] = {NULL};
 
+/* Readiness: a connection up and a receiver on the queue. */
+static void listener_report(cmi_listener_t *l, cmi_report_t *r)
+{
+    listener_t *ls = l->data;
+    if (rmq_report_pool(l->host, r, ls->pool, ls->init.pool_size) > 0)
+        rmq_report_consuming(l->host, r, ls->pool, ls->what);
+}
+
 /* Both endpoint kinds: one parameter table, one set of hooks but start. */
 #define LISTENER_COMMON                                                                                              \
     .params = listener_params, .params_size = sizeof(listener_params_t), .stop = listener_stop,                      \
-    .destroy = listener_destroy, .done = listener_done, .validate = validate_listener
+    .destroy = listener_destroy, .done = listener_done, .validate = validate_listener, .report = listener_report
 
 const cmi_listener_def_t rmq_listeners[] = {{
     .classes = listener_classes,

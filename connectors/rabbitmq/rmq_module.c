@@ -220,6 +220,12 @@ static void instance_stop(cmi_instance_t *inst)
     inst->host->log(CMI_LOG_INFO, inst->component, "connection pool closed");
 }
 
+static void instance_report(cmi_instance_t *inst, cmi_report_t *r)
+{
+    const rmq_instance_t *in = inst->data;
+    rmq_report_pool(inst->host, r, in->pool, ((const rmq_init_params_t *)inst->params)->pool_size);
+}
+
 static const cmi_config_def_t config = {
     .description = "A failover pool of AMQP 1.0 connections to one RabbitMQ cluster.",
     .params = init_params,
@@ -227,6 +233,7 @@ static const cmi_config_def_t config = {
     .start = instance_start,
     .stop = instance_stop,
     .validate = validate_init,
+    .report = instance_report,
 };
 
 /* ---- <rabbitmq.publishMessage> ------------------------------------------------ */

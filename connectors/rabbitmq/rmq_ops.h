@@ -13,6 +13,14 @@ typedef struct {
     rmq_rpcs_t *rpcs;
 } rmq_instance_t;
 
+/* ---- readiness and metrics (rmq_report.c) ---------------------------------------- */
+
+/* A pool's connections (up, of size): not ready when none is up.
+ * Returns the number up. */
+int rmq_report_pool(const cmi_host_t *h, cmi_report_t *r, rmq_pool_t *pool, int64_t size);
+/* An inbound endpoint's receivers: not ready when none consumes from what. */
+void rmq_report_consuming(const cmi_host_t *h, cmi_report_t *r, rmq_pool_t *pool, const char *what);
+
 /* ---- request-reply (rmq_rpc.c) --------------------------------------------------- */
 
 int rmq_rpc_run(cmi_call_t *call);

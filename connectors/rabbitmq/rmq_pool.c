@@ -653,3 +653,11 @@ void rmq_pool_add_static_target(rmq_pool_t *pool, const rmq_target_t *t)
     pthread_mutex_unlock(&pool->lock);
     rmq_pool_interrupt(pool);
 }
+
+int rmq_pool_connections_up(rmq_pool_t *pool)
+{
+    int up = 0;
+    for (size_t i = 0; i < pool->nconns; i++) /* the array is fixed from create to destroy */
+        up += atomic_load(&pool->conns[i].state) == RMQ_CONN_UP;
+    return up;
+}

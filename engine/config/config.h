@@ -7,6 +7,7 @@
 
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "config/diag.h"
 #include "core/arena.h"
@@ -61,6 +62,7 @@ struct cmi_api {
     const struct cmi_proxy *proxy;
     const char *context; /* effective: version folded in, no trailing '/' ("" for "/") */
     const char *version; /* NULL when unversioned */
+    uint32_t metric_slot; /* its counters (runtime/metrics.h), set when the engine starts */
     cmi_resource_t **resources;
     size_t count;
     unsigned auth; /* CMI_API_AUTH_*: what <handlers> ask of a request before dispatch */
@@ -143,6 +145,7 @@ typedef struct cmi_inbound {
     cmi_param_t *params;
     size_t nparams;
     struct cmi_listener_impl *listener; /* the connector listener that serves it */
+    uint32_t metric_slot; /* its counters (runtime/metrics.h), set when the engine starts */
     const char *file;
     int line;
 } cmi_inbound_t;

@@ -25,6 +25,7 @@
 #include "http/dispatch.h"
 #include "runtime/convert.h"
 #include "runtime/errors.h"
+#include "runtime/metrics.h"
 #include "runtime/msg.h"
 #include "runtime/worker.h"
 
@@ -636,6 +637,8 @@ static int route(h2o_handler_t *self, h2o_req_t *req, int authenticated)
     }
     msg->api = r.api;
     msg->resource = r.resource;
+    msg->metric_service = r.api->metric_slot;
+    msg->metric_url = cmi_worker_conn_url(socket_of(req->conn));
     msg->sub_path = cmi_arena_strndup(msg->arena, r.sub_path, r.sub_len);
     msg->rest_postfix = rest_postfix(msg, req, path, r.ctx_len, query, qlen);
     msg->fault_seq = r.resource->fault_seq ? r.resource->fault_seq : cfg->fault_seq;
@@ -757,6 +760,18 @@ static void on_accept_resume(cmi_timer_t *t)
         h2o_socket_read_start(a->sock, on_accept);
 }
 
+/* The invocation URL a connection's requests are counted under
+ * (MI's: the scheme, the local address it arrived at, the port). */
+static unsigned url_slot(cmi_worker_t *w, const cmi_acceptor_t *a, int fd)
+{
+    struct cmi_metrics *m = w->engine->metrics;
+    struct sockaddr_storage sa;
+    socklen_t len = sizeof(sa);
+    if (m == NULL || w->metrics == NULL || getsockname(fd, (struct sockaddr *)&sa, &len) != 0)
+        return 0;
+    return cmi_metrics_url_slot(m, a->ctx.ssl_ctx != NULL, (struct sockaddr *)&sa, len);
+}
+
 static void on_accept(h2o_socket_t *listener, const char *err)
 {
     if (err != NULL)
@@ -781,7 +796,7 @@ static void on_accept(h2o_socket_t *listener, const char *err)
             break;
         }
         h2o_socket_t *sock = h2o_evloop_socket_create(w->loop, fd, H2O_SOCKET_FLAG_IS_ACCEPTED_CONNECTION);
-        cmi_worker_conn_opened(w, sock, fd);
+        cmi_worker_conn_opened(w, sock, fd, url_slot(w, a, fd));
         /* With a TLS context libh2o runs the handshake first, then picks
          * HTTP/1.1 or HTTP/2 by ALPN. */
         h2o_accept(&a->ctx, sock);

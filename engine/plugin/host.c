@@ -595,4 +595,7 @@ const cmi_host_t cmi_host_api = {
     .inject_checked = cmi_host_inject_checked,
     .inject_hold = cmi_host_inject_hold,
     .inject_release = cmi_host_inject_release,
+    .report_not_ready = cmi_host_report_not_ready,
+    .report_value = cmi_host_report_value,
+    .report_histogram = cmi_host_report_histogram,
 };

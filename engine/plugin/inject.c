@@ -121,6 +121,7 @@ static void run_inject(cmi_worker_t *w, cmi_task_t *task)
         cmi_msg_prop_set(msg, in->props[i].scope, in->props[i].name, cmi_value_cstring(in->props[i].value));
     const cmi_inbound_t *ib = in->l->inbound;
     msg->fault_seq = ib->on_error ? ib->on_error : in->l->config->fault_seq;
+    msg->metric_service = ib->metric_slot;
     msg->local_entries = &in->l->config->local_entries;
     cmi_flow_start(msg, ib->sequence);
 }

@@ -30,6 +30,7 @@
 #include "config/config.h"
 #include "config/diag.h"
 #include "core/arena.h"
+#include "core/str.h"
 #include "plugin/pvalue.h"
 
 typedef struct cmi_engine cmi_engine_t;
@@ -172,6 +173,18 @@ int cmi_host_inject_checked(cmi_listener_t *pub, const cmi_injection_t *src, cha
 int cmi_host_payload_readable(const char *content_type, const void *bytes, size_t len, char *why, size_t size);
 int cmi_host_inject_hold(void);
 void cmi_host_inject_release(void);
+/* report.c: the host API's readiness and metrics reports (ABI 1.6). */
+void cmi_host_report_not_ready(cmi_report_t *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void cmi_host_report_value(cmi_report_t *r, const cmi_metric_def_t *def, const cmi_nv_t *labels, size_t n,
+                           double value);
+void cmi_host_report_histogram(cmi_report_t *r, const cmi_metric_def_t *def, const cmi_nv_t *labels, size_t n,
+                               const uint64_t *counts, double sum);
+/* Service thread: every started instance's and listener's report hook.
+ * The reasons of the kinds readiness counts (CMI_READY_*) are appended to
+ * reasons as JSON strings (*nreasons counts them); the metrics, grouped by
+ * family, to metrics (NULL: readiness only). */
+void cmi_connectors_report(cmi_engine_t *e, unsigned readiness, cmi_strbuf_t *metrics, cmi_strbuf_t *reasons,
+                           size_t *nreasons);
 /* The delivery handle of msg when mod's listener injected it, else NULL. */
 void *cmi_inject_delivery(cmi_msg_t *msg, const cmi_module_t *mod);
 

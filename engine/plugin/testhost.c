@@ -128,6 +128,53 @@ static void th_log(cmi_log_level_t level, const char *component, const char *fmt
     va_end(ap);
 }
 
+/* ---- report hooks (1.6): what they report goes to the test log --------------------- */
+
+/* A test calls a report hook with any cmi_report_t pointer (NULL will do)
+ * and reads the lines with cmi_test_log() / cmi_test_logged():
+ * "REPORT not ready: WHY", "REPORT NAME{a=\"b\"} VALUE",
+ * "REPORT NAME count N sum S". */
+static void th_report_not_ready(cmi_report_t *r, const char *fmt, ...)
+{
+    (void)r;
+    char why[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    th_log(CMI_LOG_INFO, "report", "not ready: %s", why);
+}
+
+static void th_labels(char *out, size_t n, const cmi_nv_t *labels, size_t count)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < count && used < n; i++)
+        used += (size_t)snprintf(out + used, n - used, "%s%s=\"%s\"", i ? "," : "", labels[i].name,
+                                 labels[i].value ? labels[i].value : "");
+}
+
+static void th_report_value(cmi_report_t *r, const cmi_metric_def_t *def, const cmi_nv_t *labels, size_t count,
+                            double value)
+{
+    (void)r;
+    char l[512];
+    th_labels(l, sizeof(l), labels, count);
+    th_log(CMI_LOG_INFO, "report", "%s{%s} %g", def->name, l, value);
+}
+
+static void th_report_histogram(cmi_report_t *r, const cmi_metric_def_t *def, const cmi_nv_t *labels, size_t count,
+                                const uint64_t *counts, double sum)
+{
+    (void)r;
+    char l[512];
+    th_labels(l, sizeof(l), labels, count);
+    uint64_t total = 0;
+    for (size_t i = 0; i <= def->nbuckets; i++)
+        total += counts[i];
+    th_log(CMI_LOG_INFO, "report", "%s{%s} count %llu sum %g", def->name, l, (unsigned long long)total, sum);
+}
+
 /* ---- the table ----------------------------------------------------------------- */
 
 static const cmi_host_t host = {
@@ -170,6 +217,9 @@ static const cmi_host_t host = {
     .inject_checked = cmi_th_inject_checked,
     .inject_hold = cmi_th_inject_hold,
     .inject_release = cmi_th_inject_release,
+    .report_not_ready = th_report_not_ready,
+    .report_value = th_report_value,
+    .report_histogram = th_report_histogram,
 };
 
 const cmi_host_t *cmi_test_host(void)

@@ -5,14 +5,13 @@
 
 #include <time.h>
 
+#include "core/clock.h"
 #include "core/log.h"
 #include "runtime/endpoint.h"
 
 static int64_t now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)cmi_monotonic_ms();
 }
 
 const char *cmi_endpoint_name(const cmi_endpoint_t *ep)

@@ -9,6 +9,7 @@
 
 #include "config/config.h"
 #include "core/arena.h"
+#include "core/clock.h"
 #include "core/log.h"
 #include "runtime/errors.h"
 #include "runtime/msg.h"
@@ -42,6 +43,8 @@ void cmi_flow_respond(cmi_msg_t *msg)
     if (msg->responded)
         return;
     msg->responded = 1;
+    if (msg->started_ns != 0) /* counted for the metrics */
+        msg->responded_ns = cmi_monotonic_ns();
     if (msg->origin != NULL && msg->origin->respond != NULL)
         msg->origin->respond(msg);
 }
@@ -127,6 +130,8 @@ static void flow_finish(cmi_msg_t *msg)
     msg->finished = 1;
     if (msg->origin != NULL && msg->origin->finish != NULL)
         msg->origin->finish(msg);
+    if (msg->owner != NULL && msg->owner->finished != NULL)
+        msg->owner->finished(msg);
     cmi_msg_release(msg); /* the flow's reference: msg may be gone now */
 }
 

@@ -110,6 +110,7 @@ cmi_msg_t *cmi_msg_create(cmi_worker_t *worker, const cmi_msg_owner_t *owner, co
     msg->origin = origin;
     msg->origin_data = origin_data;
     msg->id = make_id(msg);
+    msg->metric_service = UINT32_MAX; /* CMI_METRICS_NO_SERVICE until dispatch says */
     return msg;
 }
 

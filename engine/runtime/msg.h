@@ -105,6 +105,14 @@ struct cmi_msg {
     const cmi_msg_origin_t *origin;
     void *origin_data;
 
+    /* Its service's counters (runtime/metrics.h): the service's
+     * metric_slot (CMI_METRICS_NO_SERVICE: none) and the connection's
+     * invocation URL; when it began and when it was answered (monotonic
+     * ns, 0: not yet). */
+    uint32_t metric_service;
+    unsigned metric_url;
+    uint64_t started_ns, responded_ns;
+
     /* What was dispatched (NULL for inbound messages). */
     const cmi_api_t *api;
     const cmi_resource_t *resource;
@@ -206,6 +214,8 @@ typedef struct cmi_msg_owner {
     /* Any thread: have cmi_flow_resumed(msg) run on the owner; -1 when it
      * no longer takes messages (drained). */
     int (*post_resume)(cmi_msg_t *msg);
+    /* Owner thread: its flow has ended (the last mediator ran). */
+    void (*finished)(cmi_msg_t *msg);
     /* The last reference went; arena_bytes: what the message's arena held. */
     void (*released)(cmi_worker_t *w, size_t arena_bytes);
 } cmi_msg_owner_t;

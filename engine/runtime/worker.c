@@ -11,8 +11,10 @@
 #include <sys/random.h>
 
 #include "core/arena.h"
+#include "core/clock.h"
 #include "core/log.h"
 #include "runtime/flow.h"
+#include "runtime/metrics.h"
 #include "runtime/msg.h"
 
 /* h2o 2.2 keeps one list per timeout value and walks every list on each
@@ -40,6 +42,7 @@ typedef struct {
     uint64_t window_start;
     uint32_t counts[CMI_CONN_EVENTS];
     unsigned cut : 1; /* shut down for going over one */
+    unsigned url;     /* its invocation URL's slot (runtime/metrics.h) */
     void *data;       /* cmi_worker_conn_data: freed with the connection */
 } tracked_conn_t;
 
@@ -133,17 +136,20 @@ static void on_conn_close(void *data)
     free(c->data);
     free(c);
     w->nconns--;
+    cmi_metrics_gauge_add(w->metrics, CMI_GAUGE_CONNECTIONS, -1);
     if (w->closing && w->nconns == 0) {
         cmi_worker_timer_stop(&w->drain_timer);
         maybe_finish(w);
     }
 }
 
-void cmi_worker_conn_opened(cmi_worker_t *w, h2o_socket_t *sock, int fd)
+void cmi_worker_conn_opened(cmi_worker_t *w, h2o_socket_t *sock, int fd, unsigned url)
 {
     tracked_conn_t *c = cmi_xcalloc(1, sizeof(*c));
     c->worker = w;
     c->fd = fd;
+    c->url = url;
+    cmi_metrics_gauge_add(w->metrics, CMI_GAUGE_CONNECTIONS, 1);
     memset(&c->link, 0, sizeof(c->link));
     h2o_linklist_insert(&w->conns, &c->link);
     w->nconns++;
@@ -178,6 +184,12 @@ static void log_cut(cmi_worker_t *w, h2o_socket_t *sock, cmi_conn_event_t ev, ui
                  more);
     w->cut_logged_at = now;
     w->cut_unlogged = 0;
+}
+
+unsigned cmi_worker_conn_url(h2o_socket_t *sock)
+{
+    tracked_conn_t *c = tracked(sock);
+    return c != NULL ? c->url : 0;
 }
 
 void **cmi_worker_conn_data(h2o_socket_t *sock)
@@ -377,7 +389,9 @@ static void *worker_main(void *arg)
 int cmi_worker_start(cmi_worker_t *w, cmi_engine_t *engine, unsigned index, h2o_globalconf_t *h2o,
                      const cmi_worker_listen_t *listen, unsigned n, void (*on_start)(cmi_worker_t *w))
 {
+    struct cmi_metrics_shard *metrics = w->metrics; /* the caller's (worker.h) */
     memset(w, 0, sizeof(*w));
+    w->metrics = metrics;
     w->engine = engine;
     w->index = index;
     w->h2o = h2o;
@@ -469,9 +483,21 @@ static void on_trim(cmi_timer_t *t)
     malloc_trim(0);
 }
 
+/* MI's request count, error count and latency of the message's service:
+ * the latency up to its answer (or to the flow's end when it had none). */
+static void msg_finished(cmi_msg_t *msg)
+{
+    if (msg->metric_service == CMI_METRICS_NO_SERVICE || msg->worker->metrics == NULL)
+        return;
+    uint64_t end = msg->responded_ns ? msg->responded_ns : cmi_monotonic_ns();
+    cmi_metrics_observe(msg->worker->metrics, msg->metric_service, msg->metric_url, end - msg->started_ns,
+                        msg->in_fault);
+}
+
 static void msg_released(cmi_worker_t *w, size_t bytes)
 {
     w->inflight--;
+    cmi_metrics_gauge_add(w->metrics, CMI_GAUGE_INFLIGHT, -1);
     /* glibc keeps what a large message freed (a 10 MiB JSON body's tree
      * is some 300 MiB of small blocks) for reuse; handing it back costs a
      * walk of the heap, so it is done once, a second after the last large
@@ -496,6 +522,7 @@ static int msg_post_resume(cmi_msg_t *msg)
 
 static const cmi_msg_owner_t worker_owner = {
     .post_resume = msg_post_resume,
+    .finished = msg_finished,
     .released = msg_released,
 };
 
@@ -503,6 +530,9 @@ cmi_msg_t *cmi_worker_msg_create(cmi_worker_t *w, const cmi_msg_origin_t *origin
 {
     cmi_msg_t *msg = cmi_msg_create(w, &worker_owner, origin, origin_data);
     w->inflight++;
+    cmi_metrics_gauge_add(w->metrics, CMI_GAUGE_INFLIGHT, 1);
+    if (w->metrics != NULL)
+        msg->started_ns = cmi_monotonic_ns();
     return msg;
 }
 

@@ -62,6 +62,9 @@ typedef struct cmi_acceptor {
 struct cmi_worker {
     cmi_engine_t *engine;
     unsigned index;
+    /* Its counters (NULL: metrics off): set by the caller before
+     * cmi_worker_start, which keeps it. */
+    struct cmi_metrics_shard *metrics;
     h2o_globalconf_t *h2o;
     void (*on_start)(cmi_worker_t *w); /* runs on the worker's thread once its loop exists */
     pthread_t thread;
@@ -140,8 +143,12 @@ cmi_msg_t *cmi_worker_msg_create(cmi_worker_t *w, const cmi_msg_origin_t *origin
 #define CMI_WORKER_TRIM_AFTER (1024u * 1024)
 
 /* Tracks an accepted client connection so that a drain can close idle
- * keep-alive connections once no message is in flight. */
-void cmi_worker_conn_opened(cmi_worker_t *w, h2o_socket_t *sock, int fd);
+ * keep-alive connections once no message is in flight; url: the slot of
+ * the address it arrived at (cmi_metrics_url_slot). */
+void cmi_worker_conn_opened(cmi_worker_t *w, h2o_socket_t *sock, int fd, unsigned url);
+/* Its invocation URL's slot (runtime/metrics.h), 0 for a socket cmi did
+ * not accept. */
+unsigned cmi_worker_conn_url(h2o_socket_t *sock);
 
 /* Owner thread: a slot for what belongs to the connection itself (what
  * its TLS peer presented): one malloc'd block, freed when the connection

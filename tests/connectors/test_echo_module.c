@@ -209,6 +209,18 @@ static void test_echo_now(void)
     fixture_stop(&f);
 }
 
+/* The config's report hook through the test host: its lines in the log. */
+static void test_report_hook(void)
+{
+    fixture_t f;
+    fixture_start(&f, "LOWER", (const char *const[]){"message", "hi", NULL});
+    CU_ASSERT_FATAL(desc->config->report != NULL);
+    desc->config->report(&f.inst, NULL);
+    CU_ASSERT_TRUE(cmi_test_logged("[report] cmi_echo_instance_up{mode=\"LOWER\"} 1"));
+    CU_ASSERT_FALSE(cmi_test_logged("not ready")); /* echo.unready not set */
+    fixture_stop(&f);
+}
+
 static void test_echo_delayed_resumes_from_its_thread(void)
 {
     fixture_t f;
@@ -388,6 +400,7 @@ int main(void)
         {"descriptor", test_descriptor},
         {"parameters bound by the engine's parsers", test_bind_parameters},
         {"echo now", test_echo_now},
+        {"report hook", test_report_hook},
         {"echo delayed resumes from its thread", test_echo_delayed_resumes_from_its_thread},
         {"echo hops suspend again", test_echo_hops_suspend_again},
         {"late resume is dropped", test_echo_late_resume_is_dropped},

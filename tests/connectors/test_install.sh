@@ -21,6 +21,16 @@ for h in connector.h host.h params.h types.h testhost.h; do
 done
 find "$tmp/root" -name cmi-connector-test.pc | grep -q . || fail "cmi-connector-test.pc is not installed"
 
+# The default deployment, every file of it (synapse-configs/local.mk lists
+# them by hand), and an installed cmi checks it clean.
+deploy=$(find "$tmp/root" -path '*/etc/cmi/synapse-configs/default' -type d | head -n1)
+[ -n "$deploy" ] || fail "the default deployment is not installed"
+want=$(cd "$CMI_SRCDIR/synapse-configs/default" && find . -type f | sort)
+got=$(cd "$deploy" && find . -type f | sort)
+[ "$want" = "$got" ] || fail "installed deployment differs from synapse-configs/default: $got"
+"$cmi" check "$deploy" --connectors "$CMI_BUILDDIR/connectors/rabbitmq/.libs" >"$tmp/check.log" 2>&1 ||
+    { cat "$tmp/check.log" >&2; fail "the installed default deployment does not check"; }
+
 # The .pc file names the install prefix; the staged copy lives under $tmp.
 prefix=$(sed -n 's/^prefix=//p' "$pc")
 export PKG_CONFIG_PATH="$(dirname "$pc")"

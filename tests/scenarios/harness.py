@@ -66,13 +66,14 @@ class Cmi:
         self.args = list(args)
         self.proc = None
         self.port = None
+        self.internal_port = None
         self.lines = []
         self.cond = threading.Condition()
         self.reader = None
 
     def command(self):
         return WRAPPER + [CMI_BIN, "run", self.deploy_dir, "--http-host", "127.0.0.1", "--http-port", "0",
-                          "--workers", str(self.workers), "--log-level", "debug"] + self.args
+                          "--workers", str(self.workers), "--log-level", "debug"] + internal_port(self.args) + self.args
 
     def start(self, timeout=10.0):
         self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -81,6 +82,8 @@ class Cmi:
         self.reader.start()
         m = self.wait_log(r"listening on [^ ]+:(\d+) \(", timeout)
         self.port = int(m.group(1))
+        m = self.wait_log(r"internal port on [^ ]+:(\d+):|engine\] cmi \S+ ready", timeout)
+        self.internal_port = int(m.group(1)) if m.group(1) else None
         return self
 
     def _read(self):
@@ -118,6 +121,17 @@ class Cmi:
 
     def connection(self, timeout=10.0):
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout * SLOW)
+
+    def internal(self, path, method="GET", timeout=10.0):
+        """A request to the internal port: (status, headers, body)."""
+        check(self.internal_port, "cmi runs without its internal port")
+        c = http.client.HTTPConnection("127.0.0.1", self.internal_port, timeout=timeout * SLOW)
+        try:
+            c.request(method, path)
+            r = c.getresponse()
+            return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+        finally:
+            c.close()
 
     def request(self, method, path, body=None, headers=None, conn=None, timeout=10.0):
         """Returns (status, {lower-case header: value}, body bytes)."""
@@ -215,8 +229,17 @@ def exchange_until_close(port, data, timeout=5.0):
     return _exchange(port, data, timeout, lambda got: False)
 
 
-def run_cmi(args, cwd=None, env=None, timeout=30.0):
-    """Runs a cmi command to completion; returns (exit status, stdout, stderr)."""
+def internal_port(args):
+    """--internal-port 0 unless args say otherwise: tests run side by side,
+    and MI's 9201 may be taken."""
+    return [] if any(a.startswith("--internal-port") for a in args) else ["--internal-port", "0"]
+
+
+def run_cmi(args, cwd=None, env=None, timeout=30.0, internal=True):
+    """Runs a cmi command to completion; returns (exit status, stdout, stderr).
+    internal=False: no --internal-port 0 added to a run."""
+    if args and args[0] == "run" and internal:
+        args = list(args) + internal_port(args)
     e = dict(os.environ)
     e.setdefault("CMI_TEST_MEDIATORS", "1")
     if os.environ.get("CMI_TEST_CONNECTORS"):

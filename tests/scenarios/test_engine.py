@@ -282,6 +282,20 @@ def test_command_line():
     with slow_deployment(10) as d:
         rc, out, _ = run_cmi(["check", d])
         check(rc == 0 and "OK: 2 API(s)" in out, "check of a good deployment: %s %r" % (rc, out))
+    for args in (["run", "--help"], ["check", "-h"], ["run", "--http-port", "1", "--help"]):
+        rc, out, err = run_cmi(args)
+        check(rc == 0 and "usage: cmi run" in out and not err, "%s: %s %r %r" % (" ".join(args), rc, out, err))
+    # Without a folder: the current folder's synapse-configs/default, else the installed one.
+    with tempfile.TemporaryDirectory() as cwd:
+        rc, _, err = run_cmi(["run", "--http-port", "0"], cwd=cwd)
+        check(rc == 1 and "etc/cmi/synapse-configs/default: error: cannot open the deployment folder" in err,
+              "run without a folder, none here: %s %r" % (rc, err))
+        os.makedirs(os.path.join(cwd, "synapse-configs", "default", "api"))
+        with open(os.path.join(cwd, "synapse-configs", "default", "api", "a.xml"), "w") as f:
+            f.write("<api")
+        rc, _, err = run_cmi(["run", "--http-port", "0"], cwd=cwd)
+        check(rc == 1 and "synapse-configs/default/api/a.xml" in err and "etc/cmi" not in err,
+              "run without a folder, one here: %s %r" % (rc, err))
 
 
 def test_server_config_file():

@@ -12,6 +12,10 @@
  *   2026-12-02  1.3  host: payload_readable().
  *   2026-12-03  1.4  host: inject_checked().
  *   2026-12-04  1.5  host: inject_hold(), inject_release().
+ *   2026-12-05  1.6  report hooks (config and listener reserved[0]) and
+ *                    host: report_not_ready(), report_value(),
+ *                    report_histogram(): readiness and metrics on the
+ *                    internal port.
  *
  * Rules for changing it: adding a field at the end of cmi_connector_t or
  * cmi_host_t, or a new function at the end of the host table, or giving a
@@ -45,7 +49,7 @@
 #include <cmi/types.h>
 
 #define CMI_CONNECTOR_ABI_MAJOR 1
-#define CMI_CONNECTOR_ABI_MINOR 5
+#define CMI_CONNECTOR_ABI_MINOR 6
 #define CMI_CONNECTOR_SYMBOL "cmi_connector"
 
 #define CMI_CONNECTOR_MAGIC 0x434d4943u /* "CMIC" */
@@ -125,7 +129,14 @@ typedef struct {
      * supported: convert the store to PKCS12").  Returns 0, or -1 with a
      * reason, reported at the element's file:line.  May be NULL. */
     cmi_validate_fn validate;
-    const void *reserved[4]; /* zero */
+    /* Since 1.6.  When the internal port is asked (/healthz,
+     * /metric-service/metrics): the instance's readiness and metrics
+     * through report_not_ready/report_value/report_histogram.  Service
+     * thread, between start and stop; it reads state other threads change
+     * (atomics, or the connector's own lock held briefly) and never
+     * blocks.  May be NULL. */
+    void (*report)(cmi_instance_t *inst, cmi_report_t *r);
+    const void *reserved[3]; /* zero */
 } cmi_config_def_t;
 
 enum {
@@ -185,7 +196,10 @@ typedef struct {
     /* Owner worker: the flow ran <respond/>.  May be NULL (ignored). */
     void (*respond)(cmi_listener_t *l, void *delivery, cmi_msg_t *msg);
     cmi_validate_fn validate; /* at load, as for the config; may be NULL */
-    const void *reserved[4];  /* zero */
+    /* Since 1.6: as the config's report, between start and destroy (a
+     * stopped listener is reported not ready by the host).  May be NULL. */
+    void (*report)(cmi_listener_t *l, cmi_report_t *r);
+    const void *reserved[3]; /* zero */
 } cmi_listener_def_t;
 
 /* An error code a connector raises, and the HTTP status a caller gets for

@@ -43,6 +43,23 @@ typedef struct cmi_binding cmi_binding_t;   /* one operation element in the depl
 typedef struct cmi_call cmi_call_t;         /* one operation run for one message */
 typedef struct cmi_listener cmi_listener_t; /* one inbound endpoint */
 typedef struct cmi_host_timer cmi_host_timer_t;
+typedef struct cmi_report cmi_report_t;     /* what a report hook writes into (opaque) */
+
+/* A metric family a connector reports (since 1.6): static data, one per
+ * name, shared by its instances (the host writes HELP and TYPE once). */
+typedef enum {
+    CMI_METRIC_COUNTER = 0,
+    CMI_METRIC_GAUGE,
+    CMI_METRIC_HISTOGRAM,
+} cmi_metric_type_t;
+
+typedef struct {
+    const char *name; /* Prometheus's [a-zA-Z_:][a-zA-Z0-9_:]*: cmi_NAME_..., counters end in _total */
+    cmi_metric_type_t type;
+    const char *help;
+    const double *buckets; /* histograms: upper bounds, ascending (+Inf is implied) */
+    size_t nbuckets;
+} cmi_metric_def_t;
 
 /* A continuation: runs on the message's worker after call_resume(); the
  * same contract as an operation's run (set a result or fail, return
@@ -225,6 +242,23 @@ struct cmi_host {
      * once). */
     int (*inject_hold)(void);
     void (*inject_release)(void);
+
+    /* ---- since 1.6 ------------------------------------------------------- */
+    /* In a report hook only (cmi/connector.h).  A reason the instance or
+     * inbound endpoint is not ready ("no connection up: ..."), one call
+     * each; /healthz answers 503 with them (copies; never a secret). */
+    void (*report_not_ready)(cmi_report_t *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+    /* A counter's or gauge's sample.  labels: nlabels name/value pairs
+     * (copied, escaped by the host) after the one the host puts first:
+     * connection="KEY" for an instance, inbound_endpoint="NAME" for a
+     * listener. */
+    void (*report_value)(cmi_report_t *r, const cmi_metric_def_t *def, const cmi_nv_t *labels, size_t nlabels,
+                         double value);
+    /* A histogram's sample: counts holds def->nbuckets + 1 numbers, each
+     * bucket's own (not cumulative), the last the ones above the highest
+     * bound; sum: of the observed values, in the def's unit. */
+    void (*report_histogram)(cmi_report_t *r, const cmi_metric_def_t *def, const cmi_nv_t *labels, size_t nlabels,
+                             const uint64_t *counts, double sum);
 };
 
 #endif

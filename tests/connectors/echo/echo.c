@@ -56,6 +56,8 @@ static const cmi_param_def_t init_params[] = {
                                             connection_type, NULL, "written by MI tooling; ignored"),
     [ECHO_INIT_KEYSTORE] = CMI_PARAM("keyStoreLocation", CMI_PARAM_STRING, CMI_PARAM_UNSUPPORTED, I, keystore, NULL,
                                      "client certificates (not supported)"),
+    [ECHO_INIT_UNREADY] = CMI_PARAM("echo.unready", CMI_PARAM_STRING, 0, I, unready, NULL,
+                                    "report the connection not ready, with this reason"),
     [ECHO_INIT_COUNT] = CMI_PARAM_END,
 };
 #undef I
@@ -678,11 +680,41 @@ static void listener_respond(cmi_listener_t *l, void *delivery, cmi_msg_t *msg)
     l->host->log(CMI_LOG_INFO, l->component, "tick %s answered: %.*s", tick ? tick : "?", (int)len, body);
 }
 
+/* ---- readiness and metrics (ABI 1.6) ------------------------------------------ */
+
+static const cmi_metric_def_t instance_up = {"cmi_echo_instance_up", CMI_METRIC_GAUGE, "1 for a started echo config."};
+static const cmi_metric_def_t ticks_done = {"cmi_echo_ticks_done_total", CMI_METRIC_COUNTER,
+                                            "Ticks whose flow ended."};
+static const double tick_bounds[] = {1, 10};
+static const cmi_metric_def_t tick_numbers = {"cmi_echo_tick_numbers", CMI_METRIC_HISTOGRAM,
+                                              "The numbers of the ticks done (1, 2, ...).", tick_bounds, 2};
+
+static void instance_report(cmi_instance_t *inst, cmi_report_t *r)
+{
+    const echo_init_params_t *p = inst->params;
+    cmi_nv_t mode = {"mode", mode_names[p->mode]};
+    inst->host->report_value(r, &instance_up, &mode, 1, 1);
+    if (p->unready != NULL)
+        inst->host->report_not_ready(r, "%s", p->unready);
+}
+
+static void listener_report(cmi_listener_t *l, cmi_report_t *r)
+{
+    const echo_timer_t *t = l->data;
+    uint64_t n = (uint64_t)atomic_load(&t->done);
+    l->host->report_value(r, &ticks_done, NULL, 0, (double)n);
+    uint64_t counts[3] = {n < 1 ? n : 1, n < 10 ? (n > 1 ? n - 1 : 0) : 9, n > 10 ? n - 10 : 0};
+    l->host->report_histogram(r, &tick_numbers, NULL, 0, counts, (double)(n * (n + 1) / 2));
+    if (n == 0)
+        l->host->report_not_ready(r, "no tick done yet");
+}
+
 static const char *const timer_classes[] = {"org.example.cmi.EchoTimer", NULL};
 
 static const cmi_listener_def_t listeners[] = {
     {timer_classes, "echo-timer", "injects a JSON message per tick into the sequence", timer_params,
-     sizeof(echo_timer_params_t), listener_start, listener_stop, listener_destroy, listener_done, listener_respond},
+     sizeof(echo_timer_params_t), listener_start, listener_stop, listener_destroy, listener_done, listener_respond,
+     .report = listener_report},
     {NULL},
 };
 
@@ -694,6 +726,7 @@ static const cmi_config_def_t config = {
     sizeof(echo_init_params_t),
     instance_start,
     instance_stop,
+    .report = instance_report,
 };
 
 static const cmi_error_def_t errors[] = {

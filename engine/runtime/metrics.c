@@ -1,0 +1,498 @@
+#include "config.h"
+
+#include "runtime/metrics.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <ifaddrs.h>
+#include <math.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "config/config.h"
+#include "core/arena.h"
+
+/* MI's latency buckets (seconds), the same for APIs, proxy services and
+ * inbound endpoints, and the le values its formatter writes. */
+#define NBUCKETS 10
+static const double bucket_s[NBUCKETS] = {0.19, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 1, 5};
+static const char *const bucket_le[NBUCKETS] = {"0.19", "0.2", "0.25", "0.3", "0.35",
+                                                "0.4",  "0.5", "0.6",  "1.0", "5.0"};
+
+/* The count is the sum of the buckets (the last one: slower than 5 s), so
+ * a scrape that races a worker still sees _count equal to le="+Inf". */
+typedef struct {
+    atomic_uint_fast64_t errors, sum_us;  /* us: 580,000 years of latency before the sum wraps */
+    atomic_uint_fast64_t buckets[NBUCKETS + 1]; /* not cumulative */
+} cell_t;
+
+static uint64_t cell_count(const cell_t *c)
+{
+    uint64_t n = 0;
+    for (unsigned j = 0; j <= NBUCKETS; j++)
+        n += atomic_load_explicit(&c->buckets[j], memory_order_relaxed);
+    return n;
+}
+
+typedef enum { SVC_API = 0, SVC_PROXY, SVC_INBOUND, SVC_KINDS } svc_kind_t;
+
+static const char *const kind_type[SVC_KINDS] = {"api", "proxy", "inbound-endpoint"};
+static const char *const kind_family[SVC_KINDS] = {"api", "proxy", "inbound_endpoint"};
+/* MI's HELP texts, word for word. */
+static const char *const kind_help[SVC_KINDS][3] = {
+    {"Total number of requests to an api", "Total number of error requests to an api", "Latency of requests to an api"},
+    {"Total number of requests to a proxy service", "Total number of error requests to a proxy service",
+     "Latency of requests to a proxy service"},
+    {"Total number of requests to an inbound endpoint.",
+     "Total number of error requests when receiving the message by an inbound endpoint.",
+     "Latency of requests to an inbound endpoint."},
+};
+
+typedef struct {
+    svc_kind_t kind;
+    const char *name;    /* MI's service_name: an API's is "NAME:vVERSION" when versioned */
+    const char *context; /* APIs: the context in invocation_url */
+    unsigned ncells;     /* APIs: one per invocation URL */
+} service_t;
+
+struct cmi_metrics_shard {
+    _Atomic(cell_t *) *cells; /* per service, NULL until its first message here */
+    atomic_int_fast64_t gauges[CMI_GAUGES];
+    const cmi_metrics_t *metrics;
+};
+
+struct cmi_metrics {
+    cmi_arena_t *arena;
+    service_t *services;
+    uint32_t nservices;
+    cmi_metrics_shard_t **shards;
+    unsigned nshards;
+    double start_time;
+    int http_port;
+    char host[INET6_ADDRSTRLEN];
+    /* Invocation URLs: written under the lock, read without it up to nurls. */
+    pthread_mutex_t url_lock;
+    char urls[CMI_METRICS_URLS][INET6_ADDRSTRLEN + 48];
+    atomic_uint nurls;
+};
+
+/* ---- counting (shard owner) ------------------------------------------------------------ */
+
+static inline void bump(atomic_uint_fast64_t *c, uint64_t by)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + by, memory_order_relaxed);
+}
+
+static cell_t *cells_of(cmi_metrics_shard_t *s, uint32_t service)
+{
+    cell_t *c = atomic_load_explicit(&s->cells[service], memory_order_relaxed);
+    if (c != NULL)
+        return c;
+    c = cmi_xcalloc(s->metrics->services[service].ncells, sizeof(*c));
+    /* release: a scrape that sees the pointer sees zeroed cells */
+    atomic_store_explicit(&s->cells[service], c, memory_order_release);
+    return c;
+}
+
+void cmi_metrics_observe(cmi_metrics_shard_t *s, uint32_t service, unsigned url, uint64_t latency_ns, int error)
+{
+    if (s == NULL || service >= s->metrics->nservices)
+        return;
+    cell_t *cells = cells_of(s, service);
+    unsigned n = s->metrics->services[service].ncells;
+    cell_t *c = &cells[url < n ? url : n - 1];
+    /* errors first: a scrape never sees more errors than requests */
+    if (error)
+        bump(&c->errors, 1);
+    bump(&c->sum_us, latency_ns / 1000);
+    unsigned i = 0;
+    while (i < NBUCKETS && latency_ns > (uint64_t)(bucket_s[i] * 1e9))
+        i++;
+    bump(&c->buckets[i], 1);
+}
+
+void cmi_metrics_gauge_add(cmi_metrics_shard_t *s, cmi_gauge_t g, int64_t delta)
+{
+    if (s == NULL)
+        return;
+    atomic_store_explicit(&s->gauges[g], atomic_load_explicit(&s->gauges[g], memory_order_relaxed) + delta,
+                          memory_order_relaxed);
+}
+
+unsigned cmi_metrics_url_slot(cmi_metrics_t *m, int tls, const struct sockaddr *local, socklen_t len)
+{
+    char host[INET6_ADDRSTRLEN + 16], url[sizeof(m->urls[0])];
+    int v6 = local->sa_family == AF_INET6;
+    int port = 0;
+    if (getnameinfo(local, len, host, sizeof(host), NULL, 0, NI_NUMERICHOST) != 0)
+        snprintf(host, sizeof(host), "?");
+    if (local->sa_family == AF_INET)
+        port = ntohs(((const struct sockaddr_in *)local)->sin_port);
+    else if (local->sa_family == AF_INET6)
+        port = ntohs(((const struct sockaddr_in6 *)local)->sin6_port);
+    snprintf(url, sizeof(url), "%s://%s%s%s:%d", tls ? "https" : "http", v6 ? "[" : "", host, v6 ? "]" : "", port);
+    unsigned n = atomic_load_explicit(&m->nurls, memory_order_acquire);
+    for (unsigned i = 0; i < n; i++)
+        if (strcmp(m->urls[i], url) == 0)
+            return i;
+    pthread_mutex_lock(&m->url_lock);
+    n = atomic_load_explicit(&m->nurls, memory_order_relaxed);
+    unsigned slot = n;
+    for (unsigned i = 0; i < n; i++)
+        if (strcmp(m->urls[i], url) == 0)
+            slot = i;
+    if (slot == n && n < CMI_METRICS_URLS) {
+        memcpy(m->urls[n], url, sizeof(url));
+        atomic_store_explicit(&m->nurls, n + 1, memory_order_release);
+    } else if (slot == n) {
+        slot = CMI_METRICS_URLS - 1;
+    }
+    pthread_mutex_unlock(&m->url_lock);
+    return slot;
+}
+
+/* ---- set-up ------------------------------------------------------------------------------ */
+
+/* MI's host label: the first address that is not loopback. */
+static void first_address(char *out, size_t size)
+{
+    snprintf(out, size, "127.0.0.1");
+    struct ifaddrs *list = NULL;
+    if (getifaddrs(&list) != 0)
+        return;
+    for (struct ifaddrs *i = list; i != NULL; i = i->ifa_next) {
+        if (i->ifa_addr == NULL || i->ifa_addr->sa_family != AF_INET)
+            continue;
+        const struct in_addr *a = &((const struct sockaddr_in *)i->ifa_addr)->sin_addr;
+        if ((ntohl(a->s_addr) >> 24) == 127)
+            continue;
+        inet_ntop(AF_INET, a, out, (socklen_t)size);
+        break;
+    }
+    freeifaddrs(list);
+}
+
+static void add_service(cmi_metrics_t *m, svc_kind_t kind, const char *name, const char *context, unsigned ncells)
+{
+    m->services[m->nservices++] = (service_t){kind, name, context, ncells};
+}
+
+cmi_metrics_t *cmi_metrics_create(cmi_config_t *config, unsigned nshards, double start_time, int http_port)
+{
+    cmi_metrics_t *m = cmi_xcalloc(1, sizeof(*m));
+    m->arena = cmi_arena_create(0);
+    size_t total = config->napis + config->nproxies + config->ninbounds;
+    m->services = cmi_arena_calloc(m->arena, total ? total : 1, sizeof(*m->services));
+    for (size_t i = 0; i < config->napis; i++) {
+        cmi_api_t *api = config->apis[i];
+        api->metric_slot = m->nservices;
+        add_service(m, SVC_API,
+                    api->version ? cmi_arena_sprintf(m->arena, "%s:v%s", api->name, api->version) : api->name,
+                    api->context, CMI_METRICS_URLS);
+    }
+    for (size_t i = 0; i < config->nproxies; i++) {
+        config->proxies[i]->api.metric_slot = m->nservices;
+        add_service(m, SVC_PROXY, config->proxies[i]->api.name, NULL, 1);
+    }
+    for (size_t i = 0; i < config->ninbounds; i++) {
+        config->inbounds[i]->metric_slot = m->nservices;
+        add_service(m, SVC_INBOUND, config->inbounds[i]->name, NULL, 1);
+    }
+    m->nshards = nshards;
+    m->shards = cmi_arena_calloc(m->arena, nshards ? nshards : 1, sizeof(*m->shards));
+    for (unsigned i = 0; i < nshards; i++) {
+        /* Each its own allocation: shards of different workers never share a cache line. */
+        cmi_metrics_shard_t *s = aligned_alloc(64, (sizeof(*s) + 63) / 64 * 64);
+        if (s == NULL)
+            s = cmi_xmalloc(sizeof(*s)); /* aborts when memory is out, as every cmi_x* */
+        memset(s, 0, sizeof(*s));
+        s->cells = cmi_xcalloc(total ? total : 1, sizeof(*s->cells));
+        s->metrics = m;
+        m->shards[i] = s;
+    }
+    m->start_time = start_time;
+    m->http_port = http_port;
+    first_address(m->host, sizeof(m->host));
+    pthread_mutex_init(&m->url_lock, NULL);
+    return m;
+}
+
+void cmi_metrics_destroy(cmi_metrics_t *m)
+{
+    if (m == NULL)
+        return;
+    for (unsigned i = 0; i < m->nshards; i++) {
+        for (uint32_t k = 0; k < m->nservices; k++)
+            free(atomic_load(&m->shards[i]->cells[k]));
+        free(m->shards[i]->cells);
+        free(m->shards[i]);
+    }
+    pthread_mutex_destroy(&m->url_lock);
+    cmi_arena_destroy(m->arena);
+    free(m);
+}
+
+cmi_metrics_shard_t *cmi_metrics_shard(cmi_metrics_t *m, unsigned i)
+{
+    return m != NULL && i < m->nshards ? m->shards[i] : NULL;
+}
+
+/* ---- Prometheus text ----------------------------------------------------------------------- */
+
+void cmi_metrics_family(cmi_strbuf_t *b, const char *name, const char *type, const char *help)
+{
+    cmi_strbuf_printf(b, "# HELP %s ", name);
+    for (const char *p = help; *p; p++) /* the text format escapes \\ and newlines in HELP */
+        cmi_strbuf_puts(b, *p == '\\' ? "\\\\" : *p == '\n' ? "\\n" : (char[2]){*p, 0});
+    cmi_strbuf_printf(b, "\n# TYPE %s %s\n", name, type);
+}
+
+void cmi_metrics_label_value(cmi_strbuf_t *b, const char *v)
+{
+    for (const char *p = v; *p; p++) {
+        if (*p == '\\' || *p == '"')
+            cmi_strbuf_putc(b, '\\');
+        if (*p == '\n')
+            cmi_strbuf_puts(b, "\\n");
+        else
+            cmi_strbuf_putc(b, *p);
+    }
+}
+
+void cmi_metrics_number(cmi_strbuf_t *b, double v)
+{
+    char text[40];
+    if (v == floor(v) && fabs(v) < 9.007199254740992e15) {
+        snprintf(text, sizeof(text), "%.0f", v);
+    } else {
+        /* the shortest of 15 or 17 digits that reads back as v (0.1, not 0.10000000000000001) */
+        snprintf(text, sizeof(text), "%.15g", v);
+        if (strtod(text, NULL) != v)
+            snprintf(text, sizeof(text), "%.17g", v);
+    }
+    cmi_strbuf_puts(b, text);
+}
+
+void cmi_metrics_value(cmi_strbuf_t *b, double v)
+{
+    cmi_strbuf_putc(b, ' ');
+    cmi_metrics_number(b, v);
+    cmi_strbuf_putc(b, '\n');
+}
+
+/* Microseconds as exact decimal seconds (a double would print 0.00010500000000000001). */
+static void seconds(cmi_strbuf_t *b, uint64_t us)
+{
+    char frac[16];
+    int n = snprintf(frac, sizeof(frac), "%06llu", (unsigned long long)(us % 1000000u));
+    while (n > 1 && frac[n - 1] == '0')
+        frac[--n] = '\0';
+    cmi_strbuf_printf(b, " %llu.%s\n", (unsigned long long)(us / 1000000u), frac);
+}
+
+/* A service's cells summed over the shards. */
+static void sum_cells(const cmi_metrics_t *m, uint32_t service, cell_t *out)
+{
+    unsigned n = m->services[service].ncells;
+    memset(out, 0, n * sizeof(*out));
+    for (unsigned i = 0; i < m->nshards; i++) {
+        /* acquire: pairs with the worker's release when it made the cells */
+        const cell_t *c = atomic_load_explicit(&m->shards[i]->cells[service], memory_order_acquire);
+        for (unsigned k = 0; c != NULL && k < n; k++) {
+            bump(&out[k].errors, atomic_load_explicit(&c[k].errors, memory_order_relaxed));
+            bump(&out[k].sum_us, atomic_load_explicit(&c[k].sum_us, memory_order_relaxed));
+            for (unsigned j = 0; j <= NBUCKETS; j++)
+                bump(&out[k].buckets[j], atomic_load_explicit(&c[k].buckets[j], memory_order_relaxed));
+        }
+    }
+}
+
+/* service_name="...",service_type="..."[,invocation_url="..."] */
+static void labels(cmi_strbuf_t *b, const cmi_metrics_t *m, const service_t *s, int url)
+{
+    cmi_strbuf_puts(b, "service_name=\"");
+    cmi_metrics_label_value(b, s->name);
+    cmi_strbuf_printf(b, "\",service_type=\"%s\"", kind_type[s->kind]);
+    if (s->kind != SVC_API)
+        return;
+    cmi_strbuf_puts(b, ",invocation_url=\"");
+    if (url >= 0) {
+        cmi_metrics_label_value(b, m->urls[url]);
+        cmi_metrics_label_value(b, *s->context ? s->context : "/");
+    }
+    cmi_strbuf_putc(b, '"');
+}
+
+/* One family of one kind: which 0 requests, 1 errors. */
+static void render_counter(cmi_strbuf_t *b, const cmi_metrics_t *m, svc_kind_t kind, int which, cell_t **sums,
+                           unsigned nurls)
+{
+    char name[96];
+    snprintf(name, sizeof(name), "wso2_integration_%s_request_count%s_total", kind_family[kind],
+             which ? "_error" : "");
+    cmi_metrics_family(b, name, "counter", kind_help[kind][which]);
+    for (uint32_t i = 0; i < m->nservices; i++) {
+        const service_t *s = &m->services[i];
+        if (s->kind != kind)
+            continue;
+        if (kind != SVC_API) {
+            cmi_strbuf_printf(b, "%s{", name);
+            labels(b, m, s, -1);
+            cmi_strbuf_putc(b, '}');
+            cmi_metrics_value(b, which ? (double)atomic_load(&sums[i][0].errors) : (double)cell_count(&sums[i][0]));
+            continue;
+        }
+        /* MI keeps a series at 0 for every deployed API (invocation_url=""),
+         * so that a rate() starts from its deployment. */
+        cmi_strbuf_printf(b, "%s{", name);
+        labels(b, m, s, -1);
+        cmi_strbuf_puts(b, "} 0\n");
+        for (unsigned u = 0; u < nurls; u++) {
+            uint64_t count = cell_count(&sums[i][u]);
+            if (count == 0)
+                continue;
+            cmi_strbuf_printf(b, "%s{", name);
+            labels(b, m, s, (int)u);
+            cmi_strbuf_putc(b, '}');
+            cmi_metrics_value(b, which ? (double)atomic_load(&sums[i][u].errors) : (double)count);
+        }
+    }
+}
+
+static void render_histogram(cmi_strbuf_t *b, const cmi_metrics_t *m, svc_kind_t kind, cell_t **sums,
+                             unsigned nurls)
+{
+    char name[96];
+    snprintf(name, sizeof(name), "wso2_integration_%s_latency_seconds", kind_family[kind]);
+    cmi_metrics_family(b, name, "histogram", kind_help[kind][2]);
+    for (uint32_t i = 0; i < m->nservices; i++) {
+        const service_t *s = &m->services[i];
+        for (unsigned u = 0; s->kind == kind && u < (kind == SVC_API ? nurls : 1); u++) {
+            const cell_t *c = &sums[i][u];
+            uint64_t count = cell_count(c), cum = 0;
+            if (count == 0)
+                continue;
+            for (unsigned j = 0; j <= NBUCKETS; j++) {
+                cum += atomic_load(&c->buckets[j]);
+                cmi_strbuf_printf(b, "%s_bucket{", name);
+                labels(b, m, s, kind == SVC_API ? (int)u : -1);
+                cmi_strbuf_printf(b, ",le=\"%s\"} %llu\n", j < NBUCKETS ? bucket_le[j] : "+Inf",
+                                  (unsigned long long)cum);
+            }
+            const char *suffix[2] = {"_count", "_sum"};
+            for (int k = 0; k < 2; k++) {
+                cmi_strbuf_printf(b, "%s%s{", name, suffix[k]);
+                labels(b, m, s, kind == SVC_API ? (int)u : -1);
+                cmi_strbuf_putc(b, '}');
+                if (k == 0)
+                    cmi_metrics_value(b, (double)count);
+                else
+                    seconds(b, atomic_load(&c->sum_us));
+            }
+        }
+    }
+}
+
+static void render_server(cmi_strbuf_t *b, const cmi_metrics_t *m)
+{
+    cmi_metrics_family(b, "wso2_integration_server_up", "gauge", "Server status");
+    cmi_strbuf_printf(b, "wso2_integration_server_up{host=\"%s\",port=\"%d\"}", m->host, m->http_port);
+    cmi_metrics_value(b, m->start_time);
+    cmi_metrics_family(b, "wso2_integration_server_version", "gauge", "Version and Update Level of Server");
+    cmi_strbuf_puts(b, "wso2_integration_server_version{version=\"" PACKAGE_VERSION "\",update_level=\"-\"}");
+    cmi_metrics_value(b, m->start_time);
+    cmi_metrics_family(b, "wso2_integration_service_up", "gauge", "Service status");
+    for (uint32_t i = 0; i < m->nservices; i++) {
+        cmi_strbuf_puts(b, "wso2_integration_service_up{service_name=\"");
+        cmi_metrics_label_value(b, m->services[i].name);
+        cmi_strbuf_printf(b, "\",service_type=\"%s\"}", kind_type[m->services[i].kind]);
+        cmi_metrics_value(b, m->start_time);
+    }
+}
+
+/* The process, under the names Prometheus's client libraries use. */
+static void render_process(cmi_strbuf_t *b, double start_time)
+{
+    long page = sysconf(_SC_PAGESIZE), tick = sysconf(_SC_CLK_TCK);
+    unsigned long long utime = 0, stime = 0, vsize = 0;
+    long long rss = 0;
+    FILE *f = fopen("/proc/self/stat", "r");
+    if (f != NULL) {
+        /* after "(comm)", which may hold spaces: fields 3.. */
+        char line[1024];
+        const char *p = fgets(line, sizeof(line), f) ? strrchr(line, ')') : NULL;
+        if (p == NULL ||
+            sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d %*d %*d %*u %llu %lld",
+                   &utime, &stime, &vsize, &rss) != 4)
+            utime = stime = vsize = 0, rss = 0;
+        fclose(f);
+    }
+    size_t fds = 0;
+    DIR *d = opendir("/proc/self/fd");
+    for (struct dirent *e; d != NULL && (e = readdir(d)) != NULL;)
+        fds += e->d_name[0] != '.';
+    if (d != NULL) {
+        closedir(d);
+        fds -= fds > 0; /* the one opendir holds */
+    }
+    struct rlimit rl = {0, 0};
+    getrlimit(RLIMIT_NOFILE, &rl);
+    cmi_metrics_family(b, "process_cpu_seconds_total", "counter", "User and system CPU time spent in seconds.");
+    cmi_strbuf_puts(b, "process_cpu_seconds_total");
+    cmi_metrics_value(b, (double)(utime + stime) / (double)(tick > 0 ? tick : 100));
+    cmi_metrics_family(b, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
+    cmi_strbuf_puts(b, "process_resident_memory_bytes");
+    cmi_metrics_value(b, (double)rss * (double)page);
+    cmi_metrics_family(b, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.");
+    cmi_strbuf_puts(b, "process_virtual_memory_bytes");
+    cmi_metrics_value(b, (double)vsize);
+    cmi_metrics_family(b, "process_open_fds", "gauge", "Number of open file descriptors.");
+    cmi_strbuf_puts(b, "process_open_fds");
+    cmi_metrics_value(b, (double)fds);
+    cmi_metrics_family(b, "process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.");
+    cmi_strbuf_puts(b, "process_start_time_seconds");
+    cmi_metrics_value(b, start_time);
+    cmi_metrics_family(b, "process_max_fds", "gauge", "Maximum number of open file descriptors.");
+    cmi_strbuf_puts(b, "process_max_fds");
+    cmi_metrics_value(b, rl.rlim_cur == RLIM_INFINITY ? -1.0 : (double)rl.rlim_cur);
+}
+
+static void render_gauges(cmi_strbuf_t *b, const cmi_metrics_t *m)
+{
+    static const char *const name[CMI_GAUGES] = {"cmi_http_connections", "cmi_messages_in_flight"};
+    static const char *const help[CMI_GAUGES] = {
+        "Open client connections of the HTTP and HTTPS listeners.",
+        "Messages being mediated (HTTP requests and inbound deliveries)."};
+    for (int g = 0; g < CMI_GAUGES; g++) {
+        int64_t v = 0;
+        for (unsigned i = 0; i < m->nshards; i++)
+            v += atomic_load_explicit(&m->shards[i]->gauges[g], memory_order_relaxed);
+        cmi_metrics_family(b, name[g], "gauge", help[g]);
+        cmi_strbuf_puts(b, name[g]);
+        cmi_metrics_value(b, (double)v);
+    }
+}
+
+void cmi_metrics_render(cmi_metrics_t *m, cmi_strbuf_t *b)
+{
+    unsigned nurls = atomic_load_explicit(&m->nurls, memory_order_acquire);
+    cell_t **sums = cmi_arena_calloc(b->arena, m->nservices ? m->nservices : 1, sizeof(*sums));
+    for (uint32_t i = 0; i < m->nservices; i++) {
+        sums[i] = cmi_arena_calloc(b->arena, m->services[i].ncells, sizeof(cell_t));
+        sum_cells(m, i, sums[i]);
+    }
+    for (int k = 0; k < SVC_KINDS; k++) {
+        render_counter(b, m, (svc_kind_t)k, 0, sums, nurls);
+        render_counter(b, m, (svc_kind_t)k, 1, sums, nurls);
+        render_histogram(b, m, (svc_kind_t)k, sums, nurls);
+    }
+    render_server(b, m);
+    render_gauges(b, m);
+    render_process(b, m->start_time);
+}
