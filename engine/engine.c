@@ -12,6 +12,7 @@
 
 #include "core/clock.h"
 #include "core/secrets.h"
+#include "http/access_log.h"
 #include "http/internal.h"
 #include "http/jwt_auth.h"
 #include "http/server.h"
@@ -287,6 +288,9 @@ static void log_listeners(const cmi_engine_t *e)
     const cmi_settings_t *s = &e->settings;
     cmi_log_info("http", "listening on %s:%d (%u worker%s)", s->http_host, e->http_port, e->nworkers,
                  e->nworkers == 1 ? "" : "s");
+    if (s->access_log != NULL)
+        cmi_log_info("http", "access log (%s) to %s", s->access_log_json ? "json" : "text",
+                     strcmp(s->access_log, "-") == 0 ? "standard error" : s->access_log);
     if (e->https_port != 0)
         log_https(e);
     if (e->internal_port != 0)
@@ -376,6 +380,9 @@ int cmi_engine_run(const cmi_settings_t *settings)
         return 1;
     }
     cmi_http_configure(&e);
+    int access_ok = cmi_access_log_register(e.h2o_path, &e.settings, err, sizeof(err)) == 0;
+    if (!access_ok)
+        cmi_log_error("http", "%s: not starting", err);
     sigset_t set;
     block_signals(&set);
     /* After block_signals: the curl and credential threads inherit the
@@ -383,7 +390,7 @@ int cmi_engine_run(const cmi_settings_t *settings)
     e.http_client = cmi_http_client_create(err, sizeof(err));
     if (e.http_client == NULL)
         cmi_log_error("engine", "%s", err);
-    if (e.http_client == NULL || start_basic_auth(&e) != 0 || start_jwt_auth(&e) != 0) {
+    if (!access_ok || e.http_client == NULL || start_basic_auth(&e) != 0 || start_jwt_auth(&e) != 0) {
         cmi_basic_auth_destroy(e.basic_auth);
         free(e.jwt_confs);
         close_unstarted(&e, fds);
@@ -391,6 +398,7 @@ int cmi_engine_run(const cmi_settings_t *settings)
             close(internal_fd);
         free(fds);
         SSL_CTX_free(e.tls_ctx);
+        h2o_config_dispose(&e.h2o);
         cmi_http_client_destroy(e.http_client);
         cmi_config_destroy(e.config);
         cmi_plugins_destroy(e.plugins);

@@ -47,6 +47,8 @@ typedef struct cmi_settings {
     unsigned readiness;          /* CMI_READY_*: what /healthz waits for besides the deployment */
     cmi_log_level_t log_level;
     cmi_log_format_t log_format;
+    const char *access_log;      /* NULL: none; "-": standard error; else a file (appended to) */
+    int access_log_json;         /* one JSON object per request, else text */
     cmi_arena_t *arena; /* strings read from a server config file */
 } cmi_settings_t;
 
@@ -58,6 +60,8 @@ int cmi_settings_load_file(cmi_settings_t *s, const char *path);
 void cmi_settings_dispose(cmi_settings_t *s);
 /* A per-second rate ("2000"; 0 means no limit).  Returns 0 or -1. */
 int cmi_settings_parse_rate(const char *v, uint32_t *out);
+/* The access log's format, "text" or "json".  Returns 0 or -1. */
+int cmi_settings_parse_access_format(const char *v, int *json);
 /* The internal port: a port number or "off" (-1).  Returns 0 or -1. */
 int cmi_settings_parse_internal_port(const char *v, int *out);
 /* What readiness waits for: "connections", "inbound-endpoints", both
@@ -71,6 +75,7 @@ struct cmi_engine {
     struct cmi_plugins *plugins; /* loaded connector modules */
     cmi_config_t *config;
     h2o_globalconf_t h2o;
+    h2o_pathconf_t *h2o_path;    /* the one path ("/") every request takes */
     cmi_worker_t *workers;
     unsigned nworkers;
     /* The connectors' service thread: lifecycle hooks and their timers. */

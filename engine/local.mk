@@ -63,6 +63,7 @@ engine_libcmi_engine_la_SOURCES = \
 	engine/http/server.c engine/http/server.h \
 	engine/http/tls.c engine/http/tls.h \
 	engine/http/internal.c engine/http/internal.h \
+	engine/http/access_log.c engine/http/access_log.h \
 	engine/http/basic_auth.c engine/http/basic_auth.h \
 	engine/http/client_cert.c engine/http/client_cert.h \
 	engine/http/jwk.c engine/http/jwk.h \

@@ -54,7 +54,10 @@ static void usage(FILE *out)
             "                         or the modules of the build tree cmi runs from)\n"
             "  --config FILE          server config file (XML, <cmi>...</cmi>; flags win over it)\n"
             "  --log-level LEVEL      trace, debug, info (default), warn, error\n"
-            "  --log-format FORMAT    text (default) or json\n");
+            "  --log-format FORMAT    text (default) or json\n"
+            "  --access-log FILE      a line per HTTP request to FILE (appended; - for\n"
+            "                         standard error); off by default\n"
+            "  --access-log-format F  text (default) or json\n");
 }
 
 /* `cmi run --help`: the usage, wherever the flag stands (not an option
@@ -125,6 +128,11 @@ static int parse_option(cmi_settings_t *s, const char *opt, const char *v)
     } else if (strcmp(opt, "--http2-reset-rate") == 0) {
         if (cmi_settings_parse_rate(v, &s->http2_reset_rate) != 0)
             return bad_option(opt, v, "not a rate (resets per connection per second, 0 = no limit)");
+    } else if (strcmp(opt, "--access-log") == 0) {
+        s->access_log = strcmp(v, "off") == 0 ? NULL : v;
+    } else if (strcmp(opt, "--access-log-format") == 0) {
+        if (cmi_settings_parse_access_format(v, &s->access_log_json) != 0)
+            return bad_option(opt, v, "must be 'text' or 'json'");
     } else if (strcmp(opt, "--internal-port") == 0) {
         if (cmi_settings_parse_internal_port(v, &s->internal_port) != 0)
             return bad_option(opt, v, "not a port number (0..65535) or 'off'");

@@ -42,6 +42,14 @@ int cmi_settings_parse_rate(const char *v, uint32_t *out)
     return 0;
 }
 
+int cmi_settings_parse_access_format(const char *v, int *json)
+{
+    if (strcmp(v, "text") != 0 && strcmp(v, "json") != 0)
+        return -1;
+    *json = strcmp(v, "json") == 0;
+    return 0;
+}
+
 int cmi_settings_parse_internal_port(const char *v, int *out)
 {
     uint64_t u;
@@ -98,7 +106,7 @@ void cmi_settings_dispose(cmi_settings_t *s)
  *       <user name="admin" password="$y$..." roles="admin"/>
  *     </users>
  *     <shutdown drainTimeout="30s"/>
- *     <log level="info" format="text"/>
+ *     <log level="info" format="text" access="/var/log/cmi/access.log" accessFormat="json"/>
  *     <internal host="127.0.0.1" port="9201" metrics="true"
  *               readiness="connections,inbound-endpoints"/>
  *     <connectors path="/usr/lib/cmi/connectors"/>
@@ -274,7 +282,7 @@ static void read_other(file_ctx_t *f, xmlNodePtr n, cmi_settings_t *s)
         if ((v = attr(n, "drainTimeout")) != NULL && cmi_parse_duration_ms(v, &s->drain_timeout_ms) != 0)
             bad(f, n, "drainTimeout", v, "not a duration (e.g. 30s)");
     } else if (xmlStrcmp(n->name, (const xmlChar *)"log") == 0) {
-        static const char *const allowed[] = {"level", "format", NULL};
+        static const char *const allowed[] = {"level", "format", "access", "accessFormat", NULL};
         check_attrs(f, n, allowed);
         if ((v = attr(n, "level")) != NULL) {
             int l = cmi_log_level_parse(v);
@@ -291,6 +299,10 @@ static void read_other(file_ctx_t *f, xmlNodePtr n, cmi_settings_t *s)
             else
                 bad(f, n, "format", v, "must be 'text' or 'json'");
         }
+        if ((v = attr(n, "access")) != NULL)
+            s->access_log = strcmp(v, "off") == 0 ? NULL : v;
+        if ((v = attr(n, "accessFormat")) != NULL && cmi_settings_parse_access_format(v, &s->access_log_json) != 0)
+            bad(f, n, "accessFormat", v, "must be 'text' or 'json'");
     } else if (xmlStrcmp(n->name, (const xmlChar *)"secrets") == 0) {
         static const char *const allowed[] = {"file", NULL};
         check_attrs(f, n, allowed);

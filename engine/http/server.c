@@ -429,6 +429,10 @@ static cmi_msg_t *start_message(cmi_worker_t *w, h2o_req_t *req)
     link->req = req;
     link->msg = msg;
     cmi_msg_retain(msg); /* released by on_req_dispose */
+    /* The access log's request id: the message id that MI's
+     * logMessageID="true" and cmi's own lines about the message carry. */
+    if (w->engine->settings.access_log != NULL)
+        *h2o_req_getenv(req, H2O_STRLIT(CMI_ACCESS_LOG_ID), 1) = h2o_strdup(&req->pool, msg->id, SIZE_MAX);
     return msg;
 }
 
@@ -678,6 +682,7 @@ void cmi_http_configure(cmi_engine_t *engine)
     http_handler_t *h = (http_handler_t *)h2o_create_handler(path, sizeof(*h));
     h->super.on_req = on_req;
     h->engine = engine;
+    engine->h2o_path = path;
 }
 
 /* The first socket binds without SO_REUSEPORT and takes it only once

@@ -10,6 +10,9 @@ typedef struct cmi_worker cmi_worker_t;
 
 /* Configures h2o's global config for the engine (limits, handler). */
 void cmi_http_configure(cmi_engine_t *engine);
+/* The request environment variable the access log's request id is read
+ * from (http/access_log.c). */
+#define CMI_ACCESS_LOG_ID "cmi-message-id"
 /* Opens n listening sockets on host:port, one per worker, sharing the port
  * with SO_REUSEPORT (port 0: a free port, the same for all).  The start
  * is refused when anything else holds the port: the first socket binds
