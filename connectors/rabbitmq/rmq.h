@@ -547,6 +547,7 @@ struct rmq_pub {
     atomic_int stage;     /* rmq_pub_stage_t: what the deadline found */
     atomic_int cancelled; /* the deadline ended the call */
     int attempts;         /* connections it was in flight on */
+    uint64_t sent_ns;     /* when it went to the broker (the confirm latency) */
     rmq_pub_done_fn done;
     void *arg; /* the operation's */
     /* The outcome, set by the pool thread before done. */

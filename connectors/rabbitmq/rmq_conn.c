@@ -266,6 +266,8 @@ void rmq_conn_opened(rmq_conn_t *c)
     read_broker(c);
     read_channel_max(c);
     c->state = RMQ_CONN_UP;
+    if (c->ever_up)
+        rmq_stat_add(&c->pool->stats.reconnects, 1);
     c->ever_up = 1;
     /* failures is reset once a link attaches or an outcome arrives: a peer
      * that opens and closes at once must keep backing off. */

@@ -22,6 +22,7 @@
 #ifndef RMQ_CORE_H
 #define RMQ_CORE_H
 
+#include <time.h>
 #include <proton/connection.h>
 #include <proton/delivery.h>
 #include <proton/event.h>
@@ -206,6 +207,25 @@ typedef struct static_target static_target_t;
 
 #define RMQ_CAUSES 4 /* a server's causes of failure remembered: two that alternate are said once each */
 
+/* What the pool counted, for the report hook (rmq_report.c): the pool
+ * thread is the only writer (relaxed loads and stores, no locked
+ * instruction); any thread reads. */
+#define RMQ_CONFIRM_BUCKETS 8 /* 1, 2.5, 5, 10, 25, 50, 100, 250 ms; then slower */
+#define RMQ_DECISIONS 6       /* RMQ_DECIDE_NONE .. RMQ_DECIDE_RELEASE */
+typedef struct {
+    atomic_uint_fast64_t published[RMQ_OUT_MODIFIED + 1]; /* by the broker's outcome (rmq_outcome_t) */
+    atomic_uint_fast64_t confirm[RMQ_CONFIRM_BUCKETS + 1];  /* confirm latency, per bucket */
+    atomic_uint_fast64_t confirm_us;                        /* their sum */
+    atomic_uint_fast64_t decided[RMQ_DECISIONS];            /* deliveries settled, by rmq_consume.h's decision */
+    atomic_uint_fast64_t reconnects;                        /* connections up again after a loss */
+} rmq_stats_t;
+
+static inline void rmq_stat_add(atomic_uint_fast64_t *c, uint64_t by)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + by, memory_order_relaxed);
+}
+
+
 typedef struct {
     char *host;
     char *hostport;
@@ -252,6 +272,7 @@ struct rmq_pool {
     pn_connection_t *cur; /* the connection whose events are being handled */
     atomic_int format;    /* address format of the last connection up (any thread) */
     atomic_int receiving; /* receivers attached and consuming (rmq_consume.c; any thread reads) */
+    rmq_stats_t stats;
     rmq_declared_fn declared; /* a declaration finished (rmq_pool.c's) */
     const rmq_feature_t *features[RMQ_MAX_FEATURES];
     void *feature_state[RMQ_MAX_FEATURES];
@@ -261,6 +282,32 @@ struct rmq_pool {
 static inline int64_t rmq_now(void)
 {
     return pn_proactor_now_64();
+}
+
+/* CLOCK_MONOTONIC in ns: latencies finer than the proactor's ms. */
+static inline uint64_t rmq_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* The bounds of the confirm latency's buckets, microseconds. */
+static const uint64_t rmq_confirm_bounds_us[RMQ_CONFIRM_BUCKETS] = {1000, 2500, 5000, 10000, 25000, 50000,
+                                                                     100000, 250000};
+
+/* The broker's outcome for a publish sent at sent_ns (CLOCK_MONOTONIC). */
+static inline void rmq_stats_confirmed(rmq_stats_t *s, rmq_outcome_t outcome, uint64_t sent_ns)
+{
+    uint64_t now = rmq_now_ns();
+    uint64_t us = now > sent_ns ? (now - sent_ns) / 1000 : 0;
+    if (outcome >= RMQ_OUT_ACCEPTED && outcome <= RMQ_OUT_MODIFIED)
+        rmq_stat_add(&s->published[outcome], 1);
+    unsigned b = 0;
+    while (b < RMQ_CONFIRM_BUCKETS && us > rmq_confirm_bounds_us[b])
+        b++;
+    rmq_stat_add(&s->confirm[b], 1);
+    rmq_stat_add(&s->confirm_us, us);
 }
 
 /* Pool thread: some deadline changed; the timer is set once the batch of

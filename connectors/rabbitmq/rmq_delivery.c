@@ -72,6 +72,8 @@ static void live_remove(rmq_delivery_t *d)
 
 /* ---- settling ----------------------------------------------------------------------- */
 
+_Static_assert(RMQ_DECIDE_RELEASE + 1 == RMQ_DECISIONS, "rmq_stats_t counts every decision");
+
 static void set_outcome(pn_delivery_t *pd, int decision, int format)
 {
     switch (decision) {
@@ -152,6 +154,7 @@ void rmq_delivery_settle(rmq_consume_t *cs, rmq_delivery_t *d, int decision)
     if (d->stream_offset >= 0)
         decision = rmq_stream_settling(cs, d, decision);
     if (d->pd != NULL) {
+        rmq_stat_add(&d->cs->pool->stats.decided[decision >= 0 && decision < RMQ_DECISIONS ? decision : 0], 1);
         set_outcome(d->pd, decision, d->conn != NULL ? d->conn->format : RMQ_FORMAT_V1);
         pn_delivery_settle(d->pd);
         d->pd = NULL;

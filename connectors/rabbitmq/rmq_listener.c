@@ -937,8 +937,8 @@ static const char *const no_classes[] = {NULL};
 static void listener_report(cmi_listener_t *l, cmi_report_t *r)
 {
     listener_t *ls = l->data;
-    if (rmq_report_pool(l->host, r, ls->pool, ls->init.pool_size) > 0)
-        rmq_report_consuming(l->host, r, ls->pool, ls->what);
+    int up = rmq_report_pool(l->host, r, ls->pool, ls->init.pool_size);
+    rmq_report_consuming(l->host, r, ls->pool, up > 0 ? ls->what : NULL);
 }
 
 /* Both endpoint kinds: one parameter table, one set of hooks but start. */

@@ -224,6 +224,7 @@ static void instance_report(cmi_instance_t *inst, cmi_report_t *r)
 {
     const rmq_instance_t *in = inst->data;
     rmq_report_pool(inst->host, r, in->pool, ((const rmq_init_params_t *)inst->params)->pool_size);
+    rmq_report_publishing(inst->host, r, in->pool);
 }
 
 static const cmi_config_def_t config = {

@@ -18,7 +18,10 @@ typedef struct {
 /* A pool's connections (up, of size): not ready when none is up.
  * Returns the number up. */
 int rmq_report_pool(const cmi_host_t *h, cmi_report_t *r, rmq_pool_t *pool, int64_t size);
-/* An inbound endpoint's receivers: not ready when none consumes from what. */
+/* A connection config's publishes: outcomes and confirm latency. */
+void rmq_report_publishing(const cmi_host_t *h, cmi_report_t *r, rmq_pool_t *pool);
+/* An inbound endpoint's receivers (not ready when none consumes from what)
+ * and its deliveries by decision. */
 void rmq_report_consuming(const cmi_host_t *h, cmi_report_t *r, rmq_pool_t *pool, const char *what);
 
 /* ---- request-reply (rmq_rpc.c) --------------------------------------------------- */

@@ -5,6 +5,7 @@
 
 #include <stdio.h>
 
+#include "rmq_consume.h"
 #include "rmq_core.h"
 #include "rmq_ops.h"
 
@@ -14,6 +15,21 @@ static const cmi_metric_def_t connections = {"cmi_rabbitmq_connections", CMI_MET
                                               "Connections the pool keeps up (poolSize)."};
 static const cmi_metric_def_t receivers = {"cmi_rabbitmq_receivers_consuming", CMI_METRIC_GAUGE,
                                             "Receivers of an inbound endpoint attached to their queue."};
+static const cmi_metric_def_t reconnects = {"cmi_rabbitmq_reconnects_total", CMI_METRIC_COUNTER,
+                                            "Connections up again after they were lost."};
+static const cmi_metric_def_t published = {"cmi_rabbitmq_published_total", CMI_METRIC_COUNTER,
+                                           "Messages the broker settled, by its outcome."};
+static const double confirm_bounds[RMQ_CONFIRM_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25};
+static const cmi_metric_def_t confirm = {"cmi_rabbitmq_confirm_seconds", CMI_METRIC_HISTOGRAM,
+                                         "Time from sending a message to the broker's outcome.", confirm_bounds,
+                                         RMQ_CONFIRM_BUCKETS};
+static const cmi_metric_def_t settled = {"cmi_rabbitmq_deliveries_settled_total", CMI_METRIC_COUNTER,
+                                         "Deliveries of an inbound endpoint settled, by decision."};
+
+static double load(const atomic_uint_fast64_t *c)
+{
+    return (double)atomic_load_explicit(c, memory_order_relaxed);
+}
 
 /* "a:5672, b:5672" (the first three) */
 static void servers(const rmq_pool_t *pool, char *buf, size_t n)
@@ -31,6 +47,7 @@ int rmq_report_pool(const cmi_host_t *h, cmi_report_t *r, rmq_pool_t *pool, int6
     int up = rmq_pool_connections_up(pool);
     h->report_value(r, &connections_up, NULL, 0, up);
     h->report_value(r, &connections, NULL, 0, (double)size);
+    h->report_value(r, &reconnects, NULL, 0, load(&pool->stats.reconnects));
     if (up == 0) {
         char where[256];
         servers(pool, where, sizeof(where));
@@ -39,10 +56,31 @@ int rmq_report_pool(const cmi_host_t *h, cmi_report_t *r, rmq_pool_t *pool, int6
     return up;
 }
 
+void rmq_report_publishing(const cmi_host_t *h, cmi_report_t *r, rmq_pool_t *pool)
+{
+    static const char *const outcome[] = {[RMQ_OUT_ACCEPTED] = "accepted", [RMQ_OUT_REJECTED] = "rejected",
+                                          [RMQ_OUT_RELEASED] = "released", [RMQ_OUT_MODIFIED] = "modified"};
+    for (int o = RMQ_OUT_ACCEPTED; o <= RMQ_OUT_MODIFIED; o++) {
+        cmi_nv_t l = {"outcome", outcome[o]};
+        h->report_value(r, &published, &l, 1, load(&pool->stats.published[o]));
+    }
+    uint64_t counts[RMQ_CONFIRM_BUCKETS + 1];
+    for (int b = 0; b <= RMQ_CONFIRM_BUCKETS; b++)
+        counts[b] = atomic_load_explicit(&pool->stats.confirm[b], memory_order_relaxed);
+    h->report_histogram(r, &confirm, NULL, 0, counts, load(&pool->stats.confirm_us) / 1e6);
+}
+
 void rmq_report_consuming(const cmi_host_t *h, cmi_report_t *r, rmq_pool_t *pool, const char *what)
 {
+    static const char *const decision[RMQ_DECISIONS] = {
+        [RMQ_DECIDE_ACCEPT] = "accept", [RMQ_DECIDE_DISCARD] = "discard", [RMQ_DECIDE_REQUEUE] = "requeue",
+        [RMQ_DECIDE_TIMEOUT] = "ack_wait_timeout", [RMQ_DECIDE_RELEASE] = "released_by_cmi"};
+    for (int k = RMQ_DECIDE_ACCEPT; k < RMQ_DECISIONS; k++) {
+        cmi_nv_t l = {"decision", decision[k]};
+        h->report_value(r, &settled, &l, 1, load(&pool->stats.decided[k]));
+    }
     int n = atomic_load(&pool->receiving);
     h->report_value(r, &receivers, NULL, 0, n);
-    if (n == 0)
+    if (n == 0 && what != NULL) /* NULL: no connection up, said already */
         h->report_not_ready(r, "not consuming from %s", what);
 }

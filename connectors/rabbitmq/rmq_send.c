@@ -180,6 +180,7 @@ static void send_pub(rmq_link_t *l, rmq_pub_t *pub)
     pn_delivery_t *d = pn_delivery(l->pn, pn_dtag((const char *)&tag, sizeof(tag)));
     pn_link_send(l->pn, pub->bytes, pub->len);
     pn_link_advance(l->pn);
+    pub->sent_ns = rmq_now_ns();
     if (!pub->confirm) {
         /* publisherConfirms=false: settled as it is sent (at-most-once). */
         pn_delivery_settle(d);
@@ -510,6 +511,7 @@ static void on_delivery(rmq_pool_t *pool, pn_delivery_t *d)
     case PN_MODIFIED: pub->outcome = RMQ_OUT_MODIFIED; break;
     default: pub->outcome = RMQ_OUT_RELEASED; break;
     }
+    rmq_stats_confirmed(&pool->stats, pub->outcome, pub->sent_ns);
     if (pub->outcome != RMQ_OUT_ACCEPTED) {
         char why[300];
         rmq_condition_text(pn_disposition_condition(pn_delivery_remote(d)), why, sizeof(why));
