@@ -45,7 +45,8 @@ typedef struct cmi_settings {
     int internal_port;           /* 9201 (MI's); 0 picks a free port; -1: off */
     int metrics;                 /* count MI's metrics; on */
     unsigned readiness;          /* CMI_READY_*: what /healthz waits for besides the deployment */
-    cmi_log_level_t log_level;
+    cmi_log_level_t log_level;   /* the default */
+    const char *log_spec;        /* the level spec given, with levels of components (core/log.h); NULL: none */
     cmi_log_format_t log_format;
     const char *access_log;      /* NULL: none; "-": standard error; else a file (appended to) */
     int access_log_json;         /* one JSON object per request, else text */

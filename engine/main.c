@@ -53,7 +53,8 @@ static void usage(FILE *out)
             "                         CMI_CONNECTORS_PATH; default " CMI_CONNECTORS_DIR ",\n"
             "                         or the modules of the build tree cmi runs from)\n"
             "  --config FILE          server config file (XML, <cmi>...</cmi>; flags win over it)\n"
-            "  --log-level LEVEL      trace, debug, info (default), warn, error\n"
+            "  --log-level LEVEL      trace, debug, info (default), warn, error; then levels\n"
+            "                         of components: info,rabbitmq=debug,api:Orders=trace\n"
             "  --log-format FORMAT    text (default) or json\n"
             "  --access-log FILE      a line per HTTP request to FILE (appended; - for\n"
             "                         standard error); off by default\n"
@@ -148,10 +149,10 @@ static int parse_option(cmi_settings_t *s, const char *opt, const char *v)
     } else if (strcmp(opt, "--connectors") == 0) {
         s->connectors_path = v;
     } else if (strcmp(opt, "--log-level") == 0) {
-        int l = cmi_log_level_parse(v);
-        if (l < 0)
-            return bad_option(opt, v, "not a log level");
-        s->log_level = (cmi_log_level_t)l;
+        char why[160];
+        if (cmi_log_spec_parse(v, &s->log_level, why, sizeof(why)) != 0)
+            return bad_option(opt, v, why);
+        s->log_spec = v;
     } else if (strcmp(opt, "--log-format") == 0) {
         if (strcmp(v, "text") == 0)
             s->log_format = CMI_LOG_FORMAT_TEXT;
@@ -308,6 +309,7 @@ int main(int argc, char **argv)
         rc = 1;
     } else {
         cmi_log_configure(s.log_level, s.log_format);
+        cmi_log_configure_components(s.log_spec);
         rc = describe ? cmd_describe(&s, argv[2]) : strcmp(cmd, "check") == 0 ? cmd_check(&s) : cmi_engine_run(&s);
     }
     cmi_secrets_clear();

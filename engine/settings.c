@@ -285,11 +285,11 @@ static void read_other(file_ctx_t *f, xmlNodePtr n, cmi_settings_t *s)
         static const char *const allowed[] = {"level", "format", "access", "accessFormat", NULL};
         check_attrs(f, n, allowed);
         if ((v = attr(n, "level")) != NULL) {
-            int l = cmi_log_level_parse(v);
-            if (l < 0)
-                bad(f, n, "level", v, "not a log level (trace, debug, info, warn, error, fatal)");
+            char why[160];
+            if (cmi_log_spec_parse(v, &s->log_level, why, sizeof(why)) != 0)
+                bad(f, n, "level", v, why);
             else
-                s->log_level = (cmi_log_level_t)l;
+                s->log_spec = v;
         }
         if ((v = attr(n, "format")) != NULL) {
             if (strcmp(v, "text") == 0)

@@ -12,20 +12,133 @@
 #include <time.h>
 #include <unistd.h>
 
-static atomic_int log_min_level = CMI_LOG_INFO;
+static atomic_int log_min_level = CMI_LOG_INFO; /* the default */
+static atomic_int log_floor = CMI_LOG_INFO;     /* the lowest of the default and the components' */
 static atomic_int log_format = CMI_LOG_FORMAT_TEXT;
 
+/* Levels of components: set before the threads start, then only read. */
+static struct {
+    char name[64];
+    size_t len;
+    int level;
+} components[CMI_LOG_COMPONENTS];
+static size_t ncomponents;
+
 static const char *const level_names[] = {"TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF"};
+
+static void update_floor(void)
+{
+    int floor = atomic_load(&log_min_level);
+    for (size_t i = 0; i < ncomponents; i++)
+        floor = components[i].level < floor ? components[i].level : floor;
+    atomic_store(&log_floor, floor);
+}
 
 void cmi_log_configure(cmi_log_level_t min_level, cmi_log_format_t format)
 {
     atomic_store(&log_min_level, (int)min_level);
     atomic_store(&log_format, (int)format);
+    update_floor();
 }
 
 int cmi_log_enabled(cmi_log_level_t level)
 {
-    return (int)level >= atomic_load_explicit(&log_min_level, memory_order_relaxed);
+    return (int)level >= atomic_load_explicit(&log_floor, memory_order_relaxed);
+}
+
+/* One "name=level" of a spec; 0 or -1. */
+static int parse_component(const char *p, size_t n, char *name, size_t namesize, int *level, char *err, size_t errlen)
+{
+    const char *eq = memchr(p, '=', n);
+    size_t nlen = eq ? (size_t)(eq - p) : 0;
+    char lv[16];
+    size_t llen = eq ? n - nlen - 1 : 0;
+    if (eq == NULL || nlen == 0 || nlen >= namesize || llen == 0 || llen >= sizeof(lv)) {
+        snprintf(err, errlen, "'%.*s' is not COMPONENT=LEVEL", (int)(n < 80 ? n : 80), p);
+        return -1;
+    }
+    memcpy(name, p, nlen);
+    name[nlen] = '\0';
+    memcpy(lv, eq + 1, llen);
+    lv[llen] = '\0';
+    if ((*level = cmi_log_level_parse(lv)) < 0) {
+        snprintf(err, errlen, "'%s' is not a log level (trace, debug, info, warn, error, fatal, off)", lv);
+        return -1;
+    }
+    return 0;
+}
+
+/* Walks spec's comma-separated parts; with apply, records the components. */
+static int walk_spec(const char *spec, cmi_log_level_t *level, int apply, char *err, size_t errlen)
+{
+    size_t count = 0;
+    for (const char *p = spec;; ) {
+        size_t n = strcspn(p, ",");
+        char name[64];
+        int lv;
+        if (p == spec) {
+            char first[16];
+            if (n == 0 || n >= sizeof(first) || memchr(p, '=', n) != NULL) {
+                snprintf(err, errlen, "the default level comes first (e.g. info,rabbitmq=debug)");
+                return -1;
+            }
+            memcpy(first, p, n);
+            first[n] = '\0';
+            if ((lv = cmi_log_level_parse(first)) < 0) {
+                snprintf(err, errlen, "'%s' is not a log level (trace, debug, info, warn, error, fatal, off)", first);
+                return -1;
+            }
+            *level = (cmi_log_level_t)lv;
+        } else if (parse_component(p, n, name, sizeof(name), &lv, err, errlen) != 0) {
+            return -1;
+        } else if (count == CMI_LOG_COMPONENTS) {
+            snprintf(err, errlen, "more than %d components", CMI_LOG_COMPONENTS);
+            return -1;
+        } else if (apply) {
+            memcpy(components[count].name, name, sizeof(name));
+            components[count].len = strlen(name);
+            components[count].level = lv;
+            count++;
+        } else {
+            count++;
+        }
+        if (p[n] == '\0')
+            break;
+        p += n + 1;
+    }
+    if (apply)
+        ncomponents = count;
+    return 0;
+}
+
+int cmi_log_spec_parse(const char *spec, cmi_log_level_t *level, char *err, size_t errlen)
+{
+    return walk_spec(spec, level, 0, err, errlen);
+}
+
+void cmi_log_configure_components(const char *spec)
+{
+    cmi_log_level_t dflt;
+    char err[128];
+    if (spec != NULL && walk_spec(spec, &dflt, 1, err, sizeof(err)) == 0)
+        update_floor();
+}
+
+/* The level that applies to component: the longest component name that
+ * is it or a prefix of it followed by ':'; else the default. */
+static int level_of(const char *component)
+{
+    int level = atomic_load_explicit(&log_min_level, memory_order_relaxed);
+    size_t best = 0;
+    for (size_t i = 0; i < ncomponents; i++) {
+        size_t n = components[i].len;
+        if (n > best && strncmp(component, components[i].name, n) == 0 &&
+            (component[n] == '\0' || component[n] == ':')) {
+            best = n;
+            level = components[i].level;
+        }
+    }
+    return level;
 }
 
 int cmi_log_level_parse(const char *name)
@@ -105,6 +218,8 @@ static void sanitize(const char *in, char *out, size_t size)
 
 void cmi_log_vwrite(cmi_log_level_t level, const char *component, const char *fmt, va_list ap)
 {
+    if ((int)level < level_of(component ? component : ""))
+        return;
     char when[64], raw[4096], msg[4096], line[4300];
     format_time(when, sizeof(when));
     int n = vsnprintf(raw, sizeof(raw), fmt, ap);

@@ -64,6 +64,30 @@ def test_json_access_log_to_a_file():
         check(missing["status"] == 404 and missing["request_id"] is None, "the 404: %r" % missing)
 
 
+def test_log_levels_per_component():
+    # warn by default, one API at debug: its flow's info line and the
+    # dispatch debug line of its component are written, the engine's info
+    # lines are not; a longer name wins over a shorter one.
+    files = dict(FILES)
+    files["api/b.xml"] = ('<api %s name="B" context="/b"><resource methods="GET" uri-template="/"><inSequence>'
+                          '<log><message>b here</message></log><respond/></inSequence></resource></api>' % NS)
+    with Deployment(files) as d:
+        cmi = Cmi(d, args=["--log-level", "warn,api=error,api:A=debug,http=info"]).start()
+        try:
+            check(cmi.request("GET", "/a/ok")[0] == 200 and cmi.request("GET", "/b")[0] == 200, "served")
+            cmi.wait_log(r"\[api:A\] MessageID: urn:uuid:", 5)
+            log = cmi.log_text()
+            check("listening on" in log, "http=info: its info lines")
+            check("[engine]" not in log, "the default warn: no engine info line: %s" % log)
+            check("b here" not in log, "api=error: B's info line is not written")
+        finally:
+            cmi.stop_clean()
+    for spec, err in (("info,rabbitmq", "is not COMPONENT=LEVEL"), ("info,x=loud", "'loud' is not a log level"),
+                      ("rabbitmq=debug", "the default level comes first")):
+        rc, _, out = run_cmi(["run", "/nonexistent", "--log-level", spec])
+        check(rc == 2 and err in out, "%s: %s %r" % (spec, rc, out))
+
+
 def test_access_log_errors():
     with Deployment(FILES) as d:
         rc, _, err = run_cmi(["run", d, "--http-port", "0", "--access-log", "/nonexistent/dir/access.log"])
