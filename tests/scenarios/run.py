@@ -53,16 +53,20 @@ def main():
     ap.add_argument("-j", dest="jobs", type=int, default=2)
     args = ap.parse_args()
     tests = collect(args.filter)
-    failures = 0
+    failures = []
     with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as ex:
         for name, err, secs in ex.map(run_one, tests):
             if err is None:
                 print("ok    %-50s %5.2fs" % (name, secs), flush=True)
             else:
-                failures += 1
+                failures.append((name, err))
                 print("FAIL  %-50s %5.2fs\n      %s" % (name, secs, err.replace("\n", "\n      ")), flush=True)
-    print("%d scenario test(s), %d failed" % (len(tests), failures))
-    return min(failures, 99)
+    # Repeated last, so a log's tail (all CI shows) names what failed and why.
+    for name, err in failures:
+        lines = err.rstrip().split("\n")
+        print("FAILED %s\n      %s" % (name, "\n      ".join(lines[-25:])))
+    print("%d scenario test(s), %d failed" % (len(tests), len(failures)))
+    return min(len(failures), 99)
 
 
 if __name__ == "__main__":
