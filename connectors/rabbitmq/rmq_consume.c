@@ -188,6 +188,7 @@ static void mediate(rmq_consume_t *cs, rmq_consumer_t *k, rmq_rlink_t *r, rmq_de
             d->mediating = 1;
             r->in_mediation++;
             k->mediating++;
+            rmq_stat_gauge(&cs->pool->stats.mediating, 1);
         }
         return;
     }

@@ -218,11 +218,19 @@ typedef struct {
     atomic_uint_fast64_t confirm_us;                        /* their sum */
     atomic_uint_fast64_t decided[RMQ_DECISIONS];            /* deliveries settled, by rmq_consume.h's decision */
     atomic_uint_fast64_t reconnects;                        /* connections up again after a loss */
+    atomic_uint_fast64_t redelivered;                       /* deliveries the broker had delivered before */
+    atomic_int_fast64_t inflight;                           /* publishes sent, their outcome not yet in */
+    atomic_int_fast64_t mediating;                          /* deliveries in mediation (and orphans) */
 } rmq_stats_t;
 
 static inline void rmq_stat_add(atomic_uint_fast64_t *c, uint64_t by)
 {
     atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + by, memory_order_relaxed);
+}
+
+static inline void rmq_stat_gauge(atomic_int_fast64_t *g, int64_t delta)
+{
+    atomic_store_explicit(g, atomic_load_explicit(g, memory_order_relaxed) + delta, memory_order_relaxed);
 }
 
 

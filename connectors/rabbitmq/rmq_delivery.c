@@ -125,6 +125,7 @@ void rmq_delivery_finish(rmq_consume_t *cs, rmq_delivery_t *d)
         d->mediating = 0;
         r->in_mediation--;
         r->consumer->mediating--;
+        rmq_stat_gauge(&cs->pool->stats.mediating, -1);
     }
     rmq_consumer_t *orphan_of = d->orphan_of;
     int slot = d->slot;
@@ -132,6 +133,7 @@ void rmq_delivery_finish(rmq_consume_t *cs, rmq_delivery_t *d)
     if (orphan_of != NULL) {
         orphan_of->orphans[slot]--;
         orphan_of->mediating--;
+        rmq_stat_gauge(&cs->pool->stats.mediating, -1);
         LOG(cs, CMI_LOG_DEBUG, "a flow of a message from a lost receiver ended (%d more on receiver %d)",
             orphan_of->orphans[slot], slot);
     }

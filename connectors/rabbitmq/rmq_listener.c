@@ -743,6 +743,8 @@ static rmq_deliver_result_t deliver(void *arg, rmq_delivery_t *d, const rmq_inco
 {
     listener_t *ls = arg;
     const listener_params_t *p = ls->p;
+    if (m->redelivered) /* the pool's thread: its counters' one writer */
+        rmq_stat_add(&ls->pool->stats.redelivered, 1);
     const char *type = m->content_type ? m->content_type : p->content_type ? p->content_type : "text/plain";
     const char *charset = m->content_encoding ? m->content_encoding : p->content_encoding;
     char ctype[256];

@@ -23,6 +23,12 @@ static const double confirm_bounds[RMQ_CONFIRM_BUCKETS] = {0.001, 0.0025, 0.005,
 static const cmi_metric_def_t confirm = {"cmi_rabbitmq_confirm_seconds", CMI_METRIC_HISTOGRAM,
                                          "Time from sending a message to the broker's outcome.", confirm_bounds,
                                          RMQ_CONFIRM_BUCKETS};
+static const cmi_metric_def_t in_flight = {"cmi_rabbitmq_publishes_in_flight", CMI_METRIC_GAUGE,
+                                           "Messages sent to the broker whose outcome has not come yet."};
+static const cmi_metric_def_t mediating = {"cmi_rabbitmq_deliveries_in_mediation", CMI_METRIC_GAUGE,
+                                           "Deliveries of an inbound endpoint in mediation: the credit in use."};
+static const cmi_metric_def_t redelivered = {"cmi_rabbitmq_redelivered_total", CMI_METRIC_COUNTER,
+                                             "Deliveries the broker had delivered before (not first acquirer)."};
 static const cmi_metric_def_t settled = {"cmi_rabbitmq_deliveries_settled_total", CMI_METRIC_COUNTER,
                                          "Deliveries of an inbound endpoint settled, by decision."};
 
@@ -68,6 +74,7 @@ void rmq_report_publishing(const cmi_host_t *h, cmi_report_t *r, rmq_pool_t *poo
     for (int b = 0; b <= RMQ_CONFIRM_BUCKETS; b++)
         counts[b] = atomic_load_explicit(&pool->stats.confirm[b], memory_order_relaxed);
     h->report_histogram(r, &confirm, NULL, 0, counts, load(&pool->stats.confirm_us) / 1e6);
+    h->report_value(r, &in_flight, NULL, 0, (double)atomic_load_explicit(&pool->stats.inflight, memory_order_relaxed));
 }
 
 void rmq_report_consuming(const cmi_host_t *h, cmi_report_t *r, rmq_pool_t *pool, const char *what)
@@ -79,6 +86,8 @@ void rmq_report_consuming(const cmi_host_t *h, cmi_report_t *r, rmq_pool_t *pool
         cmi_nv_t l = {"decision", decision[k]};
         h->report_value(r, &settled, &l, 1, load(&pool->stats.decided[k]));
     }
+    h->report_value(r, &mediating, NULL, 0, (double)atomic_load_explicit(&pool->stats.mediating, memory_order_relaxed));
+    h->report_value(r, &redelivered, NULL, 0, load(&pool->stats.redelivered));
     int n = atomic_load(&pool->receiving);
     h->report_value(r, &receivers, NULL, 0, n);
     if (n == 0 && what != NULL) /* NULL: no connection up, said already */

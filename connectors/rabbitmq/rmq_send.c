@@ -194,6 +194,7 @@ static void send_pub(rmq_link_t *l, rmq_pub_t *pub)
     l->inflight++;
     atomic_store(&pub->stage, RMQ_PUB_SENT);
     rmq_pub_list_push(&c->inflight, pub);
+    rmq_stat_gauge(&c->pool->stats.inflight, 1);
 }
 
 static void pump_link(rmq_link_t *l)
@@ -521,6 +522,7 @@ static void on_delivery(rmq_pool_t *pool, pn_delivery_t *d)
     pn_delivery_set_context(d, NULL);
     pn_delivery_settle(d);
     rmq_pub_list_remove(&c->inflight, pub);
+    rmq_stat_gauge(&pool->stats.inflight, -1);
     rmq_pub_complete(pub);
     rmq_send_pump_waiting(pool);
 }
@@ -556,6 +558,7 @@ static void take_inflight(rmq_link_t *l, rmq_pub_list_t *again, const char *why)
     TAILQ_FOREACH_SAFE(p, &c->inflight.q, entry, next) {
         if (p->link == l) {
             rmq_pub_list_remove(&c->inflight, p);
+            rmq_stat_gauge(&c->pool->stats.inflight, -1);
             l->inflight--;
             again_or_fail(p, again, why);
         }
@@ -778,8 +781,10 @@ void rmq_send_on_session_final(rmq_pool_t *pool, rmq_conn_t *c, pn_session_t *ss
 void rmq_send_on_closed(rmq_conn_t *c, rmq_pub_list_t *again, const char *why)
 {
     rmq_pub_t *p;
-    while ((p = rmq_pub_list_pop(&c->inflight)) != NULL)
+    while ((p = rmq_pub_list_pop(&c->inflight)) != NULL) {
+        rmq_stat_gauge(&c->pool->stats.inflight, -1);
         again_or_fail(p, again, why);
+    }
     rmq_link_t *l;
     while ((l = TAILQ_FIRST(&c->links)) != NULL) {
         TAILQ_REMOVE(&c->links, l, entry); /* its pn_* objects go with the connection */

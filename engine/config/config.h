@@ -203,6 +203,7 @@ typedef struct cmi_config {
     const cmi_sequence_t *fault_seq; /* sequences/fault.xml, or NULL */
     cmi_dispatch_t *dispatch;
     struct cmi_connector_state *connectors; /* plugin/plugin.h */
+    struct cmi_endpoint_state *endpoint_states; /* every endpoint leaf's state (config/endpoint.h) */
 } cmi_config_t;
 
 struct cmi_plugins;

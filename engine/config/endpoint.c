@@ -448,6 +448,9 @@ cmi_endpoint_t *cmi_compile_endpoint(cmi_compile_t *cc, xmlNodePtr node)
     if (ep->kind == CMI_EP_LEAF) {
         ep->state = cmi_arena_calloc(cc->arena, 1, sizeof(*ep->state));
         pthread_mutex_init(&ep->state->lock, NULL);
+        ep->state->leaf = ep;
+        ep->state->next = cc->config->endpoint_states; /* named or inline: all reported */
+        cc->config->endpoint_states = ep->state;
         ep->state->next_ms = ep->initial_ms;
         ep->state->retries_left = ep->retries_before;
     }

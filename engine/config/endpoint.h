@@ -17,14 +17,28 @@ struct cmi_template;
 
 enum { CMI_EP_LEAF, CMI_EP_FAILOVER, CMI_EP_LOADBALANCE };
 
+/* What the internal port reports of a leaf (runtime/endpoint.c counts
+ * under the state's lock, which every call's outcome takes anyway). */
+#define CMI_EP_STATUSES 5  /* 2xx, 3xx, 4xx, 5xx, no answer (an error) */
+#define CMI_EP_BUCKETS 10  /* 5, 10, 25, 50, 100, 250, 500 ms, 1, 2.5, 5 s; then slower */
+typedef struct {
+    uint64_t calls[CMI_EP_STATUSES];
+    uint64_t latency[CMI_EP_BUCKETS + 1];
+    uint64_t latency_us;
+    uint64_t suspensions;
+} cmi_endpoint_counts_t;
+
 /* A leaf's health, shared by every worker (MI's endpoint states: active,
  * timeout after a failure marked for suspension, suspended). */
-typedef struct {
+typedef struct cmi_endpoint_state {
     pthread_mutex_t lock;
     int64_t until;        /* monotonic ms: not tried before this */
     uint64_t next_ms;     /* the next suspension's length */
     int64_t retries_left; /* marked failures still allowed before suspension */
     int suspended;        /* logged as suspended (for the log line at its end) */
+    cmi_endpoint_counts_t counts;
+    const struct cmi_endpoint *leaf;  /* its leaf, for the report */
+    struct cmi_endpoint_state *next;  /* every leaf of the deployment (cmi_config_t.endpoint_states) */
 } cmi_endpoint_state_t;
 
 typedef struct cmi_endpoint cmi_endpoint_t;

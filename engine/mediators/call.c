@@ -17,6 +17,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/clock.h"
 #include "core/log.h"
 #include "core/str.h"
 #include "engine.h"
@@ -110,6 +111,7 @@ typedef struct {
     cmi_msg_t *msg;
     const cmi_endpoint_t *top;  /* what <call> names */
     const cmi_endpoint_t *leaf; /* being tried */
+    uint64_t attempt_ns;        /* when it was tried (monotonic) */
     cmi_endpoint_cursor_t cursor; /* which leaves were tried */
     int last_code;              /* the last failure, for when no leaf is left */
     const char *last_message, *last_detail;
@@ -168,7 +170,7 @@ static int call_continue(cmi_msg_t *msg, void *data)
     call_state_t *st = data;
     cmi_http_request_t *req = &st->req;
     if (req->result == CMI_HTTP_OK) {
-        cmi_endpoint_ok(st->leaf);
+        cmi_endpoint_ok(st->leaf, req->status, cmi_monotonic_ns() - st->attempt_ns);
         char *body = cmi_arena_alloc(msg->arena, req->response_len + 1);
         memcpy(body, req->response, req->response_len + 1);
         const char *ct = cmi_http_response_header(req, "Content-Type");
@@ -224,7 +226,7 @@ static int call_continue(cmi_msg_t *msg, void *data)
     st->last_code = errs[req->result].code;
     st->last_message = errs[req->result].message;
     st->last_detail = cmi_arena_sprintf(msg->arena, "%s %s: %s", req->method, req->url, req->error);
-    cmi_endpoint_failed(st->leaf, st->last_code);
+    cmi_endpoint_failed(st->leaf, st->last_code, cmi_monotonic_ns() - st->attempt_ns);
     int timed_out = req->result == CMI_HTTP_TIMEOUT;
     cmi_http_request_dispose(req);
     if (timed_out && st->leaf->discard_on_timeout) {
@@ -386,6 +388,7 @@ static int start_attempt(cmi_msg_t *msg, call_state_t *st)
                                  "no endpoint of %s is ready (all suspended)", cmi_endpoint_name(st->top));
     }
     st->leaf = ep;
+    st->attempt_ns = cmi_monotonic_ns();
     cmi_http_client_t *client = msg->worker != NULL ? msg->worker->engine->http_client : NULL;
     if (client == NULL)
         return cmi_msg_set_error(msg, CMI_ERR_SENDING, "Error in Sender", "no HTTP client in this context");

@@ -27,10 +27,25 @@ static int leaf_ready(const cmi_endpoint_t *leaf, int64_t now)
     return ready;
 }
 
-void cmi_endpoint_ok(const cmi_endpoint_t *leaf)
+/* Under the state's lock. */
+static void count_call(cmi_endpoint_counts_t *c, int status_class, uint64_t latency_ns)
+{
+    static const uint64_t bounds_us[CMI_EP_BUCKETS] = {5000, 10000, 25000, 50000, 100000, 250000, 500000,
+                                                       1000000, 2500000, 5000000};
+    uint64_t us = latency_ns / 1000;
+    unsigned b = 0;
+    while (b < CMI_EP_BUCKETS && us > bounds_us[b])
+        b++;
+    c->calls[status_class]++;
+    c->latency[b]++;
+    c->latency_us += us;
+}
+
+void cmi_endpoint_ok(const cmi_endpoint_t *leaf, long status, uint64_t latency_ns)
 {
     cmi_endpoint_state_t *s = leaf->state;
     pthread_mutex_lock(&s->lock);
+    count_call(&s->counts, status >= 200 && status < 600 ? (int)(status / 100) - 2 : 4, latency_ns);
     int was = s->suspended;
     s->until = 0;
     s->next_ms = leaf->initial_ms;
@@ -53,12 +68,13 @@ static int has_code(const int *codes, size_t n, int code)
  * retriesBeforeSuspension times (retryDelay apart); then, or on a code of
  * suspendOnFailure (all codes when it lists none), the leaf is suspended
  * for a duration that grows by progressionFactor up to maximumDuration. */
-void cmi_endpoint_failed(const cmi_endpoint_t *leaf, int code)
+void cmi_endpoint_failed(const cmi_endpoint_t *leaf, int code, uint64_t latency_ns)
 {
     cmi_endpoint_state_t *s = leaf->state;
     int64_t now = now_ms();
     uint64_t for_ms = 0;
     pthread_mutex_lock(&s->lock);
+    count_call(&s->counts, 4, latency_ns);
     if (s->suspended && now < s->until) {
         /* Calls that were in flight when it was suspended fail too: one
          * suspension, not one per call (nor a duration grown by each). */
@@ -85,6 +101,7 @@ void cmi_endpoint_failed(const cmi_endpoint_t *leaf, int code)
         s->next_ms = next > (double)leaf->max_ms ? leaf->max_ms : (uint64_t)next;
         s->retries_left = leaf->retries_before;
         s->suspended = 1;
+        s->counts.suspensions++;
     }
     pthread_mutex_unlock(&s->lock);
     if (suspend)

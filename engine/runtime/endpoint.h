@@ -3,6 +3,7 @@
 #define CMI_RUNTIME_ENDPOINT_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "config/endpoint.h"
 
@@ -20,12 +21,12 @@ typedef struct {
 const char *cmi_endpoint_name(const cmi_endpoint_t *ep);
 /* The next leaf of top to try, or NULL when none is left (or none is ready). */
 const cmi_endpoint_t *cmi_endpoint_pick(const cmi_endpoint_t *top, cmi_endpoint_cursor_t *cursor);
-/* A leaf answered: active again. */
-void cmi_endpoint_ok(const cmi_endpoint_t *leaf);
+/* A leaf answered with status after latency_ns: active again. */
+void cmi_endpoint_ok(const cmi_endpoint_t *leaf, long status, uint64_t latency_ns);
 /* Whether the group of leaf tries another child after it failed with code
  * (<retryConfig>). */
 int cmi_endpoint_retries(const cmi_endpoint_t *leaf, int code);
-/* A leaf failed with code: MI's rules decide on a suspension. */
-void cmi_endpoint_failed(const cmi_endpoint_t *leaf, int code);
+/* A leaf failed with code after latency_ns: MI's rules decide on a suspension. */
+void cmi_endpoint_failed(const cmi_endpoint_t *leaf, int code, uint64_t latency_ns);
 
 #endif

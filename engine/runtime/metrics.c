@@ -17,6 +17,9 @@
 
 #include "config/config.h"
 #include "core/arena.h"
+#include "core/clock.h"
+#include "core/htab.h"
+#include "runtime/endpoint.h"
 
 /* MI's latency buckets (seconds), the same for APIs, proxy services and
  * inbound endpoints, and the le values its formatter writes. */
@@ -68,6 +71,7 @@ struct cmi_metrics_shard {
 };
 
 struct cmi_metrics {
+    const cmi_config_t *config; /* its endpoints' counts (runtime/endpoint.c) */
     cmi_arena_t *arena;
     service_t *services;
     uint32_t nservices;
@@ -107,7 +111,8 @@ void cmi_metrics_observe(cmi_metrics_shard_t *s, uint32_t service, unsigned url,
     cell_t *cells = cells_of(s, service);
     unsigned n = s->metrics->services[service].ncells;
     cell_t *c = &cells[url < n ? url : n - 1];
-    /* errors first: a scrape never sees more errors than requests */
+    /* Relaxed stores promise no order to a scrape on another CPU: it may
+     * see this error a scrape before its request (counts converge). */
     if (error)
         bump(&c->errors, 1);
     bump(&c->sum_us, latency_ns / 1000);
@@ -186,6 +191,7 @@ static void add_service(cmi_metrics_t *m, svc_kind_t kind, const char *name, con
 cmi_metrics_t *cmi_metrics_create(cmi_config_t *config, unsigned nshards, double start_time, int http_port)
 {
     cmi_metrics_t *m = cmi_xcalloc(1, sizeof(*m));
+    m->config = config;
     m->arena = cmi_arena_create(0);
     size_t total = config->napis + config->nproxies + config->ninbounds;
     m->services = cmi_arena_calloc(m->arena, total ? total : 1, sizeof(*m->services));
@@ -463,6 +469,91 @@ static void render_process(cmi_strbuf_t *b, double start_time)
     cmi_metrics_value(b, rl.rlim_cur == RLIM_INFINITY ? -1.0 : (double)rl.rlim_cur);
 }
 
+/* The backends the call mediator reached, per endpoint leaf (named, or
+ * file:line when inline; inline leaves of one line share the series):
+ * counted under each leaf's lock, read under it. */
+static void render_endpoints(cmi_strbuf_t *b, const cmi_metrics_t *m)
+{
+    cmi_htab_t by_name; /* name -> its index in the arrays below */
+    cmi_htab_init(&by_name, b->arena);
+    static const char *const status[CMI_EP_STATUSES] = {"2xx", "3xx", "4xx", "5xx", "error"};
+    static const char *const le[CMI_EP_BUCKETS] = {"0.005", "0.01", "0.025", "0.05", "0.1",
+                                                   "0.25",  "0.5",  "1",     "2.5",  "5"};
+    size_t n = 0;
+    for (const cmi_endpoint_state_t *s = m->config->endpoint_states; s != NULL; s = s->next)
+        n++;
+    cmi_endpoint_counts_t *counts = cmi_arena_calloc(b->arena, n ? n : 1, sizeof(*counts));
+    int *suspended = cmi_arena_calloc(b->arena, n ? n : 1, sizeof(*suspended));
+    const cmi_endpoint_t **leaves = cmi_arena_calloc(b->arena, n ? n : 1, sizeof(*leaves));
+    int64_t now = (int64_t)cmi_monotonic_ms();
+    size_t i = 0;
+    for (cmi_endpoint_state_t *s = m->config->endpoint_states; s != NULL; s = s->next) {
+        const char *name = cmi_endpoint_name(s->leaf);
+        size_t *at = cmi_htab_gets(&by_name, name);
+        if (at == NULL) {
+            at = cmi_arena_alloc(b->arena, sizeof(*at));
+            *at = i++;
+            cmi_htab_put(&by_name, name, strlen(name), at);
+            leaves[*at] = s->leaf;
+        }
+        cmi_endpoint_counts_t *c = &counts[*at];
+        pthread_mutex_lock(&s->lock);
+        for (int k = 0; k < CMI_EP_STATUSES; k++)
+            c->calls[k] += s->counts.calls[k];
+        for (int k = 0; k <= CMI_EP_BUCKETS; k++)
+            c->latency[k] += s->counts.latency[k];
+        c->latency_us += s->counts.latency_us;
+        c->suspensions += s->counts.suspensions;
+        suspended[*at] |= s->suspended && now < s->until;
+        pthread_mutex_unlock(&s->lock);
+    }
+    n = i;
+    cmi_metrics_family(b, "cmi_backend_calls_total", "counter",
+                       "Calls of the call and send mediators to an endpoint, by the answer's status class.");
+    for (i = 0; i < n; i++)
+        for (int k = 0; k < CMI_EP_STATUSES; k++) {
+            cmi_strbuf_puts(b, "cmi_backend_calls_total{endpoint=\"");
+            cmi_metrics_label_value(b, cmi_endpoint_name(leaves[i]));
+            cmi_strbuf_printf(b, "\",status=\"%s\"}", status[k]);
+            cmi_metrics_value(b, (double)counts[i].calls[k]);
+        }
+    cmi_metrics_family(b, "cmi_backend_call_seconds", "histogram", "Time from a call's request to its answer.");
+    for (i = 0; i < n; i++) {
+        uint64_t cum = 0;
+        for (int k = 0; k <= CMI_EP_BUCKETS; k++) {
+            cum += counts[i].latency[k];
+            cmi_strbuf_puts(b, "cmi_backend_call_seconds_bucket{endpoint=\"");
+            cmi_metrics_label_value(b, cmi_endpoint_name(leaves[i]));
+            cmi_strbuf_printf(b, "\",le=\"%s\"} %llu\n", k < CMI_EP_BUCKETS ? le[k] : "+Inf",
+                              (unsigned long long)cum);
+        }
+        for (int k = 0; k < 2; k++) {
+            cmi_strbuf_printf(b, "cmi_backend_call_seconds%s{endpoint=\"", k ? "_sum" : "_count");
+            cmi_metrics_label_value(b, cmi_endpoint_name(leaves[i]));
+            cmi_strbuf_puts(b, "\"}");
+            if (k)
+                seconds(b, counts[i].latency_us);
+            else
+                cmi_metrics_value(b, (double)cum);
+        }
+    }
+    const char *const names[2] = {"cmi_backend_suspensions_total", "cmi_backend_suspended"};
+    cmi_metrics_family(b, names[0], "counter", "Times an endpoint was suspended (suspendOnFailure, markForSuspension).");
+    for (i = 0; i < n; i++) {
+        cmi_strbuf_printf(b, "%s{endpoint=\"", names[0]);
+        cmi_metrics_label_value(b, cmi_endpoint_name(leaves[i]));
+        cmi_strbuf_puts(b, "\"}");
+        cmi_metrics_value(b, (double)counts[i].suspensions);
+    }
+    cmi_metrics_family(b, names[1], "gauge", "1 while an endpoint is suspended.");
+    for (i = 0; i < n; i++) {
+        cmi_strbuf_printf(b, "%s{endpoint=\"", names[1]);
+        cmi_metrics_label_value(b, cmi_endpoint_name(leaves[i]));
+        cmi_strbuf_puts(b, "\"}");
+        cmi_metrics_value(b, suspended[i]);
+    }
+}
+
 static void render_gauges(cmi_strbuf_t *b, const cmi_metrics_t *m)
 {
     static const char *const name[CMI_GAUGES] = {"cmi_http_connections", "cmi_messages_in_flight"};
@@ -493,6 +584,7 @@ void cmi_metrics_render(cmi_metrics_t *m, cmi_strbuf_t *b)
         render_histogram(b, m, (svc_kind_t)k, sums, nurls);
     }
     render_server(b, m);
+    render_endpoints(b, m);
     render_gauges(b, m);
     render_process(b, m->start_time);
 }

@@ -74,6 +74,11 @@ def test_readiness_follows_the_broker_and_metrics_count_messages(node):
             wait_for(lambda: value(metrics(cmi), "cmi_rabbitmq_deliveries_settled_total", inbound_endpoint="In",
                                    decision="accept") == 20, 10, "20 deliveries accepted")
             reconnects = value(s, "cmi_rabbitmq_reconnects_total", connection="RMQ")
+            s = metrics(cmi)
+            check(value(s, "cmi_rabbitmq_publishes_in_flight", connection="RMQ") == 0
+                  and value(s, "cmi_rabbitmq_deliveries_in_mediation", inbound_endpoint="In") == 0
+                  and value(s, "cmi_rabbitmq_redelivered_total", inbound_endpoint="In") == 0,
+                  "nothing in flight or in mediation, nothing redelivered")
             # The broker stops: not ready within a second, both as reasons.
             t0 = time.monotonic()
             node.stop_app()

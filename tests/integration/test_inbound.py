@@ -195,6 +195,16 @@ def test_requeue_redelivers(node):
             check(got_lines(cmi, r"got 1 redelivered (\w+)") == ["false", "true"],
                   "deliveries %r" % got_lines(cmi, r"got 1 redelivered (\w+)"))
             wait_for(lambda: node.depth(q) == 0, 10, "the queue empty")
+            # the internal port counts what happened: one requeue, one redelivery, one accept
+            from test_internal import parse, value
+            ib = {"inbound_endpoint": "In"}
+
+            def counts():
+                s = parse(cmi.internal("/metric-service/metrics")[2].decode())[0]
+                return (value(s, "cmi_rabbitmq_deliveries_settled_total", decision="requeue", **ib),
+                        value(s, "cmi_rabbitmq_redelivered_total", **ib),
+                        value(s, "cmi_rabbitmq_deliveries_settled_total", decision="accept", **ib))
+            wait_for(lambda: counts() == (1, 1, 1), 10, "requeue, redelivery and accept counted")
         finally:
             cmi.stop_clean()
 

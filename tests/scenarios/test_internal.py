@@ -375,3 +375,41 @@ def test_scrapes_under_load_stay_consistent():
             check(seen == sorted(seen) and len(seen) > 2, "scrapes saw the counts grow: %r" % seen[:20])
         finally:
             cmi.stop_clean()
+
+
+def test_backend_call_metrics():
+    # The call mediator's backends, per endpoint: 3 answers 2xx and one 404
+    # from the named ItemsEP, one 503 and a refused connection from inline
+    # endpoints (file:line), a suspension of the refused one.
+    from test_call import Backend, closed_port, deployment
+    down = {"endpoints/down.xml": '<endpoint %s name="Down"><http method="get" uri-template="http://127.0.0.1:%d/x">'
+                                  '<suspendOnFailure><initialDuration>60000</initialDuration></suspendOnFailure>'
+                                  '</http></endpoint>' % (NS, closed_port()),
+            "api/down.xml": '<api %s name="D" context="/d"><resource methods="GET" uri-template="/"><inSequence>'
+                            '<call><endpoint key="Down"/></call><respond/></inSequence></resource></api>' % NS}
+    with Backend() as b, deployment(b.port, down) as d:
+        cmi = Cmi(d, workers=2).start()
+        try:
+            for i in range(3):
+                check(cmi.request("GET", "/c/items/%d?tag=x" % i)[0] == 200, "items")
+            check(cmi.request("GET", "/c/status/404")[0] == 404, "404")
+            check(cmi.request("GET", "/c/status/503")[0] == 503, "503")
+            check(cmi.request("GET", "/c/refused")[0] == 502, "refused")
+            check(cmi.request("GET", "/d")[0] >= 500 and cmi.request("GET", "/d")[0] >= 500, "Down twice")
+
+            def calls(endpoint_re, status):
+                s = scrape(cmi)[0]
+                return sum(v for (name, labels), v in s.items() if name == "cmi_backend_calls_total"
+                           and re.search(endpoint_re, dict(labels)["endpoint"]) and dict(labels)["status"] == status)
+            check(calls("^ItemsEP$", "2xx") == 3 and calls("^ItemsEP$", "4xx") == 0, "ItemsEP's three 2xx")
+            check(calls(r"call\.xml:\d+$", "4xx") == 1 and calls(r"call\.xml:\d+$", "5xx") == 1
+                  and calls(r"call\.xml:\d+$", "error") == 1, "the inline endpoints' 404, 503 and refusal")
+            s = scrape(cmi)[0]
+            check(value(s, "cmi_backend_call_seconds_count", endpoint="ItemsEP") == 3
+                  and value(s, "cmi_backend_call_seconds_bucket", endpoint="ItemsEP", le="+Inf") == 3, "latency")
+            check(value(s, "cmi_backend_suspensions_total", endpoint="Down") == 1
+                  and value(s, "cmi_backend_suspended", endpoint="Down") == 1
+                  and value(s, "cmi_backend_calls_total", endpoint="Down", status="error") == 1,
+                  "Down: refused once, suspended (the second call not made)")
+        finally:
+            cmi.stop_clean()
