@@ -548,6 +548,7 @@ struct rmq_pub {
     atomic_int cancelled; /* the deadline ended the call */
     int attempts;         /* connections it was in flight on */
     uint64_t sent_ns;     /* when it went to the broker (the confirm latency) */
+    struct rmq_stats *stats; /* its pool's counters (rmq_pool_submit) */
     rmq_pub_done_fn done;
     void *arg; /* the operation's */
     /* The outcome, set by the pool thread before done. */
@@ -575,10 +576,9 @@ void rmq_pub_list_splice(rmq_pub_list_t *to, rmq_pub_list_t *from);
 /* Hands pub to its completion callback with an error. */
 void rmq_pub_fail(rmq_pub_t *pub, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void rmq_pub_fail_list(rmq_pub_list_t *l, int code, const char *detail);
-static inline void rmq_pub_complete(rmq_pub_t *pub)
-{
-    pub->done(pub);
-}
+/* Counts pub's outcome in its pool's counters, then hands it to its
+ * completion callback. */
+void rmq_pub_complete(rmq_pub_t *pub);
 void rmq_pub_free(rmq_pub_t *pub);
 
 

@@ -212,8 +212,12 @@ typedef struct static_target static_target_t;
  * instruction); any thread reads. */
 #define RMQ_CONFIRM_BUCKETS 8 /* 1, 2.5, 5, 10, 25, 50, 100, 250 ms; then slower */
 #define RMQ_DECISIONS 6       /* RMQ_DECIDE_NONE .. RMQ_DECIDE_RELEASE */
-typedef struct {
-    atomic_uint_fast64_t published[RMQ_OUT_MODIFIED + 1]; /* by the broker's outcome (rmq_outcome_t) */
+/* Publishes end as an rmq_outcome_t (RMQ_OUT_NONE: their deadline passed
+ * before they went), or sent without publisher confirms. */
+#define RMQ_PUBLISHED_UNCONFIRMED (RMQ_OUT_ERROR + 1)
+#define RMQ_PUBLISHED_KINDS (RMQ_PUBLISHED_UNCONFIRMED + 1)
+typedef struct rmq_stats {
+    atomic_uint_fast64_t published[RMQ_PUBLISHED_KINDS]; /* by outcome: rmq_outcome_t, then unconfirmed */
     atomic_uint_fast64_t confirm[RMQ_CONFIRM_BUCKETS + 1];  /* confirm latency, per bucket */
     atomic_uint_fast64_t confirm_us;                        /* their sum */
     atomic_uint_fast64_t decided[RMQ_DECISIONS];            /* deliveries settled, by rmq_consume.h's decision */
@@ -304,13 +308,12 @@ static inline uint64_t rmq_now_ns(void)
 static const uint64_t rmq_confirm_bounds_us[RMQ_CONFIRM_BUCKETS] = {1000, 2500, 5000, 10000, 25000, 50000,
                                                                      100000, 250000};
 
-/* The broker's outcome for a publish sent at sent_ns (CLOCK_MONOTONIC). */
-static inline void rmq_stats_confirmed(rmq_stats_t *s, rmq_outcome_t outcome, uint64_t sent_ns)
+/* The broker's outcome came for a publish sent at sent_ns (CLOCK_MONOTONIC):
+ * its latency (rmq_pub_complete counts the outcome). */
+static inline void rmq_stats_confirmed(rmq_stats_t *s, uint64_t sent_ns)
 {
     uint64_t now = rmq_now_ns();
     uint64_t us = now > sent_ns ? (now - sent_ns) / 1000 : 0;
-    if (outcome >= RMQ_OUT_ACCEPTED && outcome <= RMQ_OUT_MODIFIED)
-        rmq_stat_add(&s->published[outcome], 1);
     unsigned b = 0;
     while (b < RMQ_CONFIRM_BUCKETS && us > rmq_confirm_bounds_us[b])
         b++;

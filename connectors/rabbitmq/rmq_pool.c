@@ -616,6 +616,7 @@ static void hand_over_batches(void *arg)
 
 void rmq_pool_submit(rmq_pool_t *pool, rmq_pub_t *pub)
 {
+    pub->stats = &pool->stats;
     atomic_store(&pub->stage, RMQ_PUB_QUEUED);
     for (int i = 0; i < BATCH_POOLS; i++) {
         if (batches[i].pool == pool) {

@@ -41,6 +41,16 @@ void rmq_pub_list_splice(rmq_pub_list_t *to, rmq_pub_list_t *from)
     from->n = 0;
 }
 
+/* On the pool's thread (or once it has ended): the counters' one writer. */
+void rmq_pub_complete(rmq_pub_t *pub)
+{
+    if (pub->stats != NULL) {
+        int kind = pub->outcome == RMQ_OUT_ACCEPTED && !pub->confirm ? RMQ_PUBLISHED_UNCONFIRMED : (int)pub->outcome;
+        rmq_stat_add(&pub->stats->published[kind], 1);
+    }
+    pub->done(pub);
+}
+
 void rmq_pub_fail(rmq_pub_t *pub, int code, const char *fmt, ...)
 {
     pub->outcome = RMQ_OUT_ERROR;

@@ -18,7 +18,7 @@ static const cmi_metric_def_t receivers = {"cmi_rabbitmq_receivers_consuming", C
 static const cmi_metric_def_t reconnects = {"cmi_rabbitmq_reconnects_total", CMI_METRIC_COUNTER,
                                             "Connections up again after they were lost."};
 static const cmi_metric_def_t published = {"cmi_rabbitmq_published_total", CMI_METRIC_COUNTER,
-                                           "Messages the broker settled, by its outcome."};
+                                           "Messages published, by outcome: the broker's (accepted, rejected, released, modified), failed (no outcome: the log says why), timed_out (not sent within publishTimeout), unconfirmed (publisherConfirms=false)."};
 static const double confirm_bounds[RMQ_CONFIRM_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25};
 static const cmi_metric_def_t confirm = {"cmi_rabbitmq_confirm_seconds", CMI_METRIC_HISTOGRAM,
                                          "Time from sending a message to the broker's outcome.", confirm_bounds,
@@ -64,9 +64,11 @@ int rmq_report_pool(const cmi_host_t *h, cmi_report_t *r, rmq_pool_t *pool, int6
 
 void rmq_report_publishing(const cmi_host_t *h, cmi_report_t *r, rmq_pool_t *pool)
 {
-    static const char *const outcome[] = {[RMQ_OUT_ACCEPTED] = "accepted", [RMQ_OUT_REJECTED] = "rejected",
-                                          [RMQ_OUT_RELEASED] = "released", [RMQ_OUT_MODIFIED] = "modified"};
-    for (int o = RMQ_OUT_ACCEPTED; o <= RMQ_OUT_MODIFIED; o++) {
+    static const char *const outcome[RMQ_PUBLISHED_KINDS] = {
+        [RMQ_OUT_NONE] = "timed_out", [RMQ_OUT_ACCEPTED] = "accepted", [RMQ_OUT_REJECTED] = "rejected",
+        [RMQ_OUT_RELEASED] = "released", [RMQ_OUT_MODIFIED] = "modified", [RMQ_OUT_ERROR] = "failed",
+        [RMQ_PUBLISHED_UNCONFIRMED] = "unconfirmed"};
+    for (int o = 0; o < RMQ_PUBLISHED_KINDS; o++) {
         cmi_nv_t l = {"outcome", outcome[o]};
         h->report_value(r, &published, &l, 1, load(&pool->stats.published[o]));
     }

@@ -512,7 +512,7 @@ static void on_delivery(rmq_pool_t *pool, pn_delivery_t *d)
     case PN_MODIFIED: pub->outcome = RMQ_OUT_MODIFIED; break;
     default: pub->outcome = RMQ_OUT_RELEASED; break;
     }
-    rmq_stats_confirmed(&pool->stats, pub->outcome, pub->sent_ns);
+    rmq_stats_confirmed(&pool->stats, pub->sent_ns);
     if (pub->outcome != RMQ_OUT_ACCEPTED) {
         char why[300];
         rmq_condition_text(pn_disposition_condition(pn_delivery_remote(d)), why, sizeof(why));

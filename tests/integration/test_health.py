@@ -96,6 +96,11 @@ def test_readiness_follows_the_broker_and_metrics_count_messages(node):
             s = metrics(cmi)
             check(value(s, "cmi_rabbitmq_connections_up", connection="RMQ") == 0 and value(s, "cmi_ready") == 0,
                   "gauges with the broker down")
+            # A publish with no broker: answered as failed after publishTimeout (2 s), counted as timed out.
+            status, _, _ = cmi.request("POST", "/pub", b'{"n": -1}', {"Content-Type": "application/json"})
+            check(status >= 500, "a publish with the broker down: %s" % status)
+            wait_for(lambda: value(metrics(cmi), "cmi_rabbitmq_published_total", connection="RMQ",
+                                   outcome="timed_out") == 1, 5, "the publish with no broker counted as timed out")
             node.start_app()
             back = time.monotonic()
             wait_for(lambda: health(cmi)[0] == 200, 30, "ready again once the broker is back")
@@ -104,7 +109,8 @@ def test_readiness_follows_the_broker_and_metrics_count_messages(node):
             check(status == 200, "publish after the return: %s" % status)
             s = metrics(cmi)
             check(value(s, "cmi_rabbitmq_reconnects_total", connection="RMQ") >= reconnects + 1
-                  and value(s, "cmi_rabbitmq_published_total", connection="RMQ", outcome="accepted") == 21,
+                  and value(s, "cmi_rabbitmq_published_total", connection="RMQ", outcome="accepted") == 21
+                  and value(s, "cmi_rabbitmq_published_total", connection="RMQ", outcome="failed") == 0,
                   "reconnects counted, the 21st publish: %r" % value(s, "cmi_rabbitmq_reconnects_total",
                                                                     connection="RMQ"))
             wait_for(lambda: value(metrics(cmi), "wso2_integration_inbound_endpoint_request_count_total", **ib) == 21,
