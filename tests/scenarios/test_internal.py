@@ -162,7 +162,7 @@ def test_metrics_count_what_the_test_sent():
             counts = [value(s, h + "_bucket", le=le, **a) for le in les]
             check(counts == sorted(counts), "cumulative buckets, MI's bounds: %r" % counts)
             total = value(s, h + "_sum", **a)
-            check(3.0 <= total < 5.0 * SLOW, "latency sum %r" % total)
+            check(2.9 <= total < 5.0 * SLOW, "latency sum %r (a timer of the loop's clock: a ms early at most)" % total)
             q = {"service_name": 'Q\\"\\\\', "service_type": "api", "invocation_url": url + "/q"}
             check(value(s, "wso2_integration_api_request_count_total", **q) == 1, "a name with \" and \\ escaped")
             v = {"service_name": "V:v1.0.0", "service_type": "api", "invocation_url": url + "/v/1.0.0"}
