@@ -4,7 +4,9 @@
 #include "http/client.h"
 
 #include <malloc.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/signalfd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -14,11 +16,11 @@
 #include "core/secrets.h"
 #include "http/access_log.h"
 #include "http/internal.h"
-#include "http/jwt_auth.h"
 #include "http/server.h"
 #include "plugin/plugin.h"
 #include "runtime/metrics.h"
 #include "runtime/msg.h"
+#include "watch.h"
 
 static unsigned default_workers(void)
 {
@@ -44,6 +46,7 @@ static int start_workers(cmi_engine_t *e, int *fds)
     for (unsigned i = 0; i < e->nworkers; i++) {
         cmi_worker_listen_t listen[2] = {{fds[i], NULL}, {e->https_port ? fds[e->nworkers + i] : -1, e->tls_ctx}};
         e->workers[i].metrics = cmi_metrics_shard(e->metrics, i);
+        cmi_worker_set_config(&e->workers[i], e->config);
         int rc = cmi_worker_start(&e->workers[i], e, i, &e->h2o, listen, e->https_port ? 2 : 1,
                                   cmi_http_worker_accept);
         if (rc != 0) {
@@ -73,15 +76,12 @@ static void free_retired_tls(cmi_engine_t *e, int all)
 
 /* SIGHUP: the HTTPS listener's certificate, key and CA files are read
  * again from the paths it started with (a renewed certificate goes live
- * without a restart); the deployment itself is not reloaded yet.  A file
- * that no longer loads keeps the running context. */
+ * without a restart).  A file that no longer loads keeps the running
+ * context. */
 static void reload_tls(cmi_engine_t *e)
 {
-    if (e->tls_ctx == NULL) {
-        cmi_log_info("engine", "SIGHUP: no HTTPS listener to reload; reloading the deployment is not supported "
-                     "by cmi yet");
+    if (e->tls_ctx == NULL)
         return;
-    }
     free_retired_tls(e, 0);
     if (e->nretired_tls == sizeof(e->retired_tls) / sizeof(e->retired_tls[0])) {
         cmi_log_warn("engine", "SIGHUP: too many certificate reloads in the last %llu s; try again later",
@@ -104,20 +104,64 @@ static void reload_tls(cmi_engine_t *e)
                  e->settings.tls.cert_file);
 }
 
+/* The next signal, or 0 when the watched files changed and then stayed
+ * unchanged for the watch delay (watch: NULL when off). */
+static int next_event(cmi_engine_t *e, int sfd, cmi_watch_t *watch, const char **what)
+{
+    uint64_t due = 0; /* a change seen: reload at due (monotonic ms) */
+    for (;;) {
+        struct pollfd p[2] = {{sfd, POLLIN, 0}, {watch ? cmi_watch_fd(watch) : -1, POLLIN, 0}};
+        int timeout = -1;
+        if (due != 0) {
+            uint64_t now = cmi_monotonic_ms();
+            if (now >= due)
+                return 0;
+            timeout = (int)(due - now);
+        }
+        if (poll(p, 2, timeout) < 0)
+            continue; /* EINTR */
+        if (p[1].revents & POLLIN && cmi_watch_read(watch, what))
+            due = cmi_monotonic_ms() + e->settings.watch_delay_ms; /* each change puts it off */
+        struct signalfd_siginfo si;
+        if (p[0].revents & POLLIN && read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+            return (int)si.ssi_signo;
+    }
+}
+
 static void wait_for_stop(cmi_engine_t *e, const sigset_t *set)
 {
+    int sfd = signalfd(-1, set, SFD_CLOEXEC);
+    char err[256];
+    cmi_watch_t *watch = NULL;
+    if (e->settings.watch && (watch = cmi_watch_create(e->settings.deploy_dir, err, sizeof(err))) == NULL)
+        cmi_log_error("engine", "%s; the deployment reloads on SIGHUP only", err);
+    else if (watch != NULL)
+        cmi_log_info("engine", "watching %s: a change reloads it after %llu ms without another",
+                     e->settings.deploy_dir, (unsigned long long)e->settings.watch_delay_ms);
     for (;;) {
-        int sig = 0;
-        if (sigwait(set, &sig) != 0)
+        const char *what = NULL;
+        int sig = sfd >= 0 ? next_event(e, sfd, watch, &what) : 0;
+        if (sfd < 0 && sigwait(set, &sig) != 0)
             continue;
+        if (sig == 0) {
+            char why[320];
+            snprintf(why, sizeof(why), "files changed (%s, ...)", what ? what : "?");
+            cmi_deploy_reload(e, why);
+            cmi_watch_rescan(watch);
+            continue;
+        }
         if (sig == SIGHUP) {
             reload_tls(e);
+            cmi_deploy_reload(e, "SIGHUP");
             continue;
         }
         atomic_store(&e->phase, CMI_PHASE_DRAINING); /* /healthz: not ready from the line on */
         cmi_log_info("engine", "%s received: draining", sig == SIGINT ? "SIGINT" : "SIGTERM");
-        return;
+        break;
     }
+    cmi_watch_destroy(watch);
+    if (sfd >= 0)
+        close(sfd);
 }
 
 /* Waits for the started workers to finish their drain.  A second SIGINT or
@@ -260,18 +304,18 @@ static void close_unstarted(cmi_engine_t *e, int *fds)
  * proxy service that takes HTTPS only answers nothing without one (over
  * HTTP it gets MI's fault); an API that requires a client certificate
  * refuses everything when the listener does not ask for one. */
-static void warn_https_needs(const cmi_engine_t *e)
+void cmi_deploy_warn(const cmi_engine_t *e, const cmi_config_t *cfg)
 {
-    for (size_t i = 0; i < e->config->nproxies && e->https_port == 0; i++)
-        if (e->config->proxies[i]->transports == CMI_PROXY_HTTPS)
+    for (size_t i = 0; i < cfg->nproxies && e->https_port == 0; i++)
+        if (cfg->proxies[i]->transports == CMI_PROXY_HTTPS)
             cmi_log_warn("http", "proxy service %s takes HTTPS only and no certificate is configured: it answers "
-                         "no request (docs/configuration.md, \"HTTPS\")", e->config->proxies[i]->api.name);
-    for (size_t i = 0; i < e->config->napis; i++)
-        if ((e->config->apis[i]->auth & CMI_API_AUTH_CLIENT_CERT) &&
+                         "no request (docs/configuration.md, \"HTTPS\")", cfg->proxies[i]->api.name);
+    for (size_t i = 0; i < cfg->napis; i++)
+        if ((cfg->apis[i]->auth & CMI_API_AUTH_CLIENT_CERT) &&
             (e->https_port == 0 || e->settings.tls.verify_client == CMI_TLS_VERIFY_NONE))
             cmi_log_warn("http", "API %s requires a client certificate and the HTTPS listener does not ask for one "
                          "(<https verifyClient=\"optional\" caFile=...>): every request to it gets 403",
-                         e->config->apis[i]->name);
+                         cfg->apis[i]->name);
 }
 
 static void log_https(const cmi_engine_t *e)
@@ -298,38 +342,54 @@ static void log_listeners(const cmi_engine_t *e)
                      s->internal_host, e->internal_port, e->metrics ? "" : " (metrics off)");
 }
 
-/* The credential checker, when an API asks for basic authentication. */
-static int start_basic_auth(cmi_engine_t *e)
+/* The end of a run that did not serve: what was set up goes, in the order
+ * it came. */
+static void undo_setup(cmi_engine_t *e, int *fds, int internal_fd)
 {
-    const char *first = NULL;
-    for (size_t i = 0; i < e->config->napis && first == NULL; i++)
-        if (e->config->apis[i]->auth & CMI_API_AUTH_BASIC)
-            first = e->config->apis[i]->name;
-    if (first == NULL)
-        return 0;
-    if (e->settings.nusers == 0)
-        cmi_log_warn("http", "API %s asks for basic authentication and the server config has no <users>: every "
-                     "request to it is refused (docs/configuration.md, \"Users\")", first);
-    char err[256];
-    e->basic_auth = cmi_basic_auth_create(e->settings.users, e->settings.nusers, e->nworkers, err, sizeof(err));
-    if (e->basic_auth == NULL)
-        cmi_log_error("engine", "%s", err);
-    return e->basic_auth != NULL ? 0 : -1;
+    close_unstarted(e, fds);
+    if (internal_fd >= 0)
+        close(internal_fd);
+    free(fds);
+    SSL_CTX_free(e->tls_ctx);
+    h2o_config_dispose(&e->h2o);
+    cmi_http_client_destroy(e->http_client);
+    cmi_basic_auth_destroy(e->basic_auth);
+    cmi_config_release(e->config);
+    cmi_metrics_destroy(e->metrics);
+    cmi_plugins_destroy(e->plugins);
 }
 
-/* The JWT checker (and its key fetcher), when an API has a JWT handler. */
-static int start_jwt_auth(cmi_engine_t *e)
+/* From a drain that has ended to the exit: the deployment goes (its
+ * connectors stop on the service worker), then the engine's threads. */
+static int teardown(cmi_engine_t *e, const sigset_t *set, int rc)
 {
-    cmi_jwt_conf_t **confs = cmi_xcalloc(e->config->napis ? e->config->napis : 1, sizeof(*confs));
-    size_t n = 0;
-    for (size_t i = 0; i < e->config->napis; i++)
-        if (e->config->apis[i]->jwt != NULL)
-            confs[n++] = e->config->apis[i]->jwt;
-    char err[256];
-    if (n > 0 && (e->jwt_auth = cmi_jwt_auth_create(confs, n, e->nworkers, err, sizeof(err))) == NULL)
-        cmi_log_error("engine", "%s", err);
-    e->jwt_confs = confs;
-    return n == 0 || e->jwt_auth != NULL ? 0 : -1;
+    if (e->service.started && e->config != NULL)
+        cmi_connectors_stop_listeners(e->config, &e->service);
+    size_t abandoned = stop_workers(e, set);
+    if (abandoned > 0) {
+        /* The drain bound passed with messages still suspended: their state
+         * cannot be freed safely, and the process ends now anyway. */
+        cmi_log_warn("engine", "stopped with %zu message(s) abandoned after the drain timeout", abandoned);
+        _exit(0);
+    }
+    cmi_deploy_release_all(e);
+    stop_service(e);
+    /* After the workers: no call is in flight any more. */
+    cmi_http_client_destroy(e->http_client);
+    cmi_basic_auth_destroy(e->basic_auth);
+    /* Only now: a connector thread may look at the workers until its
+     * connector has stopped. */
+    free(e->workers);
+    cmi_metrics_destroy(e->metrics);
+    h2o_config_dispose(&e->h2o);
+    if (e->internal_port != 0)
+        h2o_config_dispose(&e->h2o_internal);
+    free_retired_tls(e, 1);
+    SSL_CTX_free(e->tls_ctx);
+    cmi_plugins_destroy(e->plugins);
+    cmi_arena_destroy(e->reload_arena);
+    cmi_log_info("engine", "stopped");
+    return rc == 0 ? 0 : 1;
 }
 
 int cmi_engine_run(const cmi_settings_t *settings)
@@ -338,6 +398,7 @@ int cmi_engine_run(const cmi_settings_t *settings)
     cmi_engine_t e;
     memset(&e, 0, sizeof(e));
     e.settings = *settings;
+    e.main_thread = pthread_self();
     e.nworkers = settings->workers ? settings->workers : default_workers();
     /* Fixed thresholds: glibc would otherwise raise them after the first
      * large free (a 10 MiB body), and every later large buffer would stay
@@ -375,7 +436,7 @@ int cmi_engine_run(const cmi_settings_t *settings)
     if (!opened) {
         cmi_log_error("http", "%s", err);
         free(fds);
-        cmi_config_destroy(e.config);
+        cmi_config_release(e.config);
         cmi_plugins_destroy(e.plugins);
         return 1;
     }
@@ -390,73 +451,35 @@ int cmi_engine_run(const cmi_settings_t *settings)
     e.http_client = cmi_http_client_create(err, sizeof(err));
     if (e.http_client == NULL)
         cmi_log_error("engine", "%s", err);
-    if (!access_ok || e.http_client == NULL || start_basic_auth(&e) != 0 || start_jwt_auth(&e) != 0) {
-        cmi_basic_auth_destroy(e.basic_auth);
-        free(e.jwt_confs);
-        close_unstarted(&e, fds);
-        if (internal_fd >= 0)
-            close(internal_fd);
-        free(fds);
-        SSL_CTX_free(e.tls_ctx);
-        h2o_config_dispose(&e.h2o);
-        cmi_http_client_destroy(e.http_client);
-        cmi_config_destroy(e.config);
-        cmi_plugins_destroy(e.plugins);
+    if (!access_ok || e.http_client == NULL || cmi_deploy_prepare(&e, e.config, 1) != 0) {
+        undo_setup(&e, fds, internal_fd);
         return 1;
+    }
+    if (settings->metrics) {
+        e.metrics = cmi_metrics_create(e.nworkers, (double)time(NULL), e.http_port);
+        cmi_metrics_deploy(e.metrics, e.config, (double)time(NULL));
     }
     /* Connector instances first: a request may use them as soon as a worker
      * accepts.  Listeners last: they inject into the workers. */
     e.workers = cmi_xcalloc(e.nworkers, sizeof(*e.workers));
-    if (settings->metrics)
-        e.metrics = cmi_metrics_create(e.config, e.nworkers, (double)time(NULL), e.http_port);
     int rc = start_service(&e, internal_fd);
     if (rc != 0)
         cmi_log_error("engine", "cannot start the connector service thread: %s", strerror(rc));
-    if (rc == 0 && cmi_connectors_start(&e, &e.service) != 0)
+    if (rc == 0 && cmi_connectors_start(&e, e.config, NULL, &e.service, NULL) != 0)
         rc = -1;
     if (rc == 0)
         rc = start_workers(&e, fds);
     close_unstarted(&e, fds);
     free(fds);
-    if (rc == 0 && cmi_connectors_start_listeners(&e, &e.service) != 0)
+    if (rc == 0 && cmi_connectors_start_listeners(&e, e.config, NULL, &e.service, NULL) != 0)
         rc = -1;
     if (rc == 0) {
         atomic_store(&e.phase, CMI_PHASE_SERVING); /* before the lines that say so */
         log_listeners(&e);
-        warn_https_needs(&e);
+        cmi_deploy_warn(&e, e.config);
         cmi_log_info("engine", "cmi %s ready: %zu API(s), %zu proxy service(s) from %s in %llu ms", PACKAGE_VERSION,
                      e.config->napis, e.config->nproxies, settings->deploy_dir, (unsigned long long)(cmi_monotonic_ms() - t0));
         wait_for_stop(&e, &set);
     }
-    if (e.service.started)
-        cmi_connectors_stop_listeners(&e, &e.service);
-    size_t abandoned = stop_workers(&e, &set);
-    if (abandoned > 0) {
-        /* The drain bound passed with messages still suspended: their state
-         * cannot be freed safely, and the process ends now anyway. */
-        cmi_log_warn("engine", "stopped with %zu message(s) abandoned after the drain timeout", abandoned);
-        _exit(0);
-    }
-    if (e.service.started)
-        cmi_connectors_stop(&e, &e.service);
-    stop_service(&e);
-    /* After the workers: no call is in flight any more.  The JWKS fetcher
-     * before the HTTP client, whose destruction ends libcurl's globals. */
-    cmi_jwt_auth_destroy(e.jwt_auth);
-    free(e.jwt_confs);
-    cmi_http_client_destroy(e.http_client);
-    cmi_basic_auth_destroy(e.basic_auth);
-    /* Only now: a connector thread may look at the workers until its
-     * connector has stopped. */
-    free(e.workers);
-    cmi_metrics_destroy(e.metrics);
-    h2o_config_dispose(&e.h2o);
-    if (e.internal_port != 0)
-        h2o_config_dispose(&e.h2o_internal);
-    free_retired_tls(&e, 1);
-    SSL_CTX_free(e.tls_ctx);
-    cmi_config_destroy(e.config);
-    cmi_plugins_destroy(e.plugins);
-    cmi_log_info("engine", "stopped");
-    return rc == 0 ? 0 : 1;
+    return teardown(&e, &set, rc);
 }

@@ -39,6 +39,8 @@ typedef struct cmi_settings {
     uint32_t http2_request_rate; /* requests per HTTP/2 connection per second; 0: no limit */
     uint32_t http2_reset_rate;   /* requests reset by the client, per connection per second */
     uint64_t drain_timeout_ms;   /* how long in-flight messages get at shutdown */
+    int watch;                   /* reload when files under deploy_dir change (watch.c); off */
+    uint64_t watch_delay_ms;     /* how long the files must stay unchanged first; 500 ms */
     const char *connectors_path; /* colon-separated folders */
     /* The internal port (http/internal.c): metrics, readiness, liveness. */
     const char *internal_host;   /* 127.0.0.1 */
@@ -51,6 +53,12 @@ typedef struct cmi_settings {
     const char *access_log;      /* NULL: none; "-": standard error; else a file (appended to) */
     int access_log_json;         /* one JSON object per request, else text */
     cmi_arena_t *arena; /* strings read from a server config file */
+    /* Reads the settings again as they were read at start (defaults, the
+     * server config file, then the flags of args), into fresh: a reload
+     * takes what may change without a restart.  NULL: nothing to read. */
+    int (*reread)(struct cmi_settings *fresh, int argc, char **argv);
+    int argc;
+    char **argv;
 } cmi_settings_t;
 
 void cmi_settings_defaults(cmi_settings_t *s);
@@ -63,6 +71,8 @@ void cmi_settings_dispose(cmi_settings_t *s);
 int cmi_settings_parse_rate(const char *v, uint32_t *out);
 /* The access log's format, "text" or "json".  Returns 0 or -1. */
 int cmi_settings_parse_access_format(const char *v, int *json);
+/* --watch-delay: a duration from 10 ms to a minute.  Returns 0 or -1. */
+int cmi_settings_parse_watch_delay(const char *v, uint64_t *ms);
 /* The internal port: a port number or "off" (-1).  Returns 0 or -1. */
 int cmi_settings_parse_internal_port(const char *v, int *out);
 /* What readiness waits for: "connections", "inbound-endpoints", both
@@ -74,7 +84,11 @@ struct cmi_plugins;
 struct cmi_engine {
     cmi_settings_t settings;
     struct cmi_plugins *plugins; /* loaded connector modules */
+    /* The deployment served (a reference; the service worker reads it:
+     * only that thread changes it once the service runs; NULL at the end). */
     cmi_config_t *config;
+    pthread_t main_thread;
+    cmi_arena_t *reload_arena; /* what reloads of the server config keep (deploy.c), freed at the end */
     h2o_globalconf_t h2o;
     h2o_pathconf_t *h2o_path;    /* the one path ("/") every request takes */
     cmi_worker_t *workers;
@@ -84,9 +98,7 @@ struct cmi_engine {
     int http_port; /* the port actually bound */
     int https_port; /* the HTTPS port bound, 0: no HTTPS listener */
     SSL_CTX *tls_ctx; /* the HTTPS listener's current context */
-    cmi_basic_auth_t *basic_auth; /* when an API has the basic authentication handler */
-    struct cmi_jwt_auth *jwt_auth; /* when an API has a JWT handler */
-    struct cmi_jwt_conf **jwt_confs; /* the handlers it checks for */
+    cmi_basic_auth_t *basic_auth; /* once an API has the basic authentication handler */
     /* Contexts a certificate reload replaced: a handshake that began on one
      * may still read it (libh2o holds no reference until the TLS session
      * exists), so each is freed after the handshake timeout. */
@@ -112,5 +124,20 @@ struct cmi_plugins *cmi_engine_load_plugins(const cmi_settings_t *settings, cmi_
 /* Loads the deployment, serves until SIGTERM/SIGINT, drains, and returns
  * the process exit status. */
 int cmi_engine_run(const cmi_settings_t *settings);
+
+/* deploy.c, main thread.  What cfg needs before it serves as generation
+ * (its release hook, its JWT checker, the credential checker).  Returns 0,
+ * or -1 after logging why. */
+int cmi_deploy_prepare(cmi_engine_t *e, cmi_config_t *cfg, uint64_t generation);
+/* Compiles the deployment folder again and, when it loads and starts,
+ * serves it in place of the running one (why: what asked, for the log).
+ * Returns 0, or -1 when the running deployment goes on. */
+int cmi_deploy_reload(cmi_engine_t *e, const char *why);
+/* What the deployment asks of the HTTPS listener that it does not have,
+ * logged. */
+void cmi_deploy_warn(const cmi_engine_t *e, const cmi_config_t *cfg);
+/* At the end, once the workers have stopped: lets go of the deployment
+ * (its connectors stop). */
+void cmi_deploy_release_all(cmi_engine_t *e);
 
 #endif

@@ -71,7 +71,7 @@ engine_libcmi_engine_la_SOURCES = \
 	engine/http/jwks_fetch.c engine/http/jwks_fetch.h \
 	engine/http/jwt_auth.c engine/http/jwt_auth.h \
 	engine/config/jwt_handler.c \
-	engine/engine.c engine/engine.h \
+	engine/engine.c engine/engine.h engine/deploy.c engine/watch.c engine/watch.h \
 	engine/settings.c
 engine_libcmi_engine_la_CPPFLAGS = $(AM_CPPFLAGS) -DCMI_CONNECTORS_DIR='"$(connectorsdir)"'
 engine_libcmi_engine_la_LIBADD = engine/libcmi-base.la \

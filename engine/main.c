@@ -37,6 +37,9 @@ static void usage(FILE *out)
             "  --max-body-size SIZE   largest request body, e.g. 10MiB (default); larger gets 413\n"
             "  --idle-timeout DUR     HTTP request/keep-alive idle timeout, e.g. 10s (default)\n"
             "  --drain-timeout DUR    time in-flight messages get at shutdown (default 30s)\n"
+            "  --watch BOOL           reload the deployment when its files change (default\n"
+            "                         false; SIGHUP reloads it in any case)\n"
+            "  --watch-delay DUR      how long the files must stay unchanged first (500ms)\n"
             "  --http2 BOOL           also accept HTTP/2 (cleartext prior knowledge and h2c\n"
             "                         upgrade); false by default\n"
             "  --http2-request-rate N requests one HTTP/2 connection may make per second\n"
@@ -120,6 +123,12 @@ static int parse_option(cmi_settings_t *s, const char *opt, const char *v)
     } else if (strcmp(opt, "--drain-timeout") == 0) {
         if (cmi_parse_duration_ms(v, &s->drain_timeout_ms) != 0)
             return bad_option(opt, v, "not a duration (e.g. 30s)");
+    } else if (strcmp(opt, "--watch") == 0) {
+        if (cmi_parse_bool(v, &s->watch) != 0)
+            return bad_option(opt, v, "must be 'true' or 'false'");
+    } else if (strcmp(opt, "--watch-delay") == 0) {
+        if (cmi_settings_parse_watch_delay(v, &s->watch_delay_ms) != 0)
+            return bad_option(opt, v, "not a duration from 10ms to 1min (e.g. 500ms)");
     } else if (strcmp(opt, "--http2") == 0) {
         if (cmi_parse_bool(v, &s->http2) != 0)
             return bad_option(opt, v, "must be 'true' or 'false'");
@@ -215,6 +224,22 @@ static int parse_args(cmi_settings_t *s, int argc, char **argv, int need_dir)
     return 0;
 }
 
+/* The connectors path CMI_CONNECTORS_PATH gives, before the flags. */
+static void settings_from_env(cmi_settings_t *s)
+{
+    const char *env_path = getenv("CMI_CONNECTORS_PATH");
+    if (env_path != NULL && *env_path != '\0')
+        s->connectors_path = env_path;
+}
+
+/* A reload reads the settings again as main did (engine.h). */
+static int reread_settings(cmi_settings_t *fresh, int argc, char **argv)
+{
+    cmi_settings_defaults(fresh);
+    settings_from_env(fresh);
+    return parse_args(fresh, argc, argv, 0);
+}
+
 static int cmd_check(cmi_settings_t *s)
 {
     cmi_diag_t diag;
@@ -295,9 +320,10 @@ int main(int argc, char **argv)
     LIBXML_TEST_VERSION
     cmi_settings_t s;
     cmi_settings_defaults(&s);
-    const char *env_path = getenv("CMI_CONNECTORS_PATH");
-    if (env_path != NULL && *env_path != '\0')
-        s.connectors_path = env_path;
+    settings_from_env(&s);
+    s.reread = reread_settings;
+    s.argc = argc - 2;
+    s.argv = argv + 2;
     int rc;
     int describe = strcmp(cmd, "describe") == 0;
     if (describe && (argc < 3 || argv[2][0] == '-')) {

@@ -24,6 +24,7 @@ void cmi_settings_defaults(cmi_settings_t *s)
     s->http2_request_rate = 2000;
     s->http2_reset_rate = 100;
     s->drain_timeout_ms = 30000;
+    s->watch_delay_ms = 500;
     s->connectors_path = NULL;
     s->internal_host = "127.0.0.1"; /* metrics and health are not for the world */
     s->internal_port = 9201;        /* MI's internal API port (9191 + its default offset of 10) */
@@ -47,6 +48,15 @@ int cmi_settings_parse_access_format(const char *v, int *json)
     if (strcmp(v, "text") != 0 && strcmp(v, "json") != 0)
         return -1;
     *json = strcmp(v, "json") == 0;
+    return 0;
+}
+
+int cmi_settings_parse_watch_delay(const char *v, uint64_t *ms)
+{
+    uint64_t d;
+    if (cmi_parse_duration_ms(v, &d) != 0 || d < 10 || d > 60000)
+        return -1;
+    *ms = d;
     return 0;
 }
 
@@ -303,6 +313,13 @@ static void read_other(file_ctx_t *f, xmlNodePtr n, cmi_settings_t *s)
             s->access_log = strcmp(v, "off") == 0 ? NULL : v;
         if ((v = attr(n, "accessFormat")) != NULL && cmi_settings_parse_access_format(v, &s->access_log_json) != 0)
             bad(f, n, "accessFormat", v, "must be 'text' or 'json'");
+    } else if (xmlStrcmp(n->name, (const xmlChar *)"reload") == 0) {
+        static const char *const allowed[] = {"watch", "delay", NULL};
+        check_attrs(f, n, allowed);
+        if ((v = attr(n, "watch")) != NULL && cmi_parse_bool(v, &s->watch) != 0)
+            bad(f, n, "watch", v, "must be 'true' or 'false'");
+        if ((v = attr(n, "delay")) != NULL && cmi_settings_parse_watch_delay(v, &s->watch_delay_ms) != 0)
+            bad(f, n, "delay", v, "not a duration from 10ms to 1min (e.g. 500ms)");
     } else if (xmlStrcmp(n->name, (const xmlChar *)"secrets") == 0) {
         static const char *const allowed[] = {"file", NULL};
         check_attrs(f, n, allowed);

@@ -259,6 +259,10 @@ struct rmq_pool {
     rmq_pub_list_t inbox;
     rmq_mgmt_result_t *results;
     static_target_t *new_statics;
+    /* Every static target's identity (what rmq_pool_add_static_target was
+     * given, once each): a reload prepares its operations again on a kept
+     * pool, and the same target is declared once. */
+    struct static_identity *static_ids;
     int stop_requested;
     atomic_int reap; /* a deadline passed: take cancelled publishes out */
     /* Pool thread only. */
@@ -353,8 +357,10 @@ void rmq_pool_submit(rmq_pool_t *pool, rmq_pub_t *pub);
 /* Any thread: a publish's deadline passed; the pool takes the cancelled
  * ones out of its queues soon (they must not hold room). */
 void rmq_pool_reap_soon(rmq_pool_t *pool);
-/* Service thread at start-up: a target known at load, declared on every
- * connection as it comes up. */
+/* Service thread, as operations are prepared: a target known at load,
+ * declared on every connection as it comes up.  One already given (the
+ * same addresses and declarations: a reload preparing the operation
+ * again) is not added twice. */
 void rmq_pool_add_static_target(rmq_pool_t *pool, const rmq_target_t *t);
 /* Any thread: the address format of the last connection up (reply-to addresses). */
 int rmq_pool_format(rmq_pool_t *pool);
@@ -438,6 +444,11 @@ void rmq_send_dispose(rmq_pool_t *pool);
 struct static_target {
     struct static_target *next;
     rmq_target_t target;
+};
+
+struct static_identity {
+    struct static_identity *next;
+    char id[]; /* addr_v1 NUL addr_v2 NUL key */
 };
 
 #endif

@@ -556,6 +556,10 @@ void rmq_pool_destroy(rmq_pool_t *pool)
     rmq_send_dispose(pool);
     free_statics(pool->new_statics);
     free_statics(pool->statics);
+    for (struct static_identity *k = pool->static_ids, *next; k != NULL; k = next) {
+        next = k->next;
+        free(k);
+    }
     for (size_t i = 0; i < pool->nservers; i++) {
         free(pool->servers[i].host);
         free(pool->servers[i].hostport);
@@ -644,11 +648,39 @@ void rmq_pool_reap_soon(rmq_pool_t *pool)
     rmq_pool_interrupt(pool);
 }
 
+/* Whether pool has had a target of t's identity; if not, it has now. */
+static int static_known(rmq_pool_t *pool, const rmq_target_t *t)
+{
+    const char *parts[3] = {t->addr_v1 ? t->addr_v1 : "", t->addr_v2 ? t->addr_v2 : "", t->key ? t->key : ""};
+    size_t len[3], total = 0;
+    for (int i = 0; i < 3; i++)
+        total += (len[i] = strlen(parts[i]) + 1);
+    for (struct static_identity *k = pool->static_ids; k != NULL; k = k->next) {
+        const char *p = k->id;
+        int same = 1;
+        for (int i = 0; i < 3 && same; p += len[i++])
+            same = memcmp(p, parts[i], len[i]) == 0;
+        if (same)
+            return 1;
+    }
+    struct static_identity *k = rmq_xcalloc(1, sizeof(*k) + total);
+    char *p = k->id;
+    for (int i = 0; i < 3; p += len[i++])
+        memcpy(p, parts[i], len[i]);
+    k->next = pool->static_ids;
+    pool->static_ids = k;
+    return 0;
+}
+
 void rmq_pool_add_static_target(rmq_pool_t *pool, const rmq_target_t *t)
 {
+    pthread_mutex_lock(&pool->lock);
+    if (static_known(pool, t)) {
+        pthread_mutex_unlock(&pool->lock);
+        return;
+    }
     static_target_t *s = rmq_xcalloc(1, sizeof(*s));
     rmq_target_copy(&s->target, t); /* the binding's target belongs to the binding */
-    pthread_mutex_lock(&pool->lock);
     s->next = pool->new_statics;
     pool->new_statics = s;
     pthread_mutex_unlock(&pool->lock);

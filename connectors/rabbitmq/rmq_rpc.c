@@ -429,7 +429,8 @@ static int consume_replies(rmq_rpcs_t *rs, const rmq_target_t *t, const char *na
     pthread_mutex_unlock(&rs->lock);
     if (clash) {
         snprintf(err, n, "replyToQueue '%s' is declared with other replyToQueue* options by another sendRpc of this "
-                 "connection config: give them the same options", name);
+                 "connection config (at a reload: by the running deployment, whose queue exists with them): give them "
+                 "the same options, or another queue name", name);
         return -1;
     }
     if (known)

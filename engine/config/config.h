@@ -204,6 +204,15 @@ typedef struct cmi_config {
     cmi_dispatch_t *dispatch;
     struct cmi_connector_state *connectors; /* plugin/plugin.h */
     struct cmi_endpoint_state *endpoint_states; /* every endpoint leaf's state (config/endpoint.h) */
+    /* A running deployment is shared (docs/operations.md, "Reloading"): the
+     * engine, each worker, each message and each injection under way hold
+     * a reference.  The last release calls unused (the engine's: it
+     * releases the connectors on the service thread), else destroys. */
+    atomic_uint refs;
+    void (*unused)(struct cmi_config *config);
+    struct cmi_engine *engine;     /* the engine that runs it, NULL before */
+    struct cmi_jwt_auth *jwt_auth; /* its APIs' JWT checker, when one has a handler (http/jwt_auth.h) */
+    uint64_t generation;           /* 1 for the deployment loaded at start, +1 per reload */
 } cmi_config_t;
 
 struct cmi_plugins;
@@ -214,6 +223,11 @@ cmi_config_t *cmi_config_load(const char *dir, cmi_diag_t *diag);
  * (secrets that cannot be read are warnings: a CI pipeline lacks them). */
 cmi_config_t *cmi_config_load_with(const char *dir, const struct cmi_plugins *plugins, int check_only,
                                    cmi_diag_t *diag);
+/* Frees config now, and releases what its connectors hold (plugin/plugin.h:
+ * on the service thread once any of them ran). */
 void cmi_config_destroy(cmi_config_t *config);
+/* Any thread.  A new configuration has one reference, its loader's. */
+void cmi_config_retain(cmi_config_t *config);
+void cmi_config_release(cmi_config_t *config);
 
 #endif

@@ -283,17 +283,14 @@ cmi_config_t *cmi_config_load_with(const char *dir, const cmi_plugins_t *plugins
     cmi_arena_t *arena = cmi_arena_create(64 * 1024);
     cmi_config_t *cfg = cmi_arena_calloc(arena, 1, sizeof(*cfg));
     cfg->arena = arena;
+    atomic_init(&cfg->refs, 1);
     cfg->dir = cmi_arena_strdup(arena, dir);
     cmi_htab_init(&cfg->sequences, arena);
     cmi_htab_init(&cfg->local_entries, arena);
     cmi_htab_init(&cfg->endpoints, arena);
     cmi_htab_init(&cfg->templates, arena);
     cmi_htab_init(&cfg->endpoint_templates, arena);
-    cfg->connectors = cmi_arena_calloc(arena, 1, sizeof(*cfg->connectors));
-    cfg->connectors->plugins = plugins;
-    cfg->connectors->check_only = check_only;
-    STAILQ_INIT(&cfg->connectors->instances);
-    STAILQ_INIT(&cfg->connectors->listeners);
+    cfg->connectors = cmi_connectors_create(arena, plugins, check_only);
 
     size_t errors_before = diag->errors;
     cmi_compile_t cc = {.config = cfg, .diag = diag, .arena = arena};
@@ -330,4 +327,19 @@ void cmi_config_destroy(cmi_config_t *cfg)
 {
     if (cfg != NULL)
         cmi_arena_destroy(cfg->arena);
+}
+
+void cmi_config_retain(cmi_config_t *cfg)
+{
+    atomic_fetch_add_explicit(&cfg->refs, 1, memory_order_relaxed);
+}
+
+void cmi_config_release(cmi_config_t *cfg)
+{
+    if (cfg == NULL || atomic_fetch_sub_explicit(&cfg->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    if (cfg->unused != NULL)
+        cfg->unused(cfg);
+    else
+        cmi_config_destroy(cfg);
 }

@@ -6,6 +6,7 @@
 #include <jansson.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/time.h>
@@ -16,21 +17,31 @@ static atomic_int log_min_level = CMI_LOG_INFO; /* the default */
 static atomic_int log_floor = CMI_LOG_INFO;     /* the lowest of the default and the components' */
 static atomic_int log_format = CMI_LOG_FORMAT_TEXT;
 
-/* Levels of components: set before the threads start, then only read. */
-static struct {
-    char name[64];
-    size_t len;
-    int level;
-} components[CMI_LOG_COMPONENTS];
-static size_t ncomponents;
+/* Levels of components.  A reload may replace the table while threads
+ * log: a table is never changed once published, and one replaced stays
+ * allocated (reachable from the next) until the process ends: a few KiB
+ * per change an operator makes. */
+typedef struct log_table {
+    size_t n;
+    struct {
+        char name[64];
+        size_t len;
+        int level;
+    } c[CMI_LOG_COMPONENTS];
+    struct log_table *retired; /* the one this replaced */
+} log_table_t;
+
+static log_table_t no_components;
+static _Atomic(log_table_t *) components = &no_components;
 
 static const char *const level_names[] = {"TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF"};
 
 static void update_floor(void)
 {
     int floor = atomic_load(&log_min_level);
-    for (size_t i = 0; i < ncomponents; i++)
-        floor = components[i].level < floor ? components[i].level : floor;
+    const log_table_t *t = atomic_load(&components);
+    for (size_t i = 0; i < t->n; i++)
+        floor = t->c[i].level < floor ? t->c[i].level : floor;
     atomic_store(&log_floor, floor);
 }
 
@@ -68,8 +79,9 @@ static int parse_component(const char *p, size_t n, char *name, size_t namesize,
     return 0;
 }
 
-/* Walks spec's comma-separated parts; with apply, records the components. */
-static int walk_spec(const char *spec, cmi_log_level_t *level, int apply, char *err, size_t errlen)
+/* Walks spec's comma-separated parts; with apply (not NULL), records the
+ * components there. */
+static int walk_spec(const char *spec, cmi_log_level_t *level, log_table_t *apply, char *err, size_t errlen)
 {
     size_t count = 0;
     for (const char *p = spec;; ) {
@@ -95,9 +107,9 @@ static int walk_spec(const char *spec, cmi_log_level_t *level, int apply, char *
             snprintf(err, errlen, "more than %d components", CMI_LOG_COMPONENTS);
             return -1;
         } else if (apply) {
-            memcpy(components[count].name, name, sizeof(name));
-            components[count].len = strlen(name);
-            components[count].level = lv;
+            memcpy(apply->c[count].name, name, sizeof(name));
+            apply->c[count].len = strlen(name);
+            apply->c[count].level = lv;
             count++;
         } else {
             count++;
@@ -107,21 +119,27 @@ static int walk_spec(const char *spec, cmi_log_level_t *level, int apply, char *
         p += n + 1;
     }
     if (apply)
-        ncomponents = count;
+        apply->n = count;
     return 0;
 }
 
 int cmi_log_spec_parse(const char *spec, cmi_log_level_t *level, char *err, size_t errlen)
 {
-    return walk_spec(spec, level, 0, err, errlen);
+    return walk_spec(spec, level, NULL, err, errlen);
 }
 
 void cmi_log_configure_components(const char *spec)
 {
     cmi_log_level_t dflt;
     char err[128];
-    if (spec != NULL && walk_spec(spec, &dflt, 1, err, sizeof(err)) == 0)
-        update_floor();
+    log_table_t *t = calloc(1, sizeof(*t));
+    if (t == NULL || (spec != NULL && walk_spec(spec, &dflt, t, err, sizeof(err)) != 0)) {
+        free(t);
+        return;
+    }
+    t->retired = atomic_load(&components);
+    atomic_store(&components, t);
+    update_floor();
 }
 
 /* The level that applies to component: the longest component name that
@@ -129,13 +147,13 @@ void cmi_log_configure_components(const char *spec)
 static int level_of(const char *component)
 {
     int level = atomic_load_explicit(&log_min_level, memory_order_relaxed);
+    const log_table_t *t = atomic_load_explicit(&components, memory_order_acquire);
     size_t best = 0;
-    for (size_t i = 0; i < ncomponents; i++) {
-        size_t n = components[i].len;
-        if (n > best && strncmp(component, components[i].name, n) == 0 &&
-            (component[n] == '\0' || component[n] == ':')) {
+    for (size_t i = 0; i < t->n; i++) {
+        size_t n = t->c[i].len;
+        if (n > best && strncmp(component, t->c[i].name, n) == 0 && (component[n] == '\0' || component[n] == ':')) {
             best = n;
-            level = components[i].level;
+            level = t->c[i].level;
         }
     }
     return level;

@@ -33,8 +33,9 @@ int cmi_log_level_parse(const char *name);
  * CMI_LOG_COMPONENTS components. */
 #define CMI_LOG_COMPONENTS 32
 int cmi_log_spec_parse(const char *spec, cmi_log_level_t *level, char *err, size_t errlen);
-/* Before any thread logs: the components' levels of spec (checked by
- * cmi_log_spec_parse) take effect beside cmi_log_configure's default. */
+/* Any thread, at start or at a reload: the components' levels of spec
+ * (checked by cmi_log_spec_parse; NULL: none) take effect beside
+ * cmi_log_configure's default, in place of the ones before. */
 void cmi_log_configure_components(const char *spec);
 
 void cmi_log_write(cmi_log_level_t level, const char *component, const char *fmt, ...)

@@ -10,6 +10,7 @@
 #include <openssl/sha.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <strings.h>
 
@@ -32,6 +33,7 @@ typedef struct {
     unsigned char key[SHA256_DIGEST_LENGTH];
     uint64_t expires; /* loop ms; 0: empty */
     int good;
+    unsigned users_gen; /* the users it was judged against (a reload may change them) */
 } cache_slot_t;
 
 typedef struct job job_t;
@@ -53,13 +55,15 @@ struct job {
     const char *api;
     unsigned char key[SHA256_DIGEST_LENGTH];
     int good;
+    unsigned users_gen;
     char user[MAX_USER + 1];
     char password[MAX_PASSWORD + 1];
 };
 
 struct cmi_basic_auth {
-    const cmi_user_t *users;
+    const cmi_user_t *users; /* under lock (a reload replaces them) */
     size_t nusers;
+    atomic_uint users_gen;   /* +1 when they are replaced: the verdicts cached before are void */
     unsigned nworkers;
     cache_slot_t *caches; /* nworkers * CACHE_SLOTS; a worker touches only its own */
     unsigned char secret[32]; /* keys the cache: a cache entry says nothing about a password */
@@ -86,20 +90,21 @@ const char *cmi_user_hash_problem(const char *hash)
 
 /* ---- the verifier thread ------------------------------------------------- */
 
-static const cmi_user_t *find_user(const cmi_basic_auth_t *a, const char *name)
+static const cmi_user_t *find_user(const cmi_user_t *users, size_t n, const char *name)
 {
-    for (size_t i = 0; i < a->nusers; i++)
-        if (strcmp(a->users[i].name, name) == 0)
-            return &a->users[i];
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(users[i].name, name) == 0)
+            return &users[i];
     return NULL;
 }
 
 /* An unknown user costs a hash too, so that timing does not tell which
  * names exist. */
-static int verify(cmi_basic_auth_t *a, const char *user, const char *password, void *data, int size)
+static int verify(const cmi_user_t *users, size_t nusers, const char *user, const char *password, void *data,
+                  int size)
 {
-    const cmi_user_t *u = find_user(a, user);
-    const char *hash = u != NULL ? u->hash : a->nusers > 0 ? a->users[0].hash : "$6$cmi$";
+    const cmi_user_t *u = find_user(users, nusers, user);
+    const char *hash = u != NULL ? u->hash : nusers > 0 ? users[0].hash : "$6$cmi$";
     const char *out = crypt_rn(password, hash, data, size);
     size_t n = strlen(hash);
     return u != NULL && out != NULL && strlen(out) == n && CRYPTO_memcmp(out, hash, n) == 0;
@@ -122,8 +127,11 @@ static void *verifier_main(void *arg)
         if (a->head == NULL)
             a->tail = NULL;
         a->queued--;
+        const cmi_user_t *users = a->users; /* the caller keeps replaced ones (cmi_basic_auth_set_users) */
+        size_t nusers = a->nusers;
+        j->users_gen = atomic_load(&a->users_gen);
         pthread_mutex_unlock(&a->lock);
-        j->good = verify(a, j->user, j->password, data, (int)sizeof(*data));
+        j->good = verify(users, nusers, j->user, j->password, data, (int)sizeof(*data));
         OPENSSL_cleanse(j->password, sizeof(j->password));
         j->task.fn = on_verified;
         if (cmi_worker_post_task(j->worker, &j->task) != 0)
@@ -134,6 +142,15 @@ static void *verifier_main(void *arg)
     OPENSSL_cleanse(data, sizeof(*data));
     free(data);
     return NULL;
+}
+
+void cmi_basic_auth_set_users(cmi_basic_auth_t *a, const cmi_user_t *users, size_t nusers)
+{
+    pthread_mutex_lock(&a->lock);
+    a->users = users;
+    a->nusers = nusers;
+    atomic_fetch_add(&a->users_gen, 1);
+    pthread_mutex_unlock(&a->lock);
 }
 
 cmi_basic_auth_t *cmi_basic_auth_create(const cmi_user_t *users, size_t nusers, unsigned nworkers, char *err,
@@ -205,11 +222,12 @@ static cache_slot_t *slot_of(cmi_basic_auth_t *a, cmi_worker_t *w, const unsigne
     return &a->caches[(size_t)w->index * CACHE_SLOTS + h % CACHE_SLOTS];
 }
 
-static void remember(cmi_basic_auth_t *a, cmi_worker_t *w, const unsigned char *key, int good)
+static void remember(cmi_basic_auth_t *a, cmi_worker_t *w, const unsigned char *key, int good, unsigned users_gen)
 {
     cache_slot_t *s = slot_of(a, w, key);
     memcpy(s->key, key, sizeof(s->key));
     s->good = good;
+    s->users_gen = users_gen;
     s->expires = h2o_now(w->loop) + (good ? GOOD_TTL_MS : WRONG_TTL_MS);
 }
 
@@ -217,7 +235,8 @@ static void remember(cmi_basic_auth_t *a, cmi_worker_t *w, const unsigned char *
 static int recall(cmi_basic_auth_t *a, cmi_worker_t *w, const unsigned char *key)
 {
     cache_slot_t *s = slot_of(a, w, key);
-    if (s->expires == 0 || s->expires <= h2o_now(w->loop) || CRYPTO_memcmp(s->key, key, sizeof(s->key)) != 0)
+    if (s->expires == 0 || s->expires <= h2o_now(w->loop) || s->users_gen != atomic_load(&a->users_gen) ||
+        CRYPTO_memcmp(s->key, key, sizeof(s->key)) != 0)
         return -1;
     return s->good;
 }
@@ -263,7 +282,7 @@ static void on_link_dispose(void *p)
 static void on_verified(cmi_worker_t *w, cmi_task_t *task)
 {
     job_t *j = (job_t *)task;
-    remember(j->auth, w, j->key, j->good);
+    remember(j->auth, w, j->key, j->good, j->users_gen);
     if (j->req != NULL) {
         j->link->job = NULL;
         if (j->good) {
@@ -397,7 +416,7 @@ int cmi_basic_auth_check(cmi_basic_auth_t *a, cmi_worker_t *w, h2o_req_t *req, c
     j->req = req;
     j->proceed = proceed;
     j->arg = arg;
-    j->api = api;
+    j->api = h2o_strdup(&req->pool, api, SIZE_MAX).base; /* the API's deployment may go before the verdict */
     j->link = h2o_mem_alloc_shared(&req->pool, sizeof(*j->link), on_link_dispose);
     j->link->job = j;
     if (enqueue(a, j) != 0) {

@@ -39,6 +39,10 @@ cmi_basic_auth_t *cmi_basic_auth_create(const cmi_user_t *users, size_t nusers, 
                                         size_t errlen);
 /* After the workers have stopped. */
 void cmi_basic_auth_destroy(cmi_basic_auth_t *a);
+/* Any thread (a reload): the users from now on; the verdicts cached for
+ * the ones before are void.  The ones before must stay allocated (a check
+ * under way may read them). */
+void cmi_basic_auth_set_users(cmi_basic_auth_t *a, const cmi_user_t *users, size_t nusers);
 
 enum {
     CMI_AUTH_PASS = 0, /* good credentials (cached): go on now */

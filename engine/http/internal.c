@@ -74,7 +74,7 @@ static int metrics(cmi_engine_t *e, h2o_req_t *req, cmi_arena_t *a)
     cmi_strbuf_t b, reasons;
     cmi_strbuf_init(&b, a, 16384);
     cmi_strbuf_init(&reasons, a, 256);
-    cmi_metrics_render(e->metrics, &b);
+    cmi_metrics_render(e->metrics, e->config, &b);
     size_t n = readiness(e, &reasons, &b);
     cmi_metrics_family(&b, "cmi_ready", "gauge", "1 when GET /healthz answers 200 (ready), else 0.");
     cmi_strbuf_printf(&b, "cmi_ready %d\n", n == 0);

@@ -23,6 +23,7 @@ typedef struct {
     cmi_jwt_keyset_t *ks;
     atomic_uint gen;
     atomic_int want;    /* a worker met an unknown kid */
+    atomic_int tried;   /* the first fetch has ended, well or not */
     /* The fetcher's own (no lock): */
     int64_t last_try, last_ok;
     unsigned failures;
@@ -172,6 +173,7 @@ static void fetch(endpoint_t *p, int64_t now)
                                                               sizeof(err))
                                        : NULL;
     free(doc);
+    atomic_store(&p->tried, 1);
     if (ks == NULL) {
         /* One line per failure streak, not per retry. */
         if (p->failures++ == 0)
@@ -295,6 +297,21 @@ void cmi_jwks_get(cmi_jwks_t *j, size_t idx, cmi_jwt_keyset_t **held, unsigned *
     pthread_mutex_unlock(&p->lock);
     cmi_jwt_keyset_unref(*held);
     *held = ks;
+}
+
+int cmi_jwks_wait_first(cmi_jwks_t *j, uint64_t timeout_ms)
+{
+    struct timespec tick = {0, 10 * 1000000L};
+    for (uint64_t waited = 0;; waited += 10) {
+        int all = 1;
+        for (size_t i = 0; i < j->n; i++)
+            all &= atomic_load(&j->eps[i]->tried) != 0 || atomic_load(&j->eps[i]->gen) != 0;
+        if (all)
+            return 0;
+        if (waited >= timeout_ms)
+            return -1;
+        nanosleep(&tick, NULL);
+    }
 }
 
 void cmi_jwks_want_refresh(cmi_jwks_t *j, size_t idx)

@@ -33,6 +33,10 @@ size_t cmi_jwks_count(const cmi_jwks_t *j);
 /* Starts the fetcher thread (when there is an endpoint); -1 with err. */
 int cmi_jwks_start(cmi_jwks_t *j, char *err, size_t errlen);
 void cmi_jwks_destroy(cmi_jwks_t *j);
+/* Waits at most timeout_ms for every endpoint's first fetch to end (a
+ * reload waits for its new checker's keys before it serves).  0 when they
+ * all ended, -1 when one had not. */
+int cmi_jwks_wait_first(cmi_jwks_t *j, uint64_t timeout_ms);
 
 /* The endpoint's key set if *gen is not its generation: then the old one
  * in *held is released, the new one referenced there and *gen updated.

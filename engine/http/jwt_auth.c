@@ -130,6 +130,11 @@ static void verdict_clear(verdict_t *v)
     memset(v, 0, sizeof(*v));
 }
 
+int cmi_jwt_auth_wait_keys(cmi_jwt_auth_t *a, uint64_t timeout_ms)
+{
+    return cmi_jwks_wait_first(a->jwks, timeout_ms);
+}
+
 void cmi_jwt_auth_destroy(cmi_jwt_auth_t *a)
 {
     if (a == NULL)

@@ -36,6 +36,9 @@ typedef struct cmi_jwt_auth cmi_jwt_auth_t;
  * here).  Starts the key fetcher when one has URLs.  NULL with err. */
 cmi_jwt_auth_t *cmi_jwt_auth_create(cmi_jwt_conf_t **confs, size_t nconfs, unsigned nworkers, char *err,
                                     size_t errlen);
+/* Waits at most timeout_ms for the first fetch of every JWKS endpoint to
+ * end.  0, or -1 when one had not. */
+int cmi_jwt_auth_wait_keys(cmi_jwt_auth_t *a, uint64_t timeout_ms);
 /* After the workers have stopped. */
 void cmi_jwt_auth_destroy(cmi_jwt_auth_t *a);
 

@@ -420,12 +420,14 @@ static h2o_iovec_t dispatch_path(h2o_req_t *req)
 
 static const cmi_sequence_t empty_sequence = {0};
 
-/* Starts a message for a request: the link that tells it when h2o is done
- * with the request, the request copied in, and the flow. */
+/* Starts a message for a request, in the deployment the worker serves:
+ * the link that tells it when h2o is done with the request, the request
+ * copied in, and the flow. */
 static cmi_msg_t *start_message(cmi_worker_t *w, h2o_req_t *req)
 {
     http_link_t *link = h2o_mem_alloc_shared(&req->pool, sizeof(*link), on_req_dispose);
-    cmi_msg_t *msg = cmi_worker_msg_create(w, &http_origin, link);
+    cmi_config_retain(w->config);
+    cmi_msg_t *msg = cmi_worker_msg_create(w, &http_origin, link, w->config);
     link->req = req;
     link->msg = msg;
     cmi_msg_retain(msg); /* released by on_req_dispose */
@@ -464,7 +466,6 @@ static int run_unmatched(cmi_worker_t *w, h2o_req_t *req, const cmi_config_t *cf
         return 0;
     }
     msg->fault_seq = cfg->fault_seq;
-    msg->local_entries = &cfg->local_entries;
     msg->out_seq = main ? cfg->main_seq : NULL;
     msg->has_out_seq = main;
     copy_request(msg, req);
@@ -554,7 +555,7 @@ static int refused_at_the_door(cmi_engine_t *engine, cmi_worker_t *w, h2o_req_t 
     return 1;
 }
 
-static int route(h2o_handler_t *self, h2o_req_t *req, int authenticated);
+static int route(h2o_handler_t *self, h2o_req_t *req);
 static void proceed_authenticated(h2o_req_t *req, void *self);
 
 /* The API's handlers, in a fixed order: the client certificate (no cost),
@@ -567,15 +568,19 @@ static int refused_by_handlers(h2o_handler_t *self, cmi_worker_t *w, h2o_req_t *
     cmi_engine_t *engine = ((http_handler_t *)self)->engine;
     if ((api->auth & CMI_API_AUTH_CLIENT_CERT) && cmi_client_cert_check(req, socket_of(req->conn), api) != 0)
         return 1;
-    if ((api->auth & CMI_API_AUTH_JWT) && cmi_jwt_auth_check(engine->jwt_auth, w, req, api, claims) != 0)
+    if ((api->auth & CMI_API_AUTH_JWT) && cmi_jwt_auth_check(w->config->jwt_auth, w, req, api, claims) != 0)
         return 1;
     return (api->auth & CMI_API_AUTH_BASIC) &&
            cmi_basic_auth_check(engine->basic_auth, w, req, api->name, proceed_authenticated, self) != CMI_AUTH_PASS;
 }
 
+/* The credentials were good: the request is dispatched again, handlers and
+ * all, in the deployment its worker serves now (a reload meanwhile may
+ * have changed its API's handlers); the verdict is cached, so the basic
+ * authentication passes at once this time. */
 static void proceed_authenticated(h2o_req_t *req, void *self)
 {
-    route(self, req, 1);
+    route(self, req);
 }
 
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
@@ -583,17 +588,17 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     cmi_engine_t *engine = ((http_handler_t *)self)->engine;
     if (refused_at_the_door(engine, cmi_worker_of_ctx(req->conn->ctx), req))
         return 0;
-    return route(self, req, 0);
+    return route(self, req);
 }
 
 /* Dispatch, the API's handlers (before the resource is chosen, as
- * Synapse), then the flow.  authenticated: the handlers passed already
- * (the request comes back from the credential check). */
-static int route(h2o_handler_t *self, h2o_req_t *req, int authenticated)
+ * Synapse), then the flow; again when the credential check lets a request
+ * through (proceed_authenticated). */
+static int route(h2o_handler_t *self, h2o_req_t *req)
 {
     cmi_engine_t *engine = ((http_handler_t *)self)->engine;
     cmi_worker_t *w = cmi_worker_of_ctx(req->conn->ctx);
-    const cmi_config_t *cfg = engine->config;
+    const cmi_config_t *cfg = w->config;
 
     const char *query = "";
     size_t qlen = 0;
@@ -608,7 +613,7 @@ static int route(h2o_handler_t *self, h2o_req_t *req, int authenticated)
     if (rc == CMI_DISPATCH_NO_API && r.api == NULL && cmi_proxy_http_service_list(req, path.base, path.len))
         return 0;
     const cmi_jwt_claims_t *claims = NULL; /* borrowed: the message takes a reference below */
-    if (!authenticated && r.api != NULL && r.api->auth != 0 && refused_by_handlers(self, w, req, r.api, &claims))
+    if (r.api != NULL && r.api->auth != 0 && refused_by_handlers(self, w, req, r.api, &claims))
         return 0;
     if (rc == CMI_DISPATCH_NO_API && (r.api == NULL ? cfg->main_seq : cfg->mismatch_seq) != NULL)
         return run_unmatched(w, req, cfg, &r, path, query, qlen);
@@ -646,7 +651,6 @@ static int route(h2o_handler_t *self, h2o_req_t *req, int authenticated)
     msg->sub_path = cmi_arena_strndup(msg->arena, r.sub_path, r.sub_len);
     msg->rest_postfix = rest_postfix(msg, req, path, r.ctx_len, query, qlen);
     msg->fault_seq = r.resource->fault_seq ? r.resource->fault_seq : cfg->fault_seq;
-    msg->local_entries = &cfg->local_entries;
     msg->out_seq = r.resource->out_seq;
     msg->has_out_seq = r.resource->has_out_seq != 0;
     copy_request(msg, req);

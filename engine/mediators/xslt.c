@@ -71,19 +71,44 @@ typedef struct {
     char message[256];
 } xslt_errors_t;
 
-/* libxslt's error callback (for a transform, and while compiling). */
-static void on_xslt_error(void *data, const char *fmt, ...)
+/* The first message explains the rest: e gets fmt's unless it has one. */
+static void keep_first(xslt_errors_t *e, const char *fmt, va_list ap)
 {
-    xslt_errors_t *e = data;
     if (e->message[0] != '\0')
-        return; /* the first one explains the rest */
-    va_list ap;
-    va_start(ap, fmt);
+        return;
     vsnprintf(e->message, sizeof(e->message), fmt, ap);
-    va_end(ap);
     size_t n = strlen(e->message);
     while (n > 0 && (e->message[n - 1] == '\n' || e->message[n - 1] == ' '))
         e->message[--n] = '\0';
+}
+
+/* libxslt's error callback for a transform. */
+static void on_xslt_error(void *data, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    keep_first(data, fmt, ap);
+    va_end(ap);
+}
+
+/* libxslt's generic error handler is one for the process, not per thread:
+ * it is set once to write into the calling thread's own buffer, so that a
+ * reload compiling a stylesheet while workers transform keeps its errors
+ * (and theirs) apart. */
+static _Thread_local xslt_errors_t thread_errs;
+
+static void on_generic_error(void *unused, const char *fmt, ...)
+{
+    (void)unused;
+    va_list ap;
+    va_start(ap, fmt);
+    keep_first(&thread_errs, fmt, ap);
+    va_end(ap);
+}
+
+static void set_generic_handler(void)
+{
+    xsltSetGenericErrorFunc(NULL, on_generic_error);
 }
 
 /* The element to transform in doc (the payload as XPath sees it). */
@@ -268,10 +293,11 @@ static xsltStylesheetPtr compile_sheet(cmi_compile_t *cc, xmlNodePtr node, const
         xmlFreeDoc(doc);
         return NULL;
     }
-    xslt_errors_t errs = {""};
-    xsltSetGenericErrorFunc(&errs, on_xslt_error);
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, set_generic_handler);
+    thread_errs.message[0] = '\0';
     xsltStylesheetPtr sheet = doc ? xsltParseStylesheetDoc(doc) : NULL;
-    xsltSetGenericErrorFunc(NULL, NULL);
+    xslt_errors_t errs = thread_errs;
     if (sheet == NULL || sheet->errors > 0) {
         cmi_compile_error(cc, node, "<xslt key=\"%s\">: not a stylesheet libxslt compiles: %s", key,
                           errs.message[0] ? errs.message : "no XSLT found");

@@ -5,7 +5,10 @@
 #include "config.h"
 
 #include <libxml/tree.h>
+#include <openssl/evp.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "config/compile.h"
 #include "core/log.h"
@@ -190,6 +193,109 @@ static const cmi_module_t *find_module(cmi_compile_t *cc, xmlNodePtr node, const
     return m;
 }
 
+/* ---- fingerprints ----------------------------------------------------------- */
+
+/* What a reload compares (lifecycle.c): the element as written, what its
+ * string parameters resolved to (a changed secret file changes the config)
+ * and the content of the files CMI_PARAM_FILE rows name.  Only the digest
+ * is kept. */
+typedef struct {
+    EVP_MD_CTX *md;
+} fingerprint_t;
+
+static void fp_begin(fingerprint_t *fp)
+{
+    fp->md = EVP_MD_CTX_new();
+    if (fp->md == NULL || EVP_DigestInit_ex(fp->md, EVP_sha256(), NULL) != 1) {
+        cmi_log_write(CMI_LOG_FATAL, "connectors", "OpenSSL cannot compute SHA-256");
+        abort();
+    }
+}
+
+static void fp_add(fingerprint_t *fp, const void *bytes, size_t len)
+{
+    EVP_DigestUpdate(fp->md, bytes, len);
+    EVP_DigestUpdate(fp->md, "", 1); /* a separator: "ab"+"c" differs from "a"+"bc" */
+}
+
+static void fp_add_str(fingerprint_t *fp, const char *s)
+{
+    fp_add(fp, s ? s : "", s ? strlen(s) : 0);
+}
+
+static void fp_add_node(fingerprint_t *fp, xmlNodePtr node)
+{
+    xmlBufferPtr buf = xmlBufferCreate();
+    xmlNodeDump(buf, node->doc, node, 0, 0);
+    fp_add(fp, xmlBufferContent(buf), (size_t)xmlBufferLength(buf));
+    xmlBufferFree(buf);
+}
+
+#define FP_FILE_MAX (4u << 20) /* a larger file counts by its size and time */
+
+/* A file a parameter names (CMI_PARAM_FILE): its content, read now. */
+static void fp_add_file(fingerprint_t *fp, const char *path)
+{
+    struct stat st;
+    FILE *f = NULL;
+    if (path == NULL || stat(path, &st) != 0 || !S_ISREG(st.st_mode)) {
+        fp_add_str(fp, "(no file)");
+        return;
+    }
+    if (st.st_size > FP_FILE_MAX || (f = fopen(path, "rb")) == NULL) {
+        char meta[96];
+        snprintf(meta, sizeof(meta), "%lld@%lld.%09ld", (long long)st.st_size, (long long)st.st_mtim.tv_sec,
+                 st.st_mtim.tv_nsec);
+        fp_add_str(fp, meta);
+        return;
+    }
+    char buf[16384];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+        EVP_DigestUpdate(fp->md, buf, n);
+    fclose(f);
+    fp_add(fp, "", 0);
+}
+
+static void fp_end(fingerprint_t *fp, const cmi_pset_t *ps, unsigned char out[CMI_FINGERPRINT_LEN])
+{
+    const cmi_params_head_t *head = ps->statics;
+    for (unsigned i = 0; ps->defs[i].name != NULL; i++) {
+        const cmi_param_def_t *d = &ps->defs[i];
+        if (d->type != CMI_PARAM_STRING || !cmi_param_bit(head->given, i))
+            continue;
+        /* As resolved: a secret reference ($FILE:, $SYSTEM:, a vault
+         * lookup) in any string row counts by its value. */
+        const char *v = *(const char *const *)((const char *)ps->statics + d->offset);
+        fp_add_str(fp, v);
+        if (d->flags & CMI_PARAM_FILE)
+            fp_add_file(fp, v);
+    }
+    unsigned n = 0;
+    EVP_DigestFinal_ex(fp->md, out, &n);
+    EVP_MD_CTX_free(fp->md);
+}
+
+/* Instances and listeners are compiled into an arena of their own (they
+ * may outlive the configuration): cc->arena points at it meanwhile. */
+static cmi_arena_t *own_arena_begin(cmi_compile_t *cc)
+{
+    cmi_arena_t *config_arena = cc->arena;
+    cc->arena = cmi_arena_create(4096);
+    return config_arena;
+}
+
+static void *grow(cmi_arena_t *a, void *items, size_t n, size_t *cap)
+{
+    if (n < *cap)
+        return items;
+    *cap = *cap ? *cap * 2 : 8;
+    void **more = cmi_arena_calloc(a, *cap, sizeof(void *));
+    if (n > 0)
+        memcpy(more, items, n * sizeof(void *));
+    return more;
+}
+
 /* ---- <localEntry key><NAME.init> ---------------------------------------- */
 
 cmi_instance_impl_t *cmi_bind_instance(cmi_compile_t *cc, xmlNodePtr elem, const char *key)
@@ -205,10 +311,14 @@ cmi_instance_impl_t *cmi_bind_instance(cmi_compile_t *cc, xmlNodePtr elem, const
     }
     static const cmi_attr_rule_t no_attrs[] = {{NULL, 0}};
     cmi_xml_check_attrs(cc, elem, no_attrs, NULL);
+    cmi_arena_t *config_arena = own_arena_begin(cc);
     cmi_instance_impl_t *inst = cmi_arena_calloc(cc->arena, 1, sizeof(*inst));
+    inst->arena = cc->arena;
+    atomic_init(&inst->refs, 1); /* the configuration's */
     inst->mod = m;
-    inst->file = cc->file;
+    inst->file = cmi_arena_strdup(cc->arena, cc->file);
     inst->line = cmi_xml_line(elem);
+    key = cmi_arena_strdup(cc->arena, key);
     pset_init(cc, &inst->params, m, cmi_arena_sprintf(cc->arena, "<%s> in local entry '%s'", name, key), def->params,
               def->params_size);
     for (xmlNodePtr c = elem->children; c != NULL; c = c->next) {
@@ -218,12 +328,20 @@ cmi_instance_impl_t *cmi_bind_instance(cmi_compile_t *cc, xmlNodePtr elem, const
         pset_set(cc, &inst->params, c, (const char *)c->name, param_text(cc, c), 0);
     }
     pset_finish(cc, &inst->params, elem, def->validate);
+    fingerprint_t fp;
+    fp_begin(&fp);
+    fp_add_str(&fp, key);
+    fp_add_node(&fp, elem);
+    fp_end(&fp, &inst->params, inst->fingerprint);
     inst->pub.magic = CMI_INSTANCE_MAGIC;
     inst->pub.host = &cmi_host_api;
     inst->pub.name = key;
     inst->pub.component = cmi_arena_sprintf(cc->arena, "%s:%s", m->desc->name, key);
     inst->pub.params = inst->params.statics;
-    STAILQ_INSERT_TAIL(&cc->config->connectors->instances, inst, link);
+    cc->arena = config_arena;
+    cmi_connector_state_t *st = cc->config->connectors;
+    st->instances = grow(st->arena, st->instances, st->ninstances, &st->instances_cap);
+    st->instances[st->ninstances++] = inst;
     return inst;
 }
 
@@ -379,16 +497,31 @@ void cmi_bind_listener(cmi_compile_t *cc, xmlNodePtr root, cmi_inbound_t *ib)
                               ib->name, ib->protocol);
         return;
     }
+    cmi_arena_t *config_arena = own_arena_begin(cc);
     cmi_listener_impl_t *l = cmi_arena_calloc(cc->arena, 1, sizeof(*l));
+    l->arena = cc->arena;
+    atomic_init(&l->refs, 1); /* the configuration's */
+    pthread_mutex_init(&l->lock, NULL);
     l->mod = m;
     l->def = def;
     l->inbound = ib;
     l->config = cc->config;
-    pset_init(cc, &l->params, m, cmi_arena_sprintf(cc->arena, "<inboundEndpoint name=\"%s\">", ib->name),
+    l->file = cmi_arena_strdup(cc->arena, ib->file);
+    l->line = ib->line;
+    const char *name = cmi_arena_strdup(cc->arena, ib->name);
+    pset_init(cc, &l->params, m, cmi_arena_sprintf(cc->arena, "<inboundEndpoint name=\"%s\">", name),
               def->params, def->params_size);
+    /* Its sequence and onError are not part of it: a reload that changes
+     * only them keeps the listener (its messages run the new ones). */
+    fingerprint_t fp;
+    fp_begin(&fp);
+    fp_add_str(&fp, name);
+    fp_add_str(&fp, ib->class_name);
+    fp_add_str(&fp, ib->protocol);
     for (xmlNodePtr c = root->children; c != NULL; c = c->next) {
         if (!cmi_xml_is(c, "parameters"))
             continue;
+        fp_add_node(&fp, c);
         for (xmlNodePtr p = c->children; p != NULL; p = p->next) {
             if (!cmi_xml_is(p, "parameter"))
                 continue; /* reported by the inbound endpoint compiler */
@@ -408,11 +541,15 @@ void cmi_bind_listener(cmi_compile_t *cc, xmlNodePtr root, cmi_inbound_t *ib)
         }
     }
     pset_finish(cc, &l->params, root, def->validate);
+    fp_end(&fp, &l->params, l->fingerprint);
     l->pub.magic = CMI_LISTENER_MAGIC;
     l->pub.host = &cmi_host_api;
-    l->pub.name = ib->name;
-    l->pub.component = cmi_arena_sprintf(cc->arena, "%s:%s", m->desc->name, ib->name);
+    l->pub.name = name;
+    l->pub.component = cmi_arena_sprintf(cc->arena, "%s:%s", m->desc->name, name);
     l->pub.params = l->params.statics;
+    cc->arena = config_arena;
     ib->listener = l;
-    STAILQ_INSERT_TAIL(&cc->config->connectors->listeners, l, link);
+    cmi_connector_state_t *st = cc->config->connectors;
+    st->listeners = grow(st->arena, st->listeners, st->nlisteners, &st->listeners_cap);
+    st->listeners[st->nlisteners++] = l;
 }

@@ -17,6 +17,10 @@ typedef struct inject {
     cmi_task_t task;
     cmi_arena_t *arena; /* everything below; tied to the message once it exists */
     cmi_listener_impl_t *l;
+    /* What the listener injected into when it injected (a reference the
+     * message takes over): a reload may move it on meanwhile. */
+    cmi_config_t *config;
+    const cmi_inbound_t *inbound;
     void *delivery;
     const char *payload;
     size_t len;
@@ -100,10 +104,18 @@ static void arena_destroy_cb(void *arena)
     cmi_arena_destroy(arena);
 }
 
+/* Frees an injection that never became a message. */
+static void inject_free(inject_t *in)
+{
+    json_decref(in->json);
+    cmi_config_release(in->config);
+    cmi_arena_destroy(in->arena);
+}
+
 static void run_inject(cmi_worker_t *w, cmi_task_t *task)
 {
     inject_t *in = (inject_t *)task;
-    cmi_msg_t *msg = cmi_worker_msg_create(w, &inbound_origin, in);
+    cmi_msg_t *msg = cmi_worker_msg_create(w, &inbound_origin, in, in->config);
     /* The message reads the payload and headers where they are. */
     cmi_arena_cleanup_add(msg->arena, arena_destroy_cb, in->arena);
     if (in->len > 0)
@@ -119,10 +131,9 @@ static void run_inject(cmi_worker_t *w, cmi_task_t *task)
         cmi_msg_header_add_inbound(msg, "Content-Type", 12, in->content_type, strlen(in->content_type));
     for (size_t i = 0; i < in->nprops; i++)
         cmi_msg_prop_set(msg, in->props[i].scope, in->props[i].name, cmi_value_cstring(in->props[i].value));
-    const cmi_inbound_t *ib = in->l->inbound;
-    msg->fault_seq = ib->on_error ? ib->on_error : in->l->config->fault_seq;
+    const cmi_inbound_t *ib = in->inbound;
+    msg->fault_seq = ib->on_error ? ib->on_error : in->config->fault_seq;
     msg->metric_service = ib->metric_slot;
-    msg->local_entries = &in->l->config->local_entries;
     cmi_flow_start(msg, ib->sequence);
 }
 
@@ -190,13 +201,19 @@ static int inject_post(cmi_listener_impl_t *l, const cmi_injection_t *src, json_
         in->props[in->nprops].name = cmi_arena_strdup(a, src->props[i].name);
         in->props[in->nprops++].value = cmi_arena_strdup(a, src->props[i].value);
     }
+    pthread_mutex_lock(&l->lock);
+    in->config = l->config;
+    in->inbound = l->inbound;
+    cmi_config_retain(in->config);
+    pthread_mutex_unlock(&l->lock);
     in->json = json;
     cmi_engine_t *e = l->engine;
     unsigned i = atomic_fetch_add(&l->next_worker, 1) % e->nworkers;
     if (hold_add(&e->workers[i], in))
         return 0;
     if (cmi_worker_post_task(&e->workers[i], &in->task) != 0) {
-        cmi_arena_destroy(a);
+        in->json = NULL; /* still the caller's, who frees it */
+        inject_free(in);
         return -1;
     }
     return 0;
@@ -248,8 +265,7 @@ static void hand_over(held_t *h)
         cmi_log_error("connectors", "%zu inbound message(s) held for a worker that has closed were not run", h->n);
         for (inject_t *in = h->head, *next; in != NULL; in = next) {
             next = in->next;
-            json_decref(in->json);
-            cmi_arena_destroy(in->arena);
+            inject_free(in);
         }
     }
     for (size_t i = 0; i < h->n; i++)

@@ -21,6 +21,7 @@
 #define CMI_PLUGIN_PLUGIN_H
 
 #include <libxml/tree.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <sys/queue.h>
@@ -103,14 +104,23 @@ void cmi_module_describe(const cmi_module_t *m, FILE *out);
 
 /* ---- the deployment side ----------------------------------------------- */
 
+/* What a reload compares: a connection config or an inbound endpoint
+ * whose fingerprint is unchanged keeps running (lifecycle.c). */
+#define CMI_FINGERPRINT_LEN 32 /* SHA-256 */
+
+/* A connection config.  It lives in an arena of its own and is shared by
+ * the deployments that have it (a reload keeps an unchanged one running):
+ * each holds a reference. */
 typedef struct cmi_instance_impl {
     cmi_instance_t pub;
     const cmi_module_t *mod;
+    cmi_arena_t *arena;
+    atomic_uint refs;
+    unsigned char fingerprint[CMI_FINGERPRINT_LEN];
     cmi_pset_t params;
     const char *file;
     int line;
     int started;
-    STAILQ_ENTRY(cmi_instance_impl) link;
 } cmi_instance_impl_t;
 
 typedef struct cmi_binding_impl {
@@ -125,19 +135,29 @@ typedef struct cmi_binding_impl {
     SLIST_ENTRY(cmi_binding_impl) link;
 } cmi_binding_impl_t;
 
+/* An inbound endpoint's listener: like an instance, in an arena of its
+ * own and shared by the deployments that have it unchanged. */
 typedef struct cmi_listener_impl {
     cmi_listener_t pub;
     const cmi_module_t *mod;
     const cmi_listener_def_t *def;
-    const cmi_inbound_t *inbound; /* the inboundEndpoint: sequence, onError */
-    const cmi_config_t *config;
+    cmi_arena_t *arena;
+    atomic_uint refs;
+    unsigned char fingerprint[CMI_FINGERPRINT_LEN];
+    /* The deployment its messages run in and its inboundEndpoint there
+     * (sequence, onError): a reload that keeps the listener moves both,
+     * under the lock an injection reads them with. */
+    pthread_mutex_t lock;
+    cmi_config_t *config;
+    const cmi_inbound_t *inbound;
     cmi_engine_t *engine;
     cmi_pset_t params;
+    const char *file; /* where it was compiled from, for messages */
+    int line;
     atomic_int accepting;
     atomic_int injecting; /* inject() calls under way */
     atomic_uint next_worker;
     int started;
-    STAILQ_ENTRY(cmi_listener_impl) link;
 } cmi_listener_impl_t;
 
 /* A connector operation in a sequence: the engine's mediator around it. */
@@ -151,10 +171,20 @@ typedef struct {
 typedef struct cmi_connector_state {
     const cmi_plugins_t *plugins;
     int check_only; /* `cmi check`: a secret that cannot be read is a warning */
-    STAILQ_HEAD(, cmi_instance_impl) instances; /* in document order */
-    SLIST_HEAD(, cmi_binding_impl) bindings;    /* the last compiled first */
-    STAILQ_HEAD(, cmi_listener_impl) listeners; /* in document order */
+    cmi_arena_t *arena; /* the configuration's */
+    /* In document order; each holds a reference (released with the
+     * configuration: cmi_connectors_dispose). */
+    cmi_instance_impl_t **instances;
+    size_t ninstances, instances_cap;
+    cmi_listener_impl_t **listeners;
+    size_t nlisteners, listeners_cap;
+    SLIST_HEAD(, cmi_binding_impl) bindings; /* the last compiled first; the configuration's own */
 } cmi_connector_state_t;
+
+/* The connector state of a new configuration (in its arena, which
+ * disposes of it last). */
+cmi_connector_state_t *cmi_connectors_create(cmi_arena_t *config_arena, const cmi_plugins_t *plugins,
+                                             int check_only);
 
 /* Objects crossing the module boundary carry a magic number; a wrong one is
  * a connector bug, never input, so it stops the process with a message
@@ -205,15 +235,34 @@ int cmi_host_op_run(const cmi_mediator_t *m, cmi_msg_t *msg);
 
 /* ---- lifecycle (engine.c) ---------------------------------------------- */
 
-/* On the service worker, before the HTTP workers exist (so that nothing
- * runs an operation of an instance that has not started): starts
- * instances and prepares bindings.  Returns 0, or -1 after logging why. */
-int cmi_connectors_start(cmi_engine_t *e, cmi_worker_t *service);
-/* Once the workers serve (listeners inject into them): starts listeners. */
-int cmi_connectors_start_listeners(cmi_engine_t *e, cmi_worker_t *service);
-/* Stops listeners (no new messages); called when the drain begins. */
-void cmi_connectors_stop_listeners(cmi_engine_t *e, cmi_worker_t *service);
-/* After the drain: destroys listeners, releases bindings, stops instances. */
-void cmi_connectors_stop(cmi_engine_t *e, cmi_worker_t *service);
+/* Every call below runs its work on the service worker, so that connectors
+ * get one thread for their housekeeping and its timers; the caller waits.
+ *
+ * Before a configuration serves (nothing may run an operation of an
+ * instance that has not started): when old (the one serving) is not NULL,
+ * each instance and listener of config equal to one of old (same kind,
+ * name and fingerprint) is replaced by old's, which keeps running; then
+ * the instances not running yet start and config's bindings are prepared.
+ * Returns 0, or -1 after logging why (what started is stopped again when
+ * config is released).  kept: when not NULL, counts of what was kept and
+ * started (for the reload's log line). */
+typedef struct {
+    size_t instances_kept, instances_started, listeners_kept, listeners_started, listeners_stopped;
+} cmi_connectors_change_t;
+int cmi_connectors_start(cmi_engine_t *e, cmi_config_t *config, const cmi_config_t *old, cmi_worker_t *service,
+                         cmi_connectors_change_t *change);
+/* Once the workers serve config (listeners inject into them): the
+ * listeners of old that config does not have stop taking messages (they
+ * are destroyed with old); those config kept move to it; those not
+ * running yet start.  old may be NULL. */
+int cmi_connectors_start_listeners(cmi_engine_t *e, cmi_config_t *config, cmi_config_t *old,
+                                   cmi_worker_t *service, cmi_connectors_change_t *change);
+/* Stops config's listeners (no new messages); called when the drain begins. */
+void cmi_connectors_stop_listeners(cmi_config_t *config, cmi_worker_t *service);
+/* Arena cleanup of a configuration, on the service worker once its
+ * connectors may have run: releases its bindings and its references to
+ * instances and listeners; the last reference destroys a listener and stops
+ * an instance. */
+void cmi_connectors_dispose(void *connector_state);
 
 #endif

@@ -185,11 +185,13 @@ static void write_families(const cmi_report_t *r, cmi_strbuf_t *out)
 void cmi_connectors_report(cmi_engine_t *e, unsigned readiness, cmi_strbuf_t *metrics, cmi_strbuf_t *reasons,
                            size_t *nreasons)
 {
+    if (e->config == NULL)
+        return; /* the end: the deployment has gone */
     cmi_connector_state_t *st = e->config->connectors;
     cmi_report_t r = {.arena = reasons->arena, .reasons = reasons, .nreasons = *nreasons};
     r.last = &r.first;
-    cmi_instance_impl_t *i;
-    STAILQ_FOREACH (i, &st->instances, link) {
+    for (size_t k = 0; k < st->ninstances; k++) {
+        cmi_instance_impl_t *i = st->instances[k];
         const cmi_config_def_t *def = i->mod->desc->config;
         if (!i->started || def == NULL || def->report == NULL)
             continue;
@@ -199,8 +201,8 @@ void cmi_connectors_report(cmi_engine_t *e, unsigned readiness, cmi_strbuf_t *me
         r.counts = (readiness & CMI_READY_CONNECTIONS) != 0;
         def->report(&i->pub, &r);
     }
-    cmi_listener_impl_t *l;
-    STAILQ_FOREACH (l, &st->listeners, link) {
+    for (size_t k = 0; k < st->nlisteners; k++) {
+        cmi_listener_impl_t *l = st->listeners[k];
         r.label = "inbound_endpoint";
         r.noun = "inbound endpoint";
         r.owner = l->pub.name;

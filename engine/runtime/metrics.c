@@ -19,6 +19,7 @@
 #include "core/arena.h"
 #include "core/clock.h"
 #include "core/htab.h"
+#include "core/log.h"
 #include "runtime/endpoint.h"
 
 /* MI's latency buckets (seconds), the same for APIs, proxy services and
@@ -57,11 +58,15 @@ static const char *const kind_help[SVC_KINDS][3] = {
      "Latency of requests to an inbound endpoint."},
 };
 
+/* A service keeps its slot across reloads (its counts go on); one a
+ * reload removed keeps its counts and loses MI's per-deployment series. */
 typedef struct {
     svc_kind_t kind;
     const char *name;    /* MI's service_name: an API's is "NAME:vVERSION" when versioned */
-    const char *context; /* APIs: the context in invocation_url */
+    _Atomic(const char *) context; /* APIs: the context in invocation_url (of its latest deployment) */
     unsigned ncells;     /* APIs: one per invocation URL */
+    atomic_int deployed; /* in the deployment being served */
+    _Atomic double up_since; /* MI's service_up: when it was deployed */
 } service_t;
 
 struct cmi_metrics_shard {
@@ -71,10 +76,11 @@ struct cmi_metrics_shard {
 };
 
 struct cmi_metrics {
-    const cmi_config_t *config; /* its endpoints' counts (runtime/endpoint.c) */
-    cmi_arena_t *arena;
-    service_t *services;
-    uint32_t nservices;
+    cmi_arena_t *arena;     /* names; written by the main thread only */
+    cmi_htab_t by_key;      /* "KIND:NAME" -> its service_t (main thread) */
+    service_t *services;    /* CMI_METRICS_MAX_SERVICES of them */
+    atomic_uint nservices;  /* in use: an entry is complete before it counts here */
+    int full_logged;
     cmi_metrics_shard_t **shards;
     unsigned nshards;
     double start_time;
@@ -106,7 +112,7 @@ static cell_t *cells_of(cmi_metrics_shard_t *s, uint32_t service)
 
 void cmi_metrics_observe(cmi_metrics_shard_t *s, uint32_t service, unsigned url, uint64_t latency_ns, int error)
 {
-    if (s == NULL || service >= s->metrics->nservices)
+    if (s == NULL || service >= atomic_load_explicit(&s->metrics->nservices, memory_order_relaxed))
         return;
     cell_t *cells = cells_of(s, service);
     unsigned n = s->metrics->services[service].ncells;
@@ -183,33 +189,67 @@ static void first_address(char *out, size_t size)
     freeifaddrs(list);
 }
 
-static void add_service(cmi_metrics_t *m, svc_kind_t kind, const char *name, const char *context, unsigned ncells)
+/* The slot of a deployed service: its own from an earlier deployment, or a
+ * new one (CMI_METRICS_NO_SERVICE when every slot is taken). */
+static uint32_t deploy_service(cmi_metrics_t *m, cmi_arena_t *tmp, svc_kind_t kind, const char *name,
+                               const char *context, double now)
 {
-    m->services[m->nservices++] = (service_t){kind, name, context, ncells};
+    const char *key = cmi_arena_sprintf(tmp, "%d:%s", (int)kind, name);
+    service_t *s = cmi_htab_gets(&m->by_key, key);
+    if (s == NULL) {
+        unsigned n = atomic_load_explicit(&m->nservices, memory_order_relaxed);
+        if (n == CMI_METRICS_MAX_SERVICES) {
+            if (!m->full_logged++)
+                cmi_log_warn("engine", "metrics: %u services counted since the start; %s and any further new one "
+                             "are not counted until a restart", CMI_METRICS_MAX_SERVICES, name);
+            return CMI_METRICS_NO_SERVICE;
+        }
+        s = &m->services[n];
+        s->kind = kind;
+        s->name = cmi_arena_strdup(m->arena, name);
+        s->ncells = kind == SVC_API ? CMI_METRICS_URLS : 1;
+        key = cmi_arena_strdup(m->arena, key); /* kept: the table refers to it */
+        cmi_htab_put(&m->by_key, key, strlen(key), s);
+        /* release: a scrape or a worker that sees the count sees the entry */
+        atomic_store_explicit(&m->nservices, n + 1, memory_order_release);
+    }
+    const char *had = atomic_load(&s->context);
+    if (context != NULL && (had == NULL || strcmp(had, context) != 0))
+        atomic_store(&s->context, cmi_arena_strdup(m->arena, context)); /* a render may read the one before: it stays */
+    if (!atomic_load(&s->deployed))
+        atomic_store(&s->up_since, now);
+    atomic_store(&s->deployed, 2); /* 2: in this deployment (the sweep below turns the others to 0) */
+    return (uint32_t)(s - m->services);
 }
 
-cmi_metrics_t *cmi_metrics_create(cmi_config_t *config, unsigned nshards, double start_time, int http_port)
+void cmi_metrics_deploy(cmi_metrics_t *m, cmi_config_t *config, double now)
 {
-    cmi_metrics_t *m = cmi_xcalloc(1, sizeof(*m));
-    m->config = config;
-    m->arena = cmi_arena_create(0);
-    size_t total = config->napis + config->nproxies + config->ninbounds;
-    m->services = cmi_arena_calloc(m->arena, total ? total : 1, sizeof(*m->services));
+    if (m == NULL)
+        return;
+    cmi_arena_t *tmp = cmi_arena_create(0); /* a reload's keys: the metrics' arena keeps only new names */
     for (size_t i = 0; i < config->napis; i++) {
         cmi_api_t *api = config->apis[i];
-        api->metric_slot = m->nservices;
-        add_service(m, SVC_API,
-                    api->version ? cmi_arena_sprintf(m->arena, "%s:v%s", api->name, api->version) : api->name,
-                    api->context, CMI_METRICS_URLS);
+        const char *name = api->version ? cmi_arena_sprintf(tmp, "%s:v%s", api->name, api->version) : api->name;
+        api->metric_slot = deploy_service(m, tmp, SVC_API, name, api->context, now);
     }
-    for (size_t i = 0; i < config->nproxies; i++) {
-        config->proxies[i]->api.metric_slot = m->nservices;
-        add_service(m, SVC_PROXY, config->proxies[i]->api.name, NULL, 1);
-    }
-    for (size_t i = 0; i < config->ninbounds; i++) {
-        config->inbounds[i]->metric_slot = m->nservices;
-        add_service(m, SVC_INBOUND, config->inbounds[i]->name, NULL, 1);
-    }
+    for (size_t i = 0; i < config->nproxies; i++)
+        config->proxies[i]->api.metric_slot =
+            deploy_service(m, tmp, SVC_PROXY, config->proxies[i]->api.name, NULL, now);
+    for (size_t i = 0; i < config->ninbounds; i++)
+        config->inbounds[i]->metric_slot = deploy_service(m, tmp, SVC_INBOUND, config->inbounds[i]->name, NULL, now);
+    cmi_arena_destroy(tmp);
+    unsigned n = atomic_load(&m->nservices);
+    for (unsigned i = 0; i < n; i++)
+        atomic_store(&m->services[i].deployed, atomic_load(&m->services[i].deployed) == 2);
+}
+
+cmi_metrics_t *cmi_metrics_create(unsigned nshards, double start_time, int http_port)
+{
+    cmi_metrics_t *m = cmi_xcalloc(1, sizeof(*m));
+    m->arena = cmi_arena_create(0);
+    cmi_htab_init(&m->by_key, m->arena);
+    m->services = cmi_xcalloc(CMI_METRICS_MAX_SERVICES, sizeof(*m->services));
+    size_t total = CMI_METRICS_MAX_SERVICES;
     m->nshards = nshards;
     m->shards = cmi_arena_calloc(m->arena, nshards ? nshards : 1, sizeof(*m->shards));
     for (unsigned i = 0; i < nshards; i++) {
@@ -239,6 +279,7 @@ void cmi_metrics_destroy(cmi_metrics_t *m)
         free(m->shards[i]->cells);
         free(m->shards[i]);
     }
+    free(m->services);
     pthread_mutex_destroy(&m->url_lock);
     cmi_arena_destroy(m->arena);
     free(m);
@@ -330,20 +371,21 @@ static void labels(cmi_strbuf_t *b, const cmi_metrics_t *m, const service_t *s, 
     cmi_strbuf_puts(b, ",invocation_url=\"");
     if (url >= 0) {
         cmi_metrics_label_value(b, m->urls[url]);
-        cmi_metrics_label_value(b, *s->context ? s->context : "/");
+        const char *context = atomic_load(&s->context);
+        cmi_metrics_label_value(b, context && *context ? context : "/");
     }
     cmi_strbuf_putc(b, '"');
 }
 
 /* One family of one kind: which 0 requests, 1 errors. */
 static void render_counter(cmi_strbuf_t *b, const cmi_metrics_t *m, svc_kind_t kind, int which, cell_t **sums,
-                           unsigned nurls)
+                           uint32_t nservices, unsigned nurls)
 {
     char name[96];
     snprintf(name, sizeof(name), "wso2_integration_%s_request_count%s_total", kind_family[kind],
              which ? "_error" : "");
     cmi_metrics_family(b, name, "counter", kind_help[kind][which]);
-    for (uint32_t i = 0; i < m->nservices; i++) {
+    for (uint32_t i = 0; i < nservices; i++) {
         const service_t *s = &m->services[i];
         if (s->kind != kind)
             continue;
@@ -356,9 +398,11 @@ static void render_counter(cmi_strbuf_t *b, const cmi_metrics_t *m, svc_kind_t k
         }
         /* MI keeps a series at 0 for every deployed API (invocation_url=""),
          * so that a rate() starts from its deployment. */
-        cmi_strbuf_printf(b, "%s{", name);
-        labels(b, m, s, -1);
-        cmi_strbuf_puts(b, "} 0\n");
+        if (atomic_load(&s->deployed)) {
+            cmi_strbuf_printf(b, "%s{", name);
+            labels(b, m, s, -1);
+            cmi_strbuf_puts(b, "} 0\n");
+        }
         for (unsigned u = 0; u < nurls; u++) {
             uint64_t count = cell_count(&sums[i][u]);
             if (count == 0)
@@ -372,12 +416,12 @@ static void render_counter(cmi_strbuf_t *b, const cmi_metrics_t *m, svc_kind_t k
 }
 
 static void render_histogram(cmi_strbuf_t *b, const cmi_metrics_t *m, svc_kind_t kind, cell_t **sums,
-                             unsigned nurls)
+                             uint32_t nservices, unsigned nurls)
 {
     char name[96];
     snprintf(name, sizeof(name), "wso2_integration_%s_latency_seconds", kind_family[kind]);
     cmi_metrics_family(b, name, "histogram", kind_help[kind][2]);
-    for (uint32_t i = 0; i < m->nservices; i++) {
+    for (uint32_t i = 0; i < nservices; i++) {
         const service_t *s = &m->services[i];
         for (unsigned u = 0; s->kind == kind && u < (kind == SVC_API ? nurls : 1); u++) {
             const cell_t *c = &sums[i][u];
@@ -405,7 +449,7 @@ static void render_histogram(cmi_strbuf_t *b, const cmi_metrics_t *m, svc_kind_t
     }
 }
 
-static void render_server(cmi_strbuf_t *b, const cmi_metrics_t *m)
+static void render_server(cmi_strbuf_t *b, const cmi_metrics_t *m, uint32_t nservices)
 {
     cmi_metrics_family(b, "wso2_integration_server_up", "gauge", "Server status");
     cmi_strbuf_printf(b, "wso2_integration_server_up{host=\"%s\",port=\"%d\"}", m->host, m->http_port);
@@ -414,11 +458,13 @@ static void render_server(cmi_strbuf_t *b, const cmi_metrics_t *m)
     cmi_strbuf_puts(b, "wso2_integration_server_version{version=\"" PACKAGE_VERSION "\",update_level=\"-\"}");
     cmi_metrics_value(b, m->start_time);
     cmi_metrics_family(b, "wso2_integration_service_up", "gauge", "Service status");
-    for (uint32_t i = 0; i < m->nservices; i++) {
+    for (uint32_t i = 0; i < nservices; i++) {
+        if (!atomic_load(&m->services[i].deployed))
+            continue;
         cmi_strbuf_puts(b, "wso2_integration_service_up{service_name=\"");
         cmi_metrics_label_value(b, m->services[i].name);
         cmi_strbuf_printf(b, "\",service_type=\"%s\"}", kind_type[m->services[i].kind]);
-        cmi_metrics_value(b, m->start_time);
+        cmi_metrics_value(b, atomic_load(&m->services[i].up_since));
     }
 }
 
@@ -472,22 +518,24 @@ static void render_process(cmi_strbuf_t *b, double start_time)
 /* The backends the call mediator reached, per endpoint leaf (named, or
  * file:line when inline; inline leaves of one line share the series):
  * counted under each leaf's lock, read under it. */
-static void render_endpoints(cmi_strbuf_t *b, const cmi_metrics_t *m)
+static void render_endpoints(cmi_strbuf_t *b, const cmi_config_t *config)
 {
+    if (config == NULL)
+        return; /* the end: the deployment has gone */
     cmi_htab_t by_name; /* name -> its index in the arrays below */
     cmi_htab_init(&by_name, b->arena);
     static const char *const status[CMI_EP_STATUSES] = {"2xx", "3xx", "4xx", "5xx", "error"};
     static const char *const le[CMI_EP_BUCKETS] = {"0.005", "0.01", "0.025", "0.05", "0.1",
                                                    "0.25",  "0.5",  "1",     "2.5",  "5"};
     size_t n = 0;
-    for (const cmi_endpoint_state_t *s = m->config->endpoint_states; s != NULL; s = s->next)
+    for (const cmi_endpoint_state_t *s = config->endpoint_states; s != NULL; s = s->next)
         n++;
     cmi_endpoint_counts_t *counts = cmi_arena_calloc(b->arena, n ? n : 1, sizeof(*counts));
     int *suspended = cmi_arena_calloc(b->arena, n ? n : 1, sizeof(*suspended));
     const cmi_endpoint_t **leaves = cmi_arena_calloc(b->arena, n ? n : 1, sizeof(*leaves));
     int64_t now = (int64_t)cmi_monotonic_ms();
     size_t i = 0;
-    for (cmi_endpoint_state_t *s = m->config->endpoint_states; s != NULL; s = s->next) {
+    for (cmi_endpoint_state_t *s = config->endpoint_states; s != NULL; s = s->next) {
         const char *name = cmi_endpoint_name(s->leaf);
         size_t *at = cmi_htab_gets(&by_name, name);
         if (at == NULL) {
@@ -570,21 +618,22 @@ static void render_gauges(cmi_strbuf_t *b, const cmi_metrics_t *m)
     }
 }
 
-void cmi_metrics_render(cmi_metrics_t *m, cmi_strbuf_t *b)
+void cmi_metrics_render(cmi_metrics_t *m, const cmi_config_t *config, cmi_strbuf_t *b)
 {
     unsigned nurls = atomic_load_explicit(&m->nurls, memory_order_acquire);
-    cell_t **sums = cmi_arena_calloc(b->arena, m->nservices ? m->nservices : 1, sizeof(*sums));
-    for (uint32_t i = 0; i < m->nservices; i++) {
+    uint32_t nservices = atomic_load_explicit(&m->nservices, memory_order_acquire);
+    cell_t **sums = cmi_arena_calloc(b->arena, nservices ? nservices : 1, sizeof(*sums));
+    for (uint32_t i = 0; i < nservices; i++) {
         sums[i] = cmi_arena_calloc(b->arena, m->services[i].ncells, sizeof(cell_t));
         sum_cells(m, i, sums[i]);
     }
     for (int k = 0; k < SVC_KINDS; k++) {
-        render_counter(b, m, (svc_kind_t)k, 0, sums, nurls);
-        render_counter(b, m, (svc_kind_t)k, 1, sums, nurls);
-        render_histogram(b, m, (svc_kind_t)k, sums, nurls);
+        render_counter(b, m, (svc_kind_t)k, 0, sums, nservices, nurls);
+        render_counter(b, m, (svc_kind_t)k, 1, sums, nservices, nurls);
+        render_histogram(b, m, (svc_kind_t)k, sums, nservices, nurls);
     }
-    render_server(b, m);
-    render_endpoints(b, m);
+    render_server(b, m, nservices);
+    render_endpoints(b, config);
     render_gauges(b, m);
     render_process(b, m->start_time);
 }

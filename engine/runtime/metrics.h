@@ -24,6 +24,9 @@ typedef struct cmi_metrics_shard cmi_metrics_shard_t;
  * tells apart; connections to further ones count under the last. */
 #define CMI_METRICS_URLS 8
 #define CMI_METRICS_NO_SERVICE UINT32_MAX
+/* Services (APIs, proxy services, inbound endpoints by name) counted from
+ * the start, across reloads. */
+#define CMI_METRICS_MAX_SERVICES 1024
 
 /* Engine gauges a worker keeps in its shard. */
 typedef enum {
@@ -32,11 +35,15 @@ typedef enum {
     CMI_GAUGES
 } cmi_gauge_t;
 
-/* Numbers the services of config (APIs, proxy services, inbound
- * endpoints: their metric_slot) and makes nshards shards.  start_time:
- * the epoch seconds MI's *_up gauges hold; http_port: the label of
- * wso2_integration_server_up.  Aborts when memory is out (cmi_xcalloc). */
-cmi_metrics_t *cmi_metrics_create(cmi_config_t *config, unsigned nshards, double start_time, int http_port);
+/* Makes nshards shards.  start_time: the epoch seconds MI's *_up gauges
+ * hold; http_port: the label of wso2_integration_server_up.  Aborts when
+ * memory is out (cmi_xcalloc). */
+cmi_metrics_t *cmi_metrics_create(unsigned nshards, double start_time, int http_port);
+/* Main thread, before config serves: the metric_slot of each of its
+ * services (an API, proxy service or inbound endpoint keeps its counts
+ * across reloads by its name); the services it lacks are no longer
+ * deployed (their counts stay).  now: epoch seconds (service_up). */
+void cmi_metrics_deploy(cmi_metrics_t *m, cmi_config_t *config, double now);
 void cmi_metrics_destroy(cmi_metrics_t *m);
 cmi_metrics_shard_t *cmi_metrics_shard(cmi_metrics_t *m, unsigned i);
 
@@ -51,10 +58,11 @@ unsigned cmi_metrics_url_slot(cmi_metrics_t *m, int tls, const struct sockaddr *
 void cmi_metrics_observe(cmi_metrics_shard_t *s, uint32_t service, unsigned url, uint64_t latency_ns, int error);
 void cmi_metrics_gauge_add(cmi_metrics_shard_t *s, cmi_gauge_t g, int64_t delta);
 
-/* Any thread: the MI families (request counts, errors, latency
- * histograms, server and service gauges) and the engine's gauges, as
- * Prometheus text, appended to b. */
-void cmi_metrics_render(cmi_metrics_t *m, cmi_strbuf_t *b);
+/* The service thread: the MI families (request counts, errors, latency
+ * histograms, server and service gauges), the backends of config (the
+ * deployment served) and the engine's gauges, as Prometheus text,
+ * appended to b. */
+void cmi_metrics_render(cmi_metrics_t *m, const cmi_config_t *config, cmi_strbuf_t *b);
 
 /* Prometheus text helpers (shared with the connectors' reports). */
 void cmi_metrics_family(cmi_strbuf_t *b, const char *name, const char *type, const char *help);

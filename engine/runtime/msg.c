@@ -125,10 +125,11 @@ void cmi_msg_release(cmi_msg_t *msg)
         return;
     cmi_worker_t *worker = msg->worker;
     const cmi_msg_owner_t *owner = msg->owner;
+    struct cmi_config *config = msg->config;
     size_t used = cmi_arena_used(msg->arena);
     cmi_arena_destroy(msg->arena);
     if (owner != NULL && owner->released != NULL)
-        owner->released(worker, used);
+        owner->released(worker, used, config);
 }
 
 /* ---- errors ------------------------------------------------------------ */

@@ -101,6 +101,9 @@ struct cmi_msg {
     cmi_worker_t *worker;
     const char *id; /* "urn:uuid:..." as MI's message ids */
     unsigned refs;
+    /* The deployment it runs in, to its end: a reference (a reload swaps
+     * deployments; this one stays until its last message ends). */
+    struct cmi_config *config;
 
     const cmi_msg_origin_t *origin;
     void *origin_data;
@@ -216,8 +219,10 @@ typedef struct cmi_msg_owner {
     int (*post_resume)(cmi_msg_t *msg);
     /* Owner thread: its flow has ended (the last mediator ran). */
     void (*finished)(cmi_msg_t *msg);
-    /* The last reference went; arena_bytes: what the message's arena held. */
-    void (*released)(cmi_worker_t *w, size_t arena_bytes);
+    /* The last reference went; arena_bytes: what the message's arena held;
+     * config: the message's reference to its deployment, now the owner's
+     * to release. */
+    void (*released)(cmi_worker_t *w, size_t arena_bytes, struct cmi_config *config);
 } cmi_msg_owner_t;
 
 /* Creates a message of worker (NULL in unit tests; owner: its hooks, may

@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <sys/random.h>
 
+#include "config/config.h"
 #include "core/arena.h"
 #include "core/clock.h"
 #include "core/log.h"
@@ -389,9 +390,6 @@ static void *worker_main(void *arg)
 int cmi_worker_start(cmi_worker_t *w, cmi_engine_t *engine, unsigned index, h2o_globalconf_t *h2o,
                      const cmi_worker_listen_t *listen, unsigned n, void (*on_start)(cmi_worker_t *w))
 {
-    struct cmi_metrics_shard *metrics = w->metrics; /* the caller's (worker.h) */
-    memset(w, 0, sizeof(*w));
-    w->metrics = metrics;
     w->engine = engine;
     w->index = index;
     w->h2o = h2o;
@@ -494,8 +492,9 @@ static void msg_finished(cmi_msg_t *msg)
                         msg->in_fault);
 }
 
-static void msg_released(cmi_worker_t *w, size_t bytes)
+static void msg_released(cmi_worker_t *w, size_t bytes, cmi_config_t *config)
 {
+    cmi_config_release(config);
     w->inflight--;
     cmi_metrics_gauge_add(w->metrics, CMI_GAUGE_INFLIGHT, -1);
     /* glibc keeps what a large message freed (a 10 MiB JSON body's tree
@@ -526,9 +525,12 @@ static const cmi_msg_owner_t worker_owner = {
     .released = msg_released,
 };
 
-cmi_msg_t *cmi_worker_msg_create(cmi_worker_t *w, const cmi_msg_origin_t *origin, void *origin_data)
+cmi_msg_t *cmi_worker_msg_create(cmi_worker_t *w, const cmi_msg_origin_t *origin, void *origin_data,
+                                 cmi_config_t *config)
 {
     cmi_msg_t *msg = cmi_msg_create(w, &worker_owner, origin, origin_data);
+    msg->config = config;
+    msg->local_entries = &config->local_entries;
     w->inflight++;
     cmi_metrics_gauge_add(w->metrics, CMI_GAUGE_INFLIGHT, 1);
     if (w->metrics != NULL)
@@ -575,6 +577,10 @@ static void run_call_task(cmi_worker_t *w, cmi_task_t *task)
 
 void cmi_worker_call(cmi_worker_t *w, void (*fn)(void *arg), void *arg)
 {
+    if (!w->started) {
+        fn(arg); /* no loop yet: nothing else runs on it */
+        return;
+    }
     call_task_t c;
     memset(&c, 0, sizeof(c));
     c.task.fn = run_call_task;
@@ -584,6 +590,8 @@ void cmi_worker_call(cmi_worker_t *w, void (*fn)(void *arg), void *arg)
     if (cmi_worker_post_task(w, &c.task) == 0)
         while (sem_wait(&c.done) != 0)
             ; /* EINTR */
+    else
+        fn(arg); /* its loop has ended: nothing else runs there any more */
     sem_destroy(&c.done);
 }
 
@@ -604,4 +612,24 @@ void cmi_worker_set_ssl_ctx(cmi_worker_t *w, SSL_CTX *ctx)
 {
     ssl_swap_t s = {w, ctx};
     cmi_worker_call(w, swap_ssl_ctx, &s);
+}
+
+typedef struct {
+    cmi_worker_t *worker;
+    cmi_config_t *config;
+} config_swap_t;
+
+static void swap_config(void *arg)
+{
+    config_swap_t *s = arg;
+    cmi_config_t *old = s->worker->config;
+    s->worker->config = s->config;
+    cmi_config_release(old);
+}
+
+void cmi_worker_set_config(cmi_worker_t *w, cmi_config_t *config)
+{
+    cmi_config_retain(config);
+    config_swap_t s = {w, config};
+    cmi_worker_call(w, swap_config, &s);
 }

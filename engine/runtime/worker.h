@@ -21,6 +21,7 @@ typedef struct cmi_msg cmi_msg_t;
 typedef struct cmi_msg_origin cmi_msg_origin_t;
 typedef struct cmi_engine cmi_engine_t;
 typedef struct cmi_worker cmi_worker_t;
+typedef struct cmi_config cmi_config_t;
 typedef struct cmi_worker_timeout cmi_worker_timeout_t;
 typedef struct cmi_task cmi_task_t;
 typedef struct ssl_ctx_st SSL_CTX;
@@ -62,8 +63,11 @@ typedef struct cmi_acceptor {
 struct cmi_worker {
     cmi_engine_t *engine;
     unsigned index;
+    /* The deployment it dispatches requests to (a reference; owner thread,
+     * or the main thread before it starts and after it has finished). */
+    cmi_config_t *config;
     /* Its counters (NULL: metrics off): set by the caller before
-     * cmi_worker_start, which keeps it. */
+     * cmi_worker_start. */
     struct cmi_metrics_shard *metrics;
     h2o_globalconf_t *h2o;
     void (*on_start)(cmi_worker_t *w); /* runs on the worker's thread once its loop exists */
@@ -115,7 +119,8 @@ struct cmi_worker {
  * full (the caller does the work now). */
 int cmi_worker_defer(cmi_worker_t *w, void (*fn)(void *arg), void *arg);
 
-/* Starts a worker thread accepting on the n sockets of listen.  Everything the worker's
+/* Starts a worker thread accepting on the n sockets of listen; w is
+ * zeroed but for its metrics and config, which the caller sets.  Everything the worker's
  * sockets allocate must come from the worker's own thread (libh2o keeps
  * per-thread buffer caches), so the thread itself creates its loop, its
  * h2o context and queues, then calls on_start; this returns once that is
@@ -138,8 +143,13 @@ void cmi_worker_timer_start(cmi_worker_t *w, cmi_timer_t *t, uint64_t delay_ms);
 void cmi_worker_timer_stop(cmi_timer_t *t);
 /* A message of w, counted in flight until its last reference goes (after
  * a large one the worker hands freed memory back to the system, a second
- * later, once); its resumes come back to w. */
-cmi_msg_t *cmi_worker_msg_create(cmi_worker_t *w, const cmi_msg_origin_t *origin, void *origin_data);
+ * later, once); its resumes come back to w.  It runs in config, and takes
+ * over the caller's reference to it. */
+cmi_msg_t *cmi_worker_msg_create(cmi_worker_t *w, const cmi_msg_origin_t *origin, void *origin_data,
+                                 cmi_config_t *config);
+/* Main thread: w serves config from now on (it takes a reference and lets
+ * go of the one it served; messages under way keep theirs). */
+void cmi_worker_set_config(cmi_worker_t *w, cmi_config_t *config);
 #define CMI_WORKER_TRIM_AFTER (1024u * 1024)
 
 /* Tracks an accepted client connection so that a drain can close idle
@@ -174,7 +184,8 @@ int cmi_worker_post_resume(cmi_worker_t *w, cmi_msg_t *msg);
 /* Any thread: run task->fn on w.  Returns 0, or -1 when w has finished
  * (the task is then still the caller's). */
 int cmi_worker_post_task(cmi_worker_t *w, cmi_task_t *task);
-/* Another thread: runs fn(arg) on w and waits for it to return. */
+/* Another thread: runs fn(arg) on w and waits for it to return; when w's
+ * loop does not run (not started yet, or ended), here. */
 void cmi_worker_call(cmi_worker_t *w, void (*fn)(void *arg), void *arg);
 /* The worker whose thread this is, or NULL on any other thread. */
 cmi_worker_t *cmi_worker_current(void);

@@ -115,9 +115,10 @@ class Cmi:
         with self.cond:
             return len(self.lines)
 
-    def log_text(self):
+    def log_text(self, start=0):
+        """The log from line index start (a log_mark) on."""
         with self.cond:
-            return "\n".join(self.lines)
+            return "\n".join(self.lines[start:])
 
     def connection(self, timeout=10.0):
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout * SLOW)

@@ -16,6 +16,7 @@
  *                    host: report_not_ready(), report_value(),
  *                    report_histogram(): readiness and metrics on the
  *                    internal port.
+ *   2026-12-05  1.7  the CMI_PARAM_FILE flag (cmi/params.h): reloads.
  *
  * Rules for changing it: adding a field at the end of cmi_connector_t or
  * cmi_host_t, or a new function at the end of the host table, or giving a
@@ -49,7 +50,7 @@
 #include <cmi/types.h>
 
 #define CMI_CONNECTOR_ABI_MAJOR 1
-#define CMI_CONNECTOR_ABI_MINOR 6
+#define CMI_CONNECTOR_ABI_MINOR 7
 #define CMI_CONNECTOR_SYMBOL "cmi_connector"
 
 #define CMI_CONNECTOR_MAGIC 0x434d4943u /* "CMIC" */

@@ -79,6 +79,11 @@ enum {
     CMI_PARAM_UNSUPPORTED = 1u << 4,
     /* Known to MI and accepted without effect (MI's tooling writes it). */
     CMI_PARAM_IGNORED = 1u << 5,
+    /* Since ABI 1.7, for a string: the value names a file (a certificate,
+     * a key store) whose content is part of the configuration: a reload
+     * that finds the file changed starts the connection config or the
+     * listener anew, as when its XML changes. */
+    CMI_PARAM_FILE = 1u << 6,
 };
 
 typedef struct {

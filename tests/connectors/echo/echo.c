@@ -58,6 +58,8 @@ static const cmi_param_def_t init_params[] = {
                                      "client certificates (not supported)"),
     [ECHO_INIT_UNREADY] = CMI_PARAM("echo.unready", CMI_PARAM_STRING, 0, I, unready, NULL,
                                     "report the connection not ready, with this reason"),
+    [ECHO_INIT_CERT] = CMI_PARAM("certificate", CMI_PARAM_STRING, CMI_PARAM_FILE, I, cert, NULL,
+                                 "a file: a reload that finds it changed starts the connection anew"),
     [ECHO_INIT_COUNT] = CMI_PARAM_END,
 };
 #undef I

@@ -8,7 +8,7 @@
 
 /* <echo.init> */
 enum { ECHO_INIT_NAME, ECHO_INIT_PREFIX, ECHO_INIT_MODE, ECHO_INIT_SERVERS, ECHO_INIT_TOKEN, ECHO_INIT_MAX_DELAY,
-       ECHO_INIT_CONNECTION_TYPE, ECHO_INIT_KEYSTORE, ECHO_INIT_UNREADY, ECHO_INIT_COUNT };
+       ECHO_INIT_CONNECTION_TYPE, ECHO_INIT_KEYSTORE, ECHO_INIT_UNREADY, ECHO_INIT_CERT, ECHO_INIT_COUNT };
 enum { ECHO_MODE_KEEP, ECHO_MODE_UPPER, ECHO_MODE_LOWER };
 
 typedef struct {
@@ -22,6 +22,7 @@ typedef struct {
     const char *connection_type;
     const char *keystore;
     const char *unready; /* reported not ready with this reason (the report hook's test) */
+    const char *cert;    /* a file whose content counts when a reload compares (never read) */
 } echo_init_params_t;
 
 /* <echo.echo configKey> */
