@@ -100,6 +100,7 @@ static void start_engine(void)
     cmi_http_configure(&e);
     e.nworkers = 1;
     e.workers = cmi_xcalloc(1, sizeof(*e.workers));
+    cmi_worker_set_config(&e.workers[0], e.config); /* the deployment it dispatches to (not started: set here) */
     cmi_worker_listen_t listen = {fd, NULL};
     if (cmi_worker_start(&e.workers[0], &e, 0, &e.h2o, &listen, 1, cmi_http_worker_accept) != 0)
         abort();
